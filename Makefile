@@ -1,0 +1,37 @@
+# The whole set-up: `make run` starts the gateway on its embedded default, `make test` passes the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install services stop-services bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/epr-gateway serve
+
+# Real PostgreSQL and Redis for the tests (Debian packages, installed when missing, started on
+# private ports under .test-services/), then the whole suite.
+test: $(STAMP)
+	scripts/test_services.sh start
+	. .test-services/env && $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+services:
+	scripts/test_services.sh start
+
+stop-services:
+	scripts/test_services.sh stop
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_mhd.py
+
+clean:
+	scripts/test_services.sh stop || true
+	rm -rf $(VENV) .test-services

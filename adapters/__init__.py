@@ -1,0 +1,1 @@
+"""Adapters: the shared record (cara) and the legacy Infomed sources."""

@@ -1,0 +1,1 @@
+"""The shared record: model, MHD/FHIR vocabulary, encrypted local store, MPI."""

@@ -1,0 +1,65 @@
+"""Exceptions of the shared record. The gateway maps each to an HTTP status in one place."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One finding: what is wrong, and where (a FHIRPath expression) when known."""
+
+    message: str
+    location: str | None = None
+
+
+class RecordError(Exception):
+    """Base class. `code` is the FHIR issue type; `issues` lists every finding (at least one)."""
+
+    code = "processing"
+
+    def __init__(self, message: str, *, location: str | None = None, details_code: str | None = None,
+                 issues: list[Issue] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details_code = details_code
+        self.issues = issues or [Issue(message, location)]
+
+
+class InvalidInput(RecordError):
+    """The request is not well-formed (not JSON, not the resource expected, not FHIR)."""
+
+    code = "invalid"
+
+
+class ProfileViolation(RecordError):
+    """Well-formed FHIR that breaks the CH MHD / PPQm rules."""
+
+    code = "business-rule"
+
+
+class UnknownPatient(RecordError):
+    """The SPID or local id is not in the MPI (XDSPatientIDReconciliationError)."""
+
+    code = "processing"
+
+    def __init__(self, message: str, *, location: str | None = None):
+        super().__init__(message, location=location, details_code="XDSPatientIDReconciliationError")
+
+
+class Conflict(RecordError):
+    """Same uniqueId with other bytes, or a replacement of a document that is not current."""
+
+    code = "conflict"
+
+
+class NotFound(RecordError):
+    code = "not-found"
+
+
+class IntegrityFailure(RecordError):
+    """Stored bytes no longer match their recorded hash or fail to decrypt: never served."""
+
+    code = "exception"
+
+
+class StoreUnavailable(RecordError):
+    code = "transient"

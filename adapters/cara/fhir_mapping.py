@@ -1,0 +1,319 @@
+"""The one place where FHIR R4 resources and the record's model meet.
+
+Inbound, a request body is parsed and validated as an R4 resource with `fhir.resources.R4B` (types,
+cardinalities, unknown elements, base64) and mapped into the model. Outbound, entries are written
+as plain FHIR JSON: building pydantic models for every search hit would cost more than the search
+itself, and the tests validate what this module emits against the same R4B models.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import uuid
+from typing import Any
+
+import orjson
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from adapters.cara.errors import InvalidInput, Issue, ProfileViolation
+from adapters.cara.mhd_rules import check_provide_bundle, decode_binary, extension, first_coding
+from adapters.cara.model import (
+    Author,
+    Code,
+    DocumentEntry,
+    Identifier,
+    NewDocument,
+    PendingRelation,
+    Submission,
+    SubmissionSet,
+)
+from adapters.cara.vocabulary import (
+    EXT_AUTHOR_ROLE,
+    EXT_DELETION_STATUS,
+    EXT_DESIGNATION_TYPE,
+    EXT_SOURCE_ID,
+    PROFILE_DOCREF,
+    RFC3986,
+    SPID_SYSTEM,
+)
+
+_KNOWN_DOC_EXTENSIONS = {EXT_AUTHOR_ROLE, EXT_DELETION_STATUS}
+
+
+# -- inbound ------------------------------------------------------------------------------------
+def parse_resource(raw: bytes, expected_type: str) -> dict[str, Any]:
+    """JSON bytes → a dict that is a valid R4 `expected_type`, or InvalidInput naming each error."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"the body is not valid JSON ({exc.msg} at position {exc.pos})") from exc
+    if not isinstance(data, dict) or "resourceType" not in data:
+        raise InvalidInput("the body is not a FHIR resource (no resourceType)")
+    if data["resourceType"] != expected_type:
+        raise InvalidInput(f"expected a {expected_type}, got resourceType {data['resourceType']!r}",
+                           location="resourceType")
+    _check_base64(data, expected_type)
+    try:
+        get_fhir_model_class(expected_type).model_validate(data)
+    except ValidationError as exc:
+        issues = [Issue(error["msg"], _fhirpath(expected_type, error["loc"])) for error in exc.errors()[:20]]
+        raise InvalidInput(f"the {expected_type} is not valid FHIR R4", issues=issues) from None
+    return data
+
+
+def _check_base64(data: dict[str, Any], root: str) -> None:
+    """Binary data must be strict base64: the R4B model tolerates characters outside the alphabet."""
+    binaries = [(root, data)] if data.get("resourceType") == "Binary" else [
+        (f"{root}.entry[{i}].resource", e.get("resource")) for i, e in enumerate(data.get("entry") or [])
+        if isinstance(e, dict) and isinstance(e.get("resource"), dict) and e["resource"].get("resourceType") == "Binary"]
+    for where, binary in binaries:
+        value = binary.get("data")
+        if value is None:
+            continue
+        try:
+            decode_binary(value) if isinstance(value, str) else None
+        except (binascii.Error, ValueError):
+            raise InvalidInput("Binary.data is not valid base64", location=f"{where}.data") from None
+
+
+def _fhirpath(root: str, loc: tuple) -> str:
+    path = root
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path.replace(".resource_type", ".resourceType")
+
+
+def submission_from_bundle(bundle: dict[str, Any]) -> Submission:
+    """A Provide Document Bundle → Submission, after the CH MHD Comprehensive rules have passed."""
+    issues = check_provide_bundle(bundle)
+    if issues:
+        raise ProfileViolation("the Bundle breaks the CH MHD Comprehensive Provide Document Bundle rules",
+                               issues=issues)
+    resources = {e["fullUrl"]: e["resource"] for e in bundle["entry"]}
+    listed = next(r for r in resources.values() if r["resourceType"] == "List")
+    spid = listed["subject"]["identifier"]["value"]
+    submission_set_id = str(uuid.uuid4())
+    submission_set = SubmissionSet(
+        submission_set_id=submission_set_id,
+        unique_id=next(x["value"] for x in listed["identifier"] if x.get("use") == "usual"),
+        source_id=extension(listed, EXT_SOURCE_ID)["valueIdentifier"]["value"],
+        patient_pid="",
+        submission_time=listed.get("date"),
+        content_type=_code(first_coding(extension(listed, EXT_DESIGNATION_TYPE)["valueCodeableConcept"])),
+        authors=_authors(listed),
+        title=listed.get("title"),
+        entry_uuid=next((x["value"] for x in listed.get("identifier", []) if x.get("use") == "official"), None),
+    )
+    documents = tuple(
+        _new_document(resource, resources, submission_set_id)
+        for resource in resources.values() if resource["resourceType"] == "DocumentReference"
+    )
+    return Submission(submission_set=submission_set, documents=documents, spid=spid)
+
+
+def _new_document(doc: dict[str, Any], resources: dict[str, dict], submission_set_id: str) -> NewDocument:
+    content = doc["content"][0]
+    attachment = content["attachment"]
+    data = decode_binary(resources[attachment["url"]]["data"])
+    context = doc.get("context") or {}
+    source_patient = next(c for c in doc["contained"] if c["id"] == context["sourcePatientInfo"]["reference"][1:])
+    usual = next(x for x in source_patient["identifier"] if x.get("use") == "usual" and x.get("value"))
+    period = context.get("period") or {}
+    entry = DocumentEntry(
+        entry_id=str(uuid.uuid4()),
+        unique_id=doc["masterIdentifier"]["value"],
+        patient_pid="",
+        status="current",
+        type_code=_code(first_coding(doc["type"])),
+        class_codes=[_code(first_coding(c)) for c in doc["category"]],
+        format_code=_code(content["format"]),
+        confidentiality=[_code(c) for label in doc["securityLabel"] for c in label.get("coding", [])],
+        facility_type=_code(first_coding(context["facilityType"])),
+        practice_setting=_code(first_coding(context["practiceSetting"])),
+        mime_type=attachment["contentType"],
+        language=attachment["language"],
+        title=attachment["title"],
+        creation_time=attachment["creation"],
+        original_provider_role=_code(extension(doc, EXT_AUTHOR_ROLE)["valueCoding"]),
+        size=len(data),
+        sha1=hashlib.sha1(data).hexdigest(),
+        entry_uuid=next((x["value"] for x in doc.get("identifier", []) if x.get("use") == "official"), None),
+        date=doc.get("date"),
+        description=doc.get("description"),
+        event_codes=[_code(c) for concept in context.get("event", []) for c in concept.get("coding", [])],
+        service_start=period.get("start"),
+        service_stop=period.get("end"),
+        authors=_authors(doc),
+        source_patient=source_patient,
+        source_patient_id=Identifier(usual.get("system", ""), usual["value"]),
+        related=context.get("related", []),
+        deletion_status=_code((extension(doc, EXT_DELETION_STATUS) or {}).get("valueCoding")),
+        submission_set_id=submission_set_id,
+        extensions=[e for e in doc.get("extension", []) if e.get("url") not in _KNOWN_DOC_EXTENSIONS],
+    )
+    relations = tuple(_pending_relation(r) for r in doc.get("relatesTo", []))
+    return NewDocument(entry=entry, content=data, relations=relations)
+
+
+def _pending_relation(relates_to: dict[str, Any]) -> PendingRelation:
+    target = relates_to.get("target") or {}
+    reference = target.get("reference") or ""
+    if "DocumentReference/" in reference:
+        return PendingRelation(relates_to["code"], target_entry_id=reference.rsplit("DocumentReference/", 1)[1])
+    identifier = (target.get("identifier") or {}).get("value")
+    if not identifier:
+        raise ProfileViolation("relatesTo.target must reference a DocumentReference by id or by its uniqueId",
+                               location="DocumentReference.relatesTo.target")
+    return PendingRelation(relates_to["code"], target_unique_id=identifier)
+
+
+def _authors(resource: dict[str, Any]) -> list[Author]:
+    contained = {f"#{c.get('id')}": c for c in resource.get("contained", [])}
+    authors = []
+    for reference in resource.get("author", []):
+        target = contained.get(reference.get("reference", ""))
+        if target is None:
+            authors.append(Author({"reference": reference}))
+            continue
+        named = target
+        if target["resourceType"] == "PractitionerRole":
+            named = contained.get((target.get("practitioner") or {}).get("reference", ""), {})
+        names = named.get("name", []) if named.get("resourceType") != "Organization" else []
+        family = tuple(n["family"] for n in names if n.get("family"))
+        given = tuple(g for n in names for g in n.get("given", []))
+        linked = [target] + ([named] if named is not target and named else [])
+        authors.append(Author({"reference": reference, "contained": linked}, family, given))
+    return authors
+
+
+def _code(coding: dict[str, Any] | None) -> Code | None:
+    return Code.from_dict(coding) if coding and coding.get("code") else None
+
+
+# -- outbound -----------------------------------------------------------------------------------
+def document_reference(entry: DocumentEntry, *, spid: str, base_url: str) -> dict[str, Any]:
+    """DocumentEntry → CH MHD Comprehensive DocumentReference (JSON dict)."""
+    contained = [entry.source_patient] if entry.source_patient else []
+    author_refs = []
+    for author in entry.authors:
+        author_refs.append(author.resource["reference"])
+        contained.extend(c for c in author.resource.get("contained", []) if c not in contained)
+    extensions = [{"url": EXT_AUTHOR_ROLE, "valueCoding": entry.original_provider_role.as_coding()}]
+    if entry.deletion_status:
+        extensions.append({"url": EXT_DELETION_STATUS, "valueCoding": entry.deletion_status.as_coding()})
+    resource: dict[str, Any] = {
+        "resourceType": "DocumentReference",
+        "id": entry.entry_id,
+        "meta": {"profile": [PROFILE_DOCREF]},
+    }
+    if contained:
+        resource["contained"] = contained
+    resource["extension"] = extensions + entry.extensions
+    resource["masterIdentifier"] = {"use": "usual", "system": RFC3986, "value": entry.unique_id}
+    if entry.entry_uuid:
+        resource["identifier"] = [{"use": "official", "system": RFC3986, "value": entry.entry_uuid}]
+    resource["status"] = entry.status
+    resource["type"] = {"coding": [entry.type_code.as_coding()]}
+    resource["category"] = [{"coding": [c.as_coding()]} for c in entry.class_codes]
+    resource["subject"] = {"identifier": {"system": SPID_SYSTEM, "value": spid}}
+    if entry.date:
+        resource["date"] = entry.date
+    if author_refs:
+        resource["author"] = author_refs
+    if entry.description:
+        resource["description"] = entry.description
+    if entry.relations:
+        resource["relatesTo"] = [
+            {"code": r.code, "target": {"reference": f"DocumentReference/{r.target_entry_id}"}} for r in entry.relations
+        ]
+    resource["securityLabel"] = [{"coding": [c.as_coding()]} for c in entry.confidentiality]
+    resource["content"] = [{
+        "attachment": {
+            "contentType": entry.mime_type,
+            "language": entry.language,
+            "url": f"{base_url}/Binary/{entry.entry_id}",
+            "size": entry.size,
+            "hash": _sha1_base64(entry.sha1),
+            "title": entry.title,
+            "creation": entry.creation_time,
+        },
+        "format": entry.format_code.as_coding(),
+    }]
+    context: dict[str, Any] = {}
+    if entry.event_codes:
+        context["event"] = [{"coding": [c.as_coding()]} for c in entry.event_codes]
+    if entry.service_start or entry.service_stop:
+        context["period"] = {k: v for k, v in (("start", entry.service_start), ("end", entry.service_stop)) if v}
+    context["facilityType"] = {"coding": [entry.facility_type.as_coding()]}
+    context["practiceSetting"] = {"coding": [entry.practice_setting.as_coding()]}
+    if entry.source_patient:
+        context["sourcePatientInfo"] = {"reference": f"#{entry.source_patient['id']}"}
+    if entry.related:
+        context["related"] = entry.related
+    resource["context"] = context
+    return resource
+
+
+def _sha1_base64(hex_digest: str) -> str:
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode()
+
+
+def searchset(resources: list[dict[str, Any]], *, total: int, self_url: str, next_url: str | None,
+              base_url: str) -> dict[str, Any]:
+    links = [{"relation": "self", "url": self_url}]
+    if next_url:
+        links.append({"relation": "next", "url": next_url})
+    return {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "type": "searchset",
+        "total": total,
+        "link": links,
+        "entry": [
+            {"fullUrl": f"{base_url}/{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "match"}}
+            for r in resources
+        ],
+    }
+
+
+def transaction_locations(bundle: dict[str, Any], submission: Submission, result, *,
+                          base_url: str) -> list[tuple[str, str]]:
+    """(status, location) for each entry of the request Bundle, in its order (ITI-65 response)."""
+    entry_ids = {d.entry.unique_id: p for d, p in zip(submission.documents, result.documents, strict=True)}
+    by_binary_url = {}
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        if resource["resourceType"] == "DocumentReference":
+            by_binary_url[resource["content"][0]["attachment"]["url"]] = resource["masterIdentifier"]["value"]
+    locations = []
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        kind = resource["resourceType"]
+        if kind == "List":
+            created = any(p.created for p in result.documents)
+            locations.append((_status(created), f"{base_url}/List/{result.submission_set_id}"))
+            continue
+        unique_id = resource["masterIdentifier"]["value"] if kind == "DocumentReference" else by_binary_url[entry["fullUrl"]]
+        provided = entry_ids[unique_id]
+        locations.append((_status(provided.created), f"{base_url}/{kind}/{provided.entry_id}"))
+    return locations
+
+
+def _status(created: bool) -> str:
+    return "201 Created" if created else "200 OK"
+
+
+def transaction_response(locations: list[tuple[str, str]], *, last_modified: str) -> dict[str, Any]:
+    """`locations`: (status, location) per request entry, in the request's order."""
+    return {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "type": "transaction-response",
+        "entry": [
+            {"response": {"status": status, "location": location, "lastModified": last_modified}}
+            for status, location in locations
+        ],
+    }

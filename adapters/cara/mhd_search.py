@@ -1,0 +1,141 @@
+"""ITI-67 Find Document References: the MHD search parameters turned into a `DocumentQuery`.
+
+Strict handling: an unknown parameter, a bad value or a missing `patient.identifier` is an error
+the caller sees, never a silently widened search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from adapters.cara.errors import InvalidInput
+from adapters.cara.fhir_dates import value_range
+from adapters.cara.vocabulary import DOCUMENT_STATUSES, SPID_SYSTEM
+
+TOKEN_PARAMS = ("category", "type", "setting", "facility", "event", "format", "security-label", "related")
+STRING_PARAMS = ("author.family", "author.given")
+DATE_PARAMS = ("date", "period")
+DATE_PREFIXES = ("eq", "ge", "le", "gt", "lt")
+DEFAULT_COUNT = 20
+MAX_COUNT = 100
+SUPPORTED = ("patient.identifier", "status", *TOKEN_PARAMS, *STRING_PARAMS, *DATE_PARAMS, "_count", "_offset")
+
+
+@dataclass(frozen=True)
+class TokenFilter:
+    """Entries having any of `alternatives` ((system or None for any system, value or None)) for `param`."""
+
+    param: str
+    alternatives: tuple[tuple[str | None, str | None], ...]
+
+
+@dataclass(frozen=True)
+class DateFilter:
+    param: str  # date | period
+    prefix: str
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class DocumentQuery:
+    patient_pid: str
+    statuses: tuple[str, ...] = ()
+    tokens: tuple[TokenFilter, ...] = ()
+    dates: tuple[DateFilter, ...] = ()
+    confidentiality: tuple[str, ...] | None = None  # None: every level; consent narrows it
+    offset: int = 0
+    count: int = DEFAULT_COUNT
+
+
+@dataclass(frozen=True)
+class FindRequest:
+    """A parsed ITI-67 query whose patient is still a SPID: the MPI resolves it to a `DocumentQuery`."""
+
+    spid: str
+    query: DocumentQuery
+    params: tuple[tuple[str, str], ...] = field(default=())
+
+    def for_patient(self, pid: str) -> DocumentQuery:
+        return replace(self.query, patient_pid=pid)
+
+
+def parse_find_request(params: list[tuple[str, str]], *, string_hash) -> FindRequest:
+    """`string_hash(param, normalised value)` gives what the store indexed for author names."""
+    unknown = sorted({name for name, _ in params if name not in SUPPORTED})
+    if unknown:
+        raise InvalidInput(f"unknown or unsupported search parameter(s): {', '.join(unknown)}",
+                           location="DocumentReference?" + "&".join(unknown))
+    patients = [v for n, v in params if n == "patient.identifier"]
+    if len(patients) != 1:
+        raise InvalidInput("exactly one patient.identifier=urn:oid:2.16.756.5.30.1.127.3.10.3|<EPR-SPID> is required",
+                           location="patient.identifier")
+    system, _, spid = patients[0].partition("|")
+    if system != SPID_SYSTEM or not spid.isdigit() or len(spid) != 18:
+        raise InvalidInput(f"patient.identifier must be {SPID_SYSTEM}|<18-digit EPR-SPID>",
+                           location="patient.identifier")
+
+    statuses: list[str] = []
+    tokens: list[TokenFilter] = []
+    dates: list[DateFilter] = []
+    count, offset = DEFAULT_COUNT, 0
+    for name, value in params:
+        if name == "status":
+            values = value.split(",")
+            bad = [v for v in values if v not in (*DOCUMENT_STATUSES, "entered-in-error")]
+            if bad:
+                raise InvalidInput(f"status {bad[0]!r} is not a DocumentReference status", location="status")
+            statuses.extend(values)
+        elif name in TOKEN_PARAMS:
+            tokens.append(TokenFilter(name, tuple(_token(name, v) for v in value.split(","))))
+        elif name in STRING_PARAMS:
+            alternatives = tuple((None, string_hash(name, _normalise(v))) for v in value.split(",") if v.strip())
+            if not alternatives:
+                raise InvalidInput(f"{name} needs a value", location=name)
+            tokens.append(TokenFilter(name, alternatives))
+        elif name in DATE_PARAMS:
+            dates.append(_date(name, value))
+        elif name == "_count":
+            count = _integer(name, value, 1, MAX_COUNT)
+        elif name == "_offset":
+            offset = _integer(name, value, 0, 10**9)
+    query = DocumentQuery("", tuple(dict.fromkeys(statuses)), tuple(tokens), tuple(dates), None, offset, count)
+    return FindRequest(spid=spid, query=query, params=tuple(params))
+
+
+def _normalise(value: str) -> str:
+    return " ".join(value.split()).casefold()
+
+
+def _token(name: str, value: str) -> tuple[str | None, str | None]:
+    if "|" not in value:
+        if not value:
+            raise InvalidInput(f"{name} needs a value", location=name)
+        return None, value
+    system, _, code = value.partition("|")
+    if not system and not code:
+        raise InvalidInput(f"{name} needs a system or a code", location=name)
+    return system or "", code or None
+
+
+def _date(name: str, value: str) -> DateFilter:
+    prefix = value[:2] if value[:2] in DATE_PREFIXES else "eq"
+    literal = value[2:] if value[:2] in DATE_PREFIXES else value
+    try:
+        start, end = value_range(literal)
+    except ValueError:
+        raise InvalidInput(f"{name}={value!r} is not a FHIR date search value (e.g. ge2024-01-01)",
+                           location=name) from None
+    return DateFilter(name, prefix, start, end)
+
+
+def _integer(name: str, value: str, low: int, high: int) -> int:
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise InvalidInput(f"{name} must be an integer from {low} to {high}", location=name)
+    return int(value)
+
+
+def normalise_name(value: str) -> str:
+    """How author names are normalised before hashing, on both the index and the query side."""
+    return _normalise(value)

@@ -1,0 +1,172 @@
+"""The shared record's own model: XDS document entries, submission sets, relations, patients.
+
+FHIR is the wire format; `fhir_mapping` converts between these values and R4 resources. Everything
+here is plain data, serialisable to JSON for the encrypted metadata blob.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Code:
+    """A coded value (XDS code / FHIR Coding)."""
+
+    system: str | None
+    code: str
+    display: str | None = None
+
+    def as_coding(self) -> dict[str, Any]:
+        coding: dict[str, Any] = {"code": self.code}
+        if self.system:
+            coding = {"system": self.system, **coding}
+        if self.display:
+            coding["display"] = self.display
+        return coding
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Code | None:
+        return None if data is None else cls(data.get("system"), data["code"], data.get("display"))
+
+
+@dataclass(frozen=True)
+class Identifier:
+    system: str
+    value: str
+
+    @property
+    def token(self) -> str:
+        return f"{self.system}|{self.value}"
+
+
+@dataclass(frozen=True)
+class Author:
+    """One XDS author. `resource` keeps the contained FHIR resource as sent, for a faithful answer;
+    `family`/`given` are what the author.* search parameters index."""
+
+    resource: dict[str, Any]
+    family: tuple[str, ...] = ()
+    given: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Relation:
+    code: str  # replaces | transforms | signs | appends
+    target_entry_id: str
+
+
+@dataclass
+class DocumentEntry:
+    """An XDS DocumentEntry with all metadata the CH MHD Comprehensive profile carries."""
+
+    entry_id: str  # the FHIR logical id, also the Binary id
+    unique_id: str  # masterIdentifier value, verbatim (urn:oid:… or urn:uuid:…)
+    patient_pid: str  # MPI-PID of the community; never the SPID (EPRO Art. 10)
+    status: str  # current | superseded
+    type_code: Code
+    class_codes: list[Code]
+    format_code: Code
+    confidentiality: list[Code]
+    facility_type: Code
+    practice_setting: Code
+    mime_type: str
+    language: str
+    title: str
+    creation_time: str  # FHIR dateTime as sent (attachment.creation)
+    original_provider_role: Code
+    size: int
+    sha1: str  # hex of the plaintext bytes
+    entry_uuid: str | None = None  # DocumentReference.identifier (official urn:uuid)
+    date: str | None = None  # DocumentReference.date
+    description: str | None = None
+    event_codes: list[Code] = field(default_factory=list)
+    service_start: str | None = None
+    service_stop: str | None = None
+    authors: list[Author] = field(default_factory=list)
+    source_patient: dict[str, Any] | None = None  # contained Patient (sourcePatientInfo)
+    source_patient_id: Identifier | None = None  # its identifier with use=usual
+    relations: list[Relation] = field(default_factory=list)
+    related: list[dict[str, Any]] = field(default_factory=list)  # context.related (referenceIdList)
+    deletion_status: Code | None = None
+    submission_set_id: str | None = None
+    extensions: list[dict[str, Any]] = field(default_factory=list)  # other extensions, kept as sent
+
+    @property
+    def confidentiality_level(self) -> str:
+        """normal, restricted or secret: the most restrictive of the labels."""
+        from adapters.cara.vocabulary import CONFIDENTIALITY_CODES, CONFIDENTIALITY_RANK
+
+        levels = [CONFIDENTIALITY_CODES[c.code] for c in self.confidentiality if c.code in CONFIDENTIALITY_CODES]
+        return max(levels, key=CONFIDENTIALITY_RANK.__getitem__) if levels else "normal"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DocumentEntry:
+        data = dict(data)
+        for key in ("type_code", "format_code", "facility_type", "practice_setting", "original_provider_role",
+                    "deletion_status"):
+            data[key] = Code.from_dict(data[key])
+        for key in ("class_codes", "confidentiality", "event_codes"):
+            data[key] = [Code.from_dict(c) for c in data[key]]
+        data["authors"] = [Author(a["resource"], tuple(a["family"]), tuple(a["given"])) for a in data["authors"]]
+        data["relations"] = [Relation(**r) for r in data["relations"]]
+        if data["source_patient_id"] is not None:
+            data["source_patient_id"] = Identifier(**data["source_patient_id"])
+        return cls(**data)
+
+
+@dataclass
+class SubmissionSet:
+    submission_set_id: str
+    unique_id: str
+    source_id: str
+    patient_pid: str
+    submission_time: str | None
+    content_type: Code | None = None
+    authors: list[Author] = field(default_factory=list)
+    title: str | None = None
+    entry_uuid: str | None = None
+
+
+@dataclass(frozen=True)
+class PendingRelation:
+    """A relatesTo as sent: the target named by logical id or by uniqueId, resolved by the store."""
+
+    code: str
+    target_entry_id: str | None = None
+    target_unique_id: str | None = None
+
+
+@dataclass(frozen=True)
+class NewDocument:
+    """A document on its way in: its entry and its bytes."""
+
+    entry: DocumentEntry
+    content: bytes
+    relations: tuple[PendingRelation, ...] = ()
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A provide request in the record's terms (ITI-65, MDM, XDM alike)."""
+
+    submission_set: SubmissionSet
+    documents: tuple[NewDocument, ...]
+    spid: str  # as sent, resolved to the MPI-PID before anything is stored
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    """A patient of the MPI. The SPID and demographics exist only here, encrypted at rest."""
+
+    pid: str
+    spid: str | None
+    family: str | None = None
+    given: tuple[str, ...] = ()
+    birth_date: str | None = None
+    gender: str | None = None
+    identifiers: tuple[Identifier, ...] = ()

@@ -1,0 +1,280 @@
+"""The document registry and repository on SQLAlchemy (SQLite or PostgreSQL), encrypted at rest.
+
+Each entry's metadata (the whole `DocumentEntry`) and body are sealed separately, each under its own
+data key, with the entry id and uniqueId bound as associated data. What MHD searches on is indexed in
+the clear in `document_entry`/`document_token`, author names as keyed hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, and_, exists, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from adapters.cara.crypto import DecryptionFailed, Keyring, Sealed
+from adapters.cara.errors import Conflict, IntegrityFailure, ProfileViolation
+from adapters.cara.fhir_dates import instant
+from adapters.cara.mhd_search import DocumentQuery, normalise_name
+from adapters.cara.model import DocumentEntry, NewDocument, Relation, Submission
+from adapters.cara.store.schema import (
+    document_body,
+    document_entry,
+    document_relation,
+    document_token,
+    submission_set,
+)
+
+
+@dataclass(frozen=True)
+class ProvidedDocument:
+    entry_id: str
+    created: bool  # False: the same uniqueId with the same bytes was already stored
+
+
+@dataclass(frozen=True)
+class ProvideResult:
+    submission_set_id: str
+    documents: tuple[ProvidedDocument, ...]
+
+
+def _metadata_context(entry_id: str, unique_id: str) -> str:
+    return f"entry-metadata|{entry_id}|{unique_id}"
+
+
+def _body_context(entry_id: str, unique_id: str) -> str:
+    return f"entry-body|{entry_id}|{unique_id}"
+
+
+class DatabaseDocumentStore:
+    def __init__(self, *, engine: Engine, keyring: Keyring):
+        self._engine = engine
+        self._keyring = keyring
+
+    # -- provide ------------------------------------------------------------------------------
+    def provide(self, submission: Submission, *, patient_pid: str) -> ProvideResult:
+        """Store a whole submission or nothing. A unique-key race with a concurrent provide of the
+        same uniqueId is retried once, so the loser sees the winner's copy and answers idempotently."""
+        try:
+            return self._provide_once(submission, patient_pid)
+        except IntegrityError:
+            return self._provide_once(submission, patient_pid)
+
+    def _provide_once(self, submission: Submission, patient_pid: str) -> ProvideResult:
+        with self._engine.begin() as connection:
+            stored: dict[str, ProvidedDocument] = {}
+            for document in submission.documents:
+                existing_id = self._existing_copy(connection, document, patient_pid)
+                if existing_id:
+                    stored[document.entry.unique_id] = ProvidedDocument(existing_id, created=False)
+            new_documents = [d for d in submission.documents if d.entry.unique_id not in stored]
+            if new_documents:
+                submission_set_id = self._insert_submission_set(connection, submission, patient_pid)
+                for document in new_documents:
+                    entry = self._insert_document(connection, document, patient_pid, submission_set_id)
+                    stored[entry.unique_id] = ProvidedDocument(entry.entry_id, created=True)
+            else:  # a resubmission: answer with what the first one stored
+                submission_set_id = self._submission_set_of(connection, next(iter(stored.values())).entry_id)
+        return ProvideResult(submission_set_id, tuple(stored[d.entry.unique_id] for d in submission.documents))
+
+    def _existing_copy(self, connection, document: NewDocument, patient_pid: str) -> str | None:
+        row = connection.execute(
+            select(document_entry.c.id, document_entry.c.unique_id, document_entry.c.patient_pid,
+                   document_entry.c.sealed_key, document_entry.c.sealed)
+            .where(document_entry.c.unique_id == document.entry.unique_id)
+        ).one_or_none()
+        if row is None:
+            return None
+        stored = self._open_entry(row)
+        if stored.sha1 != document.entry.sha1 or row.patient_pid != patient_pid:
+            raise Conflict(f"document uniqueId {document.entry.unique_id} is already stored with other content",
+                           location="DocumentReference.masterIdentifier")
+        return row.id
+
+    def _submission_set_of(self, connection, entry_id: str) -> str:
+        return connection.execute(
+            select(document_entry.c.submission_set_id).where(document_entry.c.id == entry_id)
+        ).scalar_one()
+
+    def _insert_submission_set(self, connection, submission: Submission, patient_pid: str) -> str:
+        subset = replace(submission.submission_set, patient_pid=patient_pid)
+        taken = connection.execute(
+            select(submission_set.c.id).where(submission_set.c.unique_id == subset.unique_id)
+        ).scalar_one_or_none()
+        if taken:
+            raise Conflict(f"SubmissionSet uniqueId {subset.unique_id} was already used for other documents",
+                           location="List.identifier")
+        sealed = self._keyring.seal(json.dumps(_jsonable(subset)).encode(),
+                                    f"submission-set|{subset.submission_set_id}|{subset.unique_id}")
+        connection.execute(insert(submission_set).values(
+            id=subset.submission_set_id, unique_id=subset.unique_id, patient_pid=patient_pid,
+            source_id=subset.source_id, submitted_at=datetime.now(UTC).replace(tzinfo=None),
+            sealed_key=sealed.wrapped_key, sealed=sealed.ciphertext))
+        return subset.submission_set_id
+
+    def _insert_document(self, connection, document: NewDocument, patient_pid: str,
+                         submission_set_id: str) -> DocumentEntry:
+        relations = [self._resolve_relation(connection, pending, patient_pid) for pending in document.relations]
+        entry = replace(document.entry, patient_pid=patient_pid, relations=relations,
+                        submission_set_id=submission_set_id)
+        metadata = self._keyring.seal(json.dumps(entry.to_json()).encode(),
+                                      _metadata_context(entry.entry_id, entry.unique_id))
+        body = self._keyring.seal(document.content, _body_context(entry.entry_id, entry.unique_id))
+        connection.execute(insert(document_entry).values(
+            id=entry.entry_id, unique_id=entry.unique_id, patient_pid=patient_pid, status=entry.status,
+            confidentiality=entry.confidentiality_level, date=instant(entry.date),
+            period_start=instant(entry.service_start), period_end=instant(entry.service_stop),
+            submission_set_id=submission_set_id, created_seq=time.time_ns(),
+            sealed_key=metadata.wrapped_key, sealed=metadata.ciphertext))
+        connection.execute(insert(document_token), self._tokens(entry))
+        connection.execute(insert(document_body).values(
+            entry_id=entry.entry_id, sealed_key=body.wrapped_key, sealed=body.ciphertext))
+        for relation in relations:
+            connection.execute(insert(document_relation).values(
+                source_id=entry.entry_id, target_id=relation.target_entry_id, code=relation.code))
+            if relation.code == "replaces":
+                connection.execute(update(document_entry)
+                                   .where(document_entry.c.id == relation.target_entry_id)
+                                   .values(status="superseded"))
+        return entry
+
+    def _resolve_relation(self, connection, pending, patient_pid: str) -> Relation:
+        column = document_entry.c.id if pending.target_entry_id else document_entry.c.unique_id
+        key = pending.target_entry_id or pending.target_unique_id
+        row = connection.execute(
+            select(document_entry.c.id, document_entry.c.status, document_entry.c.patient_pid).where(column == key)
+        ).one_or_none()
+        if row is None or row.patient_pid != patient_pid:
+            raise ProfileViolation(f"relatesTo target {key} is not a document of this patient",
+                                   location="DocumentReference.relatesTo.target")
+        if pending.code == "replaces" and row.status != "current":
+            raise Conflict(f"document {key} is {row.status} and cannot be replaced again",
+                           location="DocumentReference.relatesTo")
+        return Relation(pending.code, row.id)
+
+    def _tokens(self, entry: DocumentEntry) -> list[dict]:
+        rows = []
+
+        def add(param: str, system: str | None, value: str | None) -> None:
+            if value:
+                rows.append({"entry_id": entry.entry_id, "param": param, "system": system, "value": value})
+
+        for code in entry.class_codes:
+            add("category", code.system, code.code)
+        add("type", entry.type_code.system, entry.type_code.code)
+        add("setting", entry.practice_setting.system, entry.practice_setting.code)
+        add("facility", entry.facility_type.system, entry.facility_type.code)
+        add("format", entry.format_code.system, entry.format_code.code)
+        for code in entry.event_codes:
+            add("event", code.system, code.code)
+        for code in entry.confidentiality:
+            add("security-label", code.system, code.code)
+        for related in entry.related:
+            identifier = related.get("identifier") or {}
+            add("related", identifier.get("system"), identifier.get("value"))
+        for author in entry.authors:
+            for family in author.family:
+                add("author.family", None, self.string_hash("author.family", normalise_name(family)))
+            for given in author.given:
+                add("author.given", None, self.string_hash("author.given", normalise_name(given)))
+        return rows
+
+    def string_hash(self, param: str, normalised: str) -> str:
+        return self._keyring.index_hash(param, normalised)
+
+    # -- find ---------------------------------------------------------------------------------
+    def search(self, query: DocumentQuery) -> tuple[int, list[DocumentEntry]]:
+        """(total, the page of entries) for one patient, newest first."""
+        conditions = self._conditions(query)
+        with self._engine.connect() as connection:
+            total = connection.execute(select(func.count()).select_from(document_entry).where(*conditions)).scalar_one()
+            rows = connection.execute(
+                select(document_entry.c.id, document_entry.c.unique_id, document_entry.c.status,
+                       document_entry.c.sealed_key, document_entry.c.sealed)
+                .where(*conditions)
+                .order_by(document_entry.c.created_seq.desc(), document_entry.c.id)
+                .limit(query.count).offset(query.offset)
+            ).all() if total > query.offset else []
+        return total, [self._open_entry(row) for row in rows]
+
+    def _conditions(self, query: DocumentQuery) -> list:
+        conditions = [document_entry.c.patient_pid == query.patient_pid]
+        if query.statuses:
+            conditions.append(document_entry.c.status.in_(query.statuses))
+        if query.confidentiality is not None:
+            conditions.append(document_entry.c.confidentiality.in_(query.confidentiality))
+        for token in query.tokens:
+            alternatives = []
+            for system, value in token.alternatives:
+                parts = []
+                if system is not None:
+                    parts.append(document_token.c.system == system if system else
+                                 or_(document_token.c.system.is_(None), document_token.c.system == ""))
+                if value is not None:
+                    parts.append(document_token.c.value == value)
+                alternatives.append(and_(*parts))
+            conditions.append(exists().where(document_token.c.entry_id == document_entry.c.id,
+                                             document_token.c.param == token.param, or_(*alternatives)))
+        for date in query.dates:
+            conditions.append(_date_condition(date))
+        return conditions
+
+    # -- retrieve -----------------------------------------------------------------------------
+    def get_entry(self, entry_id: str) -> DocumentEntry | None:
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                select(document_entry.c.id, document_entry.c.unique_id, document_entry.c.status,
+                       document_entry.c.sealed_key, document_entry.c.sealed)
+                .where(document_entry.c.id == entry_id)
+            ).one_or_none()
+        return None if row is None else self._open_entry(row)
+
+    def read_content(self, entry: DocumentEntry) -> bytes:
+        """The document's bytes, decrypted and checked against the hash recorded at provide time."""
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                select(document_body.c.sealed_key, document_body.c.sealed)
+                .where(document_body.c.entry_id == entry.entry_id)
+            ).one_or_none()
+        if row is None:
+            raise IntegrityFailure(f"the content of document {entry.entry_id} is missing from the repository")
+        try:
+            content = self._keyring.open(Sealed(row.sealed_key, row.sealed),
+                                         _body_context(entry.entry_id, entry.unique_id))
+        except DecryptionFailed as exc:
+            raise IntegrityFailure(f"the content of document {entry.entry_id} does not decrypt") from exc
+        if hashlib.sha1(content).hexdigest() != entry.sha1 or len(content) != entry.size:
+            raise IntegrityFailure(f"the content of document {entry.entry_id} does not match its recorded hash")
+        return content
+
+    def _open_entry(self, row) -> DocumentEntry:
+        try:
+            plain = self._keyring.open(Sealed(row.sealed_key, row.sealed), _metadata_context(row.id, row.unique_id))
+        except DecryptionFailed as exc:
+            raise IntegrityFailure(f"the metadata of document {row.id} does not decrypt") from exc
+        entry = DocumentEntry.from_json(json.loads(plain))
+        status = getattr(row, "status", None)
+        return replace(entry, status=status) if status else entry
+
+
+def _date_condition(date):
+    if date.param == "date":
+        low = high = document_entry.c.date
+    else:  # period: the service range, open ends taking the other end
+        low = func.coalesce(document_entry.c.period_start, document_entry.c.period_end)
+        high = func.coalesce(document_entry.c.period_end, document_entry.c.period_start)
+    return {
+        "eq": and_(low >= date.start, high < date.end),
+        "ge": high >= date.start,
+        "gt": high >= date.end,
+        "le": low < date.end,
+        "lt": low < date.start,
+    }[date.prefix]
+
+
+def _jsonable(value) -> dict:
+    return asdict(value)

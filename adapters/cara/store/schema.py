@@ -1,0 +1,135 @@
+"""Tables of the shared record (SQLAlchemy Core). Alembic migrations create them; this is the
+query-side description and must match the latest migration (a test compares them).
+
+What is stored in the clear and why (see ARCHITECTURE.md): codes, statuses and dates that the MHD
+search parameters need; the MPI-PID (a community pseudonym). Everything that identifies the patient
+or holds document content is sealed (envelope-encrypted), and the values searched by exact match
+that could name a person (SPID, local ids, author names) are kept as keyed hashes only.
+"""
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+)
+
+metadata = MetaData()
+
+patient = Table(
+    "patient",
+    metadata,
+    Column("pid", String(64), primary_key=True),  # MPI-PID
+    Column("spid_hash", String(64), unique=True, nullable=True),
+    Column("sealed_key", LargeBinary, nullable=False),
+    Column("sealed", LargeBinary, nullable=False),  # SPID, demographics, identifiers
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+patient_identifier = Table(
+    "patient_identifier",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pid", String(64), ForeignKey("patient.pid"), nullable=False, index=True),
+    Column("system", String(256), nullable=False),
+    Column("value_hash", String(64), nullable=False),
+    Index("ux_patient_identifier", "system", "value_hash", unique=True),
+)
+
+submission_set = Table(
+    "submission_set",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("unique_id", String(256), nullable=False, unique=True),
+    Column("patient_pid", String(64), nullable=False, index=True),
+    Column("source_id", String(256), nullable=False),
+    Column("submitted_at", DateTime, nullable=False),
+    Column("sealed_key", LargeBinary, nullable=False),
+    Column("sealed", LargeBinary, nullable=False),
+)
+
+document_entry = Table(
+    "document_entry",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("unique_id", String(256), nullable=False, unique=True),
+    Column("patient_pid", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("confidentiality", String(16), nullable=False),  # normal | restricted | secret
+    Column("date", DateTime, nullable=True),  # DocumentReference.date, UTC
+    Column("period_start", DateTime, nullable=True),
+    Column("period_end", DateTime, nullable=True),
+    Column("submission_set_id", String(64), ForeignKey("submission_set.id"), nullable=False),
+    Column("created_seq", BigInteger, nullable=False),  # stable order for paging
+    Column("sealed_key", LargeBinary, nullable=False),
+    Column("sealed", LargeBinary, nullable=False),  # the whole DocumentEntry as JSON
+    Index("ix_document_entry_patient", "patient_pid", "status", "created_seq"),
+)
+
+# One row per searchable token of an entry (category, type, setting, facility, event, format,
+# security-label, author.family, author.given, related): one mechanism for every MHD parameter.
+document_token = Table(
+    "document_token",
+    metadata,
+    Column("entry_id", String(64), ForeignKey("document_entry.id"), nullable=False),
+    Column("param", String(32), nullable=False),
+    Column("system", String(256), nullable=True),
+    Column("value", String(256), nullable=False),
+    Index("ix_document_token_lookup", "param", "value", "entry_id"),
+    Index("ix_document_token_entry", "entry_id"),
+)
+
+document_relation = Table(
+    "document_relation",
+    metadata,
+    Column("source_id", String(64), ForeignKey("document_entry.id"), primary_key=True),
+    Column("target_id", String(64), ForeignKey("document_entry.id"), primary_key=True),
+    Column("code", String(16), primary_key=True),
+)
+
+document_body = Table(
+    "document_body",
+    metadata,
+    Column("entry_id", String(64), ForeignKey("document_entry.id"), primary_key=True),
+    Column("sealed_key", LargeBinary, nullable=False),
+    Column("sealed", LargeBinary, nullable=False),
+)
+
+consent_policy = Table(
+    "consent_policy",
+    metadata,
+    Column("policy_set_id", String(80), primary_key=True),
+    Column("patient_pid", String(64), ForeignKey("patient.pid"), nullable=False, index=True),
+    Column("template", Integer, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("sealed_key", LargeBinary, nullable=False),
+    Column("sealed", LargeBinary, nullable=False),  # the Policy as JSON (names the SPID and grantees)
+)
+
+patient_notification = Table(
+    "patient_notification",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("patient_pid", String(64), ForeignKey("patient.pid"), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("sealed_key", LargeBinary, nullable=False),
+    Column("sealed", LargeBinary, nullable=False),  # who accessed what, under which purpose
+    Index("ix_patient_notification_patient", "patient_pid", "created_at"),
+)
+
+# Tables whose `sealed_key` column holds a wrapped data key: what key rotation walks.
+SEALED_TABLES = {
+    "patient": (patient, patient.c.pid),
+    "submission_set": (submission_set, submission_set.c.id),
+    "document_entry": (document_entry, document_entry.c.id),
+    "document_body": (document_body, document_body.c.entry_id),
+    "consent_policy": (consent_policy, consent_policy.c.policy_set_id),
+    "patient_notification": (patient_notification, patient_notification.c.id),
+}

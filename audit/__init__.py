@@ -1,0 +1,1 @@
+"""Proof: the tamper-evident audit ledger (audit issue)."""

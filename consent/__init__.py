@@ -1,0 +1,1 @@
+"""Who may: the patient's policies and the policy decision point (consent issue)."""

@@ -1,0 +1,50 @@
+"""The FastAPI application: routes, error handlers, body limit. Wiring lives in `gateway.wiring`."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+
+from adapters.cara.errors import Issue, RecordError
+from gateway import outcomes
+from gateway.limits import BodySizeLimit, BodyTooLarge
+from gateway.routes import meta, mhd, patients
+from gateway.wiring import Services
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(title="EPR gateway", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.services = services
+    app.include_router(meta.router)
+    app.include_router(mhd.router)
+    app.include_router(patients.router)
+    app.add_exception_handler(RecordError, outcomes.handle_record_error)
+    app.add_exception_handler(outcomes.HttpProblem, outcomes.handle_problem)
+    app.add_exception_handler(BodyTooLarge, _too_large)
+    app.add_exception_handler(RequestValidationError, _bad_request)
+    app.add_exception_handler(404, _not_found)
+    app.add_exception_handler(405, _not_allowed)
+    app.add_exception_handler(Exception, outcomes.handle_unexpected)
+    app.add_middleware(BodySizeLimit, max_bytes=services.settings.max_body_bytes)
+    return app
+
+
+async def _too_large(request, _exc):
+    limit = request.app.state.services.settings.max_body_bytes
+    problem = outcomes.HttpProblem(413, "too-costly", f"the request body exceeds the limit of {limit} bytes")
+    return outcomes.problem_response(problem)
+
+
+async def _bad_request(_request, exc: RequestValidationError):
+    issues = [Issue(e["msg"], ".".join(str(p) for p in e["loc"])) for e in exc.errors()[:10]]
+    return outcomes.fhir_response(outcomes.operation_outcome(issues, code="invalid"), 400)
+
+
+async def _not_found(request, _exc):
+    message = f"no such resource or interaction: {request.method} {request.url.path}"
+    return outcomes.fhir_response(outcomes.operation_outcome([Issue(message)], code="not-found"), 404)
+
+
+async def _not_allowed(request, _exc):
+    message = f"{request.method} is not supported on {request.url.path}"
+    return outcomes.fhir_response(outcomes.operation_outcome([Issue(message)], code="not-supported"), 405)

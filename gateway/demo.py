@@ -1,0 +1,38 @@
+"""Demonstration data for the embedded default: one patient and three documents, loaded once
+through the same use-cases as any other exchange, by a technical user."""
+
+from __future__ import annotations
+
+import orjson
+
+from consent.principal import Principal
+from gateway.exchange import Exchange
+from gateway.samples import patient_feed, pdf_document, provide_bundle
+
+DEMO_SPID = "761337610430891416"
+DEMO_LOCAL_SYSTEM = "urn:oid:2.16.756.5.30.1.999.2.1"
+DEMO_GLN = "7601000000002"
+DEMO_LOADER = Principal(role="TCU", user_id="epr-gateway-demo-loader", name="Demo loader", purpose_of_use="AUTO",
+                        acting_for=DEMO_GLN, acting_for_name="Dr. Demo Favre")
+
+
+def load_demo_data(exchange: Exchange, *, base_url: str) -> bool:
+    """Returns False when the demonstration patient is already there (loaded on an earlier start)."""
+    if exchange.patients.pid_for_spid(DEMO_SPID):
+        return False
+    patient = patient_feed(spid=DEMO_SPID, local_system=DEMO_LOCAL_SYSTEM, local_id="DEMO-0001", family="Demo",
+                           given="Valérie", birth_date="1970-04-12", gender="female")
+    exchange.register_patient(principal=DEMO_LOADER, identifier_param=f"{DEMO_LOCAL_SYSTEM}|DEMO-0001",
+                              body=orjson.dumps(patient))
+    documents = [
+        {"title": "Discharge letter", "type_code": "373942005", "local_id": "DEMO-0001",
+         "content": pdf_document("Discharge letter", ["Hospital of Sion, internal medicine.", "Stay 2026-11-10 to 2026-11-18."])},
+        {"title": "Laboratory report", "type_code": "4241000179101", "class_code": "371531000", "local_id": "DEMO-0001",
+         "content": pdf_document("Laboratory report", ["Haemoglobin 135 g/l", "CRP 3 mg/l"])},
+        {"title": "Psychiatric consultation", "type_code": "371531000", "confidentiality": "restricted",
+         "local_id": "DEMO-0001",
+         "content": pdf_document("Psychiatric consultation", ["Restricted document: visible with a restricted grant."])},
+    ]
+    bundle = provide_bundle(spid=DEMO_SPID, documents=documents)
+    exchange.provide(principal=DEMO_LOADER, body=orjson.dumps(bundle), base_url=base_url)
+    return True

@@ -1,0 +1,58 @@
+"""The embedded default's first start: development keyring, PKI and token issuer, then demo data.
+
+Everything generated here is labelled DEVELOPMENT and refused when EPR_ENV=production, where the
+keyring, the TLS certificate and the trusted issuers must be configured explicitly.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from adapters.cara.crypto import Keyring
+from gateway.auth.dev_issuer import ensure_dev_issuer
+from gateway.pki import DevPki, ensure_dev_pki
+from gateway.settings import Settings
+
+log = logging.getLogger("epr.gateway")
+
+
+class ProductionMisconfigured(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Prepared:
+    settings: Settings
+    pki: DevPki | None
+    generated: tuple[str, ...]
+
+
+def prepare(settings: Settings) -> Prepared:
+    """Make sure keys, certificates and issuers exist; returns settings with their paths filled in."""
+    generated: list[str] = []
+    if settings.is_production:
+        missing = [name for name, value in (("EPR_KEYRING", settings.keyring), ("EPR_TLS_CERT", settings.tls_cert),
+                                            ("EPR_TLS_KEY", settings.tls_key),
+                                            ("EPR_TRUSTED_ISSUERS", settings.trusted_issuers),
+                                            ("EPR_DATABASE_URL", settings.database_url)) if not value]
+        if missing:
+            raise ProductionMisconfigured(f"production needs {', '.join(missing)}: no development defaults")
+        return Prepared(settings, None, ())
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    keyring_path: Path = settings.keyring_path
+    if not keyring_path.exists():
+        Keyring.create_file(keyring_path)
+        generated.append(f"DEVELOPMENT keyring {keyring_path}")
+    pki = ensure_dev_pki(settings.data_dir / "pki")
+    updates: dict = {}
+    if settings.tls_cert is None:
+        updates.update(tls_cert=pki.server_cert, tls_key=pki.server_key)
+    if settings.trusted_issuers is None:
+        updates["trusted_issuers"] = ensure_dev_issuer(settings.data_dir, dev_issuer_url(settings))
+    return Prepared(settings.model_copy(update=updates), pki, tuple(generated))
+
+
+def dev_issuer_url(settings: Settings) -> str:
+    return f"https://{settings.host}:{settings.port}/dev-issuer"

@@ -1,0 +1,93 @@
+"""Every error leaves the gateway as a FHIR OperationOutcome, built here, with one status mapping.
+
+Internal details (stack traces, SQL, key ids) go to the log; the client gets what it can act on.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from adapters.cara.errors import (
+    Conflict,
+    IntegrityFailure,
+    InvalidInput,
+    Issue,
+    NotFound,
+    ProfileViolation,
+    RecordError,
+    StoreUnavailable,
+    UnknownPatient,
+)
+
+FHIR_JSON = "application/fhir+json"
+log = logging.getLogger("epr.gateway")
+
+STATUS_BY_ERROR: dict[type[RecordError], int] = {
+    InvalidInput: 400,
+    ProfileViolation: 422,
+    UnknownPatient: 422,
+    NotFound: 404,
+    Conflict: 409,
+    IntegrityFailure: 500,
+    StoreUnavailable: 503,
+}
+
+
+class HttpProblem(Exception):
+    """An error raised by the HTTP face itself (size limit, media type, authentication)."""
+
+    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
+                 location: str | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers, self.location = status, code, message, headers, location
+
+
+def operation_outcome(issues: list[Issue], *, code: str, severity: str = "error",
+                      details_code: str | None = None) -> dict[str, Any]:
+    rendered = []
+    for issue in issues:
+        item: dict[str, Any] = {"severity": severity, "code": code, "diagnostics": issue.message}
+        if details_code:
+            item["details"] = {"text": details_code}
+        if issue.location:
+            item["expression"] = [issue.location]
+        rendered.append(item)
+    return {"resourceType": "OperationOutcome", "issue": rendered}
+
+
+def fhir_response(resource: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(resource), status_code=status, media_type=FHIR_JSON, headers=headers)
+
+
+def record_error_response(exc: RecordError) -> Response:
+    status = next((s for kind, s in STATUS_BY_ERROR.items() if isinstance(exc, kind)), 500)
+    if status >= 500:
+        log.error("record error %s: %s", type(exc).__name__, exc.message)
+        issues = [Issue("the document could not be served: its stored form failed an integrity check"
+                        if isinstance(exc, IntegrityFailure) else "a dependency of the gateway is unavailable")]
+        return fhir_response(operation_outcome(issues, code=exc.code), status)
+    return fhir_response(operation_outcome(exc.issues, code=exc.code, details_code=exc.details_code), status)
+
+
+def problem_response(exc: HttpProblem) -> Response:
+    outcome = operation_outcome([Issue(exc.message, exc.location)], code=exc.code)
+    return fhir_response(outcome, exc.status, exc.headers)
+
+
+async def handle_record_error(_request: Request, exc: RecordError) -> Response:
+    return record_error_response(exc)
+
+
+async def handle_problem(_request: Request, exc: HttpProblem) -> Response:
+    return problem_response(exc)
+
+
+async def handle_unexpected(_request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error", exc_info=exc)
+    return fhir_response(operation_outcome([Issue("internal error; the gateway's log has the details")],
+                                           code="exception"), 500)

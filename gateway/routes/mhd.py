@@ -1,0 +1,46 @@
+"""MHD: ITI-65 provide (POST /fhir), ITI-67 find, DocumentReference read, ITI-68 retrieve."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from consent.principal import Principal
+from gateway.outcomes import fhir_response
+from gateway.routes.common import base_url, fhir_body, services
+from gateway.security import require_principal
+
+router = APIRouter(dependencies=[Depends(require_principal)])
+
+
+@router.post("/fhir", summary="ITI-65 Provide Document Bundle")
+@router.post("/fhir/", include_in_schema=False)
+async def provide_document_bundle(request: Request, principal: Principal = Depends(require_principal)) -> Response:
+    body = await fhir_body(request)
+    provided = await run_in_threadpool(services(request).exchange.provide, principal=principal, body=body,
+                                       base_url=base_url(request))
+    return fhir_response(provided.response, 200)
+
+
+@router.get("/fhir/DocumentReference", summary="ITI-67 Find Document References")
+async def find_document_references(request: Request, principal: Principal = Depends(require_principal)) -> Response:
+    bundle = await run_in_threadpool(services(request).exchange.find, principal=principal,
+                                     params=list(request.query_params.multi_items()), base_url=base_url(request))
+    return fhir_response(bundle)
+
+
+@router.get("/fhir/DocumentReference/{entry_id}", summary="Read one DocumentReference")
+async def read_document_reference(entry_id: str, request: Request,
+                                  principal: Principal = Depends(require_principal)) -> Response:
+    resource = await run_in_threadpool(services(request).exchange.read_reference, principal=principal,
+                                       entry_id=entry_id, base_url=base_url(request))
+    return fhir_response(resource)
+
+
+@router.get("/fhir/Binary/{entry_id}", summary="ITI-68 Retrieve Document")
+async def retrieve_document(entry_id: str, request: Request,
+                            principal: Principal = Depends(require_principal)) -> Response:
+    retrieved = await run_in_threadpool(services(request).exchange.retrieve, principal=principal, entry_id=entry_id)
+    return Response(retrieved.content, media_type=retrieved.content_type,
+                    headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})

@@ -1,0 +1,59 @@
+"""Authentication at the router: the one place a request becomes a `Principal` (deny by default).
+
+Every route outside `PUBLIC_PATHS` depends on `require_principal`; a test walks the app's routes and
+fails on any that does not.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from fastapi import Request
+
+from consent.principal import Principal
+from gateway.auth.errors import AccessRefused, AuthenticationFailed
+from gateway.outcomes import HttpProblem
+
+PUBLIC_PATHS = frozenset({"/fhir/metadata", "/health/live", "/health/ready"})
+log = logging.getLogger("epr.gateway.auth")
+
+
+def authenticate(request: Request) -> Principal:
+    """Bearer IUA token (+ client certificate when mutual TLS is on) → Principal, or 401/403."""
+    services = request.app.state.services
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("no bearer token: this exchange needs an IUA access token")
+    try:
+        principal = services.verifier.verify(token.strip())
+    except AuthenticationFailed as exc:
+        log.info("token refused: %s", exc.reason)  # the reason only: the token never reaches the log
+        raise _unauthorized(f"invalid token: {exc.reason}") from None
+    except AccessRefused as exc:
+        raise HttpProblem(403, "forbidden", exc.reason) from None
+    subject = getattr(request.state, "tls_client_subject", None)
+    if principal.role in services.settings.mtls_roles and not subject:
+        raise HttpProblem(403, "forbidden", f"role {principal.role} must connect with a client certificate "
+                                            "(mutual TLS)")
+    if subject:
+        principal = _with_certificate(principal, subject)
+    return principal
+
+
+def _with_certificate(principal: Principal, subject: str) -> Principal:
+    return replace(principal, client_certificate=subject)
+
+
+def require_principal(request: Request) -> Principal:
+    principal = getattr(request.state, "principal", None)
+    if principal is None:
+        principal = authenticate(request)
+        request.state.principal = principal
+    return principal
+
+
+def _unauthorized(message: str) -> HttpProblem:
+    error = 'Bearer error="invalid_token"' if "invalid token" in message else 'Bearer realm="epr-gateway"'
+    return HttpProblem(401, "login", message, headers={"WWW-Authenticate": error})

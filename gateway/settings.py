@@ -1,0 +1,49 @@
+"""Settings from `EPR_*` environment variables. Defaults are the embedded development set-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EPR_", extra="ignore")
+
+    env: str = Field("development", description="'production' refuses development keys and the token command")
+    data_dir: Path = Path("var")
+    database_url: str | None = None  # default: SQLite file in data_dir
+    host: str = "127.0.0.1"
+    port: int = 8443
+    tls_cert: Path | None = None  # default: development server certificate in data_dir/pki
+    tls_key: Path | None = None
+    client_ca: Path | None = None  # CA whose client certificates are accepted (mutual TLS)
+    require_client_cert: bool = False
+    require_mtls_for: str = ""  # comma-separated roles for which a token alone is not enough
+    community_oid: str = "2.16.756.5.30.1.999.1"  # the MPI-PID assigning authority (configure!)
+    audit_source_oid: str = "2.16.756.5.30.1.999.1.1"
+    keyring: Path | None = None  # default: data_dir/keyring.json, generated on first start
+    trusted_issuers: Path | None = None  # default: the development issuer, generated on first start
+    audience: str = "https://127.0.0.1:8443/fhir"
+    clock_skew_seconds: int = 60
+    public_base_url: str | None = None  # the FHIR base as clients see it; default: from the request
+    max_body_bytes: int = 64 * 1024 * 1024
+    workers: int = 1
+    demo_data: bool = True  # load demonstration documents on first start of the embedded default
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'gateway.sqlite3').resolve()}"
+
+    @property
+    def keyring_path(self) -> Path:
+        return self.keyring or self.data_dir / "keyring.json"
+
+    @property
+    def mtls_roles(self) -> frozenset[str]:
+        return frozenset(r.strip() for r in self.require_mtls_for.split(",") if r.strip())

@@ -1,0 +1,141 @@
+"""Shared fixtures: the gateway on SQLite and on the real PostgreSQL started by `make test`,
+driven over HTTP, and real signed tokens from the development issuer."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import create_engine, text
+from starlette.testclient import TestClient
+
+from gateway.app import create_app
+from gateway.auth.dev_issuer import mint_token
+from gateway.first_start import dev_issuer_url, prepare
+from gateway.samples import patient_feed
+from gateway.settings import Settings
+from gateway.wiring import Services, build_services
+
+SPID = "761337610411353650"
+OTHER_SPID = "761337610499999991"
+LOCAL_SYSTEM = "urn:oid:2.16.756.5.30.1.999.2.1"
+HCP_GLN = "7601000000002"
+SEARCH = "urn:oid:2.16.756.5.30.1.127.3.10.3|"
+FIXTURES = Path(os.environ.get("EPR_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
+
+
+def postgres_url() -> str:
+    url = os.environ.get("EPR_TEST_DATABASE_URL")
+    if not url:
+        pytest.fail("EPR_TEST_DATABASE_URL is not set: run the suite with `make test`, which starts PostgreSQL")
+    return url
+
+
+def reset_postgres(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'data' / 'gateway.sqlite3'}"
+
+
+def fresh_postgres_url() -> str:
+    url = postgres_url()
+    reset_postgres(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path) -> str:
+    return sqlite_url(tmp_path) if request.param == "sqlite" else fresh_postgres_url()
+
+
+@dataclass
+class Tokens:
+    settings: Settings
+
+    def mint(self, **claims) -> str:
+        return mint_token(data_dir=self.settings.data_dir, issuer_url=dev_issuer_url(self.settings),
+                          audience=self.settings.audience, **claims)
+
+    def hcp(self, **extra) -> str:
+        return self.mint(role="HCP", gln=extra.pop("gln", HCP_GLN), name="Dr. Luc Favre", **extra)
+
+    def patient(self, spid: str = SPID) -> str:
+        return self.mint(role="PAT", spid=spid, name="Anna Muster")
+
+    def tcu(self) -> str:
+        return self.mint(role="TCU", user_id="infomed-migration", principal_gln=HCP_GLN, name="Migration")
+
+    def headers(self, token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
+
+
+@dataclass
+class Gateway:
+    client: TestClient
+    services: Services
+    tokens: Tokens
+    data_dir: Path
+
+    def as_hcp(self) -> dict[str, str]:
+        return self.tokens.headers(self.tokens.hcp())
+
+    def register_patient(self, spid: str = SPID, local_id: str = "L-1", family: str = "Muster",
+                         given: str = "Anna") -> dict:
+        body = patient_feed(spid=spid, local_system=LOCAL_SYSTEM, local_id=local_id, family=family, given=given,
+                            birth_date="1980-05-17", gender="female")
+        response = self.client.put(f"/fhir/Patient?identifier={LOCAL_SYSTEM}|{local_id}",
+                                   content=orjson.dumps(body), headers=self.as_hcp())
+        assert response.status_code in (200, 201), response.text
+        return response.json()
+
+    def provide(self, bundle: dict, headers: dict[str, str] | None = None):
+        return self.client.post("/fhir", content=orjson.dumps(bundle), headers=headers or self.as_hcp())
+
+    def find(self, spid: str = SPID, headers: dict[str, str] | None = None, **params):
+        query = {"patient.identifier": SEARCH + spid, **params}
+        return self.client.get("/fhir/DocumentReference", params=query, headers=headers or self.as_hcp())
+
+
+def make_settings(data_dir: Path, database_url: str, **overrides) -> Settings:
+    return Settings(data_dir=data_dir, database_url=database_url, demo_data=False, **overrides)
+
+
+@contextmanager
+def running_gateway(tmp_path: Path, database_url: str, **overrides):
+    data_dir = tmp_path / "data"
+    settings = prepare(make_settings(data_dir, database_url, **overrides)).settings
+    services = build_services(settings)
+    try:
+        with TestClient(create_app(services), base_url="https://testserver") as client:
+            yield Gateway(client, services, Tokens(settings), data_dir)
+    finally:
+        services.engine.dispose()
+
+
+@pytest.fixture
+def gateway(tmp_path, database_url) -> Gateway:
+    """The gateway on SQLite and on PostgreSQL (each test runs on both)."""
+    with running_gateway(tmp_path, database_url) as running:
+        yield running
+
+
+@pytest.fixture
+def sqlite_gateway(tmp_path) -> Gateway:
+    with running_gateway(tmp_path, sqlite_url(tmp_path)) as running:
+        yield running
+
+
+@pytest.fixture
+def pg_gateway(tmp_path) -> Gateway:
+    with running_gateway(tmp_path, fresh_postgres_url()) as running:
+        yield running

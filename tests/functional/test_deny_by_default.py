@@ -1,0 +1,61 @@
+"""Deny by default: every route outside the short public list requires an authenticated principal."""
+
+import pytest
+from fastapi.routing import APIRoute
+
+from gateway.security import PUBLIC_PATHS, require_principal
+
+
+def dependency_calls(route: APIRoute) -> set:
+    calls, stack = set(), [route.dependant]
+    while stack:
+        dependant = stack.pop()
+        calls.add(dependant.call)
+        stack.extend(dependant.dependencies)
+    return calls
+
+
+def api_routes(routes) -> list[APIRoute]:
+    """Every endpoint, also those inside included routers (FastAPI keeps them nested)."""
+    found = []
+    for route in routes:
+        nested = getattr(route, "original_router", None)
+        found += api_routes(nested.routes) if nested is not None else [route] if isinstance(route, APIRoute) else []
+    return found
+
+
+def test_every_non_public_route_requires_a_principal(gateway):
+    routes = api_routes(gateway.client.app.routes)
+    unguarded = [r.path for r in routes if r.path not in PUBLIC_PATHS and require_principal not in dependency_calls(r)]
+
+    assert {r.path for r in routes} >= PUBLIC_PATHS | {"/fhir", "/fhir/DocumentReference", "/fhir/Binary/{entry_id}"}
+    assert unguarded == []
+
+
+def test_public_list_is_exactly_metadata_and_health():
+    assert PUBLIC_PATHS == {"/fhir/metadata", "/health/live", "/health/ready"}
+
+
+@pytest.mark.parametrize("method, path", [
+    ("POST", "/fhir"),
+    ("GET", "/fhir/DocumentReference?patient.identifier=urn:oid:2.16.756.5.30.1.127.3.10.3|761337610411353650"),
+    ("GET", "/fhir/DocumentReference/x"),
+    ("GET", "/fhir/Binary/x"),
+    ("PUT", "/fhir/Patient?identifier=urn:oid:1.2|3"),
+])
+def test_each_exchange_without_token_is_a_401_outcome(gateway, method, path):
+    response = gateway.client.request(method, path, content=b"{}", headers={"Content-Type": "application/fhir+json"})
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert response.json()["issue"][0]["code"] == "login"
+
+
+def test_public_routes_answer_without_token(gateway):
+    metadata = gateway.client.get("/fhir/metadata")
+
+    assert metadata.status_code == 200
+    assert metadata.json()["resourceType"] == "CapabilityStatement"
+    assert metadata.json()["fhirVersion"] == "4.0.1"
+    assert gateway.client.get("/health/live").status_code == 200
+    assert gateway.client.get("/health/ready").json() == {"status": "ready"}

@@ -1,0 +1,18 @@
+"""The query-side schema (schema.py) and the Alembic migrations describe the same tables."""
+
+from sqlalchemy import create_engine, inspect
+
+from adapters.cara.store.database import migrate
+from adapters.cara.store.schema import metadata
+
+
+def test_migrated_database_has_exactly_the_tables_and_columns_of_the_schema(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'm.sqlite3'}")
+    migrate(engine)
+    migrate(engine)  # a second start is a no-op
+    inspector = inspect(engine)
+
+    migrated = {t: sorted(c["name"] for c in inspector.get_columns(t))
+                for t in inspector.get_table_names() if t != "alembic_version"}
+    declared = {name: sorted(c.name for c in table.columns) for name, table in metadata.tables.items()}
+    assert migrated == declared

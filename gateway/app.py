@@ -7,8 +7,9 @@ from fastapi.exceptions import RequestValidationError
 
 from adapters.cara.errors import Issue, RecordError
 from gateway import outcomes
+from gateway.auth.errors import AccessRefused
 from gateway.limits import BodySizeLimit, BodyTooLarge
-from gateway.routes import meta, mhd, patients
+from gateway.routes import consents, meta, mhd, patients
 from gateway.wiring import Services
 
 
@@ -18,8 +19,10 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(meta.router)
     app.include_router(mhd.router)
     app.include_router(patients.router)
+    app.include_router(consents.router)
     app.add_exception_handler(RecordError, outcomes.handle_record_error)
     app.add_exception_handler(outcomes.HttpProblem, outcomes.handle_problem)
+    app.add_exception_handler(AccessRefused, outcomes.handle_refused)
     app.add_exception_handler(BodyTooLarge, _too_large)
     app.add_exception_handler(RequestValidationError, _bad_request)
     app.add_exception_handler(404, _not_found)

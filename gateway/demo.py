@@ -3,10 +3,14 @@ through the same use-cases as any other exchange, by a technical user."""
 
 from __future__ import annotations
 
+import uuid
+
 import orjson
 
+from consent.policies import NORMAL, Policy
 from consent.principal import Principal
 from gateway.exchange import Exchange
+from gateway.policy_exchange import PolicyChange, PolicyExchange
 from gateway.samples import patient_feed, pdf_document, provide_bundle
 
 DEMO_SPID = "761337610430891416"
@@ -16,8 +20,15 @@ DEMO_LOADER = Principal(role="TCU", user_id="epr-gateway-demo-loader", name="Dem
                         acting_for=DEMO_GLN, acting_for_name="Dr. Demo Favre")
 
 
-def load_demo_data(exchange: Exchange, *, base_url: str) -> bool:
-    """Returns False when the demonstration patient is already there (loaded on an earlier start)."""
+DEMO_ADMIN = Principal(role="PADM", user_id="epr-gateway-demo-admin", name="Demo policy administrator")
+
+
+def load_demo_data(exchange: Exchange, policies: PolicyExchange, *, base_url: str) -> bool:
+    """Returns False when the demonstration patient is already there (loaded on an earlier start).
+
+    The patient is onboarded (201/202/203) and grants the demo HCP the normal level, so the HCP finds
+    two of the three documents; the restricted one needs a restricted grant.
+    """
     if exchange.patients.pid_for_spid(DEMO_SPID):
         return False
     patient = patient_feed(spid=DEMO_SPID, local_system=DEMO_LOCAL_SYSTEM, local_id="DEMO-0001", family="Demo",
@@ -33,6 +44,12 @@ def load_demo_data(exchange: Exchange, *, base_url: str) -> bool:
          "local_id": "DEMO-0001",
          "content": pdf_document("Psychiatric consultation", ["Restricted document: visible with a restricted grant."])},
     ]
+    policies.onboard(principal=DEMO_ADMIN, spid=DEMO_SPID)
+    grant = Policy(policy_set_id=f"urn:uuid:{uuid.uuid4()}", template=301, patient_spid=DEMO_SPID, rule=NORMAL,
+                   subject_id=DEMO_GLN)
+    patient = Principal(role="PAT", user_id=DEMO_SPID, user_id_qualifier="urn:e-health-suisse:2015:epr-spid",
+                        patient_spid=DEMO_SPID, name="Valérie Demo")
+    policies.apply(principal=patient, changes=[PolicyChange("POST", grant.policy_set_id, grant)])
     bundle = provide_bundle(spid=DEMO_SPID, documents=documents)
     exchange.provide(principal=DEMO_LOADER, body=orjson.dumps(bundle), base_url=base_url)
     return True

@@ -1,11 +1,12 @@
 """The use-case layer: every exchange with the shared record passes here, whoever calls it (HTTP
-routes, the migration CLI, the MLLP bridge). Each use-case takes the acting principal, does the work
-through the record's stores and answers in FHIR terms.
+routes, the migration CLI, the MLLP bridge). Each use-case takes the acting principal, asks the
+policy decision point (`gateway.access`), does the work through the record's stores and answers in
+FHIR terms. PPQm use-cases are in `policy_exchange.py`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -13,10 +14,16 @@ from urllib.parse import urlencode
 from adapters.cara import fhir_mapping, patient_mapping
 from adapters.cara.errors import InvalidInput, NotFound, UnknownPatient
 from adapters.cara.mhd_search import parse_find_request
-from adapters.cara.model import DocumentEntry, Identifier
+from adapters.cara.model import DocumentEntry, Identifier, Submission
 from adapters.cara.store.documents import DatabaseDocumentStore, ProvideResult
 from adapters.cara.store.patients import DatabasePatientIndex
+from adapters.cara.vocabulary import CONFIDENTIALITY_RANK
 from consent.principal import Principal
+from gateway.access import AccessControl
+from gateway.auth.errors import AccessRefused
+
+# Who may feed identities (ITI-104): systems and professionals, not patients or representatives.
+IDENTITY_FEEDERS = frozenset({"HCP", "ASS", "TCU", "PADM", "DADM"})
 
 
 @dataclass(frozen=True)
@@ -34,33 +41,62 @@ class Provided:
 
 
 class Exchange:
-    def __init__(self, *, documents: DatabaseDocumentStore, patients: DatabasePatientIndex, community_oid: str):
+    def __init__(self, *, documents: DatabaseDocumentStore, patients: DatabasePatientIndex, access: AccessControl,
+                 community_oid: str):
         self.documents = documents
         self.patients = patients
+        self.access = access
         self.community_oid = community_oid
 
     # -- ITI-65 -------------------------------------------------------------------------------
     def provide(self, *, principal: Principal, body: bytes, base_url: str) -> Provided:
-        bundle = fhir_mapping.parse_resource(body, "Bundle")
+        return self.provide_bundle(principal=principal, bundle=fhir_mapping.parse_resource(body, "Bundle"),
+                                   base_url=base_url)
+
+    def provide_bundle(self, *, principal: Principal, bundle: dict[str, Any], base_url: str) -> Provided:
         submission = fhir_mapping.submission_from_bundle(bundle)
+        self.access.require_patient_context(principal, submission.spid)
         pid = self.patients.pid_for_spid(submission.spid)
         if pid is None:
             raise UnknownPatient(f"EPR-SPID {submission.spid} is not registered in this community",
                                  location="List.subject.identifier")
+        submission = self._authorise_upload(principal, submission, pid)
         result = self.documents.provide(submission, patient_pid=pid)
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         locations = fhir_mapping.transaction_locations(bundle, submission, result, base_url=base_url)
         return Provided(fhir_mapping.transaction_response(locations, last_modified=now), result, submission.spid)
 
+    def _authorise_upload(self, principal: Principal, submission: Submission, pid: str) -> Submission:
+        """Each document raised to the patient's provide level (never lowered), then the write decided
+        at the level it will be stored with. Any refusal refuses the whole submission."""
+        documents = []
+        for document in submission.documents:
+            level = self.access.upload_level(document.entry.confidentiality_level, pid=pid)
+            self.access.require(principal, spid=submission.spid, pid=pid, action="write", confidentiality=level)
+            if level != document.entry.confidentiality_level:
+                document = replace(document, entry=document.entry.with_confidentiality_level(level))
+            documents.append(document)
+        return replace(submission, documents=tuple(documents))
+
     # -- ITI-67 -------------------------------------------------------------------------------
     def find(self, *, principal: Principal, params: list[tuple[str, str]], base_url: str) -> dict[str, Any]:
         request = parse_find_request(params, string_hash=self.documents.string_hash)
+        self.access.require_patient_context(principal, request.spid)
         pid = self.patients.pid_for_spid(request.spid)
         if pid is None:  # an unknown patient has no documents; saying more would reveal who is registered
             return fhir_mapping.searchset([], total=0, self_url=_search_url(base_url, params), next_url=None,
                                           base_url=base_url)
-        query = request.for_patient(pid)
+        levels = self.access.visible_levels(principal, spid=request.spid, pid=pid)
+        if not levels:  # nothing visible looks exactly like nothing there
+            return fhir_mapping.searchset([], total=0, self_url=_search_url(base_url, params), next_url=None,
+                                          base_url=base_url)
+        # Filtering happens in the query, before paging: total and next links count visible entries only.
+        query = replace(request.for_patient(pid), confidentiality=tuple(sorted(levels)))
         total, entries = self.documents.search(query)
+        decision = self.access.decide(principal, spid=request.spid, pid=pid, action="read",
+                                      confidentiality=min(levels, key=CONFIDENTIALITY_RANK.__getitem__))
+        self.access.fulfil(decision, principal, pid=pid, what="search",
+                           documents=tuple(e.unique_id for e in entries))
         resources = [fhir_mapping.document_reference(e, spid=request.spid, base_url=base_url) for e in entries]
         next_offset = query.offset + query.count
         next_url = None
@@ -71,34 +107,39 @@ class Exchange:
                                       next_url=next_url, base_url=base_url)
 
     def read_reference(self, *, principal: Principal, entry_id: str, base_url: str) -> dict[str, Any]:
-        entry = self._entry(entry_id, "DocumentReference")
-        return fhir_mapping.document_reference(entry, spid=self._spid_of(entry), base_url=base_url)
+        entry, spid = self._readable_entry(principal, entry_id, "DocumentReference", what="read metadata")
+        return fhir_mapping.document_reference(entry, spid=spid, base_url=base_url)
 
     # -- ITI-68 -------------------------------------------------------------------------------
     def retrieve(self, *, principal: Principal, entry_id: str) -> Retrieved:
-        entry = self._entry(entry_id, "Binary")
+        entry, _ = self._readable_entry(principal, entry_id, "Binary", what="retrieve")
         return Retrieved(self.documents.read_content(entry), entry.mime_type, entry)
 
     # -- ITI-104 ------------------------------------------------------------------------------
     def register_patient(self, *, principal: Principal, identifier_param: str | None,
                          body: bytes) -> tuple[dict[str, Any], bool]:
+        if principal.role not in IDENTITY_FEEDERS:
+            raise AccessRefused(f"role {principal.role} may not feed patient identities")
         source = _source_identifier(identifier_param)
         incoming = patient_mapping.patient_from_resource(fhir_mapping.parse_resource(body, "Patient"))
         record, created = self.patients.register(source, incoming)
         return patient_mapping.patient_resource(record, community_oid=self.community_oid), created
 
     # -- helpers ------------------------------------------------------------------------------
-    def _entry(self, entry_id: str, kind: str) -> DocumentEntry:
+    def _readable_entry(self, principal: Principal, entry_id: str, kind: str, *,
+                        what: str) -> tuple[DocumentEntry, str]:
+        """The entry and its patient's SPID, or NotFound — the same answer for a document that does not
+        exist and one this principal may not see, so a refusal reveals nothing."""
         entry = self.documents.get_entry(entry_id)
-        if entry is None:
+        record = self.patients.get(entry.patient_pid) if entry else None
+        if entry is None or record is None or record.spid is None:
             raise NotFound(f"{kind}/{entry_id} is not known")
-        return entry
-
-    def _spid_of(self, entry: DocumentEntry) -> str:
-        record = self.patients.get(entry.patient_pid)
-        if record is None or record.spid is None:
-            raise NotFound(f"the patient of DocumentReference/{entry.entry_id} has no EPR-SPID")
-        return record.spid
+        decision = self.access.decide(principal, spid=record.spid, pid=entry.patient_pid, action="read",
+                                      confidentiality=entry.confidentiality_level)
+        if not decision.permit:
+            raise NotFound(f"{kind}/{entry_id} is not known")
+        self.access.fulfil(decision, principal, pid=entry.patient_pid, what=what, documents=(entry.unique_id,))
+        return entry, record.spid
 
 
 def _source_identifier(value: str | None) -> Identifier:
@@ -111,3 +152,12 @@ def _source_identifier(value: str | None) -> Identifier:
 
 def _search_url(base_url: str, params: list[tuple[str, str]]) -> str:
     return f"{base_url}/DocumentReference?{urlencode(params, safe=':|,')}"
+
+
+def is_consent_bundle(bundle: dict[str, Any]) -> bool:
+    """A PPQ-4 Bundle: every entry a Consent, or a DELETE of one."""
+    entries = bundle.get("entry") or []
+    return bool(entries) and all(
+        (e.get("resource") or {}).get("resourceType") == "Consent"
+        or ((e.get("request") or {}).get("method") == "DELETE" and (e.get("request") or {}).get("url", "").startswith("Consent/"))
+        for e in entries)

@@ -91,3 +91,8 @@ async def handle_unexpected(_request: Request, exc: Exception) -> Response:
     log.exception("unexpected error", exc_info=exc)
     return fhir_response(operation_outcome([Issue("internal error; the gateway's log has the details")],
                                            code="exception"), 500)
+
+
+async def handle_refused(_request: Request, exc) -> Response:
+    """A valid principal that may not do this (AccessRefused): 403 with the decision's reason."""
+    return problem_response(HttpProblem(403, "forbidden", exc.reason))

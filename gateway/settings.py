@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     public_base_url: str | None = None  # the FHIR base as clients see it; default: from the request
     max_body_bytes: int = 64 * 1024 * 1024
     workers: int = 1
+    redis_url: str | None = None  # production: shared policy cache invalidation across workers
+    provide_level_mode: str = Field("raise", pattern="^(raise|reject)$")  # upload below the 203 level
     demo_data: bool = True  # load demonstration documents on first start of the embedded default
 
     @property

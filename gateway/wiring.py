@@ -7,12 +7,17 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from adapters.cara.crypto import Keyring
+from adapters.cara.fhir_mapping import parse_resource
 from adapters.cara.store.database import make_engine, migrate
 from adapters.cara.store.documents import DatabaseDocumentStore
 from adapters.cara.store.patients import DatabasePatientIndex
 from gateway.auth.issuers import TrustedIssuers
 from gateway.auth.iua import TokenVerifier
-from gateway.exchange import Exchange
+from consent.cache import InProcessPolicyCache, PolicyCache, RedisPolicyCache, UncachedPolicies
+from consent.store import DatabaseNotificationStore, DatabasePolicyStore
+from gateway.access import AccessControl
+from gateway.exchange import Exchange, is_consent_bundle
+from gateway.policy_exchange import PolicyExchange
 from gateway.settings import Settings
 
 
@@ -22,7 +27,16 @@ class Services:
     engine: Engine
     keyring: Keyring
     exchange: Exchange
+    policies: PolicyExchange
+    access: AccessControl
     verifier: TokenVerifier
+
+    def transaction(self, *, principal, body: bytes, base_url: str) -> dict:
+        """POST [base]: a Bundle of Consents is PPQ-4, anything else an ITI-65 Provide Document Bundle."""
+        bundle = parse_resource(body, "Bundle")
+        if is_consent_bundle(bundle):
+            return self.policies.transaction(principal=principal, bundle=bundle)
+        return self.exchange.provide_bundle(principal=principal, bundle=bundle, base_url=base_url).response
 
 
 def build_services(settings: Settings) -> Services:
@@ -32,7 +46,21 @@ def build_services(settings: Settings) -> Services:
     keyring = Keyring.load(settings.keyring_path)
     documents = DatabaseDocumentStore(engine=engine, keyring=keyring)
     patients = DatabasePatientIndex(engine=engine, keyring=keyring)
-    exchange = Exchange(documents=documents, patients=patients, community_oid=settings.community_oid)
+    access = AccessControl(policies=DatabasePolicyStore(engine=engine, keyring=keyring), cache=policy_cache(settings),
+                           notifications=DatabaseNotificationStore(engine=engine, keyring=keyring),
+                           provide_level_mode=settings.provide_level_mode)
+    exchange = Exchange(documents=documents, patients=patients, access=access, community_oid=settings.community_oid)
+    policies = PolicyExchange(engine=engine, patients=patients, access=access)
     verifier = TokenVerifier(issuers=TrustedIssuers.load(settings.trusted_issuers), audience=settings.audience,
                              clock_skew_seconds=settings.clock_skew_seconds)
-    return Services(settings=settings, engine=engine, keyring=keyring, exchange=exchange, verifier=verifier)
+    return Services(settings=settings, engine=engine, keyring=keyring, exchange=exchange, policies=policies,
+                    access=access, verifier=verifier)
+
+
+def policy_cache(settings: Settings) -> PolicyCache:
+    """Redis when configured (several workers); in-process for one worker; otherwise none."""
+    if settings.redis_url:
+        import redis
+
+        return RedisPolicyCache(client=redis.Redis.from_url(settings.redis_url, socket_timeout=2))
+    return InProcessPolicyCache() if settings.workers == 1 else UncachedPolicies()

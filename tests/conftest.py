@@ -4,6 +4,7 @@ driven over HTTP, and real signed tokens from the development issuer."""
 from __future__ import annotations
 
 import os
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from starlette.testclient import TestClient
 
+from consent.principal import Principal
+from consent.ppqm import IDENTIFIER_TYPE_SYSTEM as PPQM_IDENTIFIER_TYPES
 from gateway.app import create_app
 from gateway.auth.dev_issuer import mint_token
 from gateway.first_start import dev_issuer_url, prepare
@@ -90,13 +93,26 @@ class Gateway:
         return self.tokens.headers(self.tokens.hcp())
 
     def register_patient(self, spid: str = SPID, local_id: str = "L-1", family: str = "Muster",
-                         given: str = "Anna") -> dict:
+                         given: str = "Anna", grant_hcp: str | None = "restricted") -> dict:
+        """ITI-104 feed, onboarding (201/202/203) and, unless None, the patient's 301 grant of
+        `grant_hcp` (normal or restricted) to the test HCP: the usual state of a record in use."""
         body = patient_feed(spid=spid, local_system=LOCAL_SYSTEM, local_id=local_id, family=family, given=given,
                             birth_date="1980-05-17", gender="female")
         response = self.client.put(f"/fhir/Patient?identifier={LOCAL_SYSTEM}|{local_id}",
                                    content=orjson.dumps(body), headers=self.as_hcp())
         assert response.status_code in (200, 201), response.text
+        self.services.policies.onboard(principal=POLICY_ADMIN, spid=spid)
+        if grant_hcp:
+            self.grant(spid, HCP_GLN, grant_hcp)
         return response.json()
+
+    def grant(self, spid: str, gln: str, level: str, **period) -> str:
+        """The patient grants `level` to one HCP (template 301) over PPQ-3; returns the Consent id."""
+        consent = grant_consent(spid=spid, gln=gln, level=level, **period)
+        response = self.client.post("/fhir/Consent", content=orjson.dumps(consent),
+                                    headers=self.tokens.headers(self.tokens.patient(spid)))
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
 
     def provide(self, bundle: dict, headers: dict[str, str] | None = None):
         return self.client.post("/fhir", content=orjson.dumps(bundle), headers=headers or self.as_hcp())
@@ -104,6 +120,38 @@ class Gateway:
     def find(self, spid: str = SPID, headers: dict[str, str] | None = None, **params):
         query = {"patient.identifier": SEARCH + spid, **params}
         return self.client.get("/fhir/DocumentReference", params=query, headers=headers or self.as_hcp())
+
+
+POLICY_ADMIN = Principal(role="PADM", user_id="padm-test", name="Policy administrator")
+
+
+def grant_consent(*, spid: str, gln: str, level: str, start: str | None = None, end: str | None = None,
+                  rule: str | None = None, template: int = 301) -> dict:
+    """A CH:PPQm Consent (301 by default) naming one HCP by GLN."""
+    period = {k: v for k, v in (("start", start), ("end", end)) if v}
+    return {
+        "resourceType": "Consent",
+        "identifier": [
+            {"type": {"coding": [{"system": PPQM_IDENTIFIER_TYPES, "code": "policySetId"}]},
+             "value": f"urn:uuid:{uuid.uuid4()}"},
+            {"type": {"coding": [{"system": PPQM_IDENTIFIER_TYPES, "code": "templateId"}]}, "value": str(template)},
+        ],
+        "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                              "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "INFA"}]}],
+        "patient": {"identifier": {"system": "urn:oid:2.16.756.5.30.1.127.3.10.3", "value": spid}},
+        "policyRule": {"coding": [{"system": "urn:ietf:rfc:3986",
+                                   "code": rule or f"urn:e-health-suisse:2015:policies:access-level:{level}"}]},
+        "provision": {
+            **({"period": period} if period else {}),
+            "actor": [{"role": {"coding": [{"system": "urn:oid:2.16.756.5.30.1.127.3.10.6", "code": "HCP"}]},
+                       "reference": {"identifier": {
+                           "type": {"coding": [{"system": "urn:ietf:rfc:3986", "code": "urn:gs1:gln"}]},
+                           "system": "urn:oid:2.51.1.3", "value": gln}}}],
+            "purpose": [{"system": "urn:oid:2.16.756.5.30.1.127.3.10.5", "code": "NORM"}],
+        },
+    }
 
 
 def make_settings(data_dir: Path, database_url: str, **overrides) -> Settings:

@@ -6,8 +6,10 @@ here is plain data, serialisable to JSON for the encrypted metadata blob.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+from adapters.cara.vocabulary import CONFIDENTIALITY_CODES, CONFIDENTIALITY_DISPLAY, CONFIDENTIALITY_RANK, SNOMED
 
 
 @dataclass(frozen=True)
@@ -96,10 +98,14 @@ class DocumentEntry:
     @property
     def confidentiality_level(self) -> str:
         """normal, restricted or secret: the most restrictive of the labels."""
-        from adapters.cara.vocabulary import CONFIDENTIALITY_CODES, CONFIDENTIALITY_RANK
-
         levels = [CONFIDENTIALITY_CODES[c.code] for c in self.confidentiality if c.code in CONFIDENTIALITY_CODES]
         return max(levels, key=CONFIDENTIALITY_RANK.__getitem__) if levels else "normal"
+
+    def with_confidentiality_level(self, level: str) -> DocumentEntry:
+        """The same entry labelled `level` instead of its confidentiality code (other labels kept)."""
+        code, display = CONFIDENTIALITY_DISPLAY[level]
+        kept = [c for c in self.confidentiality if c.code not in CONFIDENTIALITY_CODES]
+        return replace(self, confidentiality=[Code(SNOMED, code, display), *kept])
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

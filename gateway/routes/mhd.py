@@ -14,13 +14,13 @@ from gateway.security import require_principal
 router = APIRouter(dependencies=[Depends(require_principal)])
 
 
-@router.post("/fhir", summary="ITI-65 Provide Document Bundle")
+@router.post("/fhir", summary="ITI-65 Provide Document Bundle, or PPQ-4 (a Bundle of Consents)")
 @router.post("/fhir/", include_in_schema=False)
-async def provide_document_bundle(request: Request, principal: Principal = Depends(require_principal)) -> Response:
+async def transaction(request: Request, principal: Principal = Depends(require_principal)) -> Response:
     body = await fhir_body(request)
-    provided = await run_in_threadpool(services(request).exchange.provide, principal=principal, body=body,
-                                       base_url=base_url(request))
-    return fhir_response(provided.response, 200)
+    answer = await run_in_threadpool(services(request).transaction, principal=principal, body=body,
+                                     base_url=base_url(request))
+    return fhir_response(answer, 200)
 
 
 @router.get("/fhir/DocumentReference", summary="ITI-67 Find Document References")

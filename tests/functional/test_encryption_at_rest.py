@@ -3,16 +3,15 @@ or in the database rows; key rotation keeps every document readable."""
 
 from pathlib import Path
 
-import orjson
 import pytest
 from sqlalchemy import text
 
 from adapters.cara.crypto import Keyring
 from adapters.cara.store.key_rotation import rewrap_data_keys
 from adapters.cara.store.schema import metadata
-from conftest import LOCAL_SYSTEM, SPID
+from conftest import SPID
 from functional.helpers import document_ids
-from gateway.samples import patient_feed, pdf_document, provide_bundle
+from gateway.samples import pdf_document, provide_bundle
 
 BODY_MARKER = "Diagnosis-Zebra-Quokka-4711"
 FAMILY, GIVEN, LOCAL_ID = "Zwygart", "Philomena", "LOCAL-778899"
@@ -20,11 +19,7 @@ NEEDLES = [BODY_MARKER, FAMILY, GIVEN, SPID, LOCAL_ID]
 
 
 def store_sensitive_data(gateway) -> list[str]:
-    body = patient_feed(spid=SPID, local_system=LOCAL_SYSTEM, local_id=LOCAL_ID, family=FAMILY, given=GIVEN,
-                        birth_date="1944-02-29", gender="female")
-    response = gateway.client.put(f"/fhir/Patient?identifier={LOCAL_SYSTEM}|{LOCAL_ID}", content=orjson.dumps(body),
-                                  headers=gateway.as_hcp())
-    assert response.status_code == 201
+    gateway.register_patient(local_id=LOCAL_ID, family=FAMILY, given=GIVEN)
     documents = [{"title": f"Letter about {FAMILY}", "local_id": LOCAL_ID, "patient_family": FAMILY,
                   "patient_given": GIVEN, "content": pdf_document("Letter", [BODY_MARKER] * 20)}]
     return document_ids(gateway.provide(provide_bundle(spid=SPID, documents=documents)).json())
@@ -85,8 +80,9 @@ def test_key_rotation_rewraps_without_touching_ciphertexts_and_documents_stay_re
 
     counts = rewrap_data_keys(engine=gateway.services.engine, keyring=rotated)
 
+    # onboarding (201, 202, 203) and the test HCP's grant: four policies
     assert counts == {"patient": 1, "submission_set": 1, "document_entry": 1, "document_body": 1,
-                      "consent_policy": 0, "patient_notification": 0}
+                      "consent_policy": 4, "patient_notification": 0}
     with gateway.services.engine.connect() as connection:
         after = connection.execute(text("SELECT entry_id, sealed, sealed_key FROM document_body")).all()
     assert [(r.entry_id, r.sealed) for r in after] == [(r.entry_id, r.sealed) for r in before]

@@ -3,6 +3,7 @@
 from sqlalchemy import create_engine, inspect
 
 from adapters.cara.store.database import migrate
+import audit.schema  # noqa: F401 - the audit ledger adds its tables to the shared metadata
 from adapters.cara.store.schema import metadata
 
 

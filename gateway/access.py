@@ -1,0 +1,72 @@
+"""The policy decision point as the use-cases call it: current policies, decisions, obligations.
+
+Every exchange asks here before it touches a patient's record. Policies come from the store through
+the configured cache; obligations (notify the patient of an emergency access) are fulfilled here,
+before the answer leaves, so no emergency access happens without its notification.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+
+from consent import pdp
+from consent.cache import PolicyCache
+from consent.policies import Policy
+from consent.principal import Principal
+from consent.store import DatabaseNotificationStore, DatabasePolicyStore
+from gateway.auth.errors import AccessRefused
+
+
+class AccessControl:
+    def __init__(self, *, policies: DatabasePolicyStore, cache: PolicyCache,
+                 notifications: DatabaseNotificationStore, provide_level_mode: str,
+                 today: Callable[[], date] = lambda: datetime.now(UTC).date()):
+        self.store = policies
+        self.cache = cache
+        self.notifications = notifications
+        self.provide_level_mode = provide_level_mode
+        self.today = today
+
+    @staticmethod
+    def require_patient_context(principal: Principal, spid: str) -> None:
+        """A token bound to a patient (PAT, REP, extended token) acts on that patient only: 403."""
+        if principal.patient_spid is not None and principal.patient_spid != spid:
+            raise AccessRefused("the token is bound to another patient than the one of this request")
+
+    def policies(self, pid: str) -> list[Policy]:
+        return self.cache.get(pid, lambda: self.store.policies_for(pid))
+
+    def decide(self, principal: Principal, *, spid: str, pid: str, action: str,
+               confidentiality: str | None = None) -> pdp.Decision:
+        return pdp.decide(principal=principal, patient_spid=spid, action=action, confidentiality=confidentiality,
+                          policies=self.policies(pid), today=self.today())
+
+    def require(self, principal: Principal, *, spid: str, pid: str, action: str,
+                confidentiality: str | None = None) -> pdp.Decision:
+        decision = self.decide(principal, spid=spid, pid=pid, action=action, confidentiality=confidentiality)
+        if not decision.permit:
+            raise AccessRefused(decision.reason)
+        return decision
+
+    def visible_levels(self, principal: Principal, *, spid: str, pid: str) -> frozenset[str]:
+        return pdp.visible_levels(principal=principal, patient_spid=spid, policies=self.policies(pid),
+                                  today=self.today())
+
+    def upload_level(self, requested: str, *, pid: str) -> str:
+        """The confidentiality an upload is stored with: raised to the provide level (203), never lowered;
+        below it and in reject mode, ProvideLevelViolation."""
+        return pdp.apply_provide_level(requested=requested, policies=self.policies(pid), mode=self.provide_level_mode)
+
+    def fulfil(self, decision: pdp.Decision, principal: Principal, *, pid: str, what: str,
+               documents: tuple[str, ...] = ()) -> None:
+        if pdp.NOTIFY_PATIENT in decision.obligations:
+            self.notifications.add(pid=pid, notice={
+                "kind": "emergency-access",
+                "what": what,
+                "documents": list(documents),
+                "by": {"role": principal.role, "id": principal.user_id, "name": principal.name,
+                       "organisation": principal.organisation, "acting_for": principal.acting_for},
+                "purpose_of_use": principal.purpose_of_use,
+                "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            })

@@ -1,0 +1,207 @@
+"""CH:PPQm use-cases: the patient's policies added, updated, removed (PPQ-3/PPQ-4) and retrieved
+(PPQ-5), and the notifications owed to the patient. Part of the use-case layer with `exchange.py`.
+
+Consent resource ids are the uuid of the policy set (`policySetId` = `urn:uuid:<id>`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+
+from adapters.cara.errors import Conflict, InvalidInput, NotFound, UnknownPatient
+from adapters.cara.fhir_mapping import parse_resource, searchset
+from adapters.cara.store.patients import DatabasePatientIndex
+from adapters.cara.vocabulary import SPID_SYSTEM
+from consent import pdp
+from consent.policies import Policy, onboarding_policies
+from consent.ppqm import consent_from_policy, policy_from_consent
+from consent.principal import Principal
+from gateway.access import AccessControl
+from gateway.auth.errors import AccessRefused
+
+_UUID_PREFIX = "urn:uuid:"
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    method: str  # POST (create), PUT (create or replace), DELETE
+    policy_set_id: str
+    policy: Policy | None  # None for DELETE
+
+
+class PolicyExchange:
+    def __init__(self, *, engine: Engine, patients: DatabasePatientIndex, access: AccessControl):
+        self._engine = engine
+        self._patients = patients
+        self._access = access
+
+    # -- PPQ-3 / PPQ-4 ------------------------------------------------------------------------
+    def add(self, *, principal: Principal, body: bytes) -> tuple[dict[str, Any], bool]:
+        policy = policy_from_consent(parse_resource(body, "Consent"))
+        self.apply(principal=principal, changes=[PolicyChange("POST", policy.policy_set_id, policy)])
+        return self._consent(policy), True
+
+    def replace(self, *, principal: Principal, consent_id: str, body: bytes) -> tuple[dict[str, Any], bool]:
+        policy = policy_from_consent(parse_resource(body, "Consent"))
+        if policy.policy_set_id != _UUID_PREFIX + consent_id:
+            raise InvalidInput(f"Consent/{consent_id} carries policySetId {policy.policy_set_id}",
+                               location="Consent.identifier")
+        created = self.apply(principal=principal, changes=[PolicyChange("PUT", policy.policy_set_id, policy)])
+        return self._consent(policy), created[0]
+
+    def remove(self, *, principal: Principal, consent_id: str) -> None:
+        self.apply(principal=principal, changes=[PolicyChange("DELETE", _UUID_PREFIX + consent_id, None)])
+
+    def transaction(self, *, principal: Principal, bundle: dict[str, Any]) -> dict[str, Any]:
+        """PPQ-4: every change checked and authorised first, then all stored in one transaction."""
+        changes = [_change(i, entry) for i, entry in enumerate(bundle.get("entry") or [])]
+        if not changes:
+            raise InvalidInput("a PPQ-4 Bundle needs at least one entry", location="Bundle.entry")
+        created = self.apply(principal=principal, changes=changes)
+        return {
+            "resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "transaction-response",
+            "entry": [{"response": {"status": "204 No Content" if c.method == "DELETE" else
+                                    "201 Created" if made else "200 OK",
+                                    "location": f"Consent/{c.policy_set_id.removeprefix(_UUID_PREFIX)}"}}
+                      for c, made in zip(changes, created, strict=True)],
+        }
+
+    def apply(self, *, principal: Principal, changes: list[PolicyChange]) -> list[bool]:
+        """Authorise every change against the policies as they stand, then store all or nothing."""
+        targets = []
+        for change in changes:
+            existing = self._access.store.get(change.policy_set_id)
+            if change.method == "POST" and existing:
+                raise Conflict(f"policy set {change.policy_set_id} already exists", location="Consent.identifier")
+            if change.method == "DELETE" and existing is None:
+                raise NotFound(f"Consent/{change.policy_set_id.removeprefix(_UUID_PREFIX)} is not known")
+            spid = change.policy.patient_spid if change.policy else existing[1].patient_spid
+            pid = self._pid(spid)
+            if existing and existing[0] != pid:
+                raise Conflict(f"policy set {change.policy_set_id} belongs to another patient",
+                               location="Consent.patient")
+            self._authorise(principal, change, existing[1] if existing else None, pid)
+            targets.append(pid)
+        for pid in set(targets):  # before the write: a reader cannot cache the old state under a new version
+            self._access.cache.invalidate(pid)
+        created = []
+        with self._engine.begin() as connection:
+            for change, pid in zip(changes, targets, strict=True):
+                if change.method == "DELETE":
+                    self._access.store.remove(connection, change.policy_set_id)
+                    created.append(False)
+                else:
+                    created.append(self._access.store.put(connection, change.policy, pid=pid))
+        for pid in set(targets):
+            self._access.cache.invalidate(pid)
+        return created
+
+    def _authorise(self, principal: Principal, change: PolicyChange, existing: Policy | None, pid: str) -> None:
+        policies = self._access.policies(pid)
+        today = self._access.today()
+        for policy in (change.policy, existing):
+            if policy is None:
+                continue
+            decision = pdp.may_delegate(principal=principal, new_policy=policy, policies=policies, today=today)
+            if not decision.permit:
+                raise AccessRefused(decision.reason)
+
+    def onboard(self, *, principal: Principal, spid: str) -> tuple[Policy, ...]:
+        """The bootstrap set (201 full access, 202 emergency normal, 203 provide normal)."""
+        ids = tuple(f"{_UUID_PREFIX}{uuid.uuid4()}" for _ in range(3))
+        policies = onboarding_policies(patient_spid=spid, policy_set_ids=ids)
+        self.apply(principal=principal, changes=[PolicyChange("POST", p.policy_set_id, p) for p in policies])
+        return policies
+
+    # -- PPQ-5 --------------------------------------------------------------------------------
+    def retrieve(self, *, principal: Principal, params: list[tuple[str, str]], base_url: str) -> dict[str, Any]:
+        names = {n for n, _ in params}
+        if names - {"patient:identifier", "identifier"} or len(params) != 1:
+            raise InvalidInput("PPQ-5 takes exactly one of patient:identifier=urn:oid:2.16.756.5.30.1.127.3.10.3|"
+                               "<SPID> or identifier=<policy set uuid>", location="Consent?")
+        name, value = params[0]
+        if name == "identifier":
+            found = self._access.store.get(value if value.startswith(_UUID_PREFIX) else _UUID_PREFIX + value)
+            spid = found[1].patient_spid if found else None
+            policies = [found[1]] if found else []
+        else:
+            system, _, spid = value.partition("|")
+            if system != SPID_SYSTEM or not spid:
+                raise InvalidInput(f"patient:identifier must be {SPID_SYSTEM}|<SPID>", location="patient:identifier")
+            pid = self._patients.pid_for_spid(spid)
+            policies = self._access.store.policies_for(pid) if pid else []
+        if spid is not None and policies:
+            self._access.require(principal, spid=spid, pid=self._pid(spid), action="manage-policies")
+        consents = [self._consent(p) for p in policies]
+        return searchset(consents, total=len(consents), self_url=f"{base_url}/Consent?{name}={value}",
+                         next_url=None, base_url=base_url)
+
+    # -- notifications ------------------------------------------------------------------------
+    def notifications(self, *, principal: Principal, params: list[tuple[str, str]], base_url: str) -> dict[str, Any]:
+        """The patient's notifications as Communication resources (emergency accesses), newest first."""
+        values = [v for n, v in params if n in ("recipient.identifier", "recipient:identifier")]
+        if len(values) != 1 or len(params) != 1:
+            raise InvalidInput(f"use recipient.identifier={SPID_SYSTEM}|<SPID>", location="recipient.identifier")
+        system, _, spid = values[0].partition("|")
+        if system != SPID_SYSTEM or not spid:
+            raise InvalidInput(f"recipient.identifier must be {SPID_SYSTEM}|<SPID>", location="recipient.identifier")
+        pid = self._pid(spid)
+        self._access.require(principal, spid=spid, pid=pid, action="read-audit")
+        resources = [_communication(notification_id, created, notice, spid)
+                     for notification_id, created, notice in self._access.notifications.for_patient(pid)]
+        return searchset(resources, total=len(resources), self_url=f"{base_url}/Communication?recipient.identifier="
+                         f"{values[0]}", next_url=None, base_url=base_url)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _pid(self, spid: str) -> str:
+        pid = self._patients.pid_for_spid(spid)
+        if pid is None:
+            raise UnknownPatient(f"EPR-SPID {spid} is not registered in this community", location="Consent.patient")
+        return pid
+
+    @staticmethod
+    def _consent(policy: Policy) -> dict[str, Any]:
+        return {"resourceType": "Consent", "id": policy.policy_set_id.removeprefix(_UUID_PREFIX),
+                **consent_from_policy(policy)}
+
+
+def _communication(notification_id: str, created, notice: dict[str, Any], spid: str) -> dict[str, Any]:
+    by = notice["by"]
+    who = by.get("name") or by["id"]
+    text = (f"Emergency access to your record ({notice['what']}) by {who} ({by['role']}"
+            + (f", {by['organisation']}" if by.get("organisation") else "") + f") on {notice['at']}; "
+            f"documents: {', '.join(notice['documents']) or 'none'}")
+    return {
+        "resourceType": "Communication",
+        "id": notification_id,
+        "status": "completed",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/communication-category",
+                                  "code": "notification"}]}],
+        "subject": {"identifier": {"system": SPID_SYSTEM, "value": spid}},
+        "recipient": [{"identifier": {"system": SPID_SYSTEM, "value": spid}}],
+        "sent": created.isoformat(timespec="seconds") + "+00:00",
+        "reasonCode": [{"coding": [{"system": "urn:oid:2.16.756.5.30.1.127.3.10.5", "code": notice["purpose_of_use"]}]}],
+        "payload": [{"contentString": text}],
+    }
+
+
+def _change(index: int, entry: dict[str, Any]) -> PolicyChange:
+    request = entry.get("request") or {}
+    method = request.get("method")
+    where = f"Bundle.entry[{index}]"
+    if method == "DELETE":
+        url = request.get("url") or ""
+        if not url.startswith("Consent/"):
+            raise InvalidInput("a DELETE entry names Consent/<id> in request.url", location=f"{where}.request.url")
+        return PolicyChange("DELETE", _UUID_PREFIX + url.removeprefix("Consent/"), None)
+    if method not in ("POST", "PUT"):
+        raise InvalidInput("entry.request.method must be POST, PUT or DELETE", location=f"{where}.request.method")
+    resource = entry.get("resource")
+    if not isinstance(resource, dict) or resource.get("resourceType") != "Consent":
+        raise InvalidInput("a PPQ-4 Bundle holds Consent resources only", location=f"{where}.resource")
+    policy = policy_from_consent(resource)
+    return PolicyChange(method, policy.policy_set_id, policy)

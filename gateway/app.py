@@ -8,8 +8,10 @@ from fastapi.exceptions import RequestValidationError
 from adapters.cara.errors import Issue, RecordError
 from gateway import outcomes
 from gateway.auth.errors import AccessRefused
+from gateway.access_log import AccessLog
 from gateway.limits import BodySizeLimit, BodyTooLarge
-from gateway.routes import consents, meta, mhd, patients
+from gateway.trace import TraceContext
+from gateway.routes import audit, consents, meta, mhd, patients
 from gateway.wiring import Services
 
 
@@ -20,6 +22,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(mhd.router)
     app.include_router(patients.router)
     app.include_router(consents.router)
+    app.include_router(audit.router)
     app.add_exception_handler(RecordError, outcomes.handle_record_error)
     app.add_exception_handler(outcomes.HttpProblem, outcomes.handle_problem)
     app.add_exception_handler(AccessRefused, outcomes.handle_refused)
@@ -29,6 +32,8 @@ def create_app(services: Services) -> FastAPI:
     app.add_exception_handler(405, _not_allowed)
     app.add_exception_handler(Exception, outcomes.handle_unexpected)
     app.add_middleware(BodySizeLimit, max_bytes=services.settings.max_body_bytes)
+    app.add_middleware(TraceContext)
+    app.add_middleware(AccessLog)
     return app
 
 

@@ -13,6 +13,8 @@ from gateway.settings import Settings
 app = typer.Typer(help="Gateway from the Valais health network into the intercantonal EPR.", no_args_is_help=True)
 keys_app = typer.Typer(help="Key-encryption keys of the document store.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+audit_app = typer.Typer(help="The tamper-evident audit ledger.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 
 @app.command()
@@ -80,6 +82,43 @@ def rotate_keys() -> None:
     migrate(engine)
     counts = rewrap_data_keys(engine=engine, keyring=Keyring.load(settings.keyring_path))
     typer.echo(f"active key {new_id}; re-wrapped " + ", ".join(f"{n} {t}" for t, n in counts.items()))
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the whole ledger and check every checkpoint signature; exit 1 naming the first problem."""
+    from adapters.cara.store.database import make_engine
+    from audit.ledger import verify_ledger
+    from audit.signing import load_signing_key
+
+    settings = Settings()
+    key_id, key = load_signing_key(settings.audit_signing_key_path)
+    report = verify_ledger(engine=make_engine(settings.resolved_database_url), public_keys={key_id: key.public_key()})
+    summary = f"{report.records_checked} records, {report.checkpoints_checked} checkpoints"
+    if not report.ok:
+        typer.echo(f"AUDIT LEDGER DOES NOT VERIFY ({summary}): {report.first_problem}", err=True)
+        raise typer.Exit(1)
+    unsigned = f"; {report.unsigned_records} records after the last checkpoint" if report.unsigned_records else ""
+    typer.echo(f"audit ledger verifies: {summary}{unsigned}")
+
+
+@audit_app.command("export")
+def audit_export(since: Optional[str] = typer.Option(None, help="ISO date or date-time (UTC when no zone)"),
+                 format: str = typer.Option("ndjson", help="ndjson (with the proof) or syslog (RFC 5424)")) -> None:
+    """Write records with the proof needed to verify them elsewhere (hash chain, signed checkpoint)."""
+    from datetime import UTC, datetime
+
+    from adapters.cara.store.database import make_engine
+    from audit.export import export
+
+    if format not in ("ndjson", "syslog"):
+        raise typer.BadParameter("ndjson or syslog", param_hint="--format")
+    settings = Settings()
+    moment = datetime.fromisoformat(since) if since else None
+    if moment is not None and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    for line in export(engine=make_engine(settings.resolved_database_url), since=moment, fmt=format):
+        typer.echo(line)
 
 
 @app.command()

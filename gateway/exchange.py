@@ -20,6 +20,7 @@ from adapters.cara.store.patients import DatabasePatientIndex
 from adapters.cara.vocabulary import CONFIDENTIALITY_RANK
 from consent.principal import Principal
 from gateway.access import AccessControl
+from gateway.auditing import Auditor, audited
 from gateway.auth.errors import AccessRefused
 
 # Who may feed identities (ITI-104): systems and professionals, not patients or representatives.
@@ -42,10 +43,11 @@ class Provided:
 
 class Exchange:
     def __init__(self, *, documents: DatabaseDocumentStore, patients: DatabasePatientIndex, access: AccessControl,
-                 community_oid: str):
+                 auditor: Auditor, community_oid: str):
         self.documents = documents
         self.patients = patients
         self.access = access
+        self.auditor = auditor
         self.community_oid = community_oid
 
     # -- ITI-65 -------------------------------------------------------------------------------
@@ -53,6 +55,7 @@ class Exchange:
         return self.provide_bundle(principal=principal, bundle=fhir_mapping.parse_resource(body, "Bundle"),
                                    base_url=base_url)
 
+    @audited("ITI-65")
     def provide_bundle(self, *, principal: Principal, bundle: dict[str, Any], base_url: str) -> Provided:
         submission = fhir_mapping.submission_from_bundle(bundle)
         self.access.require_patient_context(principal, submission.spid)
@@ -61,7 +64,16 @@ class Exchange:
             raise UnknownPatient(f"EPR-SPID {submission.spid} is not registered in this community",
                                  location="List.subject.identifier")
         submission = self._authorise_upload(principal, submission, pid)
-        result = self.documents.provide(submission, patient_pid=pid)
+
+        def audit_in_transaction(connection, result: ProvideResult) -> None:
+            created = [d.entry for d, p in zip(submission.documents, result.documents, strict=True) if p.created]
+            record = self.auditor.record("ITI-65", principal, atc_code="ATC_DOC_CREATE" if created else None,
+                                         patient_spid=submission.spid,
+                                         documents=tuple(self.auditor.document(e) for e in created),
+                                         submission_set_unique_id=submission.submission_set.unique_id)
+            self.auditor.write(connection, [record])
+
+        result = self.documents.provide(submission, patient_pid=pid, within=audit_in_transaction)
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         locations = fhir_mapping.transaction_locations(bundle, submission, result, base_url=base_url)
         return Provided(fhir_mapping.transaction_response(locations, last_modified=now), result, submission.spid)
@@ -79,15 +91,17 @@ class Exchange:
         return replace(submission, documents=tuple(documents))
 
     # -- ITI-67 -------------------------------------------------------------------------------
+    @audited("ITI-67")
     def find(self, *, principal: Principal, params: list[tuple[str, str]], base_url: str) -> dict[str, Any]:
         request = parse_find_request(params, string_hash=self.documents.string_hash)
         self.access.require_patient_context(principal, request.spid)
         pid = self.patients.pid_for_spid(request.spid)
-        if pid is None:  # an unknown patient has no documents; saying more would reveal who is registered
-            return fhir_mapping.searchset([], total=0, self_url=_search_url(base_url, params), next_url=None,
-                                          base_url=base_url)
-        levels = self.access.visible_levels(principal, spid=request.spid, pid=pid)
-        if not levels:  # nothing visible looks exactly like nothing there
+        levels = self.access.visible_levels(principal, spid=request.spid, pid=pid) if pid else frozenset()
+        audit = self.auditor.record("ITI-67", principal, atc_code="ATC_DOC_SEARCH", patient_spid=request.spid,
+                                    query=tuple(params))
+        if not levels:
+            # An unknown patient and a record this principal may not see both look like an empty one.
+            self.auditor.write_now([audit])
             return fhir_mapping.searchset([], total=0, self_url=_search_url(base_url, params), next_url=None,
                                           base_url=base_url)
         # Filtering happens in the query, before paging: total and next links count visible entries only.
@@ -95,6 +109,7 @@ class Exchange:
         total, entries = self.documents.search(query)
         decision = self.access.decide(principal, spid=request.spid, pid=pid, action="read",
                                       confidentiality=min(levels, key=CONFIDENTIALITY_RANK.__getitem__))
+        self.auditor.write_now([audit])
         self.access.fulfil(decision, principal, pid=pid, what="search",
                            documents=tuple(e.unique_id for e in entries))
         resources = [fhir_mapping.document_reference(e, spid=request.spid, base_url=base_url) for e in entries]
@@ -106,16 +121,23 @@ class Exchange:
         return fhir_mapping.searchset(resources, total=total, self_url=_search_url(base_url, params),
                                       next_url=next_url, base_url=base_url)
 
+    @audited("ITI-67")
     def read_reference(self, *, principal: Principal, entry_id: str, base_url: str) -> dict[str, Any]:
-        entry, spid = self._readable_entry(principal, entry_id, "DocumentReference", what="read metadata")
-        return fhir_mapping.document_reference(entry, spid=spid, base_url=base_url)
+        entry, spid, decision = self._readable_entry(principal, entry_id, "DocumentReference", "ITI-67")
+        resource = fhir_mapping.document_reference(entry, spid=spid, base_url=base_url)
+        self._record_read("ITI-67", principal, entry, spid, decision, what="read metadata")
+        return resource
 
     # -- ITI-68 -------------------------------------------------------------------------------
+    @audited("ITI-68")
     def retrieve(self, *, principal: Principal, entry_id: str) -> Retrieved:
-        entry, _ = self._readable_entry(principal, entry_id, "Binary", what="retrieve")
-        return Retrieved(self.documents.read_content(entry), entry.mime_type, entry)
+        entry, spid, decision = self._readable_entry(principal, entry_id, "Binary", "ITI-68")
+        content = self.documents.read_content(entry)
+        self._record_read("ITI-68", principal, entry, spid, decision, what="retrieve")
+        return Retrieved(content, entry.mime_type, entry)
 
     # -- ITI-104 ------------------------------------------------------------------------------
+    @audited("ITI-104")
     def register_patient(self, *, principal: Principal, identifier_param: str | None,
                          body: bytes) -> tuple[dict[str, Any], bool]:
         if principal.role not in IDENTITY_FEEDERS:
@@ -123,13 +145,16 @@ class Exchange:
         source = _source_identifier(identifier_param)
         incoming = patient_mapping.patient_from_resource(fhir_mapping.parse_resource(body, "Patient"))
         record, created = self.patients.register(source, incoming)
+        # The ledger is in the clear: the record names the patient by SPID only, no local id, no demographics.
+        self.auditor.write_now([self.auditor.record("ITI-104", principal, action="C" if created else "U",
+                                                    patient_spid=record.spid)])
         return patient_mapping.patient_resource(record, community_oid=self.community_oid), created
 
     # -- helpers ------------------------------------------------------------------------------
-    def _readable_entry(self, principal: Principal, entry_id: str, kind: str, *,
-                        what: str) -> tuple[DocumentEntry, str]:
-        """The entry and its patient's SPID, or NotFound — the same answer for a document that does not
-        exist and one this principal may not see, so a refusal reveals nothing."""
+    def _readable_entry(self, principal: Principal, entry_id: str, kind: str, transaction: str):
+        """(entry, its patient's SPID, the permit), or NotFound — the same answer for a document that
+        does not exist and one this principal may not see, so a refusal reveals nothing. A refusal is
+        recorded in the patient's trail."""
         entry = self.documents.get_entry(entry_id)
         record = self.patients.get(entry.patient_pid) if entry else None
         if entry is None or record is None or record.spid is None:
@@ -137,9 +162,18 @@ class Exchange:
         decision = self.access.decide(principal, spid=record.spid, pid=entry.patient_pid, action="read",
                                       confidentiality=entry.confidentiality_level)
         if not decision.permit:
-            raise NotFound(f"{kind}/{entry_id} is not known")
+            refusal = NotFound(f"{kind}/{entry_id} is not known")
+            self.auditor.failure(transaction, principal, refusal, atc_code="ATC_DOC_READ", patient_spid=record.spid,
+                                 documents=(self.auditor.document(entry),))
+            raise refusal
+        return entry, record.spid, decision
+
+    def _record_read(self, transaction: str, principal: Principal, entry: DocumentEntry, spid: str, decision, *,
+                     what: str) -> None:
+        """Audit, then fulfil the decision's obligations: both before the answer leaves."""
+        self.auditor.write_now([self.auditor.record(transaction, principal, atc_code="ATC_DOC_READ",
+                                                    patient_spid=spid, documents=(self.auditor.document(entry),))])
         self.access.fulfil(decision, principal, pid=entry.patient_pid, what=what, documents=(entry.unique_id,))
-        return entry, record.spid
 
 
 def _source_identifier(value: str | None) -> Identifier:

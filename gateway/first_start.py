@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.cara.crypto import Keyring
+from audit.signing import load_or_create_signing_key
 from gateway.auth.dev_issuer import ensure_dev_issuer
 from gateway.pki import DevPki, ensure_dev_pki
 from gateway.settings import Settings
@@ -36,6 +37,7 @@ def prepare(settings: Settings) -> Prepared:
         missing = [name for name, value in (("EPR_KEYRING", settings.keyring), ("EPR_TLS_CERT", settings.tls_cert),
                                             ("EPR_TLS_KEY", settings.tls_key),
                                             ("EPR_TRUSTED_ISSUERS", settings.trusted_issuers),
+                                            ("EPR_AUDIT_SIGNING_KEY", settings.audit_signing_key),
                                             ("EPR_DATABASE_URL", settings.database_url)) if not value]
         if missing:
             raise ProductionMisconfigured(f"production needs {', '.join(missing)}: no development defaults")
@@ -45,6 +47,9 @@ def prepare(settings: Settings) -> Prepared:
     if not keyring_path.exists():
         Keyring.create_file(keyring_path)
         generated.append(f"DEVELOPMENT keyring {keyring_path}")
+    if not settings.audit_signing_key_path.exists():
+        load_or_create_signing_key(settings.audit_signing_key_path)
+        generated.append(f"DEVELOPMENT audit signing key {settings.audit_signing_key_path}")
     pki = ensure_dev_pki(settings.data_dir / "pki")
     updates: dict = {}
     if settings.tls_cert is None:

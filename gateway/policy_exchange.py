@@ -15,12 +15,14 @@ from sqlalchemy import Engine
 from adapters.cara.errors import Conflict, InvalidInput, NotFound, UnknownPatient
 from adapters.cara.fhir_mapping import parse_resource, searchset
 from adapters.cara.store.patients import DatabasePatientIndex
-from adapters.cara.vocabulary import SPID_SYSTEM
+from adapters.cara.vocabulary import GLN_SYSTEM, SPID_SYSTEM
 from consent import pdp
 from consent.policies import Policy, onboarding_policies
 from consent.ppqm import consent_from_policy, policy_from_consent
 from consent.principal import Principal
+from audit.events import PolicySubject
 from gateway.access import AccessControl
+from gateway.auditing import Auditor, audited
 from gateway.auth.errors import AccessRefused
 
 _UUID_PREFIX = "urn:uuid:"
@@ -34,34 +36,42 @@ class PolicyChange:
 
 
 class PolicyExchange:
-    def __init__(self, *, engine: Engine, patients: DatabasePatientIndex, access: AccessControl):
+    def __init__(self, *, engine: Engine, patients: DatabasePatientIndex, access: AccessControl, auditor: Auditor):
         self._engine = engine
         self._patients = patients
         self._access = access
+        self.auditor = auditor
 
     # -- PPQ-3 / PPQ-4 ------------------------------------------------------------------------
+    @audited("PPQ-3")
     def add(self, *, principal: Principal, body: bytes) -> tuple[dict[str, Any], bool]:
         policy = policy_from_consent(parse_resource(body, "Consent"))
-        self.apply(principal=principal, changes=[PolicyChange("POST", policy.policy_set_id, policy)])
+        self.apply(principal=principal, changes=[PolicyChange("POST", policy.policy_set_id, policy)],
+                   transaction="PPQ-3")
         return self._consent(policy), True
 
+    @audited("PPQ-3")
     def replace(self, *, principal: Principal, consent_id: str, body: bytes) -> tuple[dict[str, Any], bool]:
         policy = policy_from_consent(parse_resource(body, "Consent"))
         if policy.policy_set_id != _UUID_PREFIX + consent_id:
             raise InvalidInput(f"Consent/{consent_id} carries policySetId {policy.policy_set_id}",
                                location="Consent.identifier")
-        created = self.apply(principal=principal, changes=[PolicyChange("PUT", policy.policy_set_id, policy)])
+        created = self.apply(principal=principal, changes=[PolicyChange("PUT", policy.policy_set_id, policy)],
+                             transaction="PPQ-3")
         return self._consent(policy), created[0]
 
+    @audited("PPQ-3")
     def remove(self, *, principal: Principal, consent_id: str) -> None:
-        self.apply(principal=principal, changes=[PolicyChange("DELETE", _UUID_PREFIX + consent_id, None)])
+        self.apply(principal=principal, changes=[PolicyChange("DELETE", _UUID_PREFIX + consent_id, None)],
+                   transaction="PPQ-3")
 
+    @audited("PPQ-4")
     def transaction(self, *, principal: Principal, bundle: dict[str, Any]) -> dict[str, Any]:
         """PPQ-4: every change checked and authorised first, then all stored in one transaction."""
         changes = [_change(i, entry) for i, entry in enumerate(bundle.get("entry") or [])]
         if not changes:
             raise InvalidInput("a PPQ-4 Bundle needs at least one entry", location="Bundle.entry")
-        created = self.apply(principal=principal, changes=changes)
+        created = self.apply(principal=principal, changes=changes, transaction="PPQ-4")
         return {
             "resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "transaction-response",
             "entry": [{"response": {"status": "204 No Content" if c.method == "DELETE" else
@@ -70,9 +80,10 @@ class PolicyExchange:
                       for c, made in zip(changes, created, strict=True)],
         }
 
-    def apply(self, *, principal: Principal, changes: list[PolicyChange]) -> list[bool]:
-        """Authorise every change against the policies as they stand, then store all or nothing."""
-        targets = []
+    def apply(self, *, principal: Principal, changes: list[PolicyChange], transaction: str = "PPQ-4") -> list[bool]:
+        """Authorise every change against the policies as they stand, then store all or nothing, each
+        change audited in the same transaction."""
+        targets, previous = [], []
         for change in changes:
             existing = self._access.store.get(change.policy_set_id)
             if change.method == "POST" and existing:
@@ -86,6 +97,7 @@ class PolicyExchange:
                                location="Consent.patient")
             self._authorise(principal, change, existing[1] if existing else None, pid)
             targets.append(pid)
+            previous.append(existing[1] if existing else None)
         for pid in set(targets):  # before the write: a reader cannot cache the old state under a new version
             self._access.cache.invalidate(pid)
         created = []
@@ -96,6 +108,8 @@ class PolicyExchange:
                     created.append(False)
                 else:
                     created.append(self._access.store.put(connection, change.policy, pid=pid))
+            self.auditor.write(connection, [self._audit_record(transaction, principal, change, before)
+                                            for change, before in zip(changes, previous, strict=True)])
         for pid in set(targets):
             self._access.cache.invalidate(pid)
         return created
@@ -109,6 +123,12 @@ class PolicyExchange:
             decision = pdp.may_delegate(principal=principal, new_policy=policy, policies=policies, today=today)
             if not decision.permit:
                 raise AccessRefused(decision.reason)
+
+    def _audit_record(self, transaction: str, principal: Principal, change: PolicyChange, before: Policy | None):
+        policy = change.policy or before
+        return self.auditor.record(transaction, principal, atc_code=_atc_code(change.method, policy, before),
+                                   patient_spid=policy.patient_spid, policy_set_id=policy.policy_set_id,
+                                   policy_subject=_policy_subject(policy))
 
     def onboard(self, *, principal: Principal, spid: str) -> tuple[Policy, ...]:
         """The bootstrap set (201 full access, 202 emergency normal, 203 provide normal)."""
@@ -137,6 +157,7 @@ class PolicyExchange:
         if spid is not None and policies:
             self._access.require(principal, spid=spid, pid=self._pid(spid), action="manage-policies")
         consents = [self._consent(p) for p in policies]
+        self.auditor.write_now([self.auditor.record("PPQ-5", principal, patient_spid=spid, query=tuple(params))])
         return searchset(consents, total=len(consents), self_url=f"{base_url}/Consent?{name}={value}",
                          next_url=None, base_url=base_url)
 
@@ -151,6 +172,7 @@ class PolicyExchange:
             raise InvalidInput(f"recipient.identifier must be {SPID_SYSTEM}|<SPID>", location="recipient.identifier")
         pid = self._pid(spid)
         self._access.require(principal, spid=spid, pid=pid, action="read-audit")
+        self.auditor.write_now([self.auditor.record("notifications", principal, patient_spid=spid)])
         resources = [_communication(notification_id, created, notice, spid)
                      for notification_id, created, notice in self._access.notifications.for_patient(pid)]
         return searchset(resources, total=len(resources), self_url=f"{base_url}/Communication?recipient.identifier="
@@ -167,6 +189,31 @@ class PolicyExchange:
     def _consent(policy: Policy) -> dict[str, Any]:
         return {"resourceType": "Consent", "id": policy.policy_set_id.removeprefix(_UUID_PREFIX),
                 **consent_from_policy(policy)}
+
+
+def _atc_code(method: str, policy: Policy, before: Policy | None) -> str:
+    """The CH:ATC event type the patient sees for one policy change."""
+    if policy.template == 202:
+        return "ATC_POL_DIS_EMER_USE" if method == "DELETE" else "ATC_POL_ENA_EMER_USE"
+    if policy.template == 203:
+        return "ATC_POL_DEF_CONFLEVEL"
+    if policy.is_block or (before is not None and before.is_block):
+        return "ATC_POL_EXL_BLACKLIST" if method == "DELETE" or not policy.is_block else "ATC_POL_INCL_BLACKLIST"
+    if method == "DELETE":
+        return "ATC_POL_REMOVE_AUT_PART_AL"
+    return "ATC_POL_UPDATE_AUT_PART_AL" if before is not None else "ATC_POL_CREATE_AUT_PART_AL"
+
+
+_SUBJECT_KINDS = {301: (GLN_SYSTEM, "HCP"), 304: (GLN_SYSTEM, "HCP"), 302: ("urn:ietf:rfc:3986", "GRP"),
+                  303: ("urn:e-health-suisse:representative-id", "REP"), 201: (SPID_SYSTEM, "PAT")}
+
+
+def _policy_subject(policy: Policy) -> PolicySubject | None:
+    if policy.subject_id is None or policy.template not in _SUBJECT_KINDS:
+        return None
+    system, role = _SUBJECT_KINDS[policy.template]
+    return PolicySubject(system=system, value=policy.subject_id, role=role, access_level=policy.rule,
+                         access_limited_to=policy.end)
 
 
 def _communication(notification_id: str, created, notice: dict[str, Any], spid: str) -> dict[str, Any]:

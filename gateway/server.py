@@ -42,7 +42,7 @@ def run(settings: Settings, *, workers: int = 1) -> None:
     uvicorn.run(
         "gateway.asgi:create", factory=True, workers=workers, host=settings.host, port=settings.port,
         http=ClientCertificateProtocol, ssl_certfile=str(settings.tls_cert), ssl_keyfile=str(settings.tls_key),
-        ssl_context_factory=_ssl_factory, log_level="info", server_header=False, proxy_headers=False,
+        ssl_context_factory=_ssl_factory, log_level="info", access_log=False, server_header=False, proxy_headers=False,
         timeout_keep_alive=30,
     )
 

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     require_mtls_for: str = ""  # comma-separated roles for which a token alone is not enough
     community_oid: str = "2.16.756.5.30.1.999.1"  # the MPI-PID assigning authority (configure!)
     audit_source_oid: str = "2.16.756.5.30.1.999.1.1"
+    audit_signing_key: Path | None = None  # Ed25519 PEM; default: a DEVELOPMENT key generated in data_dir/audit
+    audit_checkpoint_every: int = 100
     keyring: Path | None = None  # default: data_dir/keyring.json, generated on first start
     trusted_issuers: Path | None = None  # default: the development issuer, generated on first start
     audience: str = "https://127.0.0.1:8443/fhir"
@@ -45,6 +47,10 @@ class Settings(BaseSettings):
     @property
     def keyring_path(self) -> Path:
         return self.keyring or self.data_dir / "keyring.json"
+
+    @property
+    def audit_signing_key_path(self) -> Path:
+        return self.audit_signing_key or self.data_dir / "audit" / "audit-signing-key.DEVELOPMENT.pem"
 
     @property
     def mtls_roles(self) -> frozenset[str]:

@@ -15,7 +15,11 @@ from gateway.auth.issuers import TrustedIssuers
 from gateway.auth.iua import TokenVerifier
 from consent.cache import InProcessPolicyCache, PolicyCache, RedisPolicyCache, UncachedPolicies
 from consent.store import DatabaseNotificationStore, DatabasePolicyStore
+from audit.ledger import DatabaseAuditLedger
+from audit.signing import load_signing_key
 from gateway.access import AccessControl
+from gateway.audit_trail import AuditTrail
+from gateway.auditing import Auditor
 from gateway.exchange import Exchange, is_consent_bundle
 from gateway.policy_exchange import PolicyExchange
 from gateway.settings import Settings
@@ -28,7 +32,9 @@ class Services:
     keyring: Keyring
     exchange: Exchange
     policies: PolicyExchange
+    trail: AuditTrail
     access: AccessControl
+    auditor: Auditor
     verifier: TokenVerifier
 
     def transaction(self, *, principal, body: bytes, base_url: str) -> dict:
@@ -46,15 +52,22 @@ def build_services(settings: Settings) -> Services:
     keyring = Keyring.load(settings.keyring_path)
     documents = DatabaseDocumentStore(engine=engine, keyring=keyring)
     patients = DatabasePatientIndex(engine=engine, keyring=keyring)
+    key_id, signing_key = load_signing_key(settings.audit_signing_key_path)
+    ledger = DatabaseAuditLedger(engine=engine, signing_key=signing_key, key_id=key_id,
+                                 checkpoint_every=settings.audit_checkpoint_every)
+    auditor = Auditor(engine=engine, ledger=ledger, keyring=keyring, source_site=settings.audit_source_oid,
+                      community_oid=settings.community_oid)
     access = AccessControl(policies=DatabasePolicyStore(engine=engine, keyring=keyring), cache=policy_cache(settings),
                            notifications=DatabaseNotificationStore(engine=engine, keyring=keyring),
                            provide_level_mode=settings.provide_level_mode)
-    exchange = Exchange(documents=documents, patients=patients, access=access, community_oid=settings.community_oid)
-    policies = PolicyExchange(engine=engine, patients=patients, access=access)
+    exchange = Exchange(documents=documents, patients=patients, access=access, auditor=auditor,
+                        community_oid=settings.community_oid)
+    policies = PolicyExchange(engine=engine, patients=patients, access=access, auditor=auditor)
+    trail = AuditTrail(patients=patients, access=access, auditor=auditor)
     verifier = TokenVerifier(issuers=TrustedIssuers.load(settings.trusted_issuers), audience=settings.audience,
                              clock_skew_seconds=settings.clock_skew_seconds)
     return Services(settings=settings, engine=engine, keyring=keyring, exchange=exchange, policies=policies,
-                    access=access, verifier=verifier)
+                    trail=trail, access=access, auditor=auditor, verifier=verifier)
 
 
 def policy_cache(settings: Settings) -> PolicyCache:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import math
 import re
@@ -66,6 +67,10 @@ class _Registry(JWSRegistry):
         return self.algorithms[name]
 
 
+REVERIFY_SECONDS = 300.0
+MAX_CACHED_TOKENS = 10_000
+
+
 class TokenVerifier:
     def __init__(self, *, issuers: TrustedIssuers, audience: str, clock_skew_seconds: int = 60,
                  now: Callable[[], float] = time.time) -> None:
@@ -78,9 +83,25 @@ class TokenVerifier:
         self._skew = clock_skew_seconds
         self._now = now
         self._registry = _Registry(algorithms=list(ALLOWED_ALGORITHMS))
+        # Verified tokens by SHA-256 digest: a client repeats its token on every request, and the
+        # signature check is most of a request's cost. An entry serves until the token expires and
+        # for at most REVERIFY_SECONDS, so a key withdrawn from the issuer's JWKS bites soon after.
+        self._verified: dict[bytes, tuple[Principal, float, float]] = {}
 
     def verify(self, token: str) -> Principal:
         """The caller, or AuthenticationFailed (401) / AccessRefused (403) with a safe reason."""
+        digest = hashlib.sha256(token.encode(errors="surrogatepass")).digest() if isinstance(token, str) else b""
+        cached = self._verified.get(digest)
+        now = self._now()
+        if cached is not None and now < cached[1] + self._skew and now - cached[2] < REVERIFY_SECONDS:
+            return cached[0]
+        principal, expires = self._verify_fully(token)
+        if len(self._verified) >= MAX_CACHED_TOKENS:
+            self._verified.clear()
+        self._verified[digest] = (principal, expires, now)
+        return principal
+
+    def _verify_fully(self, token: str) -> tuple[Principal, float]:
         header, unverified = _unverified_parts(token)
         alg = _accepted_algorithm(header)
         if not token.rpartition(".")[2]:
@@ -104,7 +125,7 @@ class TokenVerifier:
         self._check_registered_claims(claims)
         principal = _principal_from(claims)
         _check_role_rules(principal)
-        return principal
+        return principal, float(claims["exp"])
 
     def _check_registered_claims(self, claims: dict[str, Any]) -> None:
         now = self._now()

@@ -214,3 +214,29 @@ def test_group_grant_opens_the_record_to_group_members_within_its_period(gateway
 
     assert visible(gateway, member) == names(record, "normal")
     assert visible(gateway, outsider) == set()
+
+
+def consent_bundle(*entries) -> dict:
+    return {"resourceType": "Bundle", "type": "transaction", "entry": list(entries)}
+
+
+def test_ppq4_stores_a_bundle_of_changes_all_or_nothing(gateway, record):
+    good = grant_consent(spid=SPID, gln=HCP_GLN, level="normal")
+    bad = grant_consent(spid=SPID, gln=OTHER_GLN, level="normal", template=304)  # 304 needs an end date
+    before = row_counts(gateway.services)
+
+    refused = gateway.client.post("/fhir", content=orjson.dumps(consent_bundle(
+        {"resource": good, "request": {"method": "POST", "url": "Consent"}},
+        {"resource": bad, "request": {"method": "POST", "url": "Consent"}})), headers=patient_headers(gateway))
+
+    assert refused.status_code == 422
+    assert row_counts(gateway.services) == before
+    assert visible(gateway, gateway.as_hcp()) == set()
+
+    accepted = gateway.client.post("/fhir", content=orjson.dumps(consent_bundle(
+        {"resource": good, "request": {"method": "POST", "url": "Consent"}})), headers=patient_headers(gateway))
+
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["type"] == "transaction-response"
+    assert [e["response"]["status"] for e in accepted.json()["entry"]] == ["201 Created"]
+    assert visible(gateway, gateway.as_hcp()) == names(record, "normal")

@@ -10,10 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+
+import orjson
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, and_, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from adapters.cara.crypto import DecryptionFailed, Keyring, Sealed
@@ -50,21 +53,31 @@ def _body_context(entry_id: str, unique_id: str) -> str:
     return f"entry-body|{entry_id}|{unique_id}"
 
 
+# Opened (decrypted) entries kept per process. An entry's sealed metadata never changes once written
+# (its status lives in a clear column and is applied on every read), so a cached copy cannot go
+# stale; the bound keeps the plaintext held in memory small.
+OPENED_ENTRIES_CACHED = 5_000
+
+
 class DatabaseDocumentStore:
     def __init__(self, *, engine: Engine, keyring: Keyring):
         self._engine = engine
         self._keyring = keyring
+        self._opened: dict[str, DocumentEntry] = {}
 
     # -- provide ------------------------------------------------------------------------------
-    def provide(self, submission: Submission, *, patient_pid: str) -> ProvideResult:
-        """Store a whole submission or nothing. A unique-key race with a concurrent provide of the
-        same uniqueId is retried once, so the loser sees the winner's copy and answers idempotently."""
+    def provide(self, submission: Submission, *, patient_pid: str,
+                within: Callable[[Connection, ProvideResult], None] | None = None) -> ProvideResult:
+        """Store a whole submission or nothing. `within` runs in the same transaction before it commits
+        (the audit record that proves the change); if it raises, nothing is stored. A unique-key race
+        with a concurrent provide of the same uniqueId is retried once, so the loser sees the winner's
+        copy and answers idempotently."""
         try:
-            return self._provide_once(submission, patient_pid)
+            return self._provide_once(submission, patient_pid, within)
         except IntegrityError:
-            return self._provide_once(submission, patient_pid)
+            return self._provide_once(submission, patient_pid, within)
 
-    def _provide_once(self, submission: Submission, patient_pid: str) -> ProvideResult:
+    def _provide_once(self, submission: Submission, patient_pid: str, within) -> ProvideResult:
         with self._engine.begin() as connection:
             stored: dict[str, ProvidedDocument] = {}
             for document in submission.documents:
@@ -79,7 +92,10 @@ class DatabaseDocumentStore:
                     stored[entry.unique_id] = ProvidedDocument(entry.entry_id, created=True)
             else:  # a resubmission: answer with what the first one stored
                 submission_set_id = self._submission_set_of(connection, next(iter(stored.values())).entry_id)
-        return ProvideResult(submission_set_id, tuple(stored[d.entry.unique_id] for d in submission.documents))
+            result = ProvideResult(submission_set_id, tuple(stored[d.entry.unique_id] for d in submission.documents))
+            if within is not None:
+                within(connection, result)
+        return result
 
     def _existing_copy(self, connection, document: NewDocument, patient_pid: str) -> str | None:
         row = connection.execute(
@@ -188,17 +204,19 @@ class DatabaseDocumentStore:
 
     # -- find ---------------------------------------------------------------------------------
     def search(self, query: DocumentQuery) -> tuple[int, list[DocumentEntry]]:
-        """(total, the page of entries) for one patient, newest first."""
+        """(total, the page of entries) for one patient, newest first. One query: the total rides
+        along as a window count; only a page past the end needs a second one."""
         conditions = self._conditions(query)
         with self._engine.connect() as connection:
-            total = connection.execute(select(func.count()).select_from(document_entry).where(*conditions)).scalar_one()
             rows = connection.execute(
                 select(document_entry.c.id, document_entry.c.unique_id, document_entry.c.status,
-                       document_entry.c.sealed_key, document_entry.c.sealed)
+                       document_entry.c.sealed_key, document_entry.c.sealed, func.count().over().label("total"))
                 .where(*conditions)
                 .order_by(document_entry.c.created_seq.desc(), document_entry.c.id)
                 .limit(query.count).offset(query.offset)
-            ).all() if total > query.offset else []
+            ).all()
+            total = rows[0].total if rows else connection.execute(
+                select(func.count()).select_from(document_entry).where(*conditions)).scalar_one()
         return total, [self._open_entry(row) for row in rows]
 
     def _conditions(self, query: DocumentQuery) -> list:
@@ -252,13 +270,19 @@ class DatabaseDocumentStore:
         return content
 
     def _open_entry(self, row) -> DocumentEntry:
-        try:
-            plain = self._keyring.open(Sealed(row.sealed_key, row.sealed), _metadata_context(row.id, row.unique_id))
-        except DecryptionFailed as exc:
-            raise IntegrityFailure(f"the metadata of document {row.id} does not decrypt") from exc
-        entry = DocumentEntry.from_json(json.loads(plain))
+        entry = self._opened.get(row.id)
+        if entry is None or entry.unique_id != row.unique_id:
+            try:
+                plain = self._keyring.open(Sealed(row.sealed_key, row.sealed),
+                                           _metadata_context(row.id, row.unique_id))
+            except DecryptionFailed as exc:
+                raise IntegrityFailure(f"the metadata of document {row.id} does not decrypt") from exc
+            entry = DocumentEntry.from_json(orjson.loads(plain))
+            if len(self._opened) >= OPENED_ENTRIES_CACHED:
+                self._opened.clear()
+            self._opened[row.id] = entry
         status = getattr(row, "status", None)
-        return replace(entry, status=status) if status else entry
+        return replace(entry, status=status) if status and status != entry.status else entry
 
 
 def _date_condition(date):

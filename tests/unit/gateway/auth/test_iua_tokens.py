@@ -20,7 +20,7 @@ from consent.principal import Group, Principal
 from gateway.auth.dev_issuer import JWKS_FILE, KEY_FILE, ensure_dev_issuer, mint_token
 from gateway.auth.errors import AccessRefused, AuthenticationFailed
 from gateway.auth.issuers import TrustedIssuers
-from gateway.auth.iua import TokenVerifier, gln_is_valid
+from gateway.auth.iua import REVERIFY_SECONDS, TokenVerifier, gln_is_valid
 
 ISSUER = "https://127.0.0.1:8443/dev-issuer"
 AUDIENCE = "https://127.0.0.1:8443/fhir"
@@ -157,14 +157,32 @@ def test_new_key_in_rotated_jwks_file_is_accepted(data_dir, verifier):
     assert verifier.verify(token) == principal(role="DADM", user_id="dadm-1")
 
 
-def test_key_withdrawn_from_jwks_file_is_refused(data_dir, verifier):
-    token = mint(data_dir, role="DADM", user_id="dadm-1")
+def test_key_withdrawn_from_jwks_file_is_refused_once_the_verified_token_is_due_again(data_dir):
+    clock = [NOW]
+    verifier = TokenVerifier(issuers=TrustedIssuers.load(data_dir / "auth" / "trusted-issuers.json"),
+                             audience=AUDIENCE, now=lambda: clock[0])
+    token = mint(data_dir, role="DADM", user_id="dadm-1", ttl=7200)
     verifier.verify(token)
     (data_dir / "auth" / JWKS_FILE).write_text(json.dumps({"keys": [
         {**ECKey.generate_key("P-256").as_dict(private=False), "kid": "replacement"}]}))
+    served_from_cache = verifier.verify(token)
+    clock[0] = NOW + REVERIFY_SECONDS
     with pytest.raises(AuthenticationFailed) as refused:
         verifier.verify(token)
+    assert served_from_cache.user_id == "dadm-1"
     assert refused.value.reason == "unknown signing key (kid)"
+
+
+def test_a_cached_token_still_expires(data_dir):
+    clock = [NOW]
+    verifier = TokenVerifier(issuers=TrustedIssuers.load(data_dir / "auth" / "trusted-issuers.json"),
+                             audience=AUDIENCE, clock_skew_seconds=60, now=lambda: clock[0])
+    token = mint(data_dir, role="DADM", user_id="dadm-1", ttl=100)
+    verifier.verify(token)
+    clock[0] = NOW + 100 + 60
+    with pytest.raises(AuthenticationFailed) as refused:
+        verifier.verify(token)
+    assert refused.value.reason == "token expired"
 
 
 def test_gln_check_digit():

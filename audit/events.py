@@ -1,0 +1,358 @@
+"""The internal audit record and its one mapping to a FHIR R4 AuditEvent (IHE BALP, CH EPR, CH:ATC).
+
+Why one mapping module: every exchange writes an `AuditRecord` (plain values: who, what, which
+patient, which documents, the outcome), and only here does it become FHIR. The stored event is the
+full security event: the transaction's own `type`, the IHE transaction code in `subtype`, the
+client and server systems as agents, the token id (`agent.policy`, per BALP), the `traceparent`.
+When the event is one the patient may see, it also carries the CH:ATC event type (a second
+`subtype` coding) and the EPR purpose of use, and `atc_view` derives what ITI-81 returns: CH:ATC
+allows exactly one subtype, `type` DCM 110106, and only EPR participants (role required) as agents.
+
+Never put document content or tokens here: documents are named by uniqueId (and, when the caller
+gives them, the ATC details), tokens by their `jti`.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+from urllib.parse import urlencode
+
+from adapters.cara.vocabulary import GLN_SYSTEM, PURPOSE_OF_USE_SYSTEM, RFC3986, ROLE_SYSTEM, ROLES, SPID_SYSTEM
+from consent.principal import Principal
+
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
+ATC_SYSTEM = "urn:oid:2.16.756.5.30.1.127.3.10.7"
+GROUP_ROLE_SYSTEM = "urn:oid:2.16.756.5.30.1.127.3.10.14"
+IHE_EVENT_TYPE_SYSTEM = "urn:ihe:event-type-code"
+EHS_EVENT_TYPE_SYSTEM = "urn:e-health-suisse:event-type-code"  # PPQ transactions (CH EPR FHIR)
+TRANSACTION_SYSTEMS = (IHE_EVENT_TYPE_SYSTEM, EHS_EVENT_TYPE_SYSTEM)
+ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
+PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+XDS_UNIQUE_ID = "urn:ihe:iti:xds:2013:uniqueId"
+JTI_PREFIX = "urn:ietf:params:oauth:jti:"
+QUALIFIER_SYSTEMS = {"urn:gs1:gln": GLN_SYSTEM, "urn:e-health-suisse:2015:epr-spid": SPID_SYSTEM}
+PURPOSE_DISPLAY = {"NORM": "Normal Access", "EMER": "Emergency Access", "AUTO": "Automatic Upload",
+                   "DICOM_AUTO": "DICOM Automatic Upload"}
+OUTCOMES = ("0", "4", "8", "12")  # success, minor (refused/bad request), serious, major failure
+ACTIONS = ("C", "R", "U", "D", "E")
+
+# IHE/CH transaction -> (system, display, event type code in DCM). The type is the transaction's own
+# (the gateway is the responder/recipient); the ATC view replaces it with 110106.
+TRANSACTIONS = {
+    "ITI-65": (IHE_EVENT_TYPE_SYSTEM, "Provide Document Bundle", ("110107", "Import")),
+    "ITI-67": (IHE_EVENT_TYPE_SYSTEM, "Find Document References", ("110112", "Query")),
+    "ITI-68": (IHE_EVENT_TYPE_SYSTEM, "Retrieve Document", ("110106", "Export")),
+    "ITI-78": (IHE_EVENT_TYPE_SYSTEM, "Mobile Patient Demographics Query", ("110112", "Query")),
+    "ITI-81": (IHE_EVENT_TYPE_SYSTEM, "Retrieve ATNA Audit Event", ("110112", "Query")),
+    "ITI-83": (IHE_EVENT_TYPE_SYSTEM, "Mobile Patient Identifier Cross-reference Query", ("110112", "Query")),
+    "ITI-104": (IHE_EVENT_TYPE_SYSTEM, "Patient Identity Feed FHIR", ("110110", "Patient Record")),
+    "ITI-119": (IHE_EVENT_TYPE_SYSTEM, "Patient Demographics Match", ("110112", "Query")),
+    "CH:MHD-1": (IHE_EVENT_TYPE_SYSTEM, "Update Document Metadata", ("110107", "Import")),
+    "PPQ-3": (EHS_EVENT_TYPE_SYSTEM, "Mobile Privacy Policy Feed", ("110110", "Patient Record")),
+    "PPQ-4": (EHS_EVENT_TYPE_SYSTEM, "Mobile Privacy Policy Bundle Feed", ("110110", "Patient Record")),
+    "PPQ-5": (EHS_EVENT_TYPE_SYSTEM, "Mobile Privacy Policy Retrieve", ("110112", "Query")),
+}
+_OTHER_TYPE = ("110100", "Application Activity")
+
+# CH:ATC event types (urn:oid:2.16.756.5.30.1.127.3.10.7) -> (display, action the examples use).
+ATC_EVENT_TYPES = {
+    "ATC_DOC_CREATE": ("Document upload", "C"),
+    "ATC_DOC_READ": ("Document retrieval", "R"),
+    "ATC_DOC_UPDATE": ("Document or Document Metadata update", "U"),
+    "ATC_DOC_DELETE": ("Document removal", "D"),
+    "ATC_DOC_SEARCH": ("Document search", "E"),
+    "ATC_POL_CREATE_AUT_PART_AL": ("Authorize participants to access level/date", "C"),
+    "ATC_POL_UPDATE_AUT_PART_AL": ("Update access level/date of authorized participants", "U"),
+    "ATC_POL_REMOVE_AUT_PART_AL": ("Remove authorization for participants to access level/date", "D"),
+    "ATC_POL_DEF_CONFLEVEL": ("Set or update the default Confidentiality Level for new documents", "U"),
+    "ATC_POL_DIS_EMER_USE": ("Disabling Emergency Access", "U"),
+    "ATC_POL_ENA_EMER_USE": ("Enabling Emergency Access", "U"),
+    "ATC_POL_INCL_BLACKLIST": ("Assign a Healthcare Professional to Blacklist", "C"),
+    "ATC_POL_EXL_BLACKLIST": ("Exclude a Healthcare Professional from Blacklist", "D"),
+    "ATC_LOG_READ": ("Accessing the Patient Audit Record Repository", "C"),  # "C" as in the official example
+    "ATC_HPD_GROUP_ENTRY_NOTIFY": ("Entry of healthcare professionals into a group", "E"),
+}
+ATC_PROFILES = {
+    "ATC_DOC": "http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/DocumentAuditEvent",
+    "ATC_POL": "http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/PolicyAuditEvent",
+    "ATC_LOG": "http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/AccessAuditTrailEvent",
+    "ATC_HPD": "http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/HpdAuditEvent",
+}
+
+
+@dataclass(frozen=True)
+class DocumentRef:
+    """A document named in an event. The details are what CH:ATC shows the patient (all four are
+    required by its DocumentAuditEvent profile); the caller passes them from the entry's metadata."""
+
+    unique_id: str  # masterIdentifier value: urn:oid:… or urn:uuid:…
+    repository_unique_id: str | None = None
+    home_community_id: str | None = None
+    type_code: str | None = None  # SNOMED CT code of DocumentReference.type
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class PolicySubject:
+    """Whom a policy change (ATC_POL_*) concerns: a professional by GLN, a group by OID, a representative."""
+
+    system: str  # urn:oid:2.51.1.3 for a GLN, urn:ietf:rfc:3986 for a group OID, …
+    value: str
+    role: str  # HCP, GRP, REP, …
+    name: str | None = None
+    access_level: str | None = None  # urn:e-health-suisse:2015:policies:access-level:…
+    access_limited_to: date | None = None
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One exchange, as the use-case layer saw it. `principal` is None only when nobody was
+    authenticated (a refused request); `atc_code` set means the patient will see it in their trail."""
+
+    transaction: str  # ITI-65, ITI-67, ITI-68, PPQ-3, … (see TRANSACTIONS)
+    principal: Principal | None
+    source_site: str  # the audit source OID (settings.audit_source_oid), without urn:oid:
+    action: str | None = None  # C R U D E; default: the ATC event type's, else E
+    outcome: str = "0"
+    outcome_description: str | None = None
+    recorded: datetime = field(default_factory=lambda: datetime.now(UTC))
+    atc_code: str | None = None
+    patient_spid: str | None = None
+    patient_name: str | None = None  # the represented patient, shown beside a REP
+    documents: tuple[DocumentRef, ...] = ()
+    submission_set_unique_id: str | None = None
+    query: tuple[tuple[str, str], ...] | None = None  # the search parameters as received
+    policy_set_id: str | None = None  # urn:uuid:… of the Consent a PPQ exchange touched
+    policy_subject: PolicySubject | None = None
+    traceparent: str | None = None
+    client_address: str | None = None  # the caller's IP address
+    source_name: str = "EPR gateway"
+    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def __post_init__(self) -> None:
+        if self.action is not None and self.action not in ACTIONS:
+            raise ValueError(f"action must be one of {ACTIONS}")
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {OUTCOMES}")
+        if self.atc_code is not None and self.atc_code not in ATC_EVENT_TYPES:
+            raise ValueError(f"unknown CH:ATC event type {self.atc_code!r}")
+        if self.recorded.tzinfo is None:
+            raise ValueError("recorded must be timezone-aware")
+        if not 0 < len(self.transaction) <= 32 or not self.source_site or self.source_site.startswith("urn:"):
+            raise ValueError("transaction (at most 32 characters) and source_site (a bare OID) are required")
+
+
+def split_per_document(record: AuditRecord) -> list[AuditRecord]:
+    """CH:ATC names at most one document per event: one record per document (same trace, new ids)."""
+    if len(record.documents) <= 1:
+        return [record]
+    return [replace(record, documents=(document,), event_id=str(uuid.uuid4())) for document in record.documents]
+
+
+def canonical_json(event: dict) -> str:
+    """The form stored and hashed: sorted keys, no spaces, UTF-8 text (no floats occur)."""
+    return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def fhir_instant(moment: datetime) -> str:
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def to_audit_event(record: AuditRecord) -> dict:
+    """The full security AuditEvent for `record` (what the ledger stores and exports)."""
+    if record.atc_code and record.atc_code.startswith("ATC_DOC") and len(record.documents) > 1:
+        raise ValueError("a CH:ATC document event names one document: use split_per_document")
+    system, display, (type_code, type_display) = TRANSACTIONS.get(
+        record.transaction, (IHE_EVENT_TYPE_SYSTEM, None, _OTHER_TYPE))
+    subtype = [_coding(system, record.transaction, display)]
+    if record.atc_code:
+        subtype.insert(0, _coding(ATC_SYSTEM, record.atc_code, ATC_EVENT_TYPES[record.atc_code][0]))
+    default_action = ATC_EVENT_TYPES[record.atc_code][1] if record.atc_code else "E"
+    event: dict = {
+        "resourceType": "AuditEvent",
+        "id": record.event_id,
+        "type": _coding(DCM, type_code, type_display),
+        "subtype": subtype,
+        "action": record.action or default_action,
+        "recorded": fhir_instant(record.recorded),
+        "outcome": record.outcome,
+    }
+    if record.outcome != "0" and record.outcome_description:
+        event["outcomeDesc"] = record.outcome_description
+    if record.principal is not None:
+        event["purposeOfEvent"] = [_purpose(record.principal.purpose_of_use)]
+    event["agent"] = _agents(record)
+    event["source"] = {"site": record.source_site,
+                       "observer": {"identifier": {"system": RFC3986, "value": f"urn:oid:{record.source_site}"},
+                                    "display": record.source_name}}
+    entities = _entities(record)
+    if entities:
+        event["entity"] = entities
+    return event
+
+
+def atc_view(event: dict) -> dict:
+    """What CH:ATC (ITI-81) returns for a stored event: one subtype (the ATC code), `type` 110106,
+    only agents with an EPR participant role, and the CH:ATC profile claimed in meta."""
+    view = copy.deepcopy(event)
+    atc = [coding for coding in view.get("subtype", []) if coding.get("system") == ATC_SYSTEM]
+    if len(atc) != 1:
+        raise ValueError("not a CH:ATC event")
+    view["type"] = _coding(DCM, "110106", "Export")
+    view["subtype"] = atc
+    view["agent"] = [agent for agent in view.get("agent", []) if agent.get("role")]
+    view["meta"] = {"profile": [ATC_PROFILES[atc[0]["code"][:7]]]}
+    return view
+
+
+def naive_utc(moment: datetime) -> datetime:
+    """The store keeps UTC without a zone (house style); refuse naive input, which would be ambiguous."""
+    if moment.tzinfo is None:
+        raise ValueError("give a timezone-aware datetime")
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def ledger_columns(event: dict) -> dict:
+    """The columns the ledger keeps beside the JSON for its queries, derived from the event itself
+    (so `verify_ledger` can tell when a column no longer agrees with the hashed JSON)."""
+    codes = {coding.get("system"): coding.get("code") for coding in event.get("subtype", [])}
+    transaction = next((codes[s] for s in TRANSACTION_SYSTEMS if s in codes), None)
+    recorded = datetime.fromisoformat(event["recorded"].replace("Z", "+00:00"))
+    return {
+        "recorded_at": naive_utc(recorded),
+        "event_type": transaction or event["type"]["code"],
+        "subtype": codes.get(ATC_SYSTEM),
+        "outcome": event["outcome"],
+    }
+
+
+# -- agents ------------------------------------------------------------------------------------
+def _agents(record: AuditRecord) -> list[dict]:
+    agents: list[dict] = []
+    principal = record.principal
+    if principal is not None:
+        if principal.role == "REP" and record.patient_name:
+            agents.append({"role": [_cc(ROLE_SYSTEM, "PAT", ROLES["PAT"])], "name": record.patient_name,
+                           "requestor": False})
+        if principal.acting_for:  # ASS and TCU act for a responsible HCP (CH: the delegation slot)
+            agents.append({"type": _cc(PARTICIPATION, "PPRF", "primary performer"),
+                           "role": [_cc(ROLE_SYSTEM, "HCP", ROLES["HCP"])],
+                           "who": {"identifier": {"system": GLN_SYSTEM, "value": principal.acting_for}},
+                           "altId": principal.acting_for,
+                           "name": principal.acting_for_name or principal.acting_for, "requestor": False})
+        agents.append(_main_user(principal))
+        for group in principal.groups:
+            agents.append({"role": [_cc(GROUP_ROLE_SYSTEM, "GRP", "Group")], "who": {"identifier": {"value": group.id}},
+                           "name": group.name or group.id, "requestor": False})
+    client = {"type": _cc(DCM, "110153", "Source Role ID"), "requestor": False}
+    client_name = principal.client_id or principal.client_certificate if principal else None
+    if client_name:
+        client["who"] = {"display": client_name}
+    if principal is not None and principal.client_id and principal.client_certificate:
+        client["altId"] = principal.client_certificate
+    if record.client_address:
+        client["network"] = {"address": record.client_address, "type": "2"}
+    agents.append(client)
+    agents.append({"type": _cc(DCM, "110152", "Destination Role ID"),
+                   "who": {"identifier": {"system": RFC3986, "value": f"urn:oid:{record.source_site}"},
+                           "display": record.source_name},
+                   "requestor": False})
+    return agents
+
+
+def _main_user(principal: Principal) -> dict:
+    agent: dict = {"type": _cc(PARTICIPATION, "RESP", "responsible party"),
+                   "role": [_cc(ROLE_SYSTEM, principal.role, ROLES.get(principal.role))]}
+    if principal.role != "PAT":  # the patient is the patient entity (as in the CH:ATC examples)
+        system = QUALIFIER_SYSTEMS.get(principal.user_id_qualifier or "")
+        if system is None and (principal.user_id_qualifier or "").startswith("urn:"):
+            system = principal.user_id_qualifier  # e.g. urn:e-health-suisse:representative-id
+        agent["who"] = {"identifier": {"system": system, "value": principal.user_id} if system
+                        else {"value": principal.user_id}}
+    agent["altId"] = principal.user_id
+    agent["name"] = principal.name or principal.user_id
+    agent["requestor"] = True
+    if principal.token_id:
+        agent["policy"] = [JTI_PREFIX + principal.token_id]
+    agent["purposeOfUse"] = [_purpose(principal.purpose_of_use)]
+    return agent
+
+
+# -- entities ----------------------------------------------------------------------------------
+def _entities(record: AuditRecord) -> list[dict]:
+    entities: list[dict] = []
+    if record.patient_spid:
+        entities.append(_entity({"system": SPID_SYSTEM, "value": record.patient_spid}, ("1", "Person"),
+                                _coding(OBJECT_ROLE, "1", "Patient")))
+    for document in record.documents:
+        entity = _entity({"system": XDS_UNIQUE_ID, "value": document.unique_id.removeprefix("urn:oid:")},
+                         ("2", "System Object"), _coding(OBJECT_ROLE, "3", "Report"))
+        details = _details((("Repository Unique Id", document.repository_unique_id),
+                            ("homeCommunityID", document.home_community_id),
+                            ("EprDocumentTypeCode", document.type_code), ("title", document.title)))
+        if details:
+            entity["detail"] = details
+        entities.append(entity)
+    if record.submission_set_unique_id:
+        entities.append(_entity({"system": RFC3986, "value": record.submission_set_unique_id},
+                                ("2", "System Object"), _coding(OBJECT_ROLE, "20", "Job")))
+    if record.query is not None:
+        query_id = uuid.uuid5(uuid.NAMESPACE_URL, f"urn:uuid:{record.event_id}#query")
+        entity = _entity({"system": RFC3986, "value": f"urn:uuid:{query_id}"}, ("2", "System Object"),
+                         _coding(OBJECT_ROLE, "24", "Query"))
+        entity["query"] = base64.b64encode(urlencode(record.query).encode()).decode()
+        entities.append(entity)
+    if record.policy_set_id:
+        entities.append(_entity({"system": RFC3986, "value": record.policy_set_id}, ("2", "System Object"),
+                                _coding(OBJECT_ROLE, "4", "Domain Resource")))
+    if record.policy_subject is not None:
+        entities.append(_policy_subject(record.policy_subject))
+    if record.traceparent:
+        entities.append(_entity({"value": record.traceparent}, ("4", "Other"),
+                                _coding(OBJECT_ROLE, "26", "Processing Element")))
+    return entities
+
+
+def _policy_subject(subject: PolicySubject) -> dict:
+    role_system = GROUP_ROLE_SYSTEM if subject.role == "GRP" else ROLE_SYSTEM
+    entity = _entity({"system": subject.system, "value": subject.value}, ("2", "System Object"),
+                     _coding(role_system, subject.role, ROLES.get(subject.role, "Group")))
+    if subject.name:
+        entity["name"] = subject.name
+    limited = subject.access_limited_to.isoformat() if subject.access_limited_to else None
+    details = _details((("AccessLevel", subject.access_level), ("AccessLimitedToDate", limited)))
+    if details:
+        entity["detail"] = details
+    return entity
+
+
+def _entity(identifier: dict, entity_type: tuple[str, str], role: dict) -> dict:
+    return {"what": {"identifier": identifier}, "type": _coding(ENTITY_TYPE, *entity_type), "role": role}
+
+
+def _details(pairs: Sequence[tuple[str, str | None]]) -> list[dict]:
+    return [{"type": name, "valueBase64Binary": base64.b64encode(value.encode()).decode()}
+            for name, value in pairs if value]
+
+
+def _purpose(code: str) -> dict:
+    return _cc(PURPOSE_OF_USE_SYSTEM, code, PURPOSE_DISPLAY.get(code))
+
+
+def _coding(system: str, code: str, display: str | None) -> dict:
+    coding = {"system": system, "code": code}
+    if display:
+        coding["display"] = display
+    return coding
+
+
+def _cc(system: str, code: str, display: str | None) -> dict:
+    return {"coding": [_coding(system, code, display)]}

@@ -1,0 +1,241 @@
+"""The tamper-evident audit ledger on SQLAlchemy Core (SQLite or PostgreSQL).
+
+Why a hash chain with signed checkpoints: audit records are the proof of who did what to a
+patient's record, kept for years. Each record stores the SHA-256 of its predecessor's hash, its own
+position, its patient key and its canonical AuditEvent JSON; changing, removing, inserting or
+reordering a record breaks the chain at that record. Whoever can write the database could rebuild
+the whole chain, so every `checkpoint_every` records (and on demand) the head is signed with an
+Ed25519 key the database does not hold: a rebuilt chain no longer matches the signed heads, and a
+cut-off tail leaves a signed checkpoint pointing past the end.
+
+Why `append` takes the caller's connection: the record commits or rolls back with the change it
+proves (fail closed: a change that cannot be audited does not happen). Appenders are serialised so
+the sequence has no gaps and no forks: PostgreSQL by a transaction-scoped advisory lock taken before
+the head is read; SQLite by taking the database write lock first (a no-op UPDATE) so the head read
+is already inside the single writer's transaction. `seq` is the primary key: should the serialisation
+ever fail, the second insert of a position raises instead of forking the chain.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy import Connection, Engine, insert, select, text
+
+from audit.events import AuditRecord, atc_view, canonical_json, ledger_columns, naive_utc, to_audit_event
+from audit.schema import audit_checkpoint, audit_record
+from audit.signing import (
+    GENESIS_HASH,
+    SignatureInvalid,
+    chain_hash,
+    checkpoint_message,
+    key_id_of,
+    public_key_raw,
+    sign,
+    verify,
+)
+
+_ADVISORY_LOCK = 7342002  # 7342001 is the migration lock (adapters.cara.store.database)
+_PAGE = 1000
+
+
+def lock_ledger(connection: Connection) -> None:
+    """Become the only appender until `connection`'s transaction ends."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK})
+    else:  # SQLite: any write statement takes the database write lock (waits on busy_timeout)
+        connection.execute(text("UPDATE audit_checkpoint SET seq = seq WHERE 1 = 0"))
+
+
+class DatabaseAuditLedger:
+    def __init__(self, *, engine: Engine, signing_key: Ed25519PrivateKey, key_id: str, checkpoint_every: int = 100):
+        if key_id != key_id_of(signing_key.public_key()):
+            raise ValueError("key_id is not the id of signing_key (see audit.signing.key_id_of)")
+        if checkpoint_every < 1:
+            raise ValueError("checkpoint_every must be at least 1")
+        self._engine = engine
+        self._signing_key = signing_key
+        self._key_id = key_id
+        self._checkpoint_every = checkpoint_every
+
+    @property
+    def public_keys(self) -> dict[str, Ed25519PublicKey]:
+        """The verification key set for this ledger's signer ({key_id: public key})."""
+        return {self._key_id: self._signing_key.public_key()}
+
+    # -- writing ---------------------------------------------------------------------------------
+    def append(self, connection: Connection, record: AuditRecord, *, patient_key: str | None) -> int:
+        """Add `record` inside the caller's open transaction; return its sequence number."""
+        event = to_audit_event(record)
+        record_json = canonical_json(event)
+        lock_ledger(connection)
+        head = connection.execute(
+            select(audit_record.c.seq, audit_record.c.record_hash).order_by(audit_record.c.seq.desc()).limit(1)
+        ).first()
+        seq, prev_hash = (head.seq + 1, head.record_hash) if head else (1, GENESIS_HASH)
+        record_hash = chain_hash(prev_hash=prev_hash, seq=seq, patient_key=patient_key, record_json=record_json)
+        connection.execute(insert(audit_record).values(
+            seq=seq, patient_key=patient_key, record_json=record_json, prev_hash=prev_hash,
+            record_hash=record_hash, **ledger_columns(event)))
+        if seq % self._checkpoint_every == 0:
+            self._write_checkpoint(connection, seq, record_hash)
+        return seq
+
+    def append_now(self, record: AuditRecord, *, patient_key: str | None) -> int:
+        """Append in a transaction of its own (for events that change nothing else, e.g. a refusal)."""
+        with self._engine.begin() as connection:
+            return self.append(connection, record, patient_key=patient_key)
+
+    def checkpoint(self, connection: Connection | None = None) -> int | None:
+        """Sign the current head (if not signed yet); return its seq, None for an empty ledger.
+        Call it before an export or at shutdown so the latest records are covered too."""
+        if connection is None:
+            with self._engine.begin() as own:
+                return self.checkpoint(own)
+        lock_ledger(connection)
+        head = connection.execute(
+            select(audit_record.c.seq, audit_record.c.record_hash).order_by(audit_record.c.seq.desc()).limit(1)
+        ).first()
+        if head is None:
+            return None
+        signed = connection.execute(select(audit_checkpoint.c.seq).where(audit_checkpoint.c.seq == head.seq)).first()
+        if signed is None:
+            self._write_checkpoint(connection, head.seq, head.record_hash)
+        return head.seq
+
+    def _write_checkpoint(self, connection: Connection, seq: int, record_hash: str) -> None:
+        signed_at = datetime.now(UTC).replace(tzinfo=None)
+        message = checkpoint_message(seq=seq, record_hash=record_hash, signed_at=signed_at, key_id=self._key_id)
+        connection.execute(insert(audit_checkpoint).values(
+            seq=seq, record_hash=record_hash, signed_at=signed_at, key_id=self._key_id,
+            public_key=public_key_raw(self._signing_key.public_key()),
+            signature=sign(private_key=self._signing_key, message=message)))
+
+    # -- reading ---------------------------------------------------------------------------------
+    def records_for_patient(self, *, patient_key: str, since: datetime | None = None,
+                            until: datetime | None = None) -> list[dict]:
+        """The patient's trail (CH:ATC, ITI-81): the events marked patient-visible, as `atc_view`
+        shapes them, oldest first. Other events about the patient are not part of the trail."""
+        query = (select(audit_record.c.record_json)
+                 .where(audit_record.c.patient_key == patient_key, audit_record.c.subtype.is_not(None))
+                 .order_by(audit_record.c.recorded_at, audit_record.c.seq))
+        if since is not None:
+            query = query.where(audit_record.c.recorded_at >= naive_utc(since))
+        if until is not None:
+            query = query.where(audit_record.c.recorded_at <= naive_utc(until))
+        with self._engine.connect() as connection:
+            return [atc_view(json.loads(row.record_json)) for row in connection.execute(query)]
+
+    def all_records(self, *, since: datetime | None = None) -> list[dict]:
+        """Every stored AuditEvent (the full security event) recorded at or after `since`, in chain order."""
+        query = select(audit_record.c.record_json).order_by(audit_record.c.seq)
+        if since is not None:
+            query = query.where(audit_record.c.recorded_at >= naive_utc(since))
+        with self._engine.connect() as connection:
+            return [json.loads(row.record_json) for row in connection.execute(query)]
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    ok: bool
+    records_checked: int  # records found intact before the first problem
+    checkpoints_checked: int
+    first_problem: str | None  # names the record or checkpoint, e.g. "record 17 was changed"
+    last_seq: int  # the last record read
+    unsigned_records: int  # records after the last valid checkpoint: intact, but not yet signed
+
+
+def verify_ledger(*, engine: Engine, public_keys: dict[str, Ed25519PublicKey]) -> VerifyReport:
+    """Walk the whole chain and every checkpoint; stop at the first problem and name it."""
+    if not public_keys:
+        raise ValueError("public_keys is empty: nothing could be verified")
+    state = _Walk(public_keys)
+    with engine.connect() as connection:
+        # Checkpoints first: records only grow, so every checkpoint read here has its record below.
+        state.checkpoints = {row.seq: row for row in connection.execute(select(audit_checkpoint))}
+        after = 0
+        while state.problem is None:
+            rows = connection.execute(select(audit_record).where(audit_record.c.seq > after)
+                                      .order_by(audit_record.c.seq).limit(_PAGE)).all()
+            for row in rows:
+                if not state.check(row):
+                    break
+            if len(rows) < _PAGE:
+                break
+            after = rows[-1].seq
+    if state.problem is None:
+        beyond = sorted(seq for seq in state.checkpoints if seq > state.last_seq)
+        if beyond:
+            state.problem = (f"the ledger ends at {state.last_seq} but checkpoint {beyond[-1]} covers records "
+                             "after it (truncated tail)")
+    return VerifyReport(ok=state.problem is None, records_checked=state.records_checked,
+                        checkpoints_checked=state.checkpoints_checked, first_problem=state.problem,
+                        last_seq=state.last_seq, unsigned_records=state.last_seq - state.last_signed)
+
+
+class _Walk:
+    """The verifier's state while it reads records in order (one record per `check`)."""
+
+    def __init__(self, public_keys: dict[str, Ed25519PublicKey]):
+        self.public_keys = public_keys
+        self.checkpoints: dict = {}
+        self.problem: str | None = None
+        self.records_checked = self.checkpoints_checked = self.last_seq = self.last_signed = 0
+        self.prev_hash, self.prev_prev_hash = GENESIS_HASH, None
+
+    def check(self, row) -> bool:
+        seq = row.seq
+        expected = self.last_seq + 1
+        if seq != expected:
+            self.problem = f"record {expected} is missing (gap between {expected - 1} and {seq})"
+        elif row.prev_hash != self.prev_hash:
+            if row.prev_hash == self.prev_prev_hash:
+                self.problem = f"record {seq - 1} is out of order / inserted (record {seq} links to {seq - 2})"
+            else:
+                self.problem = f"record {seq} is out of order / inserted (it does not link to record {seq - 1})"
+        elif chain_hash(prev_hash=row.prev_hash, seq=seq, patient_key=row.patient_key,
+                        record_json=row.record_json) != row.record_hash:
+            self.problem = f"record {seq} was changed"
+        else:
+            self.problem = _columns_problem(row) or self._checkpoint_problem(row)
+        if self.problem is not None:
+            return False
+        self.records_checked += 1
+        self.last_seq = seq
+        self.prev_prev_hash, self.prev_hash = self.prev_hash, row.record_hash
+        return True
+
+    def _checkpoint_problem(self, row) -> str | None:
+        checkpoint = self.checkpoints.get(row.seq)
+        if checkpoint is None:
+            return None
+        public_key = self.public_keys.get(checkpoint.key_id)
+        if public_key is None:
+            return f"checkpoint at {row.seq} is signed by an unknown key {checkpoint.key_id}"
+        message = checkpoint_message(seq=checkpoint.seq, record_hash=checkpoint.record_hash,
+                                     signed_at=checkpoint.signed_at, key_id=checkpoint.key_id)
+        try:
+            verify(public_key=public_key, message=message, signature=checkpoint.signature)
+        except SignatureInvalid:
+            return f"checkpoint at {row.seq} has a bad signature"
+        if checkpoint.record_hash != row.record_hash:
+            return f"checkpoint at {row.seq} does not match record {row.seq} (the chain was rebuilt)"
+        self.checkpoints_checked += 1
+        self.last_signed = row.seq
+        return None
+
+
+def _columns_problem(row) -> str | None:
+    """The query columns must agree with the hashed JSON, or a record could be hidden from a
+    patient's trail (patient-visible flag, date) without touching the JSON."""
+    try:
+        expected = ledger_columns(json.loads(row.record_json))
+    except (ValueError, KeyError, TypeError):
+        return f"record {row.seq} was changed (its AuditEvent cannot be read)"
+    for column, value in expected.items():
+        if getattr(row, column) != value:
+            return f"record {row.seq} was changed (its {column} column disagrees with its AuditEvent)"
+    return None

@@ -1,0 +1,41 @@
+"""The audit ledger's tables, declared on the shared record's `metadata` so that the one Alembic
+chain (migration 0002) and the schema-vs-migration test cover them.
+
+Why separate tables, not columns on the document tables: the ledger is append-only and kept for
+years, independent of what happens to documents (a deleted document keeps its trail). Unlike the
+document tables it holds the SPID in the clear, inside each AuditEvent: the patient's trail (CH:ATC)
+must name the patient, and an audit record that needs the MPI to be read is no proof. Look-ups go
+through `patient_key` (an HMAC of the SPID computed by the caller), never through the SPID.
+"""
+
+from sqlalchemy import BigInteger, Column, DateTime, Index, LargeBinary, String, Table, Text
+
+from adapters.cara.store.schema import metadata
+
+audit_record = Table(
+    "audit_record",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),  # 1, 2, 3, … no gaps
+    Column("recorded_at", DateTime, nullable=False),  # AuditEvent.recorded, UTC
+    Column("patient_key", String(64), nullable=True),  # HMAC of the SPID; NULL: no patient
+    Column("event_type", String(32), nullable=False),  # IHE transaction, e.g. ITI-65
+    Column("subtype", String(64), nullable=True),  # CH:ATC event type; NULL: not in the patient's trail
+    Column("outcome", String(2), nullable=False),  # 0, 4, 8, 12
+    Column("record_json", Text, nullable=False),  # the AuditEvent, canonical JSON
+    Column("prev_hash", String(64), nullable=False),
+    Column("record_hash", String(64), nullable=False),
+    Index("ix_audit_record_patient", "patient_key", "recorded_at"),
+    Index("ix_audit_record_recorded", "recorded_at"),
+)
+
+# A signed statement "the chain up to `seq` ends in `record_hash`", written every N records.
+audit_checkpoint = Table(
+    "audit_checkpoint",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),  # last record covered
+    Column("record_hash", String(64), nullable=False),
+    Column("signed_at", DateTime, nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("public_key", LargeBinary, nullable=False),  # raw Ed25519, for export (trust the key_id, not this)
+    Column("signature", LargeBinary, nullable=False),
+)

@@ -1,0 +1,79 @@
+"""CH:ATC (ITI-81): the patient reads who did what with their record. Part of the use-case layer.
+
+Only the patient and their representatives read a trail (`read-audit`); the read itself is recorded
+(ATC_LOG_READ) before the answer leaves.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC
+from typing import Any
+from urllib.parse import urlencode
+
+from adapters.cara.errors import InvalidInput
+from adapters.cara.fhir_dates import value_range
+from adapters.cara.store.patients import DatabasePatientIndex
+from adapters.cara.vocabulary import SPID_SYSTEM
+from consent.principal import Principal
+from gateway.access import AccessControl
+from gateway.auditing import Auditor, audited
+from gateway.auth.errors import AccessRefused
+
+_PARAMS = frozenset({"entity.identifier", "date", "_count"})
+
+
+class AuditTrail:
+    def __init__(self, *, patients: DatabasePatientIndex, access: AccessControl, auditor: Auditor):
+        self._patients = patients
+        self._access = access
+        self.auditor = auditor
+
+    @audited("ITI-81")
+    def read(self, *, principal: Principal, params: list[tuple[str, str]], base_url: str) -> dict[str, Any]:
+        unknown = sorted({n for n, _ in params} - _PARAMS)
+        if unknown:
+            raise InvalidInput(f"unknown or unsupported search parameter(s): {', '.join(unknown)}",
+                               location="AuditEvent?" + "&".join(unknown))
+        patients = [v for n, v in params if n == "entity.identifier"]
+        if len(patients) != 1:
+            raise InvalidInput(f"exactly one entity.identifier={SPID_SYSTEM}|<EPR-SPID> is required",
+                               location="entity.identifier")
+        system, _, spid = patients[0].partition("|")
+        if system != SPID_SYSTEM or not spid.isdigit() or len(spid) != 18:
+            raise InvalidInput(f"entity.identifier must be {SPID_SYSTEM}|<18-digit EPR-SPID>",
+                               location="entity.identifier")
+        since, until = _period([v for n, v in params if n == "date"])
+        self._access.require_patient_context(principal, spid)
+        pid = self._patients.pid_for_spid(spid)
+        if pid is None:
+            raise AccessRefused("the audit trail is read by the patient or their representative only")
+        self._access.require(principal, spid=spid, pid=pid, action="read-audit")
+        events = self.auditor.ledger.records_for_patient(patient_key=self.auditor.patient_key(spid), since=since,
+                                                         until=until)
+        self.auditor.write_now([self.auditor.record("ITI-81", principal, atc_code="ATC_LOG_READ", patient_spid=spid,
+                                                    query=tuple(params))])
+        return {
+            "resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset", "total": len(events),
+            "link": [{"relation": "self", "url": f"{base_url}/AuditEvent?{urlencode(params, safe=':|')}"}],
+            "entry": [{"fullUrl": f"{base_url}/AuditEvent/{e['id']}", "resource": e, "search": {"mode": "match"}}
+                      for e in events],
+        }
+
+
+def _period(values: list[str]):
+    """date=geX / date=leY (other prefixes refused) → aware datetimes for the ledger query."""
+    since = until = None
+    for value in values:
+        prefix, literal = value[:2], value[2:]
+        try:
+            start, end = value_range(literal)
+        except ValueError:
+            raise InvalidInput(f"date={value!r} is not a FHIR date (use ge… and le…)", location="date") from None
+        if prefix == "ge":
+            since = start.replace(tzinfo=UTC)
+        elif prefix == "le":
+            until = end.replace(tzinfo=UTC)
+        else:
+            raise InvalidInput("date takes the prefixes ge and le", location="date")
+    return since, until

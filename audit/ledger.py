@@ -38,6 +38,7 @@ from audit.signing import (
     verify,
 )
 
+_HEAD = select(audit_record.c.seq, audit_record.c.record_hash).order_by(audit_record.c.seq.desc()).limit(1)
 _ADVISORY_LOCK = 7342002  # 7342001 is the migration lock (adapters.cara.store.database)
 _PAGE = 1000
 
@@ -69,20 +70,29 @@ class DatabaseAuditLedger:
     # -- writing ---------------------------------------------------------------------------------
     def append(self, connection: Connection, record: AuditRecord, *, patient_key: str | None) -> int:
         """Add `record` inside the caller's open transaction; return its sequence number."""
-        event = to_audit_event(record)
-        record_json = canonical_json(event)
+        return self.append_many(connection, [(record, patient_key)])[-1]
+
+    def append_many(self, connection: Connection, items: list[tuple[AuditRecord, str | None]]) -> list[int]:
+        """Add several records in chain order inside one transaction (one lock, one head read, one
+        insert): what a group commit of concurrent reads uses."""
+        rows = [(to_audit_event(record), patient_key) for record, patient_key in items]
         lock_ledger(connection)
-        head = connection.execute(
-            select(audit_record.c.seq, audit_record.c.record_hash).order_by(audit_record.c.seq.desc()).limit(1)
-        ).first()
-        seq, prev_hash = (head.seq + 1, head.record_hash) if head else (1, GENESIS_HASH)
-        record_hash = chain_hash(prev_hash=prev_hash, seq=seq, patient_key=patient_key, record_json=record_json)
-        connection.execute(insert(audit_record).values(
-            seq=seq, patient_key=patient_key, record_json=record_json, prev_hash=prev_hash,
-            record_hash=record_hash, **ledger_columns(event)))
-        if seq % self._checkpoint_every == 0:
-            self._write_checkpoint(connection, seq, record_hash)
-        return seq
+        head = connection.execute(_HEAD).first()
+        seq, prev_hash = (head.seq, head.record_hash) if head else (0, GENESIS_HASH)
+        values, checkpoints = [], []
+        for event, patient_key in rows:
+            seq += 1
+            record_json = canonical_json(event)
+            record_hash = chain_hash(prev_hash=prev_hash, seq=seq, patient_key=patient_key, record_json=record_json)
+            values.append(dict(seq=seq, patient_key=patient_key, record_json=record_json, prev_hash=prev_hash,
+                               record_hash=record_hash, **ledger_columns(event)))
+            if seq % self._checkpoint_every == 0:
+                checkpoints.append((seq, record_hash))
+            prev_hash = record_hash
+        connection.execute(insert(audit_record), values)
+        for checkpoint_seq, checkpoint_hash in checkpoints:
+            self._write_checkpoint(connection, checkpoint_seq, checkpoint_hash)
+        return [v["seq"] for v in values]
 
     def append_now(self, record: AuditRecord, *, patient_key: str | None) -> int:
         """Append in a transaction of its own (for events that change nothing else, e.g. a refusal)."""
@@ -96,9 +106,7 @@ class DatabaseAuditLedger:
             with self._engine.begin() as own:
                 return self.checkpoint(own)
         lock_ledger(connection)
-        head = connection.execute(
-            select(audit_record.c.seq, audit_record.c.record_hash).order_by(audit_record.c.seq.desc()).limit(1)
-        ).first()
+        head = connection.execute(_HEAD).first()
         if head is None:
             return None
         signed = connection.execute(select(audit_checkpoint.c.seq).where(audit_checkpoint.c.seq == head.seq)).first()
@@ -148,11 +156,16 @@ class VerifyReport:
     unsigned_records: int  # records after the last valid checkpoint: intact, but not yet signed
 
 
-def verify_ledger(*, engine: Engine, public_keys: dict[str, Ed25519PublicKey]) -> VerifyReport:
-    """Walk the whole chain and every checkpoint; stop at the first problem and name it."""
+def verify_ledger(*, engine: Engine, public_keys: dict[str, Ed25519PublicKey],
+                  checkpoint_every: int | None = None) -> VerifyReport:
+    """Walk the whole chain and every checkpoint; stop at the first problem and name it.
+
+    With `checkpoint_every` (the ledger's setting), a record at a multiple of it without its signed
+    checkpoint is a problem too: otherwise deleting the checkpoints would let a rebuilt chain pass.
+    """
     if not public_keys:
         raise ValueError("public_keys is empty: nothing could be verified")
-    state = _Walk(public_keys)
+    state = _Walk(public_keys, checkpoint_every)
     with engine.connect() as connection:
         # Checkpoints first: records only grow, so every checkpoint read here has its record below.
         state.checkpoints = {row.seq: row for row in connection.execute(select(audit_checkpoint))}
@@ -179,8 +192,9 @@ def verify_ledger(*, engine: Engine, public_keys: dict[str, Ed25519PublicKey]) -
 class _Walk:
     """The verifier's state while it reads records in order (one record per `check`)."""
 
-    def __init__(self, public_keys: dict[str, Ed25519PublicKey]):
+    def __init__(self, public_keys: dict[str, Ed25519PublicKey], checkpoint_every: int | None):
         self.public_keys = public_keys
+        self.checkpoint_every = checkpoint_every
         self.checkpoints: dict = {}
         self.problem: str | None = None
         self.records_checked = self.checkpoints_checked = self.last_seq = self.last_signed = 0
@@ -211,6 +225,8 @@ class _Walk:
     def _checkpoint_problem(self, row) -> str | None:
         checkpoint = self.checkpoints.get(row.seq)
         if checkpoint is None:
+            if self.checkpoint_every and row.seq % self.checkpoint_every == 0:
+                return f"checkpoint at {row.seq} is missing (one is signed every {self.checkpoint_every} records)"
             return None
         public_key = self.public_keys.get(checkpoint.key_id)
         if public_key is None:

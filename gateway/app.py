@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
@@ -10,13 +12,20 @@ from gateway import outcomes
 from gateway.auth.errors import AccessRefused
 from gateway.access_log import AccessLog
 from gateway.limits import BodySizeLimit, BodyTooLarge
-from gateway.trace import TraceContext
 from gateway.routes import audit, consents, meta, mhd, patients
+from gateway.trace import TraceContext
 from gateway.wiring import Services
 
 
 def create_app(services: Services) -> FastAPI:
-    app = FastAPI(title="EPR gateway", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None)
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        # A clean stop signs the ledger's head, so no record is left outside a signed checkpoint.
+        services.auditor.ledger.checkpoint()
+
+    app = FastAPI(title="EPR gateway", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
     app.state.services = services
     app.include_router(meta.router)
     app.include_router(mhd.router)

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import queue
 import re
 import secrets
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -56,6 +59,7 @@ class Auditor:
                  community_oid: str):
         self.engine = engine
         self.ledger = ledger
+        self._group_commit = GroupCommit(engine=engine, ledger=ledger)
         self._keyring = keyring
         self._source_site = source_site
         self._community_oid = community_oid
@@ -83,12 +87,9 @@ class Auditor:
                 self.ledger.append(connection, one, patient_key=self.patient_key(one.patient_spid))
 
     def write_now(self, records: Iterable[AuditRecord]) -> None:
-        try:
-            with self.engine.begin() as connection:
-                self.write(connection, records)
-        except (SQLAlchemyError, OSError) as exc:
-            log.error("audit ledger unavailable: %s", type(exc).__name__)
-            raise AuditUnavailable("the audit record could not be written; nothing was done") from exc
+        """Committed before this returns, together with what concurrent requests are writing."""
+        items = [(one, self.patient_key(one.patient_spid)) for record in records for one in split_per_document(record)]
+        self._group_commit.submit(items)
 
     def failure(self, transaction: str, principal: Principal | None, error: Exception, **details) -> None:
         """Record a refused or failed exchange. The description is what the client was told."""
@@ -97,6 +98,62 @@ class Auditor:
         self.write_now([self.record(transaction, principal, outcome="4" if client_error else "8",
                                     outcome_description=description[:500], **details)])
         error.audited = True  # type: ignore[attr-defined]
+
+
+class GroupCommit:
+    """Audit records of reads written by one thread, a batch per transaction.
+
+    Each caller waits until its batch has committed (or failed: then AuditUnavailable, 503), so a
+    read's record is durable before its answer leaves; concurrent reads share one lock, one head
+    read and one commit instead of paying for them each.
+    """
+
+    def __init__(self, *, engine: Engine, ledger: DatabaseAuditLedger, max_batch: int = 256,
+                 timeout_seconds: float = 10.0):
+        self._engine = engine
+        self._ledger = ledger
+        self._max_batch = max_batch
+        self._timeout = timeout_seconds
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def submit(self, items: list) -> None:
+        if not items:
+            return
+        done: Future = Future()
+        self._ensure_thread()
+        self._queue.put((items, done))
+        try:
+            done.result(timeout=self._timeout)
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            log.error("audit ledger unavailable: %s", type(exc).__name__)
+            raise AuditUnavailable("the audit record could not be written; nothing was done") from exc
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            with self._start_lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._run, name="audit-group-commit", daemon=True)
+                    self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self._max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                with self._engine.begin() as connection:
+                    self._ledger.append_many(connection, [item for items, _ in batch for item in items])
+            except Exception as exc:  # noqa: BLE001 - every waiter learns that its record is not written
+                for _, done in batch:
+                    done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    done.set_result(None)
 
 
 def audited(transaction: str) -> Callable:

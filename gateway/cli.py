@@ -93,7 +93,8 @@ def audit_verify() -> None:
 
     settings = Settings()
     key_id, key = load_signing_key(settings.audit_signing_key_path)
-    report = verify_ledger(engine=make_engine(settings.resolved_database_url), public_keys={key_id: key.public_key()})
+    report = verify_ledger(engine=make_engine(settings.resolved_database_url), public_keys={key_id: key.public_key()},
+                           checkpoint_every=settings.audit_checkpoint_every)
     summary = f"{report.records_checked} records, {report.checkpoints_checked} checkpoints"
     if not report.ok:
         typer.echo(f"AUDIT LEDGER DOES NOT VERIFY ({summary}): {report.first_problem}", err=True)
@@ -110,6 +111,8 @@ def audit_export(since: Optional[str] = typer.Option(None, help="ISO date or dat
 
     from adapters.cara.store.database import make_engine
     from audit.export import export
+    from audit.ledger import DatabaseAuditLedger
+    from audit.signing import load_signing_key
 
     if format not in ("ndjson", "syslog"):
         raise typer.BadParameter("ndjson or syslog", param_hint="--format")
@@ -117,7 +120,11 @@ def audit_export(since: Optional[str] = typer.Option(None, help="ISO date or dat
     moment = datetime.fromisoformat(since) if since else None
     if moment is not None and moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    for line in export(engine=make_engine(settings.resolved_database_url), since=moment, fmt=format):
+    engine = make_engine(settings.resolved_database_url)
+    key_id, key = load_signing_key(settings.audit_signing_key_path)
+    # Sign the head first, so that every exported record is covered by a checkpoint.
+    DatabaseAuditLedger(engine=engine, signing_key=key, key_id=key_id).checkpoint()
+    for line in export(engine=engine, since=moment, fmt=format):
         typer.echo(line)
 
 

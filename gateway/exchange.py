@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote
 
 from adapters.cara import fhir_mapping, patient_mapping
 from adapters.cara.errors import InvalidInput, NotFound, UnknownPatient
@@ -23,6 +23,7 @@ from gateway.access import AccessControl
 from gateway.auditing import Auditor, audited
 from gateway.auth.errors import AccessRefused
 
+RENDERED_CACHED = 5_000
 # Who may feed identities (ITI-104): systems and professionals, not patients or representatives.
 IDENTITY_FEEDERS = frozenset({"HCP", "ASS", "TCU", "PADM", "DADM"})
 
@@ -49,6 +50,7 @@ class Exchange:
         self.access = access
         self.auditor = auditor
         self.community_oid = community_oid
+        self._rendered_cache: dict[tuple, dict[str, Any]] = {}
 
     # -- ITI-65 -------------------------------------------------------------------------------
     def provide(self, *, principal: Principal, body: bytes, base_url: str) -> Provided:
@@ -112,7 +114,7 @@ class Exchange:
         self.auditor.write_now([audit])
         self.access.fulfil(decision, principal, pid=pid, what="search",
                            documents=tuple(e.unique_id for e in entries))
-        resources = [fhir_mapping.document_reference(e, spid=request.spid, base_url=base_url) for e in entries]
+        resources = [self._rendered(e, request.spid, base_url) for e in entries]
         next_offset = query.offset + query.count
         next_url = None
         if next_offset < total:
@@ -151,6 +153,17 @@ class Exchange:
         return patient_mapping.patient_resource(record, community_oid=self.community_oid), created
 
     # -- helpers ------------------------------------------------------------------------------
+    def _rendered(self, entry: DocumentEntry, spid: str, base_url: str) -> dict[str, Any]:
+        """The DocumentReference of an entry, rendered once per status (entries are immutable but
+        for their status), spid and base URL: searches return the same entries again and again."""
+        key = (entry.entry_id, entry.status, spid, base_url)
+        resource = self._rendered_cache.get(key)
+        if resource is None:
+            if len(self._rendered_cache) >= RENDERED_CACHED:
+                self._rendered_cache.clear()
+            resource = self._rendered_cache[key] = fhir_mapping.document_reference(entry, spid=spid, base_url=base_url)
+        return resource
+
     def _readable_entry(self, principal: Principal, entry_id: str, kind: str, transaction: str):
         """(entry, its patient's SPID, the permit), or NotFound — the same answer for a document that
         does not exist and one this principal may not see, so a refusal reveals nothing. A refusal is
@@ -185,7 +198,8 @@ def _source_identifier(value: str | None) -> Identifier:
 
 
 def _search_url(base_url: str, params: list[tuple[str, str]]) -> str:
-    return f"{base_url}/DocumentReference?{urlencode(params, safe=':|,')}"
+    return f"{base_url}/DocumentReference?" + "&".join(f"{quote(n, safe='.:_-')}={quote(v, safe=':|,.-_')}"
+                                                     for n, v in params)
 
 
 def is_consent_bundle(bundle: dict[str, Any]) -> bool:

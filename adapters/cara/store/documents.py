@@ -204,19 +204,17 @@ class DatabaseDocumentStore:
 
     # -- find ---------------------------------------------------------------------------------
     def search(self, query: DocumentQuery) -> tuple[int, list[DocumentEntry]]:
-        """(total, the page of entries) for one patient, newest first. One query: the total rides
-        along as a window count; only a page past the end needs a second one."""
+        """(total, the page of entries) for one patient, newest first (read from an index in order)."""
         conditions = self._conditions(query)
         with self._engine.connect() as connection:
+            total = connection.execute(select(func.count()).select_from(document_entry).where(*conditions)).scalar_one()
             rows = connection.execute(
                 select(document_entry.c.id, document_entry.c.unique_id, document_entry.c.status,
-                       document_entry.c.sealed_key, document_entry.c.sealed, func.count().over().label("total"))
+                       document_entry.c.sealed_key, document_entry.c.sealed)
                 .where(*conditions)
-                .order_by(document_entry.c.created_seq.desc(), document_entry.c.id)
+                .order_by(document_entry.c.created_seq.desc(), document_entry.c.id.desc())
                 .limit(query.count).offset(query.offset)
-            ).all()
-            total = rows[0].total if rows else connection.execute(
-                select(func.count()).select_from(document_entry).where(*conditions)).scalar_one()
+            ).all() if total > query.offset else []
         return total, [self._open_entry(row) for row in rows]
 
     def _conditions(self, query: DocumentQuery) -> list:

@@ -19,10 +19,17 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+# SPID → MPI-PID links seen by this process. A link, once made, does not change (a merge, when the
+# identity issue brings it, retires the old MPI-PID and must clear this cache), so positive answers
+# can be kept; unknown SPIDs are always asked again.
+PID_LINKS_CACHED = 100_000
+
+
 class DatabasePatientIndex:
     def __init__(self, *, engine: Engine, keyring: Keyring):
         self._engine = engine
         self._keyring = keyring
+        self._pid_by_spid_hash: dict[str, str] = {}
 
     def _spid_hash(self, spid: str) -> str:
         return self._keyring.index_hash("spid", spid)
@@ -31,10 +38,17 @@ class DatabasePatientIndex:
         return self._keyring.index_hash("pid", identifier.token)
 
     def pid_for_spid(self, spid: str) -> str | None:
-        with self._engine.connect() as connection:
-            return connection.execute(
-                select(patient.c.pid).where(patient.c.spid_hash == self._spid_hash(spid))
-            ).scalar_one_or_none()
+        spid_hash = self._spid_hash(spid)
+        pid = self._pid_by_spid_hash.get(spid_hash)
+        if pid is None:
+            with self._engine.connect() as connection:
+                pid = connection.execute(select(patient.c.pid).where(patient.c.spid_hash == spid_hash)
+                                         ).scalar_one_or_none()
+            if pid is not None:
+                if len(self._pid_by_spid_hash) >= PID_LINKS_CACHED:
+                    self._pid_by_spid_hash.clear()
+                self._pid_by_spid_hash[spid_hash] = pid
+        return pid
 
     def pid_for_identifier(self, identifier: Identifier) -> str | None:
         with self._engine.connect() as connection:

@@ -71,6 +71,7 @@ document_entry = Table(
     Column("sealed_key", LargeBinary, nullable=False),
     Column("sealed", LargeBinary, nullable=False),  # the whole DocumentEntry as JSON
     Index("ix_document_entry_patient", "patient_pid", "status", "created_seq"),
+    Index("ix_document_entry_patient_order", "patient_pid", "created_seq", "id"),
 )
 
 # One row per searchable token of an entry (category, type, setting, facility, event, format,

@@ -6,11 +6,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
 
 from adapters.cara.errors import Issue, RecordError
 from gateway import outcomes
-from gateway.auth.errors import AccessRefused
 from gateway.access_log import AccessLog
+from gateway.auditing import AuditUnavailable
+from gateway.auth.errors import AccessRefused
 from gateway.limits import BodySizeLimit, BodyTooLarge
 from gateway.routes import audit, consents, meta, mhd, patients
 from gateway.trace import TraceContext
@@ -33,7 +35,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(consents.router)
     app.include_router(audit.router)
     app.add_exception_handler(RecordError, outcomes.handle_record_error)
-    app.add_exception_handler(outcomes.HttpProblem, outcomes.handle_problem)
+    app.add_exception_handler(outcomes.HttpProblem, _problem)
     app.add_exception_handler(AccessRefused, outcomes.handle_refused)
     app.add_exception_handler(BodyTooLarge, _too_large)
     app.add_exception_handler(RequestValidationError, _bad_request)
@@ -46,10 +48,24 @@ def create_app(services: Services) -> FastAPI:
     return app
 
 
+async def _problem(request, problem: outcomes.HttpProblem):
+    """A refusal at the HTTP face (media type, size, …) is audited like any other, unless
+    authentication already recorded it; an unwritable ledger turns it into a 503."""
+    if not getattr(problem, "audited", False):
+        try:
+            described = outcomes.HttpProblem(problem.status, problem.code,
+                                             f"{request.method} {request.url.path}: {problem.message}")
+            await run_in_threadpool(request.app.state.services.auditor.failure, "HTTP",
+                                    getattr(request.state, "principal", None), described)
+        except AuditUnavailable as unavailable:
+            return outcomes.record_error_response(unavailable)
+    return outcomes.problem_response(problem)
+
+
 async def _too_large(request, _exc):
     limit = request.app.state.services.settings.max_body_bytes
     problem = outcomes.HttpProblem(413, "too-costly", f"the request body exceeds the limit of {limit} bytes")
-    return outcomes.problem_response(problem)
+    return await _problem(request, problem)
 
 
 async def _bad_request(_request, exc: RequestValidationError):

@@ -93,7 +93,8 @@ class Auditor:
 
     def failure(self, transaction: str, principal: Principal | None, error: Exception, **details) -> None:
         """Record a refused or failed exchange. The description is what the client was told."""
-        client_error = isinstance(error, (RecordError, AccessRefused)) and not isinstance(error, StoreUnavailable)
+        client_error = (isinstance(error, (RecordError, AccessRefused)) and not isinstance(error, StoreUnavailable)
+                        or getattr(error, "status", 500) < 500)
         description = getattr(error, "reason", None) or getattr(error, "message", None) or type(error).__name__
         self.write_now([self.record(transaction, principal, outcome="4" if client_error else "8",
                                     outcome_description=description[:500], **details)])

@@ -53,6 +53,7 @@ class Exchange:
         self._rendered_cache: dict[tuple, dict[str, Any]] = {}
 
     # -- ITI-65 -------------------------------------------------------------------------------
+    @audited("ITI-65")
     def provide(self, *, principal: Principal, body: bytes, base_url: str) -> Provided:
         return self.provide_bundle(principal=principal, bundle=fhir_mapping.parse_resource(body, "Bundle"),
                                    base_url=base_url)

@@ -65,6 +65,7 @@ def _audit_refusal(request: Request, refusal: HttpProblem) -> None:
     """What is known of a caller that was not let in: address, path, trace, and the reason."""
     auditor = request.app.state.services.auditor
     auditor.failure("authentication", None, AccessRefused(f"{request.method} {request.url.path}: {refusal.message}"))
+    refusal.audited = True
 
 
 def _unauthorized(message: str) -> HttpProblem:

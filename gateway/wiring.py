@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from adapters.cara.crypto import Keyring
+from adapters.cara.errors import RecordError
 from adapters.cara.fhir_mapping import parse_resource
 from adapters.cara.store.database import make_engine, migrate
 from adapters.cara.store.documents import DatabaseDocumentStore
@@ -39,7 +40,11 @@ class Services:
 
     def transaction(self, *, principal, body: bytes, base_url: str) -> dict:
         """POST [base]: a Bundle of Consents is PPQ-4, anything else an ITI-65 Provide Document Bundle."""
-        bundle = parse_resource(body, "Bundle")
+        try:
+            bundle = parse_resource(body, "Bundle")
+        except RecordError as error:  # not even a Bundle: still an exchange, and refused ones are audited
+            self.auditor.failure("ITI-65", principal, error)
+            raise
         if is_consent_bundle(bundle):
             return self.policies.transaction(principal=principal, bundle=bundle)
         return self.exchange.provide_bundle(principal=principal, bundle=bundle, base_url=base_url).response

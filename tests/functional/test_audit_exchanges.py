@@ -200,3 +200,24 @@ def test_audit_records_carry_no_document_content_nor_tokens(gateway):
 
     assert "Zebra-Marker-99" not in stored
     assert token not in stored and token.split(".")[2] not in stored
+
+
+def test_a_refusal_at_the_http_face_is_audited_with_its_caller(gateway):
+    before = len(ledger(gateway))
+
+    response = gateway.client.post("/fhir", content=b"<Bundle/>",
+                                   headers={**gateway.as_hcp(), "Content-Type": "application/fhir+xml"})
+
+    assert response.status_code == 415
+    records = gateway.services.auditor.ledger.all_records()[before:]
+    assert [summary(e)[:5] for e in records] == [("HTTP", None, "4", "HCP", HCP_GLN)]
+    assert records[0]["outcomeDesc"] == "POST /fhir: send the resource as application/fhir+json"
+
+
+def test_a_bundle_that_is_not_json_is_audited_as_a_refused_provide(gateway):
+    before = len(ledger(gateway))
+
+    response = gateway.client.post("/fhir", content=b"{oops", headers=gateway.as_hcp())
+
+    assert response.status_code == 400
+    assert [s[:5] for s in ledger(gateway)[before:]] == [("ITI-65", None, "4", "HCP", HCP_GLN)]

@@ -240,3 +240,41 @@ def test_ppq4_stores_a_bundle_of_changes_all_or_nothing(gateway, record):
     assert accepted.json()["type"] == "transaction-response"
     assert [e["response"]["status"] for e in accepted.json()["entry"]] == ["201 Created"]
     assert visible(gateway, gateway.as_hcp()) == names(record, "normal")
+
+
+def representative_consent(rep_id: str) -> dict:
+    consent = grant_consent(spid=SPID, gln=HCP_GLN, level="normal", template=303,
+                            rule="urn:e-health-suisse:2015:policies:access-level:full")
+    actor = consent["provision"]["actor"][0]
+    actor["role"]["coding"][0]["code"] = "REP"
+    actor["reference"] = {"identifier": {"type": {"coding": [{"system": "urn:ietf:rfc:3986",
+                                                              "code": "urn:e-health-suisse:representative-id"}]},
+                                         "value": rep_id}}
+    del consent["provision"]["purpose"]
+    return consent
+
+
+def test_a_representative_reads_everything_while_the_patient_names_them(gateway, record):
+    representative = gateway.tokens.headers(gateway.tokens.mint(role="REP", user_id="rep-4711", spid=SPID,
+                                                                name="Paul Muster"))
+    assert visible(gateway, representative) == set()
+
+    response = gateway.client.post("/fhir/Consent", content=orjson.dumps(representative_consent("rep-4711")),
+                                   headers=patient_headers(gateway))
+
+    assert response.status_code == 201, response.text
+    assert visible(gateway, representative) == set(record.values())
+    assert gateway.client.get(f"/fhir/Binary/{record['secret']}", headers=representative).status_code == 200
+    other = gateway.tokens.headers(gateway.tokens.mint(role="REP", user_id="rep-9999", spid=SPID, name="Someone"))
+    assert visible(gateway, other) == set()
+
+
+def test_an_assistant_reads_with_at_most_its_principals_rights(gateway, record):
+    gateway.grant(SPID, HCP_GLN, "normal")
+    for_granted = gateway.tokens.headers(gateway.tokens.mint(role="ASS", gln=OTHER_GLN, name="MPA Rossier",
+                                                             principal_gln=HCP_GLN, principal_name="Dr. Luc Favre"))
+    for_other = gateway.tokens.headers(gateway.tokens.mint(role="ASS", gln=HCP_GLN, name="MPA Favre",
+                                                           principal_gln=OTHER_GLN, principal_name="Dr. Other"))
+
+    assert visible(gateway, for_granted) == names(record, "normal")
+    assert visible(gateway, for_other) == set()

@@ -16,11 +16,11 @@ from adapters.cara.errors import Conflict, InvalidInput, NotFound, UnknownPatien
 from adapters.cara.fhir_mapping import parse_resource, searchset
 from adapters.cara.store.patients import DatabasePatientIndex
 from adapters.cara.vocabulary import GLN_SYSTEM, SPID_SYSTEM
+from audit.events import PolicySubject
 from consent import pdp
 from consent.policies import Policy, onboarding_policies
 from consent.ppqm import consent_from_policy, policy_from_consent
 from consent.principal import Principal
-from audit.events import PolicySubject
 from gateway.access import AccessControl
 from gateway.auditing import Auditor, audited
 from gateway.auth.errors import AccessRefused

@@ -59,7 +59,7 @@ def test_hcp_without_grant_finds_nothing_and_reads_nothing(gateway, record):
 def test_grant_normal_then_restricted_then_block_then_revoke(gateway, record):
     hcp = gateway.as_hcp()
 
-    normal_grant = gateway.grant(SPID, HCP_GLN, "normal")
+    gateway.grant(SPID, HCP_GLN, "normal")
     assert visible(gateway, hcp) == names(record, "normal")
     assert gateway.client.get(f"/fhir/Binary/{record['restricted']}", headers=hcp).status_code == 404
 

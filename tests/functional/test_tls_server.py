@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.auth.dev_issuer import ensure_dev_issuer, mint_token
+from gateway.auth.dev_issuer import mint_token
 from gateway.pki import ensure_dev_pki, issue_client_certificate
 
 SPID = "761337610411353650"

@@ -139,7 +139,7 @@ def test_relative_jwks_file_is_relative_to_the_issuers_file(tmp_path, monkeypatc
     config.mkdir()
     key = ECKey.generate_key("P-256")
     (config / "idp.jwks.json").write_text(json.dumps({"keys": [{**key.as_dict(private=False), "kid": "k1"}]}))
-    path = write_issuers(config / "issuers.json", [{"issuer": IDP, "jwks_file": "idp.jwks.json"}])
+    write_issuers(config / "issuers.json", [{"issuer": IDP, "jwks_file": "idp.jwks.json"}])
     monkeypatch.chdir(tmp_path)
     issuers = TrustedIssuers.load(Path("config/issuers.json"))
     assert (issuers.issuers, issuers.key_for(issuer=IDP, kid="k1").thumbprint()) == ((IDP,), key.thumbprint())

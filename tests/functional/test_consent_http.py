@@ -278,3 +278,21 @@ def test_an_assistant_reads_with_at_most_its_principals_rights(gateway, record):
 
     assert visible(gateway, for_granted) == names(record, "normal")
     assert visible(gateway, for_other) == set()
+
+
+def test_an_hcp_with_a_delegation_right_delegates_at_most_its_own_level(gateway, record):
+    delegation = grant_consent(spid=SPID, gln=HCP_GLN, level="normal", template=304, end="2099-12-31",
+                               rule="urn:e-health-suisse:2015:policies:access-level:delegation-and-normal")
+    assert gateway.client.post("/fhir/Consent", content=orjson.dumps(delegation),
+                               headers=patient_headers(gateway)).status_code == 201
+    colleague = gateway.tokens.headers(gateway.tokens.hcp(gln=OTHER_GLN))
+    too_much = grant_consent(spid=SPID, gln=OTHER_GLN, level="restricted", end="2099-06-30")
+    within = grant_consent(spid=SPID, gln=OTHER_GLN, level="normal", end="2099-06-30")
+
+    refused = gateway.client.post("/fhir/Consent", content=orjson.dumps(too_much), headers=gateway.as_hcp())
+    accepted = gateway.client.post("/fhir/Consent", content=orjson.dumps(within), headers=gateway.as_hcp())
+
+    assert refused.status_code == 403
+    assert "exceeds" in refused.json()["issue"][0]["diagnostics"]
+    assert accepted.status_code == 201, accepted.text
+    assert visible(gateway, colleague) == names(record, "normal")

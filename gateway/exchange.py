@@ -108,7 +108,7 @@ class Exchange:
             return fhir_mapping.searchset([], total=0, self_url=_search_url(base_url, params), next_url=None,
                                           base_url=base_url)
         # Filtering happens in the query, before paging: total and next links count visible entries only.
-        query = replace(request.for_patient(pid), confidentiality=tuple(sorted(levels)))
+        query = replace(request.for_patient(self.patients.pids_for(pid)), confidentiality=tuple(sorted(levels)))
         total, entries = self.documents.search(query)
         decision = self.access.decide(principal, spid=request.spid, pid=pid, action="read",
                                       confidentiality=min(levels, key=CONFIDENTIALITY_RANK.__getitem__))
@@ -170,6 +170,9 @@ class Exchange:
         does not exist and one this principal may not see, so a refusal reveals nothing. A refusal is
         recorded in the patient's trail."""
         entry = self.documents.get_entry(entry_id)
+        if entry is not None:
+            # A merged patient's documents are the surviving patient's: its SPID, policies and notifications.
+            entry = replace(entry, patient_pid=self.patients.surviving_pid(entry.patient_pid))
         record = self.patients.get(entry.patient_pid) if entry else None
         if entry is None or record is None or record.spid is None:
             raise NotFound(f"{kind}/{entry_id} is not known")

@@ -22,6 +22,7 @@ from gateway.access import AccessControl
 from gateway.audit_trail import AuditTrail
 from gateway.auditing import Auditor
 from gateway.exchange import Exchange, is_consent_bundle
+from gateway.identity_exchange import IdentityExchange
 from gateway.policy_exchange import PolicyExchange
 from gateway.settings import Settings
 
@@ -37,6 +38,7 @@ class Services:
     access: AccessControl
     auditor: Auditor
     verifier: TokenVerifier
+    identities: IdentityExchange
 
     def transaction(self, *, principal, body: bytes, base_url: str) -> dict:
         """POST [base]: a Bundle of Consents is PPQ-4, anything else an ITI-65 Provide Document Bundle."""
@@ -71,8 +73,9 @@ def build_services(settings: Settings) -> Services:
     trail = AuditTrail(patients=patients, access=access, auditor=auditor)
     verifier = TokenVerifier(issuers=TrustedIssuers.load(settings.trusted_issuers), audience=settings.audience,
                              clock_skew_seconds=settings.clock_skew_seconds)
+    identities = IdentityExchange(patients=patients, auditor=auditor, community_oid=settings.community_oid)
     return Services(settings=settings, engine=engine, keyring=keyring, exchange=exchange, policies=policies,
-                    trail=trail, access=access, auditor=auditor, verifier=verifier)
+                    trail=trail, access=access, auditor=auditor, verifier=verifier, identities=identities)
 
 
 def policy_cache(settings: Settings) -> PolicyCache:

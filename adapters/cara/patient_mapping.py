@@ -1,11 +1,15 @@
-"""FHIR Patient ⇄ the MPI's PatientRecord (ITI-104 feed in, Patient resources out)."""
+"""FHIR Patient ⇄ the MPI's PatientRecord (ITI-104 feed in; ITI-104, PDQm and PIXm answers out)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from adapters.cara.identity import AHVN13_SYSTEM
 from adapters.cara.model import Identifier, PatientRecord
 from adapters.cara.vocabulary import SPID_SYSTEM
+
+PDQM_PATIENT_PROFILE = "http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/ch-pdqm-patient"
+PIXM_OUT_PROFILE = "http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/ch-pixm-out-parameters"
 
 
 def patient_from_resource(resource: dict[str, Any]) -> PatientRecord:
@@ -44,3 +48,53 @@ def patient_resource(record: PatientRecord, *, community_oid: str) -> dict[str, 
     if record.birth_date:
         resource["birthDate"] = record.birth_date
     return resource
+
+
+MR_TYPE = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]}
+
+
+def disclosed(identifiers) -> list[Identifier]:
+    """Local identifiers an answer may carry: never the AHVN13 (EPRA: the EPR identifies patients by
+    the EPR-SPID; the AHVN13 is only a check the MPI makes) and never the SPID twice."""
+    return [i for i in dict.fromkeys(identifiers) if i.system not in (SPID_SYSTEM, AHVN13_SYSTEM)]
+
+
+def pdqm_patient(record: PatientRecord, *, community_oid: str, identifiers, replaced_by: str | None = None,
+                 replaces: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A CH PDQm Patient (as the official QueryResponse): the SPID, then the MPI-PID and the local ids
+    typed MR. `identifiers` are the local ids of the patient and of every patient merged into it."""
+    ids: list[dict[str, Any]] = []
+    if record.spid:
+        ids.append({"system": SPID_SYSTEM, "value": record.spid})
+    ids.append({"type": MR_TYPE, "system": f"urn:oid:{community_oid}", "value": record.pid})
+    ids += [{"type": MR_TYPE, "system": i.system, "value": i.value} for i in disclosed(identifiers)]
+    resource = patient_resource(PatientRecord(record.pid, None, record.family, record.given, record.birth_date,
+                                              record.gender), community_oid=community_oid)
+    resource["identifier"] = ids
+    resource["meta"] = {"profile": [PDQM_PATIENT_PROFILE]}
+    resource["active"] = replaced_by is None
+    links = [{"other": {"reference": f"Patient/{replaced_by}"}, "type": "replaced-by"}] if replaced_by else []
+    links += [{"other": {"reference": f"Patient/{pid}"}, "type": "replaces"} for pid in replaces]
+    if links:
+        resource["link"] = links
+    return resource
+
+
+def pix_parameters(pid: str, targets: list[Identifier]) -> dict[str, Any]:
+    """The ITI-83 answer: a `targetIdentifier` per identifier asked for, and the `targetId` Patient."""
+    parameters = [{"name": "targetIdentifier", "valueIdentifier": {"system": i.system, "value": i.value}}
+                  for i in targets]
+    parameters.append({"name": "targetId", "valueReference": {"reference": f"Patient/{pid}"}})
+    return {"resourceType": "Parameters", "meta": {"profile": [PIXM_OUT_PROFILE]}, "parameter": parameters}
+
+
+def patient_reference(parameter: dict[str, Any]) -> tuple[str, str] | None:
+    """A $merge parameter: ("pid", <MPI-PID>) from valueReference Patient/<pid>, ("identifier",
+    "<system>|<value>") from valueIdentifier; None when it is neither."""
+    reference = (parameter.get("valueReference") or {}).get("reference")
+    if isinstance(reference, str) and reference.startswith("Patient/") and len(reference) > 8:
+        return "pid", reference.removeprefix("Patient/")
+    value = parameter.get("valueIdentifier") or {}
+    if isinstance(value.get("system"), str) and isinstance(value.get("value"), str):
+        return "identifier", f"{value['system']}|{value['value']}"
+    return None

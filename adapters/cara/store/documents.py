@@ -218,7 +218,7 @@ class DatabaseDocumentStore:
         return total, [self._open_entry(row) for row in rows]
 
     def _conditions(self, query: DocumentQuery) -> list:
-        conditions = [document_entry.c.patient_pid == query.patient_pid]
+        conditions = [document_entry.c.patient_pid.in_(query.patient_pids)]
         if query.statuses:
             conditions.append(document_entry.c.status.in_(query.statuses))
         if query.confidentiality is not None:

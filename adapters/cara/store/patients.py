@@ -1,17 +1,29 @@
-"""The MPI: patients by MPI-PID, with the SPID and demographics sealed and look-ups by keyed hash."""
+"""The MPI: patients by MPI-PID, with the SPID and demographics sealed and look-ups by keyed hash.
+
+Every value that could name a person (SPID, local ids, AHVN13, family and given names, birth date,
+gender) is looked up through `Keyring.index_hash` only. Merges are links (`patient_link`), never
+rewrites: a retired patient's ids and documents are found under the surviving one while the link is
+active, and an unmerge gives them back. Conflicting identities are never merged silently: they go
+to the review list (`identity_review`) and the feed is refused (`IdentityConflict`, 409).
+"""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
+from adapters.cara import identity
 from adapters.cara.crypto import Keyring, Sealed
-from adapters.cara.errors import Conflict
+from adapters.cara.errors import Conflict, InvalidInput, NotFound
 from adapters.cara.model import Identifier, PatientRecord
-from adapters.cara.store.schema import patient, patient_identifier
+from adapters.cara.store.schema import identity_review, patient, patient_identifier, patient_index, patient_link
 from adapters.cara.vocabulary import SPID_SYSTEM
 
 
@@ -19,10 +31,22 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-# SPID → MPI-PID links seen by this process. A link, once made, does not change (a merge, when the
-# identity issue brings it, retires the old MPI-PID and must clear this cache), so positive answers
-# can be kept; unknown SPIDs are always asked again.
+# SPID → surviving MPI-PID links seen by this process (positive answers only; unknown SPIDs are
+# always asked again). Only a merge or an unmerge changes an answer: both clear the cache here.
+# Other worker processes keep theirs until restarted (see ARCHITECTURE.md, "Patient identity").
 PID_LINKS_CACHED = 100_000
+MAX_LINK_DEPTH = 32
+SELECTIVITY = ("birthdate", "family", "given", "gender")  # PDQm criteria, most selective first (usually)  # a merge chain longer than this is refused; it bounds every resolution loop
+
+
+@dataclass(frozen=True)
+class IdentityReview:
+    id: str
+    created_at: datetime
+    reason: str
+    pid: str | None
+    status: str
+    details: dict[str, Any]
 
 
 class DatabasePatientIndex:
@@ -31,76 +55,216 @@ class DatabasePatientIndex:
         self._keyring = keyring
         self._pid_by_spid_hash: dict[str, str] = {}
 
+    # -- keyed hashes -----------------------------------------------------------------------------
     def _spid_hash(self, spid: str) -> str:
         return self._keyring.index_hash("spid", spid)
 
     def _identifier_hash(self, identifier: Identifier) -> str:
         return self._keyring.index_hash("pid", identifier.token)
 
+    def _value_hash(self, param: str, normalised: str) -> str:
+        return self._keyring.index_hash(f"pdq-{param}", normalised)
+
+    # -- look-ups (each resolves merges to the surviving patient) ---------------------------------
     def pid_for_spid(self, spid: str) -> str | None:
         spid_hash = self._spid_hash(spid)
         pid = self._pid_by_spid_hash.get(spid_hash)
         if pid is None:
             with self._engine.connect() as connection:
-                pid = connection.execute(select(patient.c.pid).where(patient.c.spid_hash == spid_hash)
+                raw = connection.execute(select(patient.c.pid).where(patient.c.spid_hash == spid_hash)
                                          ).scalar_one_or_none()
+                pid = None if raw is None else self._surviving(connection, raw)
             if pid is not None:
                 if len(self._pid_by_spid_hash) >= PID_LINKS_CACHED:
                     self._pid_by_spid_hash.clear()
                 self._pid_by_spid_hash[spid_hash] = pid
         return pid
 
-    def pid_for_identifier(self, identifier: Identifier) -> str | None:
+    def pid_for_identifier(self, identifier: Identifier, *, follow_merges: bool = True) -> str | None:
+        if identifier.system == SPID_SYSTEM:
+            return self.pid_for_spid(identifier.value) if follow_merges else self._raw_pid_for_spid(identifier.value)
         with self._engine.connect() as connection:
-            return connection.execute(
-                select(patient_identifier.c.pid).where(
-                    patient_identifier.c.system == identifier.system,
-                    patient_identifier.c.value_hash == self._identifier_hash(identifier),
-                )
-            ).scalar_one_or_none()
+            raw = connection.execute(select(patient_identifier.c.pid).where(
+                patient_identifier.c.system == identifier.system,
+                patient_identifier.c.value_hash == self._identifier_hash(identifier))).scalar_one_or_none()
+            return raw if raw is None or not follow_merges else self._surviving(connection, raw)
+
+    def pid_for_mpi_pid(self, pid: str, *, follow_merges: bool = True) -> str | None:
+        with self._engine.connect() as connection:
+            known = connection.execute(select(patient.c.pid).where(patient.c.pid == pid)).scalar_one_or_none()
+            return known if known is None or not follow_merges else self._surviving(connection, known)
+
+    def surviving_pid(self, pid: str) -> str:
+        with self._engine.connect() as connection:
+            return self._surviving(connection, pid)
+
+    def pids_for(self, pid: str) -> tuple[str, ...]:
+        """The patient and every patient merged into it (transitively, links active): whose documents are its."""
+        found, frontier = [pid], [pid]
+        with self._engine.connect() as connection:
+            for _ in range(MAX_LINK_DEPTH):
+                frontier = connection.execute(select(patient_link.c.retired_pid).where(
+                    patient_link.c.surviving_pid.in_(frontier), patient_link.c.active)).scalars().all()
+                if not frontier:
+                    break
+                found += frontier
+        return tuple(found)
+
+    def replaced_by(self, pid: str) -> str | None:
+        """The patient a retired patient was merged into (active link), else None."""
+        with self._engine.connect() as connection:
+            return connection.execute(select(patient_link.c.surviving_pid).where(
+                patient_link.c.retired_pid == pid, patient_link.c.active)).scalar_one_or_none()
+
+    def system_known(self, system: str) -> bool:
+        """Whether any patient has a local identifier in `system` (a PIXm target domain we know)."""
+        with self._engine.connect() as connection:
+            return connection.execute(select(patient_identifier.c.id).where(patient_identifier.c.system == system)
+                                      .limit(1)).first() is not None
+
+    def _surviving(self, connection, pid: str) -> str:
+        for _ in range(MAX_LINK_DEPTH):
+            nxt = connection.execute(select(patient_link.c.surviving_pid).where(
+                patient_link.c.retired_pid == pid, patient_link.c.active)).scalar_one_or_none()
+            if nxt is None:
+                return pid
+            pid = nxt
+        raise Conflict("the merge chain of this patient is too long to resolve")
 
     def get(self, pid: str) -> PatientRecord | None:
         with self._engine.connect() as connection:
             row = connection.execute(select(patient).where(patient.c.pid == pid)).one_or_none()
         return None if row is None else self._open(row)
 
+    def get_many(self, pids: list[str] | tuple[str, ...]) -> list[PatientRecord]:
+        """Records in the order of `pids` (unknown ones left out)."""
+        with self._engine.connect() as connection:
+            rows = {r.pid: r for r in connection.execute(select(patient).where(patient.c.pid.in_(pids)))}
+        return [self._open(rows[p]) for p in pids if p in rows]
+
     def _open(self, row) -> PatientRecord:
         data = json.loads(self._keyring.open(Sealed(row.sealed_key, row.sealed), f"patient|{row.pid}"))
-        return PatientRecord(
-            pid=row.pid,
-            spid=data["spid"],
-            family=data["family"],
-            given=tuple(data["given"]),
-            birth_date=data["birth_date"],
-            gender=data["gender"],
-            identifiers=tuple(Identifier(**i) for i in data["identifiers"]),
-        )
+        return PatientRecord(pid=row.pid, spid=data["spid"], family=data["family"], given=tuple(data["given"]),
+                             birth_date=data["birth_date"], gender=data["gender"],
+                             identifiers=tuple(Identifier(**i) for i in data["identifiers"]))
 
     def _seal(self, record: PatientRecord) -> Sealed:
-        data = {
-            "spid": record.spid,
-            "family": record.family,
-            "given": list(record.given),
-            "birth_date": record.birth_date,
-            "gender": record.gender,
-            "identifiers": [{"system": i.system, "value": i.value} for i in record.identifiers],
-        }
-        return self._keyring.seal(json.dumps(data).encode(), f"patient|{record.pid}")
+        return self._keyring.seal(json.dumps(_record_json(record)).encode(), f"patient|{record.pid}")
 
+    # -- PDQm (ITI-78) ----------------------------------------------------------------------------
+    def search(self, query: identity.PatientSearch, *, mpi_system: str | None = None) -> tuple[int, list[str]]:
+        """(total, up to `count` MPI-PIDs) of the active (not retired) patients matching every criterion.
+        `mpi_system`: the community's MPI-PID system, whose identifiers are the MPI-PIDs themselves."""
+        # Driven from the index: the likely most selective criterion gives the candidate pids (a range
+        # of the (param, value_hash, pid) key), the others are point look-ups in the same key, so a
+        # query costs what its criteria select rather than a pass over every patient.
+        ordered = sorted(query.demographics, key=lambda c: SELECTIVITY.index(c[0]))
+        conditions = [~exists().where(patient_link.c.retired_pid == patient.c.pid, patient_link.c.active)]
+        for alternatives in query.identifiers:
+            ahvn13 = tuple(i.value for i in alternatives if i.system == identity.AHVN13_SYSTEM)
+            pids = {p for i in alternatives if i.system != identity.AHVN13_SYSTEM
+                    for p in [self.pid_for_mpi_pid(i.value) if i.system == mpi_system else self.pid_for_identifier(i)]
+                    if p is not None}
+            conditions.append(or_(patient.c.pid.in_(pids), patient.c.pid.in_(self._with_any("ahvn13", ahvn13))))
+        if ordered:
+            conditions.append(patient.c.pid.in_(self._with_any(*ordered[0])))
+            conditions += [self._has_any(p, v) for p, v in ordered[1:]]
+        with self._engine.connect() as connection:
+            total = connection.execute(select(func.count()).select_from(patient).where(*conditions)).scalar_one()
+            pids = connection.execute(select(patient.c.pid).where(*conditions).order_by(patient.c.pid)
+                                      .limit(query.count)).scalars().all()
+        return total, list(pids)
+
+    def _has_any(self, param: str, values: tuple[str, ...]):
+        return exists().where(patient_index.c.param == param,
+                              patient_index.c.value_hash.in_([self._value_hash(param, v) for v in values]),
+                              patient_index.c.pid == patient.c.pid)
+
+    def _with_any(self, param: str, values: tuple[str, ...]):
+        return select(patient_index.c.pid).where(
+            patient_index.c.param == param,
+            patient_index.c.value_hash.in_([self._value_hash(param, v) for v in values]))
+
+    def _match_demographics(self, incoming: PatientRecord) -> str | None:
+        """The one active patient whose family, given, birth date and gender equal the incoming ones
+        exactly (hashes first, then the opened records), else None: an ambiguous match links nothing."""
+        if not (incoming.family and incoming.given and incoming.birth_date and incoming.gender):
+            return None
+        wanted = [(p, v) for p, v in identity.index_values(incoming) if p != "ahvn13"]
+        pairs = [and_(patient_index.c.param == p, patient_index.c.value_hash == self._value_hash(p, v))
+                 for p, v in wanted]
+        with self._engine.connect() as connection:
+            candidates = connection.execute(
+                select(patient_index.c.pid).where(or_(*pairs)).group_by(patient_index.c.pid)
+                .having(func.count() == len(wanted)).limit(10)).scalars().all()
+            active = [p for p in candidates if self._surviving(connection, p) == p]
+        matches = [r.pid for r in self.get_many(active) if identity.same_person_by_demographics(r, incoming)]
+        return matches[0] if len(matches) == 1 else None
+
+    # -- ITI-104 ----------------------------------------------------------------------------------
     def register(self, source: Identifier, incoming: PatientRecord) -> tuple[PatientRecord, bool]:
-        """ITI-104: link `source` (a local id) and the SPID to one patient; create it when neither is known.
+        """ITI-104: link `source` (a local id) and the SPID to one patient, found by the local id, the
+        SPID, or else an exact and unique match of family, given, birth date and gender; create it
+        when none is found. Any collision with the MPI is refused and put on the review list."""
+        incoming = identity.canonical(incoming)
+        identity.validate_incoming(incoming)
+        try:
+            return self._register_once(source, incoming)
+        except IntegrityError:  # a concurrent feed of the same identity won the race: decide again
+            return self._register_once(source, incoming)
 
-        A local id and a SPID that already belong to two different patients are a conflict: never
-        merged silently (identity vigilance decides what happens next).
-        """
+    def _register_once(self, source: Identifier, incoming: PatientRecord) -> tuple[PatientRecord, bool]:
         by_source = self.pid_for_identifier(source)
         by_spid = self.pid_for_spid(incoming.spid) if incoming.spid else None
         if by_source and by_spid and by_source != by_spid:
-            raise Conflict("the local identifier and the EPR-SPID belong to two different patients of the MPI")
+            self._refuse(identity.SPID_LINKED_ELSEWHERE, by_source, source, incoming)
         pid = by_source or by_spid
-        if pid is None:
+        current = self.get(pid) if pid else None
+        if current is not None:
+            spids = {r.spid for r in self.get_many(self.pids_for(pid)) if r.spid}
+            if incoming.spid and spids and incoming.spid not in spids:
+                self._refuse(identity.SPID_DIFFERS, pid, source, incoming)
+            if by_source and identity.demographics_differ(current, incoming):
+                self._refuse(identity.DEMOGRAPHICS_DIFFER, pid, source, incoming)
+        else:
+            pid = self._match_demographics(incoming)
+            current = self.get(pid) if pid else None
+        for identifier in (source, *incoming.identifiers):
+            owner = self.pid_for_identifier(identifier)
+            if owner is not None and owner != pid:
+                reason = (identity.AHVN13_LINKED_ELSEWHERE if identifier.system == identity.AHVN13_SYSTEM
+                          else identity.IDENTIFIER_LINKED_ELSEWHERE)
+                self._refuse(reason, owner, source, incoming)
+        if current is None:
             return self._create(source, incoming), True
-        return self._update(pid, source, incoming), False
+        return self._update(current, source, incoming), False
+
+    def load_new_patients(self, feeds: list[tuple[Identifier, PatientRecord]]) -> list[PatientRecord]:
+        """Bulk load of patients known to be new (an MPI export, a benchmark), in one transaction: no
+        look-ups and no linking, so no vigilance beyond the unique indexes (a SPID, local id or AHVN13
+        already present fails the whole batch). Everyday feeds go through `register`."""
+        records, patients, identifiers, index = [], [], [], []
+        now = _now()
+        for source, incoming in feeds:
+            incoming = identity.canonical(incoming)
+            identity.validate_incoming(incoming)
+            record = PatientRecord(uuid.uuid4().hex, incoming.spid, incoming.family, incoming.given,
+                                   incoming.birth_date, incoming.gender,
+                                   tuple(dict.fromkeys((source, *incoming.identifiers))))
+            sealed = self._seal(record)
+            patients.append({"pid": record.pid, "spid_hash": self._spid_hash(record.spid) if record.spid else None,
+                             "sealed_key": sealed.wrapped_key, "sealed": sealed.ciphertext, "created_at": now,
+                             "updated_at": now})
+            identifiers += [{"pid": record.pid, "system": i.system, "value_hash": self._identifier_hash(i)}
+                            for i in record.identifiers if i.system != SPID_SYSTEM]
+            index += [{"pid": record.pid, "param": p, "value_hash": self._value_hash(p, v)}
+                      for p, v in dict.fromkeys(identity.index_values(record))]
+            records.append(record)
+        with self._engine.begin() as connection:
+            for table, rows in ((patient, patients), (patient_identifier, identifiers), (patient_index, index)):
+                if rows:
+                    connection.execute(insert(table), rows)
+        return records
 
     def _create(self, source: Identifier, incoming: PatientRecord) -> PatientRecord:
         pid = uuid.uuid4().hex
@@ -114,16 +278,18 @@ class DatabasePatientIndex:
                 pid=pid, spid_hash=self._spid_hash(record.spid) if record.spid else None,
                 sealed_key=sealed.wrapped_key, sealed=sealed.ciphertext, created_at=now, updated_at=now))
             self._link(connection, pid, identifiers)
+            self._index(connection, record)
         return record
 
-    def _update(self, pid: str, source: Identifier, incoming: PatientRecord) -> PatientRecord:
-        current = self.get(pid)
-        if current.spid and incoming.spid and current.spid != incoming.spid:
-            raise Conflict("this local identifier is linked to a patient with another EPR-SPID")
-        known = set(current.identifiers)
-        added = tuple(i for i in dict.fromkeys((source, *incoming.identifiers)) if i not in known)
+    def _update(self, current: PatientRecord, source: Identifier, incoming: PatientRecord) -> PatientRecord:
+        pid = current.pid
+        # Ids already linked (to this patient or one merged into it) stay where they are.
+        added = tuple(i for i in dict.fromkeys((source, *incoming.identifiers))
+                      if i not in current.identifiers and self.pid_for_identifier(i) is None)
+        spid = current.spid or (incoming.spid if incoming.spid and self._raw_pid_for_spid(incoming.spid) is None
+                                else None)
         record = PatientRecord(
-            pid, current.spid or incoming.spid, incoming.family or current.family, incoming.given or current.given,
+            pid, spid, incoming.family or current.family, incoming.given or current.given,
             incoming.birth_date or current.birth_date, incoming.gender or current.gender,
             current.identifiers + added,
         )
@@ -133,7 +299,14 @@ class DatabasePatientIndex:
                 spid_hash=self._spid_hash(record.spid) if record.spid else None,
                 sealed_key=sealed.wrapped_key, sealed=sealed.ciphertext, updated_at=_now()))
             self._link(connection, pid, added)
+            connection.execute(delete(patient_index).where(patient_index.c.pid == pid))
+            self._index(connection, record)
         return record
+
+    def _raw_pid_for_spid(self, spid: str) -> str | None:
+        with self._engine.connect() as connection:
+            return connection.execute(select(patient.c.pid).where(patient.c.spid_hash == self._spid_hash(spid))
+                                      ).scalar_one_or_none()
 
     def _link(self, connection, pid: str, identifiers: tuple[Identifier, ...]) -> None:
         # The SPID is looked up through patient.spid_hash; the other ids through this table.
@@ -141,3 +314,97 @@ class DatabasePatientIndex:
                 for i in identifiers if i.system != SPID_SYSTEM]
         if rows:
             connection.execute(insert(patient_identifier), rows)
+
+    def _index(self, connection, record: PatientRecord) -> None:
+        rows = [{"pid": record.pid, "param": p, "value_hash": self._value_hash(p, v)}
+                for p, v in dict.fromkeys(identity.index_values(record))]
+        if rows:
+            connection.execute(insert(patient_index), rows)
+
+    # -- identity vigilance: the review list ------------------------------------------------------
+    def _refuse(self, reason: str, pid: str | None, source: Identifier, incoming: PatientRecord) -> None:
+        review_id = uuid.uuid4().hex
+        details = {"reason": reason, "source": {"system": source.system, "value": source.value},
+                   "incoming": _record_json(incoming), "pid": pid}
+        sealed = self._keyring.seal(json.dumps(details).encode(), f"identity-review|{review_id}")
+        with self._engine.begin() as connection:
+            connection.execute(insert(identity_review).values(
+                id=review_id, created_at=_now(), reason=reason, pid=pid, status="open", resolved_at=None,
+                sealed_key=sealed.wrapped_key, sealed=sealed.ciphertext))
+        raise identity.IdentityConflict(reason, review_id=review_id)
+
+    def open_reviews(self) -> list[IdentityReview]:
+        with self._engine.connect() as connection:
+            rows = connection.execute(select(identity_review).where(identity_review.c.status == "open")
+                                      .order_by(identity_review.c.created_at, identity_review.c.id)).all()
+        return [self._open_review(r) for r in rows]
+
+    def resolve_review(self, review_id: str) -> IdentityReview:
+        with self._engine.begin() as connection:
+            row = connection.execute(select(identity_review).where(identity_review.c.id == review_id)).one_or_none()
+            if row is None:
+                raise NotFound(f"identity review {review_id} is not known")
+            if row.status != "resolved":
+                connection.execute(update(identity_review).where(identity_review.c.id == review_id)
+                                   .values(status="resolved", resolved_at=_now()))
+        review = self._open_review(row)
+        return IdentityReview(review.id, review.created_at, review.reason, review.pid, "resolved", review.details)
+
+    def under_review(self, pid: str) -> bool:
+        """Whether an open review names this patient (its documents wait: later issues' queues ask here)."""
+        with self._engine.connect() as connection:
+            return connection.execute(select(identity_review.c.id).where(
+                identity_review.c.pid.in_(self.pids_for(pid)), identity_review.c.status == "open").limit(1)
+            ).first() is not None
+
+    def _open_review(self, row) -> IdentityReview:
+        details = json.loads(self._keyring.open(Sealed(row.sealed_key, row.sealed), f"identity-review|{row.id}"))
+        return IdentityReview(row.id, row.created_at, row.reason, row.pid, row.status, details)
+
+    # -- merge and unmerge ------------------------------------------------------------------------
+    def merge(self, *, retired: str, surviving: str, within: Callable | None = None) -> None:
+        """Retire `retired` into `surviving`. `within(connection)` runs in the same transaction (audit)."""
+        if retired == surviving:
+            raise InvalidInput("source-patient and target-patient are the same patient", location="Parameters")
+        with self._engine.begin() as connection:
+            self._require_patients(connection, retired, surviving)
+            for pid, role in ((retired, "source-patient"), (surviving, "target-patient")):
+                into = connection.execute(select(patient_link.c.surviving_pid).where(
+                    patient_link.c.retired_pid == pid, patient_link.c.active)).scalar_one_or_none()
+                if into is not None:
+                    raise Conflict(f"the {role} Patient/{pid} is already merged into Patient/{into}")
+            connection.execute(delete(patient_link).where(patient_link.c.retired_pid == retired))
+            connection.execute(insert(patient_link).values(retired_pid=retired, surviving_pid=surviving,
+                                                           merged_at=_now(), active=True))
+            if within is not None:
+                within(connection)
+        self._pid_by_spid_hash.clear()
+
+    def unmerge(self, *, retired: str, surviving: str, within: Callable | None = None) -> None:
+        with self._engine.begin() as connection:
+            self._require_patients(connection, retired, surviving)
+            changed = connection.execute(update(patient_link).where(
+                patient_link.c.retired_pid == retired, patient_link.c.surviving_pid == surviving,
+                patient_link.c.active).values(active=False)).rowcount
+            if changed != 1:
+                raise Conflict(f"Patient/{retired} is not merged into Patient/{surviving}")
+            if within is not None:
+                within(connection)
+        self._pid_by_spid_hash.clear()
+
+    def _require_patients(self, connection, *pids: str) -> None:
+        known = set(connection.execute(select(patient.c.pid).where(patient.c.pid.in_(pids))).scalars())
+        missing = [p for p in pids if p not in known]
+        if missing:
+            raise NotFound(f"Patient/{missing[0]} is not known")
+
+
+def _record_json(record: PatientRecord) -> dict[str, Any]:
+    return {
+        "spid": record.spid,
+        "family": record.family,
+        "given": list(record.given),
+        "birth_date": record.birth_date,
+        "gender": record.gender,
+        "identifiers": [{"system": i.system, "value": i.value} for i in record.identifiers],
+    }

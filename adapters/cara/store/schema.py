@@ -134,3 +134,47 @@ SEALED_TABLES = {
     "consent_policy": (consent_policy, consent_policy.c.policy_set_id),
     "patient_notification": (patient_notification, patient_notification.c.id),
 }
+
+# -- identity (migration 0005) ----------------------------------------------------------------------
+from sqlalchemy import Boolean  # noqa: E402 - kept with the tables that use it
+
+# PDQm look-ups and demographic matching: one keyed hash per normalised value (family, each given,
+# birthdate, gender, ahvn13), never the value itself. Exact match only.
+patient_index = Table(
+    "patient_index",
+    metadata,
+    Column("param", String(16), primary_key=True),
+    Column("value_hash", String(64), primary_key=True),
+    Column("pid", String(64), ForeignKey("patient.pid"), primary_key=True),  # one value may name many patients
+    Index("ix_patient_index_pid", "pid"),
+)
+
+# Merges: the retired patient's ids and documents are found under the surviving one while active;
+# an unmerge sets active false (the row stays as history).
+patient_link = Table(
+    "patient_link",
+    metadata,
+    Column("retired_pid", String(64), ForeignKey("patient.pid"), primary_key=True),
+    Column("surviving_pid", String(64), ForeignKey("patient.pid"), nullable=False),
+    Column("merged_at", DateTime, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Index("ix_patient_link_surviving", "surviving_pid", "active"),
+)
+
+# Identities the MPI refused to merge silently (identity vigilance), waiting for a person to decide.
+identity_review = Table(
+    "identity_review",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("reason", String(40), nullable=False),
+    Column("pid", String(64), nullable=True),  # the MPI patient the incoming identity collided with
+    Column("status", String(16), nullable=False),  # open | resolved
+    Column("resolved_at", DateTime, nullable=True),
+    Column("sealed_key", LargeBinary, nullable=False),
+    Column("sealed", LargeBinary, nullable=False),  # the incoming identity and what it collided with
+    Index("ix_identity_review_status", "status", "created_at"),
+    Index("ix_identity_review_pid", "pid"),
+)
+
+SEALED_TABLES["identity_review"] = (identity_review, identity_review.c.id)

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install services stop-services bench clean
+.PHONY: run test install services stop-services bench bench-pix clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ stop-services:
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_mhd.py
+
+bench-pix: $(STAMP)
+	$(BIN)/python bench/bench_pix.py
 
 clean:
 	scripts/test_services.sh stop || true

@@ -108,7 +108,7 @@ class Exchange:
             return fhir_mapping.searchset([], total=0, self_url=_search_url(base_url, params), next_url=None,
                                           base_url=base_url)
         # Filtering happens in the query, before paging: total and next links count visible entries only.
-        query = replace(request.for_patient(self.patients.pids_for(pid)), confidentiality=tuple(sorted(levels)))
+        query = replace(request.for_patient(pid), confidentiality=tuple(sorted(levels)))
         total, entries = self.documents.search(query)
         decision = self.access.decide(principal, spid=request.spid, pid=pid, action="read",
                                       confidentiality=min(levels, key=CONFIDENTIALITY_RANK.__getitem__))

@@ -40,7 +40,7 @@ class DateFilter:
 
 @dataclass(frozen=True)
 class DocumentQuery:
-    patient_pids: tuple[str, ...]  # the patient and every patient merged into it (the MPI's pids_for)
+    patient_pid: str  # the (surviving) patient; the store adds every patient merged into it
     statuses: tuple[str, ...] = ()
     tokens: tuple[TokenFilter, ...] = ()
     dates: tuple[DateFilter, ...] = ()
@@ -57,8 +57,8 @@ class FindRequest:
     query: DocumentQuery
     params: tuple[tuple[str, str], ...] = field(default=())
 
-    def for_patient(self, pids: tuple[str, ...]) -> DocumentQuery:
-        return replace(self.query, patient_pids=pids)
+    def for_patient(self, pid: str) -> DocumentQuery:
+        return replace(self.query, patient_pid=pid)
 
 
 def parse_find_request(params: list[tuple[str, str]], *, string_hash) -> FindRequest:
@@ -100,7 +100,7 @@ def parse_find_request(params: list[tuple[str, str]], *, string_hash) -> FindReq
             count = _integer(name, value, 1, MAX_COUNT)
         elif name == "_offset":
             offset = _integer(name, value, 0, 10**9)
-    query = DocumentQuery((), tuple(dict.fromkeys(statuses)), tuple(tokens), tuple(dates), None, offset, count)
+    query = DocumentQuery("", tuple(dict.fromkeys(statuses)), tuple(tokens), tuple(dates), None, offset, count)
     return FindRequest(spid=spid, query=query, params=tuple(params))
 
 

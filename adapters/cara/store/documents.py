@@ -15,8 +15,9 @@ import orjson
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from typing import NamedTuple
 
-from sqlalchemy import Connection, Engine, and_, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from adapters.cara.crypto import DecryptionFailed, Keyring, Sealed
@@ -24,6 +25,7 @@ from adapters.cara.errors import Conflict, IntegrityFailure, ProfileViolation
 from adapters.cara.fhir_dates import instant
 from adapters.cara.mhd_search import DocumentQuery, normalise_name
 from adapters.cara.model import DocumentEntry, NewDocument, Relation, Submission
+from adapters.cara.store import search_sql
 from adapters.cara.store.schema import (
     document_body,
     document_entry,
@@ -31,6 +33,14 @@ from adapters.cara.store.schema import (
     document_token,
     submission_set,
 )
+
+
+class _PageRow(NamedTuple):
+    id: str
+    unique_id: str
+    status: str
+    sealed_key: bytes
+    sealed: bytes
 
 
 @dataclass(frozen=True)
@@ -204,40 +214,22 @@ class DatabaseDocumentStore:
 
     # -- find ---------------------------------------------------------------------------------
     def search(self, query: DocumentQuery) -> tuple[int, list[DocumentEntry]]:
-        """(total, the page of entries) for one patient, newest first (read from an index in order)."""
-        conditions = self._conditions(query)
-        with self._engine.connect() as connection:
-            total = connection.execute(select(func.count()).select_from(document_entry).where(*conditions)).scalar_one()
-            rows = connection.execute(
-                select(document_entry.c.id, document_entry.c.unique_id, document_entry.c.status,
-                       document_entry.c.sealed_key, document_entry.c.sealed)
-                .where(*conditions)
-                .order_by(document_entry.c.created_seq.desc(), document_entry.c.id.desc())
-                .limit(query.count).offset(query.offset)
-            ).all() if total > query.offset else []
-        return total, [self._open_entry(row) for row in rows]
-
-    def _conditions(self, query: DocumentQuery) -> list:
-        conditions = [document_entry.c.patient_pid.in_(query.patient_pids)]
-        if query.statuses:
-            conditions.append(document_entry.c.status.in_(query.statuses))
-        if query.confidentiality is not None:
-            conditions.append(document_entry.c.confidentiality.in_(query.confidentiality))
-        for token in query.tokens:
-            alternatives = []
-            for system, value in token.alternatives:
-                parts = []
-                if system is not None:
-                    parts.append(document_token.c.system == system if system else
-                                 or_(document_token.c.system.is_(None), document_token.c.system == ""))
-                if value is not None:
-                    parts.append(document_token.c.value == value)
-                alternatives.append(and_(*parts))
-            conditions.append(exists().where(document_token.c.entry_id == document_entry.c.id,
-                                             document_token.c.param == token.param, or_(*alternatives)))
-        for date in query.dates:
-            conditions.append(_date_condition(date))
-        return conditions
+        """(total, the page of entries) for one patient and the patients merged into it, newest first.
+        Plain SQL on the driver's connection: see `search_sql` for why."""
+        statements = search_sql.build(query, query.patient_pid, dialect=self._engine.dialect.name)
+        connection = self._engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute(statements.count_sql, statements.params)
+            total = cursor.fetchone()[0]
+            rows = []
+            if total > query.offset:
+                cursor.execute(statements.page_sql, (*statements.params, query.count, query.offset))
+                rows = cursor.fetchall()
+            cursor.close()
+        finally:
+            connection.close()  # back to the pool (which ends the read transaction)
+        return total, [self._open_entry(_PageRow(*row)) for row in rows]
 
     # -- retrieve -----------------------------------------------------------------------------
     def get_entry(self, entry_id: str) -> DocumentEntry | None:
@@ -281,21 +273,6 @@ class DatabaseDocumentStore:
             self._opened[row.id] = entry
         status = getattr(row, "status", None)
         return replace(entry, status=status) if status and status != entry.status else entry
-
-
-def _date_condition(date):
-    if date.param == "date":
-        low = high = document_entry.c.date
-    else:  # period: the service range, open ends taking the other end
-        low = func.coalesce(document_entry.c.period_start, document_entry.c.period_end)
-        high = func.coalesce(document_entry.c.period_end, document_entry.c.period_start)
-    return {
-        "eq": and_(low >= date.start, high < date.end),
-        "ge": high >= date.start,
-        "gt": high >= date.end,
-        "le": low < date.end,
-        "lt": low < date.start,
-    }[date.prefix]
 
 
 def _jsonable(value) -> dict:

@@ -1,0 +1,98 @@
+"""ITI-67's two statements (the count and the page) as plain SQL run on the driver's connection.
+
+Why not SQLAlchemy Core here, as everywhere else in the store: a search is the gateway's hottest
+path, and building, caching and executing a Core statement with expanding IN lists costs several
+times what SQLite takes to answer it (measured: ~390 µs against ~55 µs). The SQL below is built from
+a `DocumentQuery` only — every value is a bound parameter, never text — and is written once for both
+dialects; only the placeholder and the way datetimes are bound differ.
+
+The patient's merged patients are expanded in the statement (a recursive CTE over `patient_link`),
+so a search is two statements on one connection whatever the patient's history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from adapters.cara.mhd_search import DateFilter, DocumentQuery
+
+# The patient and, transitively, every patient merged into it while the link is active.
+_PATIENTS = ("WITH RECURSIVE merged(pid) AS (SELECT CAST(? AS VARCHAR(64)) UNION SELECT l.retired_pid FROM patient_link l "
+             "JOIN merged m ON l.surviving_pid = m.pid WHERE l.active) ")
+_PAGE_COLUMNS = "e.id, e.unique_id, e.status, e.sealed_key, e.sealed"
+
+# Date filters on DocumentReference.date, or on the service period with open ends taking the other end.
+_DATE_LOW = {"date": "e.date", "period": "COALESCE(e.period_start, e.period_end)"}
+_DATE_HIGH = {"date": "e.date", "period": "COALESCE(e.period_end, e.period_start)"}
+
+
+@dataclass(frozen=True)
+class SearchStatements:
+    count_sql: str
+    page_sql: str
+    params: tuple[Any, ...]  # for the count; the page adds (limit, offset)
+
+
+def build(query: DocumentQuery, patient_pid: str, *, dialect: str) -> SearchStatements:
+    """The statements for one patient (with its merged patients), in the driver's paramstyle."""
+    where: list[str] = ["e.patient_pid IN (SELECT pid FROM merged)"]
+    params: list[Any] = [patient_pid]
+    if query.statuses:
+        where.append(_in("e.status", len(query.statuses)))
+        params += query.statuses
+    if query.confidentiality is not None:
+        if not query.confidentiality:
+            where.append("1 = 0")
+        else:
+            where.append(_in("e.confidentiality", len(query.confidentiality)))
+            params += query.confidentiality
+    for token in query.tokens:
+        alternatives, values = [], []
+        for system, value in token.alternatives:
+            parts = []
+            if system is not None:
+                if system:
+                    parts.append("t.system = ?")
+                    values.append(system)
+                else:
+                    parts.append("(t.system IS NULL OR t.system = '')")
+            if value is not None:
+                parts.append("t.value = ?")
+                values.append(value)
+            alternatives.append("(" + " AND ".join(parts or ["1 = 1"]) + ")")
+        where.append("EXISTS (SELECT 1 FROM document_token t WHERE t.entry_id = e.id AND t.param = ? AND ("
+                     + " OR ".join(alternatives) + "))")
+        params += [token.param, *values]
+    for date in query.dates:
+        condition, values = _date_condition(date)
+        where.append(condition)
+        params += [_datetime(v, dialect) for v in values]
+    condition = " AND ".join(where)
+    count_sql = f"{_PATIENTS}SELECT COUNT(*) FROM document_entry e WHERE {condition}"
+    page_sql = (f"{_PATIENTS}SELECT {_PAGE_COLUMNS} FROM document_entry e WHERE {condition} "
+                "ORDER BY e.created_seq DESC, e.id DESC LIMIT ? OFFSET ?")
+    if dialect == "postgresql":  # psycopg's placeholder (no literal % appears in the statements)
+        count_sql, page_sql = count_sql.replace("?", "%s"), page_sql.replace("?", "%s")
+    return SearchStatements(count_sql, page_sql, tuple(params))
+
+
+def _in(column: str, size: int) -> str:
+    return f"{column} IN ({', '.join('?' * size)})"
+
+
+def _date_condition(date: DateFilter) -> tuple[str, tuple[datetime, ...]]:
+    low, high = _DATE_LOW[date.param], _DATE_HIGH[date.param]
+    return {
+        "eq": (f"({low} >= ? AND {high} < ?)", (date.start, date.end)),
+        "ge": (f"{high} >= ?", (date.start,)),
+        "gt": (f"{high} >= ?", (date.end,)),
+        "le": (f"{low} < ?", (date.end,)),
+        "lt": (f"{low} < ?", (date.start,)),
+    }[date.prefix]
+
+
+def _datetime(value: datetime, dialect: str) -> Any:
+    # SQLAlchemy stores SQLite DateTime as text in this exact form; comparing text needs the same one.
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect == "sqlite" else value

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import Connection, Engine, insert, select, text
+from sqlalchemy import Connection, Engine, insert, select
 
 from audit.events import AuditRecord, atc_view, canonical_json, ledger_columns, naive_utc, to_audit_event
 from audit.schema import audit_checkpoint, audit_record
@@ -46,9 +46,25 @@ _PAGE = 1000
 def lock_ledger(connection: Connection) -> None:
     """Become the only appender until `connection`'s transaction ends."""
     if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK})
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ADVISORY_LOCK})")
     else:  # SQLite: any write statement takes the database write lock (waits on busy_timeout)
-        connection.execute(text("UPDATE audit_checkpoint SET seq = seq WHERE 1 = 0"))
+        connection.exec_driver_sql("UPDATE audit_checkpoint SET seq = seq WHERE 1 = 0")
+
+
+# Appending is on every exchange's path, reads included: the three statements go to the driver as
+# written (no statement compilation), in its placeholder style.
+_HEAD_SQL = "SELECT seq, record_hash FROM audit_record ORDER BY seq DESC LIMIT 1"
+_INSERT_COLUMNS = ("seq", "recorded_at", "patient_key", "event_type", "subtype", "outcome", "record_json",
+                   "prev_hash", "record_hash")
+_INSERT_SQL = {
+    "sqlite": f"INSERT INTO audit_record ({', '.join(_INSERT_COLUMNS)}) VALUES ({', '.join('?' * 9)})",
+    "postgresql": f"INSERT INTO audit_record ({', '.join(_INSERT_COLUMNS)}) VALUES ({', '.join(['%s'] * 9)})",
+}
+
+
+def _driver_datetime(value: datetime, dialect: str):
+    # SQLAlchemy's SQLite DateTime is text in this exact form; reads through SQLAlchemy parse it back.
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect == "sqlite" else value
 
 
 class DatabaseAuditLedger:
@@ -75,24 +91,28 @@ class DatabaseAuditLedger:
     def append_many(self, connection: Connection, items: list[tuple[AuditRecord, str | None]]) -> list[int]:
         """Add several records in chain order inside one transaction (one lock, one head read, one
         insert): what a group commit of concurrent reads uses."""
+        if not items:
+            return []
         rows = [(to_audit_event(record), patient_key) for record, patient_key in items]
+        dialect = connection.dialect.name
         lock_ledger(connection)
-        head = connection.execute(_HEAD).first()
-        seq, prev_hash = (head.seq, head.record_hash) if head else (0, GENESIS_HASH)
+        head = connection.exec_driver_sql(_HEAD_SQL).first()
+        seq, prev_hash = (head[0], head[1]) if head else (0, GENESIS_HASH)
         values, checkpoints = [], []
         for event, patient_key in rows:
             seq += 1
             record_json = canonical_json(event)
             record_hash = chain_hash(prev_hash=prev_hash, seq=seq, patient_key=patient_key, record_json=record_json)
-            values.append(dict(seq=seq, patient_key=patient_key, record_json=record_json, prev_hash=prev_hash,
-                               record_hash=record_hash, **ledger_columns(event)))
+            columns = ledger_columns(event)
+            values.append((seq, _driver_datetime(columns["recorded_at"], dialect), patient_key, columns["event_type"],
+                           columns["subtype"], columns["outcome"], record_json, prev_hash, record_hash))
             if seq % self._checkpoint_every == 0:
                 checkpoints.append((seq, record_hash))
             prev_hash = record_hash
-        connection.execute(insert(audit_record), values)
+        connection.exec_driver_sql(_INSERT_SQL[dialect], values)
         for checkpoint_seq, checkpoint_hash in checkpoints:
             self._write_checkpoint(connection, checkpoint_seq, checkpoint_hash)
-        return [v["seq"] for v in values]
+        return [v[0] for v in values]
 
     def append_now(self, record: AuditRecord, *, patient_key: str | None) -> int:
         """Append in a transaction of its own (for events that change nothing else, e.g. a refusal)."""

@@ -40,6 +40,11 @@ class Services:
     verifier: TokenVerifier
     identities: IdentityExchange
 
+    @property
+    def store_in_process(self) -> bool:
+        """SQLite: the store runs inside this process (see `routes.common.run_use_case`)."""
+        return self.engine.dialect.name == "sqlite"
+
     def transaction(self, *, principal, body: bytes, base_url: str) -> dict:
         """POST [base]: a Bundle of Consents is PPQ-4, anything else an ITI-65 Provide Document Bundle."""
         try:

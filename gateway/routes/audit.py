@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from consent.principal import Principal
 from gateway.outcomes import fhir_response
-from gateway.routes.common import base_url, services
+from gateway.routes.common import base_url, run_use_case, services
 from gateway.security import require_principal
 
 router = APIRouter(dependencies=[Depends(require_principal)])
@@ -16,6 +15,6 @@ router = APIRouter(dependencies=[Depends(require_principal)])
 
 @router.get("/fhir/AuditEvent", summary="ITI-81 Retrieve ATNA Audit Event (CH:ATC)")
 async def audit_trail(request: Request, principal: Principal = Depends(require_principal)) -> Response:
-    bundle = await run_in_threadpool(services(request).trail.read, principal=principal,
-                                     params=list(request.query_params.multi_items()), base_url=base_url(request))
+    bundle = await run_use_case(request, services(request).trail.read, principal=principal,
+                                params=list(request.query_params.multi_items()), base_url=base_url(request))
     return fhir_response(bundle)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from consent.principal import Principal
 from gateway.outcomes import fhir_response
-from gateway.routes.common import base_url, fhir_body, services
+from gateway.routes.common import base_url, fhir_body, run_use_case, services
 from gateway.security import require_principal
 
 router = APIRouter(dependencies=[Depends(require_principal)])
@@ -17,7 +16,7 @@ router = APIRouter(dependencies=[Depends(require_principal)])
 @router.post("/fhir/Consent", summary="PPQ-3 add a policy set")
 async def add_consent(request: Request, principal: Principal = Depends(require_principal)) -> Response:
     body = await fhir_body(request)
-    consent, _ = await run_in_threadpool(services(request).policies.add, principal=principal, body=body)
+    consent, _ = await run_use_case(request, services(request).policies.add, principal=principal, body=body)
     return fhir_response(consent, 201, {"Location": f"{base_url(request)}/Consent/{consent['id']}"})
 
 
@@ -25,27 +24,27 @@ async def add_consent(request: Request, principal: Principal = Depends(require_p
 async def update_consent(consent_id: str, request: Request,
                          principal: Principal = Depends(require_principal)) -> Response:
     body = await fhir_body(request)
-    consent, created = await run_in_threadpool(services(request).policies.replace, principal=principal,
-                                               consent_id=consent_id, body=body)
+    consent, created = await run_use_case(request, services(request).policies.replace, principal=principal,
+                                          consent_id=consent_id, body=body)
     return fhir_response(consent, 201 if created else 200)
 
 
 @router.delete("/fhir/Consent/{consent_id}", summary="PPQ-3 remove a policy set")
 async def delete_consent(consent_id: str, request: Request,
                          principal: Principal = Depends(require_principal)) -> Response:
-    await run_in_threadpool(services(request).policies.remove, principal=principal, consent_id=consent_id)
+    await run_use_case(request, services(request).policies.remove, principal=principal, consent_id=consent_id)
     return Response(status_code=204)
 
 
 @router.get("/fhir/Consent", summary="PPQ-5 retrieve policy sets")
 async def retrieve_consents(request: Request, principal: Principal = Depends(require_principal)) -> Response:
-    bundle = await run_in_threadpool(services(request).policies.retrieve, principal=principal,
-                                     params=list(request.query_params.multi_items()), base_url=base_url(request))
+    bundle = await run_use_case(request, services(request).policies.retrieve, principal=principal,
+                                params=list(request.query_params.multi_items()), base_url=base_url(request))
     return fhir_response(bundle)
 
 
 @router.get("/fhir/Communication", summary="The patient's notifications (emergency accesses)")
 async def notifications(request: Request, principal: Principal = Depends(require_principal)) -> Response:
-    bundle = await run_in_threadpool(services(request).policies.notifications, principal=principal,
-                                     params=list(request.query_params.multi_items()), base_url=base_url(request))
+    bundle = await run_use_case(request, services(request).policies.notifications, principal=principal,
+                                params=list(request.query_params.multi_items()), base_url=base_url(request))
     return fhir_response(bundle)

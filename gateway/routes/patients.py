@@ -5,12 +5,11 @@ before `Patient/{pid}` so that `$ihe-pix` is never read as an id."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from consent.principal import Principal
 from gateway.outcomes import fhir_response
-from gateway.routes.common import base_url, fhir_body, services
+from gateway.routes.common import base_url, fhir_body, run_use_case, services
 from gateway.security import require_principal
 
 router = APIRouter(dependencies=[Depends(require_principal)])
@@ -19,8 +18,8 @@ router = APIRouter(dependencies=[Depends(require_principal)])
 @router.put("/fhir/Patient", summary="ITI-104 Patient Identity Feed")
 async def patient_identity_feed(request: Request, principal: Principal = Depends(require_principal)) -> Response:
     body = await fhir_body(request)
-    resource, created = await run_in_threadpool(
-        services(request).exchange.register_patient, principal=principal,
+    resource, created = await run_use_case(
+        request, services(request).exchange.register_patient, principal=principal,
         identifier_param=request.query_params.get("identifier"), body=body)
     location = f"{base_url(request)}/Patient/{resource['id']}"
     return fhir_response(resource, 201 if created else 200, {"Location": location})
@@ -28,43 +27,44 @@ async def patient_identity_feed(request: Request, principal: Principal = Depends
 
 @router.get("/fhir/Patient/$ihe-pix", summary="ITI-83 Mobile Patient Identifier Cross-reference Query")
 async def pix_query(request: Request, principal: Principal = Depends(require_principal)) -> Response:
-    answer = await run_in_threadpool(services(request).identities.pix, principal=principal,
-                                     params=request.query_params.multi_items())
+    answer = await run_use_case(request, services(request).identities.pix, principal=principal,
+                                params=request.query_params.multi_items())
     return fhir_response(answer)
 
 
 @router.post("/fhir/Patient/$merge", summary="Merge two patients of the MPI (DADM, PADM, TCU)")
 async def merge(request: Request, principal: Principal = Depends(require_principal)) -> Response:
     body = await fhir_body(request)
-    return fhir_response(await run_in_threadpool(services(request).identities.merge, principal=principal, body=body))
+    return fhir_response(await run_use_case(request, services(request).identities.merge, principal=principal,
+                                            body=body))
 
 
 @router.post("/fhir/Patient/$unmerge", summary="Undo a merge (DADM, PADM, TCU)")
 async def unmerge(request: Request, principal: Principal = Depends(require_principal)) -> Response:
     body = await fhir_body(request)
-    return fhir_response(await run_in_threadpool(services(request).identities.unmerge, principal=principal,
-                                                 body=body))
+    return fhir_response(await run_use_case(request, services(request).identities.unmerge, principal=principal,
+                                            body=body))
 
 
 @router.get("/fhir/Patient", summary="ITI-78 Mobile Patient Demographics Query")
 async def pdq_search(request: Request, principal: Principal = Depends(require_principal)) -> Response:
-    answer = await run_in_threadpool(services(request).identities.pdq, principal=principal,
-                                     params=request.query_params.multi_items(), base_url=base_url(request))
+    answer = await run_use_case(request, services(request).identities.pdq, principal=principal,
+                                params=request.query_params.multi_items(), base_url=base_url(request))
     return fhir_response(answer)
 
 
 @router.get("/fhir/Patient/{pid}", summary="ITI-78 read a Patient")
 async def patient_read(pid: str, request: Request, principal: Principal = Depends(require_principal)) -> Response:
-    return fhir_response(await run_in_threadpool(services(request).identities.read, principal=principal, pid=pid))
+    return fhir_response(await run_use_case(request, services(request).identities.read, principal=principal, pid=pid))
 
 
 @router.get("/admin/identity-reviews", summary="Open identity review cases (PADM, DADM)")
 async def identity_reviews(request: Request, principal: Principal = Depends(require_principal)) -> Response:
-    return fhir_response(await run_in_threadpool(services(request).identities.reviews, principal=principal))
+    return fhir_response(await run_use_case(request, services(request).identities.reviews, principal=principal))
 
 
 @router.post("/admin/identity-reviews/{review_id}/resolve", summary="Close an identity review case (PADM, DADM)")
 async def resolve_identity_review(review_id: str, request: Request,
                                   principal: Principal = Depends(require_principal)) -> Response:
-    return fhir_response(await run_in_threadpool(services(request).identities.resolve_review, principal=principal,
-                                                 review_id=review_id))
+    return fhir_response(await run_use_case(request, services(request).identities.resolve_review,
+                                            principal=principal, review_id=review_id))

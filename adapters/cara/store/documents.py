@@ -35,7 +35,7 @@ from adapters.cara.store.schema import (
 )
 
 
-class _PageRow(NamedTuple):
+class _SealedRow(NamedTuple):
     id: str
     unique_id: str
     status: str
@@ -216,20 +216,27 @@ class DatabaseDocumentStore:
     def search(self, query: DocumentQuery) -> tuple[int, list[DocumentEntry]]:
         """(total, the page of entries) for one patient and the patients merged into it, newest first.
         Plain SQL on the driver's connection: see `search_sql` for why."""
-        statements = search_sql.build(query, query.patient_pid, dialect=self._engine.dialect.name)
+        dialect = self._engine.dialect.name
+        statements = search_sql.build(query, query.patient_pid, dialect=dialect)
         connection = self._engine.raw_connection()
         try:
             cursor = connection.cursor()
             cursor.execute(statements.count_sql, statements.params)
             total = cursor.fetchone()[0]
-            rows = []
+            page: list[tuple[str, str]] = []
             if total > query.offset:
                 cursor.execute(statements.page_sql, (*statements.params, query.count, query.offset))
-                rows = cursor.fetchall()
+                page = cursor.fetchall()
+            opened = {entry_id: self._opened.get(entry_id) for entry_id, _ in page}
+            missing = [entry_id for entry_id, entry in opened.items() if entry is None]
+            if missing:
+                cursor.execute(search_sql.rows_sql(len(missing), dialect=dialect), missing)
+                for row in cursor.fetchall():
+                    opened[row[0]] = self._open_entry(_SealedRow(*row))
             cursor.close()
         finally:
             connection.close()  # back to the pool (which ends the read transaction)
-        return total, [self._open_entry(_PageRow(*row)) for row in rows]
+        return total, [self._with_status(opened[entry_id], status) for entry_id, status in page]
 
     # -- retrieve -----------------------------------------------------------------------------
     def get_entry(self, entry_id: str) -> DocumentEntry | None:
@@ -271,7 +278,11 @@ class DatabaseDocumentStore:
             if len(self._opened) >= OPENED_ENTRIES_CACHED:
                 self._opened.clear()
             self._opened[row.id] = entry
-        status = getattr(row, "status", None)
+        return self._with_status(entry, getattr(row, "status", None))
+
+    @staticmethod
+    def _with_status(entry: DocumentEntry, status: str | None) -> DocumentEntry:
+        """The status lives in a clear column (it changes); the sealed metadata keeps the first one."""
         return replace(entry, status=status) if status and status != entry.status else entry
 
 

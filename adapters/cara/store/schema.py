@@ -70,8 +70,9 @@ document_entry = Table(
     Column("created_seq", BigInteger, nullable=False),  # stable order for paging
     Column("sealed_key", LargeBinary, nullable=False),
     Column("sealed", LargeBinary, nullable=False),  # the whole DocumentEntry as JSON
-    Index("ix_document_entry_patient", "patient_pid", "status", "created_seq"),
-    Index("ix_document_entry_patient_order", "patient_pid", "created_seq", "id"),
+    # ITI-67 counts and pages from this index alone (see search_sql); the order is its first columns.
+    Index("ix_document_entry_search", "patient_pid", "created_seq", "id", "status", "confidentiality", "date",
+          "period_start", "period_end"),
 )
 
 # One row per searchable token of an entry (category, type, setting, facility, event, format,

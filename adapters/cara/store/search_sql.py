@@ -21,7 +21,7 @@ from adapters.cara.mhd_search import DateFilter, DocumentQuery
 # The patient and, transitively, every patient merged into it while the link is active.
 _PATIENTS = ("WITH RECURSIVE merged(pid) AS (SELECT CAST(? AS VARCHAR(64)) UNION SELECT l.retired_pid FROM patient_link l "
              "JOIN merged m ON l.surviving_pid = m.pid WHERE l.active) ")
-_PAGE_COLUMNS = "e.id, e.unique_id, e.status, e.sealed_key, e.sealed"
+_ROW_COLUMNS = "id, unique_id, status, sealed_key, sealed"
 
 # Date filters on DocumentReference.date, or on the service period with open ends taking the other end.
 _DATE_LOW = {"date": "e.date", "period": "COALESCE(e.period_start, e.period_end)"}
@@ -31,7 +31,7 @@ _DATE_HIGH = {"date": "e.date", "period": "COALESCE(e.period_end, e.period_start
 @dataclass(frozen=True)
 class SearchStatements:
     count_sql: str
-    page_sql: str
+    page_sql: str  # (id, status) of the page's entries, newest first
     params: tuple[Any, ...]  # for the count; the page adds (limit, offset)
 
 
@@ -71,11 +71,19 @@ def build(query: DocumentQuery, patient_pid: str, *, dialect: str) -> SearchStat
         params += [_datetime(v, dialect) for v in values]
     condition = " AND ".join(where)
     count_sql = f"{_PATIENTS}SELECT COUNT(*) FROM document_entry e WHERE {condition}"
-    page_sql = (f"{_PATIENTS}SELECT {_PAGE_COLUMNS} FROM document_entry e WHERE {condition} "
+    # Both read the covering index `ix_document_entry_search` only, never a table row: the gateway
+    # keeps opened entries in memory, so rows are read (`rows_sql`) just for the entries it lacks.
+    page_sql = (f"{_PATIENTS}SELECT e.id, e.status FROM document_entry e WHERE {condition} "
                 "ORDER BY e.created_seq DESC, e.id DESC LIMIT ? OFFSET ?")
     if dialect == "postgresql":  # psycopg's placeholder (no literal % appears in the statements)
         count_sql, page_sql = count_sql.replace("?", "%s"), page_sql.replace("?", "%s")
     return SearchStatements(count_sql, page_sql, tuple(params))
+
+
+def rows_sql(size: int, *, dialect: str) -> str:
+    """The sealed rows of `size` entries by id."""
+    sql = f"SELECT {_ROW_COLUMNS} FROM document_entry WHERE {_in('id', size)}"
+    return sql.replace("?", "%s") if dialect == "postgresql" else sql
 
 
 def _in(column: str, size: int) -> str:

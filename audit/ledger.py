@@ -18,9 +18,11 @@ ever fail, the second insert of a position raises instead of forking the chain.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import Connection, Engine, insert, select
@@ -51,15 +53,41 @@ def lock_ledger(connection: Connection) -> None:
         connection.exec_driver_sql("UPDATE audit_checkpoint SET seq = seq WHERE 1 = 0")
 
 
-# Appending is on every exchange's path, reads included: the three statements go to the driver as
-# written (no statement compilation), in its placeholder style.
+# Appending is on every exchange's path, reads included: the statements go to the driver as written
+# (no statement compilation), in its placeholder style, and a batch is one multi-row INSERT (one
+# statement: the driver releases and retakes the GIL once, not once per row).
 _HEAD_SQL = "SELECT seq, record_hash FROM audit_record ORDER BY seq DESC LIMIT 1"
 _INSERT_COLUMNS = ("seq", "recorded_at", "patient_key", "event_type", "subtype", "outcome", "record_json",
                    "prev_hash", "record_hash")
-_INSERT_SQL = {
-    "sqlite": f"INSERT INTO audit_record ({', '.join(_INSERT_COLUMNS)}) VALUES ({', '.join('?' * 9)})",
-    "postgresql": f"INSERT INTO audit_record ({', '.join(_INSERT_COLUMNS)}) VALUES ({', '.join(['%s'] * 9)})",
-}
+_PLACEHOLDER = {"sqlite": "?", "postgresql": "%s"}
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(dialect: str, rows: int) -> str:
+    row = "(" + ", ".join([_PLACEHOLDER[dialect]] * len(_INSERT_COLUMNS)) + ")"
+    return f"INSERT INTO audit_record ({', '.join(_INSERT_COLUMNS)}) VALUES " + ", ".join([row] * rows)
+
+
+_MAX_ROWS_PER_INSERT = 200  # SQLite binds at most 32766 parameters per statement (9 a row)
+
+
+class PreparedRecord(NamedTuple):
+    """An AuditRecord made ready for the ledger (canonical JSON and query columns), before it has a
+    place in the chain. Preparing is most of an append's work and needs no lock: the caller does it."""
+
+    patient_key: str | None
+    record_json: str
+    recorded_at: datetime
+    event_type: str
+    subtype: str | None
+    outcome: str
+
+
+def prepare(record: AuditRecord, patient_key: str | None) -> PreparedRecord:
+    event = to_audit_event(record)
+    columns = ledger_columns(event)
+    return PreparedRecord(patient_key, canonical_json(event), columns["recorded_at"], columns["event_type"],
+                          columns["subtype"], columns["outcome"])
 
 
 def _driver_datetime(value: datetime, dialect: str):
@@ -86,33 +114,33 @@ class DatabaseAuditLedger:
     # -- writing ---------------------------------------------------------------------------------
     def append(self, connection: Connection, record: AuditRecord, *, patient_key: str | None) -> int:
         """Add `record` inside the caller's open transaction; return its sequence number."""
-        return self.append_many(connection, [(record, patient_key)])[-1]
+        return self.append_many(connection, [prepare(record, patient_key)])[-1]
 
-    def append_many(self, connection: Connection, items: list[tuple[AuditRecord, str | None]]) -> list[int]:
+    def append_many(self, connection: Connection, prepared: list[PreparedRecord]) -> list[int]:
         """Add several records in chain order inside one transaction (one lock, one head read, one
         insert): what a group commit of concurrent reads uses."""
-        if not items:
+        if not prepared:
             return []
-        rows = [(to_audit_event(record), patient_key) for record, patient_key in items]
         dialect = connection.dialect.name
         lock_ledger(connection)
         head = connection.exec_driver_sql(_HEAD_SQL).first()
         seq, prev_hash = (head[0], head[1]) if head else (0, GENESIS_HASH)
-        values, checkpoints = [], []
-        for event, patient_key in rows:
+        rows, checkpoints = [], []
+        for record in prepared:
             seq += 1
-            record_json = canonical_json(event)
-            record_hash = chain_hash(prev_hash=prev_hash, seq=seq, patient_key=patient_key, record_json=record_json)
-            columns = ledger_columns(event)
-            values.append((seq, _driver_datetime(columns["recorded_at"], dialect), patient_key, columns["event_type"],
-                           columns["subtype"], columns["outcome"], record_json, prev_hash, record_hash))
+            record_hash = chain_hash(prev_hash=prev_hash, seq=seq, patient_key=record.patient_key,
+                                     record_json=record.record_json)
+            rows.append((seq, _driver_datetime(record.recorded_at, dialect), record.patient_key, record.event_type,
+                         record.subtype, record.outcome, record.record_json, prev_hash, record_hash))
             if seq % self._checkpoint_every == 0:
                 checkpoints.append((seq, record_hash))
             prev_hash = record_hash
-        connection.exec_driver_sql(_INSERT_SQL[dialect], values)
+        for start in range(0, len(rows), _MAX_ROWS_PER_INSERT):
+            chunk = rows[start:start + _MAX_ROWS_PER_INSERT]
+            connection.exec_driver_sql(_insert_sql(dialect, len(chunk)), tuple(v for row in chunk for v in row))
         for checkpoint_seq, checkpoint_hash in checkpoints:
             self._write_checkpoint(connection, checkpoint_seq, checkpoint_hash)
-        return [v[0] for v in values]
+        return [row[0] for row in rows]
 
     def append_now(self, record: AuditRecord, *, patient_key: str | None) -> int:
         """Append in a transaction of its own (for events that change nothing else, e.g. a refusal)."""

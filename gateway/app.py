@@ -14,6 +14,7 @@ from gateway.access_log import AccessLog
 from gateway.auditing import AuditUnavailable
 from gateway.auth.errors import AccessRefused
 from gateway.limits import BodySizeLimit, BodyTooLarge
+from gateway.load_gauge import CountRequests
 from gateway.routes import audit, consents, meta, mhd, patients
 from gateway.trace import TraceContext
 from gateway.wiring import Services
@@ -45,6 +46,7 @@ def create_app(services: Services) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=services.settings.max_body_bytes)
     app.add_middleware(TraceContext)
     app.add_middleware(AccessLog)
+    app.add_middleware(CountRequests, gauge=services.load)  # outermost: the whole request counts
     return app
 
 

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -27,9 +28,10 @@ from adapters.cara.crypto import Keyring
 from adapters.cara.errors import RecordError, StoreUnavailable
 from adapters.cara.model import DocumentEntry
 from audit.events import AuditRecord, DocumentRef, split_per_document
-from audit.ledger import DatabaseAuditLedger
+from audit.ledger import DatabaseAuditLedger, prepare
 from consent.principal import Principal
 from gateway.auth.errors import AccessRefused
+from gateway.load_gauge import LoadGauge
 
 log = logging.getLogger("epr.gateway.audit")
 _TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -60,10 +62,10 @@ class AuditUnavailable(StoreUnavailable):
 
 class Auditor:
     def __init__(self, *, engine: Engine, ledger: DatabaseAuditLedger, keyring: Keyring, source_site: str,
-                 community_oid: str):
+                 community_oid: str, gauge: LoadGauge | None = None):
         self.engine = engine
         self.ledger = ledger
-        self._group_commit = GroupCommit(engine=engine, ledger=ledger)
+        self._group_commit = GroupCommit(engine=engine, ledger=ledger, gauge=gauge)
         self._keyring = keyring
         self._source_site = source_site
         self._community_oid = community_oid
@@ -93,7 +95,8 @@ class Auditor:
     def write_now(self, records: Iterable[AuditRecord]) -> None:
         """Committed before this returns, together with what concurrent requests are writing — or,
         inside `answer_after_audit`, committed before the answer leaves."""
-        items = [(one, self.patient_key(one.patient_spid)) for record in records for one in split_per_document(record)]
+        items = [prepare(one, self.patient_key(one.patient_spid))
+                 for record in records for one in split_per_document(record)]
         pending = deferred_audits.get()
         if pending is None:
             self._group_commit.submit(items)
@@ -121,19 +124,20 @@ class GroupCommit:
     read's record is durable before its answer leaves; concurrent reads share one lock, one head
     read and one commit (with its fsync) instead of paying for them each.
 
-    Why the linger: the commit is a fixed cost that only batching spreads. When the previous batch
-    began less than `busy_window` ago (the gateway is busy), the writer waits up to `linger` for more
-    records before it commits; an idle gateway commits at once, so a lone request never waits.
+    Why the linger: the commit (and its fsync) is a fixed cost that only batching spreads. While
+    requests of this worker are still being worked on (`LoadGauge`), their records are about to
+    come, so the writer waits for them up to `linger`; once every request in progress waits for
+    the commit, or when there is none (a lone request), it commits at once.
     """
 
-    def __init__(self, *, engine: Engine, ledger: DatabaseAuditLedger, max_batch: int = 256,
-                 timeout_seconds: float = 10.0, linger_seconds: float = 0.002, busy_window_seconds: float = 0.01):
+    def __init__(self, *, engine: Engine, ledger: DatabaseAuditLedger, gauge: LoadGauge | None = None,
+                 max_batch: int = 256, timeout_seconds: float = 10.0, linger_seconds: float = 0.004):
         self._engine = engine
         self._ledger = ledger
+        self._gauge = gauge
         self._max_batch = max_batch
         self._timeout = timeout_seconds
         self._linger = linger_seconds
-        self._busy_window = busy_window_seconds
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -142,10 +146,11 @@ class GroupCommit:
         """Enqueue and wait until committed (AuditUnavailable when it cannot be)."""
         if items:
             done = self.enqueue(items)
-            try:
-                done.result(timeout=self._timeout)
-            except Exception as exc:  # noqa: BLE001 - whatever stopped the commit, the record is not written
-                raise _unavailable(exc) from exc
+            with self._waiting():
+                try:
+                    done.result(timeout=self._timeout)
+                except Exception as exc:  # noqa: BLE001 - whatever stopped the commit, the record is not written
+                    raise _unavailable(exc) from exc
 
     def enqueue(self, items: list) -> Future:
         """Enqueue; the future completes when the batch holding `items` has committed."""
@@ -156,10 +161,22 @@ class GroupCommit:
 
     async def written(self, pending: list[Future]) -> None:
         """Wait, without holding a thread, until every pending record has committed."""
+        with self._waiting():
+            try:
+                await asyncio.wait_for(asyncio.gather(*(asyncio.wrap_future(f) for f in pending)), self._timeout)
+            except Exception as exc:  # noqa: BLE001 - a commit failure or a timeout: not written
+                raise _unavailable(exc) from exc
+
+    @contextmanager
+    def _waiting(self):
+        if self._gauge is None:
+            yield
+            return
+        self._gauge.waiting_started()
         try:
-            await asyncio.wait_for(asyncio.gather(*(asyncio.wrap_future(f) for f in pending)), self._timeout)
-        except Exception as exc:  # noqa: BLE001 - a commit failure or a timeout: not written
-            raise _unavailable(exc) from exc
+            yield
+        finally:
+            self._gauge.waiting_ended()
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -169,16 +186,13 @@ class GroupCommit:
                     self._thread.start()
 
     def _run(self) -> None:
-        last_batch = 0.0
         while True:
             batch = [self._queue.get()]
-            started = time.monotonic()
-            busy, last_batch = started - last_batch < self._busy_window, started
-            deadline = started + self._linger if busy else started
+            if self._gauge is not None:
+                self._gauge.wait_until_idle(self._linger)
             while len(batch) < self._max_batch:
                 try:
-                    remaining = deadline - time.monotonic()
-                    batch.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
+                    batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
             try:

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+import orjson
+
 from adapters.cara import fhir_mapping, patient_mapping
 from adapters.cara.errors import InvalidInput, NotFound, UnknownPatient
 from adapters.cara.mhd_search import parse_find_request
@@ -50,7 +52,7 @@ class Exchange:
         self.access = access
         self.auditor = auditor
         self.community_oid = community_oid
-        self._rendered_cache: dict[tuple, dict[str, Any]] = {}
+        self._rendered_cache: dict[tuple, bytes] = {}
 
     # -- ITI-65 -------------------------------------------------------------------------------
     @audited("ITI-65")
@@ -95,7 +97,8 @@ class Exchange:
 
     # -- ITI-67 -------------------------------------------------------------------------------
     @audited("ITI-67")
-    def find(self, *, principal: Principal, params: list[tuple[str, str]], base_url: str) -> dict[str, Any]:
+    def find(self, *, principal: Principal, params: list[tuple[str, str]], base_url: str) -> bytes:
+        """The searchset Bundle, as JSON (assembled from entries serialised once, see `_entry_json`)."""
         request = parse_find_request(params, string_hash=self.documents.string_hash)
         self.access.require_patient_context(principal, request.spid)
         pid = self.patients.pid_for_spid(request.spid)
@@ -105,8 +108,7 @@ class Exchange:
         if not levels:
             # An unknown patient and a record this principal may not see both look like an empty one.
             self.auditor.write_now([audit])
-            return fhir_mapping.searchset([], total=0, self_url=_search_url(base_url, params), next_url=None,
-                                          base_url=base_url)
+            return fhir_mapping.searchset_json([], total=0, self_url=_search_url(base_url, params), next_url=None)
         # Filtering happens in the query, before paging: total and next links count visible entries only.
         query = replace(request.for_patient(pid), confidentiality=tuple(sorted(levels)))
         total, entries = self.documents.search(query)
@@ -115,14 +117,14 @@ class Exchange:
         self.auditor.write_now([audit])
         self.access.fulfil(decision, principal, pid=pid, what="search",
                            documents=tuple(e.unique_id for e in entries))
-        resources = [self._rendered(e, request.spid, base_url) for e in entries]
+        matches = [self._entry_json(e, request.spid, base_url) for e in entries]
         next_offset = query.offset + query.count
         next_url = None
         if next_offset < total:
             paged = [(n, v) for n, v in params if n not in ("_offset", "_count")]
             next_url = _search_url(base_url, paged + [("_count", str(query.count)), ("_offset", str(next_offset))])
-        return fhir_mapping.searchset(resources, total=total, self_url=_search_url(base_url, params),
-                                      next_url=next_url, base_url=base_url)
+        return fhir_mapping.searchset_json(matches, total=total, self_url=_search_url(base_url, params),
+                                           next_url=next_url)
 
     @audited("ITI-67")
     def read_reference(self, *, principal: Principal, entry_id: str, base_url: str) -> dict[str, Any]:
@@ -154,16 +156,17 @@ class Exchange:
         return patient_mapping.patient_resource(record, community_oid=self.community_oid), created
 
     # -- helpers ------------------------------------------------------------------------------
-    def _rendered(self, entry: DocumentEntry, spid: str, base_url: str) -> dict[str, Any]:
-        """The DocumentReference of an entry, rendered once per status (entries are immutable but
-        for their status), spid and base URL: searches return the same entries again and again."""
+    def _entry_json(self, entry: DocumentEntry, spid: str, base_url: str) -> bytes:
+        """The searchset entry of an entry, serialised once per status (entries are immutable but for
+        their status), spid and base URL: searches return the same entries again and again."""
         key = (entry.entry_id, entry.status, spid, base_url)
-        resource = self._rendered_cache.get(key)
-        if resource is None:
+        serialised = self._rendered_cache.get(key)
+        if serialised is None:
             if len(self._rendered_cache) >= RENDERED_CACHED:
                 self._rendered_cache.clear()
-            resource = self._rendered_cache[key] = fhir_mapping.document_reference(entry, spid=spid, base_url=base_url)
-        return resource
+            resource = fhir_mapping.document_reference(entry, spid=spid, base_url=base_url)
+            serialised = self._rendered_cache[key] = orjson.dumps(fhir_mapping.search_match(resource, base_url=base_url))
+        return serialised
 
     def _readable_entry(self, principal: Principal, entry_id: str, kind: str, transaction: str):
         """(entry, its patient's SPID, the permit), or NotFound — the same answer for a document that

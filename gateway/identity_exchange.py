@@ -102,7 +102,7 @@ class IdentityExchange:
         self_url = f"{base_url}/Patient?" + "&".join(f"{quote(n, safe=':_')}={quote(v, safe=':|,.-_')}"
                                                      for n, v in params)
         bundle = fhir_mapping.searchset(resources, total=total, self_url=self_url, next_url=None, base_url=base_url)
-        for entry in bundle["entry"]:
+        for entry in bundle.get("entry", []):
             entry["search"]["score"] = 1  # exact match on every given criterion
         return bundle
 

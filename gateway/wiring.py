@@ -23,6 +23,7 @@ from gateway.audit_trail import AuditTrail
 from gateway.auditing import Auditor
 from gateway.exchange import Exchange, is_consent_bundle
 from gateway.identity_exchange import IdentityExchange
+from gateway.load_gauge import LoadGauge
 from gateway.policy_exchange import PolicyExchange
 from gateway.settings import Settings
 
@@ -39,6 +40,7 @@ class Services:
     auditor: Auditor
     verifier: TokenVerifier
     identities: IdentityExchange
+    load: LoadGauge
 
     @property
     def store_in_process(self) -> bool:
@@ -67,8 +69,9 @@ def build_services(settings: Settings) -> Services:
     key_id, signing_key = load_signing_key(settings.audit_signing_key_path)
     ledger = DatabaseAuditLedger(engine=engine, signing_key=signing_key, key_id=key_id,
                                  checkpoint_every=settings.audit_checkpoint_every)
+    load = LoadGauge()
     auditor = Auditor(engine=engine, ledger=ledger, keyring=keyring, source_site=settings.audit_source_oid,
-                      community_oid=settings.community_oid)
+                      community_oid=settings.community_oid, gauge=load)
     access = AccessControl(policies=DatabasePolicyStore(engine=engine, keyring=keyring), cache=policy_cache(settings),
                            notifications=DatabaseNotificationStore(engine=engine, keyring=keyring),
                            provide_level_mode=settings.provide_level_mode)
@@ -80,7 +83,7 @@ def build_services(settings: Settings) -> Services:
                              clock_skew_seconds=settings.clock_skew_seconds)
     identities = IdentityExchange(patients=patients, auditor=auditor, community_oid=settings.community_oid)
     return Services(settings=settings, engine=engine, keyring=keyring, exchange=exchange, policies=policies,
-                    trail=trail, access=access, auditor=auditor, verifier=verifier, identities=identities)
+                    trail=trail, access=access, auditor=auditor, verifier=verifier, identities=identities, load=load)
 
 
 def policy_cache(settings: Settings) -> PolicyCache:

@@ -263,20 +263,32 @@ def _sha1_base64(hex_digest: str) -> str:
 
 def searchset(resources: list[dict[str, Any]], *, total: int, self_url: str, next_url: str | None,
               base_url: str) -> dict[str, Any]:
+    bundle = _searchset_envelope(total=total, self_url=self_url, next_url=next_url)
+    if resources:  # FHIR JSON has no empty arrays
+        bundle["entry"] = [search_match(r, base_url=base_url) for r in resources]
+    return bundle
+
+
+def search_match(resource: dict[str, Any], *, base_url: str) -> dict[str, Any]:
+    """One entry of a searchset Bundle."""
+    return {"fullUrl": f"{base_url}/{resource['resourceType']}/{resource['id']}", "resource": resource,
+            "search": {"mode": "match"}}
+
+
+def searchset_json(entries: list[bytes], *, total: int, self_url: str, next_url: str | None) -> bytes:
+    """The JSON of `searchset`, assembled from entries (`search_match`) serialised beforehand: a
+    search answers the same entries again and again, so each is serialised once, not per answer."""
+    envelope = orjson.dumps(_searchset_envelope(total=total, self_url=self_url, next_url=next_url))
+    if not entries:
+        return envelope
+    return b"".join((envelope[:-1], b',"entry":[', b",".join(entries), b"]}"))
+
+
+def _searchset_envelope(*, total: int, self_url: str, next_url: str | None) -> dict[str, Any]:
     links = [{"relation": "self", "url": self_url}]
     if next_url:
         links.append({"relation": "next", "url": next_url})
-    return {
-        "resourceType": "Bundle",
-        "id": str(uuid.uuid4()),
-        "type": "searchset",
-        "total": total,
-        "link": links,
-        "entry": [
-            {"fullUrl": f"{base_url}/{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "match"}}
-            for r in resources
-        ],
-    }
+    return {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset", "total": total, "link": links}
 
 
 def transaction_locations(bundle: dict[str, Any], submission: Submission, result, *,

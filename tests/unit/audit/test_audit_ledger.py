@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, insert, make_url, select, text
 from adapters.cara.store.database import make_engine, migrate
 from audit.events import AuditRecord, DocumentRef, canonical_json, ledger_columns, to_audit_event
 from audit.export import export
-from audit.ledger import DatabaseAuditLedger, VerifyReport, verify_ledger
+from audit.ledger import DatabaseAuditLedger, VerifyReport, prepare, verify_ledger
 from audit.schema import audit_checkpoint, audit_record
 from audit.signing import (
     DEVELOPMENT_KEY_NAME,
@@ -293,6 +293,34 @@ def test_concurrent_appenders_leave_one_contiguous_chain(engine, signing_key):
     assert signed == [50, 100, 150, 200]
     assert verify_ledger(engine=engine, public_keys=ledger.public_keys) == VerifyReport(
         ok=True, records_checked=200, checkpoints_checked=4, first_problem=None, last_seq=200, unsigned_records=0)
+
+
+def test_a_batch_larger_than_one_insert_statement_is_one_chain_in_order(engine, signing_key):
+    """A group commit's batch is written as multi-row INSERTs of at most 200 rows: 450 records take
+    three statements, still one contiguous, signed chain in the order given."""
+    ledger = make_ledger(engine, signing_key, 100)
+    batch = [prepare(read_event(number), patient_key(SPID)) for number in range(1, 451)]
+    with engine.begin() as connection:
+        assert ledger.append_many(connection, batch) == list(range(1, 451))
+
+    with engine.connect() as connection:
+        stored = connection.execute(select(audit_record.c.seq, audit_record.c.record_json)
+                                    .order_by(audit_record.c.seq)).all()
+    assert [row.record_json for row in stored] == [record.record_json for record in batch]
+    assert verify_ledger(engine=engine, public_keys=ledger.public_keys) == VerifyReport(
+        ok=True, records_checked=450, checkpoints_checked=4, first_problem=None, last_seq=450, unsigned_records=50)
+
+
+def test_a_prepared_record_is_the_canonical_event_and_its_columns():
+    record = read_event(3)
+    prepared = prepare(record, patient_key(SPID))
+    event = to_audit_event(record)
+    assert json.loads(prepared.record_json) == json.loads(canonical_json(event))
+    assert (prepared.recorded_at, prepared.event_type, prepared.subtype, prepared.outcome) == tuple(
+        ledger_columns(json.loads(prepared.record_json)).values())
+    # The canonical form is what the standard library writes with sorted keys and no spaces.
+    assert prepared.record_json == json.dumps(json.loads(prepared.record_json), sort_keys=True,
+                                              separators=(",", ":"), ensure_ascii=False)
 
 
 # -- reading -------------------------------------------------------------------------------------

@@ -1,0 +1,75 @@
+"""ITI-67's plain SQL: every value bound (never in the text), both dialects' placeholders, and on
+SQLite the count and the page read the covering index only (the reason the statements exist)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import orjson
+import pytest
+
+from adapters.cara import fhir_mapping
+from adapters.cara.mhd_search import DateFilter, DocumentQuery, TokenFilter
+from adapters.cara.store import search_sql
+from adapters.cara.store.database import make_engine, migrate
+
+HOSTILE = "x' OR '1'='1"
+
+
+def full_query() -> DocumentQuery:
+    return DocumentQuery(
+        patient_pid=HOSTILE, statuses=("current",), confidentiality=("normal", "restricted"),
+        tokens=(TokenFilter("type", (("http://snomed.info/sct", HOSTILE), (None, "419891008"))),
+                TokenFilter("category", (("", None),))),
+        dates=(DateFilter("date", "ge", datetime(2026, 1, 1), datetime(2026, 1, 2)),
+               DateFilter("period", "eq", datetime(2026, 2, 1), datetime(2026, 2, 2))),
+        offset=0, count=10)
+
+
+@pytest.mark.parametrize("dialect,placeholder", [("sqlite", "?"), ("postgresql", "%s")])
+def test_values_are_bound_never_written_into_the_statement(dialect, placeholder):
+    statements = search_sql.build(full_query(), HOSTILE, dialect=dialect)
+    for sql in (statements.count_sql, statements.page_sql):
+        assert HOSTILE not in sql and "2026" not in sql
+    assert statements.count_sql.count(placeholder) == len(statements.params)
+    assert statements.page_sql.count(placeholder) == len(statements.params) + 2  # limit, offset
+    assert statements.params[0] == HOSTILE  # the patient, first (the merged-patients CTE)
+    expected_dates = ["2026-01-01 00:00:00.000000", "2026-02-01 00:00:00.000000", "2026-02-02 00:00:00.000000"]
+    if dialect == "sqlite":  # SQLAlchemy's stored text form, so that text comparison is date comparison
+        assert [p for p in statements.params if str(p).startswith("2026")] == expected_dates
+    else:
+        assert datetime(2026, 1, 1) in statements.params
+
+
+def test_no_visible_level_matches_nothing():
+    query = DocumentQuery(patient_pid="p", confidentiality=())
+    assert "1 = 0" in search_sql.build(query, "p", dialect="sqlite").count_sql
+
+
+def test_on_sqlite_the_count_and_the_page_read_the_covering_index_only(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'plan.sqlite3'}")
+    migrate(engine)
+    query = DocumentQuery(patient_pid="p", statuses=("current",), confidentiality=("normal",),
+                          dates=(DateFilter("period", "ge", datetime(2026, 1, 1), datetime(2026, 1, 2)),))
+    statements = search_sql.build(query, "p", dialect="sqlite")
+    connection = engine.raw_connection()
+    try:
+        for sql, params in ((statements.count_sql, statements.params),
+                            (statements.page_sql, (*statements.params, 10, 0))):
+            plan = " | ".join(row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall())
+            assert "SEARCH e USING COVERING INDEX ix_document_entry_search (patient_pid=?)" in plan, plan
+    finally:
+        connection.close()
+        engine.dispose()
+
+
+def test_the_assembled_searchset_is_the_searchset():
+    resources = [{"resourceType": "DocumentReference", "id": f"d{n}", "status": "current"} for n in range(3)]
+    base = "https://gateway.example/fhir"
+    entries = [orjson.dumps(fhir_mapping.search_match(r, base_url=base)) for r in resources]
+    assembled = orjson.loads(fhir_mapping.searchset_json(entries, total=7, self_url=f"{base}/x", next_url=f"{base}/y"))
+    expected = fhir_mapping.searchset(resources, total=7, self_url=f"{base}/x", next_url=f"{base}/y", base_url=base)
+    assert assembled.pop("id") and expected.pop("id")
+    assert assembled == expected
+    empty = orjson.loads(fhir_mapping.searchset_json([], total=0, self_url=f"{base}/x", next_url=None))
+    assert "entry" not in empty and empty["total"] == 0  # FHIR JSON has no empty arrays

@@ -42,7 +42,7 @@ from datetime import date
 
 from adapters.cara.vocabulary import CONFIDENTIALITY_RANK
 from consent.errors import ProvideLevelViolation
-from consent.policies import NORMAL, RESTRICTED, Policy, validate_policy
+from consent.policies import NORMAL, RESTRICTED, Policy, is_enforceable, validate_policy
 from consent.principal import Principal
 
 LEVELS = ("normal", "restricted", "secret")
@@ -158,7 +158,7 @@ def may_delegate(*, principal: Principal, new_policy: Policy, policies: Sequence
     if new_policy.subject_id == principal.user_id:
         return _deny("a professional cannot delegate to themselves")
     rights = [p for p in mine if p.can_delegate and p.subject_id == principal.user_id and p.in_force(today)
-              and not validate_policy(p)]
+              and is_enforceable(p)]
     if not rights:
         return _deny(f"no delegation right (304) in force for {principal.user_id}")
     for right in rights:
@@ -176,7 +176,7 @@ def _within(new: Policy, right: Policy) -> bool:
 
 def _representation(rep_id: str, policies: Sequence[Policy], today: date) -> Policy | None:
     return next((p for p in policies if p.template == 303 and p.subject_id == rep_id and p.in_force(today)
-                 and not validate_policy(p)), None)
+                 and is_enforceable(p)), None)
 
 
 def _blocked(identities: set[str], policies: Sequence[Policy], today: date) -> bool:
@@ -216,12 +216,12 @@ def _professional(principal: Principal, action: str, level: str | None, policies
 def _professional_read(principal: Principal, gln: str, level: str, policies: Sequence[Policy],
                        today: date) -> Decision:
     groups = {g.id.lower() for g in principal.groups}
-    granted = [p for p in policies if p.is_grant and p.in_force(today) and not validate_policy(p)
+    granted = [p for p in policies if p.is_grant and p.in_force(today) and is_enforceable(p)
                and ((p.template in (301, 304) and p.subject_id == gln)
                     or (p.template == 302 and p.subject_id.lower() in groups))]
     emergency = principal.purpose_of_use == "EMER"
     if emergency:
-        granted += [p for p in policies if p.template == 202 and not validate_policy(p)]
+        granted += [p for p in policies if p.template == 202 and is_enforceable(p)]
     obligations = (NOTIFY_PATIENT,) if emergency else ()
     if not granted:
         why = "no grant in force and emergency access is switched off (no 202 policy)" if emergency \

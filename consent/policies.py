@@ -23,6 +23,7 @@ A start date without an end date is refused for every template: the XACML templa
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -150,6 +151,13 @@ def policy_problems(policy: Policy) -> list[Problem]:
 def validate_policy(policy: Policy) -> list[str]:
     """The messages of `policy_problems`; an empty list means the policy may be stored and enforced."""
     return [p.message for p in policy_problems(policy)]
+
+
+@functools.lru_cache(maxsize=4096)
+def is_enforceable(policy: Policy) -> bool:
+    """No template rule broken. Asked at every decision for every policy, so remembered: a Policy
+    is immutable, and the same ones are decided on again and again."""
+    return not policy_problems(policy)
 
 
 def _subject_problems(policy: Policy) -> list[Problem]:

@@ -195,14 +195,17 @@ class GroupCommit:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            # From here a waiter can no longer cancel its future (a cancelled one is still written,
+            # but nobody is told); setting the outcome of a cancelled future would kill this thread.
+            waiting = [done for _, done in batch if done.set_running_or_notify_cancel()]
             try:
                 with self._engine.begin() as connection:
                     self._ledger.append_many(connection, [item for items, _ in batch for item in items])
             except Exception as exc:  # noqa: BLE001 - every waiter learns that its record is not written
-                for _, done in batch:
+                for done in waiting:
                     done.set_exception(exc)
             else:
-                for _, done in batch:
+                for done in waiting:
                     done.set_result(None)
 
 

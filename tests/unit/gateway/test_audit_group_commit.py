@@ -104,3 +104,16 @@ def test_deferred_records_are_committed_before_written_returns():
     assert asyncio.run(route()) == [True, True]
     assert [record for batch in ledger.batches for record in batch] == ["a", "b", "c"]
     assert gauge.working == 0
+
+
+def test_a_waiter_that_gave_up_does_not_stop_the_writer():
+    """A route cancelled while it waits (timeout, shutdown) leaves a cancelled future in the queue:
+    its record is still written and the writer goes on serving the others."""
+    ledger, gauge = RecordingLedger(), LoadGauge()
+    commit = group_commit(ledger, gauge, linger=5.0)
+    gauge.request_started()  # the writer lingers for this request while the first waiter gives up
+    abandoned = commit.enqueue(["abandoned"])
+    time.sleep(0.1)
+    assert abandoned.cancel()
+    commit.submit(["next"])
+    assert [record for batch in ledger.batches for record in batch] == ["abandoned", "next"]

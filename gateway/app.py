@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from adapters.cara.errors import Issue, RecordError
 from gateway import outcomes
 from gateway.access_log import AccessLog
-from gateway.auditing import AuditUnavailable
+from gateway.audit_commit import AuditUnavailable
 from gateway.auth.errors import AccessRefused
 from gateway.limits import BodySizeLimit, BodyTooLarge
 from gateway.load_gauge import CountRequests

@@ -1,5 +1,5 @@
 """How many requests this worker is working on, and how many of those only wait for their audit
-record to commit: what the audit group commit needs to know to batch well (see `GroupCommit`).
+record to commit: what the audit batching needs to know (see `gateway.audit_commit.LoopBatcher`).
 
 A request counts from the moment it reaches the application until its answer is sent. While some
 requests are still being worked on, a commit started now would leave them for the next one; once
@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 class LoadGauge:
     def __init__(self) -> None:
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
         self._in_progress = 0
         self._waiting = 0
 
@@ -23,11 +23,6 @@ class LoadGauge:
     def working(self) -> int:
         """Requests in progress that are not waiting for the audit commit (may still add records)."""
         return self._in_progress - self._waiting
-
-    def wait_until_idle(self, timeout: float) -> None:
-        """Return once no request is being worked on (all wait, or none is left), or after `timeout`."""
-        with self._changed:
-            self._changed.wait_for(lambda: self.working <= 0, timeout)
 
     def request_started(self) -> None:
         self._add(in_progress=1)
@@ -42,11 +37,9 @@ class LoadGauge:
         self._add(waiting=-1)
 
     def _add(self, *, in_progress: int = 0, waiting: int = 0) -> None:
-        with self._changed:
+        with self._lock:
             self._in_progress += in_progress
             self._waiting += waiting
-            if self.working <= 0:
-                self._changed.notify_all()
 
 
 class CountRequests:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from fastapi import FastAPI
 
@@ -11,8 +12,14 @@ from gateway.first_start import prepare
 from gateway.settings import Settings
 from gateway.wiring import build_services
 
+# The event loop shares the GIL with the audit writer thread, whose commit every read's answer waits
+# for; CPython lets a waiting thread in only every switch interval (5 ms by default). 1 ms lets the
+# writer in sooner: measured +17–25 % ITI-67 requests/s (bench/README.md), no loss elsewhere.
+GIL_SWITCH_INTERVAL_SECONDS = 0.001
+
 
 def create() -> FastAPI:
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
     # Worker processes are spawned: they configure logging themselves (no-op when already done).
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return create_app(build_services(prepare(Settings()).settings))

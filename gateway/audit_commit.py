@@ -5,12 +5,8 @@ shares one. Why two stages: handing each request's record to a writer thread and
 loop for each answer cost more than the database work itself (measured: ~0.28 ms of a search's
 ~0.4 ms of audit). So on the event loop a `LoopBatcher` gathers the records of the requests in
 progress, with no thread involved, and hands them to the `GroupCommit` writer thread as one batch
-with one future: one thread hand-off and one loop wake-up per batch.
-
-The batcher sends its batch as soon as every request in progress waits for it (`LoadGauge`), or
-after `linger` at the latest (a request still working in the thread pool, say); a lone request is
-sent at once. Callers outside an HTTP route (command line, bridge) use `GroupCommit.submit`, which
-blocks until committed.
+with one future: one thread hand-off and one loop wake-up per batch. Callers outside an HTTP route
+(command line, bridge) use `GroupCommit.submit`, which blocks until committed.
 """
 
 from __future__ import annotations
@@ -25,7 +21,6 @@ from sqlalchemy import Engine
 
 from adapters.cara.errors import StoreUnavailable
 from audit.ledger import DatabaseAuditLedger, PreparedRecord
-from gateway.load_gauge import LoadGauge
 
 log = logging.getLogger("epr.gateway.audit")
 
@@ -97,57 +92,49 @@ class _Batch:
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.records: list[PreparedRecord] = []
         self.committed: asyncio.Future = loop.create_future()
-        self.timer: asyncio.TimerHandle | None = None
-        self.waiters = 0
 
 
 class LoopBatcher:
-    """The records of the requests an event loop is working on, sent to the writer together."""
+    """The records of an event loop's requests, sent to the writer one batch at a time: while a
+    batch is being committed, the next one gathers what the loop's other requests write, and leaves
+    the moment the first is settled. A lone request's batch leaves at once; under load the commit
+    of one batch overlaps the work on the next, and no request waits for more than two commits."""
 
-    def __init__(self, group_commit: GroupCommit, gauge: LoadGauge, *, linger_seconds: float = 0.004):
+    def __init__(self, group_commit: GroupCommit):
         self._group_commit = group_commit
-        self._gauge = gauge
-        self._linger = linger_seconds
-        self._open: dict[asyncio.AbstractEventLoop, _Batch] = {}
+        self._gathering: dict[asyncio.AbstractEventLoop, _Batch] = {}
+        self._in_flight: dict[asyncio.AbstractEventLoop, _Batch] = {}
 
     async def commit(self, records: list[PreparedRecord]) -> None:
         """Return once `records` have committed; AuditUnavailable (503) when they could not be."""
         if not records:
             return
         loop = asyncio.get_running_loop()
-        batch = self._open.get(loop)
+        batch = self._gathering.get(loop)
         if batch is None:
-            batch = self._open[loop] = _Batch(loop)
-            batch.timer = loop.call_later(self._linger, self._send, loop, batch)
+            batch = self._gathering[loop] = _Batch(loop)
         batch.records.extend(records)
-        batch.waiters += 1
-        self._gauge.waiting_started()  # until the batch is settled (see `_settle`)
+        if loop not in self._in_flight:
+            self._send(loop)
         try:
-            if self._gauge.working <= 0:  # every request in progress waits: nothing more is coming
-                self._send(loop, batch)
             await asyncio.wait_for(asyncio.shield(batch.committed), self._group_commit.timeout)
         except Exception as exc:  # noqa: BLE001 - a commit failure or a timeout: not written
             raise unavailable(exc) from exc
 
-    def _send(self, loop: asyncio.AbstractEventLoop, batch: _Batch) -> None:
-        if self._open.get(loop) is not batch:
-            return  # already sent
-        del self._open[loop]
-        if batch.timer is not None:
-            batch.timer.cancel()
+    def _send(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = self._in_flight[loop] = self._gathering.pop(loop)
         done = self._group_commit.enqueue(batch.records)
-        done.add_done_callback(lambda future: loop.call_soon_threadsafe(self._settle, batch, future))
+        done.add_done_callback(lambda future: loop.call_soon_threadsafe(self._settle, loop, batch, future))
 
-    def _settle(self, batch: _Batch, done: Future) -> None:
-        # The batch's requests stop waiting now, not when each resumes: a request resumed later is
-        # working again, and counting it as waiting meanwhile would send the next batch too early.
-        for _ in range(batch.waiters):
-            self._gauge.waiting_ended()
+    def _settle(self, loop: asyncio.AbstractEventLoop, batch: _Batch, done: Future) -> None:
+        del self._in_flight[loop]
         error = done.exception()
         if error is None:
             batch.committed.set_result(None)
         else:
             batch.committed.set_exception(error)
+        if loop in self._gathering:
+            self._send(loop)
 
 
 def unavailable(cause: BaseException) -> AuditUnavailable:

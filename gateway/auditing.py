@@ -26,7 +26,6 @@ from audit.ledger import DatabaseAuditLedger, PreparedRecord, prepare
 from consent.principal import Principal
 from gateway.audit_commit import AuditUnavailable, GroupCommit, LoopBatcher
 from gateway.auth.errors import AccessRefused
-from gateway.load_gauge import LoadGauge
 
 log = logging.getLogger("epr.gateway.audit")
 _TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -53,11 +52,11 @@ def traceparent_or_new(value: str | None) -> str:
 
 class Auditor:
     def __init__(self, *, engine: Engine, ledger: DatabaseAuditLedger, keyring: Keyring, source_site: str,
-                 community_oid: str, gauge: LoadGauge | None = None):
+                 community_oid: str):
         self.engine = engine
         self.ledger = ledger
         self._group_commit = GroupCommit(engine=engine, ledger=ledger)
-        self._batcher = LoopBatcher(self._group_commit, gauge or LoadGauge())
+        self._batcher = LoopBatcher(self._group_commit)
         self._keyring = keyring
         self._source_site = source_site
         self._community_oid = community_oid

@@ -24,6 +24,7 @@ from consent.principal import Principal
 from gateway.access import AccessControl
 from gateway.auditing import Auditor, audited
 from gateway.auth.errors import AccessRefused
+from gateway.search_pages import NoSearchPages, SearchPages
 
 RENDERED_CACHED = 5_000
 # Who may feed identities (ITI-104): systems and professionals, not patients or representatives.
@@ -46,8 +47,9 @@ class Provided:
 
 class Exchange:
     def __init__(self, *, documents: DatabaseDocumentStore, patients: DatabasePatientIndex, access: AccessControl,
-                 auditor: Auditor, community_oid: str):
+                 auditor: Auditor, community_oid: str, pages: SearchPages | None = None):
         self.documents = documents
+        self.pages = pages or NoSearchPages()
         self.patients = patients
         self.access = access
         self.auditor = auditor
@@ -79,6 +81,8 @@ class Exchange:
             self.auditor.write(connection, [record])
 
         result = self.documents.provide(submission, patient_pid=pid, within=audit_in_transaction)
+        if any(provided.created for provided in result.documents):
+            self.pages.documents_changed(pid)
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         locations = fhir_mapping.transaction_locations(bundle, submission, result, base_url=base_url)
         return Provided(fhir_mapping.transaction_response(locations, last_modified=now), result, submission.spid)
@@ -111,7 +115,7 @@ class Exchange:
             return fhir_mapping.searchset_json([], total=0, self_url=_search_url(base_url, params), next_url=None)
         # Filtering happens in the query, before paging: total and next links count visible entries only.
         query = replace(request.for_patient(pid), confidentiality=tuple(sorted(levels)))
-        total, entries = self.documents.search(query)
+        total, entries = self.pages.get(query, lambda: self.documents.search(query))
         decision = self.access.decide(principal, spid=request.spid, pid=pid, action="read",
                                       confidentiality=min(levels, key=CONFIDENTIALITY_RANK.__getitem__))
         self.auditor.write_now([audit])

@@ -21,6 +21,7 @@ from consent.principal import Principal
 from gateway.access import AccessControl
 from gateway.auditing import Auditor, audited
 from gateway.auth.errors import AccessRefused
+from gateway.search_pages import NoSearchPages, SearchPages
 
 IDENTITY_READERS = frozenset({"HCP", "ASS", "TCU", "DADM", "PADM"})
 MERGERS = frozenset({"DADM", "PADM", "TCU"})
@@ -29,9 +30,11 @@ PIX_PARAMS = ("sourceIdentifier", "targetSystem")
 
 
 class IdentityExchange:
-    def __init__(self, *, patients: DatabasePatientIndex, auditor: Auditor, community_oid: str):
+    def __init__(self, *, patients: DatabasePatientIndex, auditor: Auditor, community_oid: str,
+                 pages: SearchPages | None = None):
         self.patients = patients
         self.auditor = auditor
+        self.pages = pages or NoSearchPages()
         self.mpi_system = f"urn:oid:{community_oid}"
         self.community_oid = community_oid
 
@@ -145,6 +148,7 @@ class IdentityExchange:
 
         change = self.patients.unmerge if undo else self.patients.merge
         change(retired=source, surviving=target, within=audit_in_transaction)
+        self.pages.identities_changed()  # whose documents a search finds has changed
         surviving = self.patients.get(target)
         what = "unmerged from" if undo else "merged into"
         outcome = {"resourceType": "OperationOutcome", "issue": [{

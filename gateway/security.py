@@ -6,11 +6,14 @@ fails on any that does not.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
 from consent.principal import Principal
 from gateway.auth.errors import AccessRefused, AuthenticationFailed
@@ -59,6 +62,17 @@ async def require_principal(request: Request) -> Principal:
             raise
         request.state.principal = principal
     return principal
+
+
+def authenticated(endpoint: Callable[[Request, Principal], Awaitable[Response]]) -> Callable:
+    """A plain Starlette endpoint behind `require_principal`, like every FastAPI route. Marked, so
+    the deny-by-default test can tell a guarded plain route from an unguarded one."""
+    @functools.wraps(endpoint)
+    async def guarded(request: Request) -> Response:
+        return await endpoint(request, await require_principal(request))
+
+    guarded.requires_principal = True  # type: ignore[attr-defined]
+    return guarded
 
 
 def _audit_refusal(request: Request, refusal: HttpProblem) -> None:

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = 64 * 1024 * 1024
     workers: int = 1
     redis_url: str | None = None  # production: shared policy cache invalidation across workers
+    search_cache_seconds: float = Field(10.0, ge=0)  # how long an ITI-67 page may be reused; 0: never
     provide_level_mode: str = Field("raise", pattern="^(raise|reject)$")  # upload below the 203 level
     demo_data: bool = True  # load demonstration documents on first start of the embedded default
 

@@ -23,8 +23,8 @@ from gateway.audit_trail import AuditTrail
 from gateway.auditing import Auditor
 from gateway.exchange import Exchange, is_consent_bundle
 from gateway.identity_exchange import IdentityExchange
-from gateway.load_gauge import LoadGauge
 from gateway.policy_exchange import PolicyExchange
+from gateway.search_pages import InProcessSearchPages, NoSearchPages, RedisSearchPages, SearchPages
 from gateway.settings import Settings
 
 
@@ -40,7 +40,6 @@ class Services:
     auditor: Auditor
     verifier: TokenVerifier
     identities: IdentityExchange
-    load: LoadGauge
 
     @property
     def store_in_process(self) -> bool:
@@ -69,21 +68,34 @@ def build_services(settings: Settings) -> Services:
     key_id, signing_key = load_signing_key(settings.audit_signing_key_path)
     ledger = DatabaseAuditLedger(engine=engine, signing_key=signing_key, key_id=key_id,
                                  checkpoint_every=settings.audit_checkpoint_every)
-    load = LoadGauge()
     auditor = Auditor(engine=engine, ledger=ledger, keyring=keyring, source_site=settings.audit_source_oid,
-                      community_oid=settings.community_oid, gauge=load)
+                      community_oid=settings.community_oid)
     access = AccessControl(policies=DatabasePolicyStore(engine=engine, keyring=keyring), cache=policy_cache(settings),
                            notifications=DatabaseNotificationStore(engine=engine, keyring=keyring),
                            provide_level_mode=settings.provide_level_mode)
+    pages = search_pages(settings)
     exchange = Exchange(documents=documents, patients=patients, access=access, auditor=auditor,
-                        community_oid=settings.community_oid)
+                        community_oid=settings.community_oid, pages=pages)
     policies = PolicyExchange(engine=engine, patients=patients, access=access, auditor=auditor)
     trail = AuditTrail(patients=patients, access=access, auditor=auditor)
     verifier = TokenVerifier(issuers=TrustedIssuers.load(settings.trusted_issuers), audience=settings.audience,
                              clock_skew_seconds=settings.clock_skew_seconds)
-    identities = IdentityExchange(patients=patients, auditor=auditor, community_oid=settings.community_oid)
+    identities = IdentityExchange(patients=patients, auditor=auditor, community_oid=settings.community_oid,
+                                  pages=pages)
     return Services(settings=settings, engine=engine, keyring=keyring, exchange=exchange, policies=policies,
-                    trail=trail, access=access, auditor=auditor, verifier=verifier, identities=identities, load=load)
+                    trail=trail, access=access, auditor=auditor, verifier=verifier, identities=identities)
+
+
+def search_pages(settings: Settings) -> SearchPages:
+    """Like the policy cache: Redis with several workers, in-process with one, else none."""
+    ttl = settings.search_cache_seconds
+    if ttl <= 0:
+        return NoSearchPages()
+    if settings.redis_url:
+        import redis
+
+        return RedisSearchPages(client=redis.Redis.from_url(settings.redis_url, socket_timeout=2), ttl_seconds=ttl)
+    return InProcessSearchPages(ttl_seconds=ttl) if settings.workers == 1 else NoSearchPages()
 
 
 def policy_cache(settings: Settings) -> PolicyCache:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from consent.principal import Principal
 from gateway.outcomes import fhir_response
 from gateway.routes.common import base_url, fhir_body, run_use_case, services
-from gateway.security import require_principal
+from gateway.security import authenticated, require_principal
 
 router = APIRouter(dependencies=[Depends(require_principal)])
 
@@ -22,25 +23,35 @@ async def transaction(request: Request, principal: Principal = Depends(require_p
     return fhir_response(answer, 200)
 
 
-@router.get("/fhir/DocumentReference", summary="ITI-67 Find Document References")
-async def find_document_references(request: Request, principal: Principal = Depends(require_principal)) -> Response:
+# The three reads are the gateway's hottest exchanges: plain Starlette routes behind the same door
+# (`authenticated`), without FastAPI's per-request dependency solving and route walk (measured:
+# ~0.15 ms of a search's ~0.65 ms in process). The middleware and error handlers are the app's, as
+# for every route; the deny-by-default test checks these are guarded too.
+async def find_document_references(request: Request, principal: Principal) -> Response:
+    """ITI-67 Find Document References."""
     bundle = await run_use_case(request, services(request).exchange.find, inline=True, principal=principal,
                                 params=list(request.query_params.multi_items()), base_url=base_url(request))
     return fhir_response(bundle)
 
 
-@router.get("/fhir/DocumentReference/{entry_id}", summary="Read one DocumentReference")
-async def read_document_reference(entry_id: str, request: Request,
-                                  principal: Principal = Depends(require_principal)) -> Response:
+async def read_document_reference(request: Request, principal: Principal) -> Response:
+    """Read one DocumentReference."""
     resource = await run_use_case(request, services(request).exchange.read_reference, inline=True,
-                                  principal=principal, entry_id=entry_id, base_url=base_url(request))
+                                  principal=principal, entry_id=request.path_params["entry_id"],
+                                  base_url=base_url(request))
     return fhir_response(resource)
 
 
-@router.get("/fhir/Binary/{entry_id}", summary="ITI-68 Retrieve Document")
-async def retrieve_document(entry_id: str, request: Request,
-                            principal: Principal = Depends(require_principal)) -> Response:
+async def retrieve_document(request: Request, principal: Principal) -> Response:
+    """ITI-68 Retrieve Document."""
     retrieved = await run_use_case(request, services(request).exchange.retrieve, inline=True,
-                                   principal=principal, entry_id=entry_id)
+                                   principal=principal, entry_id=request.path_params["entry_id"])
     return Response(retrieved.content, media_type=retrieved.content_type,
                     headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
+
+reads = [
+    Route("/fhir/DocumentReference", authenticated(find_document_references), methods=["GET"]),
+    Route("/fhir/DocumentReference/{entry_id}", authenticated(read_document_reference), methods=["GET"]),
+    Route("/fhir/Binary/{entry_id}", authenticated(retrieve_document), methods=["GET"]),
+]

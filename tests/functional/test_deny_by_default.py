@@ -2,6 +2,7 @@
 
 import pytest
 from fastapi.routing import APIRoute
+from starlette.routing import Route
 
 from gateway.security import PUBLIC_PATHS, require_principal
 
@@ -15,21 +16,35 @@ def dependency_calls(route: APIRoute) -> set:
     return calls
 
 
-def api_routes(routes) -> list[APIRoute]:
+def all_routes(routes) -> list[Route]:
     """Every endpoint, also those inside included routers (FastAPI keeps them nested)."""
     found = []
     for route in routes:
         nested = getattr(route, "original_router", None)
-        found += api_routes(nested.routes) if nested is not None else [route] if isinstance(route, APIRoute) else []
+        found += all_routes(nested.routes) if nested is not None else [route] if isinstance(route, Route) else []
     return found
 
 
-def test_every_non_public_route_requires_a_principal(gateway):
-    routes = api_routes(gateway.client.app.routes)
-    unguarded = [r.path for r in routes if r.path not in PUBLIC_PATHS and require_principal not in dependency_calls(r)]
+def guarded(route: Route) -> bool:
+    if isinstance(route, APIRoute):
+        return require_principal in dependency_calls(route)
+    return getattr(route.endpoint, "requires_principal", False)  # a plain route behind `authenticated`
 
-    assert {r.path for r in routes} >= PUBLIC_PATHS | {"/fhir", "/fhir/DocumentReference", "/fhir/Binary/{entry_id}"}
+
+def test_every_non_public_route_requires_a_principal(gateway):
+    routes = all_routes(gateway.client.app.routes)
+    unguarded = [r.path for r in routes if r.path not in PUBLIC_PATHS and not guarded(r)]
+
+    assert {r.path for r in routes} >= PUBLIC_PATHS | {"/fhir", "/fhir/DocumentReference", "/fhir/Binary/{entry_id}",
+                                                       "/fhir/DocumentReference/{entry_id}"}
     assert unguarded == []
+
+
+def test_a_plain_route_without_the_guard_would_be_found():
+    async def endpoint(_request):
+        return None
+
+    assert not guarded(Route("/fhir/Anything", endpoint))
 
 
 def test_public_list_is_exactly_metadata_and_health():

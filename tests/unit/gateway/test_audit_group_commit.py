@@ -1,7 +1,6 @@
 """The audit group commit: the writer thread commits what is queued together; on the event loop the
-batcher sends the records of concurrent requests as one batch — at once for a lone request, when
-every request in progress waits, or after the linger at the latest — and a failed commit reaches
-every waiter as AuditUnavailable."""
+batcher sends a lone request's records at once and gathers concurrent requests' records while a
+batch is being committed; a failed or hung commit reaches every waiter as AuditUnavailable."""
 
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ import time
 import pytest
 
 from gateway.audit_commit import AuditUnavailable, GroupCommit, LoopBatcher
-from gateway.load_gauge import LoadGauge
 
 
 class RecordingLedger:
@@ -87,66 +85,50 @@ def test_a_waiter_that_gave_up_does_not_stop_the_writer():
 
 
 # -- the event loop's batcher -------------------------------------------------------------------------
-async def request(gauge: LoadGauge, batcher: LoopBatcher, records: list[str], *, work_first: float = 0.0):
-    """One request as the gateway runs it: counted in progress, working, then waiting for its records."""
-    gauge.request_started()
-    try:
-        await asyncio.sleep(work_first)
-        await batcher.commit(records)
-    finally:
-        gauge.request_ended()
-
-
-def test_a_lone_request_is_sent_at_once_even_with_a_long_linger():
-    ledger, gauge = RecordingLedger(), LoadGauge()
-    batcher = LoopBatcher(writer(ledger), gauge, linger_seconds=5.0)
+def test_a_lone_request_is_sent_at_once():
+    ledger = RecordingLedger()
+    batcher = LoopBatcher(writer(ledger))
     started = time.monotonic()
-    asyncio.run(request(gauge, batcher, ["record"]))
+    asyncio.run(batcher.commit(["record"]))
     assert time.monotonic() - started < 1.0
     assert ledger.batches == [["record"]]
-    assert gauge.working == 0
 
 
-def test_concurrent_requests_share_one_batch_sent_when_all_of_them_wait():
-    ledger, gauge = RecordingLedger(), LoadGauge()
-    batcher = LoopBatcher(writer(ledger), gauge, linger_seconds=5.0)
+def test_while_a_batch_commits_the_next_gathers_and_leaves_when_it_is_settled():
+    hold = threading.Event()
+    ledger = RecordingLedger(hold=hold)
+    batcher = LoopBatcher(writer(ledger))
 
-    async def three():
-        await asyncio.gather(request(gauge, batcher, ["a"]), request(gauge, batcher, ["b"], work_first=0.05),
-                             request(gauge, batcher, ["c", "d"], work_first=0.1))
+    async def requests():
+        first = asyncio.create_task(batcher.commit(["a"]))
+        await asyncio.sleep(0.05)  # "a" is being committed (the writer is held)
+        later = [asyncio.create_task(batcher.commit([name])) for name in ("b", "c")]
+        await asyncio.sleep(0.05)
+        assert ledger.batches == [] and not first.done()
+        hold.set()
+        await asyncio.gather(first, *later)
 
-    started = time.monotonic()
-    asyncio.run(three())
-    assert time.monotonic() - started < 1.0  # sent when the last one waited, not after the linger
-    assert ledger.batches == [["a", "b", "c", "d"]]
-    assert gauge.working == 0
-
-
-def test_the_linger_is_bounded_when_a_request_keeps_working():
-    ledger, gauge = RecordingLedger(), LoadGauge()
-    batcher = LoopBatcher(writer(ledger), gauge, linger_seconds=0.2)
-
-    async def one_waits_one_works():
-        slow = asyncio.create_task(request(gauge, batcher, ["slow"], work_first=1.0))
-        started = time.monotonic()
-        await request(gauge, batcher, ["quick"])
-        waited = time.monotonic() - started
-        await slow
-        return waited
-
-    waited = asyncio.run(one_waits_one_works())
-    assert 0.15 < waited < 0.9
-    assert ledger.batches == [["quick"], ["slow"]]
+    asyncio.run(requests())
+    assert ledger.batches == [["a"], ["b", "c"]]
 
 
 def test_a_failed_batch_fails_every_request_in_it():
-    gauge = LoadGauge()
-    batcher = LoopBatcher(writer(RecordingLedger(fail=True)), gauge, linger_seconds=5.0)
+    hold = threading.Event()
+    batcher = LoopBatcher(writer(RecordingLedger(fail=True, hold=hold)))
 
-    async def two():
-        return await asyncio.gather(request(gauge, batcher, ["a"]), request(gauge, batcher, ["b"], work_first=0.05),
-                                    return_exceptions=True)
+    async def requests():
+        tasks = [asyncio.create_task(batcher.commit([name])) for name in ("a", "b", "c")]
+        await asyncio.sleep(0.05)
+        hold.set()
+        return await asyncio.gather(*tasks, return_exceptions=True)
 
-    outcomes = asyncio.run(two())
-    assert [type(outcome) for outcome in outcomes] == [AuditUnavailable, AuditUnavailable]
-    assert gauge.working == 0
+    outcomes = asyncio.run(requests())
+    assert [type(outcome) for outcome in outcomes] == [AuditUnavailable] * 3
+
+
+def test_a_writer_that_never_answers_is_audit_unavailable_after_the_timeout():
+    hold = threading.Event()  # never set: the writer hangs in the ledger
+    commit = GroupCommit(engine=NoEngine(), ledger=RecordingLedger(hold=hold), timeout_seconds=0.2)
+    with pytest.raises(AuditUnavailable):
+        asyncio.run(LoopBatcher(commit).commit(["record"]))
+    hold.set()

@@ -52,11 +52,11 @@ def traceparent_or_new(value: str | None) -> str:
 
 class Auditor:
     def __init__(self, *, engine: Engine, ledger: DatabaseAuditLedger, keyring: Keyring, source_site: str,
-                 community_oid: str):
+                 community_oid: str, write_on_loop: bool = False):
         self.engine = engine
         self.ledger = ledger
         self._group_commit = GroupCommit(engine=engine, ledger=ledger)
-        self._batcher = LoopBatcher(self._group_commit)
+        self._batcher = LoopBatcher(self._group_commit, write_on_loop=write_on_loop)
         self._keyring = keyring
         self._source_site = source_site
         self._community_oid = community_oid

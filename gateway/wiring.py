@@ -68,8 +68,9 @@ def build_services(settings: Settings) -> Services:
     key_id, signing_key = load_signing_key(settings.audit_signing_key_path)
     ledger = DatabaseAuditLedger(engine=engine, signing_key=signing_key, key_id=key_id,
                                  checkpoint_every=settings.audit_checkpoint_every)
+    # SQLite is in-process: the event loop commits the reads' audit batches itself (see audit_commit).
     auditor = Auditor(engine=engine, ledger=ledger, keyring=keyring, source_site=settings.audit_source_oid,
-                      community_oid=settings.community_oid)
+                      community_oid=settings.community_oid, write_on_loop=engine.dialect.name == "sqlite")
     access = AccessControl(policies=DatabasePolicyStore(engine=engine, keyring=keyring), cache=policy_cache(settings),
                            notifications=DatabaseNotificationStore(engine=engine, keyring=keyring),
                            provide_level_mode=settings.provide_level_mode)

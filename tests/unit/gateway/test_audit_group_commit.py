@@ -132,3 +132,25 @@ def test_a_writer_that_never_answers_is_audit_unavailable_after_the_timeout():
     with pytest.raises(AuditUnavailable):
         asyncio.run(LoopBatcher(commit).commit(["record"]))
     hold.set()
+
+
+# -- written by the event loop itself (SQLite) -------------------------------------------------------
+def test_on_the_loop_the_requests_of_one_iteration_share_one_write():
+    ledger = RecordingLedger()
+    batcher = LoopBatcher(writer(ledger), write_on_loop=True)
+
+    async def requests():
+        await asyncio.gather(*(batcher.commit([name]) for name in ("a", "b", "c")))
+        await batcher.commit(["alone"])
+
+    asyncio.run(requests())
+    assert ledger.batches == [["a", "b", "c"], ["alone"]]
+
+
+def test_on_the_loop_a_failed_write_fails_every_request_in_it():
+    batcher = LoopBatcher(writer(RecordingLedger(fail=True)), write_on_loop=True)
+
+    async def requests():
+        return await asyncio.gather(*(batcher.commit([name]) for name in ("a", "b")), return_exceptions=True)
+
+    assert [type(outcome) for outcome in asyncio.run(requests())] == [AuditUnavailable] * 2

@@ -488,6 +488,7 @@ def start_gateway(args, work: Path, processes: list[subprocess.Popen]) -> dict[s
     port = free_port()
     epr = {"EPR_DATA_DIR": str(work / "data"), "EPR_HOST": "127.0.0.1", "EPR_PORT": str(port),
            "EPR_AUDIENCE": f"https://127.0.0.1:{port}/fhir", "EPR_DEMO_DATA": "false",
+           "EPR_SEARCH_CACHE_SECONDS": "0" if args.no_search_cache else "10",
            "EPR_WORKERS": str(args.workers)}
     # Only these EPR_* settings: an operator's environment (database, issuers, TLS) must not leak in.
     for name in [n for n in os.environ if n.startswith("EPR_")]:
@@ -534,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw",
                         help="load client: raw asyncio HTTP/1.1 (default) or httpx.AsyncClient (see README)")
     parser.add_argument("--keep-data", action="store_true", help="keep the temporary data directory and logs")
+    parser.add_argument("--no-search-cache", action="store_true",
+                        help="the gateway reads every search from the store (EPR_SEARCH_CACHE_SECONDS=0)")
     args = parser.parse_args(argv)
     if min(args.docs, args.docs_per_bundle, args.provide_concurrency, args.concurrency, args.workers,
            args.client_procs) < 1 or args.seconds <= 0:
@@ -642,6 +645,9 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"{a['workers']} server worker(s); load: {a['concurrency']} keep-alive connections from "
           f"{a['client_procs']} {a['client']} client process(es), {a['seconds']:g} s per scenario; "
           f"{report['host']['cpus']} CPUs; uvicorn http={report['host']['http']} loop={report['host']['loop']}")
+    print("ITI-67 pages: " + ("read from the store every time (--no-search-cache)" if a.get("no_search_cache") else
+                              "remembered between identical searches until the record changes (the default; "
+                              "--no-search-cache to measure without)"))
     print(f"provide (ITI-65): {p['docs']} docs in {p['bundles']} bundle(s), {p['elapsed_s']:.2f} s -> "
           f"{p['docs_per_s']:.1f} docs/s (bundle p50 {p['p50_ms']:.1f} ms, p99 {p['p99_ms']:.1f} ms, "
           f"errors {p['errors']})")

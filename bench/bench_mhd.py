@@ -488,7 +488,7 @@ def start_gateway(args, work: Path, processes: list[subprocess.Popen]) -> dict[s
     port = free_port()
     epr = {"EPR_DATA_DIR": str(work / "data"), "EPR_HOST": "127.0.0.1", "EPR_PORT": str(port),
            "EPR_AUDIENCE": f"https://127.0.0.1:{port}/fhir", "EPR_DEMO_DATA": "false",
-           "EPR_SEARCH_CACHE_SECONDS": "0" if args.no_search_cache else "10",
+           "EPR_SEARCH_CACHE_SECONDS": "0" if getattr(args, "no_search_cache", False) else "10",
            "EPR_WORKERS": str(args.workers)}
     # Only these EPR_* settings: an operator's environment (database, issuers, TLS) must not leak in.
     for name in [n for n in os.environ if n.startswith("EPR_")]:

@@ -12,9 +12,10 @@ from gateway.first_start import prepare
 from gateway.settings import Settings
 from gateway.wiring import build_services
 
-# The event loop shares the GIL with the audit writer thread, whose commit every read's answer waits
-# for; CPython lets a waiting thread in only every switch interval (5 ms by default). 1 ms lets the
-# writer in sooner: measured +17–25 % ITI-67 requests/s (bench/README.md), no loss elsewhere.
+# With PostgreSQL the event loop shares the GIL with the audit writer thread, whose commit every
+# read's answer waits for; CPython lets a waiting thread in only every switch interval (5 ms by
+# default). 1 ms lets it in sooner: measured +17–25 % ITI-67 requests/s with that writer thread (run
+# on SQLite then); with SQLite the loop now writes itself and the setting makes no difference.
 GIL_SWITCH_INTERVAL_SECONDS = 0.001
 
 

@@ -94,8 +94,13 @@ def search_pages(settings: Settings) -> SearchPages:
         return NoSearchPages()
     if settings.redis_url:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
-        return RedisSearchPages(client=redis.Redis.from_url(settings.redis_url, socket_timeout=2), ttl_seconds=ttl)
+        # No retries: a cache that cannot be asked at once is a miss (read the store), not a wait.
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5,
+                                      retry=Retry(NoBackoff(), 0))
+        return RedisSearchPages(client=client, ttl_seconds=ttl)
     return InProcessSearchPages(ttl_seconds=ttl) if settings.workers == 1 else NoSearchPages()
 
 

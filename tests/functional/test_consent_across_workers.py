@@ -12,6 +12,7 @@ from consent.cache import RedisPolicyCache
 from functional.helpers import document_ids
 from gateway.app import create_app
 from gateway.first_start import prepare
+from gateway.search_pages import RedisSearchPages
 from gateway.samples import pdf_document, provide_bundle
 from gateway.wiring import build_services
 
@@ -72,6 +73,20 @@ def test_a_grant_through_one_worker_is_seen_by_the_other_at_once(two_workers):
     first.grant(SPID, HCP_GLN, "normal")
 
     assert second.find(headers=second.as_hcp()).json()["total"] == 1
+
+
+def test_a_document_provided_through_one_worker_is_found_by_the_other_at_once(two_workers):
+    """Both workers remember ITI-67 pages; the provide bumps the patient's version in Redis."""
+    first, second = two_workers
+    assert type(second.services.exchange.pages) is RedisSearchPages
+    first.register_patient()
+    first.provide(provide_bundle(spid=SPID, documents=[{"title": "One", "content": pdf_document("One", ["x"])}]))
+    assert second.find().json()["total"] == 1
+    assert second.find().json()["total"] == 1  # now from the second worker's remembered page
+
+    first.provide(provide_bundle(spid=SPID, documents=[{"title": "Two", "content": pdf_document("Two", ["y"])}]))
+
+    assert second.find().json()["total"] == 2
 
 
 def test_redis_down_fails_closed_with_503(two_workers, monkeypatch):

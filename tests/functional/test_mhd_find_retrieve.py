@@ -135,3 +135,35 @@ def test_a_body_moved_onto_another_entry_is_never_served(gateway):
     assert response.json()["issue"][0]["diagnostics"] == (
         "the document could not be served: its stored form failed an integrity check")
     assert hashlib.sha1(response.content).hexdigest() != hashlib.sha1(b"second").hexdigest()
+
+
+# -- remembered search pages (EPR_SEARCH_CACHE_SECONDS, on by default) -----------------------------
+def test_a_document_provided_after_a_search_is_found_by_the_same_search_at_once(gateway, three_documents):
+    before = gateway.find(_count="10")
+    assert before.json()["total"] == 3
+    added = document_ids(gateway.provide(provide_bundle(
+        spid=SPID, documents=[{"title": "Later", "content": pdf_document("Later", ["d"])}])).json())
+
+    after = gateway.find(_count="10")
+    assert after.json()["total"] == 4
+    assert found(after) == found(before) | set(added)
+
+
+def test_a_revoked_grant_is_never_answered_from_a_remembered_page(gateway, three_documents):
+    consent_id = gateway.grant(SPID, "7601000000019", "restricted")
+    colleague = gateway.tokens.headers(gateway.tokens.hcp(gln="7601000000019"))
+    assert len(found(gateway.find(headers=colleague))) == 3
+
+    revoked = gateway.client.delete(f"/fhir/Consent/{consent_id}",
+                                    headers=gateway.tokens.headers(gateway.tokens.patient(SPID)))
+    assert revoked.status_code == 204, revoked.text
+
+    answer = gateway.find(headers=colleague)
+    assert answer.json()["total"] == 0 and found(answer) == set()
+
+
+def test_a_page_seen_by_a_restricted_grant_is_not_shown_to_a_normal_one(gateway, three_documents):
+    assert found(gateway.find()) == set(three_documents.values())  # the test HCP: restricted
+    gateway.grant(SPID, "7601000000019", "normal")
+    colleague = gateway.tokens.headers(gateway.tokens.hcp(gln="7601000000019"))
+    assert found(gateway.find(headers=colleague)) == {three_documents["discharge"], three_documents["operation"]}

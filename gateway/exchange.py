@@ -169,7 +169,8 @@ class Exchange:
             if len(self._rendered_cache) >= RENDERED_CACHED:
                 self._rendered_cache.clear()
             resource = fhir_mapping.document_reference(entry, spid=spid, base_url=base_url)
-            serialised = self._rendered_cache[key] = orjson.dumps(fhir_mapping.search_match(resource, base_url=base_url))
+            serialised = orjson.dumps(fhir_mapping.search_match(resource, base_url=base_url))
+            self._rendered_cache[key] = serialised
         return serialised
 
     def _readable_entry(self, principal: Principal, entry_id: str, kind: str, transaction: str):

@@ -60,7 +60,8 @@ def operation_outcome(issues: list[Issue], *, code: str, severity: str = "error"
     return {"resourceType": "OperationOutcome", "issue": rendered}
 
 
-def fhir_response(resource: dict[str, Any] | bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def fhir_response(resource: dict[str, Any] | bytes, status: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:
     """A FHIR JSON answer, from a resource or from JSON already serialised."""
     body = resource if isinstance(resource, bytes) else orjson.dumps(resource)
     return Response(body, status_code=status, media_type=FHIR_JSON, headers=headers)

@@ -1,7 +1,8 @@
 """Authentication at the router: the one place a request becomes a `Principal` (deny by default).
 
-Every route outside `PUBLIC_PATHS` depends on `require_principal`; a test walks the app's routes and
-fails on any that does not.
+Every route outside `PUBLIC_PATHS` depends on `require_principal` (FastAPI routes) or is wrapped in
+`authenticated` (the plain Starlette routes of the hot reads); a test walks the app's routes and
+fails on any that is neither.
 """
 
 from __future__ import annotations

@@ -217,7 +217,7 @@ class DatabaseDocumentStore:
         """(total, the page of entries) for one patient and the patients merged into it, newest first.
         Plain SQL on the driver's connection: see `search_sql` for why."""
         dialect = self._engine.dialect.name
-        statements = search_sql.build(query, query.patient_pid, dialect=dialect)
+        statements = search_sql.build(query, dialect=dialect)
         connection = self._engine.raw_connection()
         try:
             cursor = connection.cursor()

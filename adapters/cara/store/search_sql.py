@@ -19,8 +19,8 @@ from typing import Any
 from adapters.cara.mhd_search import DateFilter, DocumentQuery
 
 # The patient and, transitively, every patient merged into it while the link is active.
-_PATIENTS = ("WITH RECURSIVE merged(pid) AS (SELECT CAST(? AS VARCHAR(64)) UNION SELECT l.retired_pid FROM patient_link l "
-             "JOIN merged m ON l.surviving_pid = m.pid WHERE l.active) ")
+_PATIENTS = ("WITH RECURSIVE merged(pid) AS (SELECT CAST(? AS VARCHAR(64)) "
+             "UNION SELECT l.retired_pid FROM patient_link l JOIN merged m ON l.surviving_pid = m.pid WHERE l.active) ")
 _ROW_COLUMNS = "id, unique_id, status, sealed_key, sealed"
 
 # Date filters on DocumentReference.date, or on the service period with open ends taking the other end.
@@ -35,10 +35,10 @@ class SearchStatements:
     params: tuple[Any, ...]  # for the count; the page adds (limit, offset)
 
 
-def build(query: DocumentQuery, patient_pid: str, *, dialect: str) -> SearchStatements:
-    """The statements for one patient (with its merged patients), in the driver's paramstyle."""
+def build(query: DocumentQuery, *, dialect: str) -> SearchStatements:
+    """The statements for the query's patient (with its merged patients), in the driver's paramstyle."""
     where: list[str] = ["e.patient_pid IN (SELECT pid FROM merged)"]
-    params: list[Any] = [patient_pid]
+    params: list[Any] = [query.patient_pid]
     if query.statuses:
         where.append(_in("e.status", len(query.statuses)))
         params += query.statuses

@@ -28,7 +28,7 @@ def full_query() -> DocumentQuery:
 
 @pytest.mark.parametrize("dialect,placeholder", [("sqlite", "?"), ("postgresql", "%s")])
 def test_values_are_bound_never_written_into_the_statement(dialect, placeholder):
-    statements = search_sql.build(full_query(), HOSTILE, dialect=dialect)
+    statements = search_sql.build(full_query(), dialect=dialect)
     for sql in (statements.count_sql, statements.page_sql):
         assert HOSTILE not in sql and "2026" not in sql
     assert statements.count_sql.count(placeholder) == len(statements.params)
@@ -43,7 +43,7 @@ def test_values_are_bound_never_written_into_the_statement(dialect, placeholder)
 
 def test_no_visible_level_matches_nothing():
     query = DocumentQuery(patient_pid="p", confidentiality=())
-    assert "1 = 0" in search_sql.build(query, "p", dialect="sqlite").count_sql
+    assert "1 = 0" in search_sql.build(query, dialect="sqlite").count_sql
 
 
 def test_on_sqlite_the_count_and_the_page_read_the_covering_index_only(tmp_path):
@@ -51,7 +51,7 @@ def test_on_sqlite_the_count_and_the_page_read_the_covering_index_only(tmp_path)
     migrate(engine)
     query = DocumentQuery(patient_pid="p", statuses=("current",), confidentiality=("normal",),
                           dates=(DateFilter("period", "ge", datetime(2026, 1, 1), datetime(2026, 1, 2)),))
-    statements = search_sql.build(query, "p", dialect="sqlite")
+    statements = search_sql.build(query, dialect="sqlite")
     connection = engine.raw_connection()
     try:
         for sql, params in ((statements.count_sql, statements.params),

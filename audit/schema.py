@@ -39,3 +39,13 @@ audit_checkpoint = Table(
     Column("public_key", LargeBinary, nullable=False),  # raw Ed25519, for export (trust the key_id, not this)
     Column("signature", LargeBinary, nullable=False),
 )
+
+# How far the ledger has been shipped to each SIEM (syslog over TLS): the ledger is the outbox, this
+# row its read position. Moved only after the SIEM took the records (see audit.shipping).
+audit_shipping = Table(
+    "audit_shipping",
+    metadata,
+    Column("target", String(255), primary_key=True),  # host:port of the receiver
+    Column("last_seq", BigInteger, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)

@@ -16,13 +16,18 @@ from gateway.auth.errors import AccessRefused
 from gateway.limits import BodySizeLimit, BodyTooLarge
 from gateway.routes import audit, consents, meta, mhd, patients
 from gateway.trace import TraceContext
-from gateway.wiring import Services
+from gateway.wiring import Services, siem_shipper
 
 
 def create_app(services: Services) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        shipper = siem_shipper(services.settings, services.engine)
+        if shipper is not None:
+            shipper.start()
         yield
+        if shipper is not None:
+            shipper.stop()
         # A clean stop signs the ledger's head, so no record is left outside a signed checkpoint.
         services.auditor.ledger.checkpoint()
 

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     workers: int = 1
     redis_url: str | None = None  # production: shared policy cache invalidation across workers
     search_cache_seconds: float = Field(10.0, ge=0)  # how long an ITI-67 page may be reused; 0: never
+    siem_address: str | None = None  # host:port of a SIEM / ATNA repository: ship the ledger (syslog over TLS)
+    siem_ca: Path | None = None  # CA of the SIEM's certificate (default: the system's)
+    siem_client_cert: Path | None = None  # this node's certificate for mutual TLS (ATNA node authentication)
+    siem_client_key: Path | None = None
     provide_level_mode: str = Field("raise", pattern="^(raise|reject)$")  # upload below the 203 level
     demo_data: bool = True  # load demonstration documents on first start of the embedded default
 

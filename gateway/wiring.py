@@ -17,6 +17,7 @@ from gateway.auth.iua import TokenVerifier
 from consent.cache import InProcessPolicyCache, PolicyCache, RedisPolicyCache, UncachedPolicies
 from consent.store import DatabaseNotificationStore, DatabasePolicyStore
 from audit.ledger import DatabaseAuditLedger
+from audit.shipping import SyslogShipper, client_ssl_context
 from audit.signing import load_signing_key
 from gateway.access import AccessControl
 from gateway.audit_trail import AuditTrail
@@ -85,6 +86,19 @@ def build_services(settings: Settings) -> Services:
                                   pages=pages)
     return Services(settings=settings, engine=engine, keyring=keyring, exchange=exchange, policies=policies,
                     trail=trail, access=access, auditor=auditor, verifier=verifier, identities=identities)
+
+
+def siem_shipper(settings: Settings, engine: Engine) -> SyslogShipper | None:
+    """The ledger's shipping to a SIEM when `EPR_SIEM_ADDRESS` is set (started with the app)."""
+    if not settings.siem_address:
+        return None
+    host, _, port = settings.siem_address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError("EPR_SIEM_ADDRESS must be host:port")
+    context = client_ssl_context(str(settings.siem_ca) if settings.siem_ca else None,
+                                 str(settings.siem_client_cert) if settings.siem_client_cert else None,
+                                 str(settings.siem_client_key) if settings.siem_client_key else None)
+    return SyslogShipper(engine=engine, host=host, port=int(port), ssl_context=context)
 
 
 def search_pages(settings: Settings) -> SearchPages:

@@ -27,6 +27,7 @@ from typing import NamedTuple
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import Connection, Engine, insert, select
 
+from adapters.cara.store.database import driver_datetime, for_driver
 from audit.events import AuditRecord, atc_view, canonical_json, ledger_columns, naive_utc, to_audit_event
 from audit.schema import audit_checkpoint, audit_record
 from audit.signing import (
@@ -40,7 +41,6 @@ from audit.signing import (
     verify,
 )
 
-_HEAD = select(audit_record.c.seq, audit_record.c.record_hash).order_by(audit_record.c.seq.desc()).limit(1)
 _ADVISORY_LOCK = 7342002  # 7342001 is the migration lock (adapters.cara.store.database)
 _PAGE = 1000
 
@@ -59,13 +59,13 @@ def lock_ledger(connection: Connection) -> None:
 _HEAD_SQL = "SELECT seq, record_hash FROM audit_record ORDER BY seq DESC LIMIT 1"
 _INSERT_COLUMNS = ("seq", "recorded_at", "patient_key", "event_type", "subtype", "outcome", "record_json",
                    "prev_hash", "record_hash")
-_PLACEHOLDER = {"sqlite": "?", "postgresql": "%s"}
 
 
 @functools.lru_cache(maxsize=64)
 def _insert_sql(dialect: str, rows: int) -> str:
-    row = "(" + ", ".join([_PLACEHOLDER[dialect]] * len(_INSERT_COLUMNS)) + ")"
-    return f"INSERT INTO audit_record ({', '.join(_INSERT_COLUMNS)}) VALUES " + ", ".join([row] * rows)
+    row = "(" + ", ".join("?" * len(_INSERT_COLUMNS)) + ")"
+    return for_driver(f"INSERT INTO audit_record ({', '.join(_INSERT_COLUMNS)}) VALUES " + ", ".join([row] * rows),
+                      dialect)
 
 
 _MAX_ROWS_PER_INSERT = 200  # SQLite binds at most 32766 parameters per statement (9 a row)
@@ -88,11 +88,6 @@ def prepare(record: AuditRecord, patient_key: str | None) -> PreparedRecord:
     columns = ledger_columns(event)
     return PreparedRecord(patient_key, canonical_json(event), columns["recorded_at"], columns["event_type"],
                           columns["subtype"], columns["outcome"])
-
-
-def _driver_datetime(value: datetime, dialect: str):
-    # SQLAlchemy's SQLite DateTime is text in this exact form; reads through SQLAlchemy parse it back.
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect == "sqlite" else value
 
 
 class DatabaseAuditLedger:
@@ -130,7 +125,7 @@ class DatabaseAuditLedger:
             seq += 1
             record_hash = chain_hash(prev_hash=prev_hash, seq=seq, patient_key=record.patient_key,
                                      record_json=record.record_json)
-            rows.append((seq, _driver_datetime(record.recorded_at, dialect), record.patient_key, record.event_type,
+            rows.append((seq, driver_datetime(record.recorded_at, dialect), record.patient_key, record.event_type,
                          record.subtype, record.outcome, record.record_json, prev_hash, record_hash))
             if seq % self._checkpoint_every == 0:
                 checkpoints.append((seq, record_hash))
@@ -154,7 +149,7 @@ class DatabaseAuditLedger:
             with self._engine.begin() as own:
                 return self.checkpoint(own)
         lock_ledger(connection)
-        head = connection.execute(_HEAD).first()
+        head = connection.exec_driver_sql(_HEAD_SQL).first()
         if head is None:
             return None
         signed = connection.execute(select(audit_checkpoint.c.seq).where(audit_checkpoint.c.seq == head.seq)).first()

@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from adapters.cara.crypto import Keyring
 from adapters.cara.errors import RecordError
 from adapters.cara.fhir_mapping import parse_resource
-from adapters.cara.store.database import make_engine, migrate
+from adapters.cara.store.database import make_engine, migrate, store_in_process
 from adapters.cara.store.documents import DatabaseDocumentStore
 from adapters.cara.store.patients import DatabasePatientIndex
 from gateway.auth.issuers import TrustedIssuers
@@ -45,7 +45,7 @@ class Services:
     @property
     def store_in_process(self) -> bool:
         """SQLite: the store runs inside this process (see `routes.common.run_use_case`)."""
-        return self.engine.dialect.name == "sqlite"
+        return store_in_process(self.engine)
 
     def transaction(self, *, principal, body: bytes, base_url: str) -> dict:
         """POST [base]: a Bundle of Consents is PPQ-4, anything else an ITI-65 Provide Document Bundle."""
@@ -71,7 +71,7 @@ def build_services(settings: Settings) -> Services:
                                  checkpoint_every=settings.audit_checkpoint_every)
     # SQLite is in-process: the event loop commits the reads' audit batches itself (see audit_commit).
     auditor = Auditor(engine=engine, ledger=ledger, keyring=keyring, source_site=settings.audit_source_oid,
-                      community_oid=settings.community_oid, write_on_loop=engine.dialect.name == "sqlite")
+                      community_oid=settings.community_oid, write_on_loop=store_in_process(engine))
     access = AccessControl(policies=DatabasePolicyStore(engine=engine, keyring=keyring), cache=policy_cache(settings),
                            notifications=DatabaseNotificationStore(engine=engine, keyring=keyring),
                            provide_level_mode=settings.provide_level_mode)

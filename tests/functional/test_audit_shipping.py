@@ -212,3 +212,12 @@ def test_the_gateway_ships_its_exchanges_when_a_siem_is_configured(tmp_path):
 
 def test_framing_is_octet_counting_in_bytes():
     assert frame("é") == b"2 \xc3\xa9"
+
+
+@pytest.mark.parametrize("address", ["siem.example", "siem.example:", ":6514", "siem.example:tls"])
+def test_a_malformed_siem_address_stops_the_start(tmp_path, address):
+    from gateway.settings import Settings
+    from gateway.wiring import siem_shipper
+
+    with pytest.raises(ValueError, match="EPR_SIEM_ADDRESS must be host:port"):
+        siem_shipper(Settings(data_dir=tmp_path, siem_address=address), engine=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from alembic import command
@@ -20,6 +21,24 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def store_in_process(engine: Engine) -> bool:
+    """SQLite: the store runs inside this process (no network between the gateway and its data)."""
+    return engine.dialect.name == "sqlite"
+
+
+# Statements sent to the driver as written (the hot paths: ITI-67, audit appends) are written with
+# `?` placeholders; `for_driver` turns them into the dialect's, and datetimes are bound the way
+# SQLAlchemy stores them, so rows written or compared this way agree with rows it writes and reads.
+def for_driver(sql: str, dialect: str) -> str:
+    """`?` placeholders → the driver's (psycopg: `%s`; no literal `%` may appear in `sql`)."""
+    return sql.replace("?", "%s") if dialect == "postgresql" else sql
+
+
+def driver_datetime(value: datetime, dialect: str) -> datetime | str:
+    """SQLAlchemy's SQLite DateTime is text in exactly this form (text comparison = time order)."""
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect == "sqlite" else value
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from adapters.cara.mhd_search import DateFilter, DocumentQuery
+from adapters.cara.store.database import driver_datetime, for_driver
 
 # The patient and, transitively, every patient merged into it while the link is active.
 _PATIENTS = ("WITH RECURSIVE merged(pid) AS (SELECT CAST(? AS VARCHAR(64)) "
@@ -68,22 +69,19 @@ def build(query: DocumentQuery, *, dialect: str) -> SearchStatements:
     for date in query.dates:
         condition, values = _date_condition(date)
         where.append(condition)
-        params += [_datetime(v, dialect) for v in values]
+        params += [driver_datetime(v, dialect) for v in values]
     condition = " AND ".join(where)
     count_sql = f"{_PATIENTS}SELECT COUNT(*) FROM document_entry e WHERE {condition}"
     # Both read the covering index `ix_document_entry_search` only, never a table row: the gateway
     # keeps opened entries in memory, so rows are read (`rows_sql`) just for the entries it lacks.
     page_sql = (f"{_PATIENTS}SELECT e.id, e.status FROM document_entry e WHERE {condition} "
                 "ORDER BY e.created_seq DESC, e.id DESC LIMIT ? OFFSET ?")
-    if dialect == "postgresql":  # psycopg's placeholder (no literal % appears in the statements)
-        count_sql, page_sql = count_sql.replace("?", "%s"), page_sql.replace("?", "%s")
-    return SearchStatements(count_sql, page_sql, tuple(params))
+    return SearchStatements(for_driver(count_sql, dialect), for_driver(page_sql, dialect), tuple(params))
 
 
 def rows_sql(size: int, *, dialect: str) -> str:
     """The sealed rows of `size` entries by id."""
-    sql = f"SELECT {_ROW_COLUMNS} FROM document_entry WHERE {_in('id', size)}"
-    return sql.replace("?", "%s") if dialect == "postgresql" else sql
+    return for_driver(f"SELECT {_ROW_COLUMNS} FROM document_entry WHERE {_in('id', size)}", dialect)
 
 
 def _in(column: str, size: int) -> str:
@@ -99,8 +97,3 @@ def _date_condition(date: DateFilter) -> tuple[str, tuple[datetime, ...]]:
         "le": (f"{low} < ?", (date.end,)),
         "lt": (f"{low} < ?", (date.start,)),
     }[date.prefix]
-
-
-def _datetime(value: datetime, dialect: str) -> Any:
-    # SQLAlchemy stores SQLite DateTime as text in this exact form; comparing text needs the same one.
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect == "sqlite" else value

@@ -65,6 +65,16 @@ class Exchange:
     @audited("ITI-65")
     def provide_bundle(self, *, principal: Principal, bundle: dict[str, Any], base_url: str) -> Provided:
         submission = fhir_mapping.submission_from_bundle(bundle)
+        submission, result = self.provide_submission(principal=principal, submission=submission)
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        locations = fhir_mapping.transaction_locations(bundle, submission, result, base_url=base_url)
+        return Provided(fhir_mapping.transaction_response(locations, last_modified=now), result, submission.spid)
+
+    @audited("ITI-65")
+    def provide_submission(self, *, principal: Principal, submission: Submission) -> tuple[Submission, ProvideResult]:
+        """Provide a submission already in the record's model (ITI-65 after mapping, an HL7 v2 MDM, an
+        XDM package): identity, consent (provide level), storage and the ATC_DOC_CREATE record in one
+        transaction. Returns the submission as stored (levels raised) and the store's result."""
         self.access.require_patient_context(principal, submission.spid)
         pid = self.patients.pid_for_spid(submission.spid)
         if pid is None:
@@ -83,9 +93,7 @@ class Exchange:
         result = self.documents.provide(submission, patient_pid=pid, within=audit_in_transaction)
         if any(provided.created for provided in result.documents):
             self.pages.documents_changed(pid)
-        now = datetime.now(UTC).isoformat(timespec="milliseconds")
-        locations = fhir_mapping.transaction_locations(bundle, submission, result, base_url=base_url)
-        return Provided(fhir_mapping.transaction_response(locations, last_modified=now), result, submission.spid)
+        return submission, result
 
     def _authorise_upload(self, principal: Principal, submission: Submission, pid: str) -> Submission:
         """Each document raised to the patient's provide level (never lowered), then the write decided

@@ -173,3 +173,9 @@ def _refuse_in_production(settings: Settings, command: str) -> None:
     if settings.is_production:
         typer.echo(f"refused: '{command}' uses development keys and does not run with EPR_ENV=production", err=True)
         raise typer.Exit(2)
+
+
+# The migration's commands (`migrate`, `infomed generate|feed`) live with the migration.
+from gateway.migration.cli import register as _register_migration  # noqa: E402
+
+_register_migration(app)

@@ -253,6 +253,15 @@ class DatabaseDocumentStore:
             ).one_or_none()
         return None if row is None else self._open_entry(row)
 
+    def entry_for_unique_id(self, unique_id: str) -> DocumentEntry | None:
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                select(document_entry.c.id, document_entry.c.unique_id, document_entry.c.status,
+                       document_entry.c.sealed_key, document_entry.c.sealed)
+                .where(document_entry.c.unique_id == unique_id)
+            ).one_or_none()
+        return None if row is None else self._open_entry(row)
+
     def read_content(self, entry: DocumentEntry) -> bytes:
         """The document's bytes, decrypted and checked against the hash recorded at provide time."""
         with self._engine.connect() as connection:

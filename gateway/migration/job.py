@@ -33,6 +33,7 @@ from gateway.migration.journal import Journal, JournalRow
 
 MAX_BATCH_BYTES = 64 * 1024 * 1024  # a batch's documents are in memory together
 RELATION_TARGET = "relation-target"
+PATIENTS_CACHED = 100_000
 
 
 def migration_principal(gln: str, *, user_id: str = "infomed-migration") -> Principal:
@@ -84,6 +85,7 @@ class MigrationJob:
         self._targets: dict[str, str] = {}  # entryUUID → uniqueId, stored or on its way in this run
         self._pending: list[Prepared] = []
         self._pending_bytes = 0
+        self._patients: dict = {}  # (identifier, demographics) → ImportPatient, for this run
 
     # -- the run ------------------------------------------------------------------------------------
     def run(self, sources: list[Path]) -> None:
@@ -164,9 +166,17 @@ class MigrationJob:
             return Prepared(replace(row, outcome="rejected", reason_code=refused.code, reason=refused.reason),
                             len(content))
         demographics = mapped.demographics
-        patient = self.imports.patient_for_import(principal=self.principal, identifier=mapped.patient_id,
-                                                  family=demographics.family, given=demographics.given,
-                                                  birth_date=demographics.birth_date, gender=demographics.gender)
+        # One look-up per patient and demographics per run: an export has many documents per patient,
+        # and each look-up is several MPI queries. The consent decision is still made per submission.
+        key = (mapped.patient_id, demographics)
+        patient = self._patients.get(key)
+        if patient is None:
+            patient = self.imports.patient_for_import(
+                principal=self.principal, identifier=mapped.patient_id, family=demographics.family,
+                given=demographics.given, birth_date=demographics.birth_date, gender=demographics.gender)
+            if len(self._patients) >= PATIENTS_CACHED:
+                self._patients.clear()
+            self._patients[key] = patient
         if patient.spid is None:
             return Prepared(replace(row, reason_code=patient.hold_code, reason=patient.reason), len(content),
                             payload=payload)

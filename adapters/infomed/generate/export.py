@@ -135,6 +135,7 @@ def generate(*, out: Path, documents: int, patients: int, seed: int = 1, as_zip:
     made = 0
     total_bytes = 0
     replaced: dict[str, str] = {}  # target source -> replacing source
+    patient_turn = document_turn = 0
     while made < documents:
         if writer is None or subset_number >= subsets_per_media:
             if writer is not None:
@@ -150,15 +151,24 @@ def generate(*, out: Path, documents: int, patients: int, seed: int = 1, as_zip:
         subset_number += 1
         media_name = media[-1].name
         subset = f"IHE_XDM/SUBSET{subset_number:02d}"
-        patient_quirk = rng.choice(PATIENT_QUIRKS) if quirks and rng.random() < quirks else None
+        # Quirks in turn (not drawn): every kind appears once the export is large enough for them all.
+        patient_quirk = None
+        if quirks and rng.random() < quirks:
+            patient_quirk = PATIENT_QUIRKS[patient_turn % len(PATIENT_QUIRKS)]
+            patient_turn += 1
         patient = _subset_patient(rng, patient_quirk, with_epr, without_epr, made)
         count = min(documents - made, rng.randint(1, docs_per_subset))
         set_id = f"urn:uuid:{uuid.UUID(int=rng.getrandbits(128))}"
         set_unique_id = f"urn:oid:2.25.{rng.getrandbits(96)}"
         body, files, associations = [], [], []
         for n in range(1, count + 1):
-            quirk = patient_quirk or (rng.choice(DOCUMENT_QUIRKS) if quirks and rng.random() < quirks else None)
+            quirk = patient_quirk
+            if quirk is None and quirks and rng.random() < quirks:
+                quirk = DOCUMENT_QUIRKS[document_turn % len(DOCUMENT_QUIRKS)]
+            wanted = quirk
             doc, data, file_name, raw_name, quirk = _document(rng, bodies, patient, quirk, n, made + n)
+            if patient_quirk is None and wanted is not None and quirk == wanted:
+                document_turn += 1  # a quirk that needs an earlier document waits for one
             uri = next(values[0] for name, values in doc["slots"] if name == "URI")
             source = f"{media_name}/{subset}/{uri}"  # as the report names it: <package path>/<URI>
             body.append(md.extrinsic_object(doc))
@@ -304,7 +314,7 @@ def _truncate_last(path: Path, manifest: dict, replaced: dict[str, str]) -> None
         if not source.startswith(label + "/"):
             continue
         member = source[len(label) + 1:]
-        subset = member.rsplit("/", 1)[0]
+        subset = "/".join(member.split("/")[:2])  # IHE_XDM/SUBSETnn (a URI may have slashes)
         if subset not in subsets_with_metadata:
             manifest["lost"].append(source)  # its METADATA.XML is gone: the reader cannot know it
             del manifest["documents"][source]

@@ -75,7 +75,7 @@ def build_services(settings: Settings) -> Services:
     access = AccessControl(policies=DatabasePolicyStore(engine=engine, keyring=keyring), cache=policy_cache(settings),
                            notifications=DatabaseNotificationStore(engine=engine, keyring=keyring),
                            provide_level_mode=settings.provide_level_mode)
-    pages = search_pages(settings)
+    pages = search_pages(settings, documents=documents)
     exchange = Exchange(documents=documents, patients=patients, access=access, auditor=auditor,
                         community_oid=settings.community_oid, pages=pages)
     policies = PolicyExchange(engine=engine, patients=patients, access=access, auditor=auditor)
@@ -101,8 +101,9 @@ def siem_shipper(settings: Settings, engine: Engine) -> SyslogShipper | None:
     return SyslogShipper(engine=engine, host=host, port=int(port), ssl_context=context)
 
 
-def search_pages(settings: Settings) -> SearchPages:
-    """Like the policy cache: Redis with several workers, in-process with one, else none."""
+def search_pages(settings: Settings, documents: DatabaseDocumentStore | None = None) -> SearchPages:
+    """Like the policy cache: Redis with several workers, in-process with one, else none. In-process
+    pages also read the store's document version, so writes of other processes are seen at once."""
     ttl = settings.search_cache_seconds
     if ttl <= 0:
         return NoSearchPages()
@@ -115,7 +116,9 @@ def search_pages(settings: Settings) -> SearchPages:
         client = redis.Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5,
                                       retry=Retry(NoBackoff(), 0))
         return RedisSearchPages(client=client, ttl_seconds=ttl)
-    return InProcessSearchPages(ttl_seconds=ttl) if settings.workers == 1 else NoSearchPages()
+    if settings.workers != 1:
+        return NoSearchPages()
+    return InProcessSearchPages(ttl_seconds=ttl, store_version=documents.document_version if documents else None)
 
 
 def policy_cache(settings: Settings) -> PolicyCache:

@@ -21,7 +21,10 @@ from adapters.infomed.generate.export import DOCUMENT_QUIRKS, PATIENT_QUIRKS, ge
 from adapters.infomed.xdm.codes import CodeTables
 from audit.ledger import verify_ledger
 from audit.schema import audit_record
-from conftest import HCP_GLN, POLICY_ADMIN, fresh_postgres_url, running_gateway, sqlite_url
+from dataclasses import replace
+
+from adapters.cara.mhd_search import parse_find_request
+from conftest import SEARCH, HCP_GLN, POLICY_ADMIN, fresh_postgres_url, running_gateway, sqlite_url
 from gateway.import_exchange import ImportExchange
 from gateway.migration.feed import feed_patients
 from gateway.migration.job import MigrationJob, migration_principal
@@ -307,3 +310,29 @@ def test_a_run_killed_with_sigkill_and_resumed_ends_like_an_uninterrupted_one(tm
         in_record = sum(1 for d in uninterrupted["documents"]
                         if d["outcome"] in ("migrated", "superseded", "already_present"))
         assert f"verified: {in_record} migrated documents" in out
+
+
+def test_what_a_migration_in_another_process_stores_is_seen_by_the_next_search(tmp_path, export):
+    with running_gateway(tmp_path, sqlite_url(tmp_path)) as gateway:  # one worker: in-process search pages
+        feed_patients(gateway.services, export / "patients.ndjson", onboard=True)
+        feed = [json.loads(line) for line in (export / "patients.ndjson").read_text().splitlines()]
+        spids = [p["identifier"][1]["value"] for p in feed if len(p["identifier"]) == 2]
+        headers = {spid: gateway.tokens.headers(gateway.tokens.patient(spid)) for spid in spids}
+        before = {spid: gateway.find(spid=spid, headers=headers[spid]).json()["total"] for spid in spids}
+        assert set(before.values()) == {0}  # and these empty pages are now remembered
+
+        process = _cli(gateway.data_dir, "migrate", *(str(p) for p in media(export)), "--as-gln", HCP_GLN,
+                       "--no-progress")
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+
+        after = {spid: gateway.find(spid=spid, headers=headers[spid]).json()["total"] for spid in spids}
+        services = gateway.services
+        in_store = {}
+        for spid in spids:  # the same question asked of the store itself, no page in between
+            request = parse_find_request([("patient.identifier", SEARCH + spid)],
+                                         string_hash=services.exchange.documents.string_hash)
+            query = replace(request.for_patient(services.exchange.patients.pid_for_spid(spid)),
+                            confidentiality=("normal", "restricted", "secret"))
+            in_store[spid] = services.exchange.documents.search(query)[0]
+        assert after == in_store and sum(after.values()) > 50

@@ -26,6 +26,7 @@ from adapters.cara.fhir_dates import instant
 from adapters.cara.mhd_search import DocumentQuery, normalise_name
 from adapters.cara.model import DocumentEntry, NewDocument, Relation, Submission
 from adapters.cara.store import search_sql
+from adapters.cara.store.database import for_driver
 from adapters.cara.store.schema import (
     document_body,
     document_entry,
@@ -103,6 +104,8 @@ class DatabaseDocumentStore:
             else:  # a resubmission: answer with what the first one stored
                 submission_set_id = self._submission_set_of(connection, next(iter(stored.values())).entry_id)
             result = ProvideResult(submission_set_id, tuple(stored[d.entry.unique_id] for d in submission.documents))
+            if new_documents:
+                bump_document_versions(connection, [patient_pid])
             if within is not None:
                 within(connection, result)
         return result
@@ -242,6 +245,20 @@ class DatabaseDocumentStore:
         finally:
             connection.close()  # back to the pool (which ends the read transaction)
         return total, [self._with_status(opened[entry_id], status) for entry_id, status in page]
+
+    def document_version(self, pid: str) -> int:
+        """The patient's document version (0 before any document): one primary-key read on the driver's
+        connection, made with every remembered search (see gateway/search_pages.py)."""
+        connection = self._engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute(for_driver("SELECT version FROM document_version WHERE patient_pid = ?",
+                                      self._engine.dialect.name), (pid,))
+            row = cursor.fetchone()
+            cursor.close()
+        finally:
+            connection.close()
+        return row[0] if row else 0
 
     # -- retrieve -----------------------------------------------------------------------------
     def get_entry(self, entry_id: str) -> DocumentEntry | None:
@@ -507,6 +524,17 @@ def _provide_many_once(store: DatabaseDocumentStore, items: list[BatchItem], wit
             except RecordError as error:
                 results.append(error)
         batch.write()
+        bump_document_versions(connection, sorted({e["patient_pid"] for e in batch.rows.entries}))
         if within is not None:
             within(connection, results)
     return results
+
+
+_BUMP_SQL = ("INSERT INTO document_version (patient_pid, version) VALUES (?, 1) "
+             "ON CONFLICT (patient_pid) DO UPDATE SET version = document_version.version + 1")
+
+
+def bump_document_versions(connection: Connection, pids: list[str]) -> None:
+    """Inside the change's transaction: the version moves exactly when the documents do."""
+    if pids:
+        connection.exec_driver_sql(for_driver(_BUMP_SQL, connection.dialect.name), [(pid,) for pid in pids])

@@ -179,3 +179,14 @@ identity_review = Table(
 )
 
 SEALED_TABLES["identity_review"] = (identity_review, identity_review.c.id)
+
+
+# A counter per patient, raised in the transaction of every change to the patient's documents: how a
+# process that did not make the change (a migration beside a running gateway, another worker without
+# Redis) learns that its remembered search pages are stale (gateway/search_pages.py).
+document_version = Table(
+    "document_version",
+    metadata,
+    Column("patient_pid", String(64), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)

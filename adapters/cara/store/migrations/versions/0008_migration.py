@@ -1,4 +1,5 @@
-"""The Infomed migration's journal and holding area (gateway/migration/schema.py).
+"""The Infomed migration's journal and holding area (gateway/migration/schema.py), and the per-patient
+document version that lets search pages of other processes notice the migration's writes.
 
 Revision ID: 0008_migration
 """
@@ -35,4 +36,9 @@ def upgrade() -> None:
         sa.Column("held_at", sa.DateTime, nullable=False),
         sa.Column("sealed_key", sa.LargeBinary, nullable=False),
         sa.Column("sealed", sa.LargeBinary, nullable=False),
+    )
+    op.create_table(
+        "document_version",
+        sa.Column("patient_pid", sa.String(64), primary_key=True),
+        sa.Column("version", sa.BigInteger, nullable=False),
     )

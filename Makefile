@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install services stop-services bench bench-pix clean
+.PHONY: run test install services stop-services bench bench-pix bench-migrate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ bench: $(STAMP)
 
 bench-pix: $(STAMP)
 	$(BIN)/python bench/bench_pix.py
+
+# 100,000 generated XDM documents into the embedded default and 20,000 into PostgreSQL (the test
+# services' database, reset), each beside its raw baseline; the export is cached under /tmp.
+bench-migrate: $(STAMP)
+	scripts/test_services.sh start
+	. .test-services/env && $(BIN)/python bench/bench_migrate.py $(BENCH_ARGS)
 
 clean:
 	scripts/test_services.sh stop || true

@@ -63,6 +63,9 @@ def migrate(sources: list[str] = typer.Argument(..., help="XDM media (directorie
     paths = [Path(s) for s in rest]
     if command in (None, "verify") and not paths:
         raise typer.BadParameter("at least one XDM source", param_hint="SOURCE")
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:  # refused before anything is journaled: a mistyped path is not a rejected export
+        raise typer.BadParameter(f"no such file or directory: {', '.join(missing)}", param_hint="SOURCE")
     if command == "verify":
         return _verify(paths, principal)
     _run(paths, principal, tables, retry=command == "retry", report_file=report, workers=workers, batch=batch,

@@ -13,8 +13,7 @@ from adapters.cara.vocabulary import SPID_SYSTEM
 from consent.principal import Principal
 from gateway.auth.errors import AccessRefused
 
-FEEDER = Principal(role="TCU", user_id="infomed-feed", name="Infomed patient feed", purpose_of_use="AUTO",
-                   acting_for="7601000000002")
+FEEDER = Principal(role="TCU", user_id="infomed-feed", name="Infomed patient feed", purpose_of_use="AUTO")
 ONBOARDING = Principal(role="PADM", user_id="infomed-onboarding", name="Infomed onboarding")
 
 

@@ -336,3 +336,20 @@ def test_what_a_migration_in_another_process_stores_is_seen_by_the_next_search(t
                             confidentiality=("normal", "restricted", "secret"))
             in_store[spid] = services.exchange.documents.search(query)[0]
         assert after == in_store and sum(after.values()) > 50
+
+
+@pytest.mark.parametrize("args, complaint", [
+    (["migrate", "/nonexistent/media.zip", "--as-gln", HCP_GLN], "no such file"),
+    (["migrate", "media.zip", "--as-gln", "7601000000003"], "GLN"),
+    (["migrate", "media.zip"], "GLN"),
+    (["migrate", "verify", "--as-gln", HCP_GLN], "at least one XDM source"),
+])
+def test_the_command_refuses_bad_arguments_before_touching_anything(args, complaint, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    monkeypatch.setenv("EPR_DATA_DIR", str(tmp_path / "data"))
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and complaint in result.output
+    assert not (tmp_path / "data").exists()

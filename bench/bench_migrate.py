@@ -53,6 +53,14 @@ def media(export: Path) -> list[Path]:
     return sorted(export.glob("media-*.zip"))
 
 
+def peak_rss_mb() -> float:
+    """This process's own high-water mark (VmHWM): ru_maxrss would include the parent's at fork."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 # -- child phases ---------------------------------------------------------------------------------
 def phase_migrate(export: Path, data_dir: Path, database_url: str | None, batch: int, workers: int) -> dict:
     from adapters.infomed.xdm.codes import CodeTables
@@ -77,7 +85,7 @@ def phase_migrate(export: Path, data_dir: Path, database_url: str | None, batch:
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "documents": job.counts.documents, "bytes": job.counts.bytes,
             "outcomes": job.counts.outcomes, "feed": fed, "feed_seconds": round(feed_seconds, 1),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def phase_baseline(export: Path, data_dir: Path, database_url: str | None, batch: int) -> dict:
@@ -132,7 +140,7 @@ def phase_baseline(export: Path, data_dir: Path, database_url: str | None, batch
     seconds = time.perf_counter() - started
     connection.close()
     return {"seconds": seconds, "documents": documents, "bytes": size,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def run_child(args: list[str]) -> dict:

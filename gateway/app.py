@@ -25,7 +25,15 @@ def create_app(services: Services) -> FastAPI:
         shipper = siem_shipper(services.settings, services.engine)
         if shipper is not None:
             shipper.start()
+        bridge = None
+        if services.settings.mllp_serve:  # `epr-gateway serve`: HL7 v2 beside HTTPS (every worker shares the port)
+            from gateway.wiring import mllp_listener
+
+            bridge = mllp_listener(services, reuse_port=services.settings.workers > 1)
+            await bridge.start()
         yield
+        if bridge is not None:
+            await bridge.stop()
         if shipper is not None:
             shipper.stop()
         # A clean stop signs the ledger's head, so no record is left outside a signed checkpoint.

@@ -32,11 +32,13 @@ class MessageError(Exception):
     as HL7 v2.5+ ERR-2 (ERL) wants it, e.g. ("TXA", 1, 12, None)."""
 
     ack_code = "AE"
+    status = 400  # a refusal of the sender's message (audited as such), not a failure of the gateway
 
     def __init__(self, text: str, *, code: str, segment: str | None = None, field: int | None = None,
                  component: int | None = None, sequence: int = 1):
         super().__init__(text)
         self.text = text
+        self.message = text  # what the audit record's outcome description shows
         self.code = code
         self.segment = segment
         self.field = field

@@ -1,0 +1,201 @@
+"""The HL7 v2 use-case: one message from an identified sender → the same use-cases as FHIR (provide,
+ITI-104 registration, merge) → the ACK, kept per (sender, MSH-10) so a repeat gets the same answer.
+
+AA only once the result is durable: the document committed with its audit record, or the message held
+for identity review (sealed, with its reason). AE names what the sender must fix (ERR), AR what
+cannot be processed. A failure of the gateway itself (store or ledger down) is answered AR and not
+remembered, so the sender's retry is processed afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from adapters.cara.errors import Conflict, InvalidInput, NotFound, ProfileViolation, RecordError, UnknownPatient
+from adapters.cara.identity import IdentityConflict
+from adapters.cara.model import Identifier
+from adapters.cara.store.message_inbox import DatabaseMessageInbox
+from adapters.infomed.hl7v2 import adt, documents
+from adapters.infomed.hl7v2.acks import build_ack
+from adapters.infomed.hl7v2.errors import (
+    APPLICATION_ERROR,
+    DUPLICATE_KEY,
+    UNKNOWN_KEY,
+    CannotProcess,
+    MessageError,
+    SenderMustFix,
+)
+from adapters.infomed.hl7v2.message import Message
+from adapters.infomed.hl7v2.structures import structure_for
+from gateway.auditing import Auditor
+from gateway.auth.errors import AccessRefused
+from gateway.exchange import Exchange
+from gateway.identity_exchange import IdentityExchange
+from gateway.mllp.senders import Sender, SenderRegistry
+
+log = logging.getLogger("epr.mllp")
+
+# Held-for-review reasons (kept in clear beside the sealed message)
+NO_EPR = "no-epr"  # the patient is in the MPI but has no EPR (no SPID): nothing to file into yet
+UNDER_REVIEW = "under-review"  # an identity review case names the patient
+
+
+class Hl7Exchange:
+    def __init__(self, *, exchange: Exchange, identities: IdentityExchange, inbox: DatabaseMessageInbox,
+                 auditor: Auditor, senders: SenderRegistry):
+        self.exchange = exchange
+        self.identities = identities
+        self.inbox = inbox
+        self.auditor = auditor
+        self.senders = senders
+
+    def handle(self, raw: bytes, *, certificate_subject: str | None = None) -> bytes:
+        """The ACK for one framed message (bytes without MLLP framing)."""
+        try:
+            message = Message.parse(raw)
+            code, trigger, _ = message.message_type
+        except MessageError as error:  # unreadable: answered, audited, nothing else
+            self.auditor.failure("HL7v2", None, error)
+            return build_ack(None, "AR", text=error.text, error=error)
+        msh = message.msh
+        sender = self.senders.identify(facility=(msh.component(4, 1), msh.component(4, 2)),
+                                       application=msh.component(3, 1), certificate_subject=certificate_subject)
+        if sender is None:
+            error = CannotProcess("unknown sender: MSH-4/MSH-3 (and client certificate) are not in the senders file",
+                                  code=APPLICATION_ERROR, segment="MSH", field=4)
+            self.auditor.failure(f"HL7v2 {code}^{trigger}", None, error)
+            return build_ack(message, "AR", text=error.text, error=error)
+        if not message.control_id:
+            error = SenderMustFix("MSH-10 (message control id) is required", code="101", segment="MSH", field=10)
+            self.auditor.failure(f"HL7v2 {code}^{trigger}", sender.principal(certificate_subject), error)
+            return build_ack(message, "AE", text=error.text, error=error)
+        earlier = self.inbox.answer(sender.key, message.control_id)
+        if earlier is not None:
+            return earlier  # the same message again: the same answer, nothing changes
+        principal = sender.principal(certificate_subject)
+        try:
+            code_and_ack = self._process(message, raw, sender, principal)
+        except MessageError as error:
+            if not getattr(error, "audited", False):
+                self.auditor.failure(f"HL7v2 {code}^{trigger}", principal, error)
+            code_and_ack = (error.ack_code, build_ack(message, error.ack_code, text=error.text, error=error))
+        except Exception:  # the gateway's own failure: not the sender's fault, not remembered
+            log.exception("HL7 v2 message from %s could not be processed", sender.key)
+            error = CannotProcess("the gateway could not process the message now; send it again later",
+                                  code=APPLICATION_ERROR)
+            return build_ack(message, "AR", text=error.text, error=error)
+        if code_and_ack is None:
+            return self.inbox.answer(sender.key, message.control_id) or b""
+        ack_code, ack = code_and_ack
+        return self.inbox.remember(sender.key, message.control_id, ack_code, ack)
+
+    # -- dispatch ---------------------------------------------------------------------------------
+    def _process(self, message: Message, raw: bytes, sender: Sender, principal):
+        code, trigger, _ = message.message_type
+        structure_for(code, trigger)  # AR for what this gateway does not take
+        if code in ("MDM", "ORU"):
+            return self._document(message, raw, sender, principal)
+        if trigger == "A08":
+            return self._demographics(message, sender, principal)
+        return self._merge(message, sender, principal)
+
+    def _document(self, message: Message, raw: bytes, sender: Sender, principal):
+        mapped = documents.document_message(message, sender_key=sender.key, profile=sender.profile,
+                                            tables=self.senders.tables)
+        patients = self.exchange.patients
+        pid = next((p for p in (patients.pid_for_identifier(i) for i in mapped.patient_identifiers) if p), None)
+        if pid is None:
+            raise SenderMustFix(f"unknown patient: PID-3 {_names(mapped.patient_identifiers)} is not in the MPI "
+                                "(send the ADT feed first)", code=UNKNOWN_KEY, segment="PID", field=3)
+        record = patients.get(pid)
+        reason = NO_EPR if record is None or not record.spid else UNDER_REVIEW if patients.under_review(pid) else None
+        if reason is not None:
+            return self._hold(message, raw, sender, principal, reason, pid)
+        submission = replace(mapped.submission, spid=record.spid)
+        try:
+            self.exchange.provide_submission(principal=principal, submission=submission)
+        except RecordError as error:
+            raise _message_error(error, relation=bool(submission.documents[0].relations)) from error
+        except AccessRefused as error:
+            refused = CannotProcess(f"refused: {error.reason if hasattr(error, 'reason') else error}",
+                                    code=APPLICATION_ERROR)
+            refused.audited = True  # provide_submission recorded the refusal
+            raise refused from error
+        return "AA", build_ack(message, "AA", text="document stored")
+
+    def _hold(self, message: Message, raw: bytes, sender: Sender, principal, reason: str, pid: str):
+        text = {NO_EPR: "held for identity review: the patient has no EPR (no EPR-SPID) in this community",
+                UNDER_REVIEW: "held for identity review: an identity review case names this patient"}[reason]
+        ack = build_ack(message, "AA", text=text)
+        code, trigger, _ = message.message_type
+
+        def audit(connection) -> None:
+            self.auditor.write(connection, [self.auditor.record(f"HL7v2 {code}^{trigger}", principal, action="C",
+                                                                outcome_description=text)])
+
+        self.inbox.hold(sender=sender.key, control_id=message.control_id, reason=reason, pid=pid, raw=raw,
+                        ack_code="AA", ack=ack, within=audit)
+        return None  # the answer was kept with the held message
+
+    def _demographics(self, message: Message, sender: Sender, principal):
+        feed = adt.patient_feed(message, assigning_authority=sender.profile.assigning_authority)
+        try:
+            self.exchange.register_patient_record(principal=principal, source=feed.source, incoming=feed.incoming)
+        except IdentityConflict as conflict:
+            # The MPI kept the case (durable): accepted, held for review, and the sender is told why.
+            text = f"held for identity review ({conflict.reason}), case {conflict.review_id}"
+            warning = MessageError(text, code=DUPLICATE_KEY, segment="PID", field=3)
+            return "AA", build_ack(message, "AA", text=text, error=warning, warning=True)
+        except RecordError as error:
+            raise _message_error(error, relation=False) from error
+        except AccessRefused as error:
+            refused = CannotProcess(f"refused: {error}", code=APPLICATION_ERROR)
+            refused.audited = True
+            raise refused from error
+        return "AA", build_ack(message, "AA", text="patient registered")
+
+    def _merge(self, message: Message, sender: Sender, principal):
+        merge = adt.merge(message, assigning_authority=sender.profile.assigning_authority)
+        patients = self.exchange.patients
+        surviving = _first_pid(patients, merge.surviving, ("PID", 3))
+        retired = _first_pid(patients, merge.retired, ("MRG", 1))
+        try:
+            self.identities.merge_patients(principal=principal, retired=retired, surviving=surviving)
+        except RecordError as error:
+            raise _message_error(error, relation=False) from error
+        except AccessRefused as error:
+            refused = CannotProcess(f"refused: {error}", code=APPLICATION_ERROR)
+            refused.audited = True
+            raise refused from error
+        return "AA", build_ack(message, "AA", text="patients merged")
+
+
+def _first_pid(patients, identifiers: tuple[Identifier, ...], where: tuple[str, int]) -> str:
+    for identifier in identifiers:
+        pid = patients.pid_for_identifier(identifier, follow_merges=False)
+        if pid:
+            return pid
+    raise SenderMustFix(f"unknown patient: {where[0]}-{where[1]} {_names(identifiers)} is not in the MPI",
+                        code=UNKNOWN_KEY, segment=where[0], field=where[1])
+
+
+def _names(identifiers: tuple[Identifier, ...]) -> str:
+    # The assigning authorities only: an ACK is not the place for a patient's local id.
+    return ", ".join(sorted({i.system for i in identifiers}))
+
+
+def _message_error(error: RecordError, *, relation: bool) -> MessageError:
+    """The record's refusal in HL7 terms; the use-case already audited it."""
+    if isinstance(error, UnknownPatient):
+        mapped = SenderMustFix(error.message, code=UNKNOWN_KEY, segment="PID", field=3)
+    elif isinstance(error, ProfileViolation) and relation:
+        mapped = SenderMustFix(f"TXA-13: {error.message}", code=UNKNOWN_KEY, segment="TXA", field=13)
+    elif isinstance(error, Conflict):
+        mapped = SenderMustFix(error.message, code=DUPLICATE_KEY, segment="TXA", field=12)
+    elif isinstance(error, (InvalidInput, ProfileViolation, NotFound)):
+        mapped = SenderMustFix(error.message, code=APPLICATION_ERROR)
+    else:
+        raise error
+    mapped.audited = True
+    return mapped

@@ -83,6 +83,12 @@ class Auditor:
             for one in split_per_document(record):
                 self.ledger.append(connection, one, patient_key=self.patient_key(one.patient_spid))
 
+    def write_many(self, connection, records: Iterable[AuditRecord]) -> None:
+        """Like `write`, for a batch: every record prepared first, then one lock, one head read and
+        one multi-row insert (the group commit of a batch provide)."""
+        self.ledger.append_many(connection, [prepare(one, self.patient_key(one.patient_spid))
+                                             for record in records for one in split_per_document(record)])
+
     def write_now(self, records: Iterable[AuditRecord]) -> None:
         """Committed before this returns, together with what concurrent requests are writing — or,
         inside an HTTP route (`routes.common.run_use_case`), committed before the answer leaves."""
@@ -100,12 +106,19 @@ class Auditor:
 
     def failure(self, transaction: str, principal: Principal | None, error: Exception, **details) -> None:
         """Record a refused or failed exchange. The description is what the client was told."""
+        self.write_now([self.failure_record(transaction, principal, error, **details)])
+        error.audited = True  # type: ignore[attr-defined]
+
+    def failure_record(self, transaction: str, principal: Principal | None, error: Exception,
+                       **details) -> AuditRecord:
+        """The record of a refused or failed exchange, for a caller that writes it in its own
+        transaction (a batch provide). Marks the error as audited."""
         client_error = (isinstance(error, (RecordError, AccessRefused)) and not isinstance(error, StoreUnavailable)
                         or getattr(error, "status", 500) < 500)
         description = getattr(error, "reason", None) or getattr(error, "message", None) or type(error).__name__
-        self.write_now([self.record(transaction, principal, outcome="4" if client_error else "8",
-                                    outcome_description=description[:500], **details)])
         error.audited = True  # type: ignore[attr-defined]
+        return self.record(transaction, principal, outcome="4" if client_error else "8",
+                           outcome_description=description[:500], **details)
 
 
 def audited(transaction: str) -> Callable:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -24,6 +25,7 @@ from consent.principal import Principal
 from gateway.access import AccessControl
 from gateway.auditing import Auditor, audited
 from gateway.auth.errors import AccessRefused
+from gateway.batch_provide import BatchOutcome, provide_many as _provide_many
 from gateway.search_pages import NoSearchPages, SearchPages
 
 RENDERED_CACHED = 5_000
@@ -94,6 +96,15 @@ class Exchange:
         if any(provided.created for provided in result.documents):
             self.pages.documents_changed(pid)
         return submission, result
+
+    @audited("ITI-65")
+    def provide_many(self, *, principal: Principal, submissions: Sequence[Submission],
+                     within: Callable | None = None) -> list[BatchOutcome]:
+        """Many submissions in ONE database transaction with their audit records (one ATC_DOC_CREATE
+        record per document) and one commit; each submission is all-or-nothing; a refused one is
+        audited and does not affect the others; search pages invalidated for the patients changed.
+        `within(connection, outcomes)` runs in that transaction before the commit (see batch_provide)."""
+        return _provide_many(self, principal=principal, submissions=submissions, within=within)
 
     def _authorise_upload(self, principal: Principal, submission: Submission, pid: str) -> Submission:
         """Each document raised to the patient's provide level (never lowered), then the write decided

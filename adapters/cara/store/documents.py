@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from adapters.cara.crypto import DecryptionFailed, Keyring, Sealed
-from adapters.cara.errors import Conflict, IntegrityFailure, ProfileViolation
+from adapters.cara.errors import Conflict, IntegrityFailure, ProfileViolation, RecordError
 from adapters.cara.fhir_dates import instant
 from adapters.cara.mhd_search import DocumentQuery, normalise_name
 from adapters.cara.model import DocumentEntry, NewDocument, Relation, Submission
@@ -212,6 +212,11 @@ class DatabaseDocumentStore:
     def string_hash(self, param: str, normalised: str) -> str:
         return self._keyring.index_hash(param, normalised)
 
+    def provide_many(self, items: list[BatchItem], *,
+                     within: Callable[[Connection, list], None] | None = None) -> list:
+        """Many submissions in one transaction (see `provide_many` below)."""
+        return provide_many(self, items, within)
+
     # -- find ---------------------------------------------------------------------------------
     def search(self, query: DocumentQuery) -> tuple[int, list[DocumentEntry]]:
         """(total, the page of entries) for one patient and the patients merged into it, newest first.
@@ -288,3 +293,211 @@ class DatabaseDocumentStore:
 
 def _jsonable(value) -> dict:
     return asdict(value)
+
+
+# -- many submissions in one transaction ------------------------------------------------------------
+_IN_CHUNK = 500  # values per IN (...) list: well under SQLite's and psycopg's parameter limits
+
+
+@dataclass
+class _Known:
+    """What the batch knows of a uniqueId: stored before the batch or accepted earlier in it."""
+
+    entry_id: str
+    patient_pid: str
+    sha1: str
+    status: str
+
+
+class _BatchRows:
+    """The rows of the submissions accepted so far, inserted together at the end (one statement per
+    table): the per-row cost of a provide is then sealing, not statement round trips."""
+
+    def __init__(self):
+        self.sets: list[dict] = []
+        self.entries: list[dict] = []
+        self.tokens: list[dict] = []
+        self.bodies: list[dict] = []
+        self.relations: list[dict] = []
+        self.superseded: list[str] = []
+
+    def extend(self, other: _BatchRows) -> None:
+        for name in ("sets", "entries", "tokens", "bodies", "relations", "superseded"):
+            getattr(self, name).extend(getattr(other, name))
+
+
+class BatchItem(NamedTuple):
+    submission: Submission
+    patient_pid: str
+
+
+def _chunks(values: list, size: int = _IN_CHUNK):
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+class _BatchProvide:
+    """One batch inside one transaction. Every check a single provide makes is made here up front
+    (existing copies, used submission-set uniqueIds, relation targets) in a few IN-list queries, and
+    each submission is decided in memory against that state plus what the batch accepted before it,
+    so a refused submission leaves nothing behind and does not touch the others (no savepoints)."""
+
+    def __init__(self, store: DatabaseDocumentStore, connection: Connection, items: list[BatchItem]):
+        self.store = store
+        self.connection = connection
+        self.items = items
+        self.by_unique_id: dict[str, _Known] = {}
+        self.by_entry_id: dict[str, str] = {}  # entry id -> uniqueId, for relations naming a logical id
+        self.sets_taken: set[str] = set()
+        self.set_of: dict[str, str] = {}  # entry id -> submission set id, for entries of this batch
+        self.rows = _BatchRows()
+        self.seq = time.time_ns()
+
+    def load(self) -> None:
+        unique_ids, entry_ids, set_ids = set(), set(), set()
+        for submission, _ in self.items:
+            set_ids.add(submission.submission_set.unique_id)
+            for document in submission.documents:
+                unique_ids.add(document.entry.unique_id)
+                for pending in document.relations:
+                    if pending.target_entry_id:
+                        entry_ids.add(pending.target_entry_id)
+                    else:
+                        unique_ids.add(pending.target_unique_id)
+        columns = (document_entry.c.id, document_entry.c.unique_id, document_entry.c.patient_pid,
+                   document_entry.c.status, document_entry.c.sealed_key, document_entry.c.sealed)
+        for column, values in ((document_entry.c.unique_id, unique_ids), (document_entry.c.id, entry_ids)):
+            for chunk in _chunks(sorted(values)):
+                for row in self.connection.execute(select(*columns).where(column.in_(chunk))):
+                    stored = self.store._open_entry(row)
+                    self.by_unique_id[row.unique_id] = _Known(row.id, row.patient_pid, stored.sha1, row.status)
+                    self.by_entry_id[row.id] = row.unique_id
+        for chunk in _chunks(sorted(set_ids)):
+            self.sets_taken.update(self.connection.execute(
+                select(submission_set.c.unique_id).where(submission_set.c.unique_id.in_(chunk))).scalars())
+
+    def decide(self, submission: Submission, patient_pid: str) -> ProvideResult:
+        """The submission's result, or the RecordError a single provide would raise; its rows are
+        added to the batch only when every document of it passed."""
+        rows = _BatchRows()
+        accepted: dict[str, _Known] = {}
+        provided: list[ProvidedDocument] = []
+        new_documents: list[NewDocument] = []
+        for document in submission.documents:
+            unique_id = document.entry.unique_id
+            known = accepted.get(unique_id) or self.by_unique_id.get(unique_id)
+            if known is not None:
+                if known.sha1 != document.entry.sha1 or known.patient_pid != patient_pid:
+                    raise Conflict(f"document uniqueId {unique_id} is already stored with other content",
+                                   location="DocumentReference.masterIdentifier")
+                provided.append(ProvidedDocument(known.entry_id, created=False))
+                continue
+            accepted[unique_id] = _Known(document.entry.entry_id, patient_pid, document.entry.sha1, "current")
+            new_documents.append(document)
+            provided.append(ProvidedDocument(document.entry.entry_id, created=True))
+        if not new_documents:
+            # A resubmission: answer with the set that first stored it (in this batch or before).
+            first = provided[0].entry_id
+            submission_set_id = self.set_of.get(first) or self.store._submission_set_of(self.connection, first)
+            return ProvideResult(submission_set_id, tuple(provided))
+        subset = replace(submission.submission_set, patient_pid=patient_pid)
+        if subset.unique_id in self.sets_taken:
+            raise Conflict(f"SubmissionSet uniqueId {subset.unique_id} was already used for other documents",
+                           location="List.identifier")
+        sealed = self.store._keyring.seal(orjson.dumps(subset),
+                                          f"submission-set|{subset.submission_set_id}|{subset.unique_id}")
+        rows.sets.append({"id": subset.submission_set_id, "unique_id": subset.unique_id, "patient_pid": patient_pid,
+                          "source_id": subset.source_id, "submitted_at": datetime.now(UTC).replace(tzinfo=None),
+                          "sealed_key": sealed.wrapped_key, "sealed": sealed.ciphertext})
+        replaced_here: dict[str, str] = {}
+        for document in new_documents:
+            relations = [self._relation(pending, patient_pid, accepted, replaced_here) for pending in document.relations]
+            self._document_rows(rows, document, patient_pid, subset.submission_set_id, relations)
+        # Accepted: from now on later submissions of the batch see these documents.
+        self.rows.extend(rows)
+        self.sets_taken.add(subset.unique_id)
+        for unique_id, known in accepted.items():
+            self.by_unique_id[unique_id] = known
+            self.by_entry_id[known.entry_id] = unique_id
+            self.set_of[known.entry_id] = subset.submission_set_id
+        for unique_id in replaced_here.values():
+            self.by_unique_id[unique_id].status = "superseded"
+        return ProvideResult(subset.submission_set_id, tuple(provided))
+
+    def _relation(self, pending, patient_pid: str, accepted: dict[str, _Known],
+                  replaced_here: dict[str, str]) -> Relation:
+        key = pending.target_entry_id or pending.target_unique_id
+        unique_id = self.by_entry_id.get(key) if pending.target_entry_id else key
+        known = (accepted.get(unique_id) or self.by_unique_id.get(unique_id)) if unique_id else None
+        if known is None or known.patient_pid != patient_pid:
+            raise ProfileViolation(f"relatesTo target {key} is not a document of this patient",
+                                   location="DocumentReference.relatesTo.target")
+        if pending.code == "replaces":
+            if known.status != "current" or known.entry_id in replaced_here:
+                status = "superseded" if known.entry_id in replaced_here else known.status
+                raise Conflict(f"document {key} is {status} and cannot be replaced again",
+                               location="DocumentReference.relatesTo")
+            replaced_here[known.entry_id] = unique_id
+        return Relation(pending.code, known.entry_id)
+
+    def _document_rows(self, rows: _BatchRows, document: NewDocument, patient_pid: str, submission_set_id: str,
+                       relations: list[Relation]) -> None:
+        keyring = self.store._keyring
+        entry = replace(document.entry, patient_pid=patient_pid, relations=relations,
+                        submission_set_id=submission_set_id)
+        # orjson writes a dataclass as `asdict` would (the same JSON `from_json` reads), many times faster.
+        metadata = keyring.seal(orjson.dumps(entry), _metadata_context(entry.entry_id, entry.unique_id))
+        body = keyring.seal(document.content, _body_context(entry.entry_id, entry.unique_id))
+        self.seq += 1
+        rows.entries.append({
+            "id": entry.entry_id, "unique_id": entry.unique_id, "patient_pid": patient_pid, "status": entry.status,
+            "confidentiality": entry.confidentiality_level, "date": instant(entry.date),
+            "period_start": instant(entry.service_start), "period_end": instant(entry.service_stop),
+            "submission_set_id": submission_set_id, "created_seq": self.seq,
+            "sealed_key": metadata.wrapped_key, "sealed": metadata.ciphertext})
+        rows.tokens.extend(self.store._tokens(entry))
+        rows.bodies.append({"entry_id": entry.entry_id, "sealed_key": body.wrapped_key, "sealed": body.ciphertext})
+        for relation in relations:
+            rows.relations.append({"source_id": entry.entry_id, "target_id": relation.target_entry_id,
+                                   "code": relation.code})
+            if relation.code == "replaces":
+                rows.superseded.append(relation.target_entry_id)
+
+    def write(self) -> None:
+        rows = self.rows
+        for table, values in ((submission_set, rows.sets), (document_entry, rows.entries),
+                              (document_token, rows.tokens), (document_body, rows.bodies),
+                              (document_relation, rows.relations)):
+            if values:
+                self.connection.execute(insert(table), values)
+        for chunk in _chunks(rows.superseded):
+            self.connection.execute(update(document_entry).where(document_entry.c.id.in_(chunk))
+                                    .values(status="superseded"))
+
+
+def provide_many(store: DatabaseDocumentStore, items: list[BatchItem],
+                 within: Callable[[Connection, list], None] | None = None) -> list:
+    """Store many submissions in one transaction: for each, its ProvideResult or the RecordError that
+    refused it (nothing of a refused one is stored). `within(connection, results)` runs before the
+    commit (the audit records, a migration's journal); if it raises, nothing is stored. A unique-key
+    race with a concurrent writer is retried once, as for a single provide."""
+    try:
+        return _provide_many_once(store, items, within)
+    except IntegrityError:
+        return _provide_many_once(store, items, within)
+
+
+def _provide_many_once(store: DatabaseDocumentStore, items: list[BatchItem], within) -> list:
+    with store._engine.begin() as connection:
+        batch = _BatchProvide(store, connection, items)
+        batch.load()
+        results: list = []
+        for submission, patient_pid in items:
+            try:
+                results.append(batch.decide(submission, patient_pid))
+            except RecordError as error:
+                results.append(error)
+        batch.write()
+        if within is not None:
+            within(connection, results)
+    return results

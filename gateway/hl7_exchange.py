@@ -10,11 +10,11 @@ remembered, so the sender's retry is processed afresh.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from adapters.cara.errors import Conflict, InvalidInput, NotFound, ProfileViolation, RecordError, UnknownPatient
 from adapters.cara.identity import IdentityConflict
-from adapters.cara.model import Identifier
+from adapters.cara.model import Identifier, Submission
 from adapters.cara.store.message_inbox import DatabaseMessageInbox
 from adapters.infomed.hl7v2 import adt, documents
 from adapters.infomed.hl7v2.acks import build_ack
@@ -32,6 +32,7 @@ from gateway.auditing import Auditor
 from gateway.auth.errors import AccessRefused
 from gateway.exchange import Exchange
 from gateway.identity_exchange import IdentityExchange
+from consent.principal import Principal
 from gateway.mllp.senders import Sender, SenderRegistry
 
 log = logging.getLogger("epr.mllp")
@@ -39,6 +40,20 @@ log = logging.getLogger("epr.mllp")
 # Held-for-review reasons (kept in clear beside the sealed message)
 NO_EPR = "no-epr"  # the patient is in the MPI but has no EPR (no SPID): nothing to file into yet
 UNDER_REVIEW = "under-review"  # an identity review case names the patient
+
+
+@dataclass(frozen=True)
+class PendingDocument:
+    """A document message checked and mapped, waiting for its batch's commit (`commit_documents`)."""
+
+    message: Message
+    sender: Sender
+    principal: Principal
+    submission: Submission
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.sender.key, self.message.control_id
 
 
 class Hl7Exchange:
@@ -50,8 +65,11 @@ class Hl7Exchange:
         self.auditor = auditor
         self.senders = senders
 
-    def handle(self, raw: bytes, *, certificate_subject: str | None = None) -> bytes:
-        """The ACK for one framed message (bytes without MLLP framing)."""
+    def handle(self, raw: bytes, *, certificate_subject: str | None = None,
+               defer_documents: bool = False) -> bytes | PendingDocument:
+        """The ACK for one framed message (bytes without MLLP framing). With `defer_documents`, a
+        document that passed every check comes back as a PendingDocument for `commit_documents` (the
+        listener's group commit) instead of being provided on its own."""
         try:
             message = Message.parse(raw)
             code, trigger, _ = message.message_type
@@ -75,7 +93,7 @@ class Hl7Exchange:
             return earlier  # the same message again: the same answer, nothing changes
         principal = sender.principal(certificate_subject)
         try:
-            code_and_ack = self._process(message, raw, sender, principal)
+            code_and_ack = self._process(message, raw, sender, principal, defer_documents)
         except MessageError as error:
             if not getattr(error, "audited", False):
                 self.auditor.failure(f"HL7v2 {code}^{trigger}", principal, error)
@@ -87,20 +105,22 @@ class Hl7Exchange:
             return build_ack(message, "AR", text=error.text, error=error)
         if code_and_ack is None:
             return self.inbox.answer(sender.key, message.control_id) or b""
+        if isinstance(code_and_ack, PendingDocument):
+            return code_and_ack
         ack_code, ack = code_and_ack
         return self.inbox.remember(sender.key, message.control_id, ack_code, ack)
 
     # -- dispatch ---------------------------------------------------------------------------------
-    def _process(self, message: Message, raw: bytes, sender: Sender, principal):
+    def _process(self, message: Message, raw: bytes, sender: Sender, principal, defer: bool = False):
         code, trigger, _ = message.message_type
         structure_for(code, trigger)  # AR for what this gateway does not take
         if code in ("MDM", "ORU"):
-            return self._document(message, raw, sender, principal)
+            return self._document(message, raw, sender, principal, defer)
         if trigger == "A08":
             return self._demographics(message, sender, principal)
         return self._merge(message, sender, principal)
 
-    def _document(self, message: Message, raw: bytes, sender: Sender, principal):
+    def _document(self, message: Message, raw: bytes, sender: Sender, principal, defer: bool = False):
         mapped = documents.document_message(message, sender_key=sender.key, profile=sender.profile,
                                             tables=self.senders.tables)
         patients = self.exchange.patients
@@ -113,6 +133,8 @@ class Hl7Exchange:
         if reason is not None:
             return self._hold(message, raw, sender, principal, reason, pid)
         submission = replace(mapped.submission, spid=record.spid)
+        if defer:
+            return PendingDocument(message, sender, principal, submission)
         try:
             self.exchange.provide_submission(principal=principal, submission=submission)
         except RecordError as error:
@@ -123,6 +145,57 @@ class Hl7Exchange:
             refused.audited = True  # provide_submission recorded the refusal
             raise refused from error
         return "AA", build_ack(message, "AA", text="document stored")
+
+    def commit_documents(self, items: list[PendingDocument]) -> list[bytes]:
+        """The ACK of each pending document, after one `provide_many` per sender: the documents, their
+        audit records and the answers commit together, so an AA leaves only once all are durable. A
+        repeat of a (sender, MSH-10) in the same batch gets the first copy's answer."""
+        acks: dict[tuple[str, str], bytes] = {}
+        first_of_key: dict[tuple[str, str], PendingDocument] = {}
+        for item in items:
+            first_of_key.setdefault(item.key, item)
+        by_principal: dict[tuple, list[PendingDocument]] = {}
+        for item in first_of_key.values():
+            by_principal.setdefault((item.sender.key, item.principal.client_certificate), []).append(item)
+        for group in by_principal.values():
+            acks.update(self._commit_group(group))
+        return [acks[item.key] for item in items]
+
+    def _commit_group(self, group: list[PendingDocument]) -> dict[tuple[str, str], bytes]:
+        answers: dict[tuple[str, str], tuple[str, bytes]] = {}
+        earlier: dict[tuple[str, str], bytes] = {}
+
+        def within(connection, outcomes) -> None:
+            # A copy answered by a concurrent batch keeps that answer (checked in this transaction).
+            earlier.update(self.inbox.answers_in(connection, [item.key for item in group]))
+            for item, outcome in zip(group, outcomes, strict=True):
+                answers[item.key] = self._outcome_ack(item, outcome.error)
+            self.inbox.remember_many(connection, [(*key, *answer) for key, answer in answers.items()
+                                                  if key not in earlier])
+
+        try:
+            self.exchange.provide_many(principal=group[0].principal, submissions=[i.submission for i in group],
+                                       within=within)
+        except Exception:
+            log.exception("a batch of %d HL7 v2 documents could not be stored", len(group))
+            error = CannotProcess("the gateway could not store the message now; send it again later",
+                                  code=APPLICATION_ERROR)
+            return {item.key: build_ack(item.message, "AR", text=error.text, error=error) for item in group}
+        return {key: earlier.get(key, ack) for key, (_, ack) in answers.items()}
+
+    def _outcome_ack(self, item: PendingDocument, error: Exception | None) -> tuple[str, bytes]:
+        if error is None:
+            return "AA", build_ack(item.message, "AA", text="document stored")
+        if isinstance(error, AccessRefused):
+            mapped: MessageError = CannotProcess(f"refused: {error.reason}", code=APPLICATION_ERROR)
+        elif isinstance(error, RecordError):
+            try:
+                mapped = _message_error(error, relation=bool(item.submission.documents[0].relations))
+            except RecordError:
+                mapped = CannotProcess("the gateway could not store the message", code=APPLICATION_ERROR)
+        else:
+            mapped = CannotProcess("the gateway could not store the message", code=APPLICATION_ERROR)
+        return mapped.ack_code, build_ack(item.message, mapped.ack_code, text=mapped.text, error=mapped)
 
     def _hold(self, message: Message, raw: bytes, sender: Sender, principal, reason: str, pid: str):
         text = {NO_EPR: "held for identity review: the patient has no EPR (no EPR-SPID) in this community",

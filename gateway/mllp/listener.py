@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from gateway.auditing import RequestContext, current_request
 from gateway.mllp.framing import FrameTooLarge, frame, read_frame
+from gateway.mllp.group_commit import GroupCommit
 
 log = logging.getLogger("epr.mllp")
 MAX_FRAME_BYTES = 32 * 1024 * 1024
@@ -30,8 +31,11 @@ def certificate_subject(writer: asyncio.StreamWriter) -> str | None:
 
 class MllpListener:
     def __init__(self, *, handler, host: str, port: int, ssl_context: ssl.SSLContext | None = None,
-                 threads: int = 4, max_frame_bytes: int = MAX_FRAME_BYTES, reuse_port: bool = False):
-        self._handler = handler  # Hl7Exchange (anything with handle(raw, certificate_subject=…) -> bytes)
+                 threads: int = 4, max_frame_bytes: int = MAX_FRAME_BYTES, reuse_port: bool = False,
+                 group_commit: bool = True):
+        self._handler = handler  # Hl7Exchange
+        # Documents from all connections share commits (see group_commit); off: one provide each.
+        self._group = GroupCommit(handler.commit_documents) if group_commit else None
         self._host, self._port = host, port
         self._ssl = ssl_context
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mllp")
@@ -55,6 +59,8 @@ class MllpListener:
             await asyncio.gather(*self._connections, return_exceptions=True)
             await self._server.wait_closed()
         self._executor.shutdown(wait=True)
+        if self._group is not None:
+            self._group.stop()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -73,6 +79,8 @@ class MllpListener:
                 if raw is None:
                     break
                 ack = await loop.run_in_executor(self._executor, self._handle, raw, subject, context)
+                if not isinstance(ack, bytes):  # a document waiting for its batch's commit
+                    ack = await asyncio.wrap_future(self._group.submit(ack))
                 writer.write(frame(ack))
                 await writer.drain()
         except (ConnectionError, ssl.SSLError, asyncio.CancelledError):
@@ -88,6 +96,6 @@ class MllpListener:
     def _handle(self, raw: bytes, subject: str | None, context: RequestContext) -> bytes:
         token = current_request.set(context)  # the audit records name the sending address
         try:
-            return self._handler.handle(raw, certificate_subject=subject)
+            return self._handler.handle(raw, certificate_subject=subject, defer_documents=self._group is not None)
         finally:
             current_request.reset(token)

@@ -409,3 +409,32 @@ def test_plain_tcp_to_a_tls_listener_gets_no_answer(tls_bridge):
         answer = b""
     sock.close()
     assert b"MSA" not in answer
+
+
+# -- many connections: the group commit ----------------------------------------------------------
+def test_many_connections_at_once_each_get_their_own_acks_after_a_shared_commit(bridge):
+    gateway, address = bridge
+    clients = [MllpClient(address) for _ in range(8)]
+    for round_ in range(3):  # every connection sends before any reads: the messages share batches
+        for n, client in enumerate(clients):
+            client.send_raw(START + mdm(control_id=f"K{n}-{round_}", unique_id=f"urn:oid:2.25.2{n}{round_}").encode()
+                            + END)
+        acks = [msa(client.ack()) for client in clients]
+        assert acks == [["AA", f"K{n}-{round_}"] for n in range(8)]
+    for client in clients:
+        client.close()
+    assert len(found(gateway, _count="100")) == 24
+
+
+def test_the_same_msh_10_on_two_connections_at_once_is_stored_once_with_one_answer(bridge):
+    gateway, address = bridge
+    message = START + mdm(control_id="TWIN-1", unique_id="urn:oid:2.25.4711").encode() + END
+    clients = [MllpClient(address) for _ in range(4)]
+    for client in clients:
+        client.send_raw(message)
+    acks = [client.ack() for client in clients]
+    for client in clients:
+        client.close()
+    assert len(set(acks)) == 1 and msa(acks[0]) == ["AA", "TWIN-1"]
+    assert list(found(gateway)) == ["urn:oid:2.25.4711"]
+    assert counts(gateway)["mllp_answer"] == 1

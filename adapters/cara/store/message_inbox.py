@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from adapters.cara.crypto import Keyring, Sealed
@@ -45,6 +45,21 @@ class DatabaseMessageInbox:
         except IntegrityError:
             return self.answer(sender, control_id) or ack
         return ack
+
+    def answers_in(self, connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], bytes]:
+        """The answers already kept for these (sender, MSH-10), read in the caller's transaction."""
+        if not keys:
+            return {}
+        rows = connection.execute(select(mllp_answer.c.sender, mllp_answer.c.control_id, mllp_answer.c.ack).where(
+            tuple_(mllp_answer.c.sender, mllp_answer.c.control_id).in_(keys))).all()
+        return {(r.sender, r.control_id): r.ack for r in rows}
+
+    def remember_many(self, connection, answers: list[tuple[str, str, str, bytes]]) -> None:
+        """(sender, MSH-10, ACK code, ACK) rows in the caller's transaction (one multi-row insert)."""
+        if answers:
+            now = _now()
+            connection.execute(insert(mllp_answer), [
+                dict(sender=s, control_id=c, ack_code=code, ack=ack, answered_at=now) for s, c, code, ack in answers])
 
     def hold(self, *, sender: str, control_id: str, reason: str, pid: str | None, raw: bytes, ack_code: str,
              ack: bytes, within: Callable | None = None) -> str:

@@ -44,16 +44,23 @@ UNDER_REVIEW = "under-review"  # an identity review case names the patient
 
 @dataclass(frozen=True)
 class PendingDocument:
-    """A document message checked and mapped, waiting for its batch's commit (`commit_documents`)."""
+    """A document message read, its sender identified and mapped to the record's model, waiting for
+    its batch (`commit_documents`), where its patient is resolved and it is provided."""
 
     message: Message
+    raw: bytes
     sender: Sender
     principal: Principal
-    submission: Submission
+    mapped: documents.DocumentMessage
 
     @property
     def key(self) -> tuple[str, str]:
         return self.sender.key, self.message.control_id
+
+    @property
+    def transaction(self) -> str:
+        code, trigger, _ = self.message.message_type
+        return f"HL7v2 {code}^{trigger}"
 
 
 class Hl7Exchange:
@@ -88,13 +95,18 @@ class Hl7Exchange:
             error = SenderMustFix("MSH-10 (message control id) is required", code="101", segment="MSH", field=10)
             self.auditor.failure(f"HL7v2 {code}^{trigger}", sender.principal(certificate_subject), error)
             return build_ack(message, "AE", text=error.text, error=error)
-        earlier = self.inbox.answer(sender.key, message.control_id)
+        # A deferred document's repeat is recognised by its batch, with one look-up for all of them.
+        deferred = defer_documents and code in ("MDM", "ORU")
+        earlier = None if deferred else self.inbox.answer(sender.key, message.control_id)
         if earlier is not None:
             return earlier  # the same message again: the same answer, nothing changes
         principal = sender.principal(certificate_subject)
         try:
             code_and_ack = self._process(message, raw, sender, principal, defer_documents)
         except MessageError as error:
+            earlier = self.inbox.answer(sender.key, message.control_id) if deferred else None
+            if earlier is not None:
+                return earlier
             if not getattr(error, "audited", False):
                 self.auditor.failure(f"HL7v2 {code}^{trigger}", principal, error)
             code_and_ack = (error.ack_code, build_ack(message, error.ack_code, text=error.text, error=error))
@@ -123,18 +135,12 @@ class Hl7Exchange:
     def _document(self, message: Message, raw: bytes, sender: Sender, principal, defer: bool = False):
         mapped = documents.document_message(message, sender_key=sender.key, profile=sender.profile,
                                             tables=self.senders.tables)
-        patients = self.exchange.patients
-        pid = next((p for p in (patients.pid_for_identifier(i) for i in mapped.patient_identifiers) if p), None)
-        if pid is None:
-            raise SenderMustFix(f"unknown patient: PID-3 {_names(mapped.patient_identifiers)} is not in the MPI "
-                                "(send the ADT feed first)", code=UNKNOWN_KEY, segment="PID", field=3)
-        record = patients.get(pid)
-        reason = NO_EPR if record is None or not record.spid else UNDER_REVIEW if patients.under_review(pid) else None
+        if defer:
+            return PendingDocument(message, raw, sender, principal, mapped)
+        pid, spid, reason = self._patient(mapped.patient_identifiers)
         if reason is not None:
             return self._hold(message, raw, sender, principal, reason, pid)
-        submission = replace(mapped.submission, spid=record.spid)
-        if defer:
-            return PendingDocument(message, sender, principal, submission)
+        submission = replace(mapped.submission, spid=spid)
         try:
             self.exchange.provide_submission(principal=principal, submission=submission)
         except RecordError as error:
@@ -146,51 +152,103 @@ class Hl7Exchange:
             raise refused from error
         return "AA", build_ack(message, "AA", text="document stored")
 
+    def _patient(self, identifiers: tuple[Identifier, ...]) -> tuple[str, str | None, str | None]:
+        """(MPI-PID, SPID, reason to hold or None) of the first PID-3 identifier the MPI knows (the
+        survivor when merged); AE when none is known: a patient is never guessed."""
+        patients = self.exchange.patients
+        pid = next((p for p in (patients.pid_for_identifier(i) for i in identifiers) if p), None)
+        if pid is None:
+            raise SenderMustFix(f"unknown patient: PID-3 {_names(identifiers)} is not in the MPI "
+                                "(send the ADT feed first)", code=UNKNOWN_KEY, segment="PID", field=3)
+        record = patients.get(pid)
+        if record is None or not record.spid:
+            return pid, None, NO_EPR
+        return pid, record.spid, UNDER_REVIEW if patients.under_review(pid) else None
+
     def commit_documents(self, items: list[PendingDocument]) -> list[bytes]:
-        """The ACK of each pending document, after one `provide_many` per sender: the documents, their
-        audit records and the answers commit together, so an AA leaves only once all are durable. A
-        repeat of a (sender, MSH-10) in the same batch gets the first copy's answer."""
-        acks: dict[tuple[str, str], bytes] = {}
-        first_of_key: dict[tuple[str, str], PendingDocument] = {}
+        """The ACK of each pending document. Per batch: one look-up of earlier answers, each patient
+        resolved once, then one `provide_many` per sender, whose transaction also holds the audit
+        records and the answers, so an AA leaves only once all are durable. A repeat of a
+        (sender, MSH-10), in this batch or answered before, gets the first copy's answer."""
+        firsts: dict[tuple[str, str], PendingDocument] = {}
         for item in items:
-            first_of_key.setdefault(item.key, item)
-        by_principal: dict[tuple, list[PendingDocument]] = {}
-        for item in first_of_key.values():
-            by_principal.setdefault((item.sender.key, item.principal.client_certificate), []).append(item)
-        for group in by_principal.values():
+            firsts.setdefault(item.key, item)
+        acks = self.inbox.answers(list(firsts))
+        patients: dict[tuple[Identifier, ...], tuple | MessageError] = {}
+        ready: dict[tuple, list[tuple[PendingDocument, Submission]]] = {}
+        refused: list[tuple[PendingDocument, MessageError]] = []
+        try:
+            for key, item in firsts.items():
+                if key in acks:
+                    continue
+                identifiers = item.mapped.patient_identifiers
+                if identifiers not in patients:
+                    try:
+                        patients[identifiers] = self._patient(identifiers)
+                    except MessageError as error:
+                        patients[identifiers] = error
+                resolved = patients[identifiers]
+                if isinstance(resolved, MessageError):
+                    refused.append((item, resolved))
+                    continue
+                pid, spid, reason = resolved
+                if reason is not None:
+                    self._hold(item.message, item.raw, item.sender, item.principal, reason, pid)
+                    acks[key] = self.inbox.answer(*key) or b""
+                    continue
+                group = ready.setdefault((item.sender.key, item.principal.client_certificate), [])
+                group.append((item, replace(item.mapped.submission, spid=spid)))
+            acks.update(self._refuse(refused))
+        except Exception:
+            log.exception("a batch of %d HL7 v2 documents could not be checked", len(firsts))
+            return [acks.get(item.key) or _try_again(item.message) for item in items]
+        for group in ready.values():
             acks.update(self._commit_group(group))
         return [acks[item.key] for item in items]
 
-    def _commit_group(self, group: list[PendingDocument]) -> dict[tuple[str, str], bytes]:
+    def _refuse(self, refused: list[tuple[PendingDocument, MessageError]]) -> dict[tuple[str, str], bytes]:
+        """Refusals found in the batch (unknown patient): audited and answered in one transaction."""
+        if not refused:
+            return {}
+        answers = {item.key: (error.ack_code, build_ack(item.message, error.ack_code, text=error.text, error=error))
+                   for item, error in refused}
+        with self.auditor.engine.begin() as connection:
+            earlier = self.inbox.answers_in(connection, list(answers))
+            self.auditor.write_many(connection, [self.auditor.failure_record(item.transaction, item.principal, error)
+                                                 for item, error in refused if item.key not in earlier])
+            self.inbox.remember_many(connection, [(*key, *answer) for key, answer in answers.items()
+                                                  if key not in earlier])
+        return {key: earlier.get(key, ack) for key, (_, ack) in answers.items()}
+
+    def _commit_group(self, group: list[tuple[PendingDocument, Submission]]) -> dict[tuple[str, str], bytes]:
         answers: dict[tuple[str, str], tuple[str, bytes]] = {}
         earlier: dict[tuple[str, str], bytes] = {}
 
         def within(connection, outcomes) -> None:
-            # A copy answered by a concurrent batch keeps that answer (checked in this transaction).
-            earlier.update(self.inbox.answers_in(connection, [item.key for item in group]))
-            for item, outcome in zip(group, outcomes, strict=True):
-                answers[item.key] = self._outcome_ack(item, outcome.error)
+            # A copy answered by a concurrent batch (another process) keeps that answer.
+            earlier.update(self.inbox.answers_in(connection, [item.key for item, _ in group]))
+            for (item, submission), outcome in zip(group, outcomes, strict=True):
+                answers[item.key] = self._outcome_ack(item, submission, outcome.error)
             self.inbox.remember_many(connection, [(*key, *answer) for key, answer in answers.items()
                                                   if key not in earlier])
 
         try:
-            self.exchange.provide_many(principal=group[0].principal, submissions=[i.submission for i in group],
+            self.exchange.provide_many(principal=group[0][0].principal, submissions=[s for _, s in group],
                                        within=within)
         except Exception:
             log.exception("a batch of %d HL7 v2 documents could not be stored", len(group))
-            error = CannotProcess("the gateway could not store the message now; send it again later",
-                                  code=APPLICATION_ERROR)
-            return {item.key: build_ack(item.message, "AR", text=error.text, error=error) for item in group}
+            return {item.key: _try_again(item.message) for item, _ in group}
         return {key: earlier.get(key, ack) for key, (_, ack) in answers.items()}
 
-    def _outcome_ack(self, item: PendingDocument, error: Exception | None) -> tuple[str, bytes]:
+    def _outcome_ack(self, item: PendingDocument, submission: Submission,
+                     error: Exception | None) -> tuple[str, bytes]:
         if error is None:
             return "AA", build_ack(item.message, "AA", text="document stored")
         if isinstance(error, AccessRefused):
             mapped: MessageError = CannotProcess(f"refused: {error.reason}", code=APPLICATION_ERROR)
         elif isinstance(error, RecordError):
             try:
-                mapped = _message_error(error, relation=bool(item.submission.documents[0].relations))
+                mapped = _message_error(error, relation=bool(submission.documents[0].relations))
             except RecordError:
                 mapped = CannotProcess("the gateway could not store the message", code=APPLICATION_ERROR)
         else:
@@ -242,6 +300,12 @@ class Hl7Exchange:
             refused.audited = True
             raise refused from error
         return "AA", build_ack(message, "AA", text="patients merged")
+
+
+def _try_again(message: Message) -> bytes:
+    """AR for the gateway's own failure (store or ledger down): not remembered, so a retry is processed."""
+    error = CannotProcess("the gateway could not store the message now; send it again later", code=APPLICATION_ERROR)
+    return build_ack(message, "AR", text=error.text, error=error)
 
 
 def _first_pid(patients, identifiers: tuple[Identifier, ...], where: tuple[str, int]) -> str:

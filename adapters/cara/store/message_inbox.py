@@ -46,6 +46,13 @@ class DatabaseMessageInbox:
             return self.answer(sender, control_id) or ack
         return ack
 
+    def answers(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], bytes]:
+        """The answers already kept for these (sender, MSH-10): one query for a whole batch."""
+        if not keys:
+            return {}
+        with self._engine.connect() as connection:
+            return self.answers_in(connection, keys)
+
     def answers_in(self, connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], bytes]:
         """The answers already kept for these (sender, MSH-10), read in the caller's transaction."""
         if not keys:

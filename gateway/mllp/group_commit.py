@@ -2,6 +2,9 @@
 (a few ms at most) and committed together by one writer thread (`Hl7Exchange.commit_documents`: one
 `provide_many` per sender, one transaction, one fsync). Each ACK leaves once its batch has committed.
 
+A batch closes when every open connection has a document in it (senders wait for their ACK, so each
+has at most one), or after MAX_WAIT_SECONDS, which bounds the latency an idle connection adds.
+
 Why: one transaction and fsync per message caps the bridge at a few dozen messages/s; senders wait for
 their ACK one message at a time, so throughput comes from many connections sharing commits.
 """
@@ -16,17 +19,29 @@ from concurrent.futures import Future
 
 log = logging.getLogger("epr.mllp")
 MAX_BATCH = 64
-MAX_WAIT_SECONDS = 0.002  # how long a small batch waits for company: bounds the latency it adds
+# How long a batch may wait for documents still being read and mapped on other connections: bounds the
+# latency it adds. Without it, a batch would close as soon as the first document arrived, and the
+# documents of the same round would each wait for a commit of their own.
+MAX_WAIT_SECONDS = 0.010
 
 
 class GroupCommit:
-    def __init__(self, commit, *, max_batch: int = MAX_BATCH, max_wait: float = MAX_WAIT_SECONDS):
+    def __init__(self, commit, *, max_batch: int = MAX_BATCH, max_wait: float = MAX_WAIT_SECONDS,
+                 senders=lambda: 1):
         self._commit = commit  # list[item] -> list[bytes], one answer per item, in order
+        self._senders = senders  # how many connections are open: a batch waits for each of them
         self._max_batch = max_batch
         self._max_wait = max_wait
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._preparing = 0  # messages read whose mapping has not finished yet (they may join a batch)
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="mllp-group-commit", daemon=True)
         self._thread.start()
+
+    def preparing(self, delta: int) -> None:
+        """The listener counts the messages it is mapping (+1 when read, -1 when mapped)."""
+        with self._lock:
+            self._preparing += delta
 
     def submit(self, item) -> Future:
         future: Future = Future()
@@ -48,9 +63,14 @@ class GroupCommit:
             while len(batch) < self._max_batch:
                 remaining = deadline - time.monotonic()
                 try:
-                    entry = self._queue.get_nowait() if remaining <= 0 else self._queue.get(timeout=remaining)
+                    entry = self._queue.get_nowait()
                 except queue.Empty:
-                    break
+                    if remaining <= 0 or (self._preparing <= 0 and len(batch) >= self._senders()):
+                        break  # every open connection has its message in: commit what is here
+                    try:
+                        entry = self._queue.get(timeout=min(remaining, 0.001))
+                    except queue.Empty:
+                        continue
                 if entry is None:
                     stopping = True
                     break

@@ -35,7 +35,8 @@ class MllpListener:
                  group_commit: bool = True):
         self._handler = handler  # Hl7Exchange
         # Documents from all connections share commits (see group_commit); off: one provide each.
-        self._group = GroupCommit(handler.commit_documents) if group_commit else None
+        self._group = (GroupCommit(handler.commit_documents, senders=lambda: len(self._connections))
+                       if group_commit else None)
         self._host, self._port = host, port
         self._ssl = ssl_context
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mllp")
@@ -68,7 +69,6 @@ class MllpListener:
         peer = writer.get_extra_info("peername")
         subject = certificate_subject(writer)
         context = RequestContext(client_address=peer[0] if peer else None)
-        loop = asyncio.get_running_loop()
         try:
             while True:
                 try:
@@ -78,9 +78,7 @@ class MllpListener:
                     break
                 if raw is None:
                     break
-                ack = await loop.run_in_executor(self._executor, self._handle, raw, subject, context)
-                if not isinstance(ack, bytes):  # a document waiting for its batch's commit
-                    ack = await asyncio.wrap_future(self._group.submit(ack))
+                ack = await self._answer(raw, subject, context)
                 writer.write(frame(ack))
                 await writer.drain()
         except (ConnectionError, ssl.SSLError, asyncio.CancelledError):
@@ -92,6 +90,20 @@ class MllpListener:
                 await writer.wait_closed()
             except (ConnectionError, ssl.SSLError, asyncio.CancelledError):
                 pass
+
+    async def _answer(self, raw: bytes, subject: str | None, context: RequestContext) -> bytes:
+        loop = asyncio.get_running_loop()
+        if self._group is None:
+            return await loop.run_in_executor(self._executor, self._handle, raw, subject, context)
+        self._group.preparing(+1)  # a batch being gathered waits for this one (see group_commit)
+        try:
+            ack = await loop.run_in_executor(self._executor, self._handle, raw, subject, context)
+            if isinstance(ack, bytes):
+                return ack
+            pending = self._group.submit(ack)  # a document: its ACK comes with its batch's commit
+        finally:
+            self._group.preparing(-1)
+        return await asyncio.wrap_future(pending)
 
     def _handle(self, raw: bytes, subject: str | None, context: RequestContext) -> bytes:
         token = current_request.set(context)  # the audit records name the sending address

@@ -205,3 +205,4 @@ mllp_held_message = Table(
     Column("sealed", LargeBinary, nullable=False),  # the whole message as received
     Index("ix_mllp_held_message_status", "status", "held_at"),
 )
+SEALED_TABLES["mllp_held_message"] = (mllp_held_message, mllp_held_message.c.id)  # re-wrapped by `keys rotate`

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -30,7 +32,13 @@ def create_app(services: Services) -> FastAPI:
             from gateway.wiring import mllp_listener
 
             bridge = mllp_listener(services, reuse_port=services.settings.workers > 1)
-            await bridge.start()
+            try:
+                await bridge.start()
+            except OSError as error:  # HTTPS still serves; senders retry until the port is fixed
+                logging.getLogger("epr.mllp").error("MLLP listener NOT started on %s:%s: %s",
+                                                    services.settings.mllp_host, services.settings.mllp_port, error)
+                await bridge.stop()
+                bridge = None
         yield
         if bridge is not None:
             await bridge.stop()

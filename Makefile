@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install services stop-services bench bench-pix clean
+.PHONY: run test install services stop-services bench bench-pix bench-bridge clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ bench: $(STAMP)
 
 bench-pix: $(STAMP)
 	$(BIN)/python bench/bench_pix.py
+
+bench-bridge: $(STAMP)
+	$(BIN)/python bench/bench_bridge.py
 
 clean:
 	scripts/test_services.sh stop || true

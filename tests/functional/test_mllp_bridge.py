@@ -438,3 +438,25 @@ def test_the_same_msh_10_on_two_connections_at_once_is_stored_once_with_one_answ
     assert len(set(acks)) == 1 and msa(acks[0]) == ["AA", "TWIN-1"]
     assert list(found(gateway)) == ["urn:oid:2.25.4711"]
     assert counts(gateway)["mllp_answer"] == 1
+
+
+def test_when_the_ledger_cannot_be_written_nothing_is_stored_nor_acknowledged_and_a_retry_succeeds(
+        bridge, monkeypatch):
+    gateway, address = bridge
+    before = counts(gateway)
+    ledger = gateway.services.auditor.ledger
+    working = ledger.append_many
+
+    def broken(*_args, **_kwargs):
+        raise OSError("audit disk full")
+
+    monkeypatch.setattr(ledger, "append_many", broken)
+    client = MllpClient(address)
+    refused = client.send(mdm(control_id="LD-1", unique_id="urn:oid:2.25.1201").encode())
+    assert ack_fields(refused)["MSA"][1:3] == ["AR", "LD-1"]
+    assert counts(gateway) == before  # no document, and the answer is not kept
+    monkeypatch.setattr(ledger, "append_many", working)
+    retried = client.send(mdm(control_id="LD-1", unique_id="urn:oid:2.25.1201").encode())
+    client.close()
+    assert ack_fields(retried)["MSA"][1:3] == ["AA", "LD-1"]
+    assert list(found(gateway)) == ["urn:oid:2.25.1201"]

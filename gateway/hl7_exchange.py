@@ -28,11 +28,11 @@ from adapters.infomed.hl7v2.errors import (
 )
 from adapters.infomed.hl7v2.message import Message
 from adapters.infomed.hl7v2.structures import structure_for
+from consent.principal import Principal
 from gateway.auditing import Auditor
 from gateway.auth.errors import AccessRefused
 from gateway.exchange import Exchange
 from gateway.identity_exchange import IdentityExchange
-from consent.principal import Principal
 from gateway.mllp.senders import Sender, SenderRegistry
 
 log = logging.getLogger("epr.mllp")
@@ -324,8 +324,9 @@ def _names(identifiers: tuple[Identifier, ...]) -> str:
 
 def _message_error(error: RecordError, *, relation: bool) -> MessageError:
     """The record's refusal in HL7 terms; the use-case already audited it."""
-    if isinstance(error, UnknownPatient):
-        mapped = SenderMustFix(error.message, code=UNKNOWN_KEY, segment="PID", field=3)
+    if isinstance(error, UnknownPatient):  # its message names the SPID: not for the ACK
+        mapped = SenderMustFix("the patient is not registered in this community", code=UNKNOWN_KEY,
+                               segment="PID", field=3)
     elif isinstance(error, ProfileViolation) and relation:
         mapped = SenderMustFix(f"TXA-13: {error.message}", code=UNKNOWN_KEY, segment="TXA", field=13)
     elif isinstance(error, Conflict):

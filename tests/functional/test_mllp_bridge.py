@@ -460,3 +460,16 @@ def test_when_the_ledger_cannot_be_written_nothing_is_stored_nor_acknowledged_an
     client.close()
     assert ack_fields(retried)["MSA"][1:3] == ["AA", "LD-1"]
     assert list(found(gateway)) == ["urn:oid:2.25.1201"]
+
+
+def test_the_use_case_alone_stores_one_message_and_keeps_its_answer(sqlite_bridge):
+    """Without the listener's group commit: `Hl7Exchange.handle` provides the document itself."""
+    from gateway.wiring import hl7_exchange
+
+    gateway, _ = sqlite_bridge
+    bridge = hl7_exchange(gateway.services)
+    message = mdm(control_id="UC-1", unique_id="urn:oid:2.25.1301").encode()
+    first = bridge.handle(message)
+    assert msa(first) == ["AA", "UC-1"]
+    assert bridge.handle(message) == first
+    assert list(found(gateway)) == ["urn:oid:2.25.1301"]

@@ -36,7 +36,11 @@ def build_ack(message: Message | None, code: str, *, text: str = "", error: Mess
               "", "", "", "", "", charset_field]
     segments = ["|".join(header).rstrip("|"), "|".join(["MSA", code, control_id, escape(text[:MAX_TEXT])]).rstrip("|")]
     if error is not None:
-        segments.append("|".join(["ERR", "", error.location, f"{error.code}^{ERROR_TEXT.get(error.code, '')}^HL70357",
+        name = ERROR_TEXT.get(error.code, "")
+        # ERR-1 (v2.3/v2.4 senders read only this one; kept for them in v2.5+), then ERR-2..8 (v2.5+).
+        legacy = "^".join([error.segment or "", str(error.sequence) if error.segment else "", str(error.field or ""),
+                           f"{error.code}&{name}&HL70357"])  # ELD: segment ^ sequence ^ field ^ code
+        segments.append("|".join(["ERR", legacy, error.location, f"{error.code}^{name}^HL70357",
                                   "W" if warning else "E", "", "", "", escape(error.text[:MAX_TEXT])]))
     codec = (message.charset if message is not None else "") or "utf-8"
     return ("\r".join(segments) + "\r").encode(codec, errors="replace")

@@ -108,3 +108,17 @@ def test_other_messages_cannot_be_processed(code, trigger, error):
     with pytest.raises(CannotProcess) as refused:
         structure_for(code, trigger)
     assert refused.value.code == error
+
+
+def test_an_ack_carries_msa_and_err_in_both_the_v2_3_and_the_v2_5_layouts():
+    from adapters.infomed.hl7v2.acks import build_ack
+
+    message = Message.parse("MSH|^~\\&|KIS|H|EPR|EPR|20261120||MDM^T02|C|P|2.3|||||CHE|8859/1".encode())
+    error = SenderMustFix("OBX-5.5 does not | decode", code="102", segment="OBX", field=5, component=5, sequence=2)
+    ack = build_ack(message, "AE", text="see ERR", error=error).decode("iso-8859-1").split("\r")
+    assert ack[0].split("|")[2:6] == ["EPR-GATEWAY", "EPR", "KIS", "H"]
+    assert ack[0].split("|")[8:12] == ["ACK^T02^ACK", ack[0].split("|")[9], "P", "2.3"]
+    assert ack[0].split("|")[17] == "8859/1"
+    assert ack[1] == "MSA|AE|C|see ERR"
+    assert ack[2].split("|") == ["ERR", "OBX^2^5^102&Data type error&HL70357", "OBX^2^5^5",
+                                 "102^Data type error^HL70357", "E", "", "", "", "OBX-5.5 does not \\F\\ decode"]

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install services stop-services bench bench-pix bench-migrate clean
+.PHONY: run test install services stop-services bench bench-pix bench-migrate bench-bridge clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,8 @@ bench-pix: $(STAMP)
 bench-migrate: $(STAMP)
 	scripts/test_services.sh start
 	. .test-services/env && $(BIN)/python bench/bench_migrate.py $(BENCH_ARGS)
+bench-bridge: $(STAMP)
+	$(BIN)/python bench/bench_bridge.py
 
 clean:
 	scripts/test_services.sh stop || true

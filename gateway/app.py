@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -25,7 +27,21 @@ def create_app(services: Services) -> FastAPI:
         shipper = siem_shipper(services.settings, services.engine)
         if shipper is not None:
             shipper.start()
+        bridge = None
+        if services.settings.mllp_serve:  # `epr-gateway serve`: HL7 v2 beside HTTPS (every worker shares the port)
+            from gateway.wiring import mllp_listener
+
+            bridge = mllp_listener(services, reuse_port=services.settings.workers > 1)
+            try:
+                await bridge.start()
+            except OSError as error:  # HTTPS still serves; senders retry until the port is fixed
+                logging.getLogger("epr.mllp").error("MLLP listener NOT started on %s:%s: %s",
+                                                    services.settings.mllp_host, services.settings.mllp_port, error)
+                await bridge.stop()
+                bridge = None
         yield
+        if bridge is not None:
+            await bridge.stop()
         if shipper is not None:
             shipper.stop()
         # A clean stop signs the ledger's head, so no record is left outside a signed checkpoint.

@@ -31,7 +31,40 @@ def serve(workers: int = typer.Option(None, help="worker processes (default EPR_
     migrate(make_engine(settings.resolved_database_url))
     if not settings.is_production:
         _welcome(prepared, build_services(settings))
+    # HL7 v2 over MLLP beside HTTPS: each worker's app starts the listener (EPR_MLLP_*).
+    settings = settings.model_copy(update={"mllp_serve": True})
+    typer.echo(f"MLLP (HL7 v2) on {settings.mllp_host}:{settings.mllp_port}{' with TLS' if settings.mllp_tls else ''};"
+               f" senders file {settings.mllp_senders}")
     server.run(settings, workers=workers or settings.workers)
+
+
+@app.command()
+def bridge(port: int = typer.Option(None, help="MLLP port (default EPR_MLLP_PORT)")) -> None:
+    """Start only the HL7 v2 bridge: the MLLP listener (EPR_MLLP_*), no HTTPS."""
+    import asyncio
+
+    from gateway.first_start import prepare
+    from gateway.wiring import build_services, mllp_listener
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = prepare(Settings()).settings
+    services = build_services(settings)
+
+    async def run() -> None:
+        listener = mllp_listener(services, port=port)
+        host, bound = await listener.start()
+        typer.echo(f"MLLP (HL7 v2) on {host}:{bound}{' with TLS' if settings.mllp_tls else ''};"
+                   f" senders file {settings.mllp_senders}", err=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await listener.stop()
+            services.auditor.ledger.checkpoint()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
 
 
 def _welcome(prepared, services) -> None:

@@ -17,7 +17,7 @@ import orjson
 from adapters.cara import fhir_mapping, patient_mapping
 from adapters.cara.errors import InvalidInput, NotFound, UnknownPatient
 from adapters.cara.mhd_search import parse_find_request
-from adapters.cara.model import DocumentEntry, Identifier, Submission
+from adapters.cara.model import DocumentEntry, Identifier, PatientRecord, Submission
 from adapters.cara.store.documents import DatabaseDocumentStore, ProvideResult
 from adapters.cara.store.patients import DatabasePatientIndex
 from adapters.cara.vocabulary import CONFIDENTIALITY_RANK
@@ -177,6 +177,18 @@ class Exchange:
         self.auditor.write_now([self.auditor.record("ITI-104", principal, action="C" if created else "U",
                                                     patient_spid=record.spid)])
         return patient_mapping.patient_resource(record, community_oid=self.community_oid), created
+
+    @audited("ITI-104")
+    def register_patient_record(self, *, principal: Principal, source: Identifier,
+                                incoming: PatientRecord) -> tuple[PatientRecord, bool]:
+        """ITI-104 at the model level (an HL7 v2 ADT^A08 after mapping): the same feeder rule, identity
+        vigilance (a conflict raises IdentityConflict with its review case) and audit record."""
+        if principal.role not in IDENTITY_FEEDERS:
+            raise AccessRefused(f"role {principal.role} may not feed patient identities")
+        record, created = self.patients.register(source, incoming)
+        self.auditor.write_now([self.auditor.record("ITI-104", principal, action="C" if created else "U",
+                                                    patient_spid=record.spid)])
+        return record, created
 
     # -- helpers ------------------------------------------------------------------------------
     def _entry_json(self, entry: DocumentEntry, spid: str, base_url: str) -> bytes:

@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     siem_client_key: Path | None = None
     provide_level_mode: str = Field("raise", pattern="^(raise|reject)$")  # upload below the 203 level
     demo_data: bool = True  # load demonstration documents on first start of the embedded default
+    # HL7 v2 over MLLP (the bridge): `epr-gateway serve` starts it beside HTTPS, `epr-gateway bridge` alone
+    mllp_port: int = 2575
+    mllp_host: str = "127.0.0.1"
+    mllp_tls: bool = False  # TLS with the gateway's certificate; client certificates from EPR_CLIENT_CA
+    mllp_senders: Path | None = None  # the senders file; default: a DEVELOPMENT one naming the demo HCP
+    mllp_serve: bool = False  # set by `epr-gateway serve`: the app's workers also listen for MLLP
 
     @property
     def is_production(self) -> bool:

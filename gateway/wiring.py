@@ -128,3 +128,29 @@ def policy_cache(settings: Settings) -> PolicyCache:
 
         return RedisPolicyCache(client=redis.Redis.from_url(settings.redis_url, socket_timeout=2))
     return InProcessPolicyCache() if settings.workers == 1 else UncachedPolicies()
+
+
+def hl7_exchange(services: Services):
+    """The HL7 v2 use-case on these services (the MLLP listener's one door)."""
+    from adapters.cara.store.message_inbox import DatabaseMessageInbox
+    from gateway.hl7_exchange import Hl7Exchange
+    from gateway.mllp.senders import SenderRegistry
+
+    return Hl7Exchange(exchange=services.exchange, identities=services.identities,
+                       inbox=DatabaseMessageInbox(engine=services.engine, keyring=services.keyring),
+                       auditor=services.auditor, senders=SenderRegistry.load(services.settings.mllp_senders))
+
+
+def mllp_listener(services: Services, *, port: int | None = None, reuse_port: bool = False):
+    """The MLLP listener (EPR_MLLP_*): TLS with the gateway's certificate when EPR_MLLP_TLS=1."""
+    from gateway.mllp.listener import MllpListener
+    from gateway.pki import server_ssl_context
+
+    settings = services.settings
+    context = (server_ssl_context(settings.tls_cert, settings.tls_key, settings.client_ca, settings.require_client_cert)
+               if settings.mllp_tls else None)
+    # SQLite has one writer: one thread avoids lock waits; PostgreSQL takes several.
+    threads = 1 if services.store_in_process else 4
+    return MllpListener(handler=hl7_exchange(services), host=settings.mllp_host,
+                        port=settings.mllp_port if port is None else port, ssl_context=context, threads=threads,
+                        reuse_port=reuse_port)

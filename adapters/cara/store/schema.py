@@ -190,3 +190,29 @@ document_version = Table(
     Column("patient_pid", String(64), primary_key=True),
     Column("version", BigInteger, nullable=False),
 )
+# -- the HL7 v2 bridge (migration 0008_mllp_answers) ----------------------------------------------
+mllp_answer = Table(
+    "mllp_answer",
+    metadata,
+    Column("sender", String(200), primary_key=True),
+    Column("control_id", String(200), primary_key=True),  # MSH-10
+    Column("ack_code", String(2), nullable=False),
+    Column("ack", LargeBinary, nullable=False),  # the ACK as sent: codes and error texts, no content
+    Column("answered_at", DateTime, nullable=False),
+)
+
+mllp_held_message = Table(
+    "mllp_held_message",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("sender", String(200), nullable=False),
+    Column("control_id", String(200), nullable=False),
+    Column("reason", String(40), nullable=False),  # unknown-to-epr | under-review
+    Column("pid", String(64), nullable=True),
+    Column("status", String(16), nullable=False),  # held | released
+    Column("held_at", DateTime, nullable=False),
+    Column("sealed_key", LargeBinary, nullable=False),
+    Column("sealed", LargeBinary, nullable=False),  # the whole message as received
+    Index("ix_mllp_held_message_status", "status", "held_at"),
+)
+SEALED_TABLES["mllp_held_message"] = (mllp_held_message, mllp_held_message.c.id)  # re-wrapped by `keys rotate`

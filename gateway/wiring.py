@@ -25,6 +25,7 @@ from gateway.auditing import Auditor
 from gateway.exchange import Exchange, is_consent_bundle
 from gateway.identity_exchange import IdentityExchange
 from gateway.policy_exchange import PolicyExchange
+from gateway.portal_exchange import PortalExchange
 from gateway.search_pages import InProcessSearchPages, NoSearchPages, RedisSearchPages, SearchPages
 from gateway.settings import Settings
 
@@ -41,6 +42,7 @@ class Services:
     auditor: Auditor
     verifier: TokenVerifier
     identities: IdentityExchange
+    portal: PortalExchange | None = None  # the patient's web page's own use-cases (sign-in, notifications seen)
 
     @property
     def store_in_process(self) -> bool:
@@ -85,7 +87,8 @@ def build_services(settings: Settings) -> Services:
     identities = IdentityExchange(patients=patients, auditor=auditor, community_oid=settings.community_oid,
                                   pages=pages)
     return Services(settings=settings, engine=engine, keyring=keyring, exchange=exchange, policies=policies,
-                    trail=trail, access=access, auditor=auditor, verifier=verifier, identities=identities)
+                    trail=trail, access=access, auditor=auditor, verifier=verifier, identities=identities,
+                    portal=PortalExchange(patients=patients, access=access, auditor=auditor))
 
 
 def siem_shipper(settings: Settings, engine: Engine) -> SyslogShipper | None:

@@ -179,3 +179,13 @@ identity_review = Table(
 )
 
 SEALED_TABLES["identity_review"] = (identity_review, identity_review.c.id)
+
+# -- the patient's web page (migration 0008_portal) ---------------------------------------------------
+# When the patient (or a representative) saw a notification: the page marks notifications read as it
+# shows them. A table of its own rather than a column, so the notification rows stay as written.
+patient_notification_read = Table(
+    "patient_notification_read",
+    metadata,
+    Column("notification_id", String(64), ForeignKey("patient_notification.id"), primary_key=True),
+    Column("read_at", DateTime, nullable=False),
+)

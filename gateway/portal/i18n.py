@@ -20,6 +20,11 @@ NAMES = {"fr": "Français", "de": "Deutsch", "it": "Italiano", "en": "English"}
 LOCALES = Path(__file__).parent / "locales"
 
 
+def N_(message: str) -> str:
+    """Marks a message for the catalogues where it is defined; it is translated where it is shown."""
+    return message
+
+
 def accepted(header: str | None) -> list[str]:
     """The languages of an Accept-Language header, most wanted first (q=0 dropped, bad parts ignored)."""
     weighted = []

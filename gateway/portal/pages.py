@@ -25,6 +25,7 @@ from adapters.cara.errors import InvalidInput, NotFound, RecordError, StoreUnava
 from consent.principal import Principal
 from gateway.auth.errors import AccessRefused
 from gateway.portal import csrf, i18n
+from gateway.portal.i18n import N_
 from gateway.portal.sessions import COOKIE, PortalSession, Sessions
 from gateway.portal_exchange import patient_principal, representative_principal
 
@@ -93,7 +94,7 @@ async def form_of(request: Request) -> dict[str, str]:
 
 def _csrf_refused(request: Request) -> HTMLResponse:
     return render(request, "error.html", 403, title_key="refused",
-                  message_key="This form has expired or did not come from this page. Please try again.")
+                  message_key=N_("This form has expired or did not come from this page. Please try again."))
 
 
 async def checked_form(request: Request, session: PortalSession) -> dict[str, str] | None:
@@ -166,20 +167,20 @@ def public(endpoint: Callable[..., Awaitable[Response]]) -> Callable[[Request], 
 def error_page(request: Request, error: Exception) -> HTMLResponse:
     if isinstance(error, NotFound):
         return render(request, "error.html", 404, title_key="not-found",
-                      message_key="This document does not exist, or it is not part of your record.")
+                      message_key=N_("This document does not exist, or it is not part of your record."))
     if isinstance(error, AccessRefused):
         return render(request, "error.html", 403, title_key="refused",
-                      message_key="This is not allowed with your current rights.")
+                      message_key=N_("This is not allowed with your current rights."))
     if isinstance(error, StoreUnavailable) or (isinstance(error, RecordError) and getattr(error, "status", 0) >= 500):
         log.error("portal: dependency unavailable: %s", type(error).__name__)
         return render(request, "error.html", 503, title_key="unavailable",
-                      message_key="The service is briefly unavailable. Nothing was changed; please try again later.")
+                      message_key=N_("The service is briefly unavailable. Nothing was changed; please try again later."))
     if isinstance(error, (InvalidInput, RecordError)):
         return render(request, "error.html", 400, title_key="invalid",
-                      message_key="The request could not be understood. Nothing was changed.")
+                      message_key=N_("The request could not be understood. Nothing was changed."))
     log.exception("portal: unexpected error")  # the type and trace only: no patient data in messages
     return render(request, "error.html", 500, title_key="error",
-                  message_key="Something went wrong on our side. Nothing was changed.")
+                  message_key=N_("Something went wrong on our side. Nothing was changed."))
 
 
 def with_language(session: PortalSession, lang: str) -> PortalSession:

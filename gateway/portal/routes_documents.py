@@ -13,14 +13,17 @@ from starlette.responses import RedirectResponse, Response
 
 from adapters.cara.errors import NotFound
 from adapters.cara.vocabulary import SPID_SYSTEM
+from gateway.portal.i18n import N_
 from gateway.portal.pages import portal, render, signed_in
 from gateway.routes.common import base_url, run_use_case
 
 PAGE_SIZE = 20
 # Types a patient can filter by (SNOMED CT, ch-term), shown with their catalogue names.
-TYPES = {"373942005": "Discharge summary", "4241000179101": "Laboratory report", "371526002": "Operative report",
-         "371531000": "Report of clinical encounter", "419891008": "Record artifact",
-         "422735006": "Summary clinical document"}
+TYPES = {"373942005": N_("Discharge summary"), "4241000179101": N_("Laboratory report"), "371526002": N_("Operative report"),
+         "371531000": N_("Report of clinical encounter"), "419891008": N_("Record artifact"),
+         "422735006": N_("Summary clinical document")}
+# Facility types an institution is shown by when the author names none (their catalogue names).
+FACILITIES = (N_("Hospital"), N_("General practice premises"))
 LEVELS = {"17621005": "normal", "263856008": "restricted", "1141000195107": "secret"}
 INLINE_TYPES = frozenset({"application/pdf", "image/png", "image/jpeg", "image/gif", "image/webp"})
 DONE = frozenset({"confidentiality"})
@@ -80,7 +83,7 @@ async def change_confidentiality(request: Request, principal, form: dict[str, st
         raise NotFound("no such level")  # a crafted form: answered like a missing document
     if metadata is None:
         return render(request, "error.html", 503, title_key="unavailable",
-                      message_key="Changing a document's confidentiality is not available yet. Nothing was changed.")
+                      message_key=N_("Changing a document's confidentiality is not available yet. Nothing was changed."))
     await run_use_case(request, metadata.change_confidentiality, principal=principal, entry_id=entry_id, level=level)
     return RedirectResponse(f"/portal/documents/{entry_id}?done=confidentiality", status_code=303)
 

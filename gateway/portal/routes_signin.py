@@ -17,6 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from gateway.auth.errors import AccessRefused
 from gateway.portal import i18n
 from gateway.portal.oidc import SignInFailed
+from gateway.portal.i18n import N_
 from gateway.portal.pages import portal, public, render, session_of, set_cookie, signed_in, with_language
 from gateway.portal.sessions import COOKIE
 from gateway.portal_exchange import patient_principal, representative_principal
@@ -43,14 +44,14 @@ async def sign_in_page(request: Request) -> Response:
 async def dev_sign_in(request: Request, form: dict[str, str]) -> Response:
     if portal(request).services.settings.is_production:
         return render(request, "error.html", 403, title_key="refused",
-                      message_key="The development sign-in is not available in production.")
+                      message_key=N_("The development sign-in is not available in production."))
     spid = (form.get("spid") or "").strip()
     representative = (form.get("representative") or "").strip()
     if not (spid.isdigit() and len(spid) == 18):
-        return _refused(request, "An EPR-SPID has 18 digits.")
+        return _refused(request, N_("An EPR-SPID has 18 digits."))
     if form.get("as") == "representative":
         if not representative:
-            return _refused(request, "Enter the representative's identifier.")
+            return _refused(request, N_("Enter the representative's identifier."))
         principal = representative_principal(representative_id=representative, spid=spid,
                                              name=form.get("name") or representative)
     else:
@@ -63,7 +64,7 @@ async def oidc_login(request: Request) -> Response:
     client = portal(request).oidc
     if client is None:
         return render(request, "error.html", 404, title_key="not-found",
-                      message_key="No identity provider is configured.")
+                      message_key=N_("No identity provider is configured."))
     url, login = await client.start(str(request.url_for("portal_oidc_callback")))
     session_id = request.state.portal_session_id
     portal(request).sessions.update(session_id, _with_login(request.state.portal_session, login))
@@ -78,13 +79,13 @@ async def oidc_callback(request: Request) -> Response:
     session = request.state.portal_session
     if client is None:
         return render(request, "error.html", 404, title_key="not-found",
-                      message_key="No identity provider is configured.")
+                      message_key=N_("No identity provider is configured."))
     try:
         identity = await client.finish(login=session.login, state=request.query_params.get("state"),
                                        code=request.query_params.get("code"))
     except SignInFailed as failure:
         log.info("portal sign-in refused: %s", failure)  # the reason only: never a code or a token
-        return _refused(request, "The sign-in could not be completed. Please try again.")
+        return _refused(request, N_("The sign-in could not be completed. Please try again."))
     if identity.role == "REP":
         principal = representative_principal(representative_id=identity.user_id, spid=identity.patient_spid,
                                              name=identity.name or None)
@@ -117,7 +118,7 @@ async def _complete(request: Request, principal) -> Response:
         await run_use_case(request, portal(request).services.portal.sign_in, principal=principal)
     except AccessRefused:
         # One answer for an unknown patient and a representative without a 303: it reveals nothing.
-        return _refused(request, "No record could be opened for this sign-in.")
+        return _refused(request, N_("No record could be opened for this sign-in."))
     old_id = request.cookies.get(COOKIE)
     session_id, _ = portal(request).sessions.sign_in(
         old_id, role=principal.role, user_id=principal.user_id, patient_spid=principal.patient_spid,

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from adapters.cara.vocabulary import SPID_SYSTEM
+from gateway.portal.i18n import N_
 from gateway.portal.pages import portal, render, signed_in
 from gateway.routes.common import base_url, run_use_case
 
@@ -17,17 +18,17 @@ PAGE_SIZE = 25
 KINDS = {"documents": "ATC_DOC_", "sharing": "ATC_POL_", "trail": "ATC_LOG_", "emergency": None}
 # What the patient reads for each CH:ATC event type (catalogue messages).
 WHAT = {
-    "ATC_DOC_CREATE": "added a document", "ATC_DOC_READ": "opened a document",
-    "ATC_DOC_UPDATE": "changed a document", "ATC_DOC_DELETE": "removed a document",
-    "ATC_DOC_SEARCH": "searched your documents",
-    "ATC_POL_CREATE_AUT_PART_AL": "gave access to your record", "ATC_POL_UPDATE_AUT_PART_AL": "changed an access",
-    "ATC_POL_REMOVE_AUT_PART_AL": "removed an access", "ATC_POL_DEF_CONFLEVEL": "set the level of new documents",
-    "ATC_POL_DIS_EMER_USE": "switched emergency access off", "ATC_POL_ENA_EMER_USE": "set emergency access",
-    "ATC_POL_INCL_BLACKLIST": "blocked a professional", "ATC_POL_EXL_BLACKLIST": "unblocked a professional",
-    "ATC_LOG_READ": "read this trail", "ATC_HPD_GROUP_ENTRY_NOTIFY": "joined a group with access",
+    "ATC_DOC_CREATE": N_("added a document"), "ATC_DOC_READ": N_("opened a document"),
+    "ATC_DOC_UPDATE": N_("changed a document"), "ATC_DOC_DELETE": N_("removed a document"),
+    "ATC_DOC_SEARCH": N_("searched your documents"),
+    "ATC_POL_CREATE_AUT_PART_AL": N_("gave access to your record"), "ATC_POL_UPDATE_AUT_PART_AL": N_("changed an access"),
+    "ATC_POL_REMOVE_AUT_PART_AL": N_("removed an access"), "ATC_POL_DEF_CONFLEVEL": N_("set the level of new documents"),
+    "ATC_POL_DIS_EMER_USE": N_("switched emergency access off"), "ATC_POL_ENA_EMER_USE": N_("set emergency access"),
+    "ATC_POL_INCL_BLACKLIST": N_("blocked a professional"), "ATC_POL_EXL_BLACKLIST": N_("unblocked a professional"),
+    "ATC_LOG_READ": N_("read this trail"), "ATC_HPD_GROUP_ENTRY_NOTIFY": N_("joined a group with access"),
 }
-ROLES = {"PAT": "Patient", "REP": "Representative", "HCP": "Healthcare professional", "ASS": "Assistant",
-         "TCU": "Technical user", "DADM": "Document administrator", "PADM": "Policy administrator"}
+ROLES = {"PAT": N_("Patient"), "REP": N_("Representative"), "HCP": N_("Healthcare professional"), "ASS": N_("Assistant"),
+         "TCU": N_("Technical user"), "DADM": N_("Document administrator"), "PADM": N_("Policy administrator")}
 
 
 @signed_in

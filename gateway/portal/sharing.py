@@ -16,6 +16,7 @@ from typing import Any
 from consent import policies as rules
 from consent.policies import Policy, is_valid_gln
 from consent.ppqm import policy_from_consent
+from gateway.portal.i18n import N_
 
 ACTIONS = ("grant-professional", "grant-group", "block", "emergency", "provide-level", "representative", "revoke")
 
@@ -49,23 +50,26 @@ def consent_id(policy: Policy) -> str:
 def plan(form: dict[str, str], *, spid: str, policies: list[Policy], today: date, name_of) -> Plan:
     action = form.get("action", "")
     if action not in ACTIONS:
-        raise FormProblem("Choose what you want to change.", "action")
+        raise FormProblem(N_("Choose what you want to change."), "action")
     return _PLANNERS[action](form, spid, policies, today, name_of)
 
 
 def _grant_professional(form, spid, policies, today, name_of) -> Plan:
     gln = (form.get("gln") or form.get("directory_gln") or "").strip()
     if not is_valid_gln(gln):
-        raise FormProblem("A GLN has 13 digits and a valid check digit: please check the number.", "gln")
+        raise FormProblem(N_("A GLN has 13 digits and a valid check digit: please check the number."), "gln")
     level = _level(form)
     end = _date(form.get("end"), "end", today, required=False)
     who = name_of(gln) or gln
     existing = _find(policies, 301, gln, block=False)
     policy = Policy(policy_set_id=existing.policy_set_id if existing else _new_id(), template=301, patient_spid=spid,
                     rule=rules.RESTRICTED if level == "restricted" else rules.NORMAL, subject_id=gln, end=end)
-    message = ("%(who)s will see your normal and restricted documents" if level == "restricted"
-               else "%(who)s will see your normal documents, not the restricted or secret ones")
-    message += (" until %(end)s." if end else ", until you revoke it.")
+    message = {("restricted", True): N_("%(who)s will see your normal and restricted documents until %(end)s."),
+               ("restricted", False): N_("%(who)s will see your normal and restricted documents, until you revoke it."),
+               ("normal", True): N_("%(who)s will see your normal documents, not the restricted or secret ones, "
+                                    "until %(end)s."),
+               ("normal", False): N_("%(who)s will see your normal documents, not the restricted or secret ones, "
+                                     "until you revoke it.")}[(level, end is not None)]
     return Plan("PUT" if existing else "POST", policy, consent_id(existing) if existing else None,
                 (message, {"who": who, "end": end.isoformat() if end else ""}))
 
@@ -73,14 +77,14 @@ def _grant_professional(form, spid, policies, today, name_of) -> Plan:
 def _grant_group(form, spid, policies, today, name_of) -> Plan:
     group = (form.get("group") or "").strip()
     if not group.startswith("urn:oid:") or not rules._OID_URN.match(group):
-        raise FormProblem("Choose a group from the list (its identifier starts with urn:oid:).", "group")
+        raise FormProblem(N_("Choose a group from the list (its identifier starts with urn:oid:)."), "group")
     level = _level(form)
     end = _date(form.get("end"), "end", today, required=True)
     existing = _find(policies, 302, group, block=False)
     policy = Policy(policy_set_id=existing.policy_set_id if existing else _new_id(), template=302, patient_spid=spid,
                     rule=rules.RESTRICTED if level == "restricted" else rules.NORMAL, subject_id=group, end=end)
-    message = ("Every member of %(who)s will see your normal and restricted documents until %(end)s."
-               if level == "restricted" else "Every member of %(who)s will see your normal documents until %(end)s.")
+    message = (N_("Every member of %(who)s will see your normal and restricted documents until %(end)s.")
+               if level == "restricted" else N_("Every member of %(who)s will see your normal documents until %(end)s."))
     return Plan("PUT" if existing else "POST", policy, consent_id(existing) if existing else None,
                 (message, {"who": name_of(group) or group, "end": end.isoformat()}))
 
@@ -88,30 +92,30 @@ def _grant_group(form, spid, policies, today, name_of) -> Plan:
 def _block(form, spid, policies, today, name_of) -> Plan:
     gln = (form.get("gln") or form.get("directory_gln") or "").strip()
     if not is_valid_gln(gln):
-        raise FormProblem("A GLN has 13 digits and a valid check digit: please check the number.", "gln")
+        raise FormProblem(N_("A GLN has 13 digits and a valid check digit: please check the number."), "gln")
     if _find(policies, 301, gln, block=True):
-        raise FormProblem("This professional is already blocked.", "gln")
+        raise FormProblem(N_("This professional is already blocked."), "gln")
     policy = Policy(policy_set_id=_new_id(), template=301, patient_spid=spid, rule=rules.EXCLUSION_LIST, subject_id=gln)
     return Plan("POST", policy, None,
-                ("%(who)s will see nothing of your record, not even in an emergency, whatever else you allowed.",
+                (N_("%(who)s will see nothing of your record, not even in an emergency, whatever else you allowed."),
                  {"who": name_of(gln) or gln}))
 
 
 def _emergency(form, spid, policies, today, name_of) -> Plan:
     choice = form.get("emergency", "")
     if choice not in ("off", "normal", "restricted"):
-        raise FormProblem("Choose off, normal or restricted.", "emergency")
+        raise FormProblem(N_("Choose off, normal or restricted."), "emergency")
     existing = next((p for p in policies if p.template == 202), None)
     if choice == "off":
         if existing is None:
-            raise FormProblem("Emergency access is already off.", "emergency")
+            raise FormProblem(N_("Emergency access is already off."), "emergency")
         return Plan("DELETE", None, consent_id(existing),
-                    ("In an emergency, no professional will be able to see your record without your permission.", {}))
+                    (N_("In an emergency, no professional will be able to see your record without your permission."), {}))
     policy = Policy(policy_set_id=existing.policy_set_id if existing else _new_id(), template=202, patient_spid=spid,
                     rule=rules.RESTRICTED if choice == "restricted" else rules.NORMAL)
-    message = ("In an emergency, any professional may see your normal and restricted documents; you will be told "
-               "each time." if choice == "restricted" else
-               "In an emergency, any professional may see your normal documents; you will be told each time.")
+    message = (N_("In an emergency, any professional may see your normal and restricted documents; you will be "
+                  "told each time.") if choice == "restricted" else
+               N_("In an emergency, any professional may see your normal documents; you will be told each time."))
     return Plan("PUT" if existing else "POST", policy, consent_id(existing) if existing else None, (message, {}))
 
 
@@ -120,14 +124,15 @@ def _provide_level(form, spid, policies, today, name_of) -> Plan:
     rule = {"normal": rules.PROVIDE_NORMAL, "restricted": rules.PROVIDE_RESTRICTED,
             "secret": rules.PROVIDE_SECRET}.get(choice)
     if rule is None:
-        raise FormProblem("Choose normal, restricted or secret.", "provide_level")
+        raise FormProblem(N_("Choose normal, restricted or secret."), "provide_level")
     existing = next((p for p in policies if p.template == 203), None)
     policy = Policy(policy_set_id=existing.policy_set_id if existing else _new_id(), template=203, patient_spid=spid,
                     rule=rule)
-    message = {"normal": "New documents will be filed as normal, unless their author chooses restricted.",
-               "restricted": "New documents will be filed as restricted at least: only the professionals you "
-                             "allowed restricted access will see them.",
-               "secret": "New documents will be filed as secret: only you and your representatives will see them."}
+    message = {"normal": N_("New documents will be filed as normal, unless their author chooses restricted."),
+               "restricted": N_("New documents will be filed as restricted at least: only the professionals you "
+                                "allowed restricted access will see them."),
+               "secret": N_("New documents will be filed as secret: only you and your representatives will see "
+                            "them.")}
     return Plan("PUT" if existing else "POST", policy, consent_id(existing) if existing else None,
                 (message[choice], {}))
 
@@ -135,28 +140,31 @@ def _provide_level(form, spid, policies, today, name_of) -> Plan:
 def _representative(form, spid, policies, today, name_of) -> Plan:
     representative = (form.get("representative") or "").strip()
     if not representative or any(c.isspace() for c in representative) or len(representative) > 64:
-        raise FormProblem("Enter the representative's identifier (without spaces).", "representative")
+        raise FormProblem(N_("Enter the representative's identifier (without spaces)."), "representative")
     end = _date(form.get("end"), "end", today, required=False)
     if _find(policies, 303, representative, block=False):
-        raise FormProblem("This person already represents you.", "representative")
+        raise FormProblem(N_("This person already represents you."), "representative")
     policy = Policy(policy_set_id=_new_id(), template=303, patient_spid=spid, rule=rules.FULL,
                     subject_id=representative, end=end)
-    message = "%(who)s will act for you: see and manage your whole record, secret documents included"
-    message += " until %(end)s." if end else ", until you remove them."
+    message = (N_("%(who)s will act for you: see and manage your whole record, secret documents included, "
+                  "until %(end)s.") if end else
+               N_("%(who)s will act for you: see and manage your whole record, secret documents included, "
+                  "until you remove them."))
     return Plan("POST", policy, None, (message, {"who": representative, "end": end.isoformat() if end else ""}))
 
 
 def _revoke(form, spid, policies, today, name_of) -> Plan:
     target = next((p for p in policies if consent_id(p) == form.get("consent_id")), None)
     if target is None or target.template in (201, 202, 203):
-        raise FormProblem("This permission does not exist (any more).", "consent_id")
+        raise FormProblem(N_("This permission does not exist (any more)."), "consent_id")
     who = name_of(target.subject_id) or target.subject_id or ""
     if target.is_block:
-        message = "%(who)s will no longer be blocked: what you allowed to everyone applies to them again."
+        message = N_("%(who)s will no longer be blocked: what you allowed to everyone applies to them again.")
     elif target.template == 303:
-        message = "%(who)s will no longer represent you."
+        message = N_("%(who)s will no longer represent you.")
     else:
-        message = "%(who)s will no longer see your documents (an emergency access stays possible as you set it)."
+        message = N_("%(who)s will no longer see your documents (an emergency access stays possible as you set "
+                     "it).")
     return Plan("DELETE", None, consent_id(target), (message, {"who": who}))
 
 
@@ -168,21 +176,21 @@ _PLANNERS = {"grant-professional": _grant_professional, "grant-group": _grant_gr
 def _level(form) -> str:
     level = form.get("level", "")
     if level not in ("normal", "restricted"):
-        raise FormProblem("Choose normal or restricted.", "level")
+        raise FormProblem(N_("Choose normal or restricted."), "level")
     return level
 
 
 def _date(value: str | None, field: str, today: date, *, required: bool) -> date | None:
     if not value:
         if required:
-            raise FormProblem("A group's access needs an end date.", field)
+            raise FormProblem(N_("A group's access needs an end date."), field)
         return None
     try:
         parsed = date.fromisoformat(value)
     except ValueError:
-        raise FormProblem("Enter the date as year-month-day.", field) from None
+        raise FormProblem(N_("Enter the date as year-month-day."), field) from None
     if parsed < today:
-        raise FormProblem("The end date is in the past.", field)
+        raise FormProblem(N_("The end date is in the past."), field)
     return parsed
 
 

@@ -14,7 +14,7 @@ DOCUMENT_CSP = "default-src 'none'; img-src 'self'; object-src 'self'; style-src
 
 COMMON = [
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),  # no-referrer would make Chromium send Origin: null on our own forms
     (b"x-frame-options", b"DENY"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),

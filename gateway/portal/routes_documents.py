@@ -105,7 +105,9 @@ def document_row(resource: dict) -> dict:
                   if c.get("code") in LEVELS), "normal")
     attachment = (resource.get("content") or [{}])[0].get("attachment", {})
     when = resource.get("date") or attachment.get("creation") or ""
-    return {"id": resource["id"], "type": type_coding.get("display") or type_coding.get("code", ""),
+    # The title comes from the type code (a sender's display text may not match its code).
+    title = TYPES.get(type_coding.get("code", "")) or type_coding.get("display") or type_coding.get("code", "")
+    return {"id": resource["id"], "type": title,
             "date": _day(when[:10]), "authors": ", ".join(a for a in authors if a),
             "institution": ", ".join(i for i in institutions if i) or facility.get("display", ""),
             "level": label, "content_type": attachment.get("contentType", ""),

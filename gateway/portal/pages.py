@@ -113,8 +113,9 @@ def signed_in(endpoint: Callable[..., Awaitable[Response]]) -> Callable[[Request
     async def guarded(request: Request) -> Response:
         session_id, session = session_of(request)
         if session is None or not session.signed_in:
-            return RedirectResponse("/portal/sign-in?expired=1" if request.cookies.get(COOKIE) else "/portal/sign-in",
-                                    status_code=303)
+            # A cookie whose session is gone timed out (or was signed out): say so on the sign-in page.
+            expired = session is None and request.cookies.get(COOKIE)
+            return RedirectResponse("/portal/sign-in?expired=1" if expired else "/portal/sign-in", status_code=303)
         request.state.portal_session = session
         request.state.portal_session_id = session_id
         form = None

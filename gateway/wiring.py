@@ -24,6 +24,7 @@ from gateway.audit_trail import AuditTrail
 from gateway.auditing import Auditor
 from gateway.exchange import Exchange, is_consent_bundle
 from gateway.identity_exchange import IdentityExchange
+from gateway.metadata_exchange import MetadataExchange
 from gateway.policy_exchange import PolicyExchange
 from gateway.search_pages import InProcessSearchPages, NoSearchPages, RedisSearchPages, SearchPages
 from gateway.settings import Settings
@@ -41,6 +42,7 @@ class Services:
     auditor: Auditor
     verifier: TokenVerifier
     identities: IdentityExchange
+    metadata: MetadataExchange | None = None  # CH:MHD-1 (gateway/metadata_exchange.py)
 
     @property
     def store_in_process(self) -> bool:
@@ -84,8 +86,10 @@ def build_services(settings: Settings) -> Services:
                              clock_skew_seconds=settings.clock_skew_seconds)
     identities = IdentityExchange(patients=patients, auditor=auditor, community_oid=settings.community_oid,
                                   pages=pages)
+    metadata = MetadataExchange(documents=documents, patients=patients, access=access, auditor=auditor, pages=pages)
     return Services(settings=settings, engine=engine, keyring=keyring, exchange=exchange, policies=policies,
-                    trail=trail, access=access, auditor=auditor, verifier=verifier, identities=identities)
+                    trail=trail, access=access, auditor=auditor, verifier=verifier, identities=identities,
+                    metadata=metadata)
 
 
 def siem_shipper(settings: Settings, engine: Engine) -> SyslogShipper | None:

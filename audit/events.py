@@ -55,7 +55,8 @@ TRANSACTIONS = {
     "ITI-83": (IHE_EVENT_TYPE_SYSTEM, "Mobile Patient Identifier Cross-reference Query", ("110112", "Query")),
     "ITI-104": (IHE_EVENT_TYPE_SYSTEM, "Patient Identity Feed FHIR", ("110110", "Patient Record")),
     "ITI-119": (IHE_EVENT_TYPE_SYSTEM, "Patient Demographics Match", ("110112", "Query")),
-    "CH:MHD-1": (IHE_EVENT_TYPE_SYSTEM, "Update Document Metadata", ("110107", "Import")),
+    # CH:MHD-1 is coded CH-MHD-1 in the e-health-suisse system (ChAuditEventChMhd1ResponderExample).
+    "CH-MHD-1": (EHS_EVENT_TYPE_SYSTEM, "Update Document Metadata", ("110107", "Import")),
     "PPQ-3": (EHS_EVENT_TYPE_SYSTEM, "Mobile Privacy Policy Feed", ("110110", "Patient Record")),
     "PPQ-4": (EHS_EVENT_TYPE_SYSTEM, "Mobile Privacy Policy Bundle Feed", ("110110", "Patient Record")),
     "PPQ-5": (EHS_EVENT_TYPE_SYSTEM, "Mobile Privacy Policy Retrieve", ("110112", "Query")),

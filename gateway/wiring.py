@@ -24,7 +24,7 @@ from gateway.audit_trail import AuditTrail
 from gateway.auditing import Auditor
 from gateway.exchange import Exchange, is_consent_bundle
 from gateway.identity_exchange import IdentityExchange
-from gateway.metadata_exchange import MetadataExchange
+from gateway.metadata_exchange import MetadataExchange, is_metadata_update_bundle
 from gateway.policy_exchange import PolicyExchange
 from gateway.search_pages import InProcessSearchPages, NoSearchPages, RedisSearchPages, SearchPages
 from gateway.settings import Settings
@@ -56,6 +56,8 @@ class Services:
         except RecordError as error:  # not even a Bundle: still an exchange, and refused ones are audited
             self.auditor.failure("ITI-65", principal, error)
             raise
+        if self.metadata is not None and is_metadata_update_bundle(bundle):  # CH:MHD-1
+            return self.metadata.update_bundle(principal=principal, bundle=bundle, base_url=base_url)
         if is_consent_bundle(bundle):
             return self.policies.transaction(principal=principal, bundle=bundle)
         return self.exchange.provide_bundle(principal=principal, bundle=bundle, base_url=base_url).response

@@ -48,7 +48,7 @@ def test_the_patient_makes_a_document_secret_and_the_professional_loses_it(gatew
     assert [c["code"] for label in read["securityLabel"] for c in label["coding"]] == ["1141000195107"]
     history = metadata.history(principal=PATIENT, entry_id=lab_report)
     assert [(v.version, v.confidentiality_level) for v in history] == [(1, "restricted"), (2, "secret")]
-    assert ledger(gateway)[before:before + 1] == [("CH:MHD-1", "ATC_DOC_UPDATE", "0", "PAT", SPID, "NORM", SPID)]
+    assert ledger(gateway)[before:before + 1] == [("CH-MHD-1", "ATC_DOC_UPDATE", "0", "PAT", SPID, "NORM", SPID)]
 
     lowered = metadata.change_confidentiality(principal=PATIENT, entry_id=lab_report, level="normal")
     assert (lowered.confidentiality_level, lowered.version) == ("normal", 3)
@@ -60,7 +60,7 @@ def test_a_professional_who_reads_the_document_is_refused_and_nothing_changes(ga
     with pytest.raises(AccessRefused):
         gateway.services.metadata.change_confidentiality(principal=HCP, entry_id=lab_report, level="normal")
     assert row_counts(gateway.services) == before
-    assert ledger(gateway)[-1][:3] == ("CH:MHD-1", None, "4")
+    assert ledger(gateway)[-1][:3] == ("CH-MHD-1", None, "4")
 
 
 @pytest.mark.parametrize("principal", [OTHER_PATIENT, HCP], ids=["another patient", "hcp, level not granted"])

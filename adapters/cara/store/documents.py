@@ -306,45 +306,58 @@ class MetadataVersions:
         self._store = store
 
     def update(self, entry: DocumentEntry, *, status: str,
-               within: Callable[[Connection, DocumentEntry], None] | None = None) -> DocumentEntry:
-        """Store `entry` (the whole new metadata, same id and uniqueId) as the next version with the
-        clear `status` (current, superseded or deleted). The version it replaces must still be the
-        row's (else Conflict: someone updated it meanwhile). `within` runs before the commit."""
+               within: Callable[[Connection, list[DocumentEntry]], None] | None = None) -> DocumentEntry:
+        return self.update_all([(entry, status)], within=within)[0]
+
+    def update_all(self, changes: list[tuple[DocumentEntry, str]],
+                   within: Callable[[Connection, list[DocumentEntry]], None] | None = None) -> list[DocumentEntry]:
+        """Store each entry (the whole new metadata, same id and uniqueId) as its next version with the
+        clear status given (current, superseded or deleted), all in one transaction or none. The version
+        each replaces must still be the row's (else Conflict: someone updated it meanwhile). `within`
+        runs before the commit with the stored entries (the audit records that prove the change)."""
         store = self._store
+        stored: list[DocumentEntry] = []
         with store._engine.begin() as connection:
-            statement = (select(document_entry.c.id, document_entry.c.unique_id, document_entry.c.status,
-                                document_entry.c.version, document_entry.c.sealed_key, document_entry.c.sealed)
-                         .where(document_entry.c.id == entry.entry_id))
-            if connection.dialect.name == "postgresql":
-                statement = statement.with_for_update()
-            row = connection.execute(statement).one_or_none()
-            if row is None or row.unique_id != entry.unique_id:
-                raise Conflict(f"document {entry.entry_id} is not stored with uniqueId {entry.unique_id}")
-            if row.version != entry.version:
-                raise Conflict(f"document {entry.entry_id} was updated meanwhile (version {row.version})",
-                               location="DocumentReference.meta.versionId")
-            updated = replace(entry, version=row.version + 1, status=status)
-            connection.execute(insert(document_entry_version).values(
-                id=f"{row.id}|{row.version}", entry_id=row.id, version=row.version, status=row.status,
-                replaced_at=datetime.now(UTC).replace(tzinfo=None), sealed_key=row.sealed_key, sealed=row.sealed))
-            sealed = store._keyring.seal(json.dumps(updated.to_json()).encode(),
-                                         _metadata_context(row.id, row.unique_id, updated.version))
-            done = connection.execute(
-                update(document_entry)
-                .where(document_entry.c.id == row.id, document_entry.c.version == row.version)
-                .values(status=status, confidentiality=updated.confidentiality_level, date=instant(updated.date),
-                        period_start=instant(updated.service_start), period_end=instant(updated.service_stop),
-                        version=updated.version, sealed_key=sealed.wrapped_key, sealed=sealed.ciphertext))
-            if done.rowcount != 1:
-                raise Conflict(f"document {entry.entry_id} was updated meanwhile",
-                               location="DocumentReference.meta.versionId")
-            connection.execute(document_token.delete().where(document_token.c.entry_id == row.id))
-            tokens = store._tokens(updated)
-            if tokens:
-                connection.execute(insert(document_token), tokens)
+            for entry, status in changes:
+                stored.append(self._update_one(connection, entry, status))
             if within is not None:
-                within(connection, updated)
-        store._opened.pop(row.id, None)
+                within(connection, stored)
+        for entry in stored:
+            store._opened.pop(entry.entry_id, None)
+        return stored
+
+    def _update_one(self, connection: Connection, entry: DocumentEntry, status: str) -> DocumentEntry:
+        store = self._store
+        statement = (select(document_entry.c.id, document_entry.c.unique_id, document_entry.c.status,
+                            document_entry.c.version, document_entry.c.sealed_key, document_entry.c.sealed)
+                     .where(document_entry.c.id == entry.entry_id))
+        if connection.dialect.name == "postgresql":
+            statement = statement.with_for_update()
+        row = connection.execute(statement).one_or_none()
+        if row is None or row.unique_id != entry.unique_id:
+            raise Conflict(f"document {entry.entry_id} is not stored with uniqueId {entry.unique_id}")
+        if row.version != entry.version:
+            raise Conflict(f"document {entry.entry_id} was updated meanwhile (now version {row.version})",
+                           location="DocumentReference.meta.versionId")
+        updated = replace(entry, version=row.version + 1, status=status)
+        connection.execute(insert(document_entry_version).values(
+            id=f"{row.id}|{row.version}", entry_id=row.id, version=row.version, status=row.status,
+            replaced_at=datetime.now(UTC).replace(tzinfo=None), sealed_key=row.sealed_key, sealed=row.sealed))
+        sealed = store._keyring.seal(json.dumps(updated.to_json()).encode(),
+                                     _metadata_context(row.id, row.unique_id, updated.version))
+        done = connection.execute(
+            update(document_entry)
+            .where(document_entry.c.id == row.id, document_entry.c.version == row.version)
+            .values(status=status, confidentiality=updated.confidentiality_level, date=instant(updated.date),
+                    period_start=instant(updated.service_start), period_end=instant(updated.service_stop),
+                    version=updated.version, sealed_key=sealed.wrapped_key, sealed=sealed.ciphertext))
+        if done.rowcount != 1:
+            raise Conflict(f"document {entry.entry_id} was updated meanwhile",
+                           location="DocumentReference.meta.versionId")
+        connection.execute(document_token.delete().where(document_token.c.entry_id == row.id))
+        tokens = store._tokens(updated)
+        if tokens:
+            connection.execute(insert(document_token), tokens)
         return updated
 
     def history(self, entry_id: str) -> list[DocumentEntry]:

@@ -91,7 +91,8 @@ class MetadataExchange:
         if doc.get("id") not in (None, entry_id):
             raise InvalidInput(f"the DocumentReference's id {doc.get('id')!r} is not the one of the URL ({entry_id})",
                                location="DocumentReference.id")
-        [stored] = self._apply(principal, [self._plan(principal, entry_id, doc, "DocumentReference")])
+        [stored] = self._apply(principal, [self._plan(principal, entry_id, doc, "DocumentReference")],
+                               base_url=base_url)
         return self._resource(stored, base_url)
 
     @audited(TRANSACTION)
@@ -108,7 +109,7 @@ class MetadataExchange:
             plans.append(self._plan(principal, entry_id, doc, f"Bundle.entry[{i}].resource"))
         if len({p.current.entry_id for p in plans}) != len(plans):
             raise InvalidInput("a Bundle updates each DocumentReference once", location="Bundle.entry")
-        stored = self._apply(principal, plans)
+        stored = self._apply(principal, plans, base_url=base_url)
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         return {
             "resourceType": "Bundle",
@@ -141,8 +142,9 @@ class MetadataExchange:
                                           confidentiality=entry.confidentiality_level)
         if not decision.permit:
             refusal = UnknownDocumentEntry(f"DocumentReference/{entry_id} is not known")
-            self.auditor.failure(TRANSACTION, principal, refusal, atc_code="ATC_DOC_UPDATE",
-                                 patient_spid=record.spid, documents=(self.auditor.document(entry),))
+            document = replace(self.auditor.document(entry), reference=f"DocumentReference/{entry.entry_id}")
+            self.auditor.failure(TRANSACTION, principal, refusal, atc_code="ATC_DOC_UPDATE", action="U",
+                                 patient_spid=record.spid, documents=(document,))
             raise refusal
         return entry, record.spid
 
@@ -184,21 +186,25 @@ class MetadataExchange:
             return DESCRIPTIVE | DELETION
         return frozenset()
 
-    def _apply(self, principal: Principal, changes: list[Change]) -> list[DocumentEntry]:
+    def _apply(self, principal: Principal, changes: list[Change], *, base_url: str | None = None) -> list[DocumentEntry]:
         """Store every change in one transaction with one audit record each (CH-MHD-1 with the
-        patient's ATC_DOC_UPDATE or ATC_DOC_DELETE); an update that changes nothing is only audited."""
+        patient's ATC_DOC_UPDATE or ATC_DOC_DELETE); an update that changes nothing is only audited.
+        The record's action is U even for a deletion (the profile fixes it; the trail shows D)."""
+        def document(entry: DocumentEntry):
+            path = f"DocumentReference/{entry.entry_id}"
+            return replace(self.auditor.document(entry), reference=f"{base_url}/{path}" if base_url else path)
+
         pending = [c for c in changes if c.status != c.current.status or changed_fields(c.current, c.new)]
         unchanged = [c for c in changes if c not in pending]
         if unchanged:
             self.auditor.write_now([self.auditor.record(TRANSACTION, principal, action="U", patient_spid=c.spid,
-                                                        documents=(self.auditor.document(c.current),))
+                                                        documents=(document(c.current),))
                                     for c in unchanged])
 
         def audit_in_transaction(connection, stored: list[DocumentEntry]) -> None:
             self.auditor.write(connection, [
-                self.auditor.record(TRANSACTION, principal, atc_code=change.atc_code,
-                                    action="D" if change.status == "deleted" else "U", patient_spid=change.spid,
-                                    documents=(self.auditor.document(entry),))
+                self.auditor.record(TRANSACTION, principal, atc_code=change.atc_code, action="U",
+                                    patient_spid=change.spid, documents=(document(entry),))
                 for change, entry in zip(pending, stored, strict=True)])
 
         stored = iter(self.versions.update_all(

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_portal"
-down_revision = "0007"
+down_revision = "0008_conformance"  # chained after h/conformance, merged into this branch
 
 
 def upgrade() -> None:

@@ -80,18 +80,26 @@ def test_the_patient_sees_decides_and_reads_who_looked(server, browser):
     browser.driver.find_element("css selector", "#type option[value='4241000179101']").click()
     browser.click(".filters button[type=submit]")
     assert browser.all_text(".document-link") == ["Laboratory report"]
-    browser.click("a[href='/portal/documents']")
 
-    # Open one: the detail page, then the PDF itself, inline, as the page's own request.
+    # Open it: the detail page, then the PDF itself, inline, as the page's own request.
     browser.click("a.document-link")
     assert browser.check_page("document") == []
     opened = browser.fetch(browser.driver.find_element("css selector", "#open-document").get_attribute("href"))
     assert (opened["status"], opened["type"], opened["start"]) == (200, "application/pdf", "%PDF-")
     assert opened["disposition"].startswith("inline;")
 
+    # Make it secret (each level explained beside its choice): the demo HCP's normal grant loses it.
+    favre = (DEMO_GLN, "Dr. Demo Favre")
+    assert len(found_ids(server, favre)) == 2
+    assert "no professional, not even in an emergency" in browser.text("label[for=level-secret]")
+    browser.driver.find_element("css selector", "#level-secret").click()
+    browser.click("#change-level")
+    assert browser.text("#current-level") == "Secret"
+    assert "The confidentiality level was changed." in browser.text(".notice")
+    normal_ids = found_ids(server, favre)
+    assert len(normal_ids) == 1 and found_ids(server, CLAIRE) == set()
+
     # Grant a professional chosen from the directory; the explanation comes before anything is saved.
-    normal_ids = found_ids(server, (DEMO_GLN, "Dr. Demo Favre"))
-    assert len(normal_ids) == 2 and found_ids(server, CLAIRE) == set()
     browser.open("/portal/sharing")
     assert browser.check_page("sharing") == []
     browser.driver.find_element("css selector", f"#grant-directory option[value='{CLAIRE[0]}']").click()
@@ -117,7 +125,7 @@ def test_the_patient_sees_decides_and_reads_who_looked(server, browser):
     browser.driver.find_element("css selector", "#emergency-restricted").click()
     review_and_confirm(browser, "#emergency-review", "normal and restricted documents")
     assert browser.driver.find_element("css selector", "#emergency-restricted").is_selected()
-    assert len(found_ids(server, MARC, purpose="EMER")) == 3
+    assert len(found_ids(server, MARC, purpose="EMER")) == 2  # normal and restricted, never secret
 
     # Who looked: the professionals' searches, the emergency highlighted, its notification new once.
     browser.click("a[href='/portal/trail']")
@@ -176,7 +184,7 @@ def test_a_representative_acts_for_the_patient_within_their_303(server, browser)
     browser.type("#grant-gln", NADIA[0])
     browser.driver.find_element("css selector", "#grant-restricted").click()
     review_and_confirm(browser, "#grant-review", f"{NADIA[1]} will see your normal and restricted documents")
-    assert len(found_ids(server, NADIA)) == 3
+    assert len(found_ids(server, NADIA)) == 2  # the secret document stays the patient's and the representative's
     browser.driver.find_element("css selector", f"#grants button[aria-label='Revoke {NADIA[1]}']").click()
     review_and_confirm_after_click(browser, f"{NADIA[1]} will no longer see your documents")
     assert found_ids(server, NADIA) == set()

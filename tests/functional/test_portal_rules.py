@@ -223,6 +223,23 @@ def test_an_unknown_patient_cannot_sign_in(portal):
     assert portal.client.get("/portal/documents", follow_redirects=False).status_code == 303
 
 
+def test_the_patient_makes_a_document_secret_through_the_metadata_use_case(portal):
+    client = portal.client
+    sign_in(client)
+    assert portal.find().json()["total"] == 1
+    token = csrf_of(client, f"/portal/documents/{portal.mine}")
+
+    answer = client.post(f"/portal/documents/{portal.mine}/confidentiality",
+                         data={"csrf_token": token, "level": "secret"}, follow_redirects=False)
+
+    assert (answer.status_code, answer.headers["location"]) == (303, f"/portal/documents/{portal.mine}?done=confidentiality")
+    assert 'class="level level-secret"' in client.get(f"/portal/documents/{portal.mine}").text
+    assert portal.find().json()["total"] == 0  # the HCP's restricted grant does not reach secret
+    theirs = client.post(f"/portal/documents/{portal.theirs}/confidentiality",
+                         data={"csrf_token": token, "level": "normal"})
+    assert theirs.status_code == 404
+
+
 def test_a_crafted_confidentiality_level_is_refused(portal):
     client = portal.client
     sign_in(client)

@@ -149,6 +149,12 @@ def test_the_patient_sees_decides_and_reads_who_looked(server, browser):
     assert browser.text("h1") == "Mes documents"
     browser.click("button[name=lang][value=en]")
 
+    # On a phone: the list becomes one card per document, still without any serious axe finding.
+    browser.driver.set_window_size(390, 844)
+    browser.open("/portal/documents")
+    assert browser.check_page("documents-phone") == []
+    browser.driver.set_window_size(1100, 900)
+
     # Sign out: the session is gone on the server, the pages send back to sign-in.
     browser.click(".who button[type=submit]")
     assert browser.path() == "/portal/sign-in"

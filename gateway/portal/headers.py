@@ -10,7 +10,8 @@ PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
             "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; connect-src 'self'")
 # An opened document (PDF, image) is shown by the browser's own viewer, which needs its own inline
 # resources; it may embed nothing from elsewhere and run no page script of ours.
-DOCUMENT_CSP = "default-src 'none'; img-src 'self'; object-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+DOCUMENT_CSP = ("default-src 'none'; img-src 'self'; object-src 'self'; style-src 'unsafe-inline'; "
+                "frame-ancestors 'none'")
 
 COMMON = [
     (b"x-content-type-options", b"nosniff"),

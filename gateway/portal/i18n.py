@@ -58,4 +58,6 @@ def format_date(value, lang: str) -> str:
 
 
 def format_datetime(value, lang: str) -> str:
-    return dates.format_datetime(value, format="medium", locale=Locale.parse(lang), tzinfo=dates.get_timezone("Europe/Zurich"))
+    # The trail is read in Valais: Swiss time, whatever the server's zone.
+    return dates.format_datetime(value, format="medium", locale=Locale.parse(lang),
+                                 tzinfo=dates.get_timezone("Europe/Zurich"))

@@ -9,16 +9,15 @@ only through `PortalExchange.sign_in` (MPI, 303, audit), under a new session id.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from gateway.auth.errors import AccessRefused
-from gateway.portal import i18n
 from gateway.portal.oidc import SignInFailed
 from gateway.portal.i18n import N_
-from gateway.portal.pages import portal, public, render, session_of, set_cookie, signed_in, with_language
+from gateway.portal.pages import portal, public, render, set_cookie, signed_in, with_language
 from gateway.portal.sessions import COOKIE
 from gateway.portal_exchange import patient_principal, representative_principal
 from gateway.routes.common import run_use_case
@@ -136,10 +135,5 @@ def _refused(request: Request, message: str) -> Response:
 
 
 def _with_login(session, login):
-    from dataclasses import replace
-
     return replace(session, login=login)
 
-
-__all__ = ["home", "sign_in_page", "dev_sign_in", "oidc_login", "oidc_callback", "sign_out", "language",
-           "session_of", "i18n"]

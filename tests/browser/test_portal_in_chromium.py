@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from browser.portal_driver import Browser, GatewayServer, SPID_SEARCH
+from browser.portal_driver import Browser, GatewayServer
 from gateway.auth.dev_issuer import mint_token
 from gateway.demo import DEMO_GLN, DEMO_SPID
 
@@ -238,5 +238,3 @@ def patient_adds_representative(server: GatewayServer, representative: str) -> N
                              headers={"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"})
     assert answer.status_code == 201, answer.text
 
-
-__all__ = ["SPID_SEARCH"]

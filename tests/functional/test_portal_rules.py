@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import uuid
 
-import orjson
 import pytest
 
 from starlette.testclient import TestClient
@@ -15,6 +14,7 @@ from starlette.testclient import TestClient
 from conftest import HCP_GLN, OTHER_SPID, POLICY_ADMIN, SPID, make_settings, running_gateway, sqlite_url
 from consent.policies import FULL, Policy
 from functional.helpers import document_ids, one_document_bundle
+from gateway.samples import pdf_document, provide_bundle
 from gateway.app import create_app
 from gateway.first_start import prepare
 from gateway.portal.sessions import COOKIE
@@ -152,6 +152,7 @@ def test_the_development_sign_in_is_refused_in_production(tmp_path):
     with TestClient(create_app(services), base_url="https://testserver", headers={"Accept-Language": "en"}) as client:
         page = client.get("/portal/sign-in")
         assert "dev-sign-in" not in page.text
+        assert "No identity provider is configured." in page.text  # and no other way in: fail closed
         token = CSRF.search(page.text).group(1)
         answer = client.post("/portal/dev-sign-in", data={"csrf_token": token, "spid": SPID}, follow_redirects=False)
         assert answer.status_code == 403
@@ -259,4 +260,43 @@ def _main(html: str) -> str:
     return re.sub(r'value="[^"]+"', "", html[html.index("<main"):html.index("</main>")])
 
 
-__all__ = ["orjson"]
+
+def test_emergency_notifications_are_shown_new_once_then_marked_read(tmp_path, database_url):
+    with running_gateway(tmp_path, database_url) as gateway:
+        gateway.register_patient(grant_hcp=None)
+        gateway.provide(one_document_bundle())
+        emergency = gateway.tokens.headers(gateway.tokens.hcp(gln="7601000000019", purpose="EMER"))
+        assert gateway.find(headers=emergency).json()["total"] == 1
+        client = gateway.client
+        client.headers["Accept-Language"] = "en"
+        sign_in(client)
+
+        first = client.get("/portal/trail")
+        assert first.text.count('<span class="badge">New</span>') == 1
+        assert first.text.count('<tr class="emergency">') == 1
+        second = client.get("/portal/trail")
+        assert second.text.count('<span class="badge">New</span>') == 0
+        assert "Emergency access to your record" in second.text  # still listed, no longer new
+        pid = gateway.services.exchange.patients.pid_for_spid(SPID)
+        [(notification_id, _, _)] = gateway.services.access.notifications.for_patient(pid)
+        assert gateway.services.access.notifications.seen(pid) == {notification_id}
+
+
+def test_documents_and_trail_come_in_pages(sqlite_gateway):
+    gateway = sqlite_gateway
+    gateway.register_patient()
+    bundle = provide_bundle(spid=SPID, documents=[{"title": f"Report {n}", "content": pdf_document(f"R{n}", ["x"])}
+                                                  for n in range(23)])
+    assert gateway.provide(bundle).status_code == 200
+    client = gateway.client
+    client.headers["Accept-Language"] = "en"
+    sign_in(client)
+
+    first, second = client.get("/portal/documents"), client.get("/portal/documents?page=2")
+    assert "23 documents" in first.text and "Page 1 of 2" in first.text
+    assert first.text.count('class="document-link"') == 20 and second.text.count('class="document-link"') == 3
+    assert "page=2" in first.text and "page=1" in second.text
+    for _ in range(30):
+        client.get("/portal/documents?page=99")  # each search is in the trail: more than a page of it
+    trail = client.get("/portal/trail")
+    assert "Page 1 of" in trail.text and trail.text.count("<tr") == 26  # header + 25 entries

@@ -21,9 +21,10 @@ from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from adapters.cara.errors import InvalidInput, NotFound, RecordError, StoreUnavailable
+from adapters.cara.errors import NotFound, RecordError
 from consent.principal import Principal
 from gateway.auth.errors import AccessRefused
+from gateway.outcomes import STATUS_BY_ERROR
 from gateway.portal import csrf, i18n
 from gateway.portal.i18n import N_
 from gateway.portal.sessions import COOKIE, PortalSession, Sessions
@@ -166,19 +167,25 @@ def public(endpoint: Callable[..., Awaitable[Response]]) -> Callable[[Request], 
 
 
 def error_page(request: Request, error: Exception) -> HTMLResponse:
+    """The use-cases' errors as pages, with the statuses FHIR clients get for them (`outcomes`)."""
     if isinstance(error, NotFound):
         return render(request, "error.html", 404, title_key="not-found",
                       message_key=N_("This document does not exist, or it is not part of your record."))
     if isinstance(error, AccessRefused):
         return render(request, "error.html", 403, title_key="refused",
                       message_key=N_("This is not allowed with your current rights."))
-    if isinstance(error, StoreUnavailable) or (isinstance(error, RecordError) and getattr(error, "status", 0) >= 500):
-        log.error("portal: dependency unavailable: %s", type(error).__name__)
-        return render(request, "error.html", 503, title_key="unavailable",
-                      message_key=N_("The service is briefly unavailable. Nothing was changed; please try again later."))
-    if isinstance(error, (InvalidInput, RecordError)):
-        return render(request, "error.html", 400, title_key="invalid",
-                      message_key=N_("The request could not be understood. Nothing was changed."))
+    if isinstance(error, RecordError):
+        status = next((s for kind, s in STATUS_BY_ERROR.items() if isinstance(error, kind)), 500)
+        if status == 503:
+            log.error("portal: dependency unavailable: %s", type(error).__name__)
+            return render(request, "error.html", 503, title_key="unavailable", message_key=N_(
+                "The service is briefly unavailable. Nothing was changed; please try again later."))
+        if status == 409:
+            return render(request, "error.html", 409, title_key="invalid", message_key=N_(
+                "Your record changed in the meantime. Nothing was changed; please look again and retry."))
+        if status < 500:
+            return render(request, "error.html", status, title_key="invalid",
+                          message_key=N_("The request could not be understood. Nothing was changed."))
     log.exception("portal: unexpected error")  # the type and trace only: no patient data in messages
     return render(request, "error.html", 500, title_key="error",
                   message_key=N_("Something went wrong on our side. Nothing was changed."))

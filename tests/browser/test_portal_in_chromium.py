@@ -10,6 +10,7 @@ import json
 import httpx
 import orjson
 import pytest
+from selenium.webdriver.common.keys import Keys
 
 from browser.portal_driver import Browser, GatewayServer
 from gateway.auth.dev_issuer import mint_token
@@ -71,6 +72,15 @@ def test_the_patient_sees_decides_and_reads_who_looked(server, browser):
     sign_in_as_demo_patient(browser)
     cookie = next(c for c in browser.cookies() if c["name"] == "__Host-epr-portal")
     assert (cookie["httpOnly"], cookie["secure"], cookie["sameSite"]) == (True, True, "Strict")
+
+    # Keyboard: the first Tab reaches the skip link, visibly focused; Enter moves focus to the content.
+    browser.driver.find_element("tag name", "body").send_keys(Keys.TAB)
+    active = browser.driver.switch_to.active_element
+    assert active.get_attribute("class") == "skip"
+    assert active.value_of_css_property("outline-style") == "solid"
+    assert int(float(active.value_of_css_property("outline-width").removesuffix("px"))) >= 2
+    active.send_keys(Keys.ENTER)
+    assert browser.driver.switch_to.active_element.get_attribute("id") == "main"
 
     # My documents: the demo record's three documents, newest first, then filtered by type.
     assert browser.check_page("documents") == []

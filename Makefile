@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install services stop-services bench bench-pix bench-migrate bench-bridge clean
+.PHONY: run test install services stop-services bench bench-pix bench-migrate bench-bridge clean portal-messages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,10 @@ bench-bridge: $(STAMP)
 clean:
 	scripts/test_services.sh stop || true
 	rm -rf $(VENV) .test-services
+
+# The portal's message catalogues: extract every text, merge into fr/de/it/en, compile (commit all).
+portal-messages: $(STAMP)
+	$(BIN)/pybabel extract -F gateway/portal/babel.cfg -k N_ --no-location --omit-header \
+		-o gateway/portal/locales/messages.pot gateway/portal
+	$(BIN)/pybabel update --no-location -i gateway/portal/locales/messages.pot -d gateway/portal/locales
+	$(BIN)/pybabel compile -d gateway/portal/locales

@@ -16,6 +16,7 @@ from gateway.access_log import AccessLog
 from gateway.audit_commit import AuditUnavailable
 from gateway.auth.errors import AccessRefused
 from gateway.limits import BodySizeLimit, BodyTooLarge
+from gateway import portal
 from gateway.routes import audit, consents, meta, mhd, patients
 from gateway.trace import TraceContext
 from gateway.wiring import Services, siem_shipper
@@ -56,6 +57,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(patients.router)
     app.include_router(consents.router)
     app.include_router(audit.router)
+    portal.install(app, services)  # the patient's web page under /portal (same use-cases, own door)
     app.add_exception_handler(RecordError, outcomes.handle_record_error)
     app.add_exception_handler(outcomes.HttpProblem, _problem)
     app.add_exception_handler(AccessRefused, outcomes.handle_refused)

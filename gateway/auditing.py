@@ -35,6 +35,7 @@ _TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 class RequestContext:
     traceparent: str | None = None
     client_address: str | None = None
+    server_address: str | None = None  # the URL the gateway answered on (the responder agent's network)
 
 
 current_request: ContextVar[RequestContext] = ContextVar("epr_request", default=RequestContext())
@@ -67,6 +68,7 @@ class Auditor:
 
     def record(self, transaction: str, principal: Principal | None, **details) -> AuditRecord:
         context = current_request.get()
+        details.setdefault("server_address", context.server_address)
         return AuditRecord(transaction=transaction, principal=principal, source_site=self._source_site,
                            traceparent=context.traceparent, client_address=context.client_address, **details)
 

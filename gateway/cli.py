@@ -86,6 +86,7 @@ def _welcome(prepared, services) -> None:
         typer.echo(f"Generated {line}")
     typer.echo(f"""
 EPR gateway (embedded default, DEVELOPMENT keys) — FHIR base {base}
+  patient's page:  https://{settings.host}:{settings.port}/portal   (development sign-in: demo patient {DEMO_SPID})
   data directory:  {settings.data_dir.resolve()}
   development CA:  {Path(ca).resolve()}   (trust it with curl --cacert)
   tokens:          epr-gateway token --role HCP --gln {DEMO_GLN} --name "Dr. Demo Favre"

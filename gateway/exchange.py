@@ -194,7 +194,7 @@ class Exchange:
     def _entry_json(self, entry: DocumentEntry, spid: str, base_url: str) -> bytes:
         """The searchset entry of an entry, serialised once per status (entries are immutable but for
         their status), spid and base URL: searches return the same entries again and again."""
-        key = (entry.entry_id, entry.status, spid, base_url)
+        key = (entry.entry_id, entry.version, entry.status, spid, base_url)
         serialised = self._rendered_cache.get(key)
         if serialised is None:
             if len(self._rendered_cache) >= RENDERED_CACHED:
@@ -213,7 +213,8 @@ class Exchange:
             # A merged patient's documents are the surviving patient's: its SPID, policies and notifications.
             entry = replace(entry, patient_pid=self.patients.surviving_pid(entry.patient_pid))
         record = self.patients.get(entry.patient_pid) if entry else None
-        if entry is None or record is None or record.spid is None:
+        # A deleted entry (CH:MHD-1, DADM) is answered like a missing one; its audit records stay.
+        if entry is None or record is None or record.spid is None or entry.status == "deleted":
             raise NotFound(f"{kind}/{entry_id} is not known")
         decision = self.access.decide(principal, spid=record.spid, pid=entry.patient_pid, action="read",
                                       confidentiality=entry.confidentiality_level)

@@ -46,6 +46,18 @@ class Settings(BaseSettings):
     mllp_tls: bool = False  # TLS with the gateway's certificate; client certificates from EPR_CLIENT_CA
     mllp_senders: Path | None = None  # the senders file; default: a DEVELOPMENT one naming the demo HCP
     mllp_serve: bool = False  # set by `epr-gateway serve`: the app's workers also listen for MLLP
+    # -- the patient's web page (/portal) --
+    portal_oidc_issuer: str | None = None  # production sign-in: the identity provider (OpenID Connect)
+    portal_oidc_client_id: str | None = None
+    portal_oidc_client_secret: str | None = None
+    portal_oidc_redirect_url: str | None = None  # default: https://<host>/portal/oidc/callback from the request
+    portal_oidc_ca: Path | None = None  # CA of the identity provider's certificate (default: the system's)
+    portal_oidc_spid_claim: str = "epr_spid"  # ID token claim with the patient's EPR-SPID
+    portal_oidc_representative_claim: str = "epr_representative_id"  # claim naming a representative
+    portal_oidc_represented_claim: str = "epr_represented_spid"  # the SPID a representative acts for
+    portal_session_idle_seconds: int = Field(900, gt=0)  # signed out after 15 minutes without a request
+    portal_session_absolute_seconds: int = Field(8 * 3600, gt=0)  # and after 8 hours whatever happens
+    portal_directory: Path | None = None  # JSON: professionals and groups a patient may choose from
 
     @property
     def is_production(self) -> bool:

@@ -24,7 +24,9 @@ from gateway.audit_trail import AuditTrail
 from gateway.auditing import Auditor
 from gateway.exchange import Exchange, is_consent_bundle
 from gateway.identity_exchange import IdentityExchange
+from gateway.metadata_exchange import MetadataExchange, is_metadata_update_bundle
 from gateway.policy_exchange import PolicyExchange
+from gateway.portal_exchange import PortalExchange
 from gateway.search_pages import InProcessSearchPages, NoSearchPages, RedisSearchPages, SearchPages
 from gateway.settings import Settings
 
@@ -41,6 +43,8 @@ class Services:
     auditor: Auditor
     verifier: TokenVerifier
     identities: IdentityExchange
+    metadata: MetadataExchange | None = None  # CH:MHD-1 (gateway/metadata_exchange.py)
+    portal: PortalExchange | None = None  # the patient's web page's own use-cases (sign-in, notifications seen)
 
     @property
     def store_in_process(self) -> bool:
@@ -54,6 +58,8 @@ class Services:
         except RecordError as error:  # not even a Bundle: still an exchange, and refused ones are audited
             self.auditor.failure("ITI-65", principal, error)
             raise
+        if self.metadata is not None and is_metadata_update_bundle(bundle):  # CH:MHD-1
+            return self.metadata.update_bundle(principal=principal, bundle=bundle, base_url=base_url)
         if is_consent_bundle(bundle):
             return self.policies.transaction(principal=principal, bundle=bundle)
         return self.exchange.provide_bundle(principal=principal, bundle=bundle, base_url=base_url).response
@@ -84,8 +90,11 @@ def build_services(settings: Settings) -> Services:
                              clock_skew_seconds=settings.clock_skew_seconds)
     identities = IdentityExchange(patients=patients, auditor=auditor, community_oid=settings.community_oid,
                                   pages=pages)
+    metadata = MetadataExchange(documents=documents, patients=patients, access=access, auditor=auditor, pages=pages)
     return Services(settings=settings, engine=engine, keyring=keyring, exchange=exchange, policies=policies,
-                    trail=trail, access=access, auditor=auditor, verifier=verifier, identities=identities)
+                    trail=trail, access=access, auditor=auditor, verifier=verifier, identities=identities,
+                    metadata=metadata,
+                    portal=PortalExchange(patients=patients, access=access, auditor=auditor))
 
 
 def siem_shipper(settings: Settings, engine: Engine) -> SyslogShipper | None:

@@ -30,6 +30,7 @@ from adapters.cara.store.database import driver_datetime, for_driver
 from adapters.cara.store.schema import (
     document_body,
     document_entry,
+    document_entry_version,
     document_relation,
     document_token,
     submission_set,
@@ -42,6 +43,7 @@ class _SealedRow(NamedTuple):
     status: str
     sealed_key: bytes
     sealed: bytes
+    version: int = 1
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,11 @@ class ProvideResult:
     documents: tuple[ProvidedDocument, ...]
 
 
-def _metadata_context(entry_id: str, unique_id: str) -> str:
-    return f"entry-metadata|{entry_id}|{unique_id}"
+def _metadata_context(entry_id: str, unique_id: str, version: int = 1) -> str:
+    """Version 1 keeps the context entries were first sealed with; later versions bind their number,
+    so an older version's ciphertext copied back onto the row does not decrypt as the current one."""
+    base = f"entry-metadata|{entry_id}|{unique_id}"
+    return base if version == 1 else f"{base}|v{version}"
 
 
 def _body_context(entry_id: str, unique_id: str) -> str:
@@ -157,7 +162,7 @@ class DatabaseDocumentStore:
             id=entry.entry_id, unique_id=entry.unique_id, patient_pid=patient_pid, status=entry.status,
             confidentiality=entry.confidentiality_level, date=instant(entry.date),
             period_start=instant(entry.service_start), period_end=instant(entry.service_stop),
-            submission_set_id=submission_set_id, created_seq=time.time_ns(),
+            submission_set_id=submission_set_id, created_seq=time.time_ns(), version=1,
             sealed_key=metadata.wrapped_key, sealed=metadata.ciphertext))
         connection.execute(insert(document_token), self._tokens(entry))
         connection.execute(insert(document_body).values(
@@ -231,12 +236,14 @@ class DatabaseDocumentStore:
             cursor = connection.cursor()
             cursor.execute(statements.count_sql, statements.params)
             total = cursor.fetchone()[0]
-            page: list[tuple[str, str]] = []
+            page: list[tuple[str, str, int]] = []
             if total > query.offset:
                 cursor.execute(statements.page_sql, (*statements.params, query.count, query.offset))
                 page = cursor.fetchall()
-            opened = {entry_id: self._opened.get(entry_id) for entry_id, _ in page}
-            missing = [entry_id for entry_id, entry in opened.items() if entry is None]
+            opened = {entry_id: self._opened.get(entry_id) for entry_id, _, _ in page}
+            # An entry held at an older metadata version (updated in another worker) is read again.
+            missing = [entry_id for entry_id, _, version in page
+                       if opened[entry_id] is None or opened[entry_id].version != version]
             if missing:
                 cursor.execute(search_sql.rows_sql(len(missing), dialect=dialect), missing)
                 for row in cursor.fetchall():
@@ -244,7 +251,7 @@ class DatabaseDocumentStore:
             cursor.close()
         finally:
             connection.close()  # back to the pool (which ends the read transaction)
-        return total, [self._with_status(opened[entry_id], status) for entry_id, status in page]
+        return total, [self._with_status(opened[entry_id], status) for entry_id, status, _ in page]
 
     def document_version(self, pid: str) -> int:
         """The patient's document version (0 before any document): one primary-key read on the driver's
@@ -265,7 +272,7 @@ class DatabaseDocumentStore:
         with self._engine.connect() as connection:
             row = connection.execute(
                 select(document_entry.c.id, document_entry.c.unique_id, document_entry.c.status,
-                       document_entry.c.sealed_key, document_entry.c.sealed)
+                       document_entry.c.sealed_key, document_entry.c.sealed, document_entry.c.version)
                 .where(document_entry.c.id == entry_id)
             ).one_or_none()
         return None if row is None else self._open_entry(row)
@@ -299,13 +306,16 @@ class DatabaseDocumentStore:
 
     def _open_entry(self, row) -> DocumentEntry:
         entry = self._opened.get(row.id)
-        if entry is None or entry.unique_id != row.unique_id:
+        version = getattr(row, "version", 1)
+        if entry is None or entry.unique_id != row.unique_id or entry.version != version:
             try:
                 plain = self._keyring.open(Sealed(row.sealed_key, row.sealed),
-                                           _metadata_context(row.id, row.unique_id))
+                                           _metadata_context(row.id, row.unique_id, version))
             except DecryptionFailed as exc:
                 raise IntegrityFailure(f"the metadata of document {row.id} does not decrypt") from exc
             entry = DocumentEntry.from_json(orjson.loads(plain))
+            if entry.version != version:
+                raise IntegrityFailure(f"the metadata of document {row.id} is not its recorded version")
             if len(self._opened) >= OPENED_ENTRIES_CACHED:
                 self._opened.clear()
             self._opened[row.id] = entry
@@ -315,6 +325,93 @@ class DatabaseDocumentStore:
     def _with_status(entry: DocumentEntry, status: str | None) -> DocumentEntry:
         """The status lives in a clear column (it changes); the sealed metadata keeps the first one."""
         return replace(entry, status=status) if status and status != entry.status else entry
+
+
+# -- CH:MHD-1 ----------------------------------------------------------------------------------
+class MetadataVersions:
+    """Metadata updates of stored entries: a new sealed version on the row, the replaced one kept in
+    `document_entry_version`. Lives beside the store (same keyring, same contexts) and is its only
+    other writer of `document_entry`."""
+
+    def __init__(self, store: DatabaseDocumentStore):
+        self._store = store
+
+    def update(self, entry: DocumentEntry, *, status: str,
+               within: Callable[[Connection, list[DocumentEntry]], None] | None = None) -> DocumentEntry:
+        return self.update_all([(entry, status)], within=within)[0]
+
+    def update_all(self, changes: list[tuple[DocumentEntry, str]],
+                   within: Callable[[Connection, list[DocumentEntry]], None] | None = None) -> list[DocumentEntry]:
+        """Store each entry (the whole new metadata, same id and uniqueId) as its next version with the
+        clear status given (current, superseded or deleted), all in one transaction or none. The version
+        each replaces must still be the row's (else Conflict: someone updated it meanwhile). `within`
+        runs before the commit with the stored entries (the audit records that prove the change)."""
+        store = self._store
+        stored: list[DocumentEntry] = []
+        with store._engine.begin() as connection:
+            for entry, status in changes:
+                stored.append(self._update_one(connection, entry, status))
+            if within is not None:
+                within(connection, stored)
+        for entry in stored:
+            store._opened.pop(entry.entry_id, None)
+        return stored
+
+    def _update_one(self, connection: Connection, entry: DocumentEntry, status: str) -> DocumentEntry:
+        store = self._store
+        statement = (select(document_entry.c.id, document_entry.c.unique_id, document_entry.c.status,
+                            document_entry.c.version, document_entry.c.sealed_key, document_entry.c.sealed)
+                     .where(document_entry.c.id == entry.entry_id))
+        if connection.dialect.name == "postgresql":
+            statement = statement.with_for_update()
+        row = connection.execute(statement).one_or_none()
+        if row is None or row.unique_id != entry.unique_id:
+            raise Conflict(f"document {entry.entry_id} is not stored with uniqueId {entry.unique_id}")
+        if row.version != entry.version:
+            raise Conflict(f"document {entry.entry_id} was updated meanwhile (now version {row.version})",
+                           location="DocumentReference.meta.versionId")
+        updated = replace(entry, version=row.version + 1, status=status)
+        connection.execute(insert(document_entry_version).values(
+            id=f"{row.id}|{row.version}", entry_id=row.id, version=row.version, status=row.status,
+            replaced_at=datetime.now(UTC).replace(tzinfo=None), sealed_key=row.sealed_key, sealed=row.sealed))
+        sealed = store._keyring.seal(json.dumps(updated.to_json()).encode(),
+                                     _metadata_context(row.id, row.unique_id, updated.version))
+        done = connection.execute(
+            update(document_entry)
+            .where(document_entry.c.id == row.id, document_entry.c.version == row.version)
+            .values(status=status, confidentiality=updated.confidentiality_level, date=instant(updated.date),
+                    period_start=instant(updated.service_start), period_end=instant(updated.service_stop),
+                    version=updated.version, sealed_key=sealed.wrapped_key, sealed=sealed.ciphertext))
+        if done.rowcount != 1:
+            raise Conflict(f"document {entry.entry_id} was updated meanwhile",
+                           location="DocumentReference.meta.versionId")
+        connection.execute(document_token.delete().where(document_token.c.entry_id == row.id))
+        tokens = store._tokens(updated)
+        if tokens:
+            connection.execute(insert(document_token), tokens)
+        return updated
+
+    def history(self, entry_id: str) -> list[DocumentEntry]:
+        """Every version of an entry, oldest first, the current one last (empty if unknown)."""
+        store = self._store
+        with store._engine.connect() as connection:
+            old = connection.execute(
+                select(document_entry_version.c.version, document_entry_version.c.status,
+                       document_entry_version.c.sealed_key, document_entry_version.c.sealed)
+                .where(document_entry_version.c.entry_id == entry_id).order_by(document_entry_version.c.version)
+            ).all()
+        current = store.get_entry(entry_id)
+        if current is None:
+            return []
+        versions = []
+        for row in old:
+            try:
+                plain = store._keyring.open(Sealed(row.sealed_key, row.sealed),
+                                            _metadata_context(entry_id, current.unique_id, row.version))
+            except DecryptionFailed as exc:
+                raise IntegrityFailure(f"version {row.version} of document {entry_id} does not decrypt") from exc
+            versions.append(replace(DocumentEntry.from_json(orjson.loads(plain)), status=row.status))
+        return [*versions, current]
 
 
 def _jsonable(value) -> dict:

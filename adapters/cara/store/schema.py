@@ -70,9 +70,10 @@ document_entry = Table(
     Column("created_seq", BigInteger, nullable=False),  # stable order for paging
     Column("sealed_key", LargeBinary, nullable=False),
     Column("sealed", LargeBinary, nullable=False),  # the whole DocumentEntry as JSON
+    Column("version", Integer, nullable=False, server_default="1"),  # CH:MHD-1 metadata updates (0008)
     # ITI-67 counts and pages from this index alone (see search_sql); the order is its first columns.
     Index("ix_document_entry_search", "patient_pid", "created_seq", "id", "status", "confidentiality", "date",
-          "period_start", "period_end"),
+          "period_start", "period_end", "version"),
 )
 
 # One row per searchable token of an entry (category, type, setting, facility, event, format,
@@ -216,3 +217,32 @@ mllp_held_message = Table(
     Index("ix_mllp_held_message_status", "status", "held_at"),
 )
 SEALED_TABLES["mllp_held_message"] = (mllp_held_message, mllp_held_message.c.id)  # re-wrapped by `keys rotate`
+# -- the patient's web page (migration 0008_portal) ---------------------------------------------------
+# When the patient (or a representative) saw a notification: the page marks notifications read as it
+# shows them. A table of its own rather than a column, so the notification rows stay as written.
+patient_notification_read = Table(
+    "patient_notification_read",
+    metadata,
+    Column("notification_id", String(64), ForeignKey("patient_notification.id"), primary_key=True),
+    Column("read_at", DateTime, nullable=False),
+)
+
+# -- metadata versions (migration 0008_conformance) ---------------------------------------------------
+from sqlalchemy import UniqueConstraint  # noqa: E402 - kept with the table that uses it
+
+# Every metadata version a CH:MHD-1 update replaced, sealed as it was (its own associated data, see
+# documents.metadata_context), so the history of an entry stays readable and provable.
+document_entry_version = Table(
+    "document_entry_version",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("entry_id", String(64), ForeignKey("document_entry.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("replaced_at", DateTime, nullable=False),
+    Column("sealed_key", LargeBinary, nullable=False),
+    Column("sealed", LargeBinary, nullable=False),
+    UniqueConstraint("entry_id", "version", name="ux_document_entry_version"),
+)
+
+SEALED_TABLES["document_entry_version"] = (document_entry_version, document_entry_version.c.id)

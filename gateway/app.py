@@ -14,6 +14,7 @@ from gateway.access_log import AccessLog
 from gateway.audit_commit import AuditUnavailable
 from gateway.auth.errors import AccessRefused
 from gateway.limits import BodySizeLimit, BodyTooLarge
+from gateway.rest_conventions import RestConventions, allowed_methods
 from gateway.routes import audit, consents, meta, mhd, patients
 from gateway.trace import TraceContext
 from gateway.wiring import Services, siem_shipper
@@ -48,10 +49,27 @@ def create_app(services: Services) -> FastAPI:
     app.add_exception_handler(404, _not_found)
     app.add_exception_handler(405, _not_allowed)
     app.add_exception_handler(Exception, outcomes.handle_unexpected)
+    app.add_middleware(RestConventions)  # innermost: sees the request after the body limit, as routes do
     app.add_middleware(BodySizeLimit, max_bytes=services.settings.max_body_bytes)
     app.add_middleware(TraceContext)
     app.add_middleware(AccessLog)
+    add_transport_middlewares(app, services.settings)
     return app
+
+
+def add_transport_middlewares(app: FastAPI, settings) -> None:
+    """Outermost: compression of answers over ~1 KB when the client accepts gzip, and CORS for the
+    configured origins only (EPR_CORS_ORIGINS; none by default: browsers of other origins get nothing)."""
+    from starlette.middleware.cors import CORSMiddleware
+    from starlette.middleware.gzip import GZipMiddleware
+
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    if settings.cors_origin_list:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list, allow_credentials=False,
+                           allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type", "Accept", "Prefer", "If-Match",
+                                          "If-None-Match", "traceparent"],
+                           expose_headers=["ETag", "Location", "Content-Location", "Last-Modified"], max_age=600)
 
 
 async def _problem(request, problem: outcomes.HttpProblem):
@@ -86,4 +104,5 @@ async def _not_found(request, _exc):
 
 async def _not_allowed(request, _exc):
     message = f"{request.method} is not supported on {request.url.path}"
-    return outcomes.fhir_response(outcomes.operation_outcome([Issue(message)], code="not-supported"), 405)
+    return outcomes.fhir_response(outcomes.operation_outcome([Issue(message)], code="not-supported"), 405,
+                                  {"Allow": allowed_methods(request.app, request.url.path)})

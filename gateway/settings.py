@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     siem_client_key: Path | None = None
     provide_level_mode: str = Field("raise", pattern="^(raise|reject)$")  # upload below the 203 level
     demo_data: bool = True  # load demonstration documents on first start of the embedded default
+    cors_origins: str = ""  # comma-separated browser origins allowed to call the FHIR API; default none
+    api_docs: bool | None = None  # /openapi.json and /docs; default: on except in production
 
     @property
     def is_production(self) -> bool:
@@ -56,6 +58,14 @@ class Settings(BaseSettings):
     @property
     def audit_signing_key_path(self) -> Path:
         return self.audit_signing_key or self.data_dir / "audit" / "audit-signing-key.DEVELOPMENT.pem"
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @property
+    def api_docs_enabled(self) -> bool:
+        return (not self.is_production) if self.api_docs is None else self.api_docs
 
     @property
     def mtls_roles(self) -> frozenset[str]:

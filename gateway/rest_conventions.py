@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from starlette.datastructures import Headers
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.cara.errors import Issue
@@ -28,7 +29,7 @@ from gateway.outcomes import fhir_response, operation_outcome
 from gateway.route_table import methods_for_path
 from gateway.search_parameters import search_for_path
 
-__all__ = ["RestConventions", "allowed_methods", "MAX_SEARCH_FORM_BYTES"]
+__all__ = ["RestConventions", "GzipWhenAccepted", "allowed_methods", "MAX_SEARCH_FORM_BYTES"]
 
 JSON_FORMATS = frozenset({"json", "application/json", "application/fhir+json", "application/json+fhir"})
 XML_FORMATS = frozenset({"xml", "text/xml", "application/xml", "application/fhir+xml", "application/xml+fhir"})
@@ -41,7 +42,7 @@ class RestConventions:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/fhir"):
+        if scope["type"] != "http" or not scope["path"].startswith("/fhir") or _plain(scope):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
@@ -76,6 +77,17 @@ class RestConventions:
         if ignored:
             send = _with_outcome_entry(send, ignored)
         await self.app(inner, receive, send)
+
+
+def _plain(scope: Scope) -> bool:
+    """Nothing to do (the usual search or read): a scan of the raw query and headers, no parsing, so the
+    hot reads pay next to nothing for the conventions."""
+    if scope["method"] != "GET" or b"_format" in scope["query_string"]:
+        return False
+    for name, value in scope["headers"]:
+        if (name == b"accept" and b"xml" in value) or name == b"prefer":
+            return False
+    return True
 
 
 def allowed_methods(app, path: str) -> str:
@@ -171,3 +183,19 @@ def _add_outcome(body: bytes, ignored: list[str]) -> bytes:
                                  for name in ignored], code="not-supported", severity="warning")
     bundle.setdefault("entry", []).append({"resource": outcome, "search": {"mode": "outcome"}})
     return orjson.dumps(bundle)
+
+
+class GzipWhenAccepted:
+    """Starlette's gzip (answers over 1 KB) for clients that accept it; the others go straight through,
+    without the identity responder's buffering."""
+
+    def __init__(self, app: ASGIApp, minimum_size: int = 1024):
+        self.app = app
+        self.gzip = GZipMiddleware(app, minimum_size=minimum_size)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and any(name == b"accept-encoding" and b"gzip" in value
+                                           for name, value in scope["headers"]):
+            await self.gzip(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)

@@ -15,7 +15,7 @@ from typing import Any
 from starlette.routing import Route
 
 from gateway.route_table import every_route
-from gateway.search_parameters import COMMON, search_for_path
+from gateway.search_parameters import COMMON, SEARCH_RESULT, search_for_path
 
 __all__ = ["capability_statement", "INSTANTIATES", "IMPLEMENTATION_GUIDE", "OAUTH_URIS"]
 
@@ -115,7 +115,7 @@ def _resource(kind: str, declared: dict[str, Any]) -> dict[str, Any]:
     search = declared["search"]
     if search is not None and "search-type" in declared["interaction"]:
         resource["searchParam"] = [{"name": p.name, "type": p.type, "documentation": p.documentation}
-                                   for p in (*search.params, *COMMON)]
+                                   for p in (*search.params, *SEARCH_RESULT, *COMMON)]
     if declared["operation"]:
         resource["operation"] = [{"name": name, "definition": OPERATIONS.get(name, f"urn:epr-gateway:operation:{name}"),
                                   **({"documentation": doc} if doc else {})}

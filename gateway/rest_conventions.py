@@ -17,6 +17,7 @@ their door (`security.py`), access decision and audit as any other request.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
@@ -34,6 +35,13 @@ __all__ = ["RestConventions", "GzipWhenAccepted", "allowed_methods", "MAX_SEARCH
 JSON_FORMATS = frozenset({"json", "application/json", "application/fhir+json", "application/json+fhir"})
 XML_FORMATS = frozenset({"xml", "text/xml", "application/xml", "application/fhir+xml", "application/xml+fhir"})
 FORM = "application/x-www-form-urlencoded"
+_COUNT = re.compile(rb"(?:^|&)_count=([0-9]{1,9})(?:&|$)")
+TOTALS = ("accurate", "estimate", "none")
+# Kept whatever _elements asks (R4 cardinality 1..*), besides resourceType, id and meta.
+MANDATORY = {"DocumentReference": ("status", "content"), "Consent": ("status", "scope", "category"),
+             "AuditEvent": ("type", "recorded", "agent", "source"), "Binary": ("contentType",),
+             "Bundle": ("type",), "Communication": ("status",)}
+SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
 MAX_SEARCH_FORM_BYTES = 64 * 1024  # a search's parameters, not a document
 
 
@@ -70,19 +78,34 @@ class RestConventions:
         if search is not None and _lenient(headers):
             ignored = sorted({name for name, _ in params if name not in search.names})
             params = [(name, value) for name, value in params if name in search.names]
+        elements = [e.strip() for name, value in params if name == "_elements" for e in value.split(",") if e.strip()]
+        params = [(name, value) for name, value in params if name != "_elements"]
+        count_only = False
+        if search is not None:
+            result = _search_result(params, search)
+            if isinstance(result, str):
+                outcome = operation_outcome([Issue(result, "_summary")], code="not-supported")
+                await fhir_response(outcome, 400)(scope, receive, send)
+                return
+            params, count_only = result
         inner = {**scope, "method": method, "path": path, "raw_path": path.encode(),
                  "query_string": urlencode(params).encode("latin-1")}
         if head:
             send = _without_body(send)
-        if ignored:
-            send = _with_outcome_entry(send, ignored)
+        if ignored or elements or count_only:
+            send = _rewriting(send, ignored=ignored, elements=elements, count_only=count_only)
         await self.app(inner, receive, send)
 
 
 def _plain(scope: Scope) -> bool:
     """Nothing to do (the usual search or read): a scan of the raw query and headers, no parsing, so the
     hot reads pay next to nothing for the conventions."""
-    if scope["method"] != "GET" or b"_format" in scope["query_string"]:
+    query = scope["query_string"]
+    if scope["method"] != "GET" or b"_format" in query or b"_summary" in query or b"_elements" in query \
+            or b"_total" in query:
+        return False
+    count = _COUNT.search(query)
+    if count is not None and not 0 < int(count.group(1)) <= 100:  # 0 or above a maximum: see _search_result
         return False
     for name, value in scope["headers"]:
         if (name == b"accept" and b"xml" in value) or name == b"prefer":
@@ -145,12 +168,34 @@ def _without_body(send: Send) -> Send:
     return head_send
 
 
-def _with_outcome_entry(send: Send, ignored: list[str]) -> Send:
-    """Add the OperationOutcome naming the ignored parameters to a searchset (buffered: a search page)."""
+def _search_result(params: list[tuple[str, str]], search) -> tuple[list[tuple[str, str]], bool] | str:
+    """`_total` accepted (the total is always exact), `_summary=count` and `_count=0` ask the total only,
+    `_count` above the search's maximum is capped (the self link, built from what the search got, says so).
+    Returns the parameters the search gets and whether only the total is wanted, or a refusal."""
+    totals = [v for n, v in params if n == "_total"]
+    if any(v not in TOTALS for v in totals):
+        return f"_total must be one of {', '.join(TOTALS)}"
+    summaries = [v for n, v in params if n == "_summary"]
+    if any(v != "count" for v in summaries):
+        return "_summary: only count is served"
+    counts = [v for n, v in params if n == "_count"]
+    count_only = bool(summaries) or "0" in counts
+    kept = [(n, v) for n, v in params if n not in ("_total", "_summary", "_count")]
+    if count_only:
+        return (kept + [("_count", "0")] if search.zero_count else kept), True
+    for value in counts[-1:]:
+        capped = value.isdigit() and search.max_count is not None and int(value) > search.max_count
+        kept.append(("_count", str(search.max_count) if capped else value))
+    return kept, False
+
+
+def _rewriting(send: Send, *, ignored: list[str], elements: list[str], count_only: bool) -> Send:
+    """Rewrites a 200 JSON answer (buffered: a search page or one resource): the OperationOutcome naming
+    ignored parameters, the total without entries, `_elements`."""
     start: Message | None = None
     chunks: list[bytes] = []
 
-    async def lenient_send(message: Message) -> None:
+    async def rewriting_send(message: Message) -> None:
         nonlocal start
         if message["type"] == "http.response.start":
             start = message
@@ -163,26 +208,46 @@ def _with_outcome_entry(send: Send, ignored: list[str]) -> Send:
             return
         body = b"".join(chunks)
         if start["status"] == 200:
-            body = _add_outcome(body, ignored)
+            body = _rewrite(body, ignored=ignored, elements=elements, count_only=count_only)
         headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))
         await send({**start, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
-    return lenient_send
+    return rewriting_send
 
 
-def _add_outcome(body: bytes, ignored: list[str]) -> bytes:
+def _rewrite(body: bytes, *, ignored: list[str], elements: list[str], count_only: bool) -> bytes:
     try:
-        bundle = orjson.loads(body)
+        resource = orjson.loads(body)
     except orjson.JSONDecodeError:
+        return body  # the raw bytes of a document (Binary): nothing to rewrite
+    if not isinstance(resource, dict):
         return body
-    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        return body
-    outcome = operation_outcome([Issue(f"unknown search parameter {name} ignored (Prefer: handling=lenient)", name)
-                                 for name in ignored], code="not-supported", severity="warning")
-    bundle.setdefault("entry", []).append({"resource": outcome, "search": {"mode": "outcome"}})
-    return orjson.dumps(bundle)
+    if resource.get("resourceType") == "Bundle" and resource.get("type") == "searchset":
+        if count_only:
+            resource.pop("entry", None)
+            resource["link"] = [link for link in resource.get("link", []) if link.get("relation") == "self"]
+        elif elements:
+            for entry in resource.get("entry", []):
+                if entry.get("search", {}).get("mode") == "match":
+                    entry["resource"] = _subset(entry["resource"], elements)
+        if ignored:
+            outcome = operation_outcome([Issue(f"unknown search parameter {name} ignored (Prefer: handling=lenient)",
+                                               name) for name in ignored], code="not-supported", severity="warning")
+            resource.setdefault("entry", []).append({"resource": outcome, "search": {"mode": "outcome"}})
+    elif elements:
+        resource = _subset(resource, elements)
+    return orjson.dumps(resource)
+
+
+def _subset(resource: dict, elements: list[str]) -> dict:
+    keep = {"resourceType", "id", "meta", *MANDATORY.get(resource.get("resourceType", ""), ()), *elements}
+    subset = {name: value for name, value in resource.items() if name in keep}
+    meta = dict(subset.get("meta", {}))
+    meta["tag"] = [*meta.get("tag", []), SUBSETTED]
+    subset["meta"] = meta
+    return subset
 
 
 class GzipWhenAccepted:

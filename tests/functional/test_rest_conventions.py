@@ -228,3 +228,77 @@ def test_cors_answers_configured_origins_only_with_preflight(tmp_path):
     assert simple.headers["access-control-allow-origin"] == "https://b.example"
     assert "etag" in simple.headers["access-control-expose-headers"].lower()
     assert unauthenticated.status_code == 401  # CORS opens the door to no one: the token still decides
+
+
+@pytest.mark.parametrize("params", [{"_summary": "count"}, {"_count": "0"}, {"_summary": "count", "_total": "accurate"}])
+def test_the_total_only_is_answered_without_entries(with_documents, params):
+    gateway, _ = with_documents
+
+    answer = gateway.client.get("/fhir/DocumentReference", params={"patient.identifier": SEARCH + SPID, **params},
+                                headers=gateway.as_hcp())
+
+    assert answer.status_code == 200, answer.text
+    bundle = Bundle.model_validate(answer.json())
+    assert (bundle.total, bundle.entry, [link.relation for link in bundle.link]) == (3, None, ["self"])
+
+
+def test_a_count_above_the_maximum_is_capped_and_the_self_link_says_so(with_documents):
+    gateway, _ = with_documents
+
+    answer = gateway.client.get("/fhir/DocumentReference", params={"patient.identifier": SEARCH + SPID,
+                                                                    "_count": "5000", "_total": "none"},
+                                headers=gateway.as_hcp())
+
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["entry"]) == 3
+    assert "_count=100" in answer.json()["link"][0]["url"]
+
+
+@pytest.mark.parametrize("params", [{"_total": "maybe"}, {"_summary": "text"}])
+def test_unserved_result_parameters_are_a_400_outcome(with_documents, params):
+    gateway, _ = with_documents
+
+    answer = gateway.client.get("/fhir/DocumentReference", params={"patient.identifier": SEARCH + SPID, **params},
+                                headers=gateway.as_hcp())
+
+    assert answer.status_code == 400
+    OperationOutcome.model_validate(answer.json())
+
+
+def test_elements_subsets_search_entries_and_reads_keeping_mandatory_elements(with_documents):
+    gateway, ids = with_documents
+    from fhir.resources.R4B.documentreference import DocumentReference
+
+    search = gateway.client.get("/fhir/DocumentReference", params={"patient.identifier": SEARCH + SPID,
+                                                                    "_elements": "type"}, headers=gateway.as_hcp())
+    read = gateway.client.get(f"/fhir/DocumentReference/{ids[0]}", params={"_elements": "subject,date"},
+                              headers=gateway.as_hcp())
+
+    entry = search.json()["entry"][0]["resource"]
+    assert set(entry) == {"resourceType", "id", "meta", "status", "content", "type"}
+    assert set(read.json()) == {"resourceType", "id", "meta", "status", "content", "subject", "date"}
+    assert read.json()["meta"]["tag"][-1]["code"] == "SUBSETTED"
+    DocumentReference.model_validate(entry)
+    DocumentReference.model_validate(read.json())
+
+
+def test_patient_reference_and_subject_search_like_the_identifier_under_the_same_consent(with_documents):
+    gateway, _ = with_documents
+    pid = gateway.services.exchange.patients.pid_for_spid(SPID)
+    by_spid = gateway.client.get("/fhir/DocumentReference", params={"patient.identifier": SEARCH + SPID},
+                                 headers=gateway.as_hcp())
+    stranger = gateway.tokens.headers(gateway.tokens.hcp(gln="7601000000019"))
+
+    answers = [gateway.client.get("/fhir/DocumentReference", params={name: value}, headers=gateway.as_hcp())
+               for name, value in (("patient", f"Patient/{pid}"), ("subject", f"Patient/{pid}"), ("patient", pid))]
+    refused = gateway.client.get("/fhir/DocumentReference", params={"patient": f"Patient/{pid}"}, headers=stranger)
+    unknown = gateway.client.get("/fhir/DocumentReference", params={"patient": "Patient/nobody"},
+                                 headers=gateway.as_hcp())
+
+    ids = {e["resource"]["id"] for e in by_spid.json()["entry"]}
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        Bundle.model_validate(answer.json())
+        assert {e["resource"]["id"] for e in answer.json()["entry"]} == ids
+    assert refused.status_code == 200 and refused.json()["total"] == 0
+    assert unknown.status_code == 200 and unknown.json()["total"] == 0

@@ -180,7 +180,7 @@ def _search_result(params: list[tuple[str, str]], search) -> tuple[list[tuple[st
         return "_summary: only count is served"
     counts = [v for n, v in params if n == "_count"]
     count_only = bool(summaries) or "0" in counts
-    kept = [(n, v) for n, v in params if n not in ("_total", "_summary", "_count")]
+    kept = [(n, v) for n, v in params if n not in ("_total", "_totalMethod", "_summary", "_count")]
     if count_only:
         return (kept + [("_count", "0")] if search.zero_count else kept), True
     for value in counts[-1:]:

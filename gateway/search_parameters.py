@@ -40,7 +40,8 @@ COMMON = (SearchParam("_format", "token", "json, application/json or application
           SearchParam("_elements", "string", "comma-separated top-level elements; mandatory ones kept, tagged SUBSETTED"))
 # Accepted by every search (gateway.rest_conventions).
 SEARCH_RESULT = (SearchParam("_summary", "token", "count: the total only (as _count=0)"),
-                 SearchParam("_total", "token", "accurate, estimate or none (the total is always exact)"))
+                 SearchParam("_total", "token", "accurate, estimate or none (the total is always exact)"),
+                 SearchParam("_totalMethod", "token", "as fhirpy's count() sends it: accepted, the total is exact"))
 
 
 def _mhd_param(name: str) -> SearchParam:

@@ -123,6 +123,15 @@ class Exchange:
     def find(self, *, principal: Principal, params: list[tuple[str, str]], base_url: str) -> bytes:
         """The searchset Bundle, as JSON (assembled from entries serialised once, see `_entry_json`)."""
         request = parse_find_request(params, string_hash=self.documents.string_hash)
+        if request.patient_id is not None:
+            # `patient=Patient/{id}`: the same search as by SPID, under the same consent rules.
+            record = self.patients.get(self.patients.surviving_pid(request.patient_id))
+            if record is None or not record.spid:
+                self.auditor.write_now([self.auditor.record("ITI-67", principal, atc_code="ATC_DOC_SEARCH",
+                                                            patient_spid=None, query=tuple(params))])
+                return fhir_mapping.searchset_json([], total=0, self_url=_search_url(base_url, params),
+                                                   next_url=None)
+            request = replace(request, spid=record.spid)
         self.access.require_patient_context(principal, request.spid)
         pid = self.patients.pid_for_spid(request.spid)
         levels = self.access.visible_levels(principal, spid=request.spid, pid=pid) if pid else frozenset()
@@ -143,7 +152,7 @@ class Exchange:
         matches = [self._entry_json(e, request.spid, base_url) for e in entries]
         next_offset = query.offset + query.count
         next_url = None
-        if next_offset < total:
+        if next_offset < total and query.count:  # _count=0 asks the total only: no next page
             paged = [(n, v) for n, v in params if n not in ("_offset", "_count")]
             next_url = _search_url(base_url, paged + [("_count", str(query.count)), ("_offset", str(next_offset))])
         return fhir_mapping.searchset_json(matches, total=total, self_url=_search_url(base_url, params),

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     portal_session_idle_seconds: int = Field(900, gt=0)  # signed out after 15 minutes without a request
     portal_session_absolute_seconds: int = Field(8 * 3600, gt=0)  # and after 8 hours whatever happens
     portal_directory: Path | None = None  # JSON: professionals and groups a patient may choose from
+    cors_origins: str = ""  # comma-separated browser origins allowed to call the FHIR API; default none
+    api_docs: bool | None = None  # /openapi.json and /docs; default: on except in production
 
     @property
     def is_production(self) -> bool:
@@ -74,6 +76,14 @@ class Settings(BaseSettings):
     @property
     def audit_signing_key_path(self) -> Path:
         return self.audit_signing_key or self.data_dir / "audit" / "audit-signing-key.DEVELOPMENT.pem"
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @property
+    def api_docs_enabled(self) -> bool:
+        return (not self.is_production) if self.api_docs is None else self.api_docs
 
     @property
     def mtls_roles(self) -> frozenset[str]:

@@ -150,8 +150,8 @@ def parse_pdq(params: list[tuple[str, str]]) -> PatientSearch:
         param = name.removesuffix(":exact")
         alternatives = [v for v in value.split(",") if v.strip()]
         if param == "_count":
-            if not value.isdigit() or not 1 <= int(value) <= PDQ_MAX_COUNT:
-                raise InvalidInput(f"_count must be an integer from 1 to {PDQ_MAX_COUNT}", location="_count")
+            if not value.isdigit() or not 0 <= int(value) <= PDQ_MAX_COUNT:  # 0: the total only
+                raise InvalidInput(f"_count must be an integer from 0 to {PDQ_MAX_COUNT}", location="_count")
             count = int(value)
         elif not alternatives:
             raise InvalidInput(f"{name} needs a value", location=name)

@@ -50,8 +50,9 @@ def test_a_plain_route_without_the_guard_would_be_found():
     assert not guarded(Route("/fhir/Anything", endpoint))
 
 
-def test_public_list_is_exactly_metadata_and_health():
-    assert PUBLIC_PATHS == {"/fhir/metadata", "/health/live", "/health/ready"}
+def test_public_list_is_exactly_metadata_discovery_and_health():
+    assert PUBLIC_PATHS == {"/fhir/metadata", "/.well-known/smart-configuration", "/health/live", "/health/ready",
+                            "/openapi.json", "/docs"}
 
 
 @pytest.mark.parametrize("method, path", [

@@ -11,6 +11,7 @@ from adapters.cara.errors import RecordError
 from adapters.cara.fhir_mapping import parse_resource
 from adapters.cara.store.database import make_engine, migrate, store_in_process
 from adapters.cara.store.documents import DatabaseDocumentStore
+from adapters.cara.store.link_versions import InProcessLinkVersion, LinkVersion, RedisLinkVersion, UncachedLinks
 from adapters.cara.store.patients import DatabasePatientIndex
 from gateway.auth.issuers import TrustedIssuers
 from gateway.auth.iua import TokenVerifier
@@ -65,7 +66,7 @@ def build_services(settings: Settings) -> Services:
     migrate(engine)
     keyring = Keyring.load(settings.keyring_path)
     documents = DatabaseDocumentStore(engine=engine, keyring=keyring)
-    patients = DatabasePatientIndex(engine=engine, keyring=keyring)
+    patients = DatabasePatientIndex(engine=engine, keyring=keyring, links=link_version(settings))
     key_id, signing_key = load_signing_key(settings.audit_signing_key_path)
     ledger = DatabaseAuditLedger(engine=engine, signing_key=signing_key, key_id=key_id,
                                  checkpoint_every=settings.audit_checkpoint_every)
@@ -125,3 +126,12 @@ def policy_cache(settings: Settings) -> PolicyCache:
 
         return RedisPolicyCache(client=redis.Redis.from_url(settings.redis_url, socket_timeout=2))
     return InProcessPolicyCache() if settings.workers == 1 else UncachedPolicies()
+
+
+def link_version(settings: Settings) -> LinkVersion:
+    """Like the policy cache: the MPI's remembered links follow a Redis counter with several workers."""
+    if settings.redis_url:
+        import redis
+
+        return RedisLinkVersion(client=redis.Redis.from_url(settings.redis_url, socket_timeout=2))
+    return InProcessLinkVersion() if settings.workers == 1 else UncachedLinks()

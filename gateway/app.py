@@ -16,13 +16,15 @@ from gateway.auth.errors import AccessRefused
 from gateway.limits import BodySizeLimit, BodyTooLarge
 from gateway.routes import audit, consents, meta, mhd, patients
 from gateway.trace import TraceContext
-from gateway.wiring import Services, siem_shipper
+from gateway.wiring import Services, audit_witness, siem_shipper
 
 
 def create_app(services: Services) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         shipper = siem_shipper(services.settings, services.engine)
+        witness = audit_witness(services.settings, services.engine, services.auditor.ledger)
+        witness.start()
         if shipper is not None:
             shipper.start()
         yield
@@ -30,6 +32,7 @@ def create_app(services: Services) -> FastAPI:
             shipper.stop()
         # A clean stop signs the ledger's head, so no record is left outside a signed checkpoint.
         services.auditor.ledger.checkpoint()
+        witness.stop()
 
     app = FastAPI(title="EPR gateway", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=lifespan)

@@ -20,6 +20,7 @@ from consent.store import DatabaseNotificationStore, DatabasePolicyStore
 from audit.ledger import DatabaseAuditLedger
 from audit.shipping import SyslogShipper, client_ssl_context
 from audit.signing import load_signing_key
+from audit.witness import WitnessWriter
 from gateway.access import AccessControl
 from gateway.audit_trail import AuditTrail
 from gateway.auditing import Auditor
@@ -135,3 +136,12 @@ def link_version(settings: Settings) -> LinkVersion:
 
         return RedisLinkVersion(client=redis.Redis.from_url(settings.redis_url, socket_timeout=2))
     return InProcessLinkVersion() if settings.workers == 1 else UncachedLinks()
+
+
+def audit_witness(settings: Settings, engine: Engine, ledger: DatabaseAuditLedger) -> WitnessWriter:
+    """The writer of the ledger's signed heads to the witness file (started with the app), woken by
+    every commit batch."""
+    writer = WitnessWriter(engine=engine, path=settings.audit_witness_path,
+                           interval_seconds=settings.audit_witness_seconds)
+    ledger.on_head_signed(writer.wake)
+    return writer

@@ -133,15 +133,14 @@ class DatabasePatientIndex:
         every patient merged into it. One patient alone is a record of one. Remembered per process
         until a link changes (in any worker): every exchange asks it."""
         self._follow_link_changes()
-        surviving = self.surviving_pid(pid)
-        members = self._records.get(surviving)
+        members = self._records.get(pid)
         if members is None:
-            pids = self.pids_for(surviving)
+            pids = self.pids_for(self.surviving_pid(pid))
             spids = {r.pid: r.spid for r in self.get_many(pids)}
             members = tuple((p, spids.get(p)) for p in pids)
             if len(self._records) >= PID_LINKS_CACHED:
                 self._records.clear()
-            self._records[surviving] = members
+            self._records[pid] = members  # keyed by the pid asked: no look-up of the survivor either
         return members
 
     def replaced_by(self, pid: str) -> str | None:

@@ -66,7 +66,8 @@ def main() -> None:
     results: dict[str, list[float]] = {"signed head": [], "baseline": []}
     with tempfile.TemporaryDirectory(dir=args.dir) as work:
         for round_ in range(args.rounds):
-            for name, kind in (("signed head", DatabaseAuditLedger), ("baseline", UnsignedHeadLedger)):
+            pair = [("signed head", DatabaseAuditLedger), ("baseline", UnsignedHeadLedger)]
+            for name, kind in pair if round_ % 2 == 0 else pair[::-1]:  # alternate who goes first
                 engine = make_engine(args.database_url or f"sqlite:///{work}/ledger-{name[0]}{round_}.sqlite3")
                 if args.database_url:
                     with engine.begin() as connection:

@@ -107,3 +107,14 @@ def _syslog_token(value: str) -> str:
     """RFC 5424 header fields are printable US-ASCII without spaces, at most 255 characters."""
     cleaned = "".join(ch for ch in value if 33 <= ord(ch) <= 126)[:255]
     return cleaned or "-"
+
+
+def head_syslog_line(head, hostname: str | None = None) -> str:
+    """The ledger's signed head as an RFC 5424 message (MSGID SIGNED-HEAD, no structured data), the MSG
+    the witness file's JSON line (`audit.witness.head_line`): the SIEM keeps a copy of every head
+    outside the database, so a cut back is seen there too. Verify it like a checkpoint."""
+    from audit.witness import head_line
+
+    stamp = head.signed_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    host = _syslog_token(hostname or socket.gethostname())
+    return f"<{_AUTHPRIV * 8 + 5}>1 {stamp} {host} {_APP_NAME} - SIGNED-HEAD - {head_line(head)}"

@@ -8,6 +8,14 @@ the whole chain, so every `checkpoint_every` records (and on demand) the head is
 Ed25519 key the database does not hold: a rebuilt chain no longer matches the signed heads, and a
 cut-off tail leaves a signed checkpoint pointing past the end.
 
+Why the head is signed at every commit batch (`audit_head`, one row): with checkpoints only, the
+records after the last one could be rewritten or deleted unnoticed by whoever can write the database.
+Each batch re-signs the head inside its own transaction (one Ed25519 signature and one UPDATE per
+batch, not per record: measured in bench/bench_ledger_head.py), so no committed record is ever
+unsigned. What a database writer can still do is cut the ledger back to a head it saw earlier, with
+the later checkpoints deleted: the signed heads are therefore also anchored outside the database (the
+SIEM stream and the witness file, `audit.witness`), and `verify_ledger` compares against a witness.
+
 Why `append` takes the caller's connection: the record commits or rolls back with the change it
 proves (fail closed: a change that cannot be audited does not happen). Appenders are serialised so
 the sequence has no gaps and no forks: PostgreSQL by a transaction-scoped advisory lock taken before
@@ -22,6 +30,7 @@ import functools
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -29,7 +38,7 @@ from sqlalchemy import Connection, Engine, insert, select
 
 from adapters.cara.store.database import driver_datetime, for_driver
 from audit.events import AuditRecord, atc_view, canonical_json, ledger_columns, naive_utc, to_audit_event
-from audit.schema import audit_checkpoint, audit_record
+from audit.schema import audit_checkpoint, audit_head, audit_record
 from audit.signing import (
     GENESIS_HASH,
     SignatureInvalid,
@@ -68,6 +77,10 @@ def _insert_sql(dialect: str, rows: int) -> str:
                       dialect)
 
 
+_HEAD_COLUMNS = "seq = ?, record_hash = ?, signed_at = ?, key_id = ?, signature = ?"
+_HEAD_UPDATE = {d: for_driver(f"UPDATE audit_head SET {_HEAD_COLUMNS} WHERE id = 1", d) for d in ("sqlite", "postgresql")}
+_HEAD_INSERT = {d: for_driver("INSERT INTO audit_head (seq, record_hash, signed_at, key_id, signature, id) "
+                              "VALUES (?, ?, ?, ?, ?, 1)", d) for d in ("sqlite", "postgresql")}
 _MAX_ROWS_PER_INSERT = 200  # SQLite binds at most 32766 parameters per statement (9 a row)
 
 
@@ -100,6 +113,12 @@ class DatabaseAuditLedger:
         self._signing_key = signing_key
         self._key_id = key_id
         self._checkpoint_every = checkpoint_every
+        self._head_listeners: list[Callable[[], None]] = []
+
+    def on_head_signed(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (cheap, non-blocking: e.g. `threading.Event.set`) after each batch has signed
+        the head, before its commit: the witness writer wakes and reads the committed head."""
+        self._head_listeners.append(listener)
 
     @property
     def public_keys(self) -> dict[str, Ed25519PublicKey]:
@@ -135,7 +154,20 @@ class DatabaseAuditLedger:
             connection.exec_driver_sql(_insert_sql(dialect, len(chunk)), tuple(v for row in chunk for v in row))
         for checkpoint_seq, checkpoint_hash in checkpoints:
             self._write_checkpoint(connection, checkpoint_seq, checkpoint_hash)
+        self._sign_head(connection, seq, prev_hash)
+        for listener in self._head_listeners:
+            listener()
         return [row[0] for row in rows]
+
+    def _sign_head(self, connection: Connection, seq: int, record_hash: str) -> None:
+        """The head after this batch, signed, in the batch's transaction (under the ledger lock)."""
+        dialect = connection.dialect.name
+        signed_at = datetime.now(UTC).replace(tzinfo=None)
+        signature = sign(private_key=self._signing_key, message=checkpoint_message(
+            seq=seq, record_hash=record_hash, signed_at=signed_at, key_id=self._key_id))
+        values = (seq, record_hash, driver_datetime(signed_at, dialect), self._key_id, signature)
+        if not connection.exec_driver_sql(_HEAD_UPDATE[dialect], values).rowcount:
+            connection.exec_driver_sql(_HEAD_INSERT[dialect], values)
 
     def append_now(self, record: AuditRecord, *, patient_key: str | None) -> int:
         """Append in a transaction of its own (for events that change nothing else, e.g. a refusal)."""
@@ -200,18 +232,23 @@ class VerifyReport:
 
 
 def verify_ledger(*, engine: Engine, public_keys: dict[str, Ed25519PublicKey],
-                  checkpoint_every: int | None = None) -> VerifyReport:
+                  checkpoint_every: int | None = None, witness: SignedHead | None = None) -> VerifyReport:
     """Walk the whole chain and every checkpoint; stop at the first problem and name it.
 
     With `checkpoint_every` (the ledger's setting), a record at a multiple of it without its signed
     checkpoint is a problem too: otherwise deleting the checkpoints would let a rebuilt chain pass.
+    The signed head must cover the last record exactly (nothing appended, rewritten or deleted after
+    it). `witness`: the latest signed head kept outside the database (`audit.witness`): the ledger
+    must reach it with the same hash, else it was cut back (or rewritten) and the cut is named.
     """
     if not public_keys:
         raise ValueError("public_keys is empty: nothing could be verified")
     state = _Walk(public_keys, checkpoint_every)
     with engine.connect() as connection:
-        # Checkpoints first: records only grow, so every checkpoint read here has its record below.
+        # Checkpoints and head first: records only grow, so each one read here has its record below.
         state.checkpoints = {row.seq: row for row in connection.execute(select(audit_checkpoint))}
+        head = connection.execute(select(audit_head).where(audit_head.c.id == 1)).first()
+        state.pinned = {h.seq for h in (head, witness) if h is not None}
         after = 0
         while state.problem is None:
             rows = connection.execute(select(audit_record).where(audit_record.c.seq > after)
@@ -227,9 +264,75 @@ def verify_ledger(*, engine: Engine, public_keys: dict[str, Ed25519PublicKey],
         if beyond:
             state.problem = (f"the ledger ends at {state.last_seq} but checkpoint {beyond[-1]} covers records "
                              "after it (truncated tail)")
+    if state.problem is None:
+        state.problem = _head_problem(state, head, public_keys)
+    if state.problem is None and witness is not None:
+        state.problem = _witness_problem(state, witness, public_keys)
+    if state.problem is None and head is not None:
+        state.last_signed = head.seq
     return VerifyReport(ok=state.problem is None, records_checked=state.records_checked,
                         checkpoints_checked=state.checkpoints_checked, first_problem=state.problem,
                         last_seq=state.last_seq, unsigned_records=state.last_seq - state.last_signed)
+
+
+@dataclass(frozen=True)
+class SignedHead:
+    """A signed statement "the chain up to `seq` ends in `record_hash`" (the head, a checkpoint, a
+    witness line): what `audit.signing.checkpoint_message` covers."""
+
+    seq: int
+    record_hash: str
+    signed_at: datetime
+    key_id: str
+    signature: bytes
+
+    def verifies(self, public_keys: dict[str, Ed25519PublicKey]) -> bool:
+        key = public_keys.get(self.key_id)
+        if key is None:
+            return False
+        try:
+            verify(public_key=key, message=checkpoint_message(seq=self.seq, record_hash=self.record_hash,
+                                                              signed_at=self.signed_at, key_id=self.key_id),
+                   signature=self.signature)
+        except SignatureInvalid:
+            return False
+        return True
+
+
+def read_head(engine: Engine) -> SignedHead | None:
+    """The signed head as the database holds it (what the witness writer and the shipper anchor)."""
+    with engine.connect() as connection:
+        row = connection.execute(select(audit_head).where(audit_head.c.id == 1)).first()
+    return None if row is None else SignedHead(row.seq, row.record_hash, row.signed_at, row.key_id, row.signature)
+
+
+def _head_problem(state: _Walk, head, public_keys) -> str | None:
+    if head is None:
+        return None if state.last_seq == 0 else "the signed head is missing (deleted, or written before it existed)"
+    signed = SignedHead(head.seq, head.record_hash, head.signed_at, head.key_id, head.signature)
+    if not signed.verifies(public_keys):
+        return f"the signed head at {head.seq} has a bad signature or an unknown key"
+    if head.seq > state.last_seq:
+        return f"the ledger ends at {state.last_seq} but its signed head is at {head.seq} (records deleted)"
+    if state.hash_at.get(head.seq) != head.record_hash:
+        return f"record {head.seq} does not match the signed head (the chain was rewritten)"
+    if head.seq < state.last_seq:
+        return (f"records {head.seq + 1}-{state.last_seq} follow the signed head at {head.seq}: they were "
+                "written outside the gateway")
+    return None
+
+
+def _witness_problem(state: _Walk, witness: SignedHead, public_keys) -> str | None:
+    stamp = witness.signed_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if not witness.verifies(public_keys):
+        return f"the witness's head at {witness.seq} has a bad signature or an unknown key"
+    if witness.seq > state.last_seq:
+        return (f"the ledger was cut back: it ends at {state.last_seq} but the witness holds a head signed "
+                f"at {stamp} covering record {witness.seq} (records {state.last_seq + 1}-{witness.seq} deleted)")
+    if state.hash_at.get(witness.seq) != witness.record_hash:
+        return (f"record {witness.seq} does not match the head the witness holds (signed at {stamp}): the "
+                "ledger was cut back and rewritten from there")
+    return None
 
 
 class _Walk:
@@ -239,6 +342,8 @@ class _Walk:
         self.public_keys = public_keys
         self.checkpoint_every = checkpoint_every
         self.checkpoints: dict = {}
+        self.pinned: set[int] = set()  # seqs whose hash the signed head or the witness states
+        self.hash_at: dict[int, str] = {}
         self.problem: str | None = None
         self.records_checked = self.checkpoints_checked = self.last_seq = self.last_signed = 0
         self.prev_hash, self.prev_prev_hash = GENESIS_HASH, None
@@ -262,6 +367,8 @@ class _Walk:
             return False
         self.records_checked += 1
         self.last_seq = seq
+        if seq in self.pinned:
+            self.hash_at[seq] = row.record_hash
         self.prev_prev_hash, self.prev_hash = self.prev_hash, row.record_hash
         return True
 

@@ -8,7 +8,7 @@ must name the patient, and an audit record that needs the MPI to be read is no p
 through `patient_key` (an HMAC of the SPID computed by the caller), never through the SPID.
 """
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, LargeBinary, String, Table, Text
+from sqlalchemy import BigInteger, Column, DateTime, Index, LargeBinary, SmallInteger, String, Table, Text
 
 from adapters.cara.store.schema import metadata
 
@@ -48,4 +48,18 @@ audit_shipping = Table(
     Column("target", String(255), primary_key=True),  # host:port of the receiver
     Column("last_seq", BigInteger, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+)
+
+# The chain's head, signed at every commit batch (one row, id 1): no record is ever left unsigned, so
+# rewriting or deleting the latest records breaks a signature. A cut back to an older head (with the
+# later checkpoints deleted) is what the witness outside the database catches (audit.witness).
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", SmallInteger, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("record_hash", String(64), nullable=False),
+    Column("signed_at", DateTime, nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("signature", LargeBinary, nullable=False),
 )

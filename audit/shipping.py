@@ -26,7 +26,8 @@ from select import select as wait_until_readable
 
 from sqlalchemy import Connection, Engine, insert, select, text, update
 
-from audit.export import export
+from audit.export import export, head_syslog_line
+from audit.ledger import read_head
 from audit.schema import audit_shipping
 
 log = logging.getLogger("epr.audit.shipping")
@@ -108,11 +109,17 @@ class SyslogShipper:
                                    hostname=self._hostname), self._batch))
         if not lines:
             return 0
+        # The signed head follows each batch: the SIEM holds the heads outside the database (a cut
+        # back to an older head shows there); it is a statement, not a record, so not counted.
+        head = read_head(self._engine)
+        if head is not None:
+            lines.append(head_syslog_line(head, self._hostname))
         connection = self._connection()
         connection.sendall(b"".join(frame(line) for line in lines))
         self._confirm(connection)
-        self._store_position(position + len(lines))  # export yields the chain without holes
-        return len(lines)
+        shipped = len(lines) - (head is not None)
+        self._store_position(position + shipped)  # export yields the chain without holes
+        return shipped
 
     def _confirm(self, connection: ssl.SSLSocket) -> None:
         """RFC 5425 has no acknowledgement and `sendall` returning only means the bytes are in our

@@ -43,7 +43,7 @@ exclusion lists are honoured whenever they name the caller and are in force. A t
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from adapters.cara.vocabulary import CONFIDENTIALITY_RANK
@@ -116,6 +116,25 @@ def visible_levels(*, principal: Principal, patient_spid: str, policies: Sequenc
     return frozenset(level for level in LEVELS
                      if decide(principal=principal, patient_spid=patient_spid, action="read",
                                confidentiality=level, policies=policies, today=today).permit)
+
+
+def policies_for_merged(*, owner_spid: str, policies: Iterable[Policy]) -> list[Policy]:
+    """The policies a document of `owner_spid` is decided under when its patient is part of a merged
+    record (`policies`: those of every patient of the record). A merge never widens access:
+
+    - the owner's own policies apply as they are (their grants, 201, 202, 303: for their documents only);
+    - every other patient's restrictions apply too, as if the owner had written them: exclusion lists
+      (a block in either record wins, deny-overrides) and provide levels (the most restrictive wins);
+    - another patient's grants never count for the owner's documents.
+
+    With one patient in the record this is that patient's policies, unchanged."""
+    result = []
+    for policy in policies:
+        if policy.patient_spid == owner_spid:
+            result.append(policy)
+        elif policy.is_block or policy.template == 203:
+            result.append(replace(policy, patient_spid=owner_spid))
+    return result
 
 
 def provide_level(policies: Iterable[Policy]) -> str:

@@ -17,6 +17,9 @@ from consent.principal import Principal
 from consent.store import DatabaseNotificationStore, DatabasePolicyStore
 from gateway.auth.errors import AccessRefused
 
+# The patients of a merged record as (MPI-PID, SPID), the surviving one first (see `DatabasePatientIndex.record_of`).
+Members = tuple[tuple[str, str | None], ...]
+
 
 class AccessControl:
     def __init__(self, *, policies: DatabasePolicyStore, cache: PolicyCache,
@@ -37,26 +40,38 @@ class AccessControl:
     def policies(self, pid: str) -> list[Policy]:
         return self.cache.get(pid, lambda: self.store.policies_for(pid))
 
+    def owner_policies(self, *, spid: str, pid: str, group: Members = ()) -> list[Policy]:
+        """The policies a document of patient (`spid`, `pid`) is decided under. `group`: every patient
+        (pid, spid) of its merged record, when it is part of one; then the rule of
+        `pdp.policies_for_merged` applies (deny-overrides, a grant only for its patient's documents)."""
+        if len(group) <= 1:
+            return self.policies(pid)
+        return pdp.policies_for_merged(owner_spid=spid,
+                                       policies=[p for member, _ in group for p in self.policies(member)])
+
     def decide(self, principal: Principal, *, spid: str, pid: str, action: str,
-               confidentiality: str | None = None) -> pdp.Decision:
+               confidentiality: str | None = None, group: Members = ()) -> pdp.Decision:
         return pdp.decide(principal=principal, patient_spid=spid, action=action, confidentiality=confidentiality,
-                          policies=self.policies(pid), today=self.today())
+                          policies=self.owner_policies(spid=spid, pid=pid, group=group), today=self.today())
 
     def require(self, principal: Principal, *, spid: str, pid: str, action: str,
-                confidentiality: str | None = None) -> pdp.Decision:
-        decision = self.decide(principal, spid=spid, pid=pid, action=action, confidentiality=confidentiality)
+                confidentiality: str | None = None, group: Members = ()) -> pdp.Decision:
+        decision = self.decide(principal, spid=spid, pid=pid, action=action, confidentiality=confidentiality,
+                               group=group)
         if not decision.permit:
             raise AccessRefused(decision.reason)
         return decision
 
-    def visible_levels(self, principal: Principal, *, spid: str, pid: str) -> frozenset[str]:
-        return pdp.visible_levels(principal=principal, patient_spid=spid, policies=self.policies(pid),
-                                  today=self.today())
+    def visible_levels(self, principal: Principal, *, spid: str, pid: str, group: Members = ()) -> frozenset[str]:
+        return pdp.visible_levels(principal=principal, patient_spid=spid,
+                                  policies=self.owner_policies(spid=spid, pid=pid, group=group), today=self.today())
 
-    def upload_level(self, requested: str, *, pid: str) -> str:
+    def upload_level(self, requested: str, *, pid: str, spid: str | None = None, group: Members = ()) -> str:
         """The confidentiality an upload is stored with: raised to the provide level (203), never lowered;
-        below it and in reject mode, ProvideLevelViolation."""
-        return pdp.apply_provide_level(requested=requested, policies=self.policies(pid), mode=self.provide_level_mode)
+        below it and in reject mode, ProvideLevelViolation. In a merged record the most restrictive
+        provide level of its patients counts."""
+        policies = self.owner_policies(spid=spid, pid=pid, group=group) if spid else self.policies(pid)
+        return pdp.apply_provide_level(requested=requested, policies=policies, mode=self.provide_level_mode)
 
     def fulfil(self, decision: pdp.Decision, principal: Principal, *, pid: str, what: str,
                documents: tuple[str, ...] = ()) -> None:

@@ -20,13 +20,15 @@ from gateway import portal
 from gateway.rest_conventions import RestConventions, allowed_methods
 from gateway.routes import audit, consents, meta, mhd, patients
 from gateway.trace import TraceContext
-from gateway.wiring import Services, siem_shipper
+from gateway.wiring import Services, audit_witness, siem_shipper
 
 
 def create_app(services: Services) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         shipper = siem_shipper(services.settings, services.engine)
+        witness = audit_witness(services.settings, services.engine, services.auditor.ledger)
+        witness.start()
         if shipper is not None:
             shipper.start()
         bridge = None
@@ -48,6 +50,7 @@ def create_app(services: Services) -> FastAPI:
             shipper.stop()
         # A clean stop signs the ledger's head, so no record is left outside a signed checkpoint.
         services.auditor.ledger.checkpoint()
+        witness.stop()
 
     docs = services.settings.api_docs_enabled  # public metadata only; EPR_API_DOCS=false turns it off
     app = FastAPI(title="EPR gateway", version="0.1.0", docs_url="/docs" if docs else None, redoc_url=None,

@@ -150,22 +150,43 @@ def rotate_keys() -> None:
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Recompute the whole ledger and check every checkpoint signature; exit 1 naming the first problem."""
+def audit_verify(witness: Optional[Path] = typer.Option(None, help="a witness file of signed heads kept elsewhere "
+                                                                  "(default: EPR_AUDIT_WITNESS)"),
+                 no_witness: bool = typer.Option(False, "--no-witness",
+                                                 help="check the database alone (a cut back is then not seen)")) -> None:
+    """Recompute the whole ledger, check every checkpoint and the signed head, and compare it with the
+    witness of signed heads kept outside the database; exit 1 naming the first problem (or the cut)."""
     from adapters.cara.store.database import make_engine
     from audit.ledger import verify_ledger
     from audit.signing import load_signing_key
+    from audit.witness import WitnessUnreadable, read_witness
 
     settings = Settings()
     key_id, key = load_signing_key(settings.audit_signing_key_path)
-    report = verify_ledger(engine=make_engine(settings.resolved_database_url), public_keys={key_id: key.public_key()},
-                           checkpoint_every=settings.audit_checkpoint_every)
+    public_keys = {key_id: key.public_key()}
+    witnessed, witness_problem = None, None
+    if not no_witness:
+        path = witness or settings.audit_witness_path
+        try:
+            reading = read_witness(path, public_keys)
+            witnessed = reading.latest
+            if reading.bad_lines:
+                witness_problem = f"witness {path} line {reading.bad_lines[0]} does not verify (forged or damaged)"
+        except WitnessUnreadable as error:
+            witness_problem = f"{error} (pass --witness FILE, or --no-witness to check the database alone)"
+    report = verify_ledger(engine=make_engine(settings.resolved_database_url), public_keys=public_keys,
+                           checkpoint_every=settings.audit_checkpoint_every, witness=witnessed)
     summary = f"{report.records_checked} records, {report.checkpoints_checked} checkpoints"
-    if not report.ok:
-        typer.echo(f"AUDIT LEDGER DOES NOT VERIFY ({summary}): {report.first_problem}", err=True)
+    if witness_problem and report.ok and report.last_seq == 0:
+        witness_problem = None  # nothing recorded yet, so nothing to witness
+    problem = report.first_problem or witness_problem
+    if problem:
+        typer.echo(f"AUDIT LEDGER DOES NOT VERIFY ({summary}): {problem}", err=True)
         raise typer.Exit(1)
     unsigned = f"; {report.unsigned_records} records after the last checkpoint" if report.unsigned_records else ""
-    typer.echo(f"audit ledger verifies: {summary}{unsigned}")
+    anchored = (f"; signed head at {report.last_seq}" if report.last_seq else "") + (
+        f", witness at {witnessed.seq}" if witnessed else "")
+    typer.echo(f"audit ledger verifies: {summary}{unsigned}{anchored}")
 
 
 @audit_app.command("export")

@@ -18,14 +18,16 @@ from adapters.cara import fhir_mapping, patient_mapping
 from adapters.cara.errors import InvalidInput, NotFound, UnknownPatient
 from adapters.cara.mhd_search import parse_find_request
 from adapters.cara.model import DocumentEntry, Identifier, PatientRecord, Submission
-from adapters.cara.store.documents import DatabaseDocumentStore, ProvideResult
+from adapters.cara.store.documents import DatabaseDocumentStore, ProvideResult, unknown_relation_target
 from adapters.cara.store.patients import DatabasePatientIndex
 from adapters.cara.vocabulary import CONFIDENTIALITY_RANK
+from consent.pdp import Decision
 from consent.principal import Principal
 from gateway.access import AccessControl
 from gateway.auditing import Auditor, audited
 from gateway.auth.errors import AccessRefused
 from gateway.batch_provide import BatchOutcome, provide_many as _provide_many
+from gateway.provenance import submitter_of, with_provenance
 from gateway.search_pages import NoSearchPages, SearchPages
 
 RENDERED_CACHED = 5_000
@@ -107,16 +109,50 @@ class Exchange:
         return _provide_many(self, principal=principal, submissions=submissions, within=within)
 
     def _authorise_upload(self, principal: Principal, submission: Submission, pid: str) -> Submission:
-        """Each document raised to the patient's provide level (never lowered), then the write decided
-        at the level it will be stored with. Any refusal refuses the whole submission."""
+        """Provenance from the principal (`provenance`), each document raised to the record's provide
+        level (never lowered), then the write decided at the level it will be stored with, then every
+        document the submission names (`authorise_relations`). Any refusal refuses the whole
+        submission. Every provide path (ITI-65, XDM, HL7 v2, batches) passes here."""
+        members = self.patients.record_of(pid)
+        spid = members[0][1] or submission.spid  # the surviving patient's: documents stay with it
         documents = []
         for document in submission.documents:
-            level = self.access.upload_level(document.entry.confidentiality_level, pid=pid)
-            self.access.require(principal, spid=submission.spid, pid=pid, action="write", confidentiality=level)
+            document = with_provenance(principal, document)
+            level = self.access.upload_level(document.entry.confidentiality_level, pid=pid, spid=spid, group=members)
+            self.access.require(principal, spid=spid, pid=pid, action="write", confidentiality=level, group=members)
             if level != document.entry.confidentiality_level:
                 document = replace(document, entry=document.entry.with_confidentiality_level(level))
             documents.append(document)
-        return replace(submission, documents=tuple(documents))
+        submission = replace(submission, documents=tuple(documents))
+        self.authorise_relations(principal, submission, pid)
+        return submission
+
+    def authorise_relations(self, principal: Principal, submission: Submission, pid: str) -> None:
+        """Every document a submission names (relatesTo of any code) must be nameable by `principal`
+        (`require_nameable`); otherwise the answer is the one for a target that does not exist."""
+        for document in submission.documents:
+            for relation in document.relations:
+                self.require_nameable(principal, pid=pid, entry_id=relation.target_entry_id,
+                                      unique_id=relation.target_unique_id)
+
+    def require_nameable(self, principal: Principal, *, pid: str, entry_id: str | None = None,
+                         unique_id: str | None = None) -> DocumentEntry:
+        """The one rule for a request that names another document (replace, append, transform, sign;
+        a metadata update; an HL7 v2 T06/T10): the target must be a document of the patient `pid`
+        (surviving MPI-PID) that the principal may read, or one the same user submitted earlier on
+        behalf of the same responsible professional (a technical user never reads, but may replace
+        what it migrated or sent itself). Otherwise `unknown_relation_target`: the same answer as for
+        a document that does not exist, so the answer is no oracle, and nothing is changed."""
+        key = entry_id or unique_id or ""
+        target = self.documents.named_entry(entry_id=entry_id, unique_id=unique_id)
+        if target is None or self.patients.surviving_pid(target.patient_pid) != pid:
+            raise unknown_relation_target(key)
+        if target.submitter is not None and target.submitter == submitter_of(principal):
+            return target
+        decision, _, _ = self._read_decision(principal, target)
+        if not decision.permit:
+            raise unknown_relation_target(key)
+        return target
 
     # -- ITI-67 -------------------------------------------------------------------------------
     @audited("ITI-67")
@@ -134,7 +170,11 @@ class Exchange:
             request = replace(request, spid=record.spid)
         self.access.require_patient_context(principal, request.spid)
         pid = self.patients.pid_for_spid(request.spid)
-        levels = self.access.visible_levels(principal, spid=request.spid, pid=pid) if pid else frozenset()
+        members = self.patients.record_of(pid) if pid else ()
+        # Each patient of a merged record is decided on its own (see `AccessControl.owner_policies`).
+        by_patient = {p: self.access.visible_levels(principal, spid=s, pid=p, group=members) if s else frozenset()
+                      for p, s in members}
+        levels = frozenset().union(*by_patient.values())
         audit = self.auditor.record("ITI-67", principal, atc_code="ATC_DOC_SEARCH", patient_spid=request.spid,
                                     query=tuple(params))
         if not levels:
@@ -143,9 +183,13 @@ class Exchange:
             return fhir_mapping.searchset_json([], total=0, self_url=_search_url(base_url, params), next_url=None)
         # Filtering happens in the query, before paging: total and next links count visible entries only.
         query = replace(request.for_patient(pid), confidentiality=tuple(sorted(levels)))
+        if len(members) > 1:
+            query = replace(query, levels_by_patient=tuple((p, tuple(sorted(v))) for p, v in by_patient.items()))
         total, entries = self.pages.get(query, lambda: self.documents.search(query))
-        decision = self.access.decide(principal, spid=request.spid, pid=pid, action="read",
-                                      confidentiality=min(levels, key=CONFIDENTIALITY_RANK.__getitem__))
+        # The obligations (notify the patient of an emergency access) of the record's first visible patient.
+        owner, owner_spid = next((p, s) for p, s in members if by_patient[p])
+        decision = self.access.decide(principal, spid=owner_spid, pid=owner, action="read", group=members,
+                                      confidentiality=min(by_patient[owner], key=CONFIDENTIALITY_RANK.__getitem__))
         self.auditor.write_now([audit])
         self.access.fulfil(decision, principal, pid=pid, what="search",
                            documents=tuple(e.unique_id for e in entries))
@@ -213,26 +257,38 @@ class Exchange:
             self._rendered_cache[key] = serialised
         return serialised
 
+    def _read_decision(self, principal: Principal, entry: DocumentEntry):
+        """(decision, the entry's own patient's SPID, its merged record) for reading `entry`: decided
+        under its own patient's policies and every restriction of the patients merged with it
+        (`AccessControl.owner_policies`), never under another patient's grants."""
+        members = self.patients.record_of(entry.patient_pid)
+        spid = dict(members).get(entry.patient_pid)
+        if spid is None:
+            return Decision(False, "the document's patient has no SPID"), None, members
+        decision = self.access.decide(principal, spid=spid, pid=entry.patient_pid, action="read",
+                                      confidentiality=entry.confidentiality_level, group=members)
+        return decision, spid, members
+
     def _readable_entry(self, principal: Principal, entry_id: str, kind: str, transaction: str):
         """(entry, its patient's SPID, the permit), or NotFound — the same answer for a document that
         does not exist and one this principal may not see, so a refusal reveals nothing. A refusal is
         recorded in the patient's trail."""
         entry = self.documents.get_entry(entry_id)
-        if entry is not None:
-            # A merged patient's documents are the surviving patient's: its SPID, policies and notifications.
-            entry = replace(entry, patient_pid=self.patients.surviving_pid(entry.patient_pid))
-        record = self.patients.get(entry.patient_pid) if entry else None
         # A deleted entry (CH:MHD-1, DADM) is answered like a missing one; its audit records stay.
-        if entry is None or record is None or record.spid is None or entry.status == "deleted":
+        if entry is None or entry.status == "deleted":
             raise NotFound(f"{kind}/{entry_id} is not known")
-        decision = self.access.decide(principal, spid=record.spid, pid=entry.patient_pid, action="read",
-                                      confidentiality=entry.confidentiality_level)
+        decision, spid, members = self._read_decision(principal, entry)
+        if spid is None:
+            raise NotFound(f"{kind}/{entry_id} is not known")
+        # Decided under its own patient's policies; read as the merged record's (its surviving patient's
+        # SPID in the answer and the trail, its notifications), as before the merge rule.
+        surviving_pid, surviving_spid = members[0]
         if not decision.permit:
             refusal = NotFound(f"{kind}/{entry_id} is not known")
-            self.auditor.failure(transaction, principal, refusal, atc_code="ATC_DOC_READ", patient_spid=record.spid,
-                                 documents=(self.auditor.document(entry),))
+            self.auditor.failure(transaction, principal, refusal, atc_code="ATC_DOC_READ",
+                                 patient_spid=surviving_spid or spid, documents=(self.auditor.document(entry),))
             raise refusal
-        return entry, record.spid, decision
+        return replace(entry, patient_pid=surviving_pid), surviving_spid or spid, decision
 
     def _record_read(self, transaction: str, principal: Principal, entry: DocumentEntry, spid: str, decision, *,
                      what: str) -> None:

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     audit_source_oid: str = "2.16.756.5.30.1.999.1.1"
     audit_signing_key: Path | None = None  # Ed25519 PEM; default: a DEVELOPMENT key generated in data_dir/audit
     audit_checkpoint_every: int = 100
+    audit_witness: Path | None = None  # append-only file of the latest signed heads; default data_dir/audit
+    audit_witness_seconds: float = Field(1.0, gt=0)  # at most one witness line per interval
     keyring: Path | None = None  # default: data_dir/keyring.json, generated on first start
     trusted_issuers: Path | None = None  # default: the development issuer, generated on first start
     audience: str = "https://127.0.0.1:8443/fhir"
@@ -84,6 +86,10 @@ class Settings(BaseSettings):
     @property
     def api_docs_enabled(self) -> bool:
         return (not self.is_production) if self.api_docs is None else self.api_docs
+
+    @property
+    def audit_witness_path(self) -> Path:
+        return self.audit_witness or self.data_dir / "audit" / "witness.jsonl"
 
     @property
     def mtls_roles(self) -> frozenset[str]:

@@ -11,6 +11,7 @@ from adapters.cara.errors import RecordError
 from adapters.cara.fhir_mapping import parse_resource
 from adapters.cara.store.database import make_engine, migrate, store_in_process
 from adapters.cara.store.documents import DatabaseDocumentStore
+from adapters.cara.store.link_versions import InProcessLinkVersion, LinkVersion, RedisLinkVersion, UncachedLinks
 from adapters.cara.store.patients import DatabasePatientIndex
 from gateway.auth.issuers import TrustedIssuers
 from gateway.auth.iua import TokenVerifier
@@ -19,6 +20,7 @@ from consent.store import DatabaseNotificationStore, DatabasePolicyStore
 from audit.ledger import DatabaseAuditLedger
 from audit.shipping import SyslogShipper, client_ssl_context
 from audit.signing import load_signing_key
+from audit.witness import WitnessWriter
 from gateway.access import AccessControl
 from gateway.audit_trail import AuditTrail
 from gateway.auditing import Auditor
@@ -71,7 +73,7 @@ def build_services(settings: Settings) -> Services:
     migrate(engine)
     keyring = Keyring.load(settings.keyring_path)
     documents = DatabaseDocumentStore(engine=engine, keyring=keyring)
-    patients = DatabasePatientIndex(engine=engine, keyring=keyring)
+    patients = DatabasePatientIndex(engine=engine, keyring=keyring, links=link_version(settings))
     key_id, signing_key = load_signing_key(settings.audit_signing_key_path)
     ledger = DatabaseAuditLedger(engine=engine, signing_key=signing_key, key_id=key_id,
                                  checkpoint_every=settings.audit_checkpoint_every)
@@ -163,3 +165,21 @@ def mllp_listener(services: Services, *, port: int | None = None, reuse_port: bo
     return MllpListener(handler=hl7_exchange(services), host=settings.mllp_host,
                         port=settings.mllp_port if port is None else port, ssl_context=context, threads=threads,
                         reuse_port=reuse_port)
+
+
+def link_version(settings: Settings) -> LinkVersion:
+    """Like the policy cache: the MPI's remembered links follow a Redis counter with several workers."""
+    if settings.redis_url:
+        import redis
+
+        return RedisLinkVersion(client=redis.Redis.from_url(settings.redis_url, socket_timeout=2))
+    return InProcessLinkVersion() if settings.workers == 1 else UncachedLinks()
+
+
+def audit_witness(settings: Settings, engine: Engine, ledger: DatabaseAuditLedger) -> WitnessWriter:
+    """The writer of the ledger's signed heads to the witness file (started with the app), woken by
+    every commit batch."""
+    writer = WitnessWriter(engine=engine, path=settings.audit_witness_path,
+                           interval_seconds=settings.audit_witness_seconds)
+    ledger.on_head_signed(writer.wake)
+    return writer

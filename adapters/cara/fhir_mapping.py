@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -108,8 +109,8 @@ def submission_from_bundle(bundle: dict[str, Any]) -> Submission:
         entry_uuid=next((x["value"] for x in listed.get("identifier", []) if x.get("use") == "official"), None),
     )
     documents = tuple(
-        _new_document(resource, resources, submission_set_id)
-        for resource in resources.values() if resource["resourceType"] == "DocumentReference"
+        replace(_new_document(e["resource"], resources, submission_set_id), location=f"Bundle.entry[{i}].resource")
+        for i, e in enumerate(bundle["entry"]) if e["resource"]["resourceType"] == "DocumentReference"
     )
     return Submission(submission_set=submission_set, documents=documents, spid=spid)
 

@@ -50,6 +50,8 @@ class DocumentQuery:
     confidentiality: tuple[str, ...] | None = None  # None: every level; consent narrows it
     offset: int = 0
     count: int = DEFAULT_COUNT
+    # A merged record: the levels visible per patient of it ((MPI-PID, levels), …), each decided on its own.
+    levels_by_patient: tuple[tuple[str, tuple[str, ...]], ...] | None = None
 
 
 @dataclass(frozen=True)

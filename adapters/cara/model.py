@@ -54,6 +54,18 @@ class Author:
 
 
 @dataclass(frozen=True)
+class Submitter:
+    """Who submitted an entry, as authenticated (not as the metadata claims): the role, the user id
+    and, for an assistant or a technical user, the responsible professional's GLN. Recorded so that
+    a technical user, which never reads, may later name what it submitted itself (a migration
+    replacing what it migrated, an HL7 sender's T10 replacing its own T02)."""
+
+    role: str
+    user_id: str
+    acting_for: str | None = None
+
+
+@dataclass(frozen=True)
 class Relation:
     code: str  # replaces | transforms | signs | appends
     target_entry_id: str
@@ -77,7 +89,7 @@ class DocumentEntry:
     language: str
     title: str
     creation_time: str  # FHIR dateTime as sent (attachment.creation)
-    original_provider_role: Code
+    original_provider_role: Code | None  # set by the gateway from the authenticated principal
     size: int
     sha1: str  # hex of the plaintext bytes
     entry_uuid: str | None = None  # DocumentReference.identifier (official urn:uuid)
@@ -95,6 +107,7 @@ class DocumentEntry:
     submission_set_id: str | None = None
     extensions: list[dict[str, Any]] = field(default_factory=list)  # other extensions, kept as sent
     version: int = 1  # the metadata version: 1 as provided, +1 per CH:MHD-1 update
+    submitter: Submitter | None = None  # None: sealed before submitters were recorded
 
     @property
     def confidentiality_level(self) -> str:
@@ -123,6 +136,8 @@ class DocumentEntry:
         data["relations"] = [Relation(**r) for r in data["relations"]]
         if data["source_patient_id"] is not None:
             data["source_patient_id"] = Identifier(**data["source_patient_id"])
+        if data.get("submitter") is not None:
+            data["submitter"] = Submitter(**data["submitter"])
         return cls(**data)
 
 
@@ -155,6 +170,7 @@ class NewDocument:
     entry: DocumentEntry
     content: bytes
     relations: tuple[PendingRelation, ...] = ()
+    location: str | None = None  # FHIRPath of the document in the request (for findings), when known
 
 
 @dataclass(frozen=True)

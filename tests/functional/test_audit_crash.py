@@ -100,8 +100,8 @@ def provide_loop(server: Server, token: str, load: Load, deadline: float) -> Non
             if time.monotonic() > deadline:
                 return
             unique_id = new_oid_unique_id()
-            bundle = provide_bundle(spid=SPID, documents=[{"title": "Discharge letter", "content": PDF,
-                                                           "unique_id": unique_id}])
+            bundle = provide_bundle(spid=SPID, author_role="TCU", documents=[{"title": "Discharge letter",
+                                                                              "content": PDF, "unique_id": unique_id}])
             attempt = Attempt(unique_id, time.monotonic())
             try:
                 response = client.post(f"{server.base}/fhir", content=orjson.dumps(bundle), headers=headers(token))

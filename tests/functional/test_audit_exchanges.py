@@ -39,7 +39,7 @@ def test_a_full_scenario_leaves_exactly_its_audit_records(gateway):
     hcp = gateway.as_hcp()
     emergency = gateway.tokens.headers(gateway.tokens.hcp(purpose="EMER"))
 
-    entry_id = document_ids(gateway.provide(provide_bundle(spid=SPID, documents=[
+    entry_id = document_ids(gateway.provide(provide_bundle(spid=SPID, author_role="TCU", documents=[
         {"title": "Letter", "content": pdf_document("Letter", ["x"])}]), headers=tcu).json())[0]
     grant_id = gateway.grant(SPID, HCP_GLN, "normal")
     assert gateway.find(headers=hcp).json()["total"] == 1
@@ -125,8 +125,8 @@ def test_when_the_ledger_cannot_be_written_a_read_answers_503_without_the_docume
 
 def test_when_the_ledger_cannot_be_written_a_policy_change_is_not_made(gateway, monkeypatch):
     gateway.register_patient(grant_hcp=None)
-    gateway.provide(provide_bundle(spid=SPID, documents=[{"title": "L", "content": pdf_document("L", ["x"])}]),
-                    headers=gateway.tokens.headers(gateway.tokens.tcu()))
+    gateway.provide(provide_bundle(spid=SPID, author_role="TCU", documents=[
+        {"title": "L", "content": pdf_document("L", ["x"])}]), headers=gateway.tokens.headers(gateway.tokens.tcu()))
     before = row_counts(gateway.services)
 
     def broken(*_args, **_kwargs):

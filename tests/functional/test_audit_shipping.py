@@ -130,8 +130,17 @@ def ship_all(shipper: SyslogShipper) -> int:
     return total
 
 
+def records(messages: list[str]) -> list[str]:
+    """The AuditEvents among the messages (each batch is followed by the ledger's signed head)."""
+    return [m for m in messages if " epr-gateway - ATNA " in m]
+
+
+def heads(messages: list[str]) -> list[dict]:
+    return [json.loads(m.split(" SIGNED-HEAD - ", 1)[1]) for m in messages if " SIGNED-HEAD - " in m]
+
+
 def event_ids(messages: list[str]) -> list[str]:
-    return [json.loads(m[m.index("] ") + 2:])["id"] for m in messages]
+    return [json.loads(m[m.index("] ") + 2:])["id"] for m in records(messages)]
 
 
 def test_the_ledger_arrives_in_order_as_rfc5424_over_tls(engine, pki):
@@ -139,13 +148,15 @@ def test_the_ledger_arrives_in_order_as_rfc5424_over_tls(engine, pki):
     receiver = SyslogReceiver(pki)
     shipper = shipper_to(engine, pki, receiver.port)
     try:
-        assert ship_all(shipper) == 25  # three batches of at most 10
-        messages = receiver.wait_for(25)
+        assert ship_all(shipper) == 25  # three batches of at most 10, each followed by the signed head
+        messages = receiver.wait_for(28)
     finally:
         shipper.stop()
         receiver.close()
 
     assert event_ids(messages) == ids
+    assert [h["seq"] for h in heads(messages)] == [25, 25, 25]
+    assert [m.startswith("<85>1 ") and " SIGNED-HEAD - " in m for m in messages].count(True) == 3
     assert messages[0].startswith("<85>1 ")  # facility authpriv (10), severity notice: a success
     assert " gw-test epr-gateway - ATNA [meta sequenceId=\"1\"] {" in messages[0]
     assert shipper.position() == 25
@@ -167,7 +178,7 @@ def test_a_siem_outage_loses_nothing_and_repeats_nothing(engine, pki):
         assert ship_all(shipper) == 9
         third = append(engine, 3, start=10)
         assert ship_all(shipper) == 3
-        messages = receiver.wait_for(12)
+        messages = receiver.wait_for(15)  # 12 records, 3 heads
     finally:
         shipper.stop()
         receiver.close()
@@ -188,7 +199,7 @@ def test_mutual_tls_node_authentication(engine, pki):
                                    client_key=str(pki.client_key))
         assert ship_all(authenticated) == 2
         authenticated.stop()
-        assert len(receiver.wait_for(2)) == 2
+        assert len(records(receiver.wait_for(3))) == 2
     finally:
         receiver.close()
 
@@ -205,8 +216,9 @@ def test_the_gateway_ships_its_exchanges_when_a_siem_is_configured(tmp_path):
                 recorded = connection.exec_driver_sql("SELECT COUNT(*) FROM audit_record").scalar()
     finally:
         receiver.close()
-    assert len(messages) >= 3
-    assert {json.loads(m[m.index("] ") + 2:])["resourceType"] for m in messages} == {"AuditEvent"}
+    assert len(records(messages)) >= 2
+    assert {json.loads(m[m.index("] ") + 2:])["resourceType"] for m in records(messages)} == {"AuditEvent"}
+    assert heads(messages)
     assert recorded >= 3
 
 

@@ -66,8 +66,8 @@ def test_revocation_through_one_worker_is_enforced_by_the_other_at_once(two_work
 def test_a_grant_through_one_worker_is_seen_by_the_other_at_once(two_workers):
     first, second = two_workers
     first.register_patient(grant_hcp=None)
-    first.provide(provide_bundle(spid=SPID, documents=[{"title": "Letter", "content": pdf_document("L", ["x"])}]),
-                  headers=first.tokens.headers(first.tokens.tcu()))
+    first.provide(provide_bundle(spid=SPID, author_role="TCU", documents=[
+        {"title": "Letter", "content": pdf_document("L", ["x"])}]), headers=first.tokens.headers(first.tokens.tcu()))
     assert second.find(headers=second.as_hcp()).json()["total"] == 0
 
     first.grant(SPID, HCP_GLN, "normal")

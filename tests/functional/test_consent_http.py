@@ -16,7 +16,7 @@ def record(gateway):
     (the secret one uploaded by the patient, the others by a technical user)."""
     gateway.register_patient(grant_hcp=None)
     tcu = gateway.tokens.headers(gateway.tokens.tcu())
-    normal, restricted = document_ids(gateway.provide(provide_bundle(spid=SPID, documents=[
+    normal, restricted = document_ids(gateway.provide(provide_bundle(spid=SPID, author_role="TCU", documents=[
         {"title": "Normal", "content": pdf_document("Normal", ["n"])},
         {"title": "Restricted", "confidentiality": "restricted", "content": pdf_document("Restricted", ["r"])},
     ]), headers=tcu).json())

@@ -319,9 +319,9 @@ def test_merge_moves_ids_and_documents_to_the_survivor_and_unmerge_gives_them_ba
     assert result["link"] == [{"other": {"reference": f"Patient/{retired}"}, "type": "replaces"}]
     assert [i["value"] for i in result["identifier"]] == [SPID, surviving, "L-1", "L-2"]
     assert {e["resource"]["id"] for e in gateway.find(SPID).json()["entry"]} == {kept, moved}
-    # The retired SPID resolves to the survivor, whose policies name the surviving SPID: nothing is
-    # granted under the retired one (fail closed); the record is searched by the surviving SPID.
-    assert gateway.find(OTHER_SPID).json()["total"] == 0
+    # The retired SPID names the same merged record; each document is decided under its own
+    # patient's policies (both granted this HCP), so it finds the same documents.
+    assert {e["resource"]["id"] for e in gateway.find(OTHER_SPID).json()["entry"]} == {kept, moved}
     assert pix(gateway, sourceIdentifier=f"{LOCAL_SYSTEM}|L-2").json()["parameter"][-1] == {
         "name": "targetId", "valueReference": {"reference": f"Patient/{surviving}"}}
     moved_ref = gateway.client.get(f"/fhir/DocumentReference/{moved}", headers=gateway.as_hcp()).json()

@@ -183,8 +183,7 @@ class DatabaseDocumentStore:
             select(document_entry.c.id, document_entry.c.status, document_entry.c.patient_pid).where(column == key)
         ).one_or_none()
         if row is None or row.patient_pid != patient_pid:
-            raise ProfileViolation(f"relatesTo target {key} is not a document of this patient",
-                                   location="DocumentReference.relatesTo.target")
+            raise unknown_relation_target(key)
         if pending.code == "replaces" and row.status != "current":
             raise Conflict(f"document {key} is {row.status} and cannot be replaced again",
                            location="DocumentReference.relatesTo")
@@ -268,6 +267,20 @@ class DatabaseDocumentStore:
         return row[0] if row else 0
 
     # -- retrieve -----------------------------------------------------------------------------
+    def named_entry(self, *, entry_id: str | None = None, unique_id: str | None = None) -> DocumentEntry | None:
+        """The entry a request names by logical id or by uniqueId (a relation's target), opened, or
+        None. Whether the caller may name it is the use-case layer's decision, not the store's."""
+        column, key = (document_entry.c.id, entry_id) if entry_id else (document_entry.c.unique_id, unique_id)
+        if not key:
+            return None
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                select(document_entry.c.id, document_entry.c.unique_id, document_entry.c.status,
+                       document_entry.c.patient_pid, document_entry.c.sealed_key, document_entry.c.sealed)
+                .where(column == key)
+            ).one_or_none()
+        return None if row is None else replace(self._open_entry(row), patient_pid=row.patient_pid)
+
     def get_entry(self, entry_id: str) -> DocumentEntry | None:
         with self._engine.connect() as connection:
             row = connection.execute(
@@ -325,6 +338,13 @@ class DatabaseDocumentStore:
     def _with_status(entry: DocumentEntry, status: str | None) -> DocumentEntry:
         """The status lives in a clear column (it changes); the sealed metadata keeps the first one."""
         return replace(entry, status=status) if status and status != entry.status else entry
+
+
+def unknown_relation_target(key: str) -> ProfileViolation:
+    """The one answer for a relation target that does not exist, is another patient's, or may not be
+    named by the submitter: the same status and words, so the answer reveals nothing (no oracle)."""
+    return ProfileViolation(f"relatesTo target {key} is not a document of this patient",
+                            location="DocumentReference.relatesTo.target")
 
 
 # -- CH:MHD-1 ----------------------------------------------------------------------------------

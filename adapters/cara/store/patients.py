@@ -23,6 +23,7 @@ from adapters.cara import identity
 from adapters.cara.crypto import Keyring, Sealed
 from adapters.cara.errors import Conflict, InvalidInput, NotFound
 from adapters.cara.model import Identifier, PatientRecord
+from adapters.cara.store.link_versions import InProcessLinkVersion, LinkVersion
 from adapters.cara.store.schema import identity_review, patient, patient_identifier, patient_index, patient_link
 from adapters.cara.vocabulary import SPID_SYSTEM
 
@@ -31,9 +32,9 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-# SPID → surviving MPI-PID links seen by this process (positive answers only; unknown SPIDs are
-# always asked again). Only a merge or an unmerge changes an answer: both clear the cache here.
-# Other worker processes keep theirs until restarted (see ARCHITECTURE.md, "Patient identity").
+# SPID → surviving MPI-PID links and merged records seen by this process (positive answers only;
+# unknown SPIDs are always asked again). Only a merge or an unmerge changes an answer: both clear the
+# cache here and move the link version, which makes every other worker clear its own (`link_versions`).
 PID_LINKS_CACHED = 100_000
 MAX_LINK_DEPTH = 32
 SELECTIVITY = ("birthdate", "family", "given", "gender")  # PDQm criteria, most selective first (usually)  # a merge chain longer than this is refused; it bounds every resolution loop
@@ -50,10 +51,26 @@ class IdentityReview:
 
 
 class DatabasePatientIndex:
-    def __init__(self, *, engine: Engine, keyring: Keyring):
+    def __init__(self, *, engine: Engine, keyring: Keyring, links: LinkVersion | None = None):
         self._engine = engine
         self._keyring = keyring
+        self._links = links or InProcessLinkVersion()
+        self._links_seen: object = self._links.current()
         self._pid_by_spid_hash: dict[str, str] = {}
+        self._records: dict[str, tuple[tuple[str, str | None], ...]] = {}
+
+    def _follow_link_changes(self) -> None:
+        """Drop what this process remembers of the links when any worker changed them since."""
+        version = self._links.current()
+        if version != self._links_seen:
+            self._pid_by_spid_hash.clear()
+            self._records.clear()
+            self._links_seen = version
+
+    def _links_changed(self) -> None:
+        self._pid_by_spid_hash.clear()
+        self._records.clear()
+        self._links.bump()
 
     # -- keyed hashes -----------------------------------------------------------------------------
     def _spid_hash(self, spid: str) -> str:
@@ -67,6 +84,7 @@ class DatabasePatientIndex:
 
     # -- look-ups (each resolves merges to the surviving patient) ---------------------------------
     def pid_for_spid(self, spid: str) -> str | None:
+        self._follow_link_changes()
         spid_hash = self._spid_hash(spid)
         pid = self._pid_by_spid_hash.get(spid_hash)
         if pid is None:
@@ -109,6 +127,21 @@ class DatabasePatientIndex:
                     break
                 found += frontier
         return tuple(found)
+
+    def record_of(self, pid: str) -> tuple[tuple[str, str | None], ...]:
+        """The merged record `pid` belongs to: (MPI-PID, SPID) of its surviving patient first, then of
+        every patient merged into it. One patient alone is a record of one. Remembered per process
+        until a link changes (in any worker): every exchange asks it."""
+        self._follow_link_changes()
+        members = self._records.get(pid)
+        if members is None:
+            pids = self.pids_for(self.surviving_pid(pid))
+            spids = {r.pid: r.spid for r in self.get_many(pids)}
+            members = tuple((p, spids.get(p)) for p in pids)
+            if len(self._records) >= PID_LINKS_CACHED:
+                self._records.clear()
+            self._records[pid] = members  # keyed by the pid asked: no look-up of the survivor either
+        return members
 
     def replaced_by(self, pid: str) -> str | None:
         """The patient a retired patient was merged into (active link), else None."""
@@ -366,6 +399,7 @@ class DatabasePatientIndex:
         """Retire `retired` into `surviving`. `within(connection)` runs in the same transaction (audit)."""
         if retired == surviving:
             raise InvalidInput("source-patient and target-patient are the same patient", location="Parameters")
+        self._links.bump()  # before too: a worker reading the links during the change reads them again after
         with self._engine.begin() as connection:
             self._require_patients(connection, retired, surviving)
             for pid, role in ((retired, "source-patient"), (surviving, "target-patient")):
@@ -378,9 +412,10 @@ class DatabasePatientIndex:
                                                            merged_at=_now(), active=True))
             if within is not None:
                 within(connection)
-        self._pid_by_spid_hash.clear()
+        self._links_changed()
 
     def unmerge(self, *, retired: str, surviving: str, within: Callable | None = None) -> None:
+        self._links.bump()
         with self._engine.begin() as connection:
             self._require_patients(connection, retired, surviving)
             changed = connection.execute(update(patient_link).where(
@@ -390,7 +425,7 @@ class DatabasePatientIndex:
                 raise Conflict(f"Patient/{retired} is not merged into Patient/{surviving}")
             if within is not None:
                 within(connection)
-        self._pid_by_spid_hash.clear()
+        self._links_changed()
 
     def _require_patients(self, connection, *pids: str) -> None:
         known = set(connection.execute(select(patient.c.pid).where(patient.c.pid.in_(pids))).scalars())

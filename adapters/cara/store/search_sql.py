@@ -51,6 +51,14 @@ def build(query: DocumentQuery, *, dialect: str) -> SearchStatements:
         else:
             where.append(_in("e.confidentiality", len(query.confidentiality)))
             params += query.confidentiality
+    if query.levels_by_patient is not None:
+        # A merged record: each patient's documents at the levels decided for that patient only.
+        alternatives = []
+        for pid, levels in query.levels_by_patient:
+            if levels:
+                alternatives.append(f"(e.patient_pid = ? AND {_in('e.confidentiality', len(levels))})")
+                params += [pid, *levels]
+        where.append("(" + (" OR ".join(alternatives) or "1 = 0") + ")")
     for token in query.tokens:
         alternatives, values = [], []
         for system, value in token.alternatives:

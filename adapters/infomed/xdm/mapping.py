@@ -164,12 +164,10 @@ def map_document(obj: ebrim.RegistryObject, submission_set: ebrim.RegistryObject
         raise Refused("unmapped code" + ("s " if len(unmapped) > 1 else " ") + "; ".join(map(str, unmapped)),
                       held=True, code="unmapped-code")
 
-    authors, roles = [], []
-    for index, classified in enumerate(obj.codes(ebrim.DOCUMENT_AUTHOR), start=1):
-        author, role = _author(classified, index)
-        authors.append(author)
-        roles.append(role)
-    role = next((r for r in roles if r), Code(ROLE_SYSTEM, "HCP", ROLES["HCP"]))
+    # The authors' XDS roles stay with the authors; originalProviderRole is the *submitting* role,
+    # which the gateway sets from the principal (the migration's TCU): gateway/provenance.py.
+    authors = [_author(classified, index)[0]
+               for index, classified in enumerate(obj.codes(ebrim.DOCUMENT_AUTHOR), start=1)]
     demographics = _demographics(obj.slots.get("sourcePatientInfo", []))
     source_patient = {"resourceType": "Patient", "id": "src",
                       "identifier": [{"use": "usual", "system": patient_id.system, "value": patient_id.value}]}
@@ -197,7 +195,7 @@ def map_document(obj: ebrim.RegistryObject, submission_set: ebrim.RegistryObject
         type_code=type_code, class_codes=class_codes, format_code=format_code, confidentiality=confidentiality,
         facility_type=facility, practice_setting=setting, mime_type=obj.mime_type,
         language=obj.slot("languageCode") or "", title=obj.name or type_code.display or type_code.code,
-        creation_time=creation, original_provider_role=role, size=size, sha1=sha1,
+        creation_time=creation, original_provider_role=None, size=size, sha1=sha1,
         entry_uuid=obj.id if obj.id.startswith("urn:uuid:") else None, date=creation,
         description=obj.description, event_codes=events,
         service_start=_dtm(obj.slot("serviceStartTime"), "serviceStartTime"),

@@ -48,6 +48,7 @@ def provide_many(exchange: Exchange, *, principal: Principal, submissions: Seque
     outcomes: list[BatchOutcome | None] = [None] * len(submissions)
     refusals = []  # audit records of submissions refused before the store was asked
     authorised: list[tuple[int, Submission, str]] = []
+    earlier: set[tuple[str, str]] = set()  # (MPI-PID, uniqueId) authorised above, nameable below
     for index, submission in enumerate(submissions):
         try:
             exchange.access.require_patient_context(principal, submission.spid)
@@ -55,7 +56,9 @@ def provide_many(exchange: Exchange, *, principal: Principal, submissions: Seque
             if pid is None:
                 raise UnknownPatient(f"EPR-SPID {submission.spid} is not registered in this community",
                                      location="List.subject.identifier")
-            authorised.append((index, exchange._authorise_upload(principal, submission, pid), pid))
+            stored = exchange._authorise_upload(principal, submission, pid, earlier_in_batch=frozenset(earlier))
+            authorised.append((index, stored, pid))
+            earlier.update((pid, document.entry.unique_id) for document in stored.documents)
         except (RecordError, AccessRefused) as error:
             outcomes[index] = BatchOutcome(submission, None, None, error)
             refusals.append(exchange.auditor.failure_record("ITI-65", principal, error))

@@ -108,11 +108,14 @@ class Exchange:
         `within(connection, outcomes)` runs in that transaction before the commit (see batch_provide)."""
         return _provide_many(self, principal=principal, submissions=submissions, within=within)
 
-    def _authorise_upload(self, principal: Principal, submission: Submission, pid: str) -> Submission:
+    def _authorise_upload(self, principal: Principal, submission: Submission, pid: str, *,
+                          earlier_in_batch: frozenset[tuple[str, str]] = frozenset()) -> Submission:
         """Provenance from the principal (`provenance`), each document raised to the record's provide
         level (never lowered), then the write decided at the level it will be stored with, then every
         document the submission names (`authorise_relations`). Any refusal refuses the whole
-        submission. Every provide path (ITI-65, XDM, HL7 v2, batches) passes here."""
+        submission. Every provide path (ITI-65, XDM, HL7 v2, batches) passes here.
+        `earlier_in_batch`: (MPI-PID, uniqueId) of the documents this principal submits earlier in the
+        same batch, not stored yet (see `authorise_relations`)."""
         members = self.patients.record_of(pid)
         spid = members[0][1] or submission.spid  # the surviving patient's: documents stay with it
         documents = []
@@ -124,14 +127,19 @@ class Exchange:
                 document = replace(document, entry=document.entry.with_confidentiality_level(level))
             documents.append(document)
         submission = replace(submission, documents=tuple(documents))
-        self.authorise_relations(principal, submission, pid)
+        self.authorise_relations(principal, submission, pid, earlier_in_batch=earlier_in_batch)
         return submission
 
-    def authorise_relations(self, principal: Principal, submission: Submission, pid: str) -> None:
+    def authorise_relations(self, principal: Principal, submission: Submission, pid: str, *,
+                            earlier_in_batch: frozenset[tuple[str, str]] = frozenset()) -> None:
         """Every document a submission names (relatesTo of any code) must be nameable by `principal`
-        (`require_nameable`); otherwise the answer is the one for a target that does not exist."""
+        (`require_nameable`); otherwise the answer is the one for a target that does not exist. A
+        target the same principal submits earlier in the same batch is its own submission, like a
+        stored one it submitted (the store still checks that it is accepted before this one)."""
         for document in submission.documents:
             for relation in document.relations:
+                if relation.target_unique_id and (pid, relation.target_unique_id) in earlier_in_batch:
+                    continue
                 self.require_nameable(principal, pid=pid, entry_id=relation.target_entry_id,
                                       unique_id=relation.target_unique_id)
 

@@ -27,7 +27,7 @@ def submission(title: str, *, spid: str = SPID, unique_id: str | None = None, co
                 "confidentiality": confidentiality}
     if unique_id:
         document["unique_id"] = unique_id
-    return submission_from_bundle(provide_bundle(spid=spid, documents=[document]))
+    return submission_from_bundle(provide_bundle(spid=spid, author_role="TCU", documents=[document]))
 
 
 def replacing(new, old):

@@ -70,6 +70,6 @@ def load_demo_data(exchange: Exchange, policies: PolicyExchange, *, base_url: st
     patient = Principal(role="PAT", user_id=DEMO_SPID, user_id_qualifier="urn:e-health-suisse:2015:epr-spid",
                         patient_spid=DEMO_SPID, name="Valérie Demo")
     policies.apply(principal=patient, changes=[PolicyChange("POST", grant.policy_set_id, grant)])
-    bundle = provide_bundle(spid=DEMO_SPID, documents=documents)
+    bundle = provide_bundle(spid=DEMO_SPID, author_role=DEMO_LOADER.role, documents=documents)
     exchange.provide(principal=DEMO_LOADER, body=orjson.dumps(bundle), base_url=base_url)
     return True

@@ -151,8 +151,12 @@ class PolicyExchange:
                 raise AccessRefused(decision.reason)
 
     def _audit_record(self, transaction: str, principal: Principal, change: PolicyChange, before: Policy | None):
+        """One PPQ-3 event per change, a PPQ-4 Bundle's too (the IG's PPQ-4 audit example), its action
+        the change's own (create, update or delete)."""
         policy = change.policy or before
-        return self.auditor.record(transaction, principal, atc_code=_atc_code(change.method, policy, before),
+        action = "D" if change.method == "DELETE" else "U" if before is not None else "C"
+        return self.auditor.record("PPQ-3", principal, action=action,
+                                   atc_code=_atc_code(change.method, policy, before),
                                    patient_spid=policy.patient_spid, policy_set_id=policy.policy_set_id,
                                    policy_subject=_policy_subject(policy))
 

@@ -51,7 +51,9 @@ class IdentityExchange:
         if len(sources) != 1:
             raise InvalidInput("exactly one sourceIdentifier=<system>|<value> is required", location="sourceIdentifier")
         source = identity.parse_token(sources[0], "sourceIdentifier")
-        systems = [s for n, v in params if n == "targetSystem" for s in v.split(",") if s]
+        systems = list(dict.fromkeys(s for n, v in params if n == "targetSystem" for s in v.split(",") if s))
+        if len(systems) > 2:
+            raise InvalidInput("CH PIXm takes one or two targetSystem values", location="targetSystem")
         for system in systems:
             if not self._domain_known(system):
                 raise AccessRefused(f"targetSystem {system} is not a patient identifier domain this MPI discloses")
@@ -62,8 +64,10 @@ class IdentityExchange:
                            location="sourceIdentifier")
         AccessControl.require_patient_context(principal, record.spid)
         known = [i for i in self._identifiers(record) if i != source]
-        # In the order the domains were asked for (as the CH PIXm example answers), else all known.
-        targets = [i for s in dict.fromkeys(systems) for i in known if i.system == s] if systems else known
+        # In the order the domains were asked for (as the CH PIXm example answers); without targetSystem
+        # (CH PIXm IN requires 1..2), the two domains of the EPR: the SPID and this community's MPI-PID.
+        wanted = systems or [SPID_SYSTEM, self.mpi_system]
+        targets = [next(i for i in known if i.system == s) for s in wanted if any(i.system == s for i in known)]
         query = [("sourceIdentifier", f"{source.system}|")] + [("targetSystem", s) for s in systems]
         self.auditor.write_now([self.auditor.record("ITI-83", principal, action="E", patient_spid=record.spid,
                                                     query=tuple(query))])

@@ -64,3 +64,20 @@ def test_the_trail_names_the_represented_patient_beside_the_representative_and_i
         ("PAT", "Anna Muster", False), ("REP", "Paul Muster", True)]
     [stored] = [e for e in gateway.services.auditor.ledger.all_records() if e["id"] == upload["id"]]
     assert "Anna Muster" not in orjson.dumps(stored).decode()  # the clear ledger holds no names
+
+
+def test_pixm_answers_the_ch_out_parameters_at_most_two_identifiers_and_no_target_id(gateway):
+    from conftest import LOCAL_SYSTEM
+
+    gateway.register_patient()
+    systems = [LOCAL_SYSTEM, f"urn:oid:{gateway.services.settings.community_oid}"]
+    source = ("sourceIdentifier", f"urn:oid:2.16.756.5.30.1.127.3.10.3|{SPID}")
+    answer = gateway.client.get("/fhir/Patient/$ihe-pix", headers=gateway.as_hcp(),
+                                params=[source, *[("targetSystem", s) for s in systems]]).json()
+    assert answer["meta"] == {"profile": [PROFILE + "ch-pixm-out-parameters"]}
+    assert [(p["name"], p["valueIdentifier"]["system"]) for p in answer["parameter"]] == [
+        ("targetIdentifier", systems[0]), ("targetIdentifier", systems[1])]
+    three = gateway.client.get("/fhir/Patient/$ihe-pix", headers=gateway.as_hcp(),
+                               params=[source, *[("targetSystem", s) for s in [*systems, "urn:oid:2.999.1"]]])
+    assert (three.status_code, three.json()["issue"][0]["diagnostics"]) == (
+        400, "CH PIXm takes one or two targetSystem values")

@@ -64,9 +64,29 @@ TRANSACTIONS = {
 _OTHER_TYPE = ("110100", "Application Activity")
 # The CH profile each transaction's record claims (meta.profile) and is tested against
 # (tests/conformance/ig/differential). Transactions not listed claim none yet.
+CH_PROFILE = "http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/"
 TRANSACTION_PROFILES = {
-    "CH-MHD-1": "http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/ch-mhd-updatedocumentmetadata-audit-responder",
+    "CH-MHD-1": CH_PROFILE + "ch-mhd-updatedocumentmetadata-audit-responder",
 }
+# RESTful transactions (IHE BALP, the CH profiles' parents): `type` rest, the restful-interaction beside the
+# transaction code in `subtype`, and the CH profile per interaction (the IG's examples show each shape).
+REST_TYPE = {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
+             "display": "Restful Operation"}
+RESTFUL_INTERACTION = "http://hl7.org/fhir/restful-interaction"
+INTERACTION_BY_ACTION = {"C": "create", "R": "read", "U": "update", "D": "delete"}
+REST_PROFILES = {
+    ("ITI-67", "search"): CH_PROFILE + "ChAuditEventIti67Responder",
+    ("ITI-67", "read"): None,  # reading one DocumentReference: no CH profile of its own
+    ("ITI-68", "read"): CH_PROFILE + "ChAuditEventIti68Responder",
+    ("ITI-83", "search"): CH_PROFILE + "ChAuditEventIti83Manager",
+    ("ITI-104", "create"): CH_PROFILE + "ChAuditEventIti104ManagerCreate",
+    ("ITI-104", "update"): CH_PROFILE + "ChAuditEventIti104ManagerUpdate",
+    ("PPQ-3", "create"): CH_PROFILE + "ChAuditEventPpq3Create",
+    ("PPQ-3", "update"): CH_PROFILE + "ChAuditEventPpq3Update",
+    ("PPQ-3", "delete"): CH_PROFILE + "ChAuditEventPpq3Delete",
+    ("PPQ-5", "search"): CH_PROFILE + "ChAuditEventPpq5Repository",
+}
+PROVENANCE_PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 
 # CH:ATC event types (urn:oid:2.16.756.5.30.1.127.3.10.7) -> (display, action the examples use).
 ATC_EVENT_TYPES = {
@@ -192,8 +212,14 @@ def to_audit_event(record: AuditRecord) -> dict:
     }
     if record.transaction in TRANSACTION_PROFILES:
         event["meta"] = {"profile": [TRANSACTION_PROFILES[record.transaction]]}
+    interaction = _rest_interaction(record, record.action or default_action)
+    if interaction is not None:
+        subtype.insert(len(subtype), _coding(RESTFUL_INTERACTION, interaction, interaction))
+        profile = REST_PROFILES.get((record.transaction, interaction))
+        if profile and record.outcome == "0":
+            event["meta"] = {"profile": [profile]}
     event |= {
-        "type": _coding(DCM, type_code, type_display),
+        "type": dict(REST_TYPE) if interaction is not None else _coding(DCM, type_code, type_display),
         "subtype": subtype,
         "action": record.action or default_action,
         "recorded": fhir_instant(record.recorded),
@@ -203,7 +229,7 @@ def to_audit_event(record: AuditRecord) -> dict:
         event["outcomeDesc"] = record.outcome_description
     if record.principal is not None:
         event["purposeOfEvent"] = [_purpose(record.principal.purpose_of_use)]
-    event["agent"] = _agents(record)
+    event["agent"] = _agents(record, interaction)
     event["source"] = {"site": record.source_site,
                        "observer": {"identifier": {"system": RFC3986, "value": f"urn:oid:{record.source_site}"},
                                     "display": record.source_name}}
@@ -223,8 +249,9 @@ def atc_view(event: dict) -> dict:
     view["type"] = _coding(DCM, "110106", "Export")
     view["subtype"] = atc
     view["agent"] = [agent for agent in view.get("agent", []) if agent.get("role")]
-    # The trail shows each ATC event with its own action (a CH:MHD-1 deletion is an "U"pdate there).
-    view["action"] = ATC_EVENT_TYPES[atc[0]["code"]][1] if atc[0]["code"] == "ATC_DOC_DELETE" else view["action"]
+    # The trail shows each ATC event with its own action (the stored one follows the transaction's
+    # profile: a CH:MHD-1 deletion is an update there, a PPQ-3 creation of 202 a create).
+    view["action"] = ATC_EVENT_TYPES[atc[0]["code"]][1]
     for entity in view.get("entity", []):
         if entity["role"].get("code") == "20" and "reference" in entity["what"]:
             # CH:MHD-1 names the DocumentReference (role Job); the trail names the document as it always has.
@@ -256,7 +283,20 @@ def ledger_columns(event: dict) -> dict:
 
 
 # -- agents ------------------------------------------------------------------------------------
-def _agents(record: AuditRecord) -> list[dict]:
+def _rest_interaction(record: AuditRecord, action: str) -> str | None:
+    """The FHIR restful interaction a REST transaction's record names, or None (not REST-profiled)."""
+    if record.transaction in ("ITI-83", "PPQ-5"):
+        return "search"
+    if record.transaction == "ITI-67":
+        return "search" if record.query is not None else "read"
+    if record.transaction == "ITI-68":
+        return "read"
+    if record.transaction in ("ITI-104", "PPQ-3"):
+        return INTERACTION_BY_ACTION.get(action)
+    return None
+
+
+def _agents(record: AuditRecord, interaction: str | None = None) -> list[dict]:
     agents: list[dict] = []
     principal = record.principal
     if principal is not None:
@@ -289,6 +329,11 @@ def _agents(record: AuditRecord) -> list[dict]:
     if record.server_address:
         server["network"] = {"address": record.server_address, "type": "5"}  # 5: URI
     agents.append(server)
+    if record.transaction == "ITI-68":  # a retrieve: the data flows from the server to the client
+        client["type"], server["type"] = _cc(DCM, "110152", "Destination Role ID"), _cc(DCM, "110153", "Source Role ID")
+    elif record.transaction == "PPQ-3" and interaction == "delete":  # ChAuditEventPpq3Delete (BALP delete)
+        client["type"] = _cc(DCM, "110150", "Application")
+        server["type"] = _cc(PROVENANCE_PARTICIPANT, "custodian", "Custodian")
     return agents
 
 
@@ -328,6 +373,9 @@ def _entities(record: AuditRecord) -> list[dict]:
         if details:
             entity["detail"] = details
         entities.append(entity)
+    if record.transaction == "ITI-104" and record.patient_spid:  # the Patient resource fed (its data entity)
+        entities.append(_entity({"system": SPID_SYSTEM, "value": record.patient_spid}, ("2", "System Object"),
+                                _coding(OBJECT_ROLE, "4", "Domain Resource")))
     if record.submission_set_unique_id:
         entities.append(_entity({"system": RFC3986, "value": record.submission_set_unique_id},
                                 ("2", "System Object"), _coding(OBJECT_ROLE, "20", "Job")))

@@ -21,6 +21,7 @@ from gateway.auditing import Auditor, audited
 from gateway.auth.errors import AccessRefused
 
 _PARAMS = frozenset({"entity.identifier", "date", "_count"})
+PROFILE_ITI81_RESPONSE = "http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/CH-ATC.ITI-81.Response"
 
 
 class AuditTrail:
@@ -53,12 +54,37 @@ class AuditTrail:
                                                          until=until)
         self.auditor.write_now([self.auditor.record("ITI-81", principal, atc_code="ATC_LOG_READ", patient_spid=spid,
                                                     query=tuple(params))])
+        patient_name = _display_name(self._patients.get(pid))
+        events = [_with_represented_patient(e, patient_name) for e in events]
         return {
-            "resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset", "total": len(events),
+            "resourceType": "Bundle", "id": str(uuid.uuid4()), "meta": {"profile": [PROFILE_ITI81_RESPONSE]},
+            "type": "searchset", "total": len(events),
             "link": [{"relation": "self", "url": f"{base_url}/AuditEvent?{urlencode(params, safe=':|')}"}],
             "entry": [{"fullUrl": f"{base_url}/AuditEvent/{e['id']}", "resource": e, "search": {"mode": "match"}}
                       for e in events],
         }
+
+
+def _display_name(record) -> str | None:
+    if record is None or not (record.family or record.given):
+        return None
+    return " ".join([*record.given, record.family or ""]).strip()
+
+
+def _with_represented_patient(event: dict[str, Any], patient_name: str | None) -> dict[str, Any]:
+    """When a representative acted, the patient they represent is an agent of the event (as in the IG's
+    ITI-81 sample). The ledger is kept in the clear and holds no names, so the patient's name is added
+    here, from the MPI, when the patient (or their representative) reads the trail."""
+    acting_rep = any(a.get("requestor") and _role(a) == "REP" for a in event.get("agent", []))
+    if not acting_rep or not patient_name or any(_role(a) == "PAT" for a in event["agent"]):
+        return event
+    patient = {"role": [{"coding": [{"system": "urn:oid:2.16.756.5.30.1.127.3.10.6", "code": "PAT",
+                                     "display": "Patient"}]}], "name": patient_name, "requestor": False}
+    return {**event, "agent": [patient, *event["agent"]]}
+
+
+def _role(agent: dict[str, Any]) -> str | None:
+    return next((c.get("code") for r in agent.get("role", []) for c in r.get("coding", [])), None)
 
 
 def _period(values: list[str]):

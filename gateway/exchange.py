@@ -320,9 +320,13 @@ def _search_url(base_url: str, params: list[tuple[str, str]]) -> str:
 
 
 def is_consent_bundle(bundle: dict[str, Any]) -> bool:
-    """A PPQ-4 Bundle: every entry a Consent, or a DELETE of one."""
-    entries = bundle.get("entry") or []
-    return bool(entries) and all(
-        (e.get("resource") or {}).get("resourceType") == "Consent"
-        or ((e.get("request") or {}).get("method") == "DELETE" and (e.get("request") or {}).get("url", "").startswith("Consent/"))
-        for e in entries)
+    """A PPQ-4 Bundle, told apart from ITI-65 by content: some entry is a Consent or targets one
+    (`Consent`, `Consent/<id>`, `Consent?identifier=…`, as the IG's DELETE Bundle does) and none is what a
+    Provide Document Bundle holds. Anything else is answered as ITI-65, with MHD's errors."""
+    entries = [e for e in bundle.get("entry") or [] if isinstance(e, dict)]
+    def targets_consent(entry: dict[str, Any]) -> bool:
+        url = str((entry.get("request") or {}).get("url") or "")
+        return (entry.get("resource") or {}).get("resourceType") == "Consent" or url.split("?")[0].split("/")[0] == "Consent"
+    provide_types = {"List", "DocumentReference", "Binary"}
+    return any(targets_consent(e) for e in entries) and not any(
+        (e.get("resource") or {}).get("resourceType") in provide_types for e in entries)

@@ -9,10 +9,12 @@ names and identifier systems, never a name, a birth date or a local id.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 from urllib.parse import quote
 
-from adapters.cara import fhir_mapping, identity, patient_mapping
+from adapters.cara import fhir_mapping, identity, patient_mapping, patient_matching
+from adapters.cara.store.patient_match import shared_demographics
 from adapters.cara.errors import InvalidInput, NotFound
 from adapters.cara.model import Identifier, PatientRecord
 from adapters.cara.store.patients import DatabasePatientIndex, IdentityReview
@@ -49,7 +51,9 @@ class IdentityExchange:
         if len(sources) != 1:
             raise InvalidInput("exactly one sourceIdentifier=<system>|<value> is required", location="sourceIdentifier")
         source = identity.parse_token(sources[0], "sourceIdentifier")
-        systems = [s for n, v in params if n == "targetSystem" for s in v.split(",") if s]
+        systems = list(dict.fromkeys(s for n, v in params if n == "targetSystem" for s in v.split(",") if s))
+        if len(systems) > 2:
+            raise InvalidInput("CH PIXm takes one or two targetSystem values", location="targetSystem")
         for system in systems:
             if not self._domain_known(system):
                 raise AccessRefused(f"targetSystem {system} is not a patient identifier domain this MPI discloses")
@@ -60,8 +64,10 @@ class IdentityExchange:
                            location="sourceIdentifier")
         AccessControl.require_patient_context(principal, record.spid)
         known = [i for i in self._identifiers(record) if i != source]
-        # In the order the domains were asked for (as the CH PIXm example answers), else all known.
-        targets = [i for s in dict.fromkeys(systems) for i in known if i.system == s] if systems else known
+        # In the order the domains were asked for (as the CH PIXm example answers); without targetSystem
+        # (CH PIXm IN requires 1..2), the two domains of the EPR: the SPID and this community's MPI-PID.
+        wanted = systems or [SPID_SYSTEM, self.mpi_system]
+        targets = [next(i for i in known if i.system == s) for s in wanted if any(i.system == s for i in known)]
         query = [("sourceIdentifier", f"{source.system}|")] + [("targetSystem", s) for s in systems]
         self.auditor.write_now([self.auditor.record("ITI-83", principal, action="E", patient_spid=record.spid,
                                                     query=tuple(query))])
@@ -124,6 +130,47 @@ class IdentityExchange:
         local = [i for r in self.patients.get_many(group) for i in r.identifiers]
         return patient_mapping.pdqm_patient(record, community_oid=self.community_oid, identifiers=local,
                                             replaced_by=self.patients.replaced_by(record.pid), replaces=group[1:])
+
+    # -- ITI-119 ------------------------------------------------------------------------------
+    @audited("ITI-119")
+    def match(self, *, principal: Principal, body: bytes, base_url: str) -> dict[str, Any]:
+        """Patient/$match: a searchset of the MPI's patients most like the submitted one, best first,
+        each with `search.score` and the match-grade extension. The same consent and audit as ITI-78."""
+        _require_role(principal, IDENTITY_READERS, "match patient demographics")
+        request = patient_matching.parse_match(fhir_mapping.parse_resource(body, "Parameters"))
+        identified = {pid for i in request.identifiers
+                      for pid in [self.patients.pid_for_spid(i.value) if i.system == SPID_SYSTEM else self._resolve(i)]
+                      if pid is not None}
+        shared = shared_demographics(self.patients, request.demographics)
+        complete = {"family", "given", "birthdate", "gender"}
+        scored = []
+        for pid in identified | set(shared):
+            value = patient_matching.score(request, shared.get(pid, set()), pid in identified)
+            grade = patient_matching.grade(value, complete=pid in identified or complete <= shared.get(pid, set()))
+            if grade and (grade == "certain" or not request.only_certain):
+                scored.append((value, grade, pid))
+        scored.sort(key=lambda s: (-s[0], s[2]))
+        chosen = scored[:request.count]
+        records = {r.pid: r for r in self.patients.get_many([pid for _, _, pid in chosen])}
+        if principal.patient_spid is not None:  # an extended token sees its own patient only
+            chosen = [c for c in chosen if records.get(c[2]) and records[c[2]].spid == principal.patient_spid]
+        names = tuple((n, "") for n in request.criteria)
+        self.auditor.write_now([self.auditor.record("ITI-119", principal, action="E", patient_spid=records[pid].spid,
+                                                    query=names) for _, _, pid in chosen if pid in records]
+                               or [self.auditor.record("ITI-119", principal, action="E", query=names)])
+        entries = []
+        for value, grade, pid in chosen:
+            if pid not in records:
+                continue
+            entry = fhir_mapping.search_match(self._resource(records[pid]), base_url=base_url)
+            entry["search"] = {"mode": "match", "score": value,
+                               "extension": [{"url": patient_matching.MATCH_GRADE, "valueCode": grade}]}
+            entries.append(entry)
+        bundle = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset", "total": len(entries),
+                  "link": [{"relation": "self", "url": f"{base_url}/Patient/$match"}]}
+        if entries:
+            bundle["entry"] = entries
+        return bundle
 
     # -- merge / unmerge ------------------------------------------------------------------------
     @audited("ITI-104")

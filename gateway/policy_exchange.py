@@ -6,6 +6,7 @@ Consent resource ids are the uuid of the policy set (`policySetId` = `urn:uuid:<
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,10 @@ from gateway.auditing import Auditor, audited
 from gateway.auth.errors import AccessRefused
 
 _UUID_PREFIX = "urn:uuid:"
+# PPQ-3 and PPQ-4 name a policy set by its id in a conditional URL (PpqmFeedRequestBundle, invariant
+# ch-epr-ppqm-url-format): Consent?identifier=urn:uuid:<uuid>.
+_CONDITIONAL = "Consent?identifier="
+_POLICY_SET_ID = re.compile(r"^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,25 @@ class PolicyExchange:
         return self._consent(policy), created[0]
 
     @audited("PPQ-3")
+    def replace_by_identifier(self, *, principal: Principal, identifier: str | None,
+                              body: bytes) -> tuple[dict[str, Any], bool]:
+        """PPQ-3 update at the IG's URL: PUT [base]/Consent?identifier=<policySetId> (create or replace)."""
+        policy_set_id = policy_set_id_parameter(identifier)
+        policy = policy_from_consent(parse_resource(body, "Consent"))
+        if policy.policy_set_id.lower() != policy_set_id:
+            raise InvalidInput(f"the Consent carries policySetId {policy.policy_set_id}, the URL names {policy_set_id}",
+                               location="Consent.identifier")
+        created = self.apply(principal=principal, changes=[PolicyChange("PUT", policy.policy_set_id, policy)],
+                             transaction="PPQ-3")
+        return self._consent(policy), created[0]
+
+    @audited("PPQ-3")
+    def remove_by_identifier(self, *, principal: Principal, identifier: str | None) -> None:
+        """PPQ-3 delete at the IG's URL: DELETE [base]/Consent?identifier=<policySetId>."""
+        self.apply(principal=principal, changes=[PolicyChange("DELETE", policy_set_id_parameter(identifier), None)],
+                   transaction="PPQ-3")
+
+    @audited("PPQ-3")
     def remove(self, *, principal: Principal, consent_id: str) -> None:
         self.apply(principal=principal, changes=[PolicyChange("DELETE", _UUID_PREFIX + consent_id, None)],
                    transaction="PPQ-3")
@@ -71,6 +95,8 @@ class PolicyExchange:
         changes = [_change(i, entry) for i, entry in enumerate(bundle.get("entry") or [])]
         if not changes:
             raise InvalidInput("a PPQ-4 Bundle needs at least one entry", location="Bundle.entry")
+        if len({c.method for c in changes}) != 1:  # invariant ch-epr-ppqm-method-equality
+            raise InvalidInput("every entry of a PPQ-4 Bundle uses the same HTTP method", location="Bundle.entry")
         created = self.apply(principal=principal, changes=changes, transaction="PPQ-4")
         return {
             "resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "transaction-response",
@@ -125,8 +151,12 @@ class PolicyExchange:
                 raise AccessRefused(decision.reason)
 
     def _audit_record(self, transaction: str, principal: Principal, change: PolicyChange, before: Policy | None):
+        """One PPQ-3 event per change, a PPQ-4 Bundle's too (the IG's PPQ-4 audit example), its action
+        the change's own (create, update or delete)."""
         policy = change.policy or before
-        return self.auditor.record(transaction, principal, atc_code=_atc_code(change.method, policy, before),
+        action = "D" if change.method == "DELETE" else "U" if before is not None else "C"
+        return self.auditor.record("PPQ-3", principal, action=action,
+                                   atc_code=_atc_code(change.method, policy, before),
                                    patient_spid=policy.patient_spid, policy_set_id=policy.policy_set_id,
                                    policy_subject=_policy_subject(policy))
 
@@ -236,14 +266,26 @@ def _communication(notification_id: str, created, notice: dict[str, Any], spid: 
     }
 
 
+def policy_set_id_parameter(value: str | None) -> str:
+    """The policy set id a conditional PPQ-3/PPQ-4 URL names (`identifier=urn:uuid:<uuid>`, optionally
+    with the system `urn:ietf:rfc:3986|`), lower-cased; InvalidInput otherwise."""
+    value = (value or "").removeprefix("urn:ietf:rfc:3986|").lower()
+    if not _POLICY_SET_ID.match(value):
+        raise InvalidInput("identifier must name a policy set: identifier=urn:uuid:<uuid>", location="identifier")
+    return value
+
+
 def _change(index: int, entry: dict[str, Any]) -> PolicyChange:
     request = entry.get("request") or {}
     method = request.get("method")
     where = f"Bundle.entry[{index}]"
+    url = request.get("url") or ""
     if method == "DELETE":
-        url = request.get("url") or ""
+        if url.startswith(_CONDITIONAL):
+            return PolicyChange("DELETE", policy_set_id_parameter(url.removeprefix(_CONDITIONAL)), None)
         if not url.startswith("Consent/"):
-            raise InvalidInput("a DELETE entry names Consent/<id> in request.url", location=f"{where}.request.url")
+            raise InvalidInput(f"a DELETE entry names {_CONDITIONAL}urn:uuid:<id> (or Consent/<id>) in request.url",
+                               location=f"{where}.request.url")
         return PolicyChange("DELETE", _UUID_PREFIX + url.removeprefix("Consent/"), None)
     if method not in ("POST", "PUT"):
         raise InvalidInput("entry.request.method must be POST, PUT or DELETE", location=f"{where}.request.method")
@@ -251,4 +293,8 @@ def _change(index: int, entry: dict[str, Any]) -> PolicyChange:
     if not isinstance(resource, dict) or resource.get("resourceType") != "Consent":
         raise InvalidInput("a PPQ-4 Bundle holds Consent resources only", location=f"{where}.resource")
     policy = policy_from_consent(resource)
+    if method == "PUT" and url.startswith(_CONDITIONAL) \
+            and policy_set_id_parameter(url.removeprefix(_CONDITIONAL)) != policy.policy_set_id.lower():
+        # invariant ch-epr-ppqm-constistent-ids
+        raise InvalidInput("the Consent's policySetId is not the one request.url names", location=f"{where}.request.url")
     return PolicyChange(method, policy.policy_set_id, policy)

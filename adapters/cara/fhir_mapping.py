@@ -42,6 +42,10 @@ from adapters.cara.vocabulary import (
 )
 
 _KNOWN_DOC_EXTENSIONS = {EXT_AUTHOR_ROLE, EXT_DELETION_STATUS}
+# The Bundles the MHD answers claim (CH EPR FHIR 5.0.0).
+PROFILE_FIND_RESPONSE = "http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/ch-mhd-documentreference-comprehensive-bundle"
+PROFILE_PROVIDE_RESPONSE = ("http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/"
+                            "ch-mhd-providedocumentbundle-comprehensive-response")
 
 
 # -- inbound ------------------------------------------------------------------------------------
@@ -123,8 +127,9 @@ def _new_document(doc: dict[str, Any], resources: dict[str, dict], submission_se
     source_patient = next(c for c in doc["contained"] if c["id"] == context["sourcePatientInfo"]["reference"][1:])
     usual = next(x for x in source_patient["identifier"] if x.get("use") == "usual" and x.get("value"))
     period = context.get("period") or {}
+    entry_id = str(uuid.uuid4())
     entry = DocumentEntry(
-        entry_id=str(uuid.uuid4()),
+        entry_id=entry_id,
         unique_id=doc["masterIdentifier"]["value"],
         patient_pid="",
         status="current",
@@ -141,7 +146,8 @@ def _new_document(doc: dict[str, Any], resources: dict[str, dict], submission_se
         original_provider_role=_code(extension(doc, EXT_AUTHOR_ROLE)["valueCoding"]),
         size=len(data),
         sha1=hashlib.sha1(data).hexdigest(),
-        entry_uuid=next((x["value"] for x in doc.get("identifier", []) if x.get("use") == "official"), None),
+        entry_uuid=next((x["value"] for x in doc.get("identifier", []) if x.get("use") == "official"), None)
+        or f"urn:uuid:{entry_id}",  # the submitter sent none: the entry's own id is its entryUUID
         date=doc.get("date"),
         description=doc.get("description"),
         event_codes=[_code(c) for concept in context.get("event", []) for c in concept.get("coding", [])],
@@ -214,8 +220,9 @@ def document_reference(entry: DocumentEntry, *, spid: str, base_url: str) -> dic
         resource["contained"] = contained
     resource["extension"] = extensions + entry.extensions
     resource["masterIdentifier"] = {"use": "usual", "system": RFC3986, "value": entry.unique_id}
-    if entry.entry_uuid:
-        resource["identifier"] = [{"use": "official", "system": RFC3986, "value": entry.entry_uuid}]
+    # Always an entryUUID (ITI-67): entries stored before one was generated answer with their own id.
+    resource["identifier"] = [{"use": "official", "system": RFC3986,
+                               "value": entry.entry_uuid or f"urn:uuid:{entry.entry_id}"}]
     resource["status"] = entry.status
     resource["type"] = {"coding": [entry.type_code.as_coding()]}
     resource["category"] = [{"coding": [c.as_coding()]} for c in entry.class_codes]
@@ -279,7 +286,8 @@ def search_match(resource: dict[str, Any], *, base_url: str) -> dict[str, Any]:
 def searchset_json(entries: list[bytes], *, total: int, self_url: str, next_url: str | None) -> bytes:
     """The JSON of `searchset`, assembled from entries (`search_match`) serialised beforehand: a
     search answers the same entries again and again, so each is serialised once, not per answer."""
-    envelope = orjson.dumps(_searchset_envelope(total=total, self_url=self_url, next_url=next_url))
+    envelope = orjson.dumps({"resourceType": "Bundle", "meta": {"profile": [PROFILE_FIND_RESPONSE]}}
+                            | _searchset_envelope(total=total, self_url=self_url, next_url=next_url))
     if not entries:
         return envelope
     return b"".join((envelope[:-1], b',"entry":[', b",".join(entries), b"]}"))
@@ -324,6 +332,7 @@ def transaction_response(locations: list[tuple[str, str]], *, last_modified: str
     return {
         "resourceType": "Bundle",
         "id": str(uuid.uuid4()),
+        "meta": {"profile": [PROFILE_PROVIDE_RESPONSE]},
         "type": "transaction-response",
         "entry": [
             {"response": {"status": status, "location": location, "lastModified": last_modified}}

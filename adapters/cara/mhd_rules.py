@@ -102,6 +102,13 @@ def check_provide_bundle(bundle: dict[str, Any]) -> list[Issue]:
 
 
 def _check_spid(found: _Findings, subject: dict[str, Any] | None, where: str) -> str | None:
+    if (subject or {}).get("reference") and not (subject or {}).get("identifier"):
+        # CH EPR FHIR 4.0.1 referenced the patient (subject.reference); 5.0.0 names them by identifier.
+        found.issues.append(Issue("subject.reference is not accepted: CH EPR FHIR 5.0.0 names the patient by "
+                                  f"subject.identifier (system {SPID_SYSTEM}, the EPR-SPID); "
+                                  "a 4.0.1 client must send subject.identifier instead",
+                                  f"{where}.subject.reference"))
+        return None
     identifier = (subject or {}).get("identifier") or {}
     ok = found.require(identifier.get("system") == SPID_SYSTEM,
                        f"subject.identifier.system must be the EPR-SPID system {SPID_SYSTEM}",

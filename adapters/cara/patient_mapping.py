@@ -81,11 +81,16 @@ def pdqm_patient(record: PatientRecord, *, community_oid: str, identifiers, repl
 
 
 def pix_parameters(pid: str, targets: list[Identifier]) -> dict[str, Any]:
-    """The ITI-83 answer: a `targetIdentifier` per identifier asked for, and the `targetId` Patient."""
+    """The ITI-83 answer as CH PIXm OUT Parameters has it: at most two `targetIdentifier`s (the domains
+    asked for, 1..2 by CH PIXm IN) and no `targetId` (0..0). `pid` is kept for callers' symmetry."""
+    if len(targets) > 2:
+        raise ValueError("CH PIXm answers at most two target identifiers")
     parameters = [{"name": "targetIdentifier", "valueIdentifier": {"system": i.system, "value": i.value}}
                   for i in targets]
-    parameters.append({"name": "targetId", "valueReference": {"reference": f"Patient/{pid}"}})
-    return {"resourceType": "Parameters", "meta": {"profile": [PIXM_OUT_PROFILE]}, "parameter": parameters}
+    answer: dict[str, Any] = {"resourceType": "Parameters", "meta": {"profile": [PIXM_OUT_PROFILE]}}
+    if parameters:  # FHIR JSON has no empty arrays
+        answer["parameter"] = parameters
+    return answer
 
 
 def patient_reference(parameter: dict[str, Any]) -> tuple[str, str] | None:

@@ -20,6 +20,22 @@ async def add_consent(request: Request, principal: Principal = Depends(require_p
     return fhir_response(consent, 201, {"Location": f"{base_url(request)}/Consent/{consent['id']}"})
 
 
+@router.put("/fhir/Consent", summary="PPQ-3 update a policy set: Consent?identifier=<policySetId>")
+async def update_consent_by_identifier(request: Request, principal: Principal = Depends(require_principal)) -> Response:
+    body = await fhir_body(request)
+    consent, created = await run_use_case(request, services(request).policies.replace_by_identifier,
+                                          principal=principal, identifier=request.query_params.get("identifier"),
+                                          body=body)
+    return fhir_response(consent, 201 if created else 200)
+
+
+@router.delete("/fhir/Consent", summary="PPQ-3 remove a policy set: Consent?identifier=<policySetId>")
+async def delete_consent_by_identifier(request: Request, principal: Principal = Depends(require_principal)) -> Response:
+    await run_use_case(request, services(request).policies.remove_by_identifier, principal=principal,
+                       identifier=request.query_params.get("identifier"))
+    return Response(status_code=204)
+
+
 @router.put("/fhir/Consent/{consent_id}", summary="PPQ-3 update a policy set")
 async def update_consent(consent_id: str, request: Request,
                          principal: Principal = Depends(require_principal)) -> Response:

@@ -32,6 +32,13 @@ async def pix_query(request: Request, principal: Principal = Depends(require_pri
     return fhir_response(answer)
 
 
+@router.post("/fhir/Patient/$match", summary="ITI-119 Patient Demographics Match")
+async def patient_match(request: Request, principal: Principal = Depends(require_principal)) -> Response:
+    body = await fhir_body(request)
+    return fhir_response(await run_use_case(request, services(request).identities.match, principal=principal,
+                                            body=body, base_url=base_url(request)))
+
+
 @router.post("/fhir/Patient/$merge", summary="Merge two patients of the MPI (DADM, PADM, TCU)")
 async def merge(request: Request, principal: Principal = Depends(require_principal)) -> Response:
     body = await fhir_body(request)

@@ -65,8 +65,7 @@ def test_pix_answers_every_other_identifier_and_the_patient(gateway):
     assert response.json() == {"resourceType": "Parameters", "meta": {"profile": [
         "http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/ch-pixm-out-parameters"]}, "parameter": [
         {"name": "targetIdentifier", "valueIdentifier": {"system": SPID_SYSTEM, "value": SPID}},
-        {"name": "targetIdentifier", "valueIdentifier": {"system": MPI_SYSTEM, "value": pid}},
-        {"name": "targetId", "valueReference": {"reference": f"Patient/{pid}"}}]}
+        {"name": "targetIdentifier", "valueIdentifier": {"system": MPI_SYSTEM, "value": pid}}]}  # CH: no targetId
     Parameters.model_validate(response.json())
 
 
@@ -79,8 +78,7 @@ def test_pix_target_systems_narrow_the_answer_in_the_order_asked(gateway):
     assert response.status_code == 200, response.text
     assert response.json()["parameter"] == [
         {"name": "targetIdentifier", "valueIdentifier": {"system": MPI_SYSTEM, "value": pid}},
-        {"name": "targetIdentifier", "valueIdentifier": {"system": LOCAL_SYSTEM, "value": "L-1"}},
-        {"name": "targetId", "valueReference": {"reference": f"Patient/{pid}"}}]
+        {"name": "targetIdentifier", "valueIdentifier": {"system": LOCAL_SYSTEM, "value": "L-1"}}]
 
 
 def test_pix_unknown_source_is_a_404_outcome(gateway):
@@ -323,7 +321,7 @@ def test_merge_moves_ids_and_documents_to_the_survivor_and_unmerge_gives_them_ba
     # patient's policies (both granted this HCP), so it finds the same documents.
     assert {e["resource"]["id"] for e in gateway.find(OTHER_SPID).json()["entry"]} == {kept, moved}
     assert pix(gateway, sourceIdentifier=f"{LOCAL_SYSTEM}|L-2").json()["parameter"][-1] == {
-        "name": "targetId", "valueReference": {"reference": f"Patient/{surviving}"}}
+        "name": "targetIdentifier", "valueIdentifier": {"system": MPI_SYSTEM, "value": surviving}}
     moved_ref = gateway.client.get(f"/fhir/DocumentReference/{moved}", headers=gateway.as_hcp()).json()
     assert moved_ref["subject"]["identifier"]["value"] == SPID
     assert [e["resource"]["id"] for e in pdq(gateway, {"family": "Muster"}).json()["entry"]] == [surviving]
@@ -338,7 +336,7 @@ def test_merge_moves_ids_and_documents_to_the_survivor_and_unmerge_gives_them_ba
     assert [e["resource"]["id"] for e in gateway.find(SPID).json()["entry"]] == [kept]
     assert [e["resource"]["id"] for e in gateway.find(OTHER_SPID).json()["entry"]] == [moved]
     assert pix(gateway, sourceIdentifier=f"{LOCAL_SYSTEM}|L-2").json()["parameter"][-1] == {
-        "name": "targetId", "valueReference": {"reference": f"Patient/{retired}"}}
+        "name": "targetIdentifier", "valueIdentifier": {"system": MPI_SYSTEM, "value": retired}}
     again = gateway.client.get(f"/fhir/DocumentReference/{moved}", headers=gateway.as_hcp()).json()
     assert again["subject"]["identifier"]["value"] == OTHER_SPID
 
@@ -447,6 +445,6 @@ def test_bulk_loaded_patients_are_found_like_fed_ones_and_a_duplicate_fails_the_
                                      PatientRecord("", SPID, "Other", ("One",), "1990-01-01", "male"))])
 
     assert [e["resource"]["id"] for e in found["entry"]] == [loaded[1].pid]
-    assert pix(gateway, sourceIdentifier=f"{LOCAL_SYSTEM}|B-1").json()["parameter"][-1]["valueReference"] == {
-        "reference": f"Patient/{loaded[0].pid}"}
+    assert pix(gateway, sourceIdentifier=f"{LOCAL_SYSTEM}|B-1").json()["parameter"][-1]["valueIdentifier"] == {
+        "system": MPI_SYSTEM, "value": loaded[0].pid}
     assert row_counts(gateway.services) == counts

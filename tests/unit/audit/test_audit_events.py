@@ -155,9 +155,11 @@ def test_a_patient_visible_event_is_stored_with_both_the_atc_and_the_transaction
     emitted = to_audit_event(record(transaction="ITI-68", principal=ASSISTANT, atc_code="ATC_DOC_READ",
                                     documents=(RECORD_ARTIFACT,)))
 
+    # ChAuditEventIti68Responder: a REST read; in a retrieve the server is the source, the client the destination
     assert (emitted["type"]["code"], codes(emitted["subtype"])) == (
-        "110106", [("urn:oid:2.16.756.5.30.1.127.3.10.7", "ATC_DOC_READ"), ("urn:ihe:event-type-code", "ITI-68")])
-    assert [a["type"]["coding"][0]["code"] for a in emitted["agent"] if "role" not in a] == ["110153", "110152"]
+        "rest", [("urn:oid:2.16.756.5.30.1.127.3.10.7", "ATC_DOC_READ"), ("urn:ihe:event-type-code", "ITI-68"),
+                 ("http://hl7.org/fhir/restful-interaction", "read")])
+    assert [a["type"]["coding"][0]["code"] for a in emitted["agent"] if "role" not in a] == ["110152", "110153"]
 
 
 @pytest.mark.parametrize("atc_code", sorted(ATC_EVENT_TYPES))

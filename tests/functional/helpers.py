@@ -10,10 +10,11 @@ from gateway.samples import pdf_document, provide_bundle
 from conftest import SPID
 
 
-def one_document_bundle(spid: str = SPID, **document) -> dict:
+def one_document_bundle(spid: str = SPID, author_role: str = "HCP", **document) -> dict:
+    """One document as `author_role` provides it (the gateway refuses another originalProviderRole)."""
     document.setdefault("title", "Discharge letter")
     document.setdefault("content", pdf_document(document["title"], ["Patient Anna Muster, born 1980-05-17"]))
-    return provide_bundle(spid=spid, documents=[document])
+    return provide_bundle(spid=spid, author_role=author_role, documents=[document])
 
 
 def row_counts(services) -> dict[str, int]:

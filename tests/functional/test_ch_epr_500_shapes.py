@@ -54,7 +54,7 @@ def test_the_trail_names_the_represented_patient_beside_the_representative_and_i
     assert gateway.client.post("/fhir/Consent", content=orjson.dumps(consent), headers=patient).status_code == 201
     representative = gateway.tokens.headers(gateway.tokens.mint(role="REP", user_id="rep-4711", spid=SPID,
                                                                 name="Paul Muster"))
-    assert gateway.provide(one_document_bundle(), headers=representative).status_code == 200
+    assert gateway.provide(one_document_bundle(author_role="REP"), headers=representative).status_code == 200
 
     trail = gateway.client.get("/fhir/AuditEvent", params=TRAIL, headers=patient).json()
 

@@ -176,8 +176,11 @@ class IdentityExchange:
 
     # -- identity review list -------------------------------------------------------------------
     @audited("identity-review")
-    def reviews(self, *, principal: Principal) -> dict[str, Any]:
+    def reviews(self, *, principal: Principal, params: list[tuple[str, str]] = ()) -> dict[str, Any]:
         _require_role(principal, REVIEWERS, "read the identity review list")
+        if params:  # strict like every search: a filter the list does not apply is an error, not ignored
+            raise InvalidInput("the identity review list takes no search parameters",
+                               location="identity-reviews?" + "&".join(sorted({n for n, _ in params})))
         reviews = self.patients.open_reviews()
         self.auditor.write_now([self.auditor.record("identity-review", principal, action="R")])
         return {"reviews": [_review_json(r) for r in reviews]}

@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from adapters.cara.crypto import Keyring
 from adapters.cara.errors import RecordError
 from adapters.cara.fhir_mapping import parse_resource
+from adapters.cara.identifier_syntax import ascii_int
 from adapters.cara.store.database import make_engine, migrate, store_in_process
 from adapters.cara.store.documents import DatabaseDocumentStore
 from adapters.cara.store.patients import DatabasePatientIndex
@@ -93,7 +94,7 @@ def siem_shipper(settings: Settings, engine: Engine) -> SyslogShipper | None:
     if not settings.siem_address:
         return None
     host, _, port = settings.siem_address.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or ascii_int(port) is None:
         raise ValueError("EPR_SIEM_ADDRESS must be host:port")
     context = client_ssl_context(str(settings.siem_ca) if settings.siem_ca else None,
                                  str(settings.siem_client_cert) if settings.siem_client_cert else None,

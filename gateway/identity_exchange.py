@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from adapters.cara import fhir_mapping, identity, patient_mapping
+from adapters.cara.client_json import DEFAULT_LIMITS, JsonLimits
 from adapters.cara.errors import InvalidInput, NotFound
 from adapters.cara.model import Identifier, PatientRecord
 from adapters.cara.store.patients import DatabasePatientIndex, IdentityReview
@@ -31,7 +32,8 @@ PIX_PARAMS = ("sourceIdentifier", "targetSystem")
 
 class IdentityExchange:
     def __init__(self, *, patients: DatabasePatientIndex, auditor: Auditor, community_oid: str,
-                 pages: SearchPages | None = None):
+                 pages: SearchPages | None = None, json_limits: JsonLimits = DEFAULT_LIMITS):
+        self.json_limits = json_limits
         self.patients = patients
         self.auditor = auditor
         self.pages = pages or NoSearchPages()
@@ -136,7 +138,7 @@ class IdentityExchange:
 
     def _link(self, principal: Principal, body: bytes, *, undo: bool) -> dict[str, Any]:
         _require_role(principal, MERGERS, "merge or unmerge patients")
-        parameters = fhir_mapping.parse_resource(body, "Parameters")
+        parameters = fhir_mapping.parse_resource(body, "Parameters", limits=self.json_limits)
         source = self._merge_party(parameters, "source-patient")
         target = self._merge_party(parameters, "target-patient")
         records = {r.pid: r for r in self.patients.get_many((source, target))}

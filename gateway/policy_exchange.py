@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 from sqlalchemy import Engine
 
 from adapters.cara.errors import Conflict, InvalidInput, NotFound, UnknownPatient
+from adapters.cara.client_json import DEFAULT_LIMITS, JsonLimits
 from adapters.cara.fhir_mapping import parse_resource, searchset
 from adapters.cara.identifier_syntax import is_spid, is_uuid_urn
 from adapters.cara.store.patients import DatabasePatientIndex
@@ -38,7 +39,9 @@ class PolicyChange:
 
 
 class PolicyExchange:
-    def __init__(self, *, engine: Engine, patients: DatabasePatientIndex, access: AccessControl, auditor: Auditor):
+    def __init__(self, *, engine: Engine, patients: DatabasePatientIndex, access: AccessControl, auditor: Auditor,
+                 json_limits: JsonLimits = DEFAULT_LIMITS):
+        self.json_limits = json_limits
         self._engine = engine
         self._patients = patients
         self._access = access
@@ -47,14 +50,14 @@ class PolicyExchange:
     # -- PPQ-3 / PPQ-4 ------------------------------------------------------------------------
     @audited("PPQ-3")
     def add(self, *, principal: Principal, body: bytes) -> tuple[dict[str, Any], bool]:
-        policy = policy_from_consent(parse_resource(body, "Consent"))
+        policy = policy_from_consent(parse_resource(body, "Consent", limits=self.json_limits))
         self.apply(principal=principal, changes=[PolicyChange("POST", policy.policy_set_id, policy)],
                    transaction="PPQ-3")
         return self._consent(policy), True
 
     @audited("PPQ-3")
     def replace(self, *, principal: Principal, consent_id: str, body: bytes) -> tuple[dict[str, Any], bool]:
-        policy = policy_from_consent(parse_resource(body, "Consent"))
+        policy = policy_from_consent(parse_resource(body, "Consent", limits=self.json_limits))
         if policy.policy_set_id != _UUID_PREFIX + consent_id:
             raise InvalidInput(f"Consent/{consent_id} carries policySetId {policy.policy_set_id}",
                                location="Consent.identifier")

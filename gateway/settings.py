@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     siem_client_key: Path | None = None
     provide_level_mode: str = Field("raise", pattern="^(raise|reject)$")  # upload below the 203 level
     demo_data: bool = True  # load demonstration documents on first start of the embedded default
+    # Budget of client JSON (adapters/cara/client_json.py): refused before it is parsed whole or validated.
+    max_metadata_bytes: int = Field(1024 * 1024, ge=1024)  # one request, Binary.data aside (413)
+    max_resource_metadata_bytes: int = Field(64 * 1024, ge=1024)  # one resource of a Bundle (413)
+    max_json_depth: int = Field(32, ge=8, le=256)  # nesting (422)
+    max_json_members: int = Field(20_000, ge=100)  # object members in one request (413)
 
     @property
     def is_production(self) -> bool:

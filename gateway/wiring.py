@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from adapters.cara.client_json import JsonLimits
 from adapters.cara.crypto import Keyring
 from adapters.cara.errors import RecordError
 from adapters.cara.fhir_mapping import parse_resource
@@ -51,7 +52,7 @@ class Services:
     def transaction(self, *, principal, body: bytes, base_url: str) -> dict:
         """POST [base]: a Bundle of Consents is PPQ-4, anything else an ITI-65 Provide Document Bundle."""
         try:
-            bundle = parse_resource(body, "Bundle")
+            bundle = parse_resource(body, "Bundle", limits=self.exchange.json_limits)
         except RecordError as error:  # not even a Bundle: still an exchange, and refused ones are audited
             self.auditor.failure("ITI-65", principal, error)
             raise
@@ -77,16 +78,23 @@ def build_services(settings: Settings) -> Services:
                            notifications=DatabaseNotificationStore(engine=engine, keyring=keyring),
                            provide_level_mode=settings.provide_level_mode)
     pages = search_pages(settings)
+    limits = json_limits(settings)
     exchange = Exchange(documents=documents, patients=patients, access=access, auditor=auditor,
-                        community_oid=settings.community_oid, pages=pages)
-    policies = PolicyExchange(engine=engine, patients=patients, access=access, auditor=auditor)
+                        community_oid=settings.community_oid, pages=pages, json_limits=limits)
+    policies = PolicyExchange(engine=engine, patients=patients, access=access, auditor=auditor, json_limits=limits)
     trail = AuditTrail(patients=patients, access=access, auditor=auditor)
     verifier = TokenVerifier(issuers=TrustedIssuers.load(settings.trusted_issuers), audience=settings.audience,
                              clock_skew_seconds=settings.clock_skew_seconds)
     identities = IdentityExchange(patients=patients, auditor=auditor, community_oid=settings.community_oid,
-                                  pages=pages)
+                                  pages=pages, json_limits=limits)
     return Services(settings=settings, engine=engine, keyring=keyring, exchange=exchange, policies=policies,
                     trail=trail, access=access, auditor=auditor, verifier=verifier, identities=identities)
+
+
+def json_limits(settings: Settings) -> JsonLimits:
+    """The budget of client JSON, from `EPR_MAX_METADATA_BYTES` and its neighbours."""
+    return JsonLimits(max_metadata_bytes=settings.max_metadata_bytes, max_depth=settings.max_json_depth,
+                      max_resource_bytes=settings.max_resource_metadata_bytes, max_members=settings.max_json_members)
 
 
 def siem_shipper(settings: Settings, engine: Engine) -> SyslogShipper | None:

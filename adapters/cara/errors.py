@@ -63,3 +63,9 @@ class IntegrityFailure(RecordError):
 
 class StoreUnavailable(RecordError):
     code = "transient"
+
+
+class TooLarge(RecordError):
+    """Metadata over its budget (size or count): refused before it is parsed or stored (413)."""
+
+    code = "too-costly"

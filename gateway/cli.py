@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from gateway.log_format import configure_logging
 from gateway.settings import Settings
 
 app = typer.Typer(help="Gateway from the Valais health network into the intercantonal EPR.", no_args_is_help=True)
@@ -25,7 +25,7 @@ def serve(workers: int = typer.Option(None, help="worker processes (default EPR_
     from gateway.first_start import prepare
     from gateway.wiring import build_services
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     prepared = prepare(Settings())
     settings = prepared.settings
     migrate(make_engine(settings.resolved_database_url))
@@ -153,7 +153,8 @@ def token(role: str = typer.Option(..., help="PAT, REP, HCP, ASS, TCU, DADM or P
           principal_name: Optional[str] = typer.Option(None),
           group: list[str] = typer.Option([], help="group OID (urn:oid:…), repeatable"),
           user_id: Optional[str] = typer.Option(None, help="id for REP, DADM, PADM, TCU"),
-          ttl: int = typer.Option(3600, help="lifetime in seconds")) -> None:
+          ttl: int = typer.Option(None, help="lifetime in seconds (default 3600, 900 for TCU: the "
+                                                "verifier's maximum lifetimes)")) -> None:
     """Print a token signed by the DEVELOPMENT issuer (never in production). The token is the last line."""
     from gateway.auth.dev_issuer import mint_token
     from gateway.first_start import dev_issuer_url, prepare
@@ -165,7 +166,7 @@ def token(role: str = typer.Option(..., help="PAT, REP, HCP, ASS, TCU, DADM or P
                         role=role.upper(), gln=gln, name=name, purpose=purpose, spid=spid,
                         principal_gln=principal_gln, principal_name=principal_name, groups=tuple(group),
                         user_id=user_id, ttl=ttl)
-    typer.echo(f"# DEVELOPMENT token for {role.upper()}, valid {ttl} s")
+    typer.echo(f"# DEVELOPMENT token for {role.upper()}, valid {ttl or (900 if role.upper() == 'TCU' else 3600)} s")
     typer.echo(signed)
 
 

@@ -12,6 +12,7 @@ import ssl
 import uvicorn
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
+from gateway.log_format import LOG_CONFIG
 from gateway.pki import server_ssl_context
 from gateway.settings import Settings
 
@@ -43,7 +44,7 @@ def run(settings: Settings, *, workers: int = 1) -> None:
         "gateway.asgi:create", factory=True, workers=workers, host=settings.host, port=settings.port,
         http=ClientCertificateProtocol, ssl_certfile=str(settings.tls_cert), ssl_keyfile=str(settings.tls_key),
         ssl_context_factory=_ssl_factory, log_level="info", access_log=False, server_header=False, proxy_headers=False,
-        timeout_keep_alive=30,
+        timeout_keep_alive=30, log_config=LOG_CONFIG,
     )
 
 

@@ -29,7 +29,9 @@ class Settings(BaseSettings):
     trusted_issuers: Path | None = None  # default: the development issuer, generated on first start
     audience: str = "https://127.0.0.1:8443/fhir"
     clock_skew_seconds: int = 60
-    public_base_url: str | None = None  # the FHIR base as clients see it; default: from the request
+    max_token_lifetime_seconds: int = Field(3600, gt=0)  # exp - iat of a user's token (401 beyond)
+    max_tcu_token_lifetime_seconds: int = Field(900, gt=0)  # the same for technical users (TCU)
+    public_base_url: str | None = None  # the FHIR base as clients see it (required in production)
     max_body_bytes: int = 64 * 1024 * 1024
     workers: int = 1
     redis_url: str | None = None  # production: shared policy cache invalidation across workers
@@ -53,6 +55,14 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'gateway.sqlite3').resolve()}"
+
+    @property
+    def fhir_base_url(self) -> str:
+        """The base of every link the gateway writes: configured, else this server's own address —
+        never the request's Host header, which the client chooses."""
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        return f"https://{self.host}:{self.port}/fhir"
 
     @property
     def keyring_path(self) -> Path:

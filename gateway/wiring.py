@@ -84,7 +84,9 @@ def build_services(settings: Settings) -> Services:
     policies = PolicyExchange(engine=engine, patients=patients, access=access, auditor=auditor, json_limits=limits)
     trail = AuditTrail(patients=patients, access=access, auditor=auditor)
     verifier = TokenVerifier(issuers=TrustedIssuers.load(settings.trusted_issuers), audience=settings.audience,
-                             clock_skew_seconds=settings.clock_skew_seconds)
+                             clock_skew_seconds=settings.clock_skew_seconds,
+                             max_lifetime_seconds=settings.max_token_lifetime_seconds,
+                             max_tcu_lifetime_seconds=settings.max_tcu_token_lifetime_seconds)
     identities = IdentityExchange(patients=patients, auditor=auditor, community_oid=settings.community_oid,
                                   pages=pages, json_limits=limits)
     return Services(settings=settings, engine=engine, keyring=keyring, exchange=exchange, policies=policies,

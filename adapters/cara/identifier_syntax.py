@@ -17,7 +17,7 @@ from adapters.cara.vocabulary import GLN_SYSTEM, SPID_SYSTEM
 
 __all__ = [
     "AHVN13_SYSTEM", "VALIDATORS", "ascii_int", "identifier_problem", "is_ahvn13", "is_full_date", "is_gln",
-    "is_oid", "is_oid_urn", "is_printable_id", "is_spid", "is_unique_id", "is_uuid_urn", "is_year_date",
+    "is_media_type", "is_oid", "is_oid_urn", "is_printable_id", "is_spid", "is_unique_id", "is_uuid_urn", "is_year_date",
 ]
 
 AHVN13_SYSTEM = "urn:oid:2.16.756.5.32"
@@ -30,7 +30,10 @@ _UUID_URN = re.compile(rf"urn:uuid:{_UUID}")
 _FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _YEAR_DATE = re.compile(r"[0-9]{4}(?:-[0-9]{2}(?:-[0-9]{2})?)?")
 _PRINTABLE_ID = re.compile(r"[!-~]{1,256}")  # printable ASCII, no space, no control character
-_ASCII_INT = re.compile(r"[0-9]{1,18}")  # at most 18 digits: int() never sees a 4,300-digit string
+_ASCII_INT = re.compile(r"[0-9]{1,18}")
+# RFC 6838 type/subtype, then RFC 9110 parameters (token=token or a quoted string).
+_TOKEN = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"
+_MEDIA_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}(?:[ \t]*;[ \t]*{_TOKEN}=(?:{_TOKEN}|\"[ !#-\[\]-~]*\"))*")  # at most 18 digits: int() never sees a 4,300-digit string
 
 
 def _full(pattern: re.Pattern[str], value: object) -> bool:
@@ -117,6 +120,12 @@ def identifier_problem(system: object, value: object) -> str | None:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
+def is_media_type(value: object) -> bool:
+    """A MIME type as `Content-Type` carries it (`text/html; charset=utf-8`), at most 255 characters:
+    the stored contentType becomes the ITI-68 answer's header."""
+    return isinstance(value, str) and len(value) <= 255 and _MEDIA_TYPE.fullmatch(value) is not None
+
+
 def ascii_int(value: object) -> int | None:
     """A non-negative integer written in 1 to 18 ASCII digits, else None (never a ValueError)."""
     return int(value) if _full(_ASCII_INT, value) else None  # type: ignore[arg-type]
@@ -134,6 +143,7 @@ VALIDATORS = {
     "full_date": (is_full_date, "2024-01-31"),
     "year_date": (is_year_date, "2024-01"),
     "printable_id": (is_printable_id, "rep-4711"),
+    "media_type": (is_media_type, "application/vnd.oasis.opendocument.text; version=1.2"),
     "ascii_int": (lambda v: ascii_int(v) is not None, "20"),
     "spid_identifier": (lambda v: identifier_problem(SPID_SYSTEM, v) is None, "761337610411353650"),
     "gln_identifier": (lambda v: identifier_problem(GLN_SYSTEM, v) is None, "7601000000002"),

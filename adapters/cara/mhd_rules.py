@@ -13,7 +13,7 @@ import hashlib
 from typing import Any
 
 from adapters.cara.errors import Issue
-from adapters.cara.identifier_syntax import identifier_problem, is_spid, is_unique_id
+from adapters.cara.identifier_syntax import identifier_problem, is_media_type, is_spid, is_unique_id
 from adapters.cara.vocabulary import (
     CONFIDENTIALITY_CODES,
     EXT_AUTHOR_ROLE,
@@ -178,6 +178,10 @@ def _check_document_reference(found: _Findings, i: int, doc: dict[str, Any], sub
                       f"{where}.content[0].attachment.{element}")
     found.require("data" not in attachment, "content.attachment.data must be absent: the bytes travel in a Binary",
                   f"{where}.content[0].attachment.data")
+    if attachment.get("contentType"):
+        found.require(is_media_type(attachment["contentType"]),
+                      "content.attachment.contentType must be a MIME type (type/subtype[; name=value])",
+                      f"{where}.content[0].attachment.contentType")
     found.require(bool(content.get("format") and content["format"].get("code")),
                   "content.format (formatCode) is required", f"{where}.content[0].format")
     url = attachment.get("url")

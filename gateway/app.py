@@ -13,6 +13,7 @@ from gateway import outcomes
 from gateway.access_log import AccessLog
 from gateway.audit_commit import AuditUnavailable
 from gateway.auth.errors import AccessRefused
+from gateway.auth_refusals import RefusalFlusher
 from gateway.limits import BodySizeLimit, BodyTooLarge
 from gateway.routes import audit, consents, meta, mhd, patients
 from gateway.trace import TraceContext
@@ -25,7 +26,10 @@ def create_app(services: Services) -> FastAPI:
         shipper = siem_shipper(services.settings, services.engine)
         if shipper is not None:
             shipper.start()
+        refusal_flusher = RefusalFlusher(services.auth_refusals, services.auditor)
+        refusal_flusher.start()
         yield
+        await refusal_flusher.stop()  # every counted refusal reaches the ledger before the stop
         if shipper is not None:
             shipper.stop()
         # A clean stop signs the ledger's head, so no record is left outside a signed checkpoint.

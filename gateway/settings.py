@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     clock_skew_seconds: int = 60
     max_token_lifetime_seconds: int = Field(3600, gt=0)  # exp - iat of a user's token (401 beyond)
     max_tcu_token_lifetime_seconds: int = Field(900, gt=0)  # the same for technical users (TCU)
+    # Refused authentications per client address (gateway/auth_refusals.py): one record per window
+    # plus one summary with the count; past the limit, 429 until the window ends.
+    auth_failure_interval_seconds: float = Field(10.0, gt=0)
+    auth_failure_limit: int = Field(20, ge=1)
+    auth_failure_sources: int = Field(10_000, ge=1)  # addresses tracked; past it, one shared bucket
     public_base_url: str | None = None  # the FHIR base as clients see it (required in production)
     max_body_bytes: int = 64 * 1024 * 1024
     workers: int = 1

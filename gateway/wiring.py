@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
@@ -24,6 +24,7 @@ from audit.signing import load_signing_key
 from gateway.access import AccessControl
 from gateway.audit_trail import AuditTrail
 from gateway.auditing import Auditor
+from gateway.auth_refusals import AuthRefusals
 from gateway.exchange import Exchange, is_consent_bundle
 from gateway.identity_exchange import IdentityExchange
 from gateway.policy_exchange import PolicyExchange
@@ -43,6 +44,7 @@ class Services:
     auditor: Auditor
     verifier: TokenVerifier
     identities: IdentityExchange
+    auth_refusals: AuthRefusals = field(default_factory=AuthRefusals)
 
     @property
     def store_in_process(self) -> bool:
@@ -89,8 +91,11 @@ def build_services(settings: Settings) -> Services:
                              max_tcu_lifetime_seconds=settings.max_tcu_token_lifetime_seconds)
     identities = IdentityExchange(patients=patients, auditor=auditor, community_oid=settings.community_oid,
                                   pages=pages, json_limits=limits)
+    refusals = AuthRefusals(interval_seconds=settings.auth_failure_interval_seconds,
+                            limit=settings.auth_failure_limit, max_sources=settings.auth_failure_sources)
     return Services(settings=settings, engine=engine, keyring=keyring, exchange=exchange, policies=policies,
-                    trail=trail, access=access, auditor=auditor, verifier=verifier, identities=identities)
+                    trail=trail, access=access, auditor=auditor, verifier=verifier, identities=identities,
+                    auth_refusals=refusals)
 
 
 def json_limits(settings: Settings) -> JsonLimits:

@@ -82,7 +82,9 @@ def load_client_json(raw: bytes, *, root: str, limits: JsonLimits = DEFAULT_LIMI
         _scan(raw, root, limits)
         raise ProfileViolation(f"the JSON nests deeper than {limits.max_depth} levels", location=root) from None
     except ValueError:
-        pass  # not JSON: orjson reports where
+        # Not JSON to the standard library: orjson will say where. Should orjson accept what the
+        # standard library refused, the byte scan has still applied every check (fail closed).
+        _scan(raw, root, limits)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

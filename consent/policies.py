@@ -171,7 +171,8 @@ def _subject_problems(policy: Policy) -> list[Problem]:
     if template == 302 and not is_oid_urn(subject):
         return [Problem("subject_id", f"template 302 subject {subject!r} must be a group OID as urn:oid:…")]
     if template == 303 and not is_printable_id(subject):
-        return [Problem("subject_id", f"template 303 representative id {subject!r} must be printable ASCII without spaces")]
+        return [Problem("subject_id", f"template 303 representative id {subject!r} must be printable ASCII "
+                                      "without spaces")]
     return []
 
 

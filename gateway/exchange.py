@@ -62,8 +62,8 @@ class Exchange:
     # -- ITI-65 -------------------------------------------------------------------------------
     @audited("ITI-65")
     def provide(self, *, principal: Principal, body: bytes, base_url: str) -> Provided:
-        return self.provide_bundle(principal=principal, bundle=fhir_mapping.parse_resource(body, "Bundle", limits=self.json_limits),
-                                   base_url=base_url)
+        bundle = fhir_mapping.parse_resource(body, "Bundle", limits=self.json_limits)
+        return self.provide_bundle(principal=principal, bundle=bundle, base_url=base_url)
 
     @audited("ITI-65")
     def provide_bundle(self, *, principal: Principal, bundle: dict[str, Any], base_url: str) -> Provided:
@@ -163,7 +163,8 @@ class Exchange:
         if principal.role not in IDENTITY_FEEDERS:
             raise AccessRefused(f"role {principal.role} may not feed patient identities")
         source = _source_identifier(identifier_param)
-        incoming = patient_mapping.patient_from_resource(fhir_mapping.parse_resource(body, "Patient", limits=self.json_limits))
+        resource = fhir_mapping.parse_resource(body, "Patient", limits=self.json_limits)
+        incoming = patient_mapping.patient_from_resource(resource)
         record, created = self.patients.register(source, incoming)
         # The ledger is in the clear: the record names the patient by SPID only, no local id, no demographics.
         self.auditor.write_now([self.auditor.record("ITI-104", principal, action="C" if created else "U",

@@ -17,7 +17,8 @@ from adapters.cara.vocabulary import GLN_SYSTEM, SPID_SYSTEM
 
 __all__ = [
     "AHVN13_SYSTEM", "VALIDATORS", "ascii_int", "identifier_problem", "is_ahvn13", "is_full_date", "is_gln",
-    "is_media_type", "is_oid", "is_oid_urn", "is_printable_id", "is_spid", "is_unique_id", "is_uuid_urn", "is_year_date",
+    "is_media_type", "is_oid", "is_oid_urn", "is_printable_id", "is_spid", "is_unique_id", "is_uuid_urn",
+    "is_year_date",
 ]
 
 AHVN13_SYSTEM = "urn:oid:2.16.756.5.32"
@@ -30,10 +31,10 @@ _UUID_URN = re.compile(rf"urn:uuid:{_UUID}")
 _FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _YEAR_DATE = re.compile(r"[0-9]{4}(?:-[0-9]{2}(?:-[0-9]{2})?)?")
 _PRINTABLE_ID = re.compile(r"[!-~]{1,256}")  # printable ASCII, no space, no control character
-_ASCII_INT = re.compile(r"[0-9]{1,18}")
+_ASCII_INT = re.compile(r"[0-9]{1,18}")  # at most 18 digits: int() never sees a 4,300-digit string
 # RFC 6838 type/subtype, then RFC 9110 parameters (token=token or a quoted string).
 _TOKEN = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"
-_MEDIA_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}(?:[ \t]*;[ \t]*{_TOKEN}=(?:{_TOKEN}|\"[ !#-\[\]-~]*\"))*")  # at most 18 digits: int() never sees a 4,300-digit string
+_MEDIA_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}(?:[ \t]*;[ \t]*{_TOKEN}=(?:{_TOKEN}|\"[ !#-\[\]-~]*\"))*")
 
 
 def _full(pattern: re.Pattern[str], value: object) -> bool:

@@ -196,7 +196,8 @@ def _check_document_reference(found: _Findings, i: int, doc: dict[str, Any], sub
 def _check_identifiers(found: _Findings, resource: dict[str, Any], where: str) -> None:
     """Every identifier of the resource and of what it contains (authors, source patient) in its
     system's syntax: a GLN in full-width digits is another string for the same professional."""
-    owners = [(where, resource)] + [(f"{where}.contained[{n}]", c) for n, c in enumerate(resource.get("contained") or [])
+    contained = resource.get("contained") or []
+    owners = [(where, resource)] + [(f"{where}.contained[{n}]", c) for n, c in enumerate(contained)
                                     if isinstance(c, dict)]
     for path, owner in owners:
         identifiers = owner.get("identifier") or []

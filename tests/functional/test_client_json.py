@@ -7,7 +7,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from conftest import HCP_GLN, LOCAL_SYSTEM, OTHER_SPID, SPID, grant_consent, running_gateway, sqlite_url
+from conftest import LOCAL_SYSTEM, OTHER_SPID, SPID, grant_consent, running_gateway, sqlite_url
 from gateway.samples import patient_feed, pdf_document
 from helpers import one_document_bundle, row_counts
 

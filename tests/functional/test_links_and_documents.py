@@ -8,7 +8,7 @@ import hashlib
 import orjson
 import pytest
 
-from conftest import HCP_GLN, LOCAL_SYSTEM, SEARCH, SPID, grant_consent, make_settings, running_gateway, sqlite_url
+from conftest import LOCAL_SYSTEM, SEARCH, SPID, grant_consent, make_settings, running_gateway, sqlite_url
 from gateway.first_start import ProductionMisconfigured, prepare
 from gateway.samples import patient_feed
 from helpers import document_ids, one_document_bundle

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import POLICY_ADMIN, SEARCH, SPID, running_gateway, sqlite_url
+from conftest import SEARCH, SPID, running_gateway, sqlite_url
 from helpers import one_document_bundle
 
 # The values the outside review found, and their kind: non-ASCII digits, the ends of the calendar,

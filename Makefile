@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install services stop-services bench bench-pix clean
+.PHONY: run test install services stop-services bench bench-pix bench-migrate bench-bridge clean portal-messages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,21 @@ bench: $(STAMP)
 bench-pix: $(STAMP)
 	$(BIN)/python bench/bench_pix.py
 
+# 100,000 generated XDM documents into the embedded default and 20,000 into PostgreSQL (the test
+# services' database, reset), each beside its raw baseline; the export is cached under /tmp.
+bench-migrate: $(STAMP)
+	scripts/test_services.sh start
+	. .test-services/env && $(BIN)/python bench/bench_migrate.py $(BENCH_ARGS)
+bench-bridge: $(STAMP)
+	$(BIN)/python bench/bench_bridge.py
+
 clean:
 	scripts/test_services.sh stop || true
 	rm -rf $(VENV) .test-services
+
+# The portal's message catalogues: extract every text, merge into fr/de/it/en, compile (commit all).
+portal-messages: $(STAMP)
+	$(BIN)/pybabel extract -F gateway/portal/babel.cfg -k N_ --no-location --omit-header \
+		-o gateway/portal/locales/messages.pot gateway/portal
+	$(BIN)/pybabel update --no-location -i gateway/portal/locales/messages.pot -d gateway/portal/locales
+	$(BIN)/pybabel compile -d gateway/portal/locales

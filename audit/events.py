@@ -55,12 +55,18 @@ TRANSACTIONS = {
     "ITI-83": (IHE_EVENT_TYPE_SYSTEM, "Mobile Patient Identifier Cross-reference Query", ("110112", "Query")),
     "ITI-104": (IHE_EVENT_TYPE_SYSTEM, "Patient Identity Feed FHIR", ("110110", "Patient Record")),
     "ITI-119": (IHE_EVENT_TYPE_SYSTEM, "Patient Demographics Match", ("110112", "Query")),
-    "CH:MHD-1": (IHE_EVENT_TYPE_SYSTEM, "Update Document Metadata", ("110107", "Import")),
+    # CH:MHD-1 is coded CH-MHD-1 in the e-health-suisse system (ChAuditEventChMhd1ResponderExample).
+    "CH-MHD-1": (EHS_EVENT_TYPE_SYSTEM, "Update Document Metadata", ("110107", "Import")),
     "PPQ-3": (EHS_EVENT_TYPE_SYSTEM, "Mobile Privacy Policy Feed", ("110110", "Patient Record")),
     "PPQ-4": (EHS_EVENT_TYPE_SYSTEM, "Mobile Privacy Policy Bundle Feed", ("110110", "Patient Record")),
     "PPQ-5": (EHS_EVENT_TYPE_SYSTEM, "Mobile Privacy Policy Retrieve", ("110112", "Query")),
 }
 _OTHER_TYPE = ("110100", "Application Activity")
+# The CH profile each transaction's record claims (meta.profile) and is tested against
+# (tests/conformance/ig/differential). Transactions not listed claim none yet.
+TRANSACTION_PROFILES = {
+    "CH-MHD-1": "http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/ch-mhd-updatedocumentmetadata-audit-responder",
+}
 
 # CH:ATC event types (urn:oid:2.16.756.5.30.1.127.3.10.7) -> (display, action the examples use).
 ATC_EVENT_TYPES = {
@@ -98,6 +104,7 @@ class DocumentRef:
     home_community_id: str | None = None
     type_code: str | None = None  # SNOMED CT code of DocumentReference.type
     title: str | None = None
+    reference: str | None = None  # the DocumentReference's URL, for the profiles that name it (CH:MHD-1)
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,7 @@ class AuditRecord:
     policy_subject: PolicySubject | None = None
     traceparent: str | None = None
     client_address: str | None = None  # the caller's IP address
+    server_address: str | None = None  # the URL the gateway answered on (the responder's network address)
     source_name: str = "EPR gateway"
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
@@ -181,6 +189,10 @@ def to_audit_event(record: AuditRecord) -> dict:
     event: dict = {
         "resourceType": "AuditEvent",
         "id": record.event_id,
+    }
+    if record.transaction in TRANSACTION_PROFILES:
+        event["meta"] = {"profile": [TRANSACTION_PROFILES[record.transaction]]}
+    event |= {
         "type": _coding(DCM, type_code, type_display),
         "subtype": subtype,
         "action": record.action or default_action,
@@ -211,6 +223,13 @@ def atc_view(event: dict) -> dict:
     view["type"] = _coding(DCM, "110106", "Export")
     view["subtype"] = atc
     view["agent"] = [agent for agent in view.get("agent", []) if agent.get("role")]
+    # The trail shows each ATC event with its own action (a CH:MHD-1 deletion is an "U"pdate there).
+    view["action"] = ATC_EVENT_TYPES[atc[0]["code"]][1] if atc[0]["code"] == "ATC_DOC_DELETE" else view["action"]
+    for entity in view.get("entity", []):
+        if entity["role"].get("code") == "20" and "reference" in entity["what"]:
+            # CH:MHD-1 names the DocumentReference (role Job); the trail names the document as it always has.
+            entity["role"] = _coding(OBJECT_ROLE, "3", "Report")
+            entity["what"] = {k: v for k, v in entity["what"].items() if k != "reference"}
     view["meta"] = {"profile": [ATC_PROFILES[atc[0]["code"][:7]]]}
     return view
 
@@ -263,10 +282,13 @@ def _agents(record: AuditRecord) -> list[dict]:
     if record.client_address:
         client["network"] = {"address": record.client_address, "type": "2"}
     agents.append(client)
-    agents.append({"type": _cc(DCM, "110152", "Destination Role ID"),
-                   "who": {"identifier": {"system": RFC3986, "value": f"urn:oid:{record.source_site}"},
-                           "display": record.source_name},
-                   "requestor": False})
+    server = {"type": _cc(DCM, "110152", "Destination Role ID"),
+              "who": {"identifier": {"system": RFC3986, "value": f"urn:oid:{record.source_site}"},
+                      "display": record.source_name},
+              "requestor": False}
+    if record.server_address:
+        server["network"] = {"address": record.server_address, "type": "5"}  # 5: URI
+    agents.append(server)
     return agents
 
 
@@ -297,6 +319,9 @@ def _entities(record: AuditRecord) -> list[dict]:
     for document in record.documents:
         entity = _entity({"system": XDS_UNIQUE_ID, "value": document.unique_id.removeprefix("urn:oid:")},
                          ("2", "System Object"), _coding(OBJECT_ROLE, "3", "Report"))
+        if document.reference:  # CH:MHD-1: the DocumentReference itself, role Job (its uniqueId kept beside)
+            entity["what"] = {"reference": document.reference, **entity["what"]}
+            entity["role"] = _coding(OBJECT_ROLE, "20", "Job")
         details = _details((("Repository Unique Id", document.repository_unique_id),
                             ("homeCommunityID", document.home_community_id),
                             ("EprDocumentTypeCode", document.type_code), ("title", document.title)))

@@ -21,6 +21,12 @@ Reading (`read`, one confidentiality level: normal | restricted | secret)
 - DADM reads nothing here (metadata administration only), PADM only manages policies. Note: the
   official base policy set 111 does let DADM read and write every level; we stay closed until asked.
 
+Metadata (CH:MHD-1, see gateway/metadata_exchange.py)
+- `change-confidentiality`: the patient's right (EPRA Art. 9): PAT, and REP under a 303 in force.
+  Professionals and administrators are refused (an HCP sets the level at upload, within 203).
+- `administer-metadata`: DADM only, with purpose NORM: correct metadata and delete entries, without
+  reading the documents themselves.
+
 Writing (`write`, the confidentiality the document will be stored with, after `apply_provide_level`)
 - PAT and REP (with 303) may write at any level.
 - HCP/ASS (purpose NORM, AUTO or DICOM_AUTO) and TCU (AUTO or DICOM_AUTO, with a responsible HCP) may
@@ -46,7 +52,7 @@ from consent.policies import NORMAL, RESTRICTED, Policy, is_enforceable, validat
 from consent.principal import Principal
 
 LEVELS = ("normal", "restricted", "secret")
-ACTIONS = ("read", "write", "manage-policies", "read-audit")
+ACTIONS = ("read", "write", "manage-policies", "read-audit", "change-confidentiality", "administer-metadata")
 NOTIFY_PATIENT = "notify-patient"
 READ_PURPOSES = frozenset({"NORM", "EMER"})
 PROFESSIONAL_WRITE_PURPOSES = frozenset({"NORM", "AUTO", "DICOM_AUTO"})
@@ -77,6 +83,10 @@ def decide(*, principal: Principal, patient_spid: str, action: str, confidential
         return _deny("the token is bound to another patient")
     mine = [p for p in policies if p.patient_spid == patient_spid]
     role = principal.role
+    if action == "administer-metadata":
+        if role == "DADM" and principal.purpose_of_use == "NORM":
+            return Decision(True, "document administrator")
+        return _deny("only a document administrator (purpose NORM) administers metadata")
     if role == "PAT":
         if principal.user_id == patient_spid or principal.patient_spid == patient_spid:
             return Decision(True, "the patient's own record")

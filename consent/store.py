@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, insert, select, update
 
 from adapters.cara.crypto import Keyring, Sealed
-from adapters.cara.store.schema import consent_policy, patient_notification
+from adapters.cara.store.schema import consent_policy, patient_notification, patient_notification_read
 from consent.policies import Policy
 
 
@@ -104,3 +104,26 @@ class DatabaseNotificationStore:
         return [(row.id, row.created_at,
                  json.loads(self._keyring.open(Sealed(row.sealed_key, row.sealed), f"notification|{row.id}|{pid}")))
                 for row in rows]
+
+
+    def seen(self, pid: str) -> set[str]:
+        """Ids of this patient's notifications already shown to them (the web page marks them)."""
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                select(patient_notification_read.c.notification_id)
+                .join(patient_notification, patient_notification.c.id == patient_notification_read.c.notification_id)
+                .where(patient_notification.c.patient_pid == pid)).all()
+        return {row.notification_id for row in rows}
+
+    def mark_seen(self, *, pid: str, notification_ids: list[str]) -> int:
+        """Mark these of the patient's notifications as seen (others' ids are ignored); returns how many."""
+        seen = self.seen(pid)
+        with self._engine.begin() as connection:
+            mine = {row.id for row in connection.execute(
+                select(patient_notification.c.id).where(patient_notification.c.patient_pid == pid,
+                                                        patient_notification.c.id.in_(notification_ids))).all()}
+            new = sorted(mine - seen)
+            if new:
+                connection.execute(insert(patient_notification_read),
+                                   [{"notification_id": n, "read_at": _now()} for n in new])
+        return len(new)

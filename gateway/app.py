@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -15,6 +17,8 @@ from gateway.audit_commit import AuditUnavailable
 from gateway.auth.errors import AccessRefused
 from gateway.auth_refusals import RefusalFlusher
 from gateway.limits import BodySizeLimit, BodyTooLarge
+from gateway import portal
+from gateway.rest_conventions import RestConventions, allowed_methods
 from gateway.routes import audit, consents, meta, mhd, patients
 from gateway.trace import TraceContext
 from gateway.wiring import Services, siem_shipper
@@ -28,14 +32,30 @@ def create_app(services: Services) -> FastAPI:
             shipper.start()
         refusal_flusher = RefusalFlusher(services.auth_refusals, services.auditor)
         refusal_flusher.start()
+        bridge = None
+        if services.settings.mllp_serve:  # `epr-gateway serve`: HL7 v2 beside HTTPS (every worker shares the port)
+            from gateway.wiring import mllp_listener
+
+            bridge = mllp_listener(services, reuse_port=services.settings.workers > 1)
+            try:
+                await bridge.start()
+            except OSError as error:  # HTTPS still serves; senders retry until the port is fixed
+                logging.getLogger("epr.mllp").error("MLLP listener NOT started on %s:%s: %s",
+                                                    services.settings.mllp_host, services.settings.mllp_port, error)
+                await bridge.stop()
+                bridge = None
         yield
+        if bridge is not None:
+            await bridge.stop()
         await refusal_flusher.stop()  # every counted refusal reaches the ledger before the stop
         if shipper is not None:
             shipper.stop()
         # A clean stop signs the ledger's head, so no record is left outside a signed checkpoint.
         services.auditor.ledger.checkpoint()
 
-    app = FastAPI(title="EPR gateway", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None,
+    docs = services.settings.api_docs_enabled  # public metadata only; EPR_API_DOCS=false turns it off
+    app = FastAPI(title="EPR gateway", version="0.1.0", docs_url="/docs" if docs else None, redoc_url=None,
+                  openapi_url="/openapi.json" if docs else None, swagger_ui_oauth2_redirect_url=None,
                   lifespan=lifespan)
     app.state.services = services
     app.router.routes[:0] = mhd.reads  # first: the hottest routes are matched before any other
@@ -44,6 +64,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(patients.router)
     app.include_router(consents.router)
     app.include_router(audit.router)
+    portal.install(app, services)  # the patient's web page under /portal (same use-cases, own door)
     app.add_exception_handler(RecordError, outcomes.handle_record_error)
     app.add_exception_handler(outcomes.HttpProblem, _problem)
     app.add_exception_handler(AccessRefused, outcomes.handle_refused)
@@ -52,10 +73,43 @@ def create_app(services: Services) -> FastAPI:
     app.add_exception_handler(404, _not_found)
     app.add_exception_handler(405, _not_allowed)
     app.add_exception_handler(Exception, outcomes.handle_unexpected)
+    if docs:
+        _describe_plain_routes(app)
+    app.add_middleware(RestConventions)  # innermost: sees the request after the body limit, as routes do
     app.add_middleware(BodySizeLimit, max_bytes=services.settings.max_body_bytes)
     app.add_middleware(TraceContext)
     app.add_middleware(AccessLog)
+    add_transport_middlewares(app, services.settings)
     return app
+
+
+def _describe_plain_routes(app: FastAPI) -> None:
+    from gateway.discovery import add_plain_routes_to_openapi
+
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_plain_routes_to_openapi(generate(), app.router.routes)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def add_transport_middlewares(app: FastAPI, settings) -> None:
+    """Outermost: compression of answers over ~1 KB when the client accepts gzip, and CORS for the
+    configured origins only (EPR_CORS_ORIGINS; none by default: browsers of other origins get nothing)."""
+    from starlette.middleware.cors import CORSMiddleware
+
+    from gateway.rest_conventions import GzipWhenAccepted
+
+    app.add_middleware(GzipWhenAccepted)
+    if settings.cors_origin_list:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list, allow_credentials=False,
+                           allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type", "Accept", "Prefer", "If-Match",
+                                          "If-None-Match", "traceparent"],
+                           expose_headers=["ETag", "Location", "Content-Location", "Last-Modified"], max_age=600)
 
 
 async def _problem(request, problem: outcomes.HttpProblem):
@@ -90,4 +144,5 @@ async def _not_found(request, _exc):
 
 async def _not_allowed(request, _exc):
     message = f"{request.method} is not supported on {request.url.path}"
-    return outcomes.fhir_response(outcomes.operation_outcome([Issue(message)], code="not-supported"), 405)
+    return outcomes.fhir_response(outcomes.operation_outcome([Issue(message)], code="not-supported"), 405,
+                                  {"Allow": allowed_methods(request.app, request.url.path)})

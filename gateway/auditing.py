@@ -35,6 +35,7 @@ _TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 class RequestContext:
     traceparent: str | None = None
     client_address: str | None = None
+    server_address: str | None = None  # the URL the gateway answered on (the responder agent's network)
 
 
 current_request: ContextVar[RequestContext] = ContextVar("epr_request", default=RequestContext())
@@ -67,6 +68,7 @@ class Auditor:
 
     def record(self, transaction: str, principal: Principal | None, **details) -> AuditRecord:
         context = current_request.get()
+        details.setdefault("server_address", context.server_address)
         return AuditRecord(transaction=transaction, principal=principal, source_site=self._source_site,
                            traceparent=context.traceparent, client_address=context.client_address, **details)
 
@@ -82,6 +84,12 @@ class Auditor:
         for record in records:
             for one in split_per_document(record):
                 self.ledger.append(connection, one, patient_key=self.patient_key(one.patient_spid))
+
+    def write_many(self, connection, records: Iterable[AuditRecord]) -> None:
+        """Like `write`, for a batch: every record prepared first, then one lock, one head read and
+        one multi-row insert (the group commit of a batch provide)."""
+        self.ledger.append_many(connection, [prepare(one, self.patient_key(one.patient_spid))
+                                             for record in records for one in split_per_document(record)])
 
     def write_now(self, records: Iterable[AuditRecord]) -> None:
         """Committed before this returns, together with what concurrent requests are writing — or,
@@ -100,12 +108,19 @@ class Auditor:
 
     def failure(self, transaction: str, principal: Principal | None, error: Exception, **details) -> None:
         """Record a refused or failed exchange. The description is what the client was told."""
+        self.write_now([self.failure_record(transaction, principal, error, **details)])
+        error.audited = True  # type: ignore[attr-defined]
+
+    def failure_record(self, transaction: str, principal: Principal | None, error: Exception,
+                       **details) -> AuditRecord:
+        """The record of a refused or failed exchange, for a caller that writes it in its own
+        transaction (a batch provide). Marks the error as audited."""
         client_error = (isinstance(error, (RecordError, AccessRefused)) and not isinstance(error, StoreUnavailable)
                         or getattr(error, "status", 500) < 500)
         description = getattr(error, "reason", None) or getattr(error, "message", None) or type(error).__name__
-        self.write_now([self.record(transaction, principal, outcome="4" if client_error else "8",
-                                    outcome_description=description[:500], **details)])
         error.audited = True  # type: ignore[attr-defined]
+        return self.record(transaction, principal, outcome="4" if client_error else "8",
+                           outcome_description=description[:500], **details)
 
 
 def audited(transaction: str) -> Callable:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import logging
+import os
+import sys
 from pathlib import Path
 from typing import Optional
 
+import pydantic
 import typer
+from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer 0.29 carries its own click
 
 from gateway.log_format import configure_logging
 from gateway.settings import Settings
@@ -29,14 +36,69 @@ def serve(workers: int = typer.Option(None, help="worker processes (default EPR_
     prepared = prepare(Settings())
     settings = prepared.settings
     migrate(make_engine(settings.resolved_database_url))
+    # Listen first: the banner (and its tokens) must not be printed for a gateway that cannot start.
+    try:
+        listening = server.bind_socket(settings)
+    except OSError as error:
+        typer.echo(f"epr-gateway serve: cannot listen on {settings.host}:{settings.port}: "
+                   f"{error.strerror or error}", err=True)
+        raise typer.Exit(1) from None
     if not settings.is_production:
         _welcome(prepared, build_services(settings))
-    server.run(settings, workers=workers or settings.workers)
+        _write_running_note(settings)
+    # HL7 v2 over MLLP beside HTTPS: each worker's app starts the listener (EPR_MLLP_*).
+    settings = settings.model_copy(update={"mllp_serve": True})
+    typer.echo(f"MLLP (HL7 v2) on {settings.mllp_host}:{settings.mllp_port}{' with TLS' if settings.mllp_tls else ''};"
+               f" senders file {settings.mllp_senders}")
+    try:
+        server.run(settings, workers=workers or settings.workers, sock=listening)
+    finally:
+        if not settings.is_production:
+            from gateway.running_note import remove_note
+            remove_note(os.getpid())
+
+
+def _write_running_note(settings: Settings) -> None:
+    from gateway.first_start import dev_issuer_url
+    from gateway.running_note import RunningGateway, write_note
+
+    write_note(RunningGateway(pid=os.getpid(), data_dir=str(settings.data_dir.resolve()),
+                              issuer_url=dev_issuer_url(settings), audience=settings.audience,
+                              base_url=f"https://{settings.host}:{settings.port}/fhir"))
+
+
+@app.command()
+def bridge(port: int = typer.Option(None, help="MLLP port (default EPR_MLLP_PORT)")) -> None:
+    """Start only the HL7 v2 bridge: the MLLP listener (EPR_MLLP_*), no HTTPS."""
+    import asyncio
+
+    from gateway.first_start import prepare
+    from gateway.wiring import build_services, mllp_listener
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = prepare(Settings()).settings
+    services = build_services(settings)
+
+    async def run() -> None:
+        listener = mllp_listener(services, port=port)
+        host, bound = await listener.start()
+        typer.echo(f"MLLP (HL7 v2) on {host}:{bound}{' with TLS' if settings.mllp_tls else ''};"
+                   f" senders file {settings.mllp_senders}", err=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await listener.stop()
+            services.auditor.ledger.checkpoint()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
 
 
 def _welcome(prepared, services) -> None:
     from gateway.auth.dev_issuer import mint_token
-    from gateway.demo import DEMO_GLN, DEMO_SPID, load_demo_data
+    from gateway.demo import DEMO_GLN, DEMO_SPID, DEMO_VIEWS, load_demo_data
     from gateway.first_start import dev_issuer_url
 
     settings = prepared.settings
@@ -53,15 +115,19 @@ def _welcome(prepared, services) -> None:
         typer.echo(f"Generated {line}")
     typer.echo(f"""
 EPR gateway (embedded default, DEVELOPMENT keys) — FHIR base {base}
+  patient's page:  https://{settings.host}:{settings.port}/portal   (development sign-in: demo patient {DEMO_SPID})
   data directory:  {settings.data_dir.resolve()}
   development CA:  {Path(ca).resolve()}   (trust it with curl --cacert)
   tokens:          epr-gateway token --role HCP --gln {DEMO_GLN} --name "Dr. Demo Favre"
                    (--role PAT --spid …, --role TCU --user-id … --principal-gln …; see --help)
 
 Example tokens (1 hour):
-  HCP: {hcp}
-  PAT: {pat}
-  TCU: {tcu}
+  HCP ({DEMO_VIEWS["HCP"].says}):
+    {hcp}
+  PAT ({DEMO_VIEWS["PAT"].says}):
+    {pat}
+  TCU ({DEMO_VIEWS["TCU"].says}):
+    {tcu}
 
 Try:
   curl --cacert {Path(ca).resolve()} -H "Authorization: Bearer {hcp}" \\
@@ -117,7 +183,11 @@ def audit_export(since: Optional[str] = typer.Option(None, help="ISO date or dat
     if format not in ("ndjson", "syslog"):
         raise typer.BadParameter("ndjson or syslog", param_hint="--format")
     settings = Settings()
-    moment = datetime.fromisoformat(since) if since else None
+    try:
+        moment = datetime.fromisoformat(since) if since else None
+    except ValueError:
+        raise typer.BadParameter(f"{since!r} is not an ISO date or date-time (e.g. 2026-12-01 or "
+                                 "2026-12-01T08:00:00+01:00)", param_hint="--since") from None
     if moment is not None and moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     engine = make_engine(settings.resolved_database_url)
@@ -153,24 +223,109 @@ def token(role: str = typer.Option(..., help="PAT, REP, HCP, ASS, TCU, DADM or P
           principal_name: Optional[str] = typer.Option(None),
           group: list[str] = typer.Option([], help="group OID (urn:oid:…), repeatable"),
           user_id: Optional[str] = typer.Option(None, help="id for REP, DADM, PADM, TCU"),
-          ttl: int = typer.Option(None, help="lifetime in seconds (default 3600, 900 for TCU: the "
-                                                "verifier's maximum lifetimes)")) -> None:
-    """Print a token signed by the DEVELOPMENT issuer (never in production). The token is the last line."""
-    from gateway.auth.dev_issuer import mint_token
-    from gateway.first_start import dev_issuer_url, prepare
+          ttl: int = typer.Option(None, help="lifetime in seconds (default 3600, 900 for TCU: the verifier's maxima)")) -> None:
+    """Print a token signed by the DEVELOPMENT issuer (never in production). The token is the last line.
 
+    It is minted for the development gateway running on this machine (whatever this shell's
+    EPR_PORT or working directory), else for the EPR_* settings of this shell."""
+    from gateway.auth.dev_issuer import mint_token
+    from gateway.auth.errors import AccessRefused, AuthenticationFailed
+    from gateway.auth.iua import principal_from_claims
+    from gateway.first_start import dev_issuer_url, prepare
+    from gateway.running_note import read_note
+
+    role = role.upper()
+    _check_token_options(role=role, gln=gln, purpose=purpose, spid=spid, principal_gln=principal_gln,
+                         user_id=user_id, ttl=ttl)
     settings = Settings()
     _refuse_in_production(settings, "token")
-    settings = prepare(settings).settings
-    signed = mint_token(data_dir=settings.data_dir, issuer_url=dev_issuer_url(settings), audience=settings.audience,
-                        role=role.upper(), gln=gln, name=name, purpose=purpose, spid=spid,
-                        principal_gln=principal_gln, principal_name=principal_name, groups=tuple(group),
-                        user_id=user_id, ttl=ttl)
-    typer.echo(f"# DEVELOPMENT token for {role.upper()}, valid {ttl or (900 if role.upper() == 'TCU' else 3600)} s")
+    running = read_note()
+    if running is not None:
+        data_dir, issuer_url, audience = Path(running.data_dir), running.issuer_url, running.audience
+    else:
+        settings = prepare(settings).settings
+        data_dir, issuer_url, audience = settings.data_dir, dev_issuer_url(settings), settings.audience
+    try:
+        signed = mint_token(data_dir=data_dir, issuer_url=issuer_url, audience=audience, role=role, gln=gln,
+                            name=name, purpose=purpose.upper() if purpose else None, spid=spid,
+                            principal_gln=principal_gln, principal_name=principal_name, groups=tuple(group),
+                            user_id=user_id, ttl=ttl)
+        # The gateway's own claim checks and role rules: refuse here what it would refuse there.
+        principal_from_claims(json.loads(base64.urlsafe_b64decode(signed.split(".")[1] + "==")))
+    except (ValueError, AuthenticationFailed, AccessRefused) as refused:
+        raise UsageError(f"the gateway would refuse this token: {refused}") from None
+    where = f"the gateway running at {running.base_url}" if running else f"issuer {issuer_url}"
+    typer.echo(f"# DEVELOPMENT token for {role}, valid {ttl or (900 if role == 'TCU' else 3600)} s, for {where}")
     typer.echo(signed)
+
+
+def _check_token_options(*, role: str, gln: str | None, purpose: str | None, spid: str | None,
+                         principal_gln: str | None, user_id: str | None, ttl: int) -> None:
+    """Each mistake named by its option (mint_token itself validates nothing, for tests' sake)."""
+    from gateway.auth.identifiers import PURPOSES, ROLES, gln_is_valid, spid_is_well_formed
+
+    if role not in ROLES:
+        raise typer.BadParameter(f"{role!r} is not a role; one of {', '.join(sorted(ROLES))}", param_hint="--role")
+    if role in ("HCP", "ASS") and not gln:
+        raise UsageError(f"a {role} token needs --gln")
+    if role == "PAT" and not spid:
+        raise UsageError("a PAT token needs --spid (the patient's EPR-SPID)")
+    if role in ("REP", "TCU", "DADM", "PADM") and not user_id:
+        raise UsageError(f"a {role} token needs --user-id")
+    for option, value in (("--gln", gln), ("--principal-gln", principal_gln)):
+        if value is not None and not gln_is_valid(value):
+            raise typer.BadParameter(f"{value!r} is not a GLN (13 digits, GS1 check digit)", param_hint=option)
+    if spid is not None and not spid_is_well_formed(spid):
+        raise typer.BadParameter(f"{spid!r} is not an EPR-SPID (18 digits)", param_hint="--spid")
+    if purpose is not None and purpose.upper() not in PURPOSES:
+        raise typer.BadParameter(f"{purpose!r} is not a purpose of use; one of {', '.join(sorted(PURPOSES))}",
+                                 param_hint="--purpose")
+    if ttl <= 0:
+        raise typer.BadParameter(f"{ttl} is not a positive number of seconds", param_hint="--ttl")
 
 
 def _refuse_in_production(settings: Settings, command: str) -> None:
     if settings.is_production:
         typer.echo(f"refused: '{command}' uses development keys and does not run with EPR_ENV=production", err=True)
         raise typer.Exit(2)
+
+
+# The migration's commands (`migrate`, `infomed generate|feed`) live with the migration.
+from gateway.migration.cli import register as _register_migration  # noqa: E402
+
+_register_migration(app)
+def main(argv: list[str] | None = None) -> None:
+    """The console entry point. A caller's mistake (an option, a setting) is one line on stderr and
+    exit 2, never a traceback; a traceback means a bug."""
+    from gateway.first_start import ProductionMisconfigured
+
+    command = typer.main.get_command(app)
+    args = sys.argv[1:] if argv is None else argv
+    name = "epr-gateway" + "".join(f" {a}" for a in args[:2] if not a.startswith("-"))
+    try:
+        code = command.main(args=args, prog_name="epr-gateway", standalone_mode=False)
+    except NoArgsIsHelpError as help_asked:
+        typer.echo(help_asked.format_message(), err=True)
+        code = 2
+    except UsageError as mistake:
+        typer.echo(f"{name}: {mistake.format_message()} (see --help)", err=True)
+        code = mistake.exit_code
+    except pydantic.ValidationError as invalid:
+        typer.echo(f"{name}: {settings_problem(invalid)}", err=True)
+        code = 2
+    except ProductionMisconfigured as misconfigured:
+        typer.echo(f"{name}: {misconfigured}", err=True)
+        code = 2
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def settings_problem(invalid: pydantic.ValidationError) -> str:
+    """`EPR_PORT='notaport': Input should be a valid integer, …` — the variable, its value, the rule."""
+    problems = []
+    for error in invalid.errors()[:3]:
+        variable = "EPR_" + "_".join(str(part) for part in error["loc"]).upper()
+        problems.append(f"{variable}={error.get('input')!r}: {error['msg']}")
+    return "; ".join(problems)

@@ -4,6 +4,7 @@ through the same use-cases as any other exchange, by a technical user."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 import orjson
 
@@ -21,6 +22,22 @@ DEMO_LOADER = Principal(role="TCU", user_id="epr-gateway-demo-loader", name="Dem
 
 
 DEMO_ADMIN = Principal(role="PADM", user_id="epr-gateway-demo-admin", name="Demo policy administrator")
+DEMO_FAMILY, DEMO_GIVEN = "Demo", "Valérie"
+
+
+@dataclass(frozen=True)
+class DemoView:
+    """What a banner token will see of the demonstration documents (a test holds the banner to it)."""
+    documents: int  # found by ITI-67 for the demo patient
+    says: str
+
+
+DEMO_VIEWS = {
+    "HCP": DemoView(2, "finds 2 of the 3 documents: the patient granted the normal level, the psychiatric "
+                       "consultation is restricted"),
+    "PAT": DemoView(3, "the patient: finds all 3 documents, her consents and her audit trail"),
+    "TCU": DemoView(0, "provides documents on behalf of Dr. Demo Favre; finds none (a technical user never reads)"),
+}
 
 
 def load_demo_data(exchange: Exchange, policies: PolicyExchange, *, base_url: str) -> bool:
@@ -31,17 +48,20 @@ def load_demo_data(exchange: Exchange, policies: PolicyExchange, *, base_url: st
     """
     if exchange.patients.pid_for_spid(DEMO_SPID):
         return False
-    patient = patient_feed(spid=DEMO_SPID, local_system=DEMO_LOCAL_SYSTEM, local_id="DEMO-0001", family="Demo",
-                           given="Valérie", birth_date="1970-04-12", gender="female")
+    patient = patient_feed(spid=DEMO_SPID, local_system=DEMO_LOCAL_SYSTEM, local_id="DEMO-0001", family=DEMO_FAMILY,
+                           given=DEMO_GIVEN, birth_date="1970-04-12", gender="female")
     exchange.register_patient(principal=DEMO_LOADER, identifier_param=f"{DEMO_LOCAL_SYSTEM}|DEMO-0001",
                               body=orjson.dumps(patient))
+    # The documents name the MPI's patient (same local id, same name) and each type its own display.
+    same_patient = {"local_id": "DEMO-0001", "patient_family": DEMO_FAMILY, "patient_given": DEMO_GIVEN}
     documents = [
-        {"title": "Discharge letter", "type_code": "373942005", "local_id": "DEMO-0001",
+        {"title": "Discharge letter", "type_code": "373942005", "type_display": "Discharge summary", **same_patient,
          "content": pdf_document("Discharge letter", ["Hospital of Sion, internal medicine.", "Stay 2026-11-10 to 2026-11-18."])},
-        {"title": "Laboratory report", "type_code": "4241000179101", "class_code": "371531000", "local_id": "DEMO-0001",
+        {"title": "Laboratory report", "type_code": "4241000179101", "type_display": "Laboratory report",
+         "class_code": "4241000179101", "class_display": "Laboratory report", **same_patient,
          "content": pdf_document("Laboratory report", ["Haemoglobin 135 g/l", "CRP 3 mg/l"])},
-        {"title": "Psychiatric consultation", "type_code": "371531000", "confidentiality": "restricted",
-         "local_id": "DEMO-0001",
+        {"title": "Psychiatric consultation", "type_code": "371530004", "type_display": "Clinical consultation report",
+         "confidentiality": "restricted", **same_patient,
          "content": pdf_document("Psychiatric consultation", ["Restricted document: visible with a restricted grant."])},
     ]
     policies.onboard(principal=DEMO_ADMIN, spid=DEMO_SPID)

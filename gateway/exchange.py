@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -17,7 +18,7 @@ from adapters.cara import fhir_mapping, patient_mapping
 from adapters.cara.client_json import DEFAULT_LIMITS, JsonLimits
 from adapters.cara.errors import InvalidInput, NotFound, UnknownPatient
 from adapters.cara.mhd_search import parse_find_request
-from adapters.cara.model import DocumentEntry, Identifier, Submission
+from adapters.cara.model import DocumentEntry, Identifier, PatientRecord, Submission
 from adapters.cara.store.documents import DatabaseDocumentStore, ProvideResult
 from adapters.cara.store.patients import DatabasePatientIndex
 from adapters.cara.vocabulary import CONFIDENTIALITY_RANK
@@ -25,6 +26,7 @@ from consent.principal import Principal
 from gateway.access import AccessControl
 from gateway.auditing import Auditor, audited
 from gateway.auth.errors import AccessRefused
+from gateway.batch_provide import BatchOutcome, provide_many as _provide_many
 from gateway.search_pages import NoSearchPages, SearchPages
 
 RENDERED_CACHED = 5_000
@@ -98,6 +100,15 @@ class Exchange:
             self.pages.documents_changed(pid)
         return submission, result
 
+    @audited("ITI-65")
+    def provide_many(self, *, principal: Principal, submissions: Sequence[Submission],
+                     within: Callable | None = None) -> list[BatchOutcome]:
+        """Many submissions in ONE database transaction with their audit records (one ATC_DOC_CREATE
+        record per document) and one commit; each submission is all-or-nothing; a refused one is
+        audited and does not affect the others; search pages invalidated for the patients changed.
+        `within(connection, outcomes)` runs in that transaction before the commit (see batch_provide)."""
+        return _provide_many(self, principal=principal, submissions=submissions, within=within)
+
     def _authorise_upload(self, principal: Principal, submission: Submission, pid: str) -> Submission:
         """Each document raised to the patient's provide level (never lowered), then the write decided
         at the level it will be stored with. Any refusal refuses the whole submission."""
@@ -115,6 +126,15 @@ class Exchange:
     def find(self, *, principal: Principal, params: list[tuple[str, str]], base_url: str) -> bytes:
         """The searchset Bundle, as JSON (assembled from entries serialised once, see `_entry_json`)."""
         request = parse_find_request(params, string_hash=self.documents.string_hash)
+        if request.patient_id is not None:
+            # `patient=Patient/{id}`: the same search as by SPID, under the same consent rules.
+            record = self.patients.get(self.patients.surviving_pid(request.patient_id))
+            if record is None or not record.spid:
+                self.auditor.write_now([self.auditor.record("ITI-67", principal, atc_code="ATC_DOC_SEARCH",
+                                                            patient_spid=None, query=tuple(params))])
+                return fhir_mapping.searchset_json([], total=0, self_url=_search_url(base_url, params),
+                                                   next_url=None)
+            request = replace(request, spid=record.spid)
         self.access.require_patient_context(principal, request.spid)
         pid = self.patients.pid_for_spid(request.spid)
         levels = self.access.visible_levels(principal, spid=request.spid, pid=pid) if pid else frozenset()
@@ -135,7 +155,7 @@ class Exchange:
         matches = [self._entry_json(e, request.spid, base_url) for e in entries]
         next_offset = query.offset + query.count
         next_url = None
-        if next_offset < total:
+        if next_offset < total and query.count:  # _count=0 asks the total only: no next page
             paged = [(n, v) for n, v in params if n not in ("_offset", "_count")]
             next_url = _search_url(base_url, paged + [("_count", str(query.count)), ("_offset", str(next_offset))])
         return fhir_mapping.searchset_json(matches, total=total, self_url=_search_url(base_url, params),
@@ -171,11 +191,23 @@ class Exchange:
                                                     patient_spid=record.spid)])
         return patient_mapping.patient_resource(record, community_oid=self.community_oid), created
 
+    @audited("ITI-104")
+    def register_patient_record(self, *, principal: Principal, source: Identifier,
+                                incoming: PatientRecord) -> tuple[PatientRecord, bool]:
+        """ITI-104 at the model level (an HL7 v2 ADT^A08 after mapping): the same feeder rule, identity
+        vigilance (a conflict raises IdentityConflict with its review case) and audit record."""
+        if principal.role not in IDENTITY_FEEDERS:
+            raise AccessRefused(f"role {principal.role} may not feed patient identities")
+        record, created = self.patients.register(source, incoming)
+        self.auditor.write_now([self.auditor.record("ITI-104", principal, action="C" if created else "U",
+                                                    patient_spid=record.spid)])
+        return record, created
+
     # -- helpers ------------------------------------------------------------------------------
     def _entry_json(self, entry: DocumentEntry, spid: str, base_url: str) -> bytes:
         """The searchset entry of an entry, serialised once per status (entries are immutable but for
         their status), spid and base URL: searches return the same entries again and again."""
-        key = (entry.entry_id, entry.status, spid, base_url)
+        key = (entry.entry_id, entry.version, entry.status, spid, base_url)
         serialised = self._rendered_cache.get(key)
         if serialised is None:
             if len(self._rendered_cache) >= RENDERED_CACHED:
@@ -194,7 +226,8 @@ class Exchange:
             # A merged patient's documents are the surviving patient's: its SPID, policies and notifications.
             entry = replace(entry, patient_pid=self.patients.surviving_pid(entry.patient_pid))
         record = self.patients.get(entry.patient_pid) if entry else None
-        if entry is None or record is None or record.spid is None:
+        # A deleted entry (CH:MHD-1, DADM) is answered like a missing one; its audit records stay.
+        if entry is None or record is None or record.spid is None or entry.status == "deleted":
             raise NotFound(f"{kind}/{entry_id} is not known")
         decision = self.access.decide(principal, spid=record.spid, pid=entry.patient_pid, action="read",
                                       confidentiality=entry.confidentiality_level)

@@ -61,6 +61,12 @@ def prepare(settings: Settings) -> Prepared:
         updates.update(tls_cert=pki.server_cert, tls_key=pki.server_key)
     if settings.trusted_issuers is None:
         updates["trusted_issuers"] = ensure_dev_issuer(settings.data_dir, dev_issuer_url(settings))
+    if settings.mllp_senders is None:
+        from gateway.demo import DEMO_GLN, DEMO_LOCAL_SYSTEM
+        from gateway.mllp.senders import ensure_dev_senders
+
+        updates["mllp_senders"] = ensure_dev_senders(settings.data_dir, gln=DEMO_GLN,
+                                                     assigning_authority=DEMO_LOCAL_SYSTEM)
     return Prepared(settings.model_copy(update=updates), pki, tuple(generated))
 
 

@@ -136,11 +136,20 @@ class IdentityExchange:
     def unmerge(self, *, principal: Principal, body: bytes) -> dict[str, Any]:
         return self._link(principal, body, undo=True)
 
+    @audited("ITI-104")
+    def merge_patients(self, *, principal: Principal, retired: str, surviving: str) -> dict[str, Any]:
+        """The merge at the model level (an HL7 v2 ADT^A40 after mapping): MPI-PIDs, same rules and audit."""
+        _require_role(principal, MERGERS, "merge or unmerge patients")
+        return self._link_pids(principal, retired, surviving, undo=False)
+
     def _link(self, principal: Principal, body: bytes, *, undo: bool) -> dict[str, Any]:
         _require_role(principal, MERGERS, "merge or unmerge patients")
         parameters = fhir_mapping.parse_resource(body, "Parameters", limits=self.json_limits)
         source = self._merge_party(parameters, "source-patient")
         target = self._merge_party(parameters, "target-patient")
+        return self._link_pids(principal, source, target, undo=undo)
+
+    def _link_pids(self, principal: Principal, source: str, target: str, *, undo: bool) -> dict[str, Any]:
         records = {r.pid: r for r in self.patients.get_many((source, target))}
 
         def audit_in_transaction(connection) -> None:

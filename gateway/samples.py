@@ -59,7 +59,8 @@ def new_oid_unique_id() -> str:
 def provide_bundle(*, spid: str, documents: list[dict[str, Any]], source_id: str = "urn:oid:2.16.756.5.30.1.999.9",
                    author_role: str = "HCP", submission_unique_id: str | None = None) -> dict[str, Any]:
     """An ITI-65 Bundle. Each document: content (bytes), title, and optionally unique_id, mime_type,
-    confidentiality (normal/restricted/secret), type_code, class_code, local_id, patient_family/given,
+    confidentiality (normal/restricted/secret), type_code/type_display, class_code/class_display, local_id,
+    patient_family/given,
     author_family/given/gln, replaces (entry id), date."""
     subject = {"identifier": {"system": SPID_SYSTEM, "value": spid}}
     role = {"system": ROLE_SYSTEM, "code": author_role}
@@ -112,9 +113,9 @@ def _document_entry(doc: dict[str, Any], doc_url: str, binary_url: str, subject:
         "masterIdentifier": {"system": RFC3986, "value": doc.get("unique_id") or new_oid_unique_id()},
         "status": "current",
         "type": {"coding": [{"system": SNOMED, "code": doc.get("type_code", "373942005"),
-                             "display": "Discharge summary"}]},
+                             "display": doc.get("type_display", "Discharge summary")}]},
         "category": [{"coding": [{"system": SNOMED, "code": doc.get("class_code", "371531000"),
-                                  "display": "Report of clinical encounter"}]}],
+                                  "display": doc.get("class_display", "Report of clinical encounter")}]}],
         "subject": subject,
         "date": doc.get("date", "2026-11-20T10:00:00+01:00"),
         "author": [{"reference": "#author"}],

@@ -13,7 +13,11 @@ survivor too), and after `ttl_seconds` at the latest — which bounds what a wri
 gateway's processes (a migration run on the same database, say) can leave stale.
 
 - `NoSearchPages`: every search reads the store (several workers without Redis, or switched off).
-- `InProcessSearchPages`: one worker; every change goes through this process.
+- `InProcessSearchPages`: one worker. Changes made in this process bump its own counters; changes
+  made by another process on the same store (the migration command beside a running gateway) are
+  seen through the store's per-patient document version (`store_version`), raised in the same
+  transaction as the documents and read with each search: a page is served only while it is
+  unchanged, so the very next search after a commit anywhere reads the store.
 - `RedisSearchPages`: several workers. Version counters in Redis (per patient, and one for the
   identity links) are read with each search in one round trip; a page is served only while both are
   unchanged. Redis unreachable: the search reads the store (a cache miss, never a stale page).
@@ -80,15 +84,18 @@ class _Remembered:
 
 
 class InProcessSearchPages:
-    def __init__(self, *, ttl_seconds: float = 10.0, max_pages: int = 10_000):
+    def __init__(self, *, ttl_seconds: float = 10.0, max_pages: int = 10_000,
+                 store_version: Callable[[str], int] | None = None):
         self._remembered = _Remembered(ttl_seconds, max_pages)
+        self._store_version = store_version
         self._versions: dict[str, int] = {}
         self._identities = 0
         self._lock = threading.Lock()  # changes come from the thread pool: no increment may be lost
 
     def get(self, query: DocumentQuery, search: Search) -> Page:
         # The stamp is taken before the store is read: a change landing in between moves it again.
-        stamp = (self._versions.get(query.patient_pid, 0), self._identities)
+        stamp = (self._versions.get(query.patient_pid, 0), self._identities,
+                 self._store_version(query.patient_pid) if self._store_version else None)
         return self._remembered.get(query, stamp, search)
 
     def documents_changed(self, pid: str) -> None:

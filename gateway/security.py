@@ -20,7 +20,10 @@ from consent.principal import Principal
 from gateway.auth.errors import AccessRefused, AuthenticationFailed
 from gateway.outcomes import HttpProblem
 
-PUBLIC_PATHS = frozenset({"/fhir/metadata", "/health/live", "/health/ready"})
+# Public metadata only (no patient data): the CapabilityStatement, the SMART configuration, health, and the
+# OpenAPI description with its page (switchable off: EPR_API_DOCS=false; off by default in production).
+PUBLIC_PATHS = frozenset({"/fhir/metadata", "/.well-known/smart-configuration", "/health/live", "/health/ready",
+                          "/openapi.json", "/docs"})
 log = logging.getLogger("epr.gateway.auth")
 
 

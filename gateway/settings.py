@@ -52,6 +52,26 @@ class Settings(BaseSettings):
     max_resource_metadata_bytes: int = Field(64 * 1024, ge=1024)  # one resource of a Bundle (413)
     max_json_depth: int = Field(32, ge=8, le=256)  # nesting (422)
     max_json_members: int = Field(20_000, ge=100)  # object members in one request (413)
+    # HL7 v2 over MLLP (the bridge): `epr-gateway serve` starts it beside HTTPS, `epr-gateway bridge` alone
+    mllp_port: int = 2575
+    mllp_host: str = "127.0.0.1"
+    mllp_tls: bool = False  # TLS with the gateway's certificate; client certificates from EPR_CLIENT_CA
+    mllp_senders: Path | None = None  # the senders file; default: a DEVELOPMENT one naming the demo HCP
+    mllp_serve: bool = False  # set by `epr-gateway serve`: the app's workers also listen for MLLP
+    # -- the patient's web page (/portal) --
+    portal_oidc_issuer: str | None = None  # production sign-in: the identity provider (OpenID Connect)
+    portal_oidc_client_id: str | None = None
+    portal_oidc_client_secret: str | None = None
+    portal_oidc_redirect_url: str | None = None  # default: https://<host>/portal/oidc/callback from the request
+    portal_oidc_ca: Path | None = None  # CA of the identity provider's certificate (default: the system's)
+    portal_oidc_spid_claim: str = "epr_spid"  # ID token claim with the patient's EPR-SPID
+    portal_oidc_representative_claim: str = "epr_representative_id"  # claim naming a representative
+    portal_oidc_represented_claim: str = "epr_represented_spid"  # the SPID a representative acts for
+    portal_session_idle_seconds: int = Field(900, gt=0)  # signed out after 15 minutes without a request
+    portal_session_absolute_seconds: int = Field(8 * 3600, gt=0)  # and after 8 hours whatever happens
+    portal_directory: Path | None = None  # JSON: professionals and groups a patient may choose from
+    cors_origins: str = ""  # comma-separated browser origins allowed to call the FHIR API; default none
+    api_docs: bool | None = None  # /openapi.json and /docs; default: on except in production
 
     @property
     def is_production(self) -> bool:
@@ -76,6 +96,14 @@ class Settings(BaseSettings):
     @property
     def audit_signing_key_path(self) -> Path:
         return self.audit_signing_key or self.data_dir / "audit" / "audit-signing-key.DEVELOPMENT.pem"
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @property
+    def api_docs_enabled(self) -> bool:
+        return (not self.is_production) if self.api_docs is None else self.api_docs
 
     @property
     def mtls_roles(self) -> frozenset[str]:

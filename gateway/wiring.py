@@ -27,7 +27,9 @@ from gateway.auditing import Auditor
 from gateway.auth_refusals import AuthRefusals
 from gateway.exchange import Exchange, is_consent_bundle
 from gateway.identity_exchange import IdentityExchange
+from gateway.metadata_exchange import MetadataExchange, is_metadata_update_bundle
 from gateway.policy_exchange import PolicyExchange
+from gateway.portal_exchange import PortalExchange
 from gateway.search_pages import InProcessSearchPages, NoSearchPages, RedisSearchPages, SearchPages
 from gateway.settings import Settings
 
@@ -45,6 +47,8 @@ class Services:
     verifier: TokenVerifier
     identities: IdentityExchange
     auth_refusals: AuthRefusals = field(default_factory=AuthRefusals)
+    metadata: MetadataExchange | None = None  # CH:MHD-1 (gateway/metadata_exchange.py)
+    portal: PortalExchange | None = None  # the patient's web page's own use-cases (sign-in, notifications seen)
 
     @property
     def store_in_process(self) -> bool:
@@ -58,6 +62,8 @@ class Services:
         except RecordError as error:  # not even a Bundle: still an exchange, and refused ones are audited
             self.auditor.failure("ITI-65", principal, error)
             raise
+        if self.metadata is not None and is_metadata_update_bundle(bundle):  # CH:MHD-1
+            return self.metadata.update_bundle(principal=principal, bundle=bundle, base_url=base_url)
         if is_consent_bundle(bundle):
             return self.policies.transaction(principal=principal, bundle=bundle)
         return self.exchange.provide_bundle(principal=principal, bundle=bundle, base_url=base_url).response
@@ -79,7 +85,7 @@ def build_services(settings: Settings) -> Services:
     access = AccessControl(policies=DatabasePolicyStore(engine=engine, keyring=keyring), cache=policy_cache(settings),
                            notifications=DatabaseNotificationStore(engine=engine, keyring=keyring),
                            provide_level_mode=settings.provide_level_mode)
-    pages = search_pages(settings)
+    pages = search_pages(settings, documents=documents)
     limits = json_limits(settings)
     exchange = Exchange(documents=documents, patients=patients, access=access, auditor=auditor,
                         community_oid=settings.community_oid, pages=pages, json_limits=limits)
@@ -91,10 +97,13 @@ def build_services(settings: Settings) -> Services:
                              max_tcu_lifetime_seconds=settings.max_tcu_token_lifetime_seconds)
     identities = IdentityExchange(patients=patients, auditor=auditor, community_oid=settings.community_oid,
                                   pages=pages, json_limits=limits)
+    metadata = MetadataExchange(documents=documents, patients=patients, access=access, auditor=auditor, pages=pages)
     refusals = AuthRefusals(interval_seconds=settings.auth_failure_interval_seconds,
                             limit=settings.auth_failure_limit, max_sources=settings.auth_failure_sources)
     return Services(settings=settings, engine=engine, keyring=keyring, exchange=exchange, policies=policies,
                     trail=trail, access=access, auditor=auditor, verifier=verifier, identities=identities,
+                    metadata=metadata,
+                    portal=PortalExchange(patients=patients, access=access, auditor=auditor),
                     auth_refusals=refusals)
 
 
@@ -117,8 +126,9 @@ def siem_shipper(settings: Settings, engine: Engine) -> SyslogShipper | None:
     return SyslogShipper(engine=engine, host=host, port=int(port), ssl_context=context)
 
 
-def search_pages(settings: Settings) -> SearchPages:
-    """Like the policy cache: Redis with several workers, in-process with one, else none."""
+def search_pages(settings: Settings, documents: DatabaseDocumentStore | None = None) -> SearchPages:
+    """Like the policy cache: Redis with several workers, in-process with one, else none. In-process
+    pages also read the store's document version, so writes of other processes are seen at once."""
     ttl = settings.search_cache_seconds
     if ttl <= 0:
         return NoSearchPages()
@@ -131,7 +141,9 @@ def search_pages(settings: Settings) -> SearchPages:
         client = redis.Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5,
                                       retry=Retry(NoBackoff(), 0))
         return RedisSearchPages(client=client, ttl_seconds=ttl)
-    return InProcessSearchPages(ttl_seconds=ttl) if settings.workers == 1 else NoSearchPages()
+    if settings.workers != 1:
+        return NoSearchPages()
+    return InProcessSearchPages(ttl_seconds=ttl, store_version=documents.document_version if documents else None)
 
 
 def policy_cache(settings: Settings) -> PolicyCache:
@@ -141,3 +153,29 @@ def policy_cache(settings: Settings) -> PolicyCache:
 
         return RedisPolicyCache(client=redis.Redis.from_url(settings.redis_url, socket_timeout=2))
     return InProcessPolicyCache() if settings.workers == 1 else UncachedPolicies()
+
+
+def hl7_exchange(services: Services):
+    """The HL7 v2 use-case on these services (the MLLP listener's one door)."""
+    from adapters.cara.store.message_inbox import DatabaseMessageInbox
+    from gateway.hl7_exchange import Hl7Exchange
+    from gateway.mllp.senders import SenderRegistry
+
+    return Hl7Exchange(exchange=services.exchange, identities=services.identities,
+                       inbox=DatabaseMessageInbox(engine=services.engine, keyring=services.keyring),
+                       auditor=services.auditor, senders=SenderRegistry.load(services.settings.mllp_senders))
+
+
+def mllp_listener(services: Services, *, port: int | None = None, reuse_port: bool = False):
+    """The MLLP listener (EPR_MLLP_*): TLS with the gateway's certificate when EPR_MLLP_TLS=1."""
+    from gateway.mllp.listener import MllpListener
+    from gateway.pki import server_ssl_context
+
+    settings = services.settings
+    context = (server_ssl_context(settings.tls_cert, settings.tls_key, settings.client_ca, settings.require_client_cert)
+               if settings.mllp_tls else None)
+    # SQLite has one writer: one thread avoids lock waits; PostgreSQL takes several.
+    threads = 1 if services.store_in_process else 4
+    return MllpListener(handler=hl7_exchange(services), host=settings.mllp_host,
+                        port=settings.mllp_port if port is None else port, ssl_context=context, threads=threads,
+                        reuse_port=reuse_port)

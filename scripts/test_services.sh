@@ -12,6 +12,10 @@ install_missing() {
     local missing=()
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    # The patient's page is tested in a real headless Chromium (Debian's, driven by its chromedriver).
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "installing ${missing[*]} (apt-get)"
         if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -49,6 +53,18 @@ start_redis() {
     fi
 }
 
+# axe-core (accessibility rules), injected into each portal page by the browser tests; pinned.
+AXE_VERSION="4.14.1"
+install_axe() {
+    local target="$PWD/.browser-tools"
+    if [ ! -f "$target/node_modules/axe-core/axe.min.js" ] || \
+       ! grep -q "\"version\": \"$AXE_VERSION\"" "$target/node_modules/axe-core/package.json"; then
+        echo "installing axe-core $AXE_VERSION (npm)"
+        mkdir -p "$target"
+        npm install --prefix "$target" --no-audit --no-fund --save-exact --silent "axe-core@$AXE_VERSION" >/dev/null
+    fi
+}
+
 stop_all() {
     local bindir
     bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
@@ -60,11 +76,13 @@ case "${1:-start}" in
     start)
         mkdir -p "$STATE"
         install_missing
+        install_axe
         start_postgres
         start_redis
         cat > "$STATE/env" <<ENV
 export EPR_TEST_DATABASE_URL="postgresql+psycopg://epr@127.0.0.1:$PG_PORT/epr_test"
 export EPR_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+export EPR_TEST_AXE="$PWD/.browser-tools/node_modules/axe-core/axe.min.js"
 ENV
         echo "test services: PostgreSQL :$PG_PORT, Redis :$REDIS_PORT"
         ;;

@@ -28,7 +28,7 @@ OTHER_SPID = "761337610499999991"
 LOCAL_SYSTEM = "urn:oid:2.16.756.5.30.1.999.2.1"
 HCP_GLN = "7601000000002"
 SEARCH = "urn:oid:2.16.756.5.30.1.127.3.10.3|"
-FIXTURES = Path(os.environ.get("EPR_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
+from official_examples import FIXTURES, examples_expected  # noqa: E402  (one place decides skip or fail)
 
 
 def postgres_url() -> str:
@@ -189,3 +189,10 @@ def sqlite_gateway(tmp_path) -> Gateway:
 def pg_gateway(tmp_path) -> Gateway:
     with running_gateway(tmp_path, fresh_postgres_url()) as running:
         yield running
+
+
+def pytest_report_header(config):
+    if (FIXTURES / "ch-epr-fhir").is_dir():
+        return f"official examples: {FIXTURES}"
+    then = "their absence fails (CI or EPR_FIXTURES set)" if examples_expected() else "their tests skip"
+    return f"official examples: not found at {FIXTURES}; {then} (set EPR_FIXTURES to their folder)"

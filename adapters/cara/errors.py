@@ -69,3 +69,38 @@ class TooLarge(RecordError):
     """Metadata over its budget (size or count): refused before it is parsed or stored (413)."""
 
     code = "too-costly"
+
+
+# -- CH:MHD-1 (the IG's OperationOutcome codes, in issue.details.text) ------------------------------
+class UnknownDocumentEntry(NotFound):
+    """The entry to update is not known, or not to this principal (the same answer)."""
+
+    code = "processing"
+
+    def __init__(self, message: str, *, location: str | None = None):
+        super().__init__(message, location=location, details_code="XDSMetadataIdentifierError")
+
+
+class MetadataIdentifierMismatch(ProfileViolation):
+    """The submitted DocumentReference names other identifiers than the stored entry."""
+
+    code = "processing"
+
+    def __init__(self, message: str, *, location: str | None = None):
+        super().__init__(message, location=location, details_code="XDSMetadataIdentifierError")
+
+
+class PatientMismatch(ProfileViolation):
+    code = "processing"
+
+    def __init__(self, message: str, *, location: str | None = None):
+        super().__init__(message, location=location, details_code="XDSPatientIDReconciliationError")
+
+
+class UnmodifiableMetadata(ProfileViolation):
+    """An update changes metadata that may not change (or that this principal may not change)."""
+
+    code = "processing"
+
+    def __init__(self, message: str, *, issues: list[Issue] | None = None):
+        super().__init__(message, issues=issues, details_code="UnmodifiableMetadataError")

@@ -147,8 +147,8 @@ def parse_pdq(params: list[tuple[str, str]]) -> PatientSearch:
         alternatives = [v for v in value.split(",") if v.strip()]
         if param == "_count":
             number = ascii_int(value)
-            if number is None or not 1 <= number <= PDQ_MAX_COUNT:
-                raise InvalidInput(f"_count must be an integer from 1 to {PDQ_MAX_COUNT}", location="_count")
+            if number is None or not 0 <= number <= PDQ_MAX_COUNT:  # 0: the total only
+                raise InvalidInput(f"_count must be an integer from 0 to {PDQ_MAX_COUNT}", location="_count")
             count = number
         elif not alternatives:
             raise InvalidInput(f"{name} needs a value", location=name)

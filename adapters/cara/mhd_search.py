@@ -6,6 +6,7 @@ the caller sees, never a silently widened search.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -20,7 +21,9 @@ DATE_PARAMS = ("date", "period")
 DATE_PREFIXES = ("eq", "ge", "le", "gt", "lt")
 DEFAULT_COUNT = 20
 MAX_COUNT = 100
-SUPPORTED = ("patient.identifier", "status", *TOKEN_PARAMS, *STRING_PARAMS, *DATE_PARAMS, "_count", "_offset")
+PATIENT_PARAMS = ("patient.identifier", "patient", "subject")  # exactly one: the SPID, or the MPI's Patient id
+SUPPORTED = (*PATIENT_PARAMS, "status", *TOKEN_PARAMS, *STRING_PARAMS, *DATE_PARAMS, "_count", "_offset")
+_PATIENT_ID = re.compile(r"(?:.*/)?(?:Patient/)([A-Za-z0-9\-.]{1,64})|([A-Za-z0-9\-.]{1,64})")
 
 
 @dataclass(frozen=True)
@@ -54,9 +57,10 @@ class DocumentQuery:
 class FindRequest:
     """A parsed ITI-67 query whose patient is still a SPID: the MPI resolves it to a `DocumentQuery`."""
 
-    spid: str
+    spid: str  # "" when the patient is named by its Patient id (`patient_id`), which the MPI resolves
     query: DocumentQuery
     params: tuple[tuple[str, str], ...] = field(default=())
+    patient_id: str | None = None  # `patient=Patient/{id}` or `subject=…`: the id PDQm answers (MPI-PID)
 
     def for_patient(self, pid: str) -> DocumentQuery:
         return replace(self.query, patient_pid=pid)
@@ -68,14 +72,22 @@ def parse_find_request(params: list[tuple[str, str]], *, string_hash) -> FindReq
     if unknown:
         raise InvalidInput(f"unknown or unsupported search parameter(s): {', '.join(unknown)}",
                            location="DocumentReference?" + "&".join(unknown))
-    patients = [v for n, v in params if n == "patient.identifier"]
+    patients = [(n, v) for n, v in params if n in PATIENT_PARAMS]
     if len(patients) != 1:
-        raise InvalidInput("exactly one patient.identifier=urn:oid:2.16.756.5.30.1.127.3.10.3|<EPR-SPID> is required",
-                           location="patient.identifier")
-    system, _, spid = patients[0].partition("|")
-    if system != SPID_SYSTEM or not is_spid(spid):
-        raise InvalidInput(f"patient.identifier must be {SPID_SYSTEM}|<18-digit EPR-SPID>",
-                           location="patient.identifier")
+        raise InvalidInput("exactly one patient.identifier=urn:oid:2.16.756.5.30.1.127.3.10.3|<EPR-SPID> (or "
+                           "patient=Patient/<id>, subject=Patient/<id>) is required", location="patient.identifier")
+    name, value = patients[0]
+    spid, patient_id = "", None
+    if name == "patient.identifier":
+        system, _, spid = value.partition("|")
+        if system != SPID_SYSTEM or not is_spid(spid):
+            raise InvalidInput(f"patient.identifier must be {SPID_SYSTEM}|<18-digit EPR-SPID>",
+                               location="patient.identifier")
+    else:
+        reference = _PATIENT_ID.fullmatch(value)
+        if reference is None or (name == "subject" and reference.group(1) is None):
+            raise InvalidInput(f"{name} must be Patient/<id> (the id a PDQm search answers)", location=name)
+        patient_id = reference.group(1) or reference.group(2)
 
     statuses: list[str] = []
     tokens: list[TokenFilter] = []
@@ -98,11 +110,11 @@ def parse_find_request(params: list[tuple[str, str]], *, string_hash) -> FindReq
         elif name in DATE_PARAMS:
             dates.append(_date(name, value))
         elif name == "_count":
-            count = _integer(name, value, 1, MAX_COUNT)
+            count = _integer(name, value, 0, MAX_COUNT)  # 0: the total only
         elif name == "_offset":
             offset = _integer(name, value, 0, 10**9)
     query = DocumentQuery("", tuple(dict.fromkeys(statuses)), tuple(tokens), tuple(dates), None, offset, count)
-    return FindRequest(spid=spid, query=query, params=tuple(params))
+    return FindRequest(spid=spid, query=query, params=tuple(params), patient_id=patient_id)
 
 
 def _normalise(value: str) -> str:

@@ -94,6 +94,7 @@ class DocumentEntry:
     deletion_status: Code | None = None
     submission_set_id: str | None = None
     extensions: list[dict[str, Any]] = field(default_factory=list)  # other extensions, kept as sent
+    version: int = 1  # the metadata version: 1 as provided, +1 per CH:MHD-1 update
 
     @property
     def confidentiality_level(self) -> str:

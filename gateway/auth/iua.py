@@ -44,7 +44,7 @@ from gateway.auth.identifiers import (
 )
 from gateway.auth.issuers import TrustedIssuers
 
-__all__ = ["ALLOWED_ALGORITHMS", "TokenVerifier", "gln_is_valid"]
+__all__ = ["ALLOWED_ALGORITHMS", "TokenVerifier", "gln_is_valid", "principal_from_claims"]
 
 ALLOWED_ALGORITHMS = ("ES256", "RS256", "EdDSA")
 MAX_TOKEN_CHARS = 32 * 1024
@@ -379,3 +379,14 @@ def _check_role_rules(principal: Principal) -> None:
         raise AccessRefused(f"purpose of use EMER is reserved to HCP and ASS, not {role}")
     if purpose in _TECHNICAL_PURPOSES and role != "TCU":
         raise AccessRefused(f"purpose of use {purpose} is reserved to TCU, not {role}")
+
+
+def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    """The EPR claim checks and role rules of `TokenVerifier.verify`, without signature or time checks.
+
+    The development `token` command runs them on what it is about to print, so that a token the
+    gateway would refuse (bad GLN, EMER for a patient, …) is refused by the command instead.
+    Raises AuthenticationFailed or AccessRefused with the reason."""
+    principal = _principal_from(claims)
+    _check_role_rules(principal)
+    return principal

@@ -1,4 +1,5 @@
-"""MHD: ITI-65 provide (POST /fhir), ITI-67 find, DocumentReference read, ITI-68 retrieve."""
+"""MHD: ITI-65 provide (POST /fhir), ITI-67 find, DocumentReference read, ITI-68 retrieve, CH:MHD-1 update
+(PUT DocumentReference, or a Bundle of PUTs posted to /fhir)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,15 @@ async def transaction(request: Request, principal: Principal = Depends(require_p
     answer = await run_use_case(request, services(request).transaction, principal=principal, body=body,
                                 base_url=base_url(request))
     return fhir_response(answer, 200)
+
+
+@router.put("/fhir/DocumentReference/{entry_id}", summary="CH:MHD-1 Update Document Metadata")
+async def update_document_reference(entry_id: str, request: Request,
+                                    principal: Principal = Depends(require_principal)) -> Response:
+    body = await fhir_body(request)
+    resource = await run_use_case(request, services(request).metadata.update_reference, principal=principal,
+                                  entry_id=entry_id, body=body, base_url=base_url(request))
+    return fhir_response(resource, 200, headers={"ETag": f'W/"{resource["meta"]["versionId"]}"'})
 
 
 # The three reads are the gateway's hottest exchanges: plain Starlette routes behind the same door

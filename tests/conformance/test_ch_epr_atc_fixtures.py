@@ -7,6 +7,7 @@ import json
 import pytest
 from fhir.resources.R4B.auditevent import AuditEvent
 
+from official_examples import require_examples
 from conftest import FIXTURES, SPID
 from gateway.samples import pdf_document, provide_bundle
 
@@ -15,8 +16,7 @@ CH_EPR = FIXTURES / "ch-epr-fhir"
 
 @pytest.fixture(scope="module")
 def official():
-    if not CH_EPR.is_dir():
-        pytest.fail(f"the official CH EPR FHIR examples are missing: no folder {CH_EPR} (set EPR_FIXTURES)")
+    require_examples(CH_EPR)
     return {p.stem.removeprefix("AuditEvent-"): json.loads(p.read_text()) for p in CH_EPR.glob("AuditEvent-atc-*.json")}
 
 

@@ -9,6 +9,7 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.parameters import Parameters
 
+from official_examples import require_examples
 from conftest import FIXTURES, running_gateway, sqlite_url
 
 CH_EPR = FIXTURES / "ch-epr-fhir"
@@ -20,10 +21,7 @@ SPID_SYSTEM = "urn:oid:2.16.756.5.30.1.127.3.10.3"
 
 @pytest.fixture(scope="module")
 def examples():
-    missing = [name for name in EXAMPLES if not (CH_EPR / name).is_file()]
-    if missing:
-        pytest.fail(f"the official CH EPR FHIR examples are missing from {CH_EPR}: {', '.join(missing)} "
-                    "(set EPR_FIXTURES)")
+    require_examples(CH_EPR, EXAMPLES)
     return [json.loads((CH_EPR / name).read_text()) for name in EXAMPLES]
 
 

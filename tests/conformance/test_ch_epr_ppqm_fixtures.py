@@ -6,6 +6,7 @@ import json
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
+from official_examples import require_examples
 from conftest import FIXTURES
 
 CH_EPR = FIXTURES / "ch-epr-fhir"
@@ -15,8 +16,7 @@ MEANING = ("identifier", "status", "scope", "category", "patient", "policyRule",
 
 @pytest.fixture(scope="module")
 def examples():
-    if not CH_EPR.is_dir():
-        pytest.fail(f"the official CH EPR FHIR examples are missing: no folder {CH_EPR} (set EPR_FIXTURES)")
+    require_examples(CH_EPR)
     return {t: json.loads((CH_EPR / f"Consent-PpqmConsentTemplate{t}Example.json").read_text()) for t in TEMPLATES}
 
 

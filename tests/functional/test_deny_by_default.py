@@ -4,6 +4,7 @@ import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import Route
 
+from gateway.portal import PUBLIC_PATHS as PORTAL_PUBLIC_PATHS
 from gateway.security import PUBLIC_PATHS, require_principal
 
 
@@ -28,12 +29,14 @@ def all_routes(routes) -> list[Route]:
 def guarded(route: Route) -> bool:
     if isinstance(route, APIRoute):
         return require_principal in dependency_calls(route)
+    if getattr(route.endpoint, "requires_portal_session", False):  # the patient's page: behind `signed_in`
+        return True
     return getattr(route.endpoint, "requires_principal", False)  # a plain route behind `authenticated`
 
 
 def test_every_non_public_route_requires_a_principal(gateway):
     routes = all_routes(gateway.client.app.routes)
-    unguarded = [r.path for r in routes if r.path not in PUBLIC_PATHS and not guarded(r)]
+    unguarded = [r.path for r in routes if r.path not in PUBLIC_PATHS | PORTAL_PUBLIC_PATHS and not guarded(r)]
 
     assert {r.path for r in routes} >= PUBLIC_PATHS | {"/fhir", "/fhir/DocumentReference", "/fhir/Binary/{entry_id}",
                                                        "/fhir/DocumentReference/{entry_id}"}
@@ -47,8 +50,9 @@ def test_a_plain_route_without_the_guard_would_be_found():
     assert not guarded(Route("/fhir/Anything", endpoint))
 
 
-def test_public_list_is_exactly_metadata_and_health():
-    assert PUBLIC_PATHS == {"/fhir/metadata", "/health/live", "/health/ready"}
+def test_public_list_is_exactly_metadata_discovery_and_health():
+    assert PUBLIC_PATHS == {"/fhir/metadata", "/.well-known/smart-configuration", "/health/live", "/health/ready",
+                            "/openapi.json", "/docs"}
 
 
 @pytest.mark.parametrize("method, path", [
@@ -74,3 +78,12 @@ def test_public_routes_answer_without_token(gateway):
     assert metadata.json()["fhirVersion"] == "4.0.1"
     assert gateway.client.get("/health/live").status_code == 200
     assert gateway.client.get("/health/ready").json() == {"status": "ready"}
+
+
+def test_the_portals_public_pages_are_only_the_sign_in_steps(gateway):
+    portal_paths = {r.path for r in all_routes(gateway.client.app.routes) if r.path.startswith("/portal")}
+
+    assert PORTAL_PUBLIC_PATHS == {"/portal", "/portal/sign-in", "/portal/dev-sign-in", "/portal/oidc/login",
+                                   "/portal/oidc/callback", "/portal/language"}
+    assert portal_paths - PORTAL_PUBLIC_PATHS >= {"/portal/documents", "/portal/documents/{entry_id}/content",
+                                                  "/portal/sharing/apply", "/portal/trail", "/portal/sign-out"}

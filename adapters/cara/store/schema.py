@@ -70,9 +70,10 @@ document_entry = Table(
     Column("created_seq", BigInteger, nullable=False),  # stable order for paging
     Column("sealed_key", LargeBinary, nullable=False),
     Column("sealed", LargeBinary, nullable=False),  # the whole DocumentEntry as JSON
+    Column("version", Integer, nullable=False, server_default="1"),  # CH:MHD-1 metadata updates (0008)
     # ITI-67 counts and pages from this index alone (see search_sql); the order is its first columns.
     Index("ix_document_entry_search", "patient_pid", "created_seq", "id", "status", "confidentiality", "date",
-          "period_start", "period_end"),
+          "period_start", "period_end", "version"),
 )
 
 # One row per searchable token of an entry (category, type, setting, facility, event, format,
@@ -179,3 +180,69 @@ identity_review = Table(
 )
 
 SEALED_TABLES["identity_review"] = (identity_review, identity_review.c.id)
+
+
+# A counter per patient, raised in the transaction of every change to the patient's documents: how a
+# process that did not make the change (a migration beside a running gateway, another worker without
+# Redis) learns that its remembered search pages are stale (gateway/search_pages.py).
+document_version = Table(
+    "document_version",
+    metadata,
+    Column("patient_pid", String(64), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
+# -- the HL7 v2 bridge (migration 0008_mllp_answers) ----------------------------------------------
+mllp_answer = Table(
+    "mllp_answer",
+    metadata,
+    Column("sender", String(200), primary_key=True),
+    Column("control_id", String(200), primary_key=True),  # MSH-10
+    Column("ack_code", String(2), nullable=False),
+    Column("ack", LargeBinary, nullable=False),  # the ACK as sent: codes and error texts, no content
+    Column("answered_at", DateTime, nullable=False),
+)
+
+mllp_held_message = Table(
+    "mllp_held_message",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("sender", String(200), nullable=False),
+    Column("control_id", String(200), nullable=False),
+    Column("reason", String(40), nullable=False),  # unknown-to-epr | under-review
+    Column("pid", String(64), nullable=True),
+    Column("status", String(16), nullable=False),  # held | released
+    Column("held_at", DateTime, nullable=False),
+    Column("sealed_key", LargeBinary, nullable=False),
+    Column("sealed", LargeBinary, nullable=False),  # the whole message as received
+    Index("ix_mllp_held_message_status", "status", "held_at"),
+)
+SEALED_TABLES["mllp_held_message"] = (mllp_held_message, mllp_held_message.c.id)  # re-wrapped by `keys rotate`
+# -- the patient's web page (migration 0008_portal) ---------------------------------------------------
+# When the patient (or a representative) saw a notification: the page marks notifications read as it
+# shows them. A table of its own rather than a column, so the notification rows stay as written.
+patient_notification_read = Table(
+    "patient_notification_read",
+    metadata,
+    Column("notification_id", String(64), ForeignKey("patient_notification.id"), primary_key=True),
+    Column("read_at", DateTime, nullable=False),
+)
+
+# -- metadata versions (migration 0008_conformance) ---------------------------------------------------
+from sqlalchemy import UniqueConstraint  # noqa: E402 - kept with the table that uses it
+
+# Every metadata version a CH:MHD-1 update replaced, sealed as it was (its own associated data, see
+# documents.metadata_context), so the history of an entry stays readable and provable.
+document_entry_version = Table(
+    "document_entry_version",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("entry_id", String(64), ForeignKey("document_entry.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("replaced_at", DateTime, nullable=False),
+    Column("sealed_key", LargeBinary, nullable=False),
+    Column("sealed", LargeBinary, nullable=False),
+    UniqueConstraint("entry_id", "version", name="ux_document_entry_version"),
+)
+
+SEALED_TABLES["document_entry_version"] = (document_entry_version, document_entry_version.c.id)

@@ -22,7 +22,7 @@ from adapters.cara.store.database import driver_datetime, for_driver
 # The patient and, transitively, every patient merged into it while the link is active.
 _PATIENTS = ("WITH RECURSIVE merged(pid) AS (SELECT CAST(? AS VARCHAR(64)) "
              "UNION SELECT l.retired_pid FROM patient_link l JOIN merged m ON l.surviving_pid = m.pid WHERE l.active) ")
-_ROW_COLUMNS = "id, unique_id, status, sealed_key, sealed"
+_ROW_COLUMNS = "id, unique_id, status, sealed_key, sealed, version"
 
 # Date filters on DocumentReference.date, or on the service period with open ends taking the other end.
 _DATE_LOW = {"date": "e.date", "period": "COALESCE(e.period_start, e.period_end)"}
@@ -32,7 +32,7 @@ _DATE_HIGH = {"date": "e.date", "period": "COALESCE(e.period_end, e.period_start
 @dataclass(frozen=True)
 class SearchStatements:
     count_sql: str
-    page_sql: str  # (id, status) of the page's entries, newest first
+    page_sql: str  # (id, status, version) of the page's entries, newest first
     params: tuple[Any, ...]  # for the count; the page adds (limit, offset)
 
 
@@ -43,6 +43,8 @@ def build(query: DocumentQuery, *, dialect: str) -> SearchStatements:
     if query.statuses:
         where.append(_in("e.status", len(query.statuses)))
         params += query.statuses
+    else:  # a deleted entry (CH:MHD-1, DADM) is never found; its versions and audit records stay
+        where.append("e.status <> 'deleted'")
     if query.confidentiality is not None:
         if not query.confidentiality:
             where.append("1 = 0")
@@ -74,7 +76,7 @@ def build(query: DocumentQuery, *, dialect: str) -> SearchStatements:
     count_sql = f"{_PATIENTS}SELECT COUNT(*) FROM document_entry e WHERE {condition}"
     # Both read the covering index `ix_document_entry_search` only, never a table row: the gateway
     # keeps opened entries in memory, so rows are read (`rows_sql`) just for the entries it lacks.
-    page_sql = (f"{_PATIENTS}SELECT e.id, e.status FROM document_entry e WHERE {condition} "
+    page_sql = (f"{_PATIENTS}SELECT e.id, e.status, e.version FROM document_entry e WHERE {condition} "
                 "ORDER BY e.created_seq DESC, e.id DESC LIMIT ? OFFSET ?")
     return SearchStatements(for_driver(count_sql, dialect), for_driver(page_sql, dialect), tuple(params))
 

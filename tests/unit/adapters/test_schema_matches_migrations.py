@@ -4,6 +4,7 @@ from sqlalchemy import create_engine, inspect
 
 from adapters.cara.store.database import migrate
 import audit.schema  # noqa: F401 - the audit ledger adds its tables to the shared metadata
+import gateway.migration.schema  # noqa: F401 - and so does the migration (journal, holding area)
 from adapters.cara.store.schema import metadata
 
 

@@ -23,7 +23,7 @@ from audit.events import (
 )
 from consent.principal import Group, Principal
 
-FIXTURES = Path(os.environ.get("EPR_FIXTURES", Path(__file__).resolve().parents[4] / "shared" / "fixtures"))
+from official_examples import FIXTURES, require_examples
 SPID = "761337610469261945"
 SITE = "2.16.756.5.30.1.999.1.1"
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
@@ -50,8 +50,7 @@ PROFESSIONAL = Principal(role="HCP", user_id="2000000090092", user_id_qualifier=
 
 def official(name: str) -> dict:
     path = FIXTURES / "ch-epr-fhir" / f"AuditEvent-{name}.json"
-    if not path.is_file():
-        pytest.fail(f"official example {path} not found: set EPR_FIXTURES to the shared fixtures folder")
+    require_examples(path.parent, (path.name,))
     return json.loads(path.read_text(encoding="utf-8"))
 
 

@@ -15,7 +15,7 @@ from consent.errors import ConsentInvalid, PolicyInvalid
 from consent.policies import Policy, onboarding_policies, validate_policy
 from consent.ppqm import consent_from_policy, policy_from_consent
 
-FIXTURES = Path(os.environ.get("EPR_FIXTURES", Path(__file__).resolve().parents[4] / "shared" / "fixtures"))
+from official_examples import FIXTURES, require_examples
 P = "urn:e-health-suisse:2015:policies:"
 SPID = "761337610000000002"
 GLN = "7600000000005"
@@ -24,10 +24,7 @@ GLN = "7600000000005"
 @pytest.fixture(scope="module", autouse=True)
 def consent_dir() -> Path:
     folder = FIXTURES / "ch-epr-fhir"
-    if not folder.is_dir():
-        pytest.fail(f"the fixtures folder is missing: {folder} (set EPR_FIXTURES to the folder that holds "
-                    "ch-epr-fhir/)", pytrace=False)
-    return folder
+    return require_examples(folder)
 
 
 def example(folder: Path, template: int) -> dict:

@@ -112,3 +112,13 @@ def test_switched_off_every_search_reads_the_store():
     for _ in range(3):
         pages.get(query(), store.search(query()))
     assert store.searches == 3
+
+
+def test_in_process_pages_follow_the_store_version_of_changes_made_elsewhere():
+    versions = {"pid-1": 0}
+    pages, store = InProcessSearchPages(ttl_seconds=60, store_version=versions.get), Store()
+    first = pages.get(query(), store.search(query()))
+    versions["pid-1"] = 1  # another process committed a document of pid-1 (this one was not told)
+    after = pages.get(query(), store.search(query()))
+    again = pages.get(query(), store.search(query()))
+    assert (first, after, again, store.searches) == ((1, ["pid-1:1"]), (2, ["pid-1:2"]), (2, ["pid-1:2"]), 2)

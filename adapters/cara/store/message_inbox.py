@@ -1,0 +1,92 @@
+"""The HL7 v2 bridge's memory: the ACK given to each (sender, MSH-10), kept durably so a repeat gets the
+same answer, and the messages held for identity review, sealed like everything naming a patient."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, insert, select, tuple_
+from sqlalchemy.exc import IntegrityError
+
+from adapters.cara.crypto import Keyring, Sealed
+from adapters.cara.store.schema import mllp_answer, mllp_held_message
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def held_context(held_id: str) -> str:
+    return f"mllp-held|{held_id}"
+
+
+class DatabaseMessageInbox:
+    def __init__(self, *, engine: Engine, keyring: Keyring):
+        self._engine = engine
+        self._keyring = keyring
+
+    def answer(self, sender: str, control_id: str) -> bytes | None:
+        with self._engine.connect() as connection:
+            return connection.execute(select(mllp_answer.c.ack).where(
+                mllp_answer.c.sender == sender, mllp_answer.c.control_id == control_id)).scalar_one_or_none()
+
+    def remember(self, sender: str, control_id: str, ack_code: str, ack: bytes, *, connection=None) -> bytes:
+        """Keep the answer; if a concurrent copy of the message answered first, that answer stands
+        (and is returned), so both copies get the same ACK."""
+        row = dict(sender=sender, control_id=control_id, ack_code=ack_code, ack=ack, answered_at=_now())
+        if connection is not None:
+            connection.execute(insert(mllp_answer).values(**row))
+            return ack
+        try:
+            with self._engine.begin() as own:
+                own.execute(insert(mllp_answer).values(**row))
+        except IntegrityError:
+            return self.answer(sender, control_id) or ack
+        return ack
+
+    def answers(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], bytes]:
+        """The answers already kept for these (sender, MSH-10): one query for a whole batch."""
+        if not keys:
+            return {}
+        with self._engine.connect() as connection:
+            return self.answers_in(connection, keys)
+
+    def answers_in(self, connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], bytes]:
+        """The answers already kept for these (sender, MSH-10), read in the caller's transaction."""
+        if not keys:
+            return {}
+        rows = connection.execute(select(mllp_answer.c.sender, mllp_answer.c.control_id, mllp_answer.c.ack).where(
+            tuple_(mllp_answer.c.sender, mllp_answer.c.control_id).in_(keys))).all()
+        return {(r.sender, r.control_id): r.ack for r in rows}
+
+    def remember_many(self, connection, answers: list[tuple[str, str, str, bytes]]) -> None:
+        """(sender, MSH-10, ACK code, ACK) rows in the caller's transaction (one multi-row insert)."""
+        if answers:
+            now = _now()
+            connection.execute(insert(mllp_answer), [
+                dict(sender=s, control_id=c, ack_code=code, ack=ack, answered_at=now) for s, c, code, ack in answers])
+
+    def hold(self, *, sender: str, control_id: str, reason: str, pid: str | None, raw: bytes, ack_code: str,
+             ack: bytes, within: Callable | None = None) -> str:
+        """Hold a message for identity review and keep its answer, in one transaction (with `within`,
+        the audit record)."""
+        held_id = uuid.uuid4().hex
+        sealed = self._keyring.seal(raw, held_context(held_id))
+        with self._engine.begin() as connection:
+            connection.execute(insert(mllp_held_message).values(
+                id=held_id, sender=sender, control_id=control_id, reason=reason, pid=pid, status="held",
+                held_at=_now(), sealed_key=sealed.wrapped_key, sealed=sealed.ciphertext))
+            self.remember(sender, control_id, ack_code, ack, connection=connection)
+            if within is not None:
+                within(connection)
+        return held_id
+
+    def held(self) -> list[tuple[str, str, str | None, bytes]]:
+        """(id, reason, pid, message) of every message still held, oldest first."""
+        with self._engine.connect() as connection:
+            rows = connection.execute(select(mllp_held_message).where(mllp_held_message.c.status == "held")
+                                      .order_by(mllp_held_message.c.held_at)).all()
+        return [(r.id, r.reason, r.pid, self._keyring.open(Sealed(r.sealed_key, r.sealed), held_context(r.id)))
+                for r in rows]

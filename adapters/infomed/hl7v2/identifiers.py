@@ -1,0 +1,43 @@
+"""PID-3 / MRG-1 CX lists → MPI identifiers. `id^^^NS&OID&ISO` is `urn:oid:OID|id`."""
+
+from __future__ import annotations
+
+import re
+
+from adapters.cara.model import Identifier
+from adapters.infomed.hl7v2.errors import REQUIRED_FIELD_MISSING, TABLE_VALUE_NOT_FOUND, SenderMustFix
+from adapters.infomed.hl7v2.message import Segment
+
+_OID = re.compile(r"^[0-2](\.(0|[1-9]\d*))+$")
+
+
+def cx_identifiers(segment: Segment, field: int, *, default_system: str | None = None) -> list[Identifier]:
+    """Every repetition with an id and an assigning authority OID (CX.4.2, or CX.4.1 when it is an
+    OID). A repetition without any authority takes `default_system` (the sender's configured local id
+    namespace); one whose authority has no OID cannot be mapped and is reported (AE)."""
+    found: list[Identifier] = []
+    unmapped: list[str] = []
+    reps = segment.repetitions(field)
+    for index in range(len(reps)):
+        value = segment.component(field, 1, repetition=index)
+        if not value:
+            continue
+        namespace = segment.component(field, 4, repetition=index, subcomponent=1)
+        oid = segment.component(field, 4, repetition=index, subcomponent=2)
+        if not oid and _OID.match(namespace):
+            oid = namespace
+        if oid and _OID.match(oid):
+            found.append(Identifier(f"urn:oid:{oid}", value))
+        elif not namespace and not oid and default_system:
+            found.append(Identifier(default_system, value))
+        else:
+            unmapped.append(namespace or oid or "(none)")
+    if not found:
+        where = f"{segment.name}-{field}"
+        if unmapped:
+            raise SenderMustFix(f"{where}: assigning authority {unmapped[0]!r} has no OID "
+                                "(send id^^^namespace&OID&ISO)", code=TABLE_VALUE_NOT_FOUND,
+                                segment=segment.name, field=field, component=4)
+        raise SenderMustFix(f"{where}: no patient identifier", code=REQUIRED_FIELD_MISSING,
+                            segment=segment.name, field=field)
+    return found

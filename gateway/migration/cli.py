@@ -1,0 +1,188 @@
+"""`epr-gateway migrate …` and `epr-gateway infomed …`: the migration's commands (registered by
+gateway/cli.py). Every command builds the same services as the server (same EPR_* settings) and acts
+through the use-case layer; none of them opens the record's tables itself."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+infomed_app = typer.Typer(help="The Infomed platform's exports: a synthetic one, and its patient feed.",
+                          no_args_is_help=True)
+SUBCOMMANDS = ("status", "retry", "verify")
+
+
+def _services():
+    from gateway.first_start import prepare
+    from gateway.settings import Settings
+    from gateway.wiring import build_services
+
+    return build_services(prepare(Settings()).settings)
+
+
+def _principal(as_gln: str | None):
+    from gateway.auth.identifiers import gln_is_valid
+    from gateway.migration.job import migration_principal
+
+    if not as_gln or not gln_is_valid(as_gln):
+        raise typer.BadParameter("the responsible professional's GLN (13 digits, valid check digit)",
+                                 param_hint="--as-gln")
+    return migration_principal(as_gln)
+
+
+def migrate(sources: list[str] = typer.Argument(..., help="XDM media (directories or ZIP files); or: status | "
+                                                          "retry | verify SOURCE…"),
+            as_gln: Optional[str] = typer.Option(None, "--as-gln", help="GLN of the responsible professional"),
+            report: Optional[Path] = typer.Option(None, "--report", help="write the reconciliation report (JSON)"),
+            workers: int = typer.Option(2, "--workers", min=1, help="threads reading and mapping the media"),
+            batch: int = typer.Option(200, "--batch", min=1, help="documents per transaction"),
+            dry_run: bool = typer.Option(False, "--dry-run", help="read, validate and report; store nothing"),
+            code_table: list[Path] = typer.Option([], "--code-table", help="extra code table (JSON), repeatable"),
+            progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
+                                                    help="progress bar (default: when on a terminal)")) -> None:
+    """Migrate XDM exports into the shared record as a technical user acting for --as-gln.
+
+    `migrate status` lists held documents and why; `migrate retry --as-gln GLN` processes them again;
+    `migrate verify SOURCE… --as-gln GLN` compares every migrated document's bytes with the source."""
+    from adapters.infomed.xdm.codes import CodeTables, CodeTableError
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    command, rest = (sources[0], sources[1:]) if sources[0] in SUBCOMMANDS else (None, sources)
+    try:
+        tables = CodeTables.load(code_table)
+    except CodeTableError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--code-table") from exc
+    if command == "status":
+        return _status()
+    principal = _principal(as_gln)
+    paths = [Path(s) for s in rest]
+    if command in (None, "verify") and not paths:
+        raise typer.BadParameter("at least one XDM source", param_hint="SOURCE")
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:  # refused before anything is journaled: a mistyped path is not a rejected export
+        raise typer.BadParameter(f"no such file or directory: {', '.join(missing)}", param_hint="SOURCE")
+    if command == "verify":
+        return _verify(paths, principal)
+    _run(paths, principal, tables, retry=command == "retry", report_file=report, workers=workers, batch=batch,
+         dry_run=dry_run, show=sys.stderr.isatty() if progress is None else progress)
+
+
+def _run(paths, principal, tables, *, retry: bool, report_file, workers, batch, dry_run, show) -> None:
+    from gateway.import_exchange import ImportExchange
+    from gateway.migration.job import MigrationJob
+    from gateway.migration.journal import Journal
+    from gateway.migration.progress import MigrationProgress, estimate_documents
+    from gateway.migration.report import build_report, summary
+
+    services = _services()
+    journal = Journal(engine=services.engine, keyring=services.keyring)
+    view = MigrationProgress(None if retry else estimate_documents(paths)) if show else None
+    job = MigrationJob(exchange=services.exchange, imports=ImportExchange(exchange=services.exchange),
+                       journal=journal, tables=tables, principal=principal, batch=batch, workers=workers,
+                       dry_run=dry_run, on_progress=view.update if view else None)
+    if view:
+        view.__enter__()
+    try:
+        if retry:
+            media = {source.split("/", 1)[0] for source, _, _ in journal.held_summary()}
+            job.retry()
+        else:
+            media = {p.name for p in paths}
+            job.run(paths)
+    finally:
+        if view:
+            view.__exit__(None, None, None)
+    rows = job.dry_rows if dry_run else journal.rows_for(media).values()
+    result = build_report(rows, code_tables=tables.version, dry_run=dry_run)
+    if report_file:
+        report_file.write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
+    typer.echo(summary(result))
+    if job.counts.skipped:
+        typer.echo(f"({job.counts.skipped} documents were already journaled by an earlier run and skipped)")
+
+
+def _status() -> None:
+    from gateway.migration.journal import Journal
+
+    services = _services()
+    held = Journal(engine=services.engine, keyring=services.keyring).held_summary()
+    by_reason: dict[str, int] = {}
+    for _, code, _ in held:
+        by_reason[code] = by_reason.get(code, 0) + 1
+    typer.echo(f"{len(held)} documents held" + (": " + ", ".join(f"{n} {c}" for c, n in sorted(by_reason.items()))
+                                                 if held else ""))
+    for source, code, reason in held:
+        typer.echo(f"  {source}\t{code}\t{reason}")
+
+
+def _verify(paths, principal) -> None:
+    from adapters.infomed.xdm import ebrim
+    from adapters.infomed.xdm.media import MemberRefused, Package, open_media
+    from gateway.import_exchange import ImportExchange
+    from gateway.migration.journal import Journal
+
+    services = _services()
+    journal = Journal(engine=services.engine, keyring=services.keyring)
+    rows = journal.rows_for(p.name for p in paths)
+    imports = ImportExchange(exchange=services.exchange)
+    checked = 0
+    for path in paths:
+        for item in open_media(path):
+            if not isinstance(item, Package):
+                continue
+            try:
+                metadata = ebrim.parse_metadata(item.metadata)
+            except ebrim.MetadataRefused:
+                continue
+            for document in metadata.documents:
+                row = rows.get(f"{item.source}/{document.slot('URI') or document.id}")
+                if row is None or row.outcome not in ("migrated", "already_present"):
+                    continue
+                try:
+                    content = item.read(document.slot("URI") or "")
+                except MemberRefused as exc:
+                    typer.echo(f"VERIFY FAILED at {row.source}: {exc}", err=True)
+                    raise typer.Exit(1) from exc
+                difference = imports.compare_content(principal=principal, unique_id=row.unique_id, content=content)
+                if difference:
+                    typer.echo(f"VERIFY FAILED at {row.source}: {difference}", err=True)
+                    raise typer.Exit(1)
+                checked += 1
+    typer.echo(f"verified: {checked} migrated documents are in the record byte for byte")
+
+
+@infomed_app.command("generate")
+def generate(out: Path = typer.Option(..., "--out", help="directory to write (replaced)"),
+             documents: int = typer.Option(..., "--documents", min=1),
+             patients: int = typer.Option(..., "--patients", min=2),
+             seed: int = typer.Option(1, "--seed"),
+             as_zip: bool = typer.Option(False, "--zip", help="ZIP files instead of directories"),
+             quirks: float = typer.Option(0.0, "--quirks", min=0.0, max=1.0,
+                                          help="share of subsets/documents carrying a real export's quirks")) -> None:
+    """Write a synthetic Infomed export: XDM media, patients.ndjson (ITI-104) and manifest.json."""
+    from adapters.infomed.generate.export import generate as write_export
+
+    made = write_export(out=out, documents=documents, patients=patients, seed=seed, as_zip=as_zip, quirks=quirks)
+    typer.echo(f"{made.documents} documents ({made.total_bytes / 1e6:,.1f} MB) in {len(made.media)} media; "
+               f"feed {made.patients_file}; manifest {made.manifest_file}")
+
+
+@infomed_app.command("feed")
+def feed(file: Path = typer.Argument(..., help="patients.ndjson: one ITI-104 Patient per line"),
+         onboard: bool = typer.Option(True, "--onboard/--no-onboard",
+                                      help="open the EPR (onboarding 201/202/203) of each patient with a SPID")) -> None:
+    """Feed the export's patients through ITI-104 (as the migration's technical user)."""
+    from gateway.migration.feed import feed_patients
+
+    counts = feed_patients(_services(), file, onboard=onboard)
+    typer.echo(", ".join(f"{n} {what}" for what, n in counts.items()))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("migrate")(migrate)
+    app.add_typer(infomed_app, name="infomed")

@@ -1,0 +1,55 @@
+"""The patient's web page, served by the gateway under /portal on the same TLS origin.
+
+`install(app, services)` adds its routes (plain Starlette routes, each behind `pages.signed_in` or in
+`PUBLIC_PATHS`), its static assets and its security headers to the gateway's app. The pages call the
+use-case layer only (`services.exchange`, `.policies`, `.trail`, `.portal`, `.metadata`): the same
+decisions and audit records as the FHIR face, no other door to the store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from gateway.portal import routes_documents, routes_sharing, routes_signin, routes_trail
+from gateway.portal.directory import load_directory
+from gateway.portal.headers import PortalHeaders
+from gateway.portal.oidc import oidc_client
+from gateway.portal.pages import Portal
+from gateway.portal.sessions import Sessions, session_store
+
+STATIC = Path(__file__).parent / "static"
+# Pages reachable before sign-in. Everything else under /portal is behind `signed_in`.
+PUBLIC_PATHS = frozenset({"/portal", "/portal/sign-in", "/portal/dev-sign-in", "/portal/oidc/login",
+                          "/portal/oidc/callback", "/portal/language"})
+
+ROUTES = [
+    Route("/portal", routes_signin.home, methods=["GET"]),
+    Route("/portal/sign-in", routes_signin.sign_in_page, methods=["GET"]),
+    Route("/portal/dev-sign-in", routes_signin.dev_sign_in, methods=["POST"]),
+    Route("/portal/oidc/login", routes_signin.oidc_login, methods=["GET"]),
+    Route("/portal/oidc/callback", routes_signin.oidc_callback, methods=["GET"], name="portal_oidc_callback"),
+    Route("/portal/language", routes_signin.language, methods=["POST"]),
+    Route("/portal/sign-out", routes_signin.sign_out, methods=["POST"]),
+    Route("/portal/documents", routes_documents.documents, methods=["GET"]),
+    Route("/portal/documents/{entry_id}", routes_documents.document, methods=["GET"]),
+    Route("/portal/documents/{entry_id}/content", routes_documents.content, methods=["GET"]),
+    Route("/portal/documents/{entry_id}/confidentiality", routes_documents.change_confidentiality, methods=["POST"]),
+    Route("/portal/sharing", routes_sharing.sharing, methods=["GET"]),
+    Route("/portal/sharing/preview", routes_sharing.preview, methods=["POST"]),
+    Route("/portal/sharing/apply", routes_sharing.apply, methods=["POST"]),
+    Route("/portal/trail", routes_trail.trail, methods=["GET"]),
+]
+
+
+def install(app, services) -> None:
+    settings = services.settings
+    sessions = Sessions(store=session_store(settings), idle_seconds=settings.portal_session_idle_seconds,
+                        absolute_seconds=settings.portal_session_absolute_seconds)
+    app.state.portal = Portal(services=services, sessions=sessions, directory=load_directory(settings.portal_directory),
+                              oidc=oidc_client(settings))
+    app.router.routes.extend(ROUTES)
+    app.router.routes.append(Mount("/portal/static", StaticFiles(directory=str(STATIC)), name="portal_static"))
+    app.add_middleware(PortalHeaders)

@@ -1,0 +1,139 @@
+"""Signing in and out, and the language switcher.
+
+Production: OpenID Connect (`oidc.py`). The embedded default: a DEVELOPMENT page where one picks the
+demo patient or types a SPID (or a representative's id and the SPID they act for); it answers 403
+when EPR_ENV=production, whatever the request. Either way the person becomes the page's principal
+only through `PortalExchange.sign_in` (MPI, 303, audit), under a new session id.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from gateway.auth.errors import AccessRefused
+from gateway.portal.oidc import SignInFailed
+from gateway.portal.i18n import N_
+from gateway.portal.pages import portal, public, render, set_cookie, signed_in, with_language
+from gateway.portal.sessions import COOKIE
+from gateway.portal_exchange import patient_principal, representative_principal
+from gateway.routes.common import run_use_case
+
+log = logging.getLogger("epr.gateway.portal")
+
+
+@public
+async def home(request: Request) -> Response:
+    session = request.state.portal_session
+    return RedirectResponse("/portal/documents" if session.signed_in else "/portal/sign-in", status_code=303)
+
+
+@public
+async def sign_in_page(request: Request) -> Response:
+    from gateway.demo import DEMO_SPID
+
+    return render(request, "sign_in.html", expired=request.query_params.get("expired") == "1",
+                  oidc=portal(request).oidc is not None, demo_spid=DEMO_SPID, problem=None)
+
+
+@public
+async def dev_sign_in(request: Request, form: dict[str, str]) -> Response:
+    if portal(request).services.settings.is_production:
+        return render(request, "error.html", 403, title_key="refused",
+                      message_key=N_("The development sign-in is not available in production."))
+    spid = (form.get("spid") or "").strip()
+    representative = (form.get("representative") or "").strip()
+    if not (spid.isdigit() and len(spid) == 18):
+        return _refused(request, N_("An EPR-SPID has 18 digits."))
+    if form.get("as") == "representative":
+        if not representative:
+            return _refused(request, N_("Enter the representative's identifier."))
+        principal = representative_principal(representative_id=representative, spid=spid,
+                                             name=form.get("name") or representative)
+    else:
+        principal = patient_principal(spid=spid, name=form.get("name") or None)
+    return await _complete(request, principal)
+
+
+@public
+async def oidc_login(request: Request) -> Response:
+    client = portal(request).oidc
+    if client is None:
+        return render(request, "error.html", 404, title_key="not-found",
+                      message_key=N_("No identity provider is configured."))
+    url, login = await client.start(str(request.url_for("portal_oidc_callback")))
+    session_id = request.state.portal_session_id
+    portal(request).sessions.update(session_id, _with_login(request.state.portal_session, login))
+    response = RedirectResponse(url, status_code=303)
+    set_cookie(response, session_id, request)
+    return response
+
+
+@public
+async def oidc_callback(request: Request) -> Response:
+    client = portal(request).oidc
+    session = request.state.portal_session
+    if client is None:
+        return render(request, "error.html", 404, title_key="not-found",
+                      message_key=N_("No identity provider is configured."))
+    try:
+        identity = await client.finish(login=session.login, state=request.query_params.get("state"),
+                                       code=request.query_params.get("code"))
+    except SignInFailed as failure:
+        log.info("portal sign-in refused: %s", failure)  # the reason only: never a code or a token
+        return _refused(request, N_("The sign-in could not be completed. Please try again."))
+    if identity.role == "REP":
+        principal = representative_principal(representative_id=identity.user_id, spid=identity.patient_spid,
+                                             name=identity.name or None)
+    else:
+        principal = patient_principal(spid=identity.patient_spid, name=identity.name or None)
+    return await _complete(request, principal)
+
+
+@signed_in
+async def sign_out(request: Request, principal, form) -> Response:
+    portal(request).sessions.end(request.state.portal_session_id)
+    response = RedirectResponse("/portal/sign-in", status_code=303)
+    response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+    return response
+
+
+@public
+async def language(request: Request, form: dict[str, str]) -> Response:
+    session_id, session = request.state.portal_session_id, request.state.portal_session
+    portal(request).sessions.update(session_id, with_language(session, form.get("lang", "")))
+    back = form.get("back", "")
+    target = back if back.startswith("/portal") and "//" not in back and "\\" not in back else "/portal"
+    response = RedirectResponse(target, status_code=303)
+    set_cookie(response, session_id, request)
+    return response
+
+
+async def _complete(request: Request, principal) -> Response:
+    try:
+        await run_use_case(request, portal(request).services.portal.sign_in, principal=principal)
+    except AccessRefused:
+        # One answer for an unknown patient and a representative without a 303: it reveals nothing.
+        return _refused(request, N_("No record could be opened for this sign-in."))
+    old_id = request.cookies.get(COOKIE)
+    session_id, _ = portal(request).sessions.sign_in(
+        old_id, role=principal.role, user_id=principal.user_id, patient_spid=principal.patient_spid,
+        name=principal.name or "")
+    response = RedirectResponse("/portal/documents", status_code=303)
+    set_cookie(response, session_id, request)
+    return response
+
+
+def _refused(request: Request, message: str) -> Response:
+    from gateway.demo import DEMO_SPID
+
+    return render(request, "sign_in.html", 403, expired=False, oidc=portal(request).oidc is not None,
+                  demo_spid=DEMO_SPID, problem=message)
+
+
+def _with_login(session, login):
+    return replace(session, login=login)
+

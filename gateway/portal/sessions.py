@@ -1,0 +1,155 @@
+"""Server-side sessions of the patient's web page: the cookie carries a random id only.
+
+Why server-side: signing out, the idle timeout and the absolute timeout must end a session for good,
+which a signed cookie cannot do (a copy of it stays valid). The store keeps a session under the
+SHA-256 of its id, so a dump of Redis or of memory holds nothing a browser could present.
+
+Two implementations behind one interface, chosen like the policy cache: Redis when configured (several
+workers share sessions), in-process otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Protocol
+
+COOKIE = "__Host-epr-portal"  # __Host-: Secure, Path=/, no Domain — the browser enforces all three
+
+
+@dataclass(frozen=True)
+class PortalSession:
+    """One browser's session. `role` is empty until sign-in completes (an OIDC login in flight keeps
+    its state, nonce and PKCE verifier here, never in the cookie)."""
+
+    csrf: str
+    created: float
+    last_seen: float
+    role: str = ""  # PAT or REP once signed in
+    user_id: str = ""  # SPID (PAT) or representative id (REP)
+    patient_spid: str = ""
+    name: str = ""
+    lang: str = ""
+    login: dict = field(default_factory=dict)  # OIDC: state, nonce, code_verifier, redirect_uri
+
+    @property
+    def signed_in(self) -> bool:
+        return bool(self.role)
+
+
+class SessionStore(Protocol):
+    def load(self, session_id: str) -> PortalSession | None: ...
+    def save(self, session_id: str, session: PortalSession) -> None: ...
+    def delete(self, session_id: str) -> None: ...
+
+
+def _key(session_id: str) -> str:
+    return "epr:portal:session:" + hashlib.sha256(session_id.encode()).hexdigest()
+
+
+class InProcessSessions:
+    """One worker: sessions in memory (lost on restart, which signs everyone out: acceptable)."""
+
+    def __init__(self, *, absolute_seconds: int):
+        self._sessions: dict[str, PortalSession] = {}
+        self._lock = threading.Lock()
+        self._absolute = absolute_seconds
+
+    def load(self, session_id: str) -> PortalSession | None:
+        with self._lock:
+            return self._sessions.get(_key(session_id))
+
+    def save(self, session_id: str, session: PortalSession) -> None:
+        with self._lock:
+            now = time.time()
+            # Drop what has outlived the absolute timeout, so memory stays bounded by live sessions.
+            for key in [k for k, s in self._sessions.items() if now - s.created > self._absolute]:
+                del self._sessions[key]
+            self._sessions[_key(session_id)] = session
+
+    def delete(self, session_id: str) -> None:
+        with self._lock:
+            self._sessions.pop(_key(session_id), None)
+
+
+class RedisSessions:
+    """Several workers: sessions in Redis, expiring with the absolute timeout at the latest."""
+
+    def __init__(self, *, client, absolute_seconds: int):
+        self._redis = client
+        self._absolute = absolute_seconds
+
+    def load(self, session_id: str) -> PortalSession | None:
+        raw = self._redis.get(_key(session_id))
+        return None if raw is None else PortalSession(**json.loads(raw))
+
+    def save(self, session_id: str, session: PortalSession) -> None:
+        remaining = max(1, int(self._absolute - (time.time() - session.created)))
+        self._redis.set(_key(session_id), json.dumps(asdict(session)), ex=remaining)
+
+    def delete(self, session_id: str) -> None:
+        self._redis.delete(_key(session_id))
+
+
+class Sessions:
+    """The rules around the store: new ids, timeouts, sign-in with a fresh id (no session fixation)."""
+
+    def __init__(self, *, store: SessionStore, idle_seconds: int, absolute_seconds: int,
+                 clock: Callable[[], float] = time.time):
+        self.store = store
+        self.idle_seconds = idle_seconds
+        self.absolute_seconds = absolute_seconds
+        self.clock = clock
+
+    def start(self, **values) -> tuple[str, PortalSession]:
+        now = self.clock()
+        session_id = secrets.token_urlsafe(32)
+        session = PortalSession(csrf=secrets.token_urlsafe(32), created=now, last_seen=now, **values)
+        self.store.save(session_id, session)
+        return session_id, session
+
+    def current(self, session_id: str | None) -> PortalSession | None:
+        """The live session of this id, its idle clock restarted; None when unknown or timed out (and
+        then deleted: a timed-out session never comes back)."""
+        if not session_id:
+            return None
+        session = self.store.load(session_id)
+        if session is None:
+            return None
+        now = self.clock()
+        if now - session.last_seen > self.idle_seconds or now - session.created > self.absolute_seconds:
+            self.store.delete(session_id)
+            return None
+        session = replace(session, last_seen=now)
+        self.store.save(session_id, session)
+        return session
+
+    def update(self, session_id: str, session: PortalSession) -> None:
+        self.store.save(session_id, session)
+
+    def sign_in(self, old_id: str | None, **identity) -> tuple[str, PortalSession]:
+        """Replace whatever session the browser had by a new one (new id, new CSRF token)."""
+        lang = ""
+        if old_id:
+            previous = self.store.load(old_id)
+            lang = previous.lang if previous else ""
+            self.store.delete(old_id)
+        return self.start(lang=lang, **identity)
+
+    def end(self, session_id: str | None) -> None:
+        if session_id:
+            self.store.delete(session_id)
+
+
+def session_store(settings) -> SessionStore:
+    if settings.redis_url:
+        import redis
+
+        return RedisSessions(client=redis.Redis.from_url(settings.redis_url, socket_timeout=2),
+                             absolute_seconds=settings.portal_session_absolute_seconds)
+    return InProcessSessions(absolute_seconds=settings.portal_session_absolute_seconds)

@@ -1,0 +1,164 @@
+"""`Exchange.provide_many`: many submissions in one transaction, each all-or-nothing, each audited."""
+
+import base64
+from dataclasses import replace
+
+import pytest
+from sqlalchemy import select
+
+from adapters.cara.errors import Conflict, UnknownPatient
+from adapters.cara.fhir_mapping import submission_from_bundle
+from adapters.cara.model import PendingRelation
+from audit.ledger import verify_ledger
+from audit.schema import audit_record
+from conftest import OTHER_SPID, SPID
+from consent.principal import Principal
+from functional.helpers import row_counts
+from gateway.auth.errors import AccessRefused
+from gateway.samples import pdf_document, provide_bundle
+
+TCU = Principal(role="TCU", user_id="infomed-migration", name="Migration", purpose_of_use="AUTO",
+                acting_for="7601000000002")
+
+
+def submission(title: str, *, spid: str = SPID, unique_id: str | None = None, content: bytes | None = None,
+               confidentiality: str = "normal"):
+    document = {"title": title, "content": content or pdf_document(title, [title]),
+                "confidentiality": confidentiality}
+    if unique_id:
+        document["unique_id"] = unique_id
+    return submission_from_bundle(provide_bundle(spid=spid, documents=[document]))
+
+
+def replacing(new, old):
+    """`new` with its document replacing `old`'s, named by uniqueId (as an XDM RPLC association does)."""
+    document = new.documents[0]
+    relation = PendingRelation("replaces", target_unique_id=old.documents[0].entry.unique_id)
+    return replace(new, documents=(replace(document, relations=(relation,)),))
+
+
+def ledger(services) -> list[tuple[str, str | None, str]]:
+    with services.engine.connect() as connection:
+        return [tuple(r) for r in connection.execute(
+            select(audit_record.c.event_type, audit_record.c.subtype, audit_record.c.outcome)
+            .where(audit_record.c.event_type == "ITI-65").order_by(audit_record.c.seq))]
+
+
+def test_a_batch_stores_the_good_submissions_and_refuses_each_bad_one_alone(gateway):
+    gateway.register_patient()
+    exchange = gateway.services.exchange
+    stored_before = submission("first", unique_id="urn:oid:2.25.1001")
+    exchange.provide_submission(principal=TCU, submission=stored_before)
+    good = submission("good")
+    other_bytes = submission("other bytes", unique_id="urn:oid:2.25.1001")
+    unknown = submission("unknown patient", spid=OTHER_SPID)
+    again = submission("first", unique_id="urn:oid:2.25.1001", content=stored_before.documents[0].content)
+    before = row_counts(gateway.services)
+
+    outcomes = exchange.provide_many(principal=TCU, submissions=[good, other_bytes, unknown, again])
+
+    assert [o.submission for o in outcomes] == [good, other_bytes, unknown, again]
+    assert [type(o.error) for o in outcomes] == [type(None), Conflict, UnknownPatient, type(None)]
+    assert [o.result is None for o in outcomes] == [False, True, True, False]
+    assert [d.created for d in outcomes[0].result.documents] == [True]
+    assert [d.created for d in outcomes[3].result.documents] == [False]
+    assert "already stored with other content" in outcomes[1].error.message
+    after = row_counts(gateway.services)
+    assert {t: after[t] - before[t] for t in ("submission_set", "document_entry", "document_body")} == {
+        "submission_set": 1, "document_entry": 1, "document_body": 1}
+    # one ATC_DOC_CREATE per created document, one refusal each, a record for the resubmission
+    assert ledger(gateway.services)[-4:] == [("ITI-65", None, "4"), ("ITI-65", "ATC_DOC_CREATE", "0"),
+                                             ("ITI-65", None, "4"), ("ITI-65", None, "0")]
+    keys = gateway.services.auditor.ledger.public_keys
+    assert verify_ledger(engine=gateway.services.engine, public_keys=keys).ok
+
+
+def test_what_a_batch_stores_is_found_and_retrieved_byte_for_byte(gateway):
+    gateway.register_patient()
+    submissions = [submission(f"letter {n}") for n in range(5)]
+
+    outcomes = gateway.services.exchange.provide_many(principal=TCU, submissions=submissions)
+
+    found = gateway.find()
+    assert found.status_code == 200
+    assert found.json()["total"] == 5
+    ids = {e["resource"]["masterIdentifier"]["value"]: e["resource"]["id"] for e in found.json()["entry"]}
+    for outcome in outcomes:
+        entry_id = ids[outcome.submission.documents[0].entry.unique_id]
+        assert outcome.result.documents[0].entry_id == entry_id
+        binary = gateway.client.get(f"/fhir/Binary/{entry_id}", headers=gateway.as_hcp())
+        assert binary.content == outcome.submission.documents[0].content
+
+
+def test_the_same_document_twice_in_one_batch_is_stored_once(gateway):
+    gateway.register_patient()
+    first = submission("twice", unique_id="urn:oid:2.25.2002")
+    same = submission("twice", unique_id="urn:oid:2.25.2002", content=first.documents[0].content)
+    changed = submission("twice", unique_id="urn:oid:2.25.2002", content=b"%PDF-1.4 other")
+
+    outcomes = gateway.services.exchange.provide_many(principal=TCU, submissions=[first, same, changed])
+
+    assert [o.result.documents[0].created if o.result else None for o in outcomes] == [True, False, None]
+    assert outcomes[1].result.documents[0].entry_id == outcomes[0].result.documents[0].entry_id
+    assert outcomes[1].result.submission_set_id == outcomes[0].result.submission_set_id
+    assert isinstance(outcomes[2].error, Conflict)
+    assert gateway.find().json()["total"] == 1
+
+
+def test_a_replacement_in_the_same_batch_supersedes_and_a_second_one_is_refused(gateway):
+    gateway.register_patient()
+    original = submission("v1")
+    second = replacing(submission("v2"), original)
+    third = replacing(submission("v3"), original)
+
+    outcomes = gateway.services.exchange.provide_many(principal=TCU, submissions=[original, second, third])
+
+    assert [type(o.error) for o in outcomes] == [type(None), type(None), Conflict]
+    assert "superseded and cannot be replaced again" in outcomes[2].error.message
+    statuses = {e["resource"]["masterIdentifier"]["value"]: e["resource"]["status"]
+                for e in gateway.find(status="current,superseded").json()["entry"]}
+    assert statuses == {original.documents[0].entry.unique_id: "superseded",
+                        second.documents[0].entry.unique_id: "current"}
+
+
+def test_the_provide_level_raises_and_a_refused_principal_stores_nothing(gateway):
+    gateway.register_patient()
+    patient = Principal(role="PAT", user_id=OTHER_SPID, patient_spid=OTHER_SPID)
+    before = row_counts(gateway.services)
+
+    refused = gateway.services.exchange.provide_many(principal=patient, submissions=[submission("x")])
+
+    assert isinstance(refused[0].error, AccessRefused)
+    assert row_counts(gateway.services) == before
+    outcome, = gateway.services.exchange.provide_many(principal=TCU, submissions=[submission("y")])
+    # onboarding wrote 203 "normal": a normal upload stays normal, and `stored` is what was stored
+    assert outcome.stored.documents[0].entry.confidentiality_level == "normal"
+
+
+def test_a_failure_inside_the_transaction_leaves_nothing_stored_nor_audited(gateway):
+    gateway.register_patient()
+    before_rows, before_ledger = row_counts(gateway.services), ledger(gateway.services)
+
+    def journal(connection, outcomes):
+        raise RuntimeError("the journal cannot be written")
+
+    with pytest.raises(RuntimeError):
+        gateway.services.exchange.provide_many(principal=TCU, submissions=[submission("a"), submission("b")],
+                                               within=journal)
+
+    assert row_counts(gateway.services) == before_rows
+    # the failed call is audited once (outside the rolled-back transaction), nothing else
+    assert ledger(gateway.services) == before_ledger + [("ITI-65", None, "8")]
+
+
+def test_a_batch_body_is_sealed_like_a_single_provide(gateway):
+    gateway.register_patient()
+    content = pdf_document("sealed", ["Anna Muster secret words"])
+    gateway.services.exchange.provide_many(principal=TCU, submissions=[submission("sealed", content=content)])
+
+    with gateway.services.engine.connect() as connection:
+        from adapters.cara.store.schema import document_body, document_entry
+        blobs = [r for row in connection.execute(select(document_body.c.sealed, document_entry.c.sealed)
+                                                 .join(document_entry, document_entry.c.id == document_body.c.entry_id))
+                 for r in row]
+    assert blobs and all(b"secret words" not in blob and base64.b64encode(b"secret") not in blob for blob in blobs)

@@ -1,0 +1,94 @@
+"""Off-the-shelf FHIR clients against the real server on loopback over TLS (the demonstration data):
+fhirpy (fetch_all, count, first, Binary reference) and fhirclient (prepare, searches, Binary.read)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fhir.resources.R4B.documentreference import DocumentReference
+
+from gateway.demo import DEMO_SPID, DEMO_VIEWS
+from gateway.pki import ensure_dev_pki
+
+ROOT = Path(__file__).resolve().parents[2]
+SPID_SEARCH = f"urn:oid:2.16.756.5.30.1.127.3.10.3|{DEMO_SPID}"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base_dir = tmp_path_factory.mktemp("libraries")
+    with __import__("socket").socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ca = ensure_dev_pki(base_dir / "data" / "pki").ca_cert
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "HOME": str(base_dir / "home"),
+           "EPR_DATA_DIR": str(base_dir / "data"), "EPR_PORT": str(port),
+           "EPR_AUDIENCE": f"https://127.0.0.1:{port}/fhir"}
+    process = subprocess.Popen([sys.executable, "-c", "from gateway.cli import main; main()", "serve"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=base_dir)
+    tls = ssl.create_default_context(cafile=str(ca))
+    deadline, ready = time.monotonic() + 60, False
+    while not ready and time.monotonic() < deadline and process.poll() is None:
+        try:
+            ready = httpx.get(f"https://127.0.0.1:{port}/health/ready", verify=tls, timeout=2).status_code == 200
+        except (httpx.HTTPError, OSError):
+            time.sleep(0.2)
+    minted = subprocess.run([sys.executable, "-c", "from gateway.cli import main; main()", "token", "--role", "HCP",
+                             "--gln", "7601000000002"], env=env, capture_output=True, text=True, timeout=60)
+    try:
+        assert ready and minted.returncode == 0, minted.stderr
+        yield {"base": f"https://127.0.0.1:{port}/fhir", "ca": str(ca), "token": minted.stdout.splitlines()[-1]}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:  # keep-alive connections of the clients hold the graceful stop
+            process.kill()
+            process.wait(timeout=15)
+
+
+def test_fhirpy_fetch_all_count_first_refresh_and_binary(server):
+    from fhirpy import SyncFHIRClient
+
+    client = SyncFHIRClient(server["base"], authorization=f"Bearer {server['token']}",
+                            requests_config={"verify": server["ca"]})
+    search = client.resources("DocumentReference").search(**{"patient.identifier": SPID_SEARCH})
+
+    everything = search.limit(1).fetch_all()  # one per page: follows every next link
+    count = search.count()
+    first = search.first()  # (first.refresh() needs meta.versionId: versioning is not built yet)
+    binary = client.reference("Binary", first["content"][0]["attachment"]["url"].rsplit("/", 1)[1])
+
+    assert len(everything) == count == DEMO_VIEWS["HCP"].documents
+    assert len({d["id"] for d in everything}) == count
+    DocumentReference.model_validate(first.serialize())
+    assert first["id"] == everything[0]["id"]
+    assert binary.id == first["content"][0]["attachment"]["url"].rsplit("/", 1)[1]
+
+
+def test_fhirclient_prepare_search_and_binary_read(server):
+    from fhirclient import client as fhirclient_client
+    from fhirclient.models.documentreference import DocumentReference as FcDocumentReference
+
+    smart = fhirclient_client.FHIRClient(settings={"app_id": "epr-test", "api_base": server["base"] + "/"})
+    smart.server.session.verify = server["ca"]
+    smart.server.session.trust_env = False  # REQUESTS_CA_BUNDLE would replace the CA given here
+    smart.server.session.headers["Authorization"] = f"Bearer {server['token']}"
+    smart.prepare()  # reads the CapabilityStatement
+
+    found = FcDocumentReference.where(struct={"patient.identifier": SPID_SEARCH}).perform_resources(smart.server)
+
+    assert smart.ready or smart.server.capabilityStatement is not None
+    assert len(found) == DEMO_VIEWS["HCP"].documents
+    assert {d.status for d in found} == {"current"}
+    raw = smart.server.session.get(found[0].content[0].attachment.url)
+    assert raw.status_code == 200 and raw.content.startswith(b"%PDF")
+    assert base64.b64encode(raw.content)

@@ -48,7 +48,7 @@ class AuditTrail:
             raise InvalidInput(f"entity.identifier must be {SPID_SYSTEM}|<18-digit EPR-SPID>",
                                location="entity.identifier")
         since, until = _period([v for n, v in params if n == "date"])
-        count = _paging(params, "_count", DEFAULT_COUNT, 1, MAX_COUNT)
+        count = _paging(params, "_count", DEFAULT_COUNT, 0, MAX_COUNT)  # 0: the total only, as ITI-67
         offset = _paging(params, "_offset", 0, 0, MAX_OFFSET)
         self._access.require_patient_context(principal, spid)
         pid = self._patients.pid_for_spid(spid)
@@ -60,7 +60,7 @@ class AuditTrail:
         self.auditor.write_now([self.auditor.record("ITI-81", principal, atc_code="ATC_LOG_READ", patient_spid=spid,
                                                     query=tuple(params))])
         links = [{"relation": "self", "url": f"{base_url}/AuditEvent?{urlencode(params, safe=':|')}"}]
-        if offset + count < total:
+        if count and offset + count < total:
             paged = [(n, v) for n, v in params if n not in ("_offset", "_count")]
             paged += [("_count", str(count)), ("_offset", str(offset + count))]
             links.append({"relation": "next", "url": f"{base_url}/AuditEvent?{urlencode(paged, safe=':|')}"})

@@ -280,6 +280,7 @@ def _check_token_options(*, role: str, gln: str | None, purpose: str | None, spi
     if purpose is not None and purpose.upper() not in PURPOSES:
         raise typer.BadParameter(f"{purpose!r} is not a purpose of use; one of {', '.join(sorted(PURPOSES))}",
                                  param_hint="--purpose")
+    ttl = ttl or (900 if role.upper() == "TCU" else 3600)  # the verifier's maximum lifetimes
     if ttl <= 0:
         raise typer.BadParameter(f"{ttl} is not a positive number of seconds", param_hint="--ttl")
 

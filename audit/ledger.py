@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select
 
 from adapters.cara.store.database import driver_datetime, for_driver
 from audit.events import AuditRecord, atc_view, canonical_json, ledger_columns, naive_utc, to_audit_event
@@ -211,6 +211,21 @@ class DatabaseAuditLedger:
             query = query.where(audit_record.c.recorded_at <= naive_utc(until))
         with self._engine.connect() as connection:
             return [atc_view(json.loads(row.record_json)) for row in connection.execute(query)]
+
+    def page_for_patient(self, *, patient_key: str, since: datetime | None = None, until: datetime | None = None,
+                         offset: int = 0, count: int = 20) -> tuple[int, list[dict]]:
+        """One page of the patient's trail (ITI-81 `_count`/`_offset`) and the trail's total, from the
+        same query as `records_for_patient`, so a long trail is never read whole for one answer."""
+        where = [audit_record.c.patient_key == patient_key, audit_record.c.subtype.is_not(None)]
+        if since is not None:
+            where.append(audit_record.c.recorded_at >= naive_utc(since))
+        if until is not None:
+            where.append(audit_record.c.recorded_at <= naive_utc(until))
+        page = (select(audit_record.c.record_json).where(*where)
+                .order_by(audit_record.c.recorded_at, audit_record.c.seq).offset(offset).limit(count))
+        with self._engine.connect() as connection:
+            total = connection.execute(select(func.count()).select_from(audit_record).where(*where)).scalar_one()
+            return total, [atc_view(json.loads(row.record_json)) for row in connection.execute(page)]
 
     def all_records(self, *, since: datetime | None = None) -> list[dict]:
         """Every stored AuditEvent (the full security event) recorded at or after `since`, in chain order."""

@@ -24,9 +24,10 @@ A start date without an end date is refused for every template: the XACML templa
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass
 from datetime import date
+
+from adapters.cara.identifier_syntax import is_gln, is_oid_urn, is_printable_id, is_spid, is_uuid_urn
 
 RULE_PREFIX = "urn:e-health-suisse:2015:policies:"
 FULL = RULE_PREFIX + "access-level:full"
@@ -57,10 +58,6 @@ _READ_LEVEL = {FULL: "full", NORMAL: "normal", RESTRICTED: "restricted",
                DELEGATION_NORMAL: "normal", DELEGATION_RESTRICTED: "restricted"}
 _PROVIDE_LEVEL = {PROVIDE_NORMAL: "normal", PROVIDE_RESTRICTED: "restricted", PROVIDE_SECRET: "secret"}
 
-_UUID_URN = re.compile(r"^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_OID_URN = re.compile(r"^urn:oid:[0-2](\.(0|[1-9][0-9]*))*$")
-_SPID = re.compile(r"^[0-9]{18}$")
-_NO_SPACE = re.compile(r"^\S+$")
 
 
 @dataclass(frozen=True)
@@ -121,18 +118,15 @@ class Problem:
 
 def is_valid_gln(value: str) -> bool:
     """GS1 GLN: 13 digits, the last one the mod-10 check digit (weights 1, 3, 1, … from the left)."""
-    if not re.fullmatch(r"[0-9]{13}", value):
-        return False
-    total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(value[:12]))
-    return (10 - total % 10) % 10 == int(value[12])
+    return is_gln(value)
 
 
 def policy_problems(policy: Policy) -> list[Problem]:
     """Every template rule the policy breaks (empty when valid)."""
     problems: list[Problem] = []
-    if not isinstance(policy.policy_set_id, str) or not _UUID_URN.match(policy.policy_set_id.lower()):
+    if not isinstance(policy.policy_set_id, str) or not is_uuid_urn(policy.policy_set_id):
         problems.append(Problem("policy_set_id", f"policy set id must be a urn:uuid, got {policy.policy_set_id!r}"))
-    if not isinstance(policy.patient_spid, str) or not _SPID.match(policy.patient_spid):
+    if not isinstance(policy.patient_spid, str) or not is_spid(policy.patient_spid):
         problems.append(Problem("patient_spid", f"patient EPR-SPID must be 18 digits, got {policy.patient_spid!r}"))
     if policy.template not in ALLOWED_RULES:
         expected = ", ".join(map(str, TEMPLATES))
@@ -174,10 +168,11 @@ def _subject_problems(policy: Policy) -> list[Problem]:
     if template in (301, 304) and not is_valid_gln(subject):
         return [Problem("subject_id", f"template {template} subject {subject!r} is not a GLN "
                                       "(13 digits with a valid GS1 check digit)")]
-    if template == 302 and not _OID_URN.match(subject.lower()):
+    if template == 302 and not is_oid_urn(subject):
         return [Problem("subject_id", f"template 302 subject {subject!r} must be a group OID as urn:oid:…")]
-    if template == 303 and not _NO_SPACE.match(subject):
-        return [Problem("subject_id", f"template 303 representative id {subject!r} must not contain spaces")]
+    if template == 303 and not is_printable_id(subject):
+        return [Problem("subject_id", f"template 303 representative id {subject!r} must be printable ASCII "
+                                      "without spaces")]
     return []
 
 

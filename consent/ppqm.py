@@ -20,10 +20,10 @@ stays local. Template rules shared with the PDP (allowed rules, subjects, validi
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from typing import Any
 
+from adapters.cara.identifier_syntax import is_full_date
 from adapters.cara.vocabulary import GLN_SYSTEM, PURPOSE_OF_USE_SYSTEM, ROLE_SYSTEM, SPID_SYSTEM
 from consent.errors import ConsentInvalid, PolicyInvalid
 from consent.policies import TEMPLATES, Policy, policy_problems, validate_policy
@@ -67,7 +67,6 @@ LOCATIONS = {
     "end": "Consent.provision.period.end",
     "period": "Consent.provision.period",
 }
-_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
 def policy_from_consent(resource: Any) -> Policy:
@@ -266,7 +265,7 @@ def _date(value: Any, which: str) -> date | None:
     if value is None:
         return None
     location = LOCATIONS[which]
-    if not isinstance(value, str) or not _DATE.match(value):
+    if not isinstance(value, str) or not is_full_date(value):
         raise ConsentInvalid(f"{which} date must be yyyy-mm-dd (day precision), got {value!r}", location)
     try:
         return date.fromisoformat(value)

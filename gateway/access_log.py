@@ -1,5 +1,9 @@
 """Access log without query strings or headers: search parameters name patients (SPID) and headers
-carry tokens, so neither may reach the log. Replaces uvicorn's access log."""
+carry tokens, so neither may reach the log. Replaces uvicorn's access log.
+
+Each request is one structured record (`fields`), written as one JSON line by `log_format`: the path
+is a JSON string, so a `%0A` in it cannot start a line of its own.
+"""
 
 from __future__ import annotations
 
@@ -32,5 +36,7 @@ class AccessLog:
             await self.app(scope, receive, send_tracking)
         finally:
             client = scope.get("client") or ("-", 0)
-            log.info("%s %s %s %d %.1fms", client[0], scope["method"], scope["path"], status,
-                     (time.perf_counter() - started) * 1000)
+            elapsed = round((time.perf_counter() - started) * 1000, 1)
+            fields = {"client": client[0], "method": scope["method"], "path": scope["path"], "status": status,
+                      "ms": elapsed}
+            log.info("%s %s %d", scope["method"], scope["path"], status, extra={"fields": fields})

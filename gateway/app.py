@@ -15,6 +15,7 @@ from gateway import outcomes
 from gateway.access_log import AccessLog
 from gateway.audit_commit import AuditUnavailable
 from gateway.auth.errors import AccessRefused
+from gateway.auth_refusals import RefusalFlusher
 from gateway.limits import BodySizeLimit, BodyTooLarge
 from gateway import portal
 from gateway.rest_conventions import RestConventions, allowed_methods
@@ -31,6 +32,8 @@ def create_app(services: Services) -> FastAPI:
         witness.start()
         if shipper is not None:
             shipper.start()
+        refusal_flusher = RefusalFlusher(services.auth_refusals, services.auditor)
+        refusal_flusher.start()
         bridge = None
         if services.settings.mllp_serve:  # `epr-gateway serve`: HL7 v2 beside HTTPS (every worker shares the port)
             from gateway.wiring import mllp_listener
@@ -46,6 +49,7 @@ def create_app(services: Services) -> FastAPI:
         yield
         if bridge is not None:
             await bridge.stop()
+        await refusal_flusher.stop()  # every counted refusal reaches the ledger before the stop
         if shipper is not None:
             shipper.stop()
         # A clean stop signs the ledger's head, so no record is left outside a signed checkpoint.

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from gateway.app import create_app
 from gateway.first_start import prepare
+from gateway.log_format import configure_logging
 from gateway.settings import Settings
 from gateway.wiring import build_services
 
@@ -22,5 +23,6 @@ GIL_SWITCH_INTERVAL_SECONDS = 0.001
 def create() -> FastAPI:
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
     # Worker processes are spawned: they configure logging themselves (no-op when already done).
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if not logging.getLogger().handlers:
+        configure_logging()
     return create_app(build_services(prepare(Settings()).settings))

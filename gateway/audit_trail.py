@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 from adapters.cara.errors import InvalidInput
 from adapters.cara.fhir_dates import value_range
+from adapters.cara.identifier_syntax import ascii_int, is_spid
 from adapters.cara.store.patients import DatabasePatientIndex
 from adapters.cara.vocabulary import SPID_SYSTEM
 from consent.principal import Principal
@@ -20,7 +21,10 @@ from gateway.access import AccessControl
 from gateway.auditing import Auditor, audited
 from gateway.auth.errors import AccessRefused
 
-_PARAMS = frozenset({"entity.identifier", "date", "_count"})
+_PARAMS = frozenset({"entity.identifier", "date", "_count", "_offset"})
+DEFAULT_COUNT = 20  # as ITI-67
+MAX_COUNT = 100
+MAX_OFFSET = 10**9
 PROFILE_ITI81_RESPONSE = "http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/CH-ATC.ITI-81.Response"
 
 
@@ -41,25 +45,32 @@ class AuditTrail:
             raise InvalidInput(f"exactly one entity.identifier={SPID_SYSTEM}|<EPR-SPID> is required",
                                location="entity.identifier")
         system, _, spid = patients[0].partition("|")
-        if system != SPID_SYSTEM or not spid.isdigit() or len(spid) != 18:
+        if system != SPID_SYSTEM or not is_spid(spid):
             raise InvalidInput(f"entity.identifier must be {SPID_SYSTEM}|<18-digit EPR-SPID>",
                                location="entity.identifier")
         since, until = _period([v for n, v in params if n == "date"])
+        count = _paging(params, "_count", DEFAULT_COUNT, 0, MAX_COUNT)  # 0: the total only, as ITI-67
+        offset = _paging(params, "_offset", 0, 0, MAX_OFFSET)
         self._access.require_patient_context(principal, spid)
         pid = self._patients.pid_for_spid(spid)
         if pid is None:
             raise AccessRefused("the audit trail is read by the patient or their representative only")
         self._access.require(principal, spid=spid, pid=pid, action="read-audit")
-        events = self.auditor.ledger.records_for_patient(patient_key=self.auditor.patient_key(spid), since=since,
-                                                         until=until)
+        total, events = self.auditor.ledger.page_for_patient(patient_key=self.auditor.patient_key(spid), since=since,
+                                                             until=until, offset=offset, count=count)
         self.auditor.write_now([self.auditor.record("ITI-81", principal, atc_code="ATC_LOG_READ", patient_spid=spid,
                                                     query=tuple(params))])
         patient_name = _display_name(self._patients.get(pid))
         events = [_with_represented_patient(e, patient_name) for e in events]
+        links = [{"relation": "self", "url": f"{base_url}/AuditEvent?{urlencode(params, safe=':|')}"}]
+        if count and offset + count < total:
+            paged = [(n, v) for n, v in params if n not in ("_offset", "_count")]
+            paged += [("_count", str(count)), ("_offset", str(offset + count))]
+            links.append({"relation": "next", "url": f"{base_url}/AuditEvent?{urlencode(paged, safe=':|')}"})
         return {
             "resourceType": "Bundle", "id": str(uuid.uuid4()), "meta": {"profile": [PROFILE_ITI81_RESPONSE]},
-            "type": "searchset", "total": len(events),
-            "link": [{"relation": "self", "url": f"{base_url}/AuditEvent?{urlencode(params, safe=':|')}"}],
+            "type": "searchset", "total": total,
+            "link": links,
             "entry": [{"fullUrl": f"{base_url}/AuditEvent/{e['id']}", "resource": e, "search": {"mode": "match"}}
                       for e in events],
         }
@@ -85,6 +96,17 @@ def _with_represented_patient(event: dict[str, Any], patient_name: str | None) -
 
 def _role(agent: dict[str, Any]) -> str | None:
     return next((c.get("code") for r in agent.get("role", []) for c in r.get("coding", [])), None)
+
+
+def _paging(params: list[tuple[str, str]], name: str, default: int, low: int, high: int) -> int:
+    """`_count` / `_offset`: once at most, ASCII digits within [low, high], else 400."""
+    values = [v for n, v in params if n == name]
+    if not values:
+        return default
+    number = ascii_int(values[0])
+    if len(values) > 1 or number is None or not low <= number <= high:
+        raise InvalidInput(f"{name} must be given once, as an integer from {low} to {high}", location=name)
+    return number
 
 
 def _period(values: list[str]):

@@ -28,7 +28,7 @@ from gateway.audit_commit import AuditUnavailable, GroupCommit, LoopBatcher
 from gateway.auth.errors import AccessRefused
 
 log = logging.getLogger("epr.gateway.audit")
-_TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+_TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ deferred_audits: ContextVar[list[PreparedRecord] | None] = ContextVar("epr_defer
 
 def traceparent_or_new(value: str | None) -> str:
     """The caller's W3C traceparent when well-formed, else a new one (returned to the caller)."""
-    if value and _TRACEPARENT.match(value) and value[3:35] != "0" * 32:
+    if value and _TRACEPARENT.fullmatch(value) and value[3:35] != "0" * 32:
         return value
     return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
 

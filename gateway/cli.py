@@ -14,6 +14,7 @@ import pydantic
 import typer
 from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer 0.29 carries its own click
 
+from gateway.log_format import configure_logging
 from gateway.settings import Settings
 
 app = typer.Typer(help="Gateway from the Valais health network into the intercantonal EPR.", no_args_is_help=True)
@@ -31,7 +32,7 @@ def serve(workers: int = typer.Option(None, help="worker processes (default EPR_
     from gateway.first_start import prepare
     from gateway.wiring import build_services
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     prepared = prepare(Settings())
     settings = prepared.settings
     migrate(make_engine(settings.resolved_database_url))
@@ -243,7 +244,7 @@ def token(role: str = typer.Option(..., help="PAT, REP, HCP, ASS, TCU, DADM or P
           principal_name: Optional[str] = typer.Option(None),
           group: list[str] = typer.Option([], help="group OID (urn:oid:…), repeatable"),
           user_id: Optional[str] = typer.Option(None, help="id for REP, DADM, PADM, TCU"),
-          ttl: int = typer.Option(3600, help="lifetime in seconds")) -> None:
+          ttl: int = typer.Option(None, help="lifetime in seconds (default 3600, 900 for TCU: the verifier's maxima)")) -> None:
     """Print a token signed by the DEVELOPMENT issuer (never in production). The token is the last line.
 
     It is minted for the development gateway running on this machine (whatever this shell's
@@ -275,7 +276,7 @@ def token(role: str = typer.Option(..., help="PAT, REP, HCP, ASS, TCU, DADM or P
     except (ValueError, AuthenticationFailed, AccessRefused) as refused:
         raise UsageError(f"the gateway would refuse this token: {refused}") from None
     where = f"the gateway running at {running.base_url}" if running else f"issuer {issuer_url}"
-    typer.echo(f"# DEVELOPMENT token for {role}, valid {ttl} s, for {where}")
+    typer.echo(f"# DEVELOPMENT token for {role}, valid {ttl or (900 if role == 'TCU' else 3600)} s, for {where}")
     typer.echo(signed)
 
 
@@ -300,6 +301,7 @@ def _check_token_options(*, role: str, gln: str | None, purpose: str | None, spi
     if purpose is not None and purpose.upper() not in PURPOSES:
         raise typer.BadParameter(f"{purpose!r} is not a purpose of use; one of {', '.join(sorted(PURPOSES))}",
                                  param_hint="--purpose")
+    ttl = ttl or (900 if role.upper() == "TCU" else 3600)  # the verifier's maximum lifetimes
     if ttl <= 0:
         raise typer.BadParameter(f"{ttl} is not a positive number of seconds", param_hint="--ttl")
 

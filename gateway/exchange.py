@@ -15,6 +15,7 @@ from urllib.parse import quote
 import orjson
 
 from adapters.cara import fhir_mapping, patient_mapping
+from adapters.cara.client_json import DEFAULT_LIMITS, JsonLimits
 from adapters.cara.errors import InvalidInput, NotFound, UnknownPatient
 from adapters.cara.mhd_search import parse_find_request
 from adapters.cara.model import DocumentEntry, Identifier, PatientRecord, Submission
@@ -51,7 +52,9 @@ class Provided:
 
 class Exchange:
     def __init__(self, *, documents: DatabaseDocumentStore, patients: DatabasePatientIndex, access: AccessControl,
-                 auditor: Auditor, community_oid: str, pages: SearchPages | None = None):
+                 auditor: Auditor, community_oid: str, pages: SearchPages | None = None,
+                 json_limits: JsonLimits = DEFAULT_LIMITS):
+        self.json_limits = json_limits
         self.documents = documents
         self.pages = pages or NoSearchPages()
         self.patients = patients
@@ -63,8 +66,8 @@ class Exchange:
     # -- ITI-65 -------------------------------------------------------------------------------
     @audited("ITI-65")
     def provide(self, *, principal: Principal, body: bytes, base_url: str) -> Provided:
-        return self.provide_bundle(principal=principal, bundle=fhir_mapping.parse_resource(body, "Bundle"),
-                                   base_url=base_url)
+        bundle = fhir_mapping.parse_resource(body, "Bundle", limits=self.json_limits)
+        return self.provide_bundle(principal=principal, bundle=bundle, base_url=base_url)
 
     @audited("ITI-65")
     def provide_bundle(self, *, principal: Principal, bundle: dict[str, Any], base_url: str) -> Provided:
@@ -232,7 +235,8 @@ class Exchange:
         if principal.role not in IDENTITY_FEEDERS:
             raise AccessRefused(f"role {principal.role} may not feed patient identities")
         source = _source_identifier(identifier_param)
-        incoming = patient_mapping.patient_from_resource(fhir_mapping.parse_resource(body, "Patient"))
+        resource = fhir_mapping.parse_resource(body, "Patient", limits=self.json_limits)
+        incoming = patient_mapping.patient_from_resource(resource)
         record, created = self.patients.register(source, incoming)
         # The ledger is in the clear: the record names the patient by SPID only, no local id, no demographics.
         self.auditor.write_now([self.auditor.record("ITI-104", principal, action="C" if created else "U",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from adapters.cara.crypto import Keyring
 from audit.signing import load_or_create_signing_key
@@ -33,12 +34,16 @@ class Prepared:
 def prepare(settings: Settings) -> Prepared:
     """Make sure keys, certificates and issuers exist; returns settings with their paths filled in."""
     generated: list[str] = []
+    problem = public_base_url_problem(settings.public_base_url) if settings.public_base_url else None
+    if problem:
+        raise ProductionMisconfigured(f"EPR_PUBLIC_BASE_URL {problem}")
     if settings.is_production:
         missing = [name for name, value in (("EPR_KEYRING", settings.keyring), ("EPR_TLS_CERT", settings.tls_cert),
                                             ("EPR_TLS_KEY", settings.tls_key),
                                             ("EPR_TRUSTED_ISSUERS", settings.trusted_issuers),
                                             ("EPR_AUDIT_SIGNING_KEY", settings.audit_signing_key),
-                                            ("EPR_DATABASE_URL", settings.database_url)) if not value]
+                                            ("EPR_DATABASE_URL", settings.database_url),
+                                            ("EPR_PUBLIC_BASE_URL", settings.public_base_url)) if not value]
         if missing:
             raise ProductionMisconfigured(f"production needs {', '.join(missing)}: no development defaults")
         return Prepared(settings, None, ())
@@ -67,3 +72,15 @@ def prepare(settings: Settings) -> Prepared:
 
 def dev_issuer_url(settings: Settings) -> str:
     return f"https://{settings.host}:{settings.port}/dev-issuer"
+
+
+def public_base_url_problem(url: str) -> str | None:
+    """Why a configured FHIR base cannot be the base of the links clients follow, or None."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        return "must be an https:// URL with a host"
+    if parts.query or parts.fragment or parts.username or parts.password:
+        return "takes no query, fragment or credentials"
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "must not contain spaces or control characters"
+    return None

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from adapters.cara import fhir_mapping, identity, patient_mapping, patient_matching
 from adapters.cara.store.patient_match import shared_demographics
+from adapters.cara.client_json import DEFAULT_LIMITS, JsonLimits
 from adapters.cara.errors import InvalidInput, NotFound
 from adapters.cara.model import Identifier, PatientRecord
 from adapters.cara.store.patients import DatabasePatientIndex, IdentityReview
@@ -33,7 +34,8 @@ PIX_PARAMS = ("sourceIdentifier", "targetSystem")
 
 class IdentityExchange:
     def __init__(self, *, patients: DatabasePatientIndex, auditor: Auditor, community_oid: str,
-                 pages: SearchPages | None = None):
+                 pages: SearchPages | None = None, json_limits: JsonLimits = DEFAULT_LIMITS):
+        self.json_limits = json_limits
         self.patients = patients
         self.auditor = auditor
         self.pages = pages or NoSearchPages()
@@ -189,7 +191,7 @@ class IdentityExchange:
 
     def _link(self, principal: Principal, body: bytes, *, undo: bool) -> dict[str, Any]:
         _require_role(principal, MERGERS, "merge or unmerge patients")
-        parameters = fhir_mapping.parse_resource(body, "Parameters")
+        parameters = fhir_mapping.parse_resource(body, "Parameters", limits=self.json_limits)
         source = self._merge_party(parameters, "source-patient")
         target = self._merge_party(parameters, "target-patient")
         return self._link_pids(principal, source, target, undo=undo)
@@ -232,8 +234,11 @@ class IdentityExchange:
 
     # -- identity review list -------------------------------------------------------------------
     @audited("identity-review")
-    def reviews(self, *, principal: Principal) -> dict[str, Any]:
+    def reviews(self, *, principal: Principal, params: list[tuple[str, str]] = ()) -> dict[str, Any]:
         _require_role(principal, REVIEWERS, "read the identity review list")
+        if params:  # strict like every search: a filter the list does not apply is an error, not ignored
+            raise InvalidInput("the identity review list takes no search parameters",
+                               location="identity-reviews?" + "&".join(sorted({n for n, _ in params})))
         reviews = self.patients.open_reviews()
         self.auditor.write_now([self.auditor.record("identity-review", principal, action="R")])
         return {"reviews": [_review_json(r) for r in reviews]}

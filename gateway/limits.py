@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.cara.errors import Issue
+from adapters.cara.identifier_syntax import ascii_int
 from gateway.outcomes import fhir_response, operation_outcome
 
 
@@ -22,7 +23,8 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        length = ascii_int(declared.decode("latin-1")) if declared is not None else None
+        if length is not None and length > self.max_bytes:
             await self._reject(scope, receive, send)
             return
         received = 0

@@ -21,6 +21,7 @@ from adapters.cara.errors import (
     ProfileViolation,
     RecordError,
     StoreUnavailable,
+    TooLarge,
     UnknownPatient,
 )
 
@@ -35,6 +36,7 @@ STATUS_BY_ERROR: dict[type[RecordError], int] = {
     Conflict: 409,
     IntegrityFailure: 500,
     StoreUnavailable: 503,
+    TooLarge: 413,
 }
 
 

@@ -10,11 +10,14 @@ import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy import Engine
 
 from adapters.cara.errors import Conflict, InvalidInput, NotFound, UnknownPatient
+from adapters.cara.client_json import DEFAULT_LIMITS, JsonLimits
 from adapters.cara.fhir_mapping import parse_resource, searchset
+from adapters.cara.identifier_syntax import is_spid, is_uuid_urn
 from adapters.cara.store.patients import DatabasePatientIndex
 from adapters.cara.vocabulary import GLN_SYSTEM, SPID_SYSTEM
 from audit.events import PolicySubject
@@ -41,7 +44,9 @@ class PolicyChange:
 
 
 class PolicyExchange:
-    def __init__(self, *, engine: Engine, patients: DatabasePatientIndex, access: AccessControl, auditor: Auditor):
+    def __init__(self, *, engine: Engine, patients: DatabasePatientIndex, access: AccessControl, auditor: Auditor,
+                 json_limits: JsonLimits = DEFAULT_LIMITS):
+        self.json_limits = json_limits
         self._engine = engine
         self._patients = patients
         self._access = access
@@ -50,14 +55,14 @@ class PolicyExchange:
     # -- PPQ-3 / PPQ-4 ------------------------------------------------------------------------
     @audited("PPQ-3")
     def add(self, *, principal: Principal, body: bytes) -> tuple[dict[str, Any], bool]:
-        policy = policy_from_consent(parse_resource(body, "Consent"))
+        policy = policy_from_consent(parse_resource(body, "Consent", limits=self.json_limits))
         self.apply(principal=principal, changes=[PolicyChange("POST", policy.policy_set_id, policy)],
                    transaction="PPQ-3")
         return self._consent(policy), True
 
     @audited("PPQ-3")
     def replace(self, *, principal: Principal, consent_id: str, body: bytes) -> tuple[dict[str, Any], bool]:
-        policy = policy_from_consent(parse_resource(body, "Consent"))
+        policy = policy_from_consent(parse_resource(body, "Consent", limits=self.json_limits))
         if policy.policy_set_id != _UUID_PREFIX + consent_id:
             raise InvalidInput(f"Consent/{consent_id} carries policySetId {policy.policy_set_id}",
                                location="Consent.identifier")
@@ -175,20 +180,25 @@ class PolicyExchange:
                                "<SPID> or identifier=<policy set uuid>", location="Consent?")
         name, value = params[0]
         if name == "identifier":
-            found = self._access.store.get(value if value.startswith(_UUID_PREFIX) else _UUID_PREFIX + value)
+            policy_set_id = value if value.startswith(_UUID_PREFIX) else _UUID_PREFIX + value
+            if not is_uuid_urn(policy_set_id):
+                raise InvalidInput("identifier must be a policy set id (urn:uuid:… or the bare uuid)",
+                                   location="identifier")
+            found = self._access.store.get(policy_set_id)
             spid = found[1].patient_spid if found else None
             policies = [found[1]] if found else []
         else:
             system, _, spid = value.partition("|")
-            if system != SPID_SYSTEM or not spid:
-                raise InvalidInput(f"patient:identifier must be {SPID_SYSTEM}|<SPID>", location="patient:identifier")
+            if system != SPID_SYSTEM or not is_spid(spid):
+                raise InvalidInput(f"patient:identifier must be {SPID_SYSTEM}|<18-digit EPR-SPID>",
+                                   location="patient:identifier")
             pid = self._patients.pid_for_spid(spid)
             policies = self._access.store.policies_for(pid) if pid else []
         if spid is not None and policies:
             self._access.require(principal, spid=spid, pid=self._pid(spid), action="manage-policies")
         consents = [self._consent(p) for p in policies]
         self.auditor.write_now([self.auditor.record("PPQ-5", principal, patient_spid=spid, query=tuple(params))])
-        return searchset(consents, total=len(consents), self_url=f"{base_url}/Consent?{name}={value}",
+        return searchset(consents, total=len(consents), self_url=f"{base_url}/Consent?{urlencode(params, safe=':|')}",
                          next_url=None, base_url=base_url)
 
     # -- notifications ------------------------------------------------------------------------
@@ -198,15 +208,16 @@ class PolicyExchange:
         if len(values) != 1 or len(params) != 1:
             raise InvalidInput(f"use recipient.identifier={SPID_SYSTEM}|<SPID>", location="recipient.identifier")
         system, _, spid = values[0].partition("|")
-        if system != SPID_SYSTEM or not spid:
-            raise InvalidInput(f"recipient.identifier must be {SPID_SYSTEM}|<SPID>", location="recipient.identifier")
+        if system != SPID_SYSTEM or not is_spid(spid):
+            raise InvalidInput(f"recipient.identifier must be {SPID_SYSTEM}|<18-digit EPR-SPID>",
+                               location="recipient.identifier")
         pid = self._pid(spid)
         self._access.require(principal, spid=spid, pid=pid, action="read-audit")
         self.auditor.write_now([self.auditor.record("notifications", principal, patient_spid=spid)])
         resources = [_communication(notification_id, created, notice, spid)
                      for notification_id, created, notice in self._access.notifications.for_patient(pid)]
-        return searchset(resources, total=len(resources), self_url=f"{base_url}/Communication?recipient.identifier="
-                         f"{values[0]}", next_url=None, base_url=base_url)
+        return searchset(resources, total=len(resources), self_url=f"{base_url}/Communication?"
+                         f"{urlencode(params, safe=':|')}", next_url=None, base_url=base_url)
 
     # -- helpers ------------------------------------------------------------------------------
     def _pid(self, spid: str) -> str:

@@ -59,10 +59,18 @@ async def require_principal(request: Request) -> Principal:
     verifier's cache in microseconds) costs no thread hop; a refusal is audited in the thread pool."""
     principal = getattr(request.state, "principal", None)
     if principal is None:
+        refusals = request.app.state.services.auth_refusals
+        address = request.client.host if request.client else None
+        wait = refusals.retry_after(address)
+        if wait is not None:  # too many refusals from this address: not even parsed (see auth_refusals)
+            raise _throttled(wait)
         try:
             principal = authenticate(request)
         except HttpProblem as refusal:
-            await run_in_threadpool(_audit_refusal, request, refusal)
+            if refusals.refused(address, refusal.message):
+                await run_in_threadpool(_audit_refusal, request, refusal)
+            else:
+                refusal.audited = True  # counted: its window's summary record carries it
             raise
         request.state.principal = principal
     return principal
@@ -84,6 +92,13 @@ def _audit_refusal(request: Request, refusal: HttpProblem) -> None:
     auditor = request.app.state.services.auditor
     auditor.failure("authentication", None, AccessRefused(f"{request.method} {request.url.path}: {refusal.message}"))
     refusal.audited = True
+
+
+def _throttled(seconds: int) -> HttpProblem:
+    problem = HttpProblem(429, "throttled", "too many refused authentications from this address; retry after "
+                                            f"{seconds} s", headers={"Retry-After": str(seconds)})
+    problem.audited = True  # counted into the address's summary record
+    return problem
 
 
 def _unauthorized(message: str) -> HttpProblem:

@@ -14,6 +14,7 @@ import uvicorn
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 from uvicorn.supervisors import Multiprocess
 
+from gateway.log_format import LOG_CONFIG
 from gateway.pki import server_ssl_context
 from gateway.settings import Settings
 
@@ -61,7 +62,7 @@ def run(settings: Settings, *, workers: int = 1, sock: socket.socket | None = No
         factory=True, workers=workers, host=settings.host, port=settings.port,
         http=ClientCertificateProtocol, ssl_certfile=str(settings.tls_cert), ssl_keyfile=str(settings.tls_key),
         ssl_context_factory=_ssl_factory, log_level="info", access_log=False, server_header=False, proxy_headers=False,
-        timeout_keep_alive=30,
+        timeout_keep_alive=30, log_config=LOG_CONFIG,
     )
     if sock is None:
         uvicorn.run("gateway.asgi:create", **options)

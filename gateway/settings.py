@@ -31,7 +31,14 @@ class Settings(BaseSettings):
     trusted_issuers: Path | None = None  # default: the development issuer, generated on first start
     audience: str = "https://127.0.0.1:8443/fhir"
     clock_skew_seconds: int = 60
-    public_base_url: str | None = None  # the FHIR base as clients see it; default: from the request
+    max_token_lifetime_seconds: int = Field(3600, gt=0)  # exp - iat of a user's token (401 beyond)
+    max_tcu_token_lifetime_seconds: int = Field(900, gt=0)  # the same for technical users (TCU)
+    # Refused authentications per client address (gateway/auth_refusals.py): one record per window
+    # plus one summary with the count; past the limit, 429 until the window ends.
+    auth_failure_interval_seconds: float = Field(10.0, gt=0)
+    auth_failure_limit: int = Field(20, ge=1)
+    auth_failure_sources: int = Field(10_000, ge=1)  # addresses tracked; past it, one shared bucket
+    public_base_url: str | None = None  # the FHIR base as clients see it (required in production)
     max_body_bytes: int = 64 * 1024 * 1024
     workers: int = 1
     redis_url: str | None = None  # production: shared policy cache invalidation across workers
@@ -42,6 +49,11 @@ class Settings(BaseSettings):
     siem_client_key: Path | None = None
     provide_level_mode: str = Field("raise", pattern="^(raise|reject)$")  # upload below the 203 level
     demo_data: bool = True  # load demonstration documents on first start of the embedded default
+    # Budget of client JSON (adapters/cara/client_json.py): refused before it is parsed whole or validated.
+    max_metadata_bytes: int = Field(1024 * 1024, ge=1024)  # one request, Binary.data aside (413)
+    max_resource_metadata_bytes: int = Field(64 * 1024, ge=1024)  # one resource of a Bundle (413)
+    max_json_depth: int = Field(32, ge=8, le=256)  # nesting (422)
+    max_json_members: int = Field(20_000, ge=100)  # object members in one request (413)
     # HL7 v2 over MLLP (the bridge): `epr-gateway serve` starts it beside HTTPS, `epr-gateway bridge` alone
     mllp_port: int = 2575
     mllp_host: str = "127.0.0.1"
@@ -70,6 +82,14 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'gateway.sqlite3').resolve()}"
+
+    @property
+    def fhir_base_url(self) -> str:
+        """The base of every link the gateway writes: configured, else this server's own address —
+        never the request's Host header, which the client chooses."""
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        return f"https://{self.host}:{self.port}/fhir"
 
     @property
     def keyring_path(self) -> Path:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
+from adapters.cara.client_json import JsonLimits
 from adapters.cara.crypto import Keyring
 from adapters.cara.errors import RecordError
 from adapters.cara.fhir_mapping import parse_resource
+from adapters.cara.identifier_syntax import ascii_int
 from adapters.cara.store.database import make_engine, migrate, store_in_process
 from adapters.cara.store.documents import DatabaseDocumentStore
 from adapters.cara.store.link_versions import InProcessLinkVersion, LinkVersion, RedisLinkVersion, UncachedLinks
@@ -24,6 +26,7 @@ from audit.witness import WitnessWriter
 from gateway.access import AccessControl
 from gateway.audit_trail import AuditTrail
 from gateway.auditing import Auditor
+from gateway.auth_refusals import AuthRefusals
 from gateway.exchange import Exchange, is_consent_bundle
 from gateway.identity_exchange import IdentityExchange
 from gateway.metadata_exchange import MetadataExchange, is_metadata_update_bundle
@@ -45,6 +48,7 @@ class Services:
     auditor: Auditor
     verifier: TokenVerifier
     identities: IdentityExchange
+    auth_refusals: AuthRefusals = field(default_factory=AuthRefusals)
     metadata: MetadataExchange | None = None  # CH:MHD-1 (gateway/metadata_exchange.py)
     portal: PortalExchange | None = None  # the patient's web page's own use-cases (sign-in, notifications seen)
 
@@ -56,7 +60,7 @@ class Services:
     def transaction(self, *, principal, body: bytes, base_url: str) -> dict:
         """POST [base]: a Bundle of Consents is PPQ-4, anything else an ITI-65 Provide Document Bundle."""
         try:
-            bundle = parse_resource(body, "Bundle")
+            bundle = parse_resource(body, "Bundle", limits=self.exchange.json_limits)
         except RecordError as error:  # not even a Bundle: still an exchange, and refused ones are audited
             self.auditor.failure("ITI-65", principal, error)
             raise
@@ -84,19 +88,31 @@ def build_services(settings: Settings) -> Services:
                            notifications=DatabaseNotificationStore(engine=engine, keyring=keyring),
                            provide_level_mode=settings.provide_level_mode)
     pages = search_pages(settings, documents=documents)
+    limits = json_limits(settings)
     exchange = Exchange(documents=documents, patients=patients, access=access, auditor=auditor,
-                        community_oid=settings.community_oid, pages=pages)
-    policies = PolicyExchange(engine=engine, patients=patients, access=access, auditor=auditor)
+                        community_oid=settings.community_oid, pages=pages, json_limits=limits)
+    policies = PolicyExchange(engine=engine, patients=patients, access=access, auditor=auditor, json_limits=limits)
     trail = AuditTrail(patients=patients, access=access, auditor=auditor)
     verifier = TokenVerifier(issuers=TrustedIssuers.load(settings.trusted_issuers), audience=settings.audience,
-                             clock_skew_seconds=settings.clock_skew_seconds)
+                             clock_skew_seconds=settings.clock_skew_seconds,
+                             max_lifetime_seconds=settings.max_token_lifetime_seconds,
+                             max_tcu_lifetime_seconds=settings.max_tcu_token_lifetime_seconds)
     identities = IdentityExchange(patients=patients, auditor=auditor, community_oid=settings.community_oid,
-                                  pages=pages)
+                                  pages=pages, json_limits=limits)
     metadata = MetadataExchange(documents=documents, patients=patients, access=access, auditor=auditor, pages=pages)
+    refusals = AuthRefusals(interval_seconds=settings.auth_failure_interval_seconds,
+                            limit=settings.auth_failure_limit, max_sources=settings.auth_failure_sources)
     return Services(settings=settings, engine=engine, keyring=keyring, exchange=exchange, policies=policies,
                     trail=trail, access=access, auditor=auditor, verifier=verifier, identities=identities,
                     metadata=metadata,
-                    portal=PortalExchange(patients=patients, access=access, auditor=auditor))
+                    portal=PortalExchange(patients=patients, access=access, auditor=auditor),
+                    auth_refusals=refusals)
+
+
+def json_limits(settings: Settings) -> JsonLimits:
+    """The budget of client JSON, from `EPR_MAX_METADATA_BYTES` and its neighbours."""
+    return JsonLimits(max_metadata_bytes=settings.max_metadata_bytes, max_depth=settings.max_json_depth,
+                      max_resource_bytes=settings.max_resource_metadata_bytes, max_members=settings.max_json_members)
 
 
 def siem_shipper(settings: Settings, engine: Engine) -> SyslogShipper | None:
@@ -104,7 +120,7 @@ def siem_shipper(settings: Settings, engine: Engine) -> SyslogShipper | None:
     if not settings.siem_address:
         return None
     host, _, port = settings.siem_address.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or ascii_int(port) is None:
         raise ValueError("EPR_SIEM_ADDRESS must be host:port")
     context = client_ssl_context(str(settings.siem_ca) if settings.siem_ca else None,
                                  str(settings.siem_client_cert) if settings.siem_client_cert else None,

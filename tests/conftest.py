@@ -155,6 +155,8 @@ def grant_consent(*, spid: str, gln: str, level: str, start: str | None = None, 
 
 
 def make_settings(data_dir: Path, database_url: str, **overrides) -> Settings:
+    # Links come from the configured base, never from the request's Host (TestClient's is testserver).
+    overrides.setdefault("public_base_url", "https://testserver/fhir")
     return Settings(data_dir=data_dir, database_url=database_url, demo_data=False, **overrides)
 
 

@@ -65,6 +65,12 @@ class StoreUnavailable(RecordError):
     code = "transient"
 
 
+class TooLarge(RecordError):
+    """Metadata over its budget (size or count): refused before it is parsed or stored (413)."""
+
+    code = "too-costly"
+
+
 # -- CH:MHD-1 (the IG's OperationOutcome codes, in issue.details.text) ------------------------------
 class UnknownDocumentEntry(NotFound):
     """The entry to update is not known, or not to this principal (the same answer)."""

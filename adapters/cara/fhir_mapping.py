@@ -19,6 +19,7 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from adapters.cara.client_json import DEFAULT_LIMITS, JsonLimits, check_resource_sizes, load_client_json
 from adapters.cara.errors import InvalidInput, Issue, ProfileViolation
 from adapters.cara.mhd_rules import check_provide_bundle, decode_binary, extension, first_coding
 from adapters.cara.model import (
@@ -49,17 +50,19 @@ PROFILE_PROVIDE_RESPONSE = ("http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/"
 
 
 # -- inbound ------------------------------------------------------------------------------------
-def parse_resource(raw: bytes, expected_type: str) -> dict[str, Any]:
-    """JSON bytes → a dict that is a valid R4 `expected_type`, or InvalidInput naming each error."""
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"the body is not valid JSON ({exc.msg} at position {exc.pos})") from exc
+def parse_resource(raw: bytes, expected_type: str, *, limits: JsonLimits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """JSON bytes → a dict that is a valid R4 `expected_type`, or InvalidInput naming each error.
+
+    Every client body comes through here: duplicate members (400), nesting (422) and the metadata
+    budget (413) are checked on the raw bytes before parsing (`client_json`), each resource's size
+    before FHIR validation."""
+    data = load_client_json(raw, root=expected_type, limits=limits)
     if not isinstance(data, dict) or "resourceType" not in data:
         raise InvalidInput("the body is not a FHIR resource (no resourceType)")
     if data["resourceType"] != expected_type:
         raise InvalidInput(f"expected a {expected_type}, got resourceType {data['resourceType']!r}",
                            location="resourceType")
+    check_resource_sizes(data, root=expected_type, limits=limits)
     _check_base64(data, expected_type)
     try:
         get_fhir_model_class(expected_type).model_validate(data)

@@ -8,15 +8,14 @@ exact match (case-insensitive, accents significant): a prefix or fuzzy search is
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from adapters.cara.errors import Conflict, InvalidInput
+from adapters.cara.identifier_syntax import AHVN13_SYSTEM, ascii_int, identifier_problem, is_full_date, is_spid
+from adapters.cara.identifier_syntax import is_ahvn13 as _is_ahvn13
 from adapters.cara.model import Identifier, PatientRecord
 
-AHVN13_SYSTEM = "urn:oid:2.16.756.5.32"
 GENDERS = ("male", "female", "other", "unknown")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 # Review reasons: an incoming identity the MPI will not merge silently (ITI-104 answers 409).
 DEMOGRAPHICS_DIFFER = "demographics-differ"  # known local id, other birth date or name
@@ -45,10 +44,7 @@ class IdentityConflict(Conflict):
 
 def is_ahvn13(value: str) -> bool:
     """13 digits, starting 756 (Switzerland), EAN-13 check digit (weights 1,3,1,3… from the left)."""
-    if len(value) != 13 or not value.isdigit() or not value.startswith("756"):
-        return False
-    total = sum(int(digit) * (3 if i % 2 else 1) for i, digit in enumerate(value[:12]))
-    return (10 - total % 10) % 10 == int(value[12])
+    return _is_ahvn13(value)
 
 
 def ahvn13_of(record: PatientRecord) -> str | None:
@@ -57,15 +53,15 @@ def ahvn13_of(record: PatientRecord) -> str | None:
 
 def validate_incoming(record: PatientRecord) -> None:
     """What the feed must get right before the MPI looks at it (400, never a review case)."""
-    if record.spid is not None and (len(record.spid) != 18 or not record.spid.isdigit()):
-        raise InvalidInput("the EPR-SPID must be 18 digits", location="Patient.identifier")
+    if record.spid is not None and not is_spid(record.spid):
+        raise InvalidInput("the EPR-SPID must be 18 ASCII digits", location="Patient.identifier")
     for identifier in record.identifiers:
-        if identifier.system == AHVN13_SYSTEM and not is_ahvn13(identifier.value.replace(".", "")):
-            raise InvalidInput("the AHVN13 must be 13 digits starting with 756 with a valid EAN-13 check digit",
-                               location="Patient.identifier")
+        problem = identifier_problem(identifier.system, identifier.value)
+        if problem:
+            raise InvalidInput(problem, location="Patient.identifier")
     if record.gender is not None and record.gender not in GENDERS:
         raise InvalidInput(f"gender must be one of {', '.join(GENDERS)}", location="Patient.gender")
-    if record.birth_date is not None and not _DATE.match(record.birth_date):
+    if record.birth_date is not None and not is_full_date(record.birth_date):
         raise InvalidInput("birthDate must be a full date (YYYY-MM-DD)", location="Patient.birthDate")
 
 
@@ -150,16 +146,17 @@ def parse_pdq(params: list[tuple[str, str]]) -> PatientSearch:
         param = name.removesuffix(":exact")
         alternatives = [v for v in value.split(",") if v.strip()]
         if param == "_count":
-            if not value.isdigit() or not 0 <= int(value) <= PDQ_MAX_COUNT:  # 0: the total only
+            number = ascii_int(value)
+            if number is None or not 0 <= number <= PDQ_MAX_COUNT:  # 0: the total only
                 raise InvalidInput(f"_count must be an integer from 0 to {PDQ_MAX_COUNT}", location="_count")
-            count = int(value)
+            count = number
         elif not alternatives:
             raise InvalidInput(f"{name} needs a value", location=name)
         elif param == "identifier":
             identifiers.append(tuple(_identifier(v) for v in alternatives))
         elif param == "birthdate":
             dates = tuple(v.removeprefix("eq") for v in alternatives)
-            if not all(_DATE.match(d) for d in dates):
+            if not all(is_full_date(d) for d in dates):
                 raise InvalidInput("birthdate must be a full date (YYYY-MM-DD, optionally eq); ranges are not "
                                    "supported on keyed hashes", location="birthdate")
             demographics.append(("birthdate", dates))
@@ -179,6 +176,9 @@ def _identifier(value: str) -> Identifier:
     system, _, local = value.partition("|")
     if not system or not local:
         raise InvalidInput("identifier must be <system>|<value>", location="identifier")
+    problem = identifier_problem(system, local)
+    if problem:
+        raise InvalidInput(problem, location="identifier")
     return Identifier(system, local.replace(".", "") if system == AHVN13_SYSTEM else local)
 
 
@@ -187,4 +187,7 @@ def parse_token(value: str | None, name: str) -> Identifier:
     system, _, local = (value or "").partition("|")
     if not system or not local:
         raise InvalidInput(f"{name} must be <system>|<value>", location=name)
+    problem = identifier_problem(system, local)
+    if problem:
+        raise InvalidInput(problem, location=name)
     return Identifier(system, local)

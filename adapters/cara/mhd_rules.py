@@ -10,10 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import re
 from typing import Any
 
 from adapters.cara.errors import Issue
+from adapters.cara.identifier_syntax import identifier_problem, is_media_type, is_spid, is_unique_id
 from adapters.cara.vocabulary import (
     CONFIDENTIALITY_CODES,
     EXT_AUTHOR_ROLE,
@@ -27,10 +27,6 @@ from adapters.cara.vocabulary import (
     SUBMISSION_SET_DESIGNATION,
 )
 
-SPID_PATTERN = re.compile(r"^\d{18}$")
-UNIQUE_ID_PATTERN = re.compile(
-    r"^urn:(oid:[0-2](\.(0|[1-9]\d*))+|uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
-)
 ALLOWED_ENTRY_TYPES = {"List", "DocumentReference", "Binary"}
 
 
@@ -114,7 +110,7 @@ def _check_spid(found: _Findings, subject: dict[str, Any] | None, where: str) ->
                        f"subject.identifier.system must be the EPR-SPID system {SPID_SYSTEM}",
                        f"{where}.subject.identifier.system")
     value = identifier.get("value") or ""
-    ok = found.require(bool(SPID_PATTERN.match(value)), "subject.identifier.value must be an 18-digit EPR-SPID",
+    ok = found.require(is_spid(value), "subject.identifier.value must be an 18-digit EPR-SPID",
                        f"{where}.subject.identifier.value") and ok
     return value if ok else None
 
@@ -135,8 +131,9 @@ def _check_submission_set(found: _Findings, listed: tuple[int, str, dict[str, An
                   and designation.get("code") == SUBMISSION_SET_DESIGNATION,
                   f"extension ihe-designationType is required and fixed to {SNOMED}|{SUBMISSION_SET_DESIGNATION}",
                   f"{where}.extension")
+    _check_identifiers(found, resource, where)
     usual = [x for x in resource.get("identifier", []) if x.get("use") == "usual"]
-    found.require(len(usual) == 1 and bool(UNIQUE_ID_PATTERN.match(usual[0].get("value", ""))),
+    found.require(len(usual) == 1 and is_unique_id(usual[0].get("value")),
                   "SubmissionSet needs one identifier with use=usual holding its uniqueId (urn:oid: or urn:uuid:)",
                   f"{where}.identifier")
     return _check_spid(found, resource.get("subject"), where)
@@ -145,8 +142,9 @@ def _check_submission_set(found: _Findings, listed: tuple[int, str, dict[str, An
 def _check_document_reference(found: _Findings, i: int, doc: dict[str, Any], submission_spid: str | None,
                               by_full_url: dict, binary_urls: set[str], used_binaries: set[str]) -> None:
     where = f"Bundle.entry[{i}].resource"
+    _check_identifiers(found, doc, where)
     master = doc.get("masterIdentifier") or {}
-    found.require(bool(UNIQUE_ID_PATTERN.match(master.get("value") or "")),
+    found.require(is_unique_id(master.get("value")),
                   "masterIdentifier (the document uniqueId, urn:oid: or urn:uuid:) is required",
                   f"{where}.masterIdentifier")
     found.require(doc.get("status") == "current", "a provided DocumentReference has status 'current'",
@@ -187,6 +185,10 @@ def _check_document_reference(found: _Findings, i: int, doc: dict[str, Any], sub
                       f"{where}.content[0].attachment.{element}")
     found.require("data" not in attachment, "content.attachment.data must be absent: the bytes travel in a Binary",
                   f"{where}.content[0].attachment.data")
+    if attachment.get("contentType"):
+        found.require(is_media_type(attachment["contentType"]),
+                      "content.attachment.contentType must be a MIME type (type/subtype[; name=value])",
+                      f"{where}.content[0].attachment.contentType")
     found.require(bool(content.get("format") and content["format"].get("code")),
                   "content.format (formatCode) is required", f"{where}.content[0].format")
     url = attachment.get("url")
@@ -196,6 +198,20 @@ def _check_document_reference(found: _Findings, i: int, doc: dict[str, Any], sub
                       f"{where}.content[0].attachment.url")
         used_binaries.add(url)
         _check_binary(found, attachment, by_full_url[url][1], f"{where}.content[0].attachment")
+
+
+def _check_identifiers(found: _Findings, resource: dict[str, Any], where: str) -> None:
+    """Every identifier of the resource and of what it contains (authors, source patient) in its
+    system's syntax: a GLN in full-width digits is another string for the same professional."""
+    contained = resource.get("contained") or []
+    owners = [(where, resource)] + [(f"{where}.contained[{n}]", c) for n, c in enumerate(contained)
+                                    if isinstance(c, dict)]
+    for path, owner in owners:
+        identifiers = owner.get("identifier") or []
+        for n, identifier in enumerate(identifiers if isinstance(identifiers, list) else []):
+            if isinstance(identifier, dict) and "value" in identifier:
+                problem = identifier_problem(identifier.get("system", ""), identifier["value"])
+                found.require(problem is None, problem or "", f"{path}.identifier[{n}]")
 
 
 def _check_source_patient(found: _Findings, doc: dict[str, Any], context: dict[str, Any], where: str) -> None:

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from adapters.cara.errors import InvalidInput
 from adapters.cara.fhir_dates import value_range
+from adapters.cara.identifier_syntax import ascii_int, is_spid
 from adapters.cara.vocabulary import DOCUMENT_STATUSES, SPID_SYSTEM
 
 TOKEN_PARAMS = ("category", "type", "setting", "facility", "event", "format", "security-label", "related")
@@ -81,7 +82,7 @@ def parse_find_request(params: list[tuple[str, str]], *, string_hash) -> FindReq
     spid, patient_id = "", None
     if name == "patient.identifier":
         system, _, spid = value.partition("|")
-        if system != SPID_SYSTEM or not spid.isdigit() or len(spid) != 18:
+        if system != SPID_SYSTEM or not is_spid(spid):
             raise InvalidInput(f"patient.identifier must be {SPID_SYSTEM}|<18-digit EPR-SPID>",
                                location="patient.identifier")
     else:
@@ -145,9 +146,10 @@ def _date(name: str, value: str) -> DateFilter:
 
 
 def _integer(name: str, value: str, low: int, high: int) -> int:
-    if not value.isdigit() or not low <= int(value) <= high:
+    number = ascii_int(value)
+    if number is None or not low <= number <= high:
         raise InvalidInput(f"{name} must be an integer from {low} to {high}", location=name)
-    return int(value)
+    return number
 
 
 def normalise_name(value: str) -> str:

@@ -65,7 +65,7 @@ def ensure_dev_issuer(data_dir: Path, issuer_url: str) -> Path:
 def mint_token(*, data_dir: Path, issuer_url: str, audience: str, role: str, gln: str | None = None,
                name: str | None = None, purpose: str | None = None, spid: str | None = None,
                principal_gln: str | None = None, principal_name: str | None = None,
-               groups: Iterable[str | Group] = (), user_id: str | None = None, ttl: int = 3600,
+               groups: Iterable[str | Group] = (), user_id: str | None = None, ttl: int | None = None,
                organisation: str | None = None, organisation_id: str | None = None,
                home_community_id: str | None = None, client_id: str | None = "epr-gateway-dev",
                now: float | None = None, extra_claims: Mapping[str, Any] | None = None) -> str:
@@ -78,6 +78,8 @@ def mint_token(*, data_dir: Path, issuer_url: str, audience: str, role: str, gln
     """
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(sorted(ROLES))}")
+    if ttl is None:  # the verifier's default maximum lifetimes: 1 h, 15 min for a technical user
+        ttl = 900 if role == "TCU" else 3600
     if ttl <= 0:
         raise ValueError("ttl must be positive")
     subject, qualifier = _subject(role=role, gln=gln, spid=spid, user_id=user_id)

@@ -6,8 +6,7 @@ identity that consent and audit record, so it is refused at the door rather than
 
 from __future__ import annotations
 
-import re
-
+from adapters.cara.identifier_syntax import is_gln, is_oid_urn, is_spid
 from adapters.cara.vocabulary import PURPOSE_OF_USE_SYSTEM, ROLE_SYSTEM, SPID_SYSTEM
 
 __all__ = [
@@ -23,24 +22,17 @@ REPRESENTATIVE_QUALIFIER = "urn:e-health-suisse:representative-id"
 ROLES = frozenset({"PAT", "REP", "HCP", "ASS", "TCU", "DADM", "PADM"})
 PURPOSES = frozenset({"NORM", "EMER", "AUTO", "DICOM_AUTO"})
 
-_GLN = re.compile(r"[0-9]{13}")
-_SPID = re.compile(r"[0-9]{18}")
-_OID_URN = re.compile(r"urn:oid:[0-2](\.(0|[1-9][0-9]*))+")
 _PERSON_ID_SUFFIX = f"^^^&{SPID_SYSTEM.removeprefix('urn:oid:')}&ISO"
 
 
 def gln_is_valid(gln: str) -> bool:
     """13 ASCII digits whose last one is the GS1 mod-10 check digit (weights 3,1,3,… from the right)."""
-    if not isinstance(gln, str) or not _GLN.fullmatch(gln):
-        return False
-    body = gln[:-1]
-    total = sum(int(digit) * (3 if i % 2 == 0 else 1) for i, digit in enumerate(reversed(body)))
-    return (10 - total % 10) % 10 == int(gln[-1])
+    return is_gln(gln)
 
 
 def spid_is_well_formed(spid: str) -> bool:
     """18 ASCII digits. The SPID's own check digit is the MPI's business, not the token's."""
-    return isinstance(spid, str) and _SPID.fullmatch(spid) is not None
+    return is_spid(spid)
 
 
 def person_id_for(spid: str) -> str:
@@ -57,4 +49,4 @@ def spid_from_person_id(person_id: str) -> str | None:
 
 
 def oid_urn_is_valid(value: str) -> bool:
-    return isinstance(value, str) and _OID_URN.fullmatch(value) is not None
+    return is_oid_urn(value)

@@ -73,11 +73,18 @@ MAX_CACHED_TOKENS = 10_000
 
 class TokenVerifier:
     def __init__(self, *, issuers: TrustedIssuers, audience: str, clock_skew_seconds: int = 60,
-                 now: Callable[[], float] = time.time) -> None:
+                 now: Callable[[], float] = time.time, max_lifetime_seconds: int = 3600,
+                 max_tcu_lifetime_seconds: int = 900) -> None:
         if not audience:
             raise ValueError("audience is required")
         if clock_skew_seconds < 0:
             raise ValueError("clock_skew_seconds must not be negative")
+        if max_lifetime_seconds <= 0 or max_tcu_lifetime_seconds <= 0:
+            raise ValueError("token lifetimes must be positive")
+        # A token is a bearer credential: a stolen one works until `exp`, so `exp` far away (1e308)
+        # is a credential that never ends. Technical users (TCU) get a shorter maximum.
+        self._max_lifetime = {"TCU": max_tcu_lifetime_seconds}
+        self._default_max_lifetime = max_lifetime_seconds
         self._issuers = issuers
         self._audience = audience
         self._skew = clock_skew_seconds
@@ -125,7 +132,14 @@ class TokenVerifier:
         self._check_registered_claims(claims)
         principal = _principal_from(claims)
         _check_role_rules(principal)
+        self._check_lifetime(claims, principal.role)
         return principal, float(claims["exp"])
+
+    def _check_lifetime(self, claims: dict[str, Any], role: str) -> None:
+        """`exp - iat` within the role's maximum (`EPR_MAX_TOKEN_LIFETIME_SECONDS`, `…_TCU_…`)."""
+        limit = self._max_lifetime.get(role, self._default_max_lifetime)
+        if claims["exp"] - claims["iat"] > limit:
+            raise AuthenticationFailed(f"token lifetime exceeds the maximum of {limit} s for role {role}")
 
     def _check_registered_claims(self, claims: dict[str, Any]) -> None:
         now = self._now()

@@ -19,8 +19,8 @@ def services(request: Request):
 
 
 def base_url(request: Request) -> str:
-    configured = request.app.state.services.settings.public_base_url
-    return configured.rstrip("/") if configured else f"{str(request.base_url).rstrip('/')}/fhir"
+    """From settings only (`Settings.fhir_base_url`): `Host: evil.example` must not move a link."""
+    return request.app.state.services.settings.fhir_base_url
 
 
 async def fhir_body(request: Request) -> bytes:

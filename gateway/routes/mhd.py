@@ -8,6 +8,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from consent.principal import Principal
+from gateway.document_headers import retrieve_headers
 from gateway.outcomes import fhir_response
 from gateway.routes.common import base_url, fhir_body, run_use_case, services
 from gateway.security import authenticated, require_principal
@@ -56,8 +57,8 @@ async def retrieve_document(request: Request, principal: Principal) -> Response:
     """ITI-68 Retrieve Document."""
     retrieved = await run_use_case(request, services(request).exchange.retrieve, inline=True,
                                    principal=principal, entry_id=request.path_params["entry_id"])
-    return Response(retrieved.content, media_type=retrieved.content_type,
-                    headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+    media_type, headers = retrieve_headers(retrieved.content_type, entry_id=request.path_params["entry_id"])
+    return Response(retrieved.content, media_type=media_type, headers=headers)
 
 
 reads = [

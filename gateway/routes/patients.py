@@ -67,7 +67,8 @@ async def patient_read(pid: str, request: Request, principal: Principal = Depend
 
 @router.get("/admin/identity-reviews", summary="Open identity review cases (PADM, DADM)")
 async def identity_reviews(request: Request, principal: Principal = Depends(require_principal)) -> Response:
-    return fhir_response(await run_use_case(request, services(request).identities.reviews, principal=principal))
+    return fhir_response(await run_use_case(request, services(request).identities.reviews, principal=principal,
+                                            params=list(request.query_params.multi_items())))
 
 
 @router.post("/admin/identity-reviews/{review_id}/resolve", summary="Close an identity review case (PADM, DADM)")

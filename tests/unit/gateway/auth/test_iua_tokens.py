@@ -161,7 +161,7 @@ def test_key_withdrawn_from_jwks_file_is_refused_once_the_verified_token_is_due_
     clock = [NOW]
     verifier = TokenVerifier(issuers=TrustedIssuers.load(data_dir / "auth" / "trusted-issuers.json"),
                              audience=AUDIENCE, now=lambda: clock[0])
-    token = mint(data_dir, role="DADM", user_id="dadm-1", ttl=7200)
+    token = mint(data_dir, role="DADM", user_id="dadm-1", ttl=3600)
     verifier.verify(token)
     (data_dir / "auth" / JWKS_FILE).write_text(json.dumps({"keys": [
         {**ECKey.generate_key("P-256").as_dict(private=False), "kid": "replacement"}]}))

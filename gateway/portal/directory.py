@@ -11,14 +11,13 @@ offering a choice that the policy rules would refuse later):
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adapters.cara.identifier_syntax import is_oid_urn
 from consent.policies import is_valid_gln
 
-_OID_URN = re.compile(r"^urn:oid:[0-2](\.(0|[1-9][0-9]*))*$")
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ def _professional(entry: Any, index: int) -> Professional:
 
 
 def _group(entry: Any, index: int) -> Group:
-    if not isinstance(entry, dict) or not _OID_URN.match(str(entry.get("id", ""))) or not entry.get("name"):
+    if not isinstance(entry, dict) or not is_oid_urn(str(entry.get("id", ""))) or not entry.get("name"):
         raise DirectoryInvalid(f"groups[{index}] needs an id urn:oid:… and a name")
     return Group(id=entry["id"], name=str(entry["name"]))
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from adapters.cara.identifier_syntax import is_oid_urn
 from consent import policies as rules
 from consent.policies import Policy, is_valid_gln
 from consent.ppqm import policy_from_consent
@@ -76,7 +77,7 @@ def _grant_professional(form, spid, policies, today, name_of) -> Plan:
 
 def _grant_group(form, spid, policies, today, name_of) -> Plan:
     group = (form.get("group") or "").strip()
-    if not group.startswith("urn:oid:") or not rules._OID_URN.match(group):
+    if not is_oid_urn(group):
         raise FormProblem(N_("Choose a group from the list (its identifier starts with urn:oid:)."), "group")
     level = _level(form)
     end = _date(form.get("end"), "end", today, required=True)

@@ -29,6 +29,7 @@ from adapters.cara.errors import Issue
 from gateway.outcomes import fhir_response, operation_outcome
 from gateway.route_table import methods_for_path
 from gateway.search_parameters import search_for_path
+from adapters.cara.identifier_syntax import ascii_int
 
 __all__ = ["RestConventions", "GzipWhenAccepted", "allowed_methods", "MAX_SEARCH_FORM_BYTES"]
 
@@ -184,7 +185,7 @@ def _search_result(params: list[tuple[str, str]], search) -> tuple[list[tuple[st
     if count_only:
         return (kept + [("_count", "0")] if search.zero_count else kept), True
     for value in counts[-1:]:
-        capped = value.isdigit() and search.max_count is not None and int(value) > search.max_count
+        capped = ascii_int(value) is not None and search.max_count is not None and int(value) > search.max_count
         kept.append(("_count", str(search.max_count) if capped else value))
     return kept, False
 

@@ -23,6 +23,7 @@ from authlib.integrations.httpx_client import AsyncOAuth2Client
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from adapters.cara.identifier_syntax import is_spid
 
 ALGORITHMS = ["RS256", "ES256", "PS256", "EdDSA"]
 DISCOVERY_MAX_AGE_SECONDS = 3600.0
@@ -118,11 +119,11 @@ class OidcClient:
         representative = claims.get(representative_claim)
         if representative:
             spid = str(claims.get(represented_claim) or "")
-            if not (spid.isdigit() and len(spid) == 18):
+            if not is_spid(spid):
                 raise SignInFailed("a representative's token names no represented EPR-SPID")
             return Identity("REP", str(representative), spid, name)
         spid = str(claims.get(spid_claim) or "")
-        if not (spid.isdigit() and len(spid) == 18):
+        if not is_spid(spid):
             raise SignInFailed("the ID token names no EPR-SPID")
         return Identity("PAT", spid, spid, name)
 

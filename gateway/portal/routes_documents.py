@@ -16,6 +16,7 @@ from adapters.cara.vocabulary import SPID_SYSTEM
 from gateway.portal.i18n import N_
 from gateway.portal.pages import portal, render, signed_in
 from gateway.routes.common import base_url, run_use_case
+from adapters.cara.identifier_syntax import ascii_int
 
 PAGE_SIZE = 20
 # Types a patient can filter by (SNOMED CT, ch-term), shown with their catalogue names.
@@ -34,7 +35,7 @@ async def documents(request: Request, principal) -> Response:
     query = request.query_params
     chosen_type = query.get("type", "")
     since, until = _day(query.get("from")), _day(query.get("to"))
-    page = max(int(query.get("page", "1")) if query.get("page", "1").isdigit() else 1, 1)
+    page = max(ascii_int(query.get("page", "1")) or 1, 1)
     params = [("patient.identifier", f"{SPID_SYSTEM}|{principal.patient_spid}"), ("status", "current")]
     if chosen_type in TYPES:
         params.append(("type", f"http://snomed.info/sct|{chosen_type}"))

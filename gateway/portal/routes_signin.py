@@ -21,6 +21,7 @@ from gateway.portal.pages import portal, public, render, set_cookie, signed_in, 
 from gateway.portal.sessions import COOKIE
 from gateway.portal_exchange import patient_principal, representative_principal
 from gateway.routes.common import run_use_case
+from adapters.cara.identifier_syntax import is_spid
 
 log = logging.getLogger("epr.gateway.portal")
 
@@ -46,7 +47,7 @@ async def dev_sign_in(request: Request, form: dict[str, str]) -> Response:
                       message_key=N_("The development sign-in is not available in production."))
     spid = (form.get("spid") or "").strip()
     representative = (form.get("representative") or "").strip()
-    if not (spid.isdigit() and len(spid) == 18):
+    if not is_spid(spid):
         return _refused(request, N_("An EPR-SPID has 18 digits."))
     if form.get("as") == "representative":
         if not representative:

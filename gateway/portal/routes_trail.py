@@ -14,6 +14,7 @@ from gateway.audit_trail import MAX_COUNT
 from gateway.portal.i18n import N_
 from gateway.portal.pages import portal, render, signed_in
 from gateway.routes.common import base_url, run_use_case
+from adapters.cara.identifier_syntax import ascii_int
 
 PAGE_SIZE = 25
 KINDS = {"documents": "ATC_DOC_", "sharing": "ATC_POL_", "trail": "ATC_LOG_", "emergency": None}
@@ -41,7 +42,7 @@ async def trail(request: Request, principal) -> Response:
     query = request.query_params
     since, until = _day(query.get("from")), _day(query.get("to"))
     kind = query.get("kind", "") if query.get("kind", "") in KINDS else ""
-    page = max(int(query.get("page", "1")) if query.get("page", "1").isdigit() else 1, 1)
+    page = max(ascii_int(query.get("page", "1")) or 1, 1)
     params = [("entity.identifier", f"{SPID_SYSTEM}|{principal.patient_spid}")]
     if since:
         params.append(("date", f"ge{since.isoformat()}"))

@@ -6,13 +6,13 @@ import re
 
 from adapters.infomed.hl7v2.errors import DATA_TYPE_ERROR, SenderMustFix
 
-_TS = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\.\d{1,4})?([+-]\d{4})?$")
+_TS = re.compile(r"([0-9]{4})([0-9]{2})?([0-9]{2})?([0-9]{2})?([0-9]{2})?([0-9]{2})?(\.[0-9]{1,4})?([+-][0-9]{4})?")
 
 
 def fhir_datetime(value: str, *, where: tuple[str, int]) -> str | None:
     if not value:
         return None
-    match = _TS.match(value.strip())
+    match = _TS.fullmatch(value.strip())
     if not match:
         raise SenderMustFix(f"{where[0]}-{where[1]} {value!r} is not an HL7 date/time", code=DATA_TYPE_ERROR,
                             segment=where[0], field=where[1])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -213,7 +214,7 @@ def _authors(txa: Segment | None) -> list[Author]:
     if not family and not given:  # a bare name in XCN.1 ("IvanDoctorovich")
         number, family = "", number
     practitioner: dict = {"resourceType": "Practitioner", "id": "author"}
-    if number and (authority == "2.51.1.3" or (number.isdigit() and len(number) == 13)):
+    if number and (authority == "2.51.1.3" or re.fullmatch("[0-9]{13}", number)):
         practitioner["identifier"] = [{"system": GLN_SYSTEM, "value": number}]
     name = {k: v for k, v in (("family", family), ("given", [given] if given else None)) if v}
     if name:

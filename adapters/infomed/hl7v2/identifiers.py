@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
+from adapters.cara.identifier_syntax import is_oid
 from adapters.cara.model import Identifier
 from adapters.infomed.hl7v2.errors import REQUIRED_FIELD_MISSING, TABLE_VALUE_NOT_FOUND, SenderMustFix
 from adapters.infomed.hl7v2.message import Segment
 
-_OID = re.compile(r"^[0-2](\.(0|[1-9]\d*))+$")
 
 
 def cx_identifiers(segment: Segment, field: int, *, default_system: str | None = None) -> list[Identifier]:
@@ -24,9 +22,9 @@ def cx_identifiers(segment: Segment, field: int, *, default_system: str | None =
             continue
         namespace = segment.component(field, 4, repetition=index, subcomponent=1)
         oid = segment.component(field, 4, repetition=index, subcomponent=2)
-        if not oid and _OID.match(namespace):
+        if not oid and is_oid(namespace):
             oid = namespace
-        if oid and _OID.match(oid):
+        if oid and is_oid(oid):
             found.append(Identifier(f"urn:oid:{oid}", value))
         elif not namespace and not oid and default_system:
             found.append(Identifier(default_system, value))

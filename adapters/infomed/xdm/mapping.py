@@ -29,7 +29,7 @@ from adapters.infomed.xdm.codes import CodeTables, Unmapped
 
 RELATION_CODES = {ebrim.RPLC: "replaces", ebrim.APND: "appends", ebrim.XFRM: "transforms", ebrim.SIGNS: "signs"}
 _CX = re.compile(r"^(?P<id>[^\^]+)\^\^\^[^&]*&(?P<oid>[0-2](\.(0|[1-9][0-9]*))+)&ISO$")
-_DTM = re.compile(r"^\d{4}(\d{2}(\d{2}(\d{2}(\d{2}(\d{2})?)?)?)?)?$")
+_DTM = re.compile(r"[0-9]{4}([0-9]{2}([0-9]{2}([0-9]{2}([0-9]{2}([0-9]{2})?)?)?)?)?")
 _SET_NAMESPACE = uuid.UUID("6f1c3f2e-4a51-5b8e-9c0d-1b2a3c4d5e6f")
 _GENDERS = {"F": "female", "M": "male", "O": "other", "U": "unknown", "A": "other", "N": "unknown"}
 
@@ -80,7 +80,7 @@ def _dtm(value: str | None, slot: str) -> str | None:
     """HL7 DTM (UTC in XDS) → FHIR dateTime."""
     if value is None:
         return None
-    if not _DTM.match(value) or len(value) not in (4, 6, 8, 10, 12, 14):
+    if not _DTM.fullmatch(value) or len(value) not in (4, 6, 8, 10, 12, 14):
         raise Refused(f"{slot} {value!r} is not an HL7 date/time")
     if len(value) <= 8:
         return "-".join(p for p in (value[:4], value[4:6], value[6:8]) if p)

@@ -85,8 +85,8 @@ def test_the_patient_sees_decides_and_reads_who_looked(server, browser):
     # My documents: the demo record's three documents, newest first, then filtered by type.
     assert browser.check_page("documents") == []
     assert browser.text(".count") == "3 documents"
-    assert sorted(browser.all_text(".document-link")) == ["Discharge summary", "Laboratory report",
-                                                          "Report of clinical encounter"]
+    assert sorted(browser.all_text(".document-link")) == ["Clinical consultation report", "Discharge summary",
+                                                          "Laboratory report"]
     browser.driver.find_element("css selector", "#type option[value='4241000179101']").click()
     browser.click(".filters button[type=submit]")
     assert browser.all_text(".document-link") == ["Laboratory report"]

@@ -20,6 +20,7 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
@@ -121,9 +122,21 @@ class Browser:
         self.driver.get(self.server.base + path)
 
     def click(self, css: str) -> None:
-        """Click and wait for the next page (every action of the portal is a full page load)."""
-        old = self.driver.find_element(By.TAG_NAME, "html")
-        self.driver.find_element(By.CSS_SELECTOR, css).click()
+        """Click and wait for the next page (every action of the portal is a full page load).
+        Chromium sometimes answers "Node with given id does not belong to the document" for an element
+        found while the page is still settling (seen on the first run of a fresh machine); the click
+        was not delivered then, so it is found and clicked again, a bounded number of times."""
+        for attempt in range(3):
+            try:
+                old = self.driver.find_element(By.TAG_NAME, "html")
+                self.driver.find_element(By.CSS_SELECTOR, css).click()
+                break
+            except WebDriverException as error:
+                settling = isinstance(error, StaleElementReferenceException) or \
+                    "does not belong to the document" in str(error)
+                if attempt == 2 or not settling:
+                    raise
+                time.sleep(0.2)
         WebDriverWait(self.driver, 20).until(expected_conditions.staleness_of(old))
         WebDriverWait(self.driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
 

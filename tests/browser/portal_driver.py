@@ -23,7 +23,6 @@ from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from gateway.auth.dev_issuer import mint_token
@@ -137,7 +136,7 @@ class Browser:
                 if attempt == 2 or not settling:
                     raise
                 time.sleep(0.2)
-        WebDriverWait(self.driver, 20).until(expected_conditions.staleness_of(old))
+        WebDriverWait(self.driver, 20).until(lambda _driver: _detached(old))
         WebDriverWait(self.driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
     def type(self, css: str, text: str) -> None:
@@ -187,3 +186,17 @@ class Browser:
             self.driver.quit()
         finally:
             shutil.rmtree(self.profile, ignore_errors=True)
+
+
+def _detached(element) -> bool:
+    """The page the element belonged to is gone. Chromium reports a detached node either as stale or
+    as "Node with given id does not belong to the document"; both mean the next page is there."""
+    try:
+        element.tag_name
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as error:
+        if "does not belong to the document" in str(error):
+            return True
+        raise
+    return False

@@ -8,15 +8,40 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select, update
 
 from adapters.cara.crypto import Keyring, Sealed
-from adapters.cara.store.schema import consent_policy, patient_notification, patient_notification_read
+from adapters.cara.errors import StaleVersion
+from adapters.cara.store.schema import (
+    consent_policy,
+    consent_policy_deleted,
+    patient_notification,
+    patient_notification_read,
+)
 from consent.policies import Policy
+
+
+@dataclass(frozen=True)
+class StoredPolicy:
+    """A policy as stored: its patient, its version (meta.versionId) and when that version was written."""
+
+    pid: str
+    policy: Policy
+    version: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class DeletedPolicy:
+    """What is kept of a removed policy set: whose it was, the version its deletion made, and when."""
+
+    pid: str
+    version: int
+    deleted_at: datetime
 
 
 def _now() -> datetime:
@@ -47,24 +72,71 @@ class DatabasePolicyStore:
                                      ).one_or_none()
         return None if row is None else (row.patient_pid, self._open(row.policy_set_id, row.patient_pid, row))
 
-    def put(self, connection, policy: Policy, *, pid: str) -> bool:
-        """Create or replace inside the caller's transaction; True when it was created."""
+    def stored(self, policy_set_id: str) -> StoredPolicy | None:
+        with self._engine.connect() as connection:
+            row = connection.execute(select(consent_policy).where(consent_policy.c.policy_set_id == policy_set_id)
+                                     ).one_or_none()
+        return None if row is None else StoredPolicy(row.patient_pid, self._open(row.policy_set_id, row.patient_pid, row),
+                                                      row.version, row.updated_at)
+
+    def stored_for(self, pid: str) -> list[StoredPolicy]:
+        with self._engine.connect() as connection:
+            rows = connection.execute(select(consent_policy).where(consent_policy.c.patient_pid == pid)
+                                      .order_by(consent_policy.c.policy_set_id)).all()
+        return [StoredPolicy(pid, self._open(row.policy_set_id, pid, row), row.version, row.updated_at)
+                for row in rows]
+
+    def deleted(self, policy_set_id: str) -> DeletedPolicy | None:
+        with self._engine.connect() as connection:
+            row = connection.execute(select(consent_policy_deleted)
+                                     .where(consent_policy_deleted.c.policy_set_id == policy_set_id)).one_or_none()
+        return None if row is None else DeletedPolicy(row.patient_pid, row.version, row.deleted_at)
+
+    def put(self, connection, policy: Policy, *, pid: str, if_match: int | None = None) -> tuple[bool, StoredPolicy]:
+        """Create or replace inside the caller's transaction: (created, the policy as now stored).
+        `if_match`: the version the client read; the row is replaced only if it is still that one
+        (compare-and-set in the UPDATE itself, so two writers cannot both win), else StaleVersion.
+        A policy set created again after its deletion continues its version numbers."""
         sealed = self._keyring.seal(json.dumps(_policy_json(policy)).encode(),
                                     _policy_context(policy.policy_set_id, pid))
-        values = dict(patient_pid=pid, template=policy.template, updated_at=_now(), sealed_key=sealed.wrapped_key,
+        now = _now()
+        values = dict(patient_pid=pid, template=policy.template, updated_at=now, sealed_key=sealed.wrapped_key,
                       sealed=sealed.ciphertext)
-        changed = connection.execute(update(consent_policy)
-                                     .where(consent_policy.c.policy_set_id == policy.policy_set_id,
-                                            consent_policy.c.patient_pid == pid)
-                                     .values(**values)).rowcount
-        if changed:
-            return False
-        connection.execute(insert(consent_policy).values(policy_set_id=policy.policy_set_id, **values))
-        return True
+        where = [consent_policy.c.policy_set_id == policy.policy_set_id, consent_policy.c.patient_pid == pid]
+        if if_match is not None:
+            where.append(consent_policy.c.version == if_match)
+        row = connection.execute(update(consent_policy).where(*where)
+                                 .values(version=consent_policy.c.version + 1, **values)
+                                 .returning(consent_policy.c.version)).one_or_none()
+        if row is not None:
+            return False, StoredPolicy(pid, policy, row.version, now)
+        if if_match is not None:
+            raise StaleVersion(f"Consent/{policy.policy_set_id.removeprefix('urn:uuid:')} is not at version "
+                               f"{if_match}: read it again, then update", location="If-Match")
+        tombstone = connection.execute(
+            delete(consent_policy_deleted).where(consent_policy_deleted.c.policy_set_id == policy.policy_set_id)
+            .returning(consent_policy_deleted.c.version)).one_or_none()
+        version = tombstone.version + 1 if tombstone else 1
+        connection.execute(insert(consent_policy).values(policy_set_id=policy.policy_set_id, version=version,
+                                                         **values))
+        return True, StoredPolicy(pid, policy, version, now)
 
-    def remove(self, connection, policy_set_id: str) -> bool:
-        return bool(connection.execute(delete(consent_policy)
-                                       .where(consent_policy.c.policy_set_id == policy_set_id)).rowcount)
+    def remove(self, connection, policy_set_id: str, *, if_match: int | None = None) -> bool:
+        """Delete inside the caller's transaction, leaving a tombstone (no policy content) behind."""
+        where = [consent_policy.c.policy_set_id == policy_set_id]
+        if if_match is not None:
+            where.append(consent_policy.c.version == if_match)
+        row = connection.execute(delete(consent_policy).where(*where)
+                                 .returning(consent_policy.c.patient_pid, consent_policy.c.version)).one_or_none()
+        if row is None:
+            if if_match is not None:
+                raise StaleVersion(f"Consent/{policy_set_id.removeprefix('urn:uuid:')} is not at version "
+                                   f"{if_match}", location="If-Match")
+            return False
+        connection.execute(delete(consent_policy_deleted).where(consent_policy_deleted.c.policy_set_id == policy_set_id))
+        connection.execute(insert(consent_policy_deleted).values(policy_set_id=policy_set_id, patient_pid=row.patient_pid,
+                                                                 version=row.version + 1, deleted_at=_now()))
+        return True
 
     def _open(self, policy_set_id: str, pid: str, row) -> Policy:
         data = json.loads(self._keyring.open(Sealed(row.sealed_key, row.sealed), _policy_context(policy_set_id, pid)))

@@ -14,12 +14,14 @@ from starlette.responses import Response
 
 from adapters.cara.errors import (
     Conflict,
+    Gone,
     IntegrityFailure,
     InvalidInput,
     Issue,
     NotFound,
     ProfileViolation,
     RecordError,
+    StaleVersion,
     StoreUnavailable,
     TooLarge,
     UnknownPatient,
@@ -34,6 +36,8 @@ STATUS_BY_ERROR: dict[type[RecordError], int] = {
     UnknownPatient: 422,
     NotFound: 404,
     Conflict: 409,
+    StaleVersion: 412,
+    Gone: 410,
     IntegrityFailure: 500,
     StoreUnavailable: 503,
     TooLarge: 413,

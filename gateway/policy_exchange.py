@@ -14,8 +14,9 @@ from urllib.parse import urlencode
 
 from sqlalchemy import Engine
 
-from adapters.cara.errors import Conflict, InvalidInput, NotFound, UnknownPatient
+from adapters.cara.errors import Conflict, Gone, InvalidInput, NotFound, StaleVersion, UnknownPatient
 from adapters.cara.client_json import DEFAULT_LIMITS, JsonLimits
+from adapters.cara.fhir_dates import fhir_instant
 from adapters.cara.fhir_mapping import parse_resource, searchset
 from adapters.cara.identifier_syntax import is_spid, is_uuid_urn
 from adapters.cara.store.patients import DatabasePatientIndex
@@ -25,6 +26,7 @@ from consent import pdp
 from consent.policies import Policy, onboarding_policies
 from consent.ppqm import consent_from_policy, policy_from_consent
 from consent.principal import Principal
+from consent.store import StoredPolicy
 from gateway.access import AccessControl
 from gateway.auditing import Auditor, audited
 from gateway.auth.errors import AccessRefused
@@ -41,6 +43,7 @@ class PolicyChange:
     method: str  # POST (create), PUT (create or replace), DELETE
     policy_set_id: str
     policy: Policy | None  # None for DELETE
+    if_match: int | None = None  # the version the client read (If-Match): stored only if still current
 
 
 class PolicyExchange:
@@ -56,43 +59,77 @@ class PolicyExchange:
     @audited("PPQ-3")
     def add(self, *, principal: Principal, body: bytes) -> tuple[dict[str, Any], bool]:
         policy = policy_from_consent(parse_resource(body, "Consent", limits=self.json_limits))
-        self.apply(principal=principal, changes=[PolicyChange("POST", policy.policy_set_id, policy)],
-                   transaction="PPQ-3")
-        return self._consent(policy), True
+        [(_, stored)] = self._store(principal, [PolicyChange("POST", policy.policy_set_id, policy)], "PPQ-3")
+        return self._consent(stored), True
 
     @audited("PPQ-3")
-    def replace(self, *, principal: Principal, consent_id: str, body: bytes) -> tuple[dict[str, Any], bool]:
+    def replace(self, *, principal: Principal, consent_id: str, body: bytes,
+                if_match: int | None = None) -> tuple[dict[str, Any], bool]:
+        """PUT Consent/<id>; `if_match`: the version the client read (412 if it is no longer the stored one)."""
         policy = policy_from_consent(parse_resource(body, "Consent", limits=self.json_limits))
         if policy.policy_set_id != _UUID_PREFIX + consent_id:
             raise InvalidInput(f"Consent/{consent_id} carries policySetId {policy.policy_set_id}",
                                location="Consent.identifier")
-        created = self.apply(principal=principal, changes=[PolicyChange("PUT", policy.policy_set_id, policy)],
-                             transaction="PPQ-3")
-        return self._consent(policy), created[0]
+        [(created, stored)] = self._store(
+            principal, [PolicyChange("PUT", policy.policy_set_id, policy, if_match)], "PPQ-3")
+        return self._consent(stored), created
 
     @audited("PPQ-3")
     def replace_by_identifier(self, *, principal: Principal, identifier: str | None,
-                              body: bytes) -> tuple[dict[str, Any], bool]:
+                              body: bytes, if_match: int | None = None) -> tuple[dict[str, Any], bool]:
         """PPQ-3 update at the IG's URL: PUT [base]/Consent?identifier=<policySetId> (create or replace)."""
         policy_set_id = policy_set_id_parameter(identifier)
         policy = policy_from_consent(parse_resource(body, "Consent"))
         if policy.policy_set_id.lower() != policy_set_id:
             raise InvalidInput(f"the Consent carries policySetId {policy.policy_set_id}, the URL names {policy_set_id}",
                                location="Consent.identifier")
-        created = self.apply(principal=principal, changes=[PolicyChange("PUT", policy.policy_set_id, policy)],
-                             transaction="PPQ-3")
-        return self._consent(policy), created[0]
+        [(created, stored)] = self._store(
+            principal, [PolicyChange("PUT", policy.policy_set_id, policy, if_match)], "PPQ-3")
+        return self._consent(stored), created
 
     @audited("PPQ-3")
-    def remove_by_identifier(self, *, principal: Principal, identifier: str | None) -> None:
+    def remove_by_identifier(self, *, principal: Principal, identifier: str | None,
+                             if_match: int | None = None) -> None:
         """PPQ-3 delete at the IG's URL: DELETE [base]/Consent?identifier=<policySetId>."""
-        self.apply(principal=principal, changes=[PolicyChange("DELETE", policy_set_id_parameter(identifier), None)],
-                   transaction="PPQ-3")
+        self._store(principal, [PolicyChange("DELETE", policy_set_id_parameter(identifier), None, if_match)], "PPQ-3")
 
     @audited("PPQ-3")
-    def remove(self, *, principal: Principal, consent_id: str) -> None:
-        self.apply(principal=principal, changes=[PolicyChange("DELETE", _UUID_PREFIX + consent_id, None)],
-                   transaction="PPQ-3")
+    def remove(self, *, principal: Principal, consent_id: str, if_match: int | None = None) -> None:
+        """DELETE Consent/<id>. Deleting an already deleted policy set changes nothing and succeeds
+        (FHIR: 204), for whoever may manage that patient's policies; an unknown id is 404."""
+        self._store(principal, [PolicyChange("DELETE", _UUID_PREFIX + consent_id, None, if_match)], "PPQ-3")
+
+    # -- FHIR read and vread (the same decision and audit as PPQ-5 by identifier) --------------
+    @audited("PPQ-5")
+    def read(self, *, principal: Principal, consent_id: str, version: int | None = None) -> dict[str, Any]:
+        """GET Consent/<id> (`version` None) or Consent/<id>/_history/<version>. Only the current
+        version is kept: an older one is 404; a deleted policy set is 410 Gone, but only to whom may
+        manage that patient's policies (to anyone else it does not exist)."""
+        policy_set_id = _UUID_PREFIX + consent_id
+        if not is_uuid_urn(policy_set_id):
+            raise NotFound(f"Consent/{consent_id} is not known")
+        query = (("identifier", policy_set_id),)
+        stored = self._access.store.stored(policy_set_id)
+        if stored is None:
+            deleted = self._access.store.deleted(policy_set_id)
+            record = self._patients.get(deleted.pid) if deleted else None
+            # Failures (unknown, refused, gone) are audited once, by @audited.
+            if deleted is None or record is None or not record.spid or not self._access.decide(
+                    principal, spid=record.spid, pid=deleted.pid, action="manage-policies").permit:
+                raise NotFound(f"Consent/{consent_id} is not known")
+            raise Gone(f"Consent/{consent_id} was deleted (version {deleted.version})")
+        spid = stored.policy.patient_spid
+        self._access.require(principal, spid=spid, pid=self._pid(spid), action="manage-policies")
+        self.auditor.write_now([self.auditor.record("PPQ-5", principal, patient_spid=spid, query=query)])
+        if version is not None and version != stored.version:
+            raise NotFound(f"Consent/{consent_id} version {version} is not kept (the current version is "
+                           f"{stored.version})", location="Consent.meta.versionId")
+        return self._consent(stored)
+
+    def apply(self, *, principal: Principal, changes: list[PolicyChange], transaction: str = "PPQ-4") -> list[bool]:
+        """Authorise every change against the policies as they stand, then store all or nothing, each
+        change audited in the same transaction. Returns, per change, whether it created a policy set."""
+        return [created for created, _ in self._store(principal, changes, transaction)]
 
     @audited("PPQ-4")
     def transaction(self, *, principal: Principal, bundle: dict[str, Any]) -> dict[str, Any]:
@@ -111,9 +148,12 @@ class PolicyExchange:
                       for c, made in zip(changes, created, strict=True)],
         }
 
-    def apply(self, *, principal: Principal, changes: list[PolicyChange], transaction: str = "PPQ-4") -> list[bool]:
-        """Authorise every change against the policies as they stand, then store all or nothing, each
-        change audited in the same transaction."""
+    def _store(self, principal: Principal, changes: list[PolicyChange],
+               transaction: str) -> list[tuple[bool, StoredPolicy | None]]:
+        """`apply`'s body: per change (created, the policy as stored; None for a deletion)."""
+        changes = self._without_repeated_deletions(principal, changes, transaction)
+        if not changes:
+            return [(False, None)]
         targets, previous = [], []
         for change in changes:
             existing = self._access.store.get(change.policy_set_id)
@@ -131,19 +171,41 @@ class PolicyExchange:
             previous.append(existing[1] if existing else None)
         for pid in set(targets):  # before the write: a reader cannot cache the old state under a new version
             self._access.cache.invalidate(pid)
-        created = []
-        with self._engine.begin() as connection:
+        stored: list[tuple[bool, StoredPolicy | None]] = []
+        with self._engine.begin() as connection:  # a stale If-Match raises here: nothing is kept
             for change, pid in zip(changes, targets, strict=True):
                 if change.method == "DELETE":
-                    self._access.store.remove(connection, change.policy_set_id)
-                    created.append(False)
+                    self._access.store.remove(connection, change.policy_set_id, if_match=change.if_match)
+                    stored.append((False, None))
                 else:
-                    created.append(self._access.store.put(connection, change.policy, pid=pid))
+                    stored.append(self._access.store.put(connection, change.policy, pid=pid, if_match=change.if_match))
             self.auditor.write(connection, [self._audit_record(transaction, principal, change, before)
                                             for change, before in zip(changes, previous, strict=True)])
         for pid in set(targets):
             self._access.cache.invalidate(pid)
-        return created
+        return stored
+
+    def _without_repeated_deletions(self, principal: Principal, changes: list[PolicyChange],
+                                    transaction: str) -> list[PolicyChange]:
+        """A single DELETE of a policy set already deleted: nothing to change, success (FHIR says 200/204),
+        decided and audited as a deletion, for whoever may manage that patient's policies (anyone else
+        gets the 404 of an unknown id). Bundles keep the plain rule: every entry names a stored set."""
+        if len(changes) != 1 or changes[0].method != "DELETE" or transaction != "PPQ-3":
+            return changes
+        change = changes[0]
+        if self._access.store.get(change.policy_set_id) is not None:
+            return changes
+        deleted = self._access.store.deleted(change.policy_set_id)
+        record = self._patients.get(deleted.pid) if deleted else None
+        if deleted is None or record is None or not record.spid or not self._access.decide(
+                principal, spid=record.spid, pid=deleted.pid, action="manage-policies").permit:
+            raise NotFound(f"Consent/{change.policy_set_id.removeprefix(_UUID_PREFIX)} is not known")
+        if change.if_match is not None and change.if_match != deleted.version:
+            raise StaleVersion(f"Consent/{change.policy_set_id.removeprefix(_UUID_PREFIX)} is deleted "
+                               f"(version {deleted.version})", location="If-Match")
+        self.auditor.write_now([self.auditor.record("PPQ-3", principal, action="D", patient_spid=record.spid,
+                                                    policy_set_id=change.policy_set_id)])
+        return []
 
     def _authorise(self, principal: Principal, change: PolicyChange, existing: Policy | None, pid: str) -> None:
         policies = self._access.policies(pid)
@@ -184,16 +246,16 @@ class PolicyExchange:
             if not is_uuid_urn(policy_set_id):
                 raise InvalidInput("identifier must be a policy set id (urn:uuid:… or the bare uuid)",
                                    location="identifier")
-            found = self._access.store.get(policy_set_id)
-            spid = found[1].patient_spid if found else None
-            policies = [found[1]] if found else []
+            found = self._access.store.stored(policy_set_id)
+            spid = found.policy.patient_spid if found else None
+            policies = [found] if found else []
         else:
             system, _, spid = value.partition("|")
             if system != SPID_SYSTEM or not is_spid(spid):
                 raise InvalidInput(f"patient:identifier must be {SPID_SYSTEM}|<18-digit EPR-SPID>",
                                    location="patient:identifier")
             pid = self._patients.pid_for_spid(spid)
-            policies = self._access.store.policies_for(pid) if pid else []
+            policies = self._access.store.stored_for(pid) if pid else []
         if spid is not None and policies:
             self._access.require(principal, spid=spid, pid=self._pid(spid), action="manage-policies")
         consents = [self._consent(p) for p in policies]
@@ -227,9 +289,12 @@ class PolicyExchange:
         return pid
 
     @staticmethod
-    def _consent(policy: Policy) -> dict[str, Any]:
-        return {"resourceType": "Consent", "id": policy.policy_set_id.removeprefix(_UUID_PREFIX),
-                **consent_from_policy(policy)}
+    def _consent(stored: StoredPolicy) -> dict[str, Any]:
+        consent = consent_from_policy(stored.policy)
+        meta = {**consent.pop("meta", {}), "versionId": str(stored.version),
+                "lastUpdated": fhir_instant(stored.updated_at)}
+        return {"resourceType": "Consent", "id": stored.policy.policy_set_id.removeprefix(_UUID_PREFIX),
+                "meta": meta, **consent}
 
 
 def _atc_code(method: str, policy: Policy, before: Policy | None) -> str:

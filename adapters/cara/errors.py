@@ -55,6 +55,19 @@ class NotFound(RecordError):
     code = "not-found"
 
 
+class StaleVersion(RecordError):
+    """An If-Match that names another version than the stored one (412): the client's copy is stale,
+    and nothing was changed (no lost update)."""
+
+    code = "conflict"
+
+
+class Gone(RecordError):
+    """The resource existed and was deleted (410); told only to whom could have read it."""
+
+    code = "deleted"
+
+
 class IntegrityFailure(RecordError):
     """Stored bytes no longer match their recorded hash or fail to decrypt: never served."""
 

@@ -61,3 +61,10 @@ def _plus(start: datetime, step: timedelta, *, first_of_month: bool = False) -> 
 def instant(value: str | None) -> datetime | None:
     """The start of a stored FHIR date/dateTime in naive UTC (None stays None)."""
     return None if value is None else value_range(value)[0]
+
+
+def fhir_instant(value: datetime) -> str:
+    """A stored UTC time (naive, as the store keeps them) as a FHIR instant (meta.lastUpdated)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="milliseconds")

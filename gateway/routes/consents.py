@@ -9,6 +9,7 @@ from consent.principal import Principal
 from gateway.outcomes import fhir_response
 from gateway.routes.common import base_url, fhir_body, run_use_case, services
 from gateway.security import require_principal
+from gateway.versioning import if_match, read_response, version_number, write_response
 
 router = APIRouter(dependencies=[Depends(require_principal)])
 
@@ -17,7 +18,7 @@ router = APIRouter(dependencies=[Depends(require_principal)])
 async def add_consent(request: Request, principal: Principal = Depends(require_principal)) -> Response:
     body = await fhir_body(request)
     consent, _ = await run_use_case(request, services(request).policies.add, principal=principal, body=body)
-    return fhir_response(consent, 201, {"Location": f"{base_url(request)}/Consent/{consent['id']}"})
+    return write_response(request, consent, 201, base_url=base_url(request))
 
 
 @router.put("/fhir/Consent", summary="PPQ-3 update a policy set: Consent?identifier=<policySetId>")
@@ -25,14 +26,14 @@ async def update_consent_by_identifier(request: Request, principal: Principal = 
     body = await fhir_body(request)
     consent, created = await run_use_case(request, services(request).policies.replace_by_identifier,
                                           principal=principal, identifier=request.query_params.get("identifier"),
-                                          body=body)
-    return fhir_response(consent, 201 if created else 200)
+                                          body=body, if_match=if_match(request))
+    return write_response(request, consent, 201 if created else 200, base_url=base_url(request))
 
 
 @router.delete("/fhir/Consent", summary="PPQ-3 remove a policy set: Consent?identifier=<policySetId>")
 async def delete_consent_by_identifier(request: Request, principal: Principal = Depends(require_principal)) -> Response:
     await run_use_case(request, services(request).policies.remove_by_identifier, principal=principal,
-                       identifier=request.query_params.get("identifier"))
+                       identifier=request.query_params.get("identifier"), if_match=if_match(request))
     return Response(status_code=204)
 
 
@@ -41,15 +42,31 @@ async def update_consent(consent_id: str, request: Request,
                          principal: Principal = Depends(require_principal)) -> Response:
     body = await fhir_body(request)
     consent, created = await run_use_case(request, services(request).policies.replace, principal=principal,
-                                          consent_id=consent_id, body=body)
-    return fhir_response(consent, 201 if created else 200)
+                                          consent_id=consent_id, body=body, if_match=if_match(request))
+    return write_response(request, consent, 201 if created else 200, base_url=base_url(request))
 
 
 @router.delete("/fhir/Consent/{consent_id}", summary="PPQ-3 remove a policy set")
 async def delete_consent(consent_id: str, request: Request,
                          principal: Principal = Depends(require_principal)) -> Response:
-    await run_use_case(request, services(request).policies.remove, principal=principal, consent_id=consent_id)
+    await run_use_case(request, services(request).policies.remove, principal=principal, consent_id=consent_id,
+                       if_match=if_match(request))
     return Response(status_code=204)
+
+
+@router.get("/fhir/Consent/{consent_id}", summary="Read a policy set (as PPQ-5 by identifier)")
+async def read_consent(consent_id: str, request: Request, principal: Principal = Depends(require_principal)) -> Response:
+    consent = await run_use_case(request, services(request).policies.read, principal=principal, consent_id=consent_id)
+    return read_response(request, consent)
+
+
+@router.get("/fhir/Consent/{consent_id}/_history/{version_id}", summary="Read a version of a policy set "
+            "(the current one is kept)")
+async def vread_consent(consent_id: str, version_id: str, request: Request,
+                        principal: Principal = Depends(require_principal)) -> Response:
+    consent = await run_use_case(request, services(request).policies.read, principal=principal, consent_id=consent_id,
+                                 version=version_number(version_id))
+    return read_response(request, consent)
 
 
 @router.get("/fhir/Consent", summary="PPQ-5 retrieve policy sets")

@@ -42,8 +42,12 @@ def test_conditional_update_creates_then_replaces_and_conditional_delete_removes
     assert stored(gateway, policy_set_id(consent), patient) == 1
     assert gateway.client.delete(url, headers=patient).status_code == 204
     assert stored(gateway, policy_set_id(consent), patient) == 0
-    gone = gateway.client.delete(url, headers=patient)
-    assert (gone.status_code, gone.json()["issue"][0]["code"]) == (404, "not-found")
+    # FHIR: deleting what is already deleted changes nothing and succeeds; an id never stored is 404.
+    before = row_counts(gateway.services)
+    assert gateway.client.delete(url, headers=patient).status_code == 204
+    assert row_counts(gateway.services) == before
+    unknown = gateway.client.delete(f"/fhir/Consent?identifier=urn:uuid:{uuid.uuid4()}", headers=patient)
+    assert (unknown.status_code, unknown.json()["issue"][0]["code"]) == (404, "not-found")
 
 
 @pytest.mark.parametrize("identifier, message", [

@@ -31,6 +31,7 @@ patient = Table(
     Column("sealed", LargeBinary, nullable=False),  # SPID, demographics, identifiers
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+    Column("version", Integer, nullable=False, server_default="1"),  # meta.versionId (0009)
 )
 
 patient_identifier = Table(
@@ -114,6 +115,18 @@ consent_policy = Table(
     Column("updated_at", DateTime, nullable=False),
     Column("sealed_key", LargeBinary, nullable=False),
     Column("sealed", LargeBinary, nullable=False),  # the Policy as JSON (names the SPID and grantees)
+    Column("version", Integer, nullable=False, server_default="1"),  # meta.versionId (0009)
+)
+
+# A deleted policy set (0009): its last version, so that DELETE again answers 204 and a read 410 Gone.
+# Nothing of the policy is kept (no grantee, no SPID): only that it existed and was removed.
+consent_policy_deleted = Table(
+    "consent_policy_deleted",
+    metadata,
+    Column("policy_set_id", String(80), primary_key=True),
+    Column("patient_pid", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("deleted_at", DateTime, nullable=False),
 )
 
 patient_notification = Table(

@@ -19,7 +19,13 @@ from adapters.cara.client_json import DEFAULT_LIMITS, JsonLimits
 from adapters.cara.errors import InvalidInput, NotFound, UnknownPatient
 from adapters.cara.mhd_search import parse_find_request
 from adapters.cara.model import DocumentEntry, Identifier, PatientRecord, Submission
-from adapters.cara.store.documents import DatabaseDocumentStore, ProvideResult, unknown_relation_target
+from adapters.cara.fhir_dates import fhir_instant
+from adapters.cara.store.documents import (
+    DatabaseDocumentStore,
+    MetadataVersions,
+    ProvideResult,
+    unknown_relation_target,
+)
 from adapters.cara.store.patients import DatabasePatientIndex
 from adapters.cara.vocabulary import CONFIDENTIALITY_RANK
 from consent.pdp import Decision
@@ -214,9 +220,29 @@ class Exchange:
                                            next_url=next_url)
 
     @audited("ITI-67")
-    def read_reference(self, *, principal: Principal, entry_id: str, base_url: str) -> dict[str, Any]:
+    def read_reference(self, *, principal: Principal, entry_id: str, base_url: str,
+                       version: int | None = None) -> dict[str, Any]:
+        """GET DocumentReference/<id>, or a version of it (`_history/<version>`): CH:MHD-1 keeps every
+        version. An older version is decided under its own confidentiality as well as the current one
+        (relabelling a document restricted must not leave its old version readable)."""
         entry, spid, decision = self._readable_entry(principal, entry_id, "DocumentReference", "ITI-67")
+        versions = MetadataVersions(self.documents)
+        if version is not None and version != entry.version:
+            kept = {v.version: v for v in versions.history(entry.entry_id)}.get(version)
+            if kept is None:
+                raise NotFound(f"DocumentReference/{entry_id} has no version {version}",
+                               location="DocumentReference.meta.versionId")
+            kept = replace(kept, patient_pid=entry.patient_pid)
+            if not self._read_decision(principal, kept)[0].permit:
+                refusal = NotFound(f"DocumentReference/{entry_id} has no version {version}")
+                self.auditor.failure("ITI-67", principal, refusal, atc_code="ATC_DOC_READ", patient_spid=spid,
+                                     documents=(self.auditor.document(entry),))
+                raise refusal
+            entry = kept
         resource = fhir_mapping.document_reference(entry, spid=spid, base_url=base_url)
+        written = versions.written_at(entry)
+        if written is not None:
+            resource["meta"]["lastUpdated"] = fhir_instant(written)
         self._record_read("ITI-67", principal, entry, spid, decision, what="read metadata")
         return resource
 

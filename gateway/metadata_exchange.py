@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapters.cara import fhir_mapping
-from adapters.cara.errors import InvalidInput, UnknownDocumentEntry
+from adapters.cara.errors import Conflict, InvalidInput, StaleVersion, UnknownDocumentEntry
+from adapters.cara.fhir_dates import fhir_instant
 from adapters.cara.metadata_update import (
     CONFIDENTIALITY,
     DELETION,
@@ -85,14 +86,27 @@ class MetadataExchange:
         return self.store_version(principal, entry, entry.with_confidentiality_level(level), spid=spid)
 
     @audited(TRANSACTION)
-    def update_reference(self, *, principal: Principal, entry_id: str, body: bytes, base_url: str) -> dict[str, Any]:
-        """PUT [base]/DocumentReference/<id> (CH:MHD-1 as the IG's page shows it): the updated resource."""
+    def update_reference(self, *, principal: Principal, entry_id: str, body: bytes, base_url: str,
+                         if_match: int | None = None) -> dict[str, Any]:
+        """PUT [base]/DocumentReference/<id> (CH:MHD-1 as the IG's page shows it): the updated resource.
+        `if_match`: the version the client read (If-Match); another stored version is a 412 and
+        nothing is changed. The store checks the version again in the UPDATE, so a concurrent writer
+        between the check and the commit is refused too (412 here, 409 without If-Match)."""
         doc = fhir_mapping.parse_resource(body, "DocumentReference")
         if doc.get("id") not in (None, entry_id):
             raise InvalidInput(f"the DocumentReference's id {doc.get('id')!r} is not the one of the URL ({entry_id})",
                                location="DocumentReference.id")
-        [stored] = self._apply(principal, [self._plan(principal, entry_id, doc, "DocumentReference")],
-                               base_url=base_url)
+        plan = self._plan(principal, entry_id, doc, "DocumentReference")
+        stale = StaleVersion(f"DocumentReference/{entry_id} is not at version {if_match}: read it again, then "
+                             "update", location="If-Match")
+        if if_match is not None and plan.current.version != if_match:
+            raise stale
+        try:
+            [stored] = self._apply(principal, [plan], base_url=base_url)
+        except Conflict:
+            if if_match is None:
+                raise
+            raise stale from None
         return self._resource(stored, base_url)
 
     @audited(TRANSACTION)
@@ -218,7 +232,9 @@ class MetadataExchange:
     def _resource(self, entry: DocumentEntry, base_url: str) -> dict[str, Any]:
         record = self.patients.get(entry.patient_pid)
         resource = fhir_mapping.document_reference(entry, spid=record.spid, base_url=base_url)
-        resource["meta"] = {**resource.get("meta", {}), "versionId": str(entry.version)}
+        written = self.versions.written_at(entry)
+        if written is not None:
+            resource["meta"]["lastUpdated"] = fhir_instant(written)
         return resource
 
 

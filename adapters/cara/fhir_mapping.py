@@ -217,7 +217,7 @@ def document_reference(entry: DocumentEntry, *, spid: str, base_url: str) -> dic
     resource: dict[str, Any] = {
         "resourceType": "DocumentReference",
         "id": entry.entry_id,
-        "meta": {"profile": [PROFILE_DOCREF]},
+        "meta": {"versionId": str(entry.version), "profile": [PROFILE_DOCREF]},
     }
     if contained:
         resource["contained"] = contained

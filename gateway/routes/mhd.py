@@ -12,6 +12,7 @@ from gateway.document_headers import retrieve_headers
 from gateway.outcomes import fhir_response
 from gateway.routes.common import base_url, fhir_body, run_use_case, services
 from gateway.security import authenticated, require_principal
+from gateway.versioning import if_match, read_response, version_number, write_response
 
 router = APIRouter(dependencies=[Depends(require_principal)])
 
@@ -30,8 +31,9 @@ async def update_document_reference(entry_id: str, request: Request,
                                     principal: Principal = Depends(require_principal)) -> Response:
     body = await fhir_body(request)
     resource = await run_use_case(request, services(request).metadata.update_reference, principal=principal,
-                                  entry_id=entry_id, body=body, base_url=base_url(request))
-    return fhir_response(resource, 200, headers={"ETag": f'W/"{resource["meta"]["versionId"]}"'})
+                                  entry_id=entry_id, body=body, base_url=base_url(request),
+                                  if_match=if_match(request))
+    return write_response(request, resource, 200, base_url=base_url(request))
 
 
 # The three reads are the gateway's hottest exchanges: plain Starlette routes behind the same door
@@ -50,7 +52,15 @@ async def read_document_reference(request: Request, principal: Principal) -> Res
     resource = await run_use_case(request, services(request).exchange.read_reference, inline=True,
                                   principal=principal, entry_id=request.path_params["entry_id"],
                                   base_url=base_url(request))
-    return fhir_response(resource)
+    return read_response(request, resource)
+
+
+async def vread_document_reference(request: Request, principal: Principal) -> Response:
+    """Read one version of a DocumentReference (CH:MHD-1 keeps every version)."""
+    resource = await run_use_case(request, services(request).exchange.read_reference, inline=True,
+                                  principal=principal, entry_id=request.path_params["entry_id"],
+                                  base_url=base_url(request), version=version_number(request.path_params["vid"]))
+    return read_response(request, resource)
 
 
 async def retrieve_document(request: Request, principal: Principal) -> Response:
@@ -64,5 +74,7 @@ async def retrieve_document(request: Request, principal: Principal) -> Response:
 reads = [
     Route("/fhir/DocumentReference", authenticated(find_document_references), methods=["GET"]),
     Route("/fhir/DocumentReference/{entry_id}", authenticated(read_document_reference), methods=["GET"]),
+    Route("/fhir/DocumentReference/{entry_id}/_history/{vid}", authenticated(vread_document_reference),
+          methods=["GET"]),
     Route("/fhir/Binary/{entry_id}", authenticated(retrieve_document), methods=["GET"]),
 ]

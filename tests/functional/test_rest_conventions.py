@@ -93,7 +93,7 @@ def test_head_without_a_token_is_refused_like_get(sqlite_gateway):
     ("DELETE", "/fhir/DocumentReference", "GET, HEAD"),
     ("PUT", "/fhir/Binary/abc", "GET, HEAD"),
     ("POST", "/fhir/metadata", "GET, HEAD"),
-    ("PATCH", "/fhir/Consent/abc", "DELETE, PUT"),
+    ("PATCH", "/fhir/Consent/abc", "DELETE, GET, HEAD, PUT"),
     ("GET", "/fhir", "POST"),
 ])
 def test_every_405_names_the_allowed_methods(sqlite_gateway, method, path, allow):

@@ -411,6 +411,19 @@ class MetadataVersions:
             connection.execute(insert(document_token), tokens)
         return updated
 
+    def written_at(self, entry: DocumentEntry) -> datetime | None:
+        """When this version of the entry was stored (meta.lastUpdated): version 1 when its submission
+        set was, a later one when it replaced the one before (that row's `replaced_at`). One primary-key
+        read; reads and updates ask it, searches do not."""
+        with self._store._engine.connect() as connection:
+            if entry.version > 1:
+                return connection.execute(select(document_entry_version.c.replaced_at).where(
+                    document_entry_version.c.id == f"{entry.entry_id}|{entry.version - 1}")).scalar_one_or_none()
+            if entry.submission_set_id is None:
+                return None
+            return connection.execute(select(submission_set.c.submitted_at).where(
+                submission_set.c.id == entry.submission_set_id)).scalar_one_or_none()
+
     def history(self, entry_id: str) -> list[DocumentEntry]:
         """Every version of an entry, oldest first, the current one last (empty if unknown)."""
         store = self._store

@@ -267,7 +267,8 @@ class Exchange:
         # The ledger is in the clear: the record names the patient by SPID only, no local id, no demographics.
         self.auditor.write_now([self.auditor.record("ITI-104", principal, action="C" if created else "U",
                                                     patient_spid=record.spid)])
-        return patient_mapping.patient_resource(record, community_oid=self.community_oid), created
+        return patient_mapping.with_version(patient_mapping.patient_resource(record, community_oid=self.community_oid),
+                                            self.patients.version_of(record.pid)), created
 
     @audited("ITI-104")
     def register_patient_record(self, *, principal: Principal, source: Identifier,

@@ -125,7 +125,7 @@ class IdentityExchange:
             raise NotFound(f"Patient/{pid} is not known")
         AccessControl.require_patient_context(principal, record.spid)
         self.auditor.write_now([self.auditor.record("ITI-78", principal, action="R", patient_spid=record.spid)])
-        return self._resource(record)
+        return patient_mapping.with_version(self._resource(record), self.patients.version_of(record.pid))
 
     def _resource(self, record: PatientRecord) -> dict[str, Any]:
         group = self.patients.pids_for(record.pid)

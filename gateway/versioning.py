@@ -24,12 +24,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from adapters.cara.errors import InvalidInput, Issue, NotFound
+from adapters.cara.identifier_syntax import ascii_int
 from gateway.outcomes import fhir_response, operation_outcome
 
 __all__ = ["etag", "if_match", "read_response", "write_response", "version_headers", "version_number"]
 
 # W/"3", "3" or a bare 3 (fhirpy's refresh sends the versionId as it is).
 _VERSION_TAG = re.compile(r'(?:W/)?"?([0-9]{1,9})"?')
+_MAX_VERSION = 999_999_999  # an Integer column's worth
 RETURN_PREFERENCES = ("minimal", "representation", "OperationOutcome")
 
 
@@ -51,9 +53,10 @@ def if_match(request: Request) -> int | None:
 
 def version_number(value: str) -> int:
     """A `_history/{vid}` segment: this server's versionIds are 1, 2, …; anything else names no version."""
-    if not value.isascii() or not value.isdigit() or len(value) > 9:
+    number = ascii_int(value)
+    if number is None or number > _MAX_VERSION:
         raise NotFound(f"version {value[:20]!r} is not a version of this resource")
-    return int(value)
+    return number
 
 
 def version_headers(resource: dict[str, Any]) -> dict[str, str]:

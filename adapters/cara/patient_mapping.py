@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapters.cara.fhir_dates import fhir_instant
 from adapters.cara.identity import AHVN13_SYSTEM
 from adapters.cara.model import Identifier, PatientRecord
 from adapters.cara.vocabulary import SPID_SYSTEM
@@ -103,3 +104,12 @@ def patient_reference(parameter: dict[str, Any]) -> tuple[str, str] | None:
     if isinstance(value.get("system"), str) and isinstance(value.get("value"), str):
         return "identifier", f"{value['system']}|{value['value']}"
     return None
+
+
+def with_version(resource: dict[str, Any], version: tuple[int, Any] | None) -> dict[str, Any]:
+    """The Patient with meta.versionId and meta.lastUpdated (the MPI row's version and update time)."""
+    if version is None:
+        return resource
+    number, written = version
+    resource["meta"] = {**resource.get("meta", {}), "versionId": str(number), "lastUpdated": fhir_instant(written)}
+    return resource

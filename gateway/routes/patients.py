@@ -11,6 +11,7 @@ from consent.principal import Principal
 from gateway.outcomes import fhir_response
 from gateway.routes.common import base_url, fhir_body, run_use_case, services
 from gateway.security import require_principal
+from gateway.versioning import read_response, write_response
 
 router = APIRouter(dependencies=[Depends(require_principal)])
 
@@ -21,8 +22,7 @@ async def patient_identity_feed(request: Request, principal: Principal = Depends
     resource, created = await run_use_case(
         request, services(request).exchange.register_patient, principal=principal,
         identifier_param=request.query_params.get("identifier"), body=body)
-    location = f"{base_url(request)}/Patient/{resource['id']}"
-    return fhir_response(resource, 201 if created else 200, {"Location": location})
+    return write_response(request, resource, 201 if created else 200, base_url=base_url(request))
 
 
 @router.get("/fhir/Patient/$ihe-pix", summary="ITI-83 Mobile Patient Identifier Cross-reference Query")
@@ -62,7 +62,8 @@ async def pdq_search(request: Request, principal: Principal = Depends(require_pr
 
 @router.get("/fhir/Patient/{pid}", summary="ITI-78 read a Patient")
 async def patient_read(pid: str, request: Request, principal: Principal = Depends(require_principal)) -> Response:
-    return fhir_response(await run_use_case(request, services(request).identities.read, principal=principal, pid=pid))
+    return read_response(request, await run_use_case(request, services(request).identities.read, principal=principal,
+                                                      pid=pid))
 
 
 @router.get("/admin/identity-reviews", summary="Open identity review cases (PADM, DADM)")

@@ -169,6 +169,13 @@ class DatabasePatientIndex:
             row = connection.execute(select(patient).where(patient.c.pid == pid)).one_or_none()
         return None if row is None else self._open(row)
 
+    def version_of(self, pid: str) -> tuple[int, datetime] | None:
+        """(meta.versionId, when that version was written) of a patient: +1 per identity feed update."""
+        with self._engine.connect() as connection:
+            row = connection.execute(select(patient.c.version, patient.c.updated_at)
+                                     .where(patient.c.pid == pid)).one_or_none()
+        return None if row is None else (row.version, row.updated_at)
+
     def get_many(self, pids: list[str] | tuple[str, ...]) -> list[PatientRecord]:
         """Records in the order of `pids` (unknown ones left out)."""
         with self._engine.connect() as connection:
@@ -330,7 +337,8 @@ class DatabasePatientIndex:
         with self._engine.begin() as connection:
             connection.execute(update(patient).where(patient.c.pid == pid).values(
                 spid_hash=self._spid_hash(record.spid) if record.spid else None,
-                sealed_key=sealed.wrapped_key, sealed=sealed.ciphertext, updated_at=_now()))
+                sealed_key=sealed.wrapped_key, sealed=sealed.ciphertext, updated_at=_now(),
+                version=patient.c.version + 1))
             self._link(connection, pid, added)
             connection.execute(delete(patient_index).where(patient_index.c.pid == pid))
             self._index(connection, record)

@@ -38,6 +38,10 @@ OPERATIONS = {
     "match": "http://hl7.org/fhir/OperationDefinition/Patient-match",
     "merge": "http://hl7.org/fhir/OperationDefinition/Patient-merge",
 }
+# Types whose stored resources carry meta.versionId / lastUpdated, ETag and Last-Modified (versioning.py).
+VERSIONED = frozenset({"Consent", "DocumentReference", "Patient"})
+# An update of an unknown id creates it: PPQ-3 (a policy set named by the client), ITI-104 (conditional).
+UPDATE_CREATES = frozenset({"Consent", "Patient"})
 _INTERACTION_ORDER = ("read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create",
                       "search-type")
 
@@ -53,7 +57,10 @@ def capability_statement(routes, *, base: str, date: str, version: str, oauth: d
     rest: dict[str, Any] = {
         "mode": "server",
         "documentation": "CH EPR FHIR: MHD, PIXm/PDQm, CH:PPQm, CH:ATC. Every search also answers POST "
-                         "[type]/_search (form body), every GET also HEAD; Prefer: handling=lenient.",
+                         "[type]/_search (form body), every GET also HEAD; Prefer: handling=lenient. "
+                         "Versioned types: ETag W/\"n\", If-Match (412 when stale), If-None-Match (304), "
+                         "Prefer: return=minimal|representation|OperationOutcome on create and update. "
+                         "Binary/{id}: the bytes, or a FHIR Binary with Accept: application/fhir+json.",
         "security": _security(oauth, cors),
         "resource": [_resource(kind, declared) for kind, declared in sorted(resources.items())],
         "interaction": [{"code": code, "documentation": doc} for code, doc in sorted(system.items())],
@@ -106,8 +113,16 @@ def _resource(kind: str, declared: dict[str, Any]) -> dict[str, Any]:
     if kind in PROFILES:
         resource["profile"] = PROFILES[kind]
     resource["interaction"] = [{"code": code, **({"documentation": doc} if doc else {})} for code, doc in interactions]
-    if "vread" in declared["interaction"]:
-        resource["versioning"] = "versioned"
+    if kind in VERSIONED:
+        # If-Match on an update (412 when stale) is version-aware updating; without vread or update, the
+        # type still carries meta.versionId and ETags.
+        resource["versioning"] = ("versioned-update" if "vread" in declared["interaction"]
+                                  and "update" in declared["interaction"] else "versioned")
+        resource["readHistory"] = False  # vread serves kept versions; there is no _history interaction
+        if "read" in declared["interaction"]:
+            resource["conditionalRead"] = "not-match"  # If-None-Match → 304 (no If-Modified-Since)
+    if "update" in declared["interaction"]:
+        resource["updateCreate"] = kind in UPDATE_CREATES
     if "PUT" in declared["conditional"]:
         resource["conditionalUpdate"] = True
     if "DELETE" in declared["conditional"]:

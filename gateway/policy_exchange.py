@@ -120,10 +120,10 @@ class PolicyExchange:
             raise Gone(f"Consent/{consent_id} was deleted (version {deleted.version})")
         spid = stored.policy.patient_spid
         self._access.require(principal, spid=spid, pid=self._pid(spid), action="manage-policies")
-        self.auditor.write_now([self.auditor.record("PPQ-5", principal, patient_spid=spid, query=query)])
         if version is not None and version != stored.version:
             raise NotFound(f"Consent/{consent_id} version {version} is not kept (the current version is "
                            f"{stored.version})", location="Consent.meta.versionId")
+        self.auditor.write_now([self.auditor.record("PPQ-5", principal, patient_spid=spid, query=query)])
         return self._consent(stored)
 
     def apply(self, *, principal: Principal, changes: list[PolicyChange], transaction: str = "PPQ-4") -> list[bool]:

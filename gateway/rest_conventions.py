@@ -60,6 +60,7 @@ class RestConventions:
         if refusal is not None:
             await fhir_response(operation_outcome([Issue(refusal)], code="not-supported"), 406)(scope, receive, send)
             return
+        asked_format = next((value for name, value in params if name == "_format"), None)
         params = [(name, value) for name, value in params if name != "_format"]
         path, method = scope["path"], scope["method"]
         if method == "POST" and path.rstrip("/").endswith("/_search"):
@@ -89,8 +90,9 @@ class RestConventions:
                 await fhir_response(outcome, 400)(scope, receive, send)
                 return
             params, count_only = result
+        # `fhir_format`: a JSON _format was asked (Binary answers a resource then, see document_headers).
         inner = {**scope, "method": method, "path": path, "raw_path": path.encode(),
-                 "query_string": urlencode(params).encode("latin-1")}
+                 "query_string": urlencode(params).encode("latin-1"), "fhir_format": asked_format}
         if head:
             send = _without_body(send)
         if ignored or elements or count_only:

@@ -8,7 +8,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from consent.principal import Principal
-from gateway.document_headers import retrieve_headers
+from gateway.document_headers import (
+    BINARY_RESOURCE_HEADERS,
+    binary_resource,
+    retrieve_headers,
+    wants_binary_resource,
+)
 from gateway.outcomes import fhir_response
 from gateway.routes.common import base_url, fhir_body, run_use_case, services
 from gateway.security import authenticated, require_principal
@@ -64,10 +69,13 @@ async def vread_document_reference(request: Request, principal: Principal) -> Re
 
 
 async def retrieve_document(request: Request, principal: Principal) -> Response:
-    """ITI-68 Retrieve Document."""
+    """ITI-68 Retrieve Document: the bytes (MHD), or a FHIR Binary when the client asks for FHIR JSON."""
+    entry_id = request.path_params["entry_id"]
     retrieved = await run_use_case(request, services(request).exchange.retrieve, inline=True,
-                                   principal=principal, entry_id=request.path_params["entry_id"])
-    media_type, headers = retrieve_headers(retrieved.content_type, entry_id=request.path_params["entry_id"])
+                                   principal=principal, entry_id=entry_id)
+    if wants_binary_resource(request):
+        return fhir_response(binary_resource(retrieved, entry_id=entry_id), headers=BINARY_RESOURCE_HEADERS)
+    media_type, headers = retrieve_headers(retrieved.content_type, entry_id=entry_id)
     return Response(retrieved.content, media_type=media_type, headers=headers)
 
 

@@ -1,9 +1,11 @@
 """Off-the-shelf FHIR clients against the real server on loopback over TLS (the demonstration data):
-fhirpy (fetch_all, count, first, Binary reference) and fhirclient (prepare, searches, Binary.read)."""
+fhirpy (fetch_all, count, first, refresh, save of a Consent, Binary to_resource) and fhirclient (prepare,
+searches, Binary.read)."""
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import ssl
 import subprocess
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fhir.resources.R4B.binary import Binary
+from fhir.resources.R4B.consent import Consent
 from fhir.resources.R4B.documentreference import DocumentReference
 
 from gateway.demo import DEMO_SPID, DEMO_VIEWS
@@ -43,9 +47,12 @@ def server(tmp_path_factory):
             time.sleep(0.2)
     minted = subprocess.run([sys.executable, "-c", "from gateway.cli import main; main()", "token", "--role", "HCP",
                              "--gln", "7601000000002"], env=env, capture_output=True, text=True, timeout=60)
+    patient = subprocess.run([sys.executable, "-c", "from gateway.cli import main; main()", "token", "--role", "PAT",
+                              "--spid", DEMO_SPID], env=env, capture_output=True, text=True, timeout=60)
     try:
-        assert ready and minted.returncode == 0, minted.stderr
-        yield {"base": f"https://127.0.0.1:{port}/fhir", "ca": str(ca), "token": minted.stdout.splitlines()[-1]}
+        assert ready and minted.returncode == 0 and patient.returncode == 0, minted.stderr + patient.stderr
+        yield {"base": f"https://127.0.0.1:{port}/fhir", "ca": str(ca), "token": minted.stdout.splitlines()[-1],
+               "patient_token": patient.stdout.splitlines()[-1]}
     finally:
         process.terminate()
         try:
@@ -64,18 +71,52 @@ def test_fhirpy_fetch_all_count_first_refresh_and_binary(server):
 
     everything = search.limit(1).fetch_all()  # one per page: follows every next link
     count = search.count()
-    first = search.first()  # (first.refresh() needs meta.versionId: versioning is not built yet)
-    binary = client.reference("Binary", first["content"][0]["attachment"]["url"].rsplit("/", 1)[1])
+    first = search.first()
+    seen = first.serialize()
+    first.refresh()  # If-None-Match with its versionId: 304, the resource stays as it was
+    binary = client.reference("Binary", first["content"][0]["attachment"]["url"].rsplit("/", 1)[1]).to_resource()
+    raw = httpx.get(first["content"][0]["attachment"]["url"], headers={"Authorization": f"Bearer {server['token']}"},
+                    verify=ssl.create_default_context(cafile=server["ca"]))
 
     assert len(everything) == count == DEMO_VIEWS["HCP"].documents
     assert len({d["id"] for d in everything}) == count
     DocumentReference.model_validate(first.serialize())
-    assert first["id"] == everything[0]["id"]
-    assert binary.id == first["content"][0]["attachment"]["url"].rsplit("/", 1)[1]
+    assert first["id"] == everything[0]["id"] and first.serialize() == seen and first["meta"]["versionId"] == "1"
+    Binary.model_validate(binary.serialize())
+    assert (binary.resource_type, binary["contentType"], binary["securityContext"]["reference"]) == (
+        "Binary", "application/pdf", f"DocumentReference/{first['id']}")
+    assert raw.headers["content-type"] == "application/pdf" and base64.b64decode(binary["data"]) == raw.content
+
+
+def test_fhirpy_saves_a_consent_and_refreshes_it_by_version(server):
+    from fhirpy import SyncFHIRClient
+
+    client = SyncFHIRClient(server["base"], authorization=f"Bearer {server['patient_token']}",
+                            requests_config={"verify": server["ca"]})
+    consents = client.resources("Consent").search(**{"patient:identifier": SPID_SEARCH}).fetch()
+    grant = next(c for c in consents if any(i["value"] == "301" for i in c["identifier"]))
+    version = int(grant["meta"]["versionId"])
+    same = client.reference("Consent", grant["id"]).to_resource()  # GET Consent/{id}
+
+    grant.save()  # PUT Consent/{id}: a new version of the patient's grant
+    Consent.model_validate(grant.serialize())
+    assert grant["meta"]["versionId"] == str(version + 1)
+    same.refresh()  # its version is stale now: the server answers 200 with the stored one
+    assert same["meta"]["versionId"] == str(version + 1) and same.serialize() == grant.serialize()
+    grant.refresh()  # current: 304, nothing changes
+    assert grant.serialize() == same.serialize()
+    # A writer holding the old version cannot overwrite the new one (412), and nothing changes.
+    stale = httpx.put(f"{server['base']}/Consent/{grant['id']}", content=json.dumps(grant.serialize()),
+                      headers={"Authorization": f"Bearer {server['patient_token']}", "If-Match": f'W/"{version}"',
+                               "Content-Type": "application/fhir+json"},
+                      verify=ssl.create_default_context(cafile=server["ca"]))
+    assert stale.status_code == 412 and stale.json()["resourceType"] == "OperationOutcome"
+    assert client.reference("Consent", grant["id"]).to_resource()["meta"]["versionId"] == str(version + 1)
 
 
 def test_fhirclient_prepare_search_and_binary_read(server):
     from fhirclient import client as fhirclient_client
+    from fhirclient.models.binary import Binary as FcBinary
     from fhirclient.models.documentreference import DocumentReference as FcDocumentReference
 
     smart = fhirclient_client.FHIRClient(settings={"app_id": "epr-test", "api_base": server["base"] + "/"})
@@ -91,4 +132,9 @@ def test_fhirclient_prepare_search_and_binary_read(server):
     assert {d.status for d in found} == {"current"}
     raw = smart.server.session.get(found[0].content[0].attachment.url)
     assert raw.status_code == 200 and raw.content.startswith(b"%PDF")
+    binary = FcBinary.read(found[0].id, smart.server)  # Accept: application/fhir+json → the Binary resource
+    Binary.model_validate(binary.as_json())
+    assert (binary.contentType, binary.securityContext.reference) == ("application/pdf",
+                                                                      f"DocumentReference/{found[0].id}")
+    assert base64.b64decode(binary.data) == raw.content
     assert base64.b64encode(raw.content)

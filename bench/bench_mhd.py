@@ -559,6 +559,8 @@ def main(argv: list[str] | None = None) -> int:
         tokens = {"HCP": token, "PAT": mint_token(role="PAT", spid=SPID, name="Anna Muster", **issuer),
                   "PADM": mint_token(role="PADM", user_id="bench-policy-admin", name="Bench admin", **issuer)}
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}
+        # ITI-68 asks for the document itself: Accept: application/fhir+json would get a FHIR Binary.
+        read_headers = {"Authorization": f"Bearer {token}", "Accept": "application/pdf, */*"}
         print(f"gateway up on {base} ({args.workers} worker(s)); providing ...", flush=True)
         provided = asyncio.run(register_and_provide(base, gateway["ca"], tokens, bodies, args.provide_concurrency))
         if not provided["ids"]:
@@ -570,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
         typical = httpx.get(base + search_paths()[1], headers=headers, verify=ssl_context)
         if typical.status_code != 200 or not typical.json().get("entry"):
             raise SystemExit(f"ITI-67 search answered {typical.status_code}: {typical.text[:500]}")
-        read = httpx.get(f"{base}/fhir/Binary/{provided['ids'][0]}", headers=headers, verify=ssl_context)
+        read = httpx.get(f"{base}/fhir/Binary/{provided['ids'][0]}", headers=read_headers, verify=ssl_context)
         if read.status_code != 200 or not read.content.startswith(b"%PDF-") or len(read.content) < PDF_TARGET_BYTES:
             raise SystemExit(f"ITI-68 read answered {read.status_code} {read.content[:300]!r}")
         baseline = start_baseline(args, work, gateway, typical.content, processes)
@@ -584,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
         search = scenario(pool, name="ITI-67 search", base_url=base, paths=search_paths(), order="cycle",
                           server_pid=gateway["process"].pid, **common)
         reads = scenario(pool, name="ITI-68 read", base_url=base, paths=[f"/fhir/Binary/{i}" for i in provided["ids"]],
-                         order="random", server_pid=gateway["process"].pid, **common)
+                         order="random", server_pid=gateway["process"].pid, **{**common, "headers": read_headers})
         bare = scenario(pool, name="baseline", base_url=f"https://127.0.0.1:{baseline['port']}",
                         paths=search_paths(), order="cycle", server_pid=baseline["process"].pid, **common)
         report = build_report(args, provided, search, reads, bare, verification, typical_bytes=len(typical.content))

@@ -60,7 +60,9 @@ def test_find_answer_has_the_shape_of_the_official_find_result(gateway, ch_epr):
     ours = gateway.find(spid=spid).json()["entry"][0]["resource"]
 
     assert set(official) - {"text"} <= set(ours)
-    for element in ("meta", "masterIdentifier", "status", "type", "category", "subject", "securityLabel", "context"):
+    # meta as the example's, plus the versionId the server assigns (FHIR versioning, issue 13).
+    assert ours["meta"] == {**official["meta"], "versionId": "1"}
+    for element in ("masterIdentifier", "status", "type", "category", "subject", "securityLabel", "context"):
         assert ours[element] == official[element], element
     official_attachment = dict(official["content"][0]["attachment"], url=None)
     assert {k: v for k, v in ours["content"][0]["attachment"].items() if k in official_attachment and k != "url"} == {

@@ -30,7 +30,7 @@ from gateway.outcomes import fhir_response, operation_outcome
 __all__ = ["etag", "if_match", "read_response", "write_response", "version_headers", "version_number"]
 
 # W/"3", "3" or a bare 3 (fhirpy's refresh sends the versionId as it is).
-_VERSION_TAG = re.compile(r'(?:W/)?"?([0-9]{1,9})"?')
+_VERSION_TAG = re.compile(r'W/"([0-9]{1,9})"|"([0-9]{1,9})"|([0-9]{1,9})')
 _MAX_VERSION = 999_999_999  # an Integer column's worth
 RETURN_PREFERENCES = ("minimal", "representation", "OperationOutcome")
 
@@ -48,7 +48,7 @@ def if_match(request: Request) -> int | None:
     if match is None:
         raise InvalidInput('If-Match must name one version, as the ETag gave it: W/"<versionId>"',
                            location="If-Match")
-    return int(match.group(1))
+    return int(_tagged(match))
 
 
 def version_number(value: str) -> int:
@@ -111,6 +111,10 @@ def _names_version(header: str, version: str) -> bool:
         if tag == "*":
             return True
         match = _VERSION_TAG.fullmatch(tag)
-        if match is not None and match.group(1) == version:
+        if match is not None and _tagged(match) == version:
             return True
     return False
+
+
+def _tagged(match: re.Match[str]) -> str:
+    return next(group for group in match.groups() if group is not None)

@@ -139,13 +139,10 @@ class PolicyExchange:
             raise InvalidInput("a PPQ-4 Bundle needs at least one entry", location="Bundle.entry")
         if len({c.method for c in changes}) != 1:  # invariant ch-epr-ppqm-method-equality
             raise InvalidInput("every entry of a PPQ-4 Bundle uses the same HTTP method", location="Bundle.entry")
-        created = self.apply(principal=principal, changes=changes, transaction="PPQ-4")
+        stored = self._store(principal, changes, "PPQ-4")
         return {
             "resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "transaction-response",
-            "entry": [{"response": {"status": "204 No Content" if c.method == "DELETE" else
-                                    "201 Created" if made else "200 OK",
-                                    "location": f"Consent/{c.policy_set_id.removeprefix(_UUID_PREFIX)}"}}
-                      for c, made in zip(changes, created, strict=True)],
+            "entry": [{"response": _entry_response(c, made, kept)} for c, (made, kept) in zip(changes, stored, strict=True)],
         }
 
     def _store(self, principal: Principal, changes: list[PolicyChange],
@@ -295,6 +292,17 @@ class PolicyExchange:
                 "lastUpdated": fhir_instant(stored.updated_at)}
         return {"resourceType": "Consent", "id": stored.policy.policy_set_id.removeprefix(_UUID_PREFIX),
                 "meta": meta, **consent}
+
+
+def _entry_response(change: PolicyChange, created: bool, stored: StoredPolicy | None) -> dict[str, Any]:
+    """A PPQ-4 entry's response: status and location as the IG shows them, with the version stored."""
+    response: dict[str, Any] = {"status": "204 No Content" if change.method == "DELETE" else
+                                "201 Created" if created else "200 OK",
+                                "location": f"Consent/{change.policy_set_id.removeprefix(_UUID_PREFIX)}"}
+    if stored is not None:
+        response["etag"] = f'W/"{stored.version}"'
+        response["lastModified"] = fhir_instant(stored.updated_at)
+    return response
 
 
 def _atc_code(method: str, policy: Policy, before: Policy | None) -> str:

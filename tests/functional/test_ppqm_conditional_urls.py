@@ -5,6 +5,7 @@ import uuid
 
 import orjson
 import pytest
+from fhir.resources.R4B.bundle import Bundle
 
 from conftest import HCP_GLN, SPID, grant_consent
 from functional.helpers import row_counts
@@ -77,6 +78,11 @@ def test_the_igs_ppq4_shapes_put_then_delete_by_conditional_url(gateway, patient
     put = gateway.provide(puts, headers=patient)
     assert put.status_code == 200, put.text
     assert [e["response"]["status"] for e in put.json()["entry"]] == ["201 Created", "201 Created"]
+    assert [e["response"]["etag"] for e in put.json()["entry"]] == ['W/"1"', 'W/"1"']  # the version stored
+    assert all("lastModified" in e["response"] for e in put.json()["entry"])
+    Bundle.model_validate(put.json())
+    again = gateway.provide(puts, headers=patient)
+    assert [e["response"]["etag"] for e in again.json()["entry"]] == ['W/"2"', 'W/"2"']
     deleted = gateway.provide(deletes, headers=patient)
     assert deleted.status_code == 200, deleted.text
     assert [e["response"]["status"] for e in deleted.json()["entry"]] == ["204 No Content", "204 No Content"]

@@ -144,6 +144,23 @@ class Keyring:
         """Deterministic keyed hash for exact-match look-ups of values kept out of the clear."""
         return hmac.new(self._index_key, f"{kind}\x1f{value}".encode(), hashlib.sha256).hexdigest()
 
+    def mac(self, purpose: str, message: bytes) -> bytes:
+        """A 128-bit tag over `message` under a key derived from the index key for `purpose` alone (a
+        tag made for one purpose never verifies for another, nor collides with an index hash). The
+        index key is not rotated, so a tag stays valid across `keys rotate` and in every worker."""
+        return hmac.new(self._purpose_key(purpose), message, hashlib.sha256).digest()[:16]
+
+    def verify_mac(self, purpose: str, message: bytes, tag: bytes) -> bool:
+        return hmac.compare_digest(self.mac(purpose, message), tag)
+
+    def _purpose_key(self, purpose: str) -> bytes:
+        keys = self.__dict__.setdefault("_purpose_keys", {})
+        key = keys.get(purpose)
+        if key is None:
+            key = keys[purpose] = hmac.new(self._index_key, b"epr-mac-key\x1f" + purpose.encode(),
+                                           hashlib.sha256).digest()
+        return key
+
     # -- file format --------------------------------------------------------------------------
     @classmethod
     def load(cls, path: Path) -> Keyring:

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Iterable
 from typing import Any
+
+import orjson
 
 from adapters.cara.crypto import Keyring
 from adapters.cara.errors import InvalidInput
@@ -47,8 +48,7 @@ class PageCursors:
     def issue(self, *, search: str, principal: Principal, params: Iterable[tuple[str, str]],
               position: list[Any]) -> str:
         """The cursor for the page after `position` (JSON values) of `search` as `principal` asked it."""
-        payload = json.dumps([_VERSION, search, self._binding(search, principal, params), position],
-                             separators=(",", ":")).encode()
+        payload = orjson.dumps([_VERSION, search, self._binding(search, principal, params), position])
         return f"{_b64(payload)}.{_b64(self._keyring.mac(_TAG_PURPOSE, payload))}"
 
     def read(self, *, search: str, principal: Principal, params: Iterable[tuple[str, str]],
@@ -57,8 +57,8 @@ class PageCursors:
         or issued it for another search, other parameters or another principal."""
         payload = self._verified_payload(cursor)
         try:
-            version, issued_for, binding, position = json.loads(payload)
-        except (ValueError, TypeError):
+            version, issued_for, binding, position = orjson.loads(payload)
+        except (orjson.JSONDecodeError, ValueError, TypeError):
             raise InvalidInput(NOT_ISSUED, location="_cursor") from None
         if version != _VERSION or not isinstance(position, list):
             raise InvalidInput(NOT_ISSUED, location="_cursor")
@@ -79,11 +79,12 @@ class PageCursors:
         return payload
 
     def _binding(self, search: str, principal: Principal, params: Iterable[tuple[str, str]]) -> str:
-        who = [principal.role, principal.user_id, principal.user_id_qualifier, principal.acting_for,
-               principal.purpose_of_use, principal.patient_spid, principal.issuer]
-        query = sorted([n, v] for n, v in params if n not in PAGING_PARAMS)
-        bound = json.dumps([search, who, query], separators=(",", ":")).encode()
-        return _b64(self._keyring.mac(_BINDING_PURPOSE, bound))
+        # repr of a tuple of strings is unambiguous (quoted, escaped) and cheaper than JSON: this runs
+        # for every first page of ITI-67 that has a next one, the gateway's hottest path.
+        bound = repr((search, principal.role, principal.user_id, principal.user_id_qualifier,
+                      principal.acting_for, principal.purpose_of_use, principal.patient_spid, principal.issuer,
+                      sorted((n, v) for n, v in params if n not in PAGING_PARAMS)))
+        return _b64(self._keyring.mac(_BINDING_PURPOSE, bound.encode()))
 
 
 def _b64(data: bytes) -> str:

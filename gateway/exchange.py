@@ -214,7 +214,8 @@ class Exchange:
             cursor = self.cursors.issue(search="ITI-67", principal=principal, params=params,
                                         position=[through, next_after[0], next_after[1]])
             paged = [(n, v) for n, v in params if n not in PAGING_PARAMS]
-            next_url = _search_url(base_url, paged + [("_count", str(query.count)), ("_cursor", cursor)])
+            # The cursor is URL-safe by construction (base64url and a dot): appended, not quoted again.
+            next_url = f"{_search_url(base_url, [*paged, ('_count', str(query.count))])}&_cursor={cursor}"
         return fhir_mapping.searchset_json(matches, total=total, self_url=_search_url(base_url, params),
                                            next_url=next_url)
 

@@ -112,6 +112,7 @@ def test_a_changed_replayed_or_rebound_iti67_cursor_is_refused(sqlite_gateway):
     cursor = dict(parse_qsl(urlsplit(following).query))["_cursor"]
     flipped = cursor[:5] + ("A" if cursor[5] != "A" else "B") + cursor[6:]
     patient = gateway.tokens.headers(gateway.tokens.patient())  # may read these documents, yet did not ask
+    recorded = len(gateway.services.auditor.ledger.all_records())
 
     answers = {
         "changed": gateway.client.get(with_query(following, _cursor=flipped), headers=gateway.as_hcp()),
@@ -130,6 +131,8 @@ def test_a_changed_replayed_or_rebound_iti67_cursor_is_refused(sqlite_gateway):
         "other parameters": (400, OTHER_SEARCH, ["_cursor"]),
         "with _offset": (400, "_cursor and _offset do not go together: follow the next link as it is", ["_cursor"]),
     }
+    refused = gateway.services.auditor.ledger.all_records()[recorded:]
+    assert [(e["subtype"][0]["code"], e["outcome"]) for e in refused] == [("ITI-67", "4")] * 6  # each once
     # The page size may change between pages; the same link by the same principal still works.
     resized = gateway.client.get(with_query(following, _count="5"), headers=gateway.as_hcp())
     assert resized.status_code == 200 and len(resized.json()["entry"]) == 1

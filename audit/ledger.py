@@ -84,6 +84,16 @@ _HEAD_INSERT = {d: for_driver("INSERT INTO audit_head (seq, record_hash, signed_
 _MAX_ROWS_PER_INSERT = 200  # SQLite binds at most 32766 parameters per statement (9 a row)
 
 
+class TrailPage(NamedTuple):
+    """One ITI-81 page: `next_after` = (recorded_at UTC, seq) of its last record when more follow;
+    `through` = the newest seq counted (the bound later pages keep)."""
+
+    total: int
+    events: list[dict]
+    next_after: tuple[datetime, int] | None
+    through: int | None
+
+
 class PreparedRecord(NamedTuple):
     """An AuditRecord made ready for the ledger (canonical JSON and query columns), before it has a
     place in the chain. Preparing is most of an append's work and needs no lock: the caller does it."""
@@ -213,19 +223,35 @@ class DatabaseAuditLedger:
             return [atc_view(json.loads(row.record_json)) for row in connection.execute(query)]
 
     def page_for_patient(self, *, patient_key: str, since: datetime | None = None, until: datetime | None = None,
-                         offset: int = 0, count: int = 20) -> tuple[int, list[dict]]:
-        """One page of the patient's trail (ITI-81 `_count`/`_offset`) and the trail's total, from the
-        same query as `records_for_patient`, so a long trail is never read whole for one answer."""
+                         offset: int = 0, count: int = 20, after: tuple[datetime, int] | None = None,
+                         through: int | None = None) -> TrailPage:
+        """One page of the patient's trail (ITI-81) and its total, from the same query as
+        `records_for_patient`, so a long trail is never read whole for one answer. Paged by `offset`, or
+        by keyset: strictly after `after` = (recorded_at, seq) of the previous page's last record, among
+        the records up to seq `through` (the trail as its first page saw it: every read of the trail
+        appends to it, so without the bound a client paging it would never see the same total twice)."""
         where = [audit_record.c.patient_key == patient_key, audit_record.c.subtype.is_not(None)]
         if since is not None:
             where.append(audit_record.c.recorded_at >= naive_utc(since))
         if until is not None:
             where.append(audit_record.c.recorded_at <= naive_utc(until))
-        page = (select(audit_record.c.record_json).where(*where)
-                .order_by(audit_record.c.recorded_at, audit_record.c.seq).offset(offset).limit(count))
+        if through is not None:
+            where.append(audit_record.c.seq <= through)
+        counted = select(func.count(), func.max(audit_record.c.seq)).select_from(audit_record).where(*where)
+        if after is not None:
+            recorded_at, seq = naive_utc(after[0]), after[1]
+            where.append((audit_record.c.recorded_at > recorded_at)
+                         | ((audit_record.c.recorded_at == recorded_at) & (audit_record.c.seq > seq)))
+        # One row more than the page: whether another page follows.
+        page = (select(audit_record.c.record_json, audit_record.c.recorded_at, audit_record.c.seq).where(*where)
+                .order_by(audit_record.c.recorded_at, audit_record.c.seq).offset(offset).limit(count + 1))
         with self._engine.connect() as connection:
-            total = connection.execute(select(func.count()).select_from(audit_record).where(*where)).scalar_one()
-            return total, [atc_view(json.loads(row.record_json)) for row in connection.execute(page)]
+            total, newest = connection.execute(counted).one()
+            rows = connection.execute(page).all() if count else []
+        more, rows = len(rows) > count, rows[:count]
+        return TrailPage(total, [atc_view(json.loads(row.record_json)) for row in rows],
+                         (rows[-1].recorded_at.replace(tzinfo=UTC), rows[-1].seq) if more else None,
+                         through if through is not None else newest)
 
     def all_records(self, *, since: datetime | None = None) -> list[dict]:
         """Every stored AuditEvent (the full security event) recorded at or after `since`, in chain order."""

@@ -7,7 +7,7 @@ Only the patient and their representatives read a trail (`read-audit`); the read
 from __future__ import annotations
 
 import uuid
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,8 +20,9 @@ from consent.principal import Principal
 from gateway.access import AccessControl
 from gateway.auditing import Auditor, audited
 from gateway.auth.errors import AccessRefused
+from gateway.paging_cursors import NOT_ISSUED, PAGING_PARAMS, PageCursors
 
-_PARAMS = frozenset({"entity.identifier", "date", "_count", "_offset"})
+_PARAMS = frozenset({"entity.identifier", "date", "_count", "_offset", "_cursor"})
 DEFAULT_COUNT = 20  # as ITI-67
 MAX_COUNT = 100
 MAX_OFFSET = 10**9
@@ -29,8 +30,10 @@ PROFILE_ITI81_RESPONSE = "http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/CH-A
 
 
 class AuditTrail:
-    def __init__(self, *, patients: DatabasePatientIndex, access: AccessControl, auditor: Auditor):
+    def __init__(self, *, patients: DatabasePatientIndex, access: AccessControl, auditor: Auditor,
+                 cursors: PageCursors):
         self._patients = patients
+        self._cursors = cursors
         self._access = access
         self.auditor = auditor
 
@@ -51,21 +54,25 @@ class AuditTrail:
         since, until = _period([v for n, v in params if n == "date"])
         count = _paging(params, "_count", DEFAULT_COUNT, 0, MAX_COUNT)  # 0: the total only, as ITI-67
         offset = _paging(params, "_offset", 0, 0, MAX_OFFSET)
+        after, through = self._continued(principal, params)
         self._access.require_patient_context(principal, spid)
         pid = self._patients.pid_for_spid(spid)
         if pid is None:
             raise AccessRefused("the audit trail is read by the patient or their representative only")
         self._access.require(principal, spid=spid, pid=pid, action="read-audit")
-        total, events = self.auditor.ledger.page_for_patient(patient_key=self.auditor.patient_key(spid), since=since,
-                                                             until=until, offset=offset, count=count)
+        total, events, next_after, through = self.auditor.ledger.page_for_patient(
+            patient_key=self.auditor.patient_key(spid), since=since, until=until, offset=offset, count=count,
+            after=after, through=through)
         self.auditor.write_now([self.auditor.record("ITI-81", principal, atc_code="ATC_LOG_READ", patient_spid=spid,
                                                     query=tuple(params))])
         patient_name = _display_name(self._patients.get(pid))
         events = [_with_represented_patient(e, patient_name) for e in events]
         links = [{"relation": "self", "url": f"{base_url}/AuditEvent?{urlencode(params, safe=':|')}"}]
-        if count and offset + count < total:
-            paged = [(n, v) for n, v in params if n not in ("_offset", "_count")]
-            paged += [("_count", str(count)), ("_offset", str(offset + count))]
+        if next_after is not None:
+            cursor = self._cursors.issue(search="ITI-81", principal=principal, params=params,
+                                         position=[through, next_after[0].isoformat(), next_after[1]])
+            paged = [(n, v) for n, v in params if n not in PAGING_PARAMS]
+            paged += [("_count", str(count)), ("_cursor", cursor)]
             links.append({"relation": "next", "url": f"{base_url}/AuditEvent?{urlencode(paged, safe=':|')}"})
         return {
             "resourceType": "Bundle", "id": str(uuid.uuid4()), "meta": {"profile": [PROFILE_ITI81_RESPONSE]},
@@ -74,6 +81,24 @@ class AuditTrail:
             "entry": [{"fullUrl": f"{base_url}/AuditEvent/{e['id']}", "resource": e, "search": {"mode": "match"}}
                       for e in events],
         }
+
+
+    def _continued(self, principal: Principal, params: list[tuple[str, str]]):
+        """(after, through) of the page a `_cursor` names, or (None, None) for a first page."""
+        cursors = [v for n, v in params if n == "_cursor"]
+        if not cursors:
+            return None, None
+        if len(cursors) > 1 or any(n == "_offset" for n, _ in params):
+            raise InvalidInput("_cursor is given once and without _offset: follow the next link as it is",
+                               location="_cursor")
+        position = self._cursors.read(search="ITI-81", principal=principal, params=params, cursor=cursors[0])
+        match position:
+            case [int() as through, str() as recorded_at, int() as seq]:
+                try:
+                    return (datetime.fromisoformat(recorded_at), seq), through
+                except ValueError:
+                    pass
+        raise InvalidInput(NOT_ISSUED, location="_cursor")
 
 
 def _display_name(record) -> str | None:

@@ -17,7 +17,7 @@ import orjson
 from adapters.cara import fhir_mapping, patient_mapping
 from adapters.cara.client_json import DEFAULT_LIMITS, JsonLimits
 from adapters.cara.errors import InvalidInput, NotFound, UnknownPatient
-from adapters.cara.mhd_search import parse_find_request
+from adapters.cara.mhd_search import DocumentQuery, parse_find_request
 from adapters.cara.model import DocumentEntry, Identifier, PatientRecord, Submission
 from adapters.cara.fhir_dates import fhir_instant
 from adapters.cara.store.documents import (
@@ -35,6 +35,7 @@ from gateway.auditing import Auditor, audited
 from gateway.auth.errors import AccessRefused
 from gateway.batch_provide import BatchOutcome, provide_many as _provide_many
 from gateway.provenance import submitter_of, with_provenance
+from gateway.paging_cursors import NOT_ISSUED, PAGING_PARAMS, PageCursors
 from gateway.search_pages import NoSearchPages, SearchPages
 
 RENDERED_CACHED = 5_000
@@ -58,9 +59,10 @@ class Provided:
 
 class Exchange:
     def __init__(self, *, documents: DatabaseDocumentStore, patients: DatabasePatientIndex, access: AccessControl,
-                 auditor: Auditor, community_oid: str, pages: SearchPages | None = None,
+                 auditor: Auditor, community_oid: str, cursors: PageCursors, pages: SearchPages | None = None,
                  json_limits: JsonLimits = DEFAULT_LIMITS):
         self.json_limits = json_limits
+        self.cursors = cursors
         self.documents = documents
         self.pages = pages or NoSearchPages()
         self.patients = patients
@@ -176,6 +178,8 @@ class Exchange:
     def find(self, *, principal: Principal, params: list[tuple[str, str]], base_url: str) -> bytes:
         """The searchset Bundle, as JSON (assembled from entries serialised once, see `_entry_json`)."""
         request = parse_find_request(params, string_hash=self.documents.string_hash)
+        if request.cursor is not None:
+            request = replace(request, query=self._continued(principal, params, request.cursor, request.query))
         if request.patient_id is not None:
             # `patient=Patient/{id}`: the same search as by SPID, under the same consent rules.
             record = self.patients.get(self.patients.surviving_pid(request.patient_id))
@@ -202,7 +206,7 @@ class Exchange:
         query = replace(request.for_patient(pid), confidentiality=tuple(sorted(levels)))
         if len(members) > 1:
             query = replace(query, levels_by_patient=tuple((p, tuple(sorted(v))) for p, v in by_patient.items()))
-        total, entries = self.pages.get(query, lambda: self.documents.search(query))
+        total, entries, next_after, through = self.pages.get(query, lambda: self.documents.search(query))
         # The obligations (notify the patient of an emergency access) of the record's first visible patient.
         owner, owner_spid = next((p, s) for p, s in members if by_patient[p])
         decision = self.access.decide(principal, spid=owner_spid, pid=owner, action="read", group=members,
@@ -211,13 +215,24 @@ class Exchange:
         self.access.fulfil(decision, principal, pid=pid, what="search",
                            documents=tuple(e.unique_id for e in entries))
         matches = [self._entry_json(e, request.spid, base_url) for e in entries]
-        next_offset = query.offset + query.count
         next_url = None
-        if next_offset < total and query.count:  # _count=0 asks the total only: no next page
-            paged = [(n, v) for n, v in params if n not in ("_offset", "_count")]
-            next_url = _search_url(base_url, paged + [("_count", str(query.count)), ("_offset", str(next_offset))])
+        if next_after is not None:  # more entries follow (_count=0 asks the total only: no next page)
+            cursor = self.cursors.issue(search="ITI-67", principal=principal, params=params,
+                                        position=[through, next_after[0], next_after[1]])
+            paged = [(n, v) for n, v in params if n not in PAGING_PARAMS]
+            # The cursor is URL-safe by construction (base64url and a dot): appended, not quoted again.
+            next_url = f"{_search_url(base_url, [*paged, ('_count', str(query.count))])}&_cursor={cursor}"
         return fhir_mapping.searchset_json(matches, total=total, self_url=_search_url(base_url, params),
                                            next_url=next_url)
+
+    def _continued(self, principal: Principal, params: list[tuple[str, str]], cursor: str,
+                   query: DocumentQuery) -> DocumentQuery:
+        """The query of the page a `_cursor` names: after its position, counted in its first page's snapshot."""
+        position = self.cursors.read(search="ITI-67", principal=principal, params=params, cursor=cursor)
+        match position:
+            case [int() | None as through, int() as seq, str() as entry_id]:
+                return replace(query, after=(seq, entry_id), through=through)
+        raise InvalidInput(NOT_ISSUED, location="_cursor")
 
     @audited("ITI-67")
     def read_reference(self, *, principal: Principal, entry_id: str, base_url: str,

@@ -2,7 +2,8 @@
 
 Why: practice software asks the same question again and again (the patient's documents, newest
 first) and the answer only changes when a document is provided or two patients are merged. A page
-is remembered per `DocumentQuery` — patient, filters, paging *and the confidentiality levels the
+is remembered per `DocumentQuery` — patient, filters, paging (offset, or a cursor's keyset position
+and snapshot) *and the confidentiality levels the
 principal may see* — so consent is never taken from here: the levels are decided afresh on every
 request, and a principal whose grant was revoked asks a different question (or none at all).
 
@@ -34,11 +35,11 @@ from typing import Protocol
 import redis
 
 from adapters.cara.mhd_search import DocumentQuery
-from adapters.cara.model import DocumentEntry
+from adapters.cara.store.documents import SearchResult
 
 log = logging.getLogger("epr.gateway.search_pages")
 
-Page = tuple[int, list[DocumentEntry]]
+Page = SearchResult  # total, entries and the keyset positions of the next page
 Search = Callable[[], Page]
 
 

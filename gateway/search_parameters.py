@@ -44,6 +44,10 @@ SEARCH_RESULT = (SearchParam("_summary", "token", "count: the total only (as _co
                  SearchParam("_totalMethod", "token", "as fhirpy's count() sends it: accepted, the total is exact"))
 
 
+CURSOR_DOCUMENTATION = ("paging: the opaque, signed position the next link carries (keyset on the search's "
+                        "order; bound to the other parameters and the user); refused with 400 if changed")
+
+
 def _mhd_param(name: str) -> SearchParam:
     if name in mhd_search.DATE_PARAMS:
         return SearchParam(name, "date", f"{name} with eq/ge/le/gt/lt prefixes")
@@ -56,7 +60,10 @@ def _mhd_param(name: str) -> SearchParam:
     if name == "_count":
         return SearchParam(name, "number", f"page size, at most {mhd_search.MAX_COUNT}")
     if name == "_offset":
-        return SearchParam(name, "number", "paging (follow the next link)")
+        return SearchParam(name, "number", "compatibility: skip this many matches of the result as it is now "
+                                           "(the next link carries _cursor instead)")
+    if name == "_cursor":
+        return SearchParam(name, "string", CURSOR_DOCUMENTATION)
     return SearchParam(name, "token", f"{name} (system|code, comma = or)")
 
 
@@ -81,7 +88,8 @@ SEARCHES: tuple[Search, ...] = (
     Search("AuditEvent", "/fhir/AuditEvent", "ITI-81 Retrieve ATNA Audit Event (CH:ATC)",
            (SearchParam("entity.identifier", "token", "urn:oid:2.16.756.5.30.1.127.3.10.3|<EPR-SPID> (required)"),
             SearchParam("date", "date", "when the event was recorded"),
-            SearchParam("_count", "number", "page size"))),
+            SearchParam("_count", "number", "page size"),
+            SearchParam("_cursor", "string", CURSOR_DOCUMENTATION))),
     Search("Communication", "/fhir/Communication", "the patient's notifications (emergency accesses)",
            (SearchParam("recipient.identifier", "token", "urn:oid:2.16.756.5.30.1.127.3.10.3|<EPR-SPID>"),)),
 )

@@ -32,6 +32,7 @@ from gateway.identity_exchange import IdentityExchange
 from gateway.metadata_exchange import MetadataExchange, is_metadata_update_bundle
 from gateway.policy_exchange import PolicyExchange
 from gateway.portal_exchange import PortalExchange
+from gateway.paging_cursors import PageCursors
 from gateway.search_pages import InProcessSearchPages, NoSearchPages, RedisSearchPages, SearchPages
 from gateway.settings import Settings
 
@@ -89,10 +90,11 @@ def build_services(settings: Settings) -> Services:
                            provide_level_mode=settings.provide_level_mode)
     pages = search_pages(settings, documents=documents)
     limits = json_limits(settings)
+    cursors = PageCursors(keyring=keyring)
     exchange = Exchange(documents=documents, patients=patients, access=access, auditor=auditor,
-                        community_oid=settings.community_oid, pages=pages, json_limits=limits)
+                        community_oid=settings.community_oid, cursors=cursors, pages=pages, json_limits=limits)
     policies = PolicyExchange(engine=engine, patients=patients, access=access, auditor=auditor, json_limits=limits)
-    trail = AuditTrail(patients=patients, access=access, auditor=auditor)
+    trail = AuditTrail(patients=patients, access=access, auditor=auditor, cursors=cursors)
     verifier = TokenVerifier(issuers=TrustedIssuers.load(settings.trusted_issuers), audience=settings.audience,
                              clock_skew_seconds=settings.clock_skew_seconds,
                              max_lifetime_seconds=settings.max_token_lifetime_seconds,

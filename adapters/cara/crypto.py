@@ -60,6 +60,7 @@ class Keyring:
 
     def __init__(self, keys: list[tuple[str, bytes]], index_key: bytes, *, source: Path | None = None):
         self._source = source
+        self._purpose_macs: dict[str, hmac.HMAC] = {}
         self._checked_at = time.monotonic()
         self._source_mtime = source.stat().st_mtime_ns if source else None
         self._install(keys, index_key)
@@ -143,6 +144,21 @@ class Keyring:
     def index_hash(self, kind: str, value: str) -> str:
         """Deterministic keyed hash for exact-match look-ups of values kept out of the clear."""
         return hmac.new(self._index_key, f"{kind}\x1f{value}".encode(), hashlib.sha256).hexdigest()
+
+    def mac(self, purpose: str, message: bytes) -> bytes:
+        """A 128-bit tag over `message` under a key derived from the index key for `purpose` alone (a
+        tag made for one purpose never verifies for another, nor collides with an index hash). The
+        index key is not rotated, so a tag stays valid across `keys rotate` and in every worker."""
+        keyed = self._purpose_macs.get(purpose)
+        if keyed is None:  # keyed once per purpose; copying it skips re-keying on every tag
+            key = hmac.new(self._index_key, b"epr-mac-key\x1f" + purpose.encode(), hashlib.sha256).digest()
+            keyed = self._purpose_macs[purpose] = hmac.new(key, digestmod=hashlib.sha256)
+        tagger = keyed.copy()
+        tagger.update(message)
+        return tagger.digest()[:16]
+
+    def verify_mac(self, purpose: str, message: bytes, tag: bytes) -> bool:
+        return hmac.compare_digest(self.mac(purpose, message), tag)
 
     # -- file format --------------------------------------------------------------------------
     @classmethod

@@ -22,7 +22,8 @@ DATE_PREFIXES = ("eq", "ge", "le", "gt", "lt")
 DEFAULT_COUNT = 20
 MAX_COUNT = 100
 PATIENT_PARAMS = ("patient.identifier", "patient", "subject")  # exactly one: the SPID, or the MPI's Patient id
-SUPPORTED = (*PATIENT_PARAMS, "status", *TOKEN_PARAMS, *STRING_PARAMS, *DATE_PARAMS, "_count", "_offset")
+SUPPORTED = (*PATIENT_PARAMS, "status", *TOKEN_PARAMS, *STRING_PARAMS, *DATE_PARAMS, "_count", "_offset",
+             "_cursor")
 _PATIENT_ID = re.compile(r"(?:.*/)?(?:Patient/)([A-Za-z0-9\-.]{1,64})|([A-Za-z0-9\-.]{1,64})")
 
 
@@ -53,6 +54,11 @@ class DocumentQuery:
     count: int = DEFAULT_COUNT
     # A merged record: the levels visible per patient of it ((MPI-PID, levels), …), each decided on its own.
     levels_by_patient: tuple[tuple[str, tuple[str, ...]], ...] | None = None
+    # Keyset paging (a `_cursor`): entries strictly after `after` = (created_seq, id) in the search order,
+    # counted among those with created_seq <= `through` (the newest when the first page was read), so
+    # documents provided while a client pages neither repeat an entry nor move the total.
+    after: tuple[int, str] | None = None
+    through: int | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,7 @@ class FindRequest:
     query: DocumentQuery
     params: tuple[tuple[str, str], ...] = field(default=())
     patient_id: str | None = None  # `patient=Patient/{id}` or `subject=…`: the id PDQm answers (MPI-PID)
+    cursor: str | None = None  # `_cursor` as sent: the gateway (which signed it) reads it, not the record
 
     def for_patient(self, pid: str) -> DocumentQuery:
         return replace(self.query, patient_pid=pid)
@@ -94,7 +101,7 @@ def parse_find_request(params: list[tuple[str, str]], *, string_hash) -> FindReq
     statuses: list[str] = []
     tokens: list[TokenFilter] = []
     dates: list[DateFilter] = []
-    count, offset = DEFAULT_COUNT, 0
+    count, offset, cursor = DEFAULT_COUNT, 0, None
     for name, value in params:
         if name == "status":
             values = value.split(",")
@@ -115,8 +122,15 @@ def parse_find_request(params: list[tuple[str, str]], *, string_hash) -> FindReq
             count = _integer(name, value, 0, MAX_COUNT)  # 0: the total only
         elif name == "_offset":
             offset = _integer(name, value, 0, 10**9)
+        elif name == "_cursor":
+            if cursor is not None:
+                raise InvalidInput("_cursor is given once (follow the next link as it is)", location="_cursor")
+            cursor = value
+    if cursor is not None and any(name == "_offset" for name, _ in params):
+        raise InvalidInput("_cursor and _offset do not go together: follow the next link as it is",
+                           location="_cursor")
     query = DocumentQuery("", tuple(dict.fromkeys(statuses)), tuple(tokens), tuple(dates), None, offset, count)
-    return FindRequest(spid=spid, query=query, params=tuple(params), patient_id=patient_id)
+    return FindRequest(spid=spid, query=query, params=tuple(params), patient_id=patient_id, cursor=cursor)
 
 
 def _normalise(value: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from datetime import date, datetime
+from urllib.parse import parse_qsl, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -66,12 +67,16 @@ async def _whole_trail(request: Request, services, principal, params: list[tuple
     """Every entry of the period, read through ITI-81 in its largest pages (each read is audited, as
     over FHIR): the page filters by kind and pages newest first itself. Bounded by TRAIL_PAGES_READ."""
     entries: list[dict] = []
+    paging = [("_count", str(MAX_COUNT))]
     for _ in range(TRAIL_PAGES_READ):
         bundle = await run_use_case(request, services.trail.read, principal=principal, base_url=base_url(request),
-                                    params=[*params, ("_count", str(MAX_COUNT)), ("_offset", str(len(entries)))])
+                                    params=[*params, *paging])
         entries.extend(bundle.get("entry", []))
-        if not any(link["relation"] == "next" for link in bundle.get("link", [])):
+        following = [link["url"] for link in bundle.get("link", []) if link["relation"] == "next"]
+        if not following:
             break
+        # The next link's cursor: the trail grows with each of these reads, an offset would drift.
+        paging = [(n, v) for n, v in parse_qsl(urlsplit(following[0]).query) if n in ("_count", "_cursor")]
     return entries
 
 

@@ -37,6 +37,16 @@ from adapters.cara.store.schema import (
 )
 
 
+class SearchResult(NamedTuple):
+    """One ITI-67 page. `next_after` = (created_seq, id) of its last entry when more entries follow (else
+    None); `through` = the newest created_seq counted (None when unknown: a first request with _offset)."""
+
+    total: int
+    entries: list[DocumentEntry]
+    next_after: tuple[int, str] | None = None
+    through: int | None = None
+
+
 class _SealedRow(NamedTuple):
     id: str
     unique_id: str
@@ -225,9 +235,10 @@ class DatabaseDocumentStore:
         return provide_many(self, items, within)
 
     # -- find ---------------------------------------------------------------------------------
-    def search(self, query: DocumentQuery) -> tuple[int, list[DocumentEntry]]:
-        """(total, the page of entries) for one patient and the patients merged into it, newest first.
-        Plain SQL on the driver's connection: see `search_sql` for why."""
+    def search(self, query: DocumentQuery) -> SearchResult:
+        """The total and the page of entries for one patient and the patients merged into it, newest
+        first, with the keyset positions the next page starts from (see `SearchResult`). Plain SQL on
+        the driver's connection: see `search_sql` for why."""
         dialect = self._engine.dialect.name
         statements = search_sql.build(query, dialect=dialect)
         connection = self._engine.raw_connection()
@@ -235,13 +246,16 @@ class DatabaseDocumentStore:
             cursor = connection.cursor()
             cursor.execute(statements.count_sql, statements.params)
             total = cursor.fetchone()[0]
-            page: list[tuple[str, str, int]] = []
-            if total > query.offset:
-                cursor.execute(statements.page_sql, (*statements.params, query.count, query.offset))
+            page: list[tuple[str, str, int, int]] = []
+            if query.count and total > query.offset:  # _count=0 asks the total only
+                # One row more than the page: whether a next page exists, whatever arrived since the count.
+                cursor.execute(statements.page_sql, (*statements.page_params, query.count + 1, query.offset))
                 page = cursor.fetchall()
-            opened = {entry_id: self._opened.get(entry_id) for entry_id, _, _ in page}
+            more = len(page) > query.count
+            page = page[:query.count]
+            opened = {row[0]: self._opened.get(row[0]) for row in page}
             # An entry held at an older metadata version (updated in another worker) is read again.
-            missing = [entry_id for entry_id, _, version in page
+            missing = [entry_id for entry_id, _, version, _ in page
                        if opened[entry_id] is None or opened[entry_id].version != version]
             if missing:
                 cursor.execute(search_sql.rows_sql(len(missing), dialect=dialect), missing)
@@ -250,7 +264,11 @@ class DatabaseDocumentStore:
             cursor.close()
         finally:
             connection.close()  # back to the pool (which ends the read transaction)
-        return total, [self._with_status(opened[entry_id], status) for entry_id, status, _ in page]
+        entries = [self._with_status(opened[entry_id], status) for entry_id, status, _, _ in page]
+        through = query.through
+        if through is None and page and query.offset == 0 and query.after is None:
+            through = page[0][3]  # the first page's first entry is the newest match
+        return SearchResult(total, entries, (page[-1][3], page[-1][0]) if more else None, through)
 
     def document_version(self, pid: str) -> int:
         """The patient's document version (0 before any document): one primary-key read on the driver's

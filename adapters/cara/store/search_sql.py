@@ -32,8 +32,9 @@ _DATE_HIGH = {"date": "e.date", "period": "COALESCE(e.period_end, e.period_start
 @dataclass(frozen=True)
 class SearchStatements:
     count_sql: str
-    page_sql: str  # (id, status, version) of the page's entries, newest first
-    params: tuple[Any, ...]  # for the count; the page adds (limit, offset)
+    page_sql: str  # (id, status, version, created_seq) of the page's entries, newest first
+    params: tuple[Any, ...]  # for the count
+    page_params: tuple[Any, ...]  # for the page, which adds (limit, offset)
 
 
 def build(query: DocumentQuery, *, dialect: str) -> SearchStatements:
@@ -80,13 +81,21 @@ def build(query: DocumentQuery, *, dialect: str) -> SearchStatements:
         condition, values = _date_condition(date)
         where.append(condition)
         params += [driver_datetime(v, dialect) for v in values]
+    if query.through is not None:
+        where.append("e.created_seq <= ?")
+        params.append(query.through)
     condition = " AND ".join(where)
     count_sql = f"{_PATIENTS}SELECT COUNT(*) FROM document_entry e WHERE {condition}"
+    page_params = list(params)
+    if query.after is not None:  # keyset: strictly after the previous page's last entry, in the order below
+        condition += " AND (e.created_seq < ? OR (e.created_seq = ? AND e.id < ?))"
+        page_params += [query.after[0], query.after[0], query.after[1]]
     # Both read the covering index `ix_document_entry_search` only, never a table row: the gateway
     # keeps opened entries in memory, so rows are read (`rows_sql`) just for the entries it lacks.
-    page_sql = (f"{_PATIENTS}SELECT e.id, e.status, e.version FROM document_entry e WHERE {condition} "
-                "ORDER BY e.created_seq DESC, e.id DESC LIMIT ? OFFSET ?")
-    return SearchStatements(for_driver(count_sql, dialect), for_driver(page_sql, dialect), tuple(params))
+    page_sql = (f"{_PATIENTS}SELECT e.id, e.status, e.version, e.created_seq FROM document_entry e "
+                f"WHERE {condition} ORDER BY e.created_seq DESC, e.id DESC LIMIT ? OFFSET ?")
+    return SearchStatements(for_driver(count_sql, dialect), for_driver(page_sql, dialect), tuple(params),
+                            tuple(page_params))
 
 
 def rows_sql(size: int, *, dialect: str) -> str:

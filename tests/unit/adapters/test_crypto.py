@@ -91,3 +91,14 @@ def test_a_malformed_or_empty_keyring_is_refused(tmp_path, content):
 
     with pytest.raises(KeyringError):
         Keyring.load(path)
+
+
+def test_a_mac_verifies_for_its_purpose_and_message_only(keyring_file):
+    ring = Keyring.load(keyring_file)
+    tag = ring.mac("paging-cursor", b"position")
+
+    assert len(tag) == 16 and ring.verify_mac("paging-cursor", b"position", tag)
+    assert not ring.verify_mac("paging-cursor-binding", b"position", tag)
+    assert not ring.verify_mac("paging-cursor", b"positioN", tag)
+    assert tag.hex() not in ring.index_hash("paging-cursor", "position")  # not an index hash either
+    assert Keyring.load(keyring_file).mac("paging-cursor", b"position") == tag  # the same in every process

@@ -73,3 +73,35 @@ def test_the_assembled_searchset_is_the_searchset():
     assert assembled == expected | {"meta": {"profile": [fhir_mapping.PROFILE_FIND_RESPONSE]}}  # ITI-67 names it
     empty = orjson.loads(fhir_mapping.searchset_json([], total=0, self_url=f"{base}/x", next_url=None))
     assert "entry" not in empty and empty["total"] == 0  # FHIR JSON has no empty arrays
+
+
+def test_a_cursor_page_is_a_keyset_after_its_position_counted_through_its_snapshot(tmp_path):
+    """(created_seq, id) strictly after the previous page's last entry, newest first; the count and the
+    page both keep to the first page's snapshot (created_seq <= through), still on the covering index."""
+    query = DocumentQuery(patient_pid="p", confidentiality=("normal",), after=(50, "m"), through=90)
+    statements = search_sql.build(query, dialect="sqlite")
+
+    assert statements.params == ("p", "normal", 90)
+    assert statements.page_params == ("p", "normal", 90, 50, 50, "m")
+    assert "(e.created_seq < ? OR (e.created_seq = ? AND e.id < ?))" in statements.page_sql
+    assert "e.id < ?" not in statements.count_sql
+    engine = make_engine(f"sqlite:///{tmp_path / 'keyset.sqlite3'}")
+    migrate(engine)
+    connection = engine.raw_connection()
+    try:
+        connection.execute("PRAGMA foreign_keys = OFF")  # the index rows alone, without their patient
+        connection.executemany(
+            "INSERT INTO document_entry (id, unique_id, patient_pid, status, confidentiality, created_seq, "
+            "submission_set_id, sealed_key, sealed) VALUES (?, ?, 'p', 'current', 'normal', ?, 's', x'00', x'00')",
+            [(entry_id, f"u-{entry_id}", seq) for entry_id, seq in
+             (("a", 10), ("m", 50), ("z", 50), ("b", 50), ("c", 70), ("d", 95))])
+        page = connection.execute(statements.page_sql, (*statements.page_params, 10, 0)).fetchall()
+        total = connection.execute(statements.count_sql, statements.params).fetchone()[0]
+        plan = " | ".join(row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {statements.page_sql}",
+                                                               (*statements.page_params, 10, 0)).fetchall())
+    finally:
+        connection.close()
+        engine.dispose()
+    assert [(row[0], row[3]) for row in page] == [("b", 50), ("a", 10)]  # after (50, "m"): not z, m, c, d
+    assert total == 5  # d (95) arrived after the first page
+    assert "SEARCH e USING COVERING INDEX ix_document_entry_search (patient_pid=?" in plan, plan

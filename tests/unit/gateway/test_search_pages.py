@@ -89,6 +89,20 @@ def test_other_visible_levels_or_filters_are_another_page(kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_each_cursor_position_and_snapshot_is_its_own_page_and_forgotten_on_change(kind):
+    """Cursor pages (ITI-67 `_cursor`) are remembered like first pages: per keyset position and snapshot."""
+    pages, store = make_pages(kind), Store()
+    after_b, after_a = query(after=(50, "b"), through=90), query(after=(40, "a"), through=90)
+    pages.get(after_b, store.search(after_b))
+    assert pages.get(after_b, store.search(after_b)) == (1, ["pid-1:1"])
+    assert pages.get(after_a, store.search(after_a)) == (2, ["pid-1:2"])
+    assert pages.get(query(after=(50, "b"), through=95), store.search(after_b)) == (3, ["pid-1:3"])
+    pages.documents_changed("pid-1")
+    assert pages.get(after_b, store.search(after_b)) == (4, ["pid-1:4"])
+    assert store.searches == 4
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_a_page_expires_after_its_ttl(kind):
     pages, store = make_pages(kind, ttl=0.1), Store()
     pages.get(query(), store.search(query()))

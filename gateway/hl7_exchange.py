@@ -43,6 +43,12 @@ UNDER_REVIEW = "under-review"  # an identity review case names the patient
 # ... and why a held message processed again still waits
 UNKNOWN_PATIENT = "unknown-patient"  # PID-3 no longer names a patient of the MPI (e.g. unmerged, removed)
 UNKNOWN_SENDER = "unknown-sender"  # its sender is no longer in the senders file: nobody to act for
+NOT_OPENED = "epr-not-opened"  # the patient has a SPID but no onboarding policies yet
+ACCESS_REFUSED = "access-refused"  # the patient's policies do not (yet) let the sender's HCP write
+HELD_STILL = {NO_EPR: "the patient still has no EPR (no EPR-SPID)",
+              UNDER_REVIEW: "an identity review still names the patient",
+              NOT_OPENED: "the patient's EPR is not opened yet (no onboarding policies)",
+              ACCESS_REFUSED: "the patient's policies refuse the write"}
 
 
 @dataclass(frozen=True)
@@ -339,22 +345,28 @@ class Hl7Exchange:
             with self.auditor.engine.begin() as connection:
                 self.inbox.settle(connection, held.id, "refused")
             return answer("refused", error.text)
+        if reason is None and not self.exchange.access.policies(pid):
+            reason = NOT_OPENED
         if reason is not None:
             self.inbox.still_held(held.id, reason, pid)
-            return answer("held", {NO_EPR: "the patient still has no EPR",
-                                   UNDER_REVIEW: "an identity review still names the patient"}[reason])
+            return answer("held", HELD_STILL[reason])
         outcome: list = []
 
         def within(connection, outcomes) -> None:
             outcome.extend(outcomes)
-            self.inbox.settle(connection, held.id, "released" if outcomes[0].error is None else "refused")
+            error = outcomes[0].error
+            if not isinstance(error, AccessRefused):  # refused by consent: may be granted later, stays held
+                self.inbox.settle(connection, held.id, "released" if error is None else "refused")
 
         self.exchange.provide_many(principal=principal, submissions=[replace(mapped.submission, spid=spid)],
                                    within=within)
         error = outcome[0].error
         if error is None:
             return answer("released", "document stored" if outcome[0].created else "document already in the record")
-        return answer("refused", getattr(error, "reason", None) or getattr(error, "message", None) or str(error))
+        if isinstance(error, AccessRefused):
+            self.inbox.still_held(held.id, ACCESS_REFUSED, pid)
+            return answer("held", f"{HELD_STILL[ACCESS_REFUSED]}: {error.reason}")
+        return answer("refused", getattr(error, "message", None) or str(error))
 
     def _demographics(self, message: Message, sender: Sender, principal):
         feed = adt.patient_feed(message, assigning_authority=sender.profile.assigning_authority)

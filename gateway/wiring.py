@@ -116,7 +116,7 @@ def build_services(settings: Settings) -> Services:
 
 
 def release_held_messages(services: Services) -> None:
-    """A feed (ITI-104, A08) or a resolved identity review may fix what holds HL7 v2 messages: the
+    """A feed (ITI-104, A08), an onboarding or a resolved identity review may fix what holds HL7 v2 messages: the
     bridge's use-case processes that patient's held messages again. It is built only when some message
     is held (one indexed query per feed), so a bulk ITI-104 feed does not read the senders file each time."""
     from adapters.cara.store.message_inbox import DatabaseMessageInbox
@@ -135,6 +135,7 @@ def release_held_messages(services: Services) -> None:
 
     services.exchange.patient_fed.append(follow)
     services.identities.review_resolved.append(follow)
+    services.policies.onboarded.append(follow)
 
 
 def json_limits(settings: Settings) -> JsonLimits:

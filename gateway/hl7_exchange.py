@@ -313,7 +313,7 @@ class Hl7Exchange:
 
     def release_held_quietly(self, pid: str) -> None:
         """`release_held(pid=…)` after a change that may have fixed a held message's cause (a feed, a
-        review resolved; see `follow_identity_changes`): the change itself is done and answered
+        onboarding, a review resolved; see `wiring.release_held_messages`): the change itself is done and answered
         whatever happens here; a failure is logged and the messages stay held for `bridge retry`."""
         try:
             for released in self.release_held(pid=pid):
@@ -341,8 +341,9 @@ class Hl7Exchange:
                 self.inbox.still_held(held.id, UNKNOWN_PATIENT, held.pid)
                 return answer("held", error.text)
             # It read when it arrived; the code tables have changed since. Nobody can be told now.
-            self.auditor.failure(f"HL7v2 {code}^{trigger}", principal, error)
-            with self.auditor.engine.begin() as connection:
+            with self.auditor.engine.begin() as connection:  # its refusal and its status together
+                self.auditor.write_many(connection, [self.auditor.failure_record(f"HL7v2 {code}^{trigger}",
+                                                                                 principal, error)])
                 self.inbox.settle(connection, held.id, "refused")
             return answer("refused", error.text)
         if reason is None and not self.exchange.access.policies(pid):

@@ -149,3 +149,19 @@ def test_bridge_held_lists_and_bridge_retry_releases_what_nothing_else_released(
     assert held(gateway) == []
     assert "urn:oid:2.25.931" in found(gateway, SPID)
     assert "nothing held" in CliRunner().invoke(app, ["bridge", "retry"]).output
+
+
+def test_a_held_message_whose_sender_left_the_senders_file_stays_held_saying_so(bridge):
+    gateway, address, tmp_path = bridge
+    assert put_patient(gateway, UNFED, "L-9") == 201
+    send(address, mdm(control_id="S-1", unique_id="urn:oid:2.25.941", local_id="L-9",
+                      family="Sans", given="Dossier").encode())
+    body = patient_feed(spid=NEW_SPID, local_system=LOCAL_SYSTEM, local_id="L-9", family="Sans",
+                        given="Dossier", birth_date="1950-01-01", gender="male")
+    assert put_patient(gateway, body, "L-9") == 200
+    elsewhere = {"senders": [{"facility": "ELSEWHERE", "user_id": "x", "principal_gln": HCP_GLN}]}
+    (tmp_path / "senders.json").write_text(orjson.dumps(elsewhere).decode())  # the hospital is gone
+    gateway.services.policies.onboard(principal=POLICY_ADMIN, spid=NEW_SPID)  # would release it
+
+    assert [(c, r) for c, r, _ in held(gateway)] == [("S-1", "unknown-sender")]
+    assert found(gateway, NEW_SPID) == set() and created_records(gateway, NEW_SPID) == []

@@ -153,6 +153,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--database-url", default=None, help="default: SQLite in the temporary data directory")
     parser.add_argument("--keep-data", action="store_true")
+    parser.add_argument("--map-processes", type=int, default=None,
+                        help="EPR_MLLP_MAP_PROCESSES for the bridge (default: the gateway's)")
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="epr-bench-bridge-"))
@@ -176,6 +178,8 @@ def main() -> None:
     bridge_port, echo_port = free_port(), free_port()
     process_env = {**{k: v for k, v in os.environ.items() if not k.startswith("EPR_")}, **env,
                    "EPR_MLLP_PORT": str(bridge_port), "PYTHONPATH": str(ROOT)}
+    if args.map_processes is not None:
+        process_env["EPR_MLLP_MAP_PROCESSES"] = str(args.map_processes)
     bridge_log, echo_log = data_dir / "bridge.log", data_dir / "echo.log"
     bridge = echo = None
     try:

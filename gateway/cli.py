@@ -67,9 +67,16 @@ def _write_running_note(settings: Settings) -> None:
                               base_url=f"https://{settings.host}:{settings.port}/fhir"))
 
 
-@app.command()
-def bridge(port: int = typer.Option(None, help="MLLP port (default EPR_MLLP_PORT)")) -> None:
+bridge_app = typer.Typer(help="The HL7 v2 bridge: `bridge` runs the MLLP listener alone; `held`, `retry`.",
+                         invoke_without_command=True)
+app.add_typer(bridge_app, name="bridge")
+
+
+@bridge_app.callback()
+def bridge(ctx: typer.Context, port: int = typer.Option(None, help="MLLP port (default EPR_MLLP_PORT)")) -> None:
     """Start only the HL7 v2 bridge: the MLLP listener (EPR_MLLP_*), no HTTPS."""
+    if ctx.invoked_subcommand is not None:
+        return
     import asyncio
 
     from gateway.first_start import prepare
@@ -94,6 +101,36 @@ def bridge(port: int = typer.Option(None, help="MLLP port (default EPR_MLLP_PORT
         asyncio.run(run())
     except KeyboardInterrupt:
         pass
+
+
+def _bridge_use_case():
+    from gateway.first_start import prepare
+    from gateway.wiring import build_services, hl7_exchange
+
+    return hl7_exchange(build_services(prepare(Settings()).settings))
+
+
+@bridge_app.command("held")
+def bridge_held() -> None:
+    """List the HL7 v2 messages held for identity review: sender, MSH-10, since when, why."""
+    held = _bridge_use_case().held_messages()
+    typer.echo(f"{len(held)} messages held")
+    for message in held:
+        typer.echo(f"{message.id}  {message.held_at:%Y-%m-%d %H:%M:%S}  {message.reason:<16} "
+                   f"{message.sender}  MSH-10 {message.control_id}")
+
+
+@bridge_app.command("retry")
+def bridge_retry(patient: str = typer.Option(None, help="only this patient's (MPI-PID) held messages")) -> None:
+    """Process the held messages again, each as its sender's technical user (consent decision, storage
+    and audit as when it arrived): released, refused, or still held with the reason."""
+    outcomes = _bridge_use_case().release_held(pid=patient)
+    counted: dict[str, int] = {}
+    for outcome in outcomes:
+        counted[outcome.outcome] = counted.get(outcome.outcome, 0) + 1
+        typer.echo(f"{outcome.held_id}  {outcome.outcome:<8}  {outcome.sender}  MSH-10 {outcome.control_id}: "
+                   f"{outcome.detail}")
+    typer.echo(", ".join(f"{n} {o}" for o, n in sorted(counted.items())) or "nothing held")
 
 
 def _welcome(prepared, services) -> None:

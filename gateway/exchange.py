@@ -70,6 +70,9 @@ class Exchange:
         self.auditor = auditor
         self.community_oid = community_oid
         self._rendered_cache: dict[tuple, bytes] = {}
+        # Called with the MPI-PID after a feed committed (ITI-104, A08): what waits on a patient's
+        # identity (the bridge's held messages) is processed again. Each must not raise.
+        self.patient_fed: list[Callable[[str], None]] = []
 
     # -- ITI-65 -------------------------------------------------------------------------------
     @audited("ITI-65")
@@ -282,6 +285,7 @@ class Exchange:
         # The ledger is in the clear: the record names the patient by SPID only, no local id, no demographics.
         self.auditor.write_now([self.auditor.record("ITI-104", principal, action="C" if created else "U",
                                                     patient_spid=record.spid)])
+        self._fed(record.pid)
         return patient_mapping.with_version(patient_mapping.patient_resource(record, community_oid=self.community_oid),
                                             self.patients.version_of(record.pid)), created
 
@@ -295,7 +299,12 @@ class Exchange:
         record, created = self.patients.register(source, incoming)
         self.auditor.write_now([self.auditor.record("ITI-104", principal, action="C" if created else "U",
                                                     patient_spid=record.spid)])
+        self._fed(record.pid)
         return record, created
+
+    def _fed(self, pid: str) -> None:
+        for follower in self.patient_fed:
+            follower(pid)
 
     # -- helpers ------------------------------------------------------------------------------
     def _entry_json(self, entry: DocumentEntry, spid: str, base_url: str) -> bytes:

@@ -40,6 +40,27 @@ log = logging.getLogger("epr.mllp")
 # Held-for-review reasons (kept in clear beside the sealed message)
 NO_EPR = "no-epr"  # the patient is in the MPI but has no EPR (no SPID): nothing to file into yet
 UNDER_REVIEW = "under-review"  # an identity review case names the patient
+# ... and why a held message processed again still waits
+UNKNOWN_PATIENT = "unknown-patient"  # PID-3 no longer names a patient of the MPI (e.g. unmerged, removed)
+UNKNOWN_SENDER = "unknown-sender"  # its sender is no longer in the senders file: nobody to act for
+NOT_OPENED = "epr-not-opened"  # the patient has a SPID but no onboarding policies yet
+ACCESS_REFUSED = "access-refused"  # the patient's policies do not (yet) let the sender's HCP write
+HELD_STILL = {NO_EPR: "the patient still has no EPR (no EPR-SPID)",
+              UNDER_REVIEW: "an identity review still names the patient",
+              NOT_OPENED: "the patient's EPR is not opened yet (no onboarding policies)",
+              ACCESS_REFUSED: "the patient's policies refuse the write"}
+
+
+@dataclass(frozen=True)
+class Released:
+    """What processing a held message again did: `released` (document stored, or already present),
+    `refused` (the record refused it: audited, no longer held), `held` (the cause is not fixed)."""
+
+    held_id: str
+    sender: str
+    control_id: str
+    outcome: str
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -121,6 +142,13 @@ class Hl7Exchange:
             return code_and_ack
         ack_code, ack = code_and_ack
         return self.inbox.remember(sender.key, message.control_id, ack_code, ack)
+
+    def pending(self, read, raw: bytes, *, certificate_subject: str | None = None) -> PendingDocument:
+        """A document read and mapped in a worker process (`mllp.mapping_pool.read_document`, the same
+        steps as `handle` takes for it) as a PendingDocument for `commit_documents`: the sender is
+        this registry's entry, the principal is built here, never in the worker."""
+        sender = self.senders.senders[read.sender_index]
+        return PendingDocument(read.message, raw, sender, sender.principal(certificate_subject), read.mapped)
 
     # -- dispatch ---------------------------------------------------------------------------------
     def _process(self, message: Message, raw: bytes, sender: Sender, principal, defer: bool = False):
@@ -268,6 +296,78 @@ class Hl7Exchange:
         self.inbox.hold(sender=sender.key, control_id=message.control_id, reason=reason, pid=pid, raw=raw,
                         ack_code="AA", ack=ack, within=audit)
         return None  # the answer was kept with the held message
+
+    # -- held messages --------------------------------------------------------------------------
+    def held_messages(self, *, pids: tuple[str, ...] | None = None):
+        """The messages held for identity review, with their reasons (not opened)."""
+        return self.inbox.held_messages(pids=pids)
+
+    def release_held(self, *, pid: str | None = None) -> list[Released]:
+        """Process the held messages again (those of `pid`'s merged record only, when given), oldest
+        first, each as its sender's technical user: patient resolved afresh, then `provide_many` — the
+        access decision, the storage and its ITI-65 audit record — with the message marked released
+        (or refused) in the same transaction. One whose cause is not fixed stays held, its reason
+        updated. The sender's kept answer (AA, held) does not change: that is what it was told."""
+        pids = self.exchange.patients.pids_for(self.exchange.patients.surviving_pid(pid)) if pid else None
+        return [self._release(held) for held in self.inbox.held_messages(pids=pids, opened=True)]
+
+    def release_held_quietly(self, pid: str) -> None:
+        """`release_held(pid=…)` after a change that may have fixed a held message's cause (a feed, a
+        onboarding, a review resolved; see `wiring.release_held_messages`): the change itself is done and answered
+        whatever happens here; a failure is logged and the messages stay held for `bridge retry`."""
+        try:
+            for released in self.release_held(pid=pid):
+                log.info("held HL7 v2 message %s processed again: %s", released.held_id, released.outcome)
+        except Exception:
+            log.exception("held HL7 v2 messages of a changed patient could not be processed again")
+
+    def _release(self, held) -> Released:
+        def answer(outcome: str, detail: str) -> Released:
+            return Released(held.id, held.sender, held.control_id, outcome, detail)
+
+        sender = next((s for s in self.senders.senders if s.key == held.sender), None)
+        if sender is None:
+            self.inbox.still_held(held.id, UNKNOWN_SENDER, held.pid)
+            return answer("held", "its sender is no longer in the senders file")
+        principal = sender.principal(sender.certificate_subject)
+        message = Message.parse(held.raw)
+        code, trigger, _ = message.message_type
+        try:
+            mapped = documents.document_message(message, sender_key=sender.key, profile=sender.profile,
+                                                tables=self.senders.tables)
+            pid, spid, reason = self._patient(mapped.patient_identifiers)
+        except MessageError as error:
+            if error.code == UNKNOWN_KEY:  # the patient is gone from the MPI: it may come back
+                self.inbox.still_held(held.id, UNKNOWN_PATIENT, held.pid)
+                return answer("held", error.text)
+            # It read when it arrived; the code tables have changed since. Nobody can be told now.
+            with self.auditor.engine.begin() as connection:  # its refusal and its status together
+                self.auditor.write_many(connection, [self.auditor.failure_record(f"HL7v2 {code}^{trigger}",
+                                                                                 principal, error)])
+                self.inbox.settle(connection, held.id, "refused")
+            return answer("refused", error.text)
+        if reason is None and not self.exchange.access.policies(pid):
+            reason = NOT_OPENED
+        if reason is not None:
+            self.inbox.still_held(held.id, reason, pid)
+            return answer("held", HELD_STILL[reason])
+        outcome: list = []
+
+        def within(connection, outcomes) -> None:
+            outcome.extend(outcomes)
+            error = outcomes[0].error
+            if not isinstance(error, AccessRefused):  # refused by consent: may be granted later, stays held
+                self.inbox.settle(connection, held.id, "released" if error is None else "refused")
+
+        self.exchange.provide_many(principal=principal, submissions=[replace(mapped.submission, spid=spid)],
+                                   within=within)
+        error = outcome[0].error
+        if error is None:
+            return answer("released", "document stored" if outcome[0].created else "document already in the record")
+        if isinstance(error, AccessRefused):
+            self.inbox.still_held(held.id, ACCESS_REFUSED, pid)
+            return answer("held", f"{HELD_STILL[ACCESS_REFUSED]}: {error.reason}")
+        return answer("refused", getattr(error, "message", None) or str(error))
 
     def _demographics(self, message: Message, sender: Sender, principal):
         feed = adt.patient_feed(message, assigning_authority=sender.profile.assigning_authority)

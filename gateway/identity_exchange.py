@@ -10,6 +10,7 @@ names and identifier systems, never a name, a birth date or a local id.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -41,6 +42,8 @@ class IdentityExchange:
         self.pages = pages or NoSearchPages()
         self.mpi_system = f"urn:oid:{community_oid}"
         self.community_oid = community_oid
+        # Called with the MPI-PID after an identity review naming it was resolved (see Exchange.patient_fed).
+        self.review_resolved: list[Callable[[str], None]] = []
 
     # -- ITI-83 -------------------------------------------------------------------------------
     @audited("ITI-83")
@@ -248,6 +251,9 @@ class IdentityExchange:
         _require_role(principal, REVIEWERS, "resolve identity reviews")
         review = self.patients.resolve_review(review_id)
         self.auditor.write_now([self.auditor.record("identity-review", principal, action="U")])
+        if review.pid:
+            for follower in self.review_resolved:
+                follower(review.pid)
         return _review_json(review)
 
 

@@ -6,6 +6,8 @@ Consent resource ids are the uuid of the policy set (`policySetId` = `urn:uuid:<
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import re
 import uuid
 from dataclasses import dataclass
@@ -54,6 +56,8 @@ class PolicyExchange:
         self._patients = patients
         self._access = access
         self.auditor = auditor
+        # Called with the MPI-PID once a patient's EPR is opened (onboarding; see Exchange.patient_fed).
+        self.onboarded: list[Callable[[str], None]] = []
 
     # -- PPQ-3 / PPQ-4 ------------------------------------------------------------------------
     @audited("PPQ-3")
@@ -229,6 +233,9 @@ class PolicyExchange:
         ids = tuple(f"{_UUID_PREFIX}{uuid.uuid4()}" for _ in range(3))
         policies = onboarding_policies(patient_spid=spid, policy_set_ids=ids)
         self.apply(principal=principal, changes=[PolicyChange("POST", p.policy_set_id, p) for p in policies])
+        pid = self._patients.pid_for_spid(spid)
+        for follower in self.onboarded if pid else ():
+            follower(pid)
         return policies
 
     # -- PPQ-5 --------------------------------------------------------------------------------

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     mllp_host: str = "127.0.0.1"
     mllp_tls: bool = False  # TLS with the gateway's certificate; client certificates from EPR_CLIENT_CA
     mllp_senders: Path | None = None  # the senders file; default: a DEVELOPMENT one naming the demo HCP
+    # Worker processes reading and mapping document messages off the listener's GIL (0: in its thread).
+    # Off by default: on the shared 2-core machine it measured slower (no core to spare; ARCHITECTURE.md).
+    mllp_map_processes: int = 0
     mllp_serve: bool = False  # set by `epr-gateway serve`: the app's workers also listen for MLLP
     # -- the patient's web page (/portal) --
     portal_oidc_issuer: str | None = None  # production sign-in: the identity provider (OpenID Connect)

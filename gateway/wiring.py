@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -35,6 +36,9 @@ from gateway.portal_exchange import PortalExchange
 from gateway.paging_cursors import PageCursors
 from gateway.search_pages import InProcessSearchPages, NoSearchPages, RedisSearchPages, SearchPages
 from gateway.settings import Settings
+
+
+log = logging.getLogger("epr.gateway")
 
 
 @dataclass
@@ -104,11 +108,36 @@ def build_services(settings: Settings) -> Services:
     metadata = MetadataExchange(documents=documents, patients=patients, access=access, auditor=auditor, pages=pages)
     refusals = AuthRefusals(interval_seconds=settings.auth_failure_interval_seconds,
                             limit=settings.auth_failure_limit, max_sources=settings.auth_failure_sources)
-    return Services(settings=settings, engine=engine, keyring=keyring, exchange=exchange, policies=policies,
-                    trail=trail, access=access, auditor=auditor, verifier=verifier, identities=identities,
-                    metadata=metadata,
-                    portal=PortalExchange(patients=patients, access=access, auditor=auditor),
-                    auth_refusals=refusals)
+    services = Services(settings=settings, engine=engine, keyring=keyring, exchange=exchange, policies=policies,
+                        trail=trail, access=access, auditor=auditor, verifier=verifier, identities=identities,
+                        metadata=metadata,
+                        portal=PortalExchange(patients=patients, access=access, auditor=auditor),
+                        auth_refusals=refusals)
+    release_held_messages(services)
+    return services
+
+
+def release_held_messages(services: Services) -> None:
+    """A feed (ITI-104, A08), an onboarding or a resolved identity review may fix what holds HL7 v2 messages: the
+    bridge's use-case processes that patient's held messages again. It is built only when some message
+    is held (one indexed query per feed), so a bulk ITI-104 feed does not read the senders file each time."""
+    from adapters.cara.store.message_inbox import DatabaseMessageInbox
+
+    inbox = DatabaseMessageInbox(engine=services.engine, keyring=services.keyring)
+
+    def follow(pid: str) -> None:
+        try:
+            if not inbox.any_held():
+                return
+            bridge = hl7_exchange(services)
+        except Exception:  # the feed is done and answered; `bridge retry` processes them later
+            log.exception("held HL7 v2 messages could not be looked up after an identity change")
+            return
+        bridge.release_held_quietly(pid)
+
+    services.exchange.patient_fed.append(follow)
+    services.identities.review_resolved.append(follow)
+    services.policies.onboarded.append(follow)
 
 
 def json_limits(settings: Settings) -> JsonLimits:
@@ -172,6 +201,7 @@ def hl7_exchange(services: Services):
 
 def mllp_listener(services: Services, *, port: int | None = None, reuse_port: bool = False):
     """The MLLP listener (EPR_MLLP_*): TLS with the gateway's certificate when EPR_MLLP_TLS=1."""
+    from adapters.cara.store.wal_checkpoint import WalCheckpointer
     from gateway.mllp.listener import MllpListener
     from gateway.pki import server_ssl_context
 
@@ -180,9 +210,11 @@ def mllp_listener(services: Services, *, port: int | None = None, reuse_port: bo
                if settings.mllp_tls else None)
     # SQLite has one writer: one thread avoids lock waits; PostgreSQL takes several.
     threads = 1 if services.store_in_process else 4
+    processes = settings.mllp_map_processes
     return MllpListener(handler=hl7_exchange(services), host=settings.mllp_host,
                         port=settings.mllp_port if port is None else port, ssl_context=context, threads=threads,
-                        reuse_port=reuse_port)
+                        reuse_port=reuse_port, mapping_processes=processes,
+                        checkpointer=WalCheckpointer(services.engine) if services.store_in_process else None)
 
 
 def link_version(settings: Settings) -> LinkVersion:

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from gateway.auditing import RequestContext, current_request
 from gateway.mllp.framing import FrameTooLarge, frame, read_frame
 from gateway.mllp.group_commit import GroupCommit
+from gateway.mllp.mapping_pool import MappingPool
 
 log = logging.getLogger("epr.mllp")
 MAX_FRAME_BYTES = 32 * 1024 * 1024
@@ -32,11 +33,15 @@ def certificate_subject(writer: asyncio.StreamWriter) -> str | None:
 class MllpListener:
     def __init__(self, *, handler, host: str, port: int, ssl_context: ssl.SSLContext | None = None,
                  threads: int = 4, max_frame_bytes: int = MAX_FRAME_BYTES, reuse_port: bool = False,
-                 group_commit: bool = True):
+                 group_commit: bool = True, mapping_processes: int = 0, checkpointer=None):
         self._handler = handler  # Hl7Exchange
         # Documents from all connections share commits (see group_commit); off: one provide each.
         self._group = (GroupCommit(handler.commit_documents, senders=lambda: len(self._connections))
                        if group_commit else None)
+        # Documents read and mapped in worker processes (see mapping_pool); 0: in the thread pool.
+        self._mapping = (MappingPool(handler.senders, processes=mapping_processes)
+                         if mapping_processes and self._group is not None else None)
+        self._checkpointer = checkpointer  # SQLite: WAL checkpoints beside the commits (store.wal_checkpoint)
         self._host, self._port = host, port
         self._ssl = ssl_context
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mllp")
@@ -46,6 +51,10 @@ class MllpListener:
         self._connections: set[asyncio.Task] = set()
 
     async def start(self) -> tuple[str, int]:
+        if self._mapping is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._mapping.start)
+        if self._checkpointer is not None:
+            self._checkpointer.start()
         self._server = await asyncio.start_server(self._connection, self._host, self._port, ssl=self._ssl,
                                                   limit=self._max_frame_bytes, reuse_port=self._reuse_port or None)
         host, port = self._server.sockets[0].getsockname()[:2]
@@ -60,8 +69,12 @@ class MllpListener:
             await asyncio.gather(*self._connections, return_exceptions=True)
             await self._server.wait_closed()
         self._executor.shutdown(wait=True)
+        if self._mapping is not None:
+            self._mapping.stop()
         if self._group is not None:
             self._group.stop()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -97,10 +110,14 @@ class MllpListener:
             return await loop.run_in_executor(self._executor, self._handle, raw, subject, context)
         self._group.preparing(+1)  # a batch being gathered waits for this one (see group_commit)
         try:
-            ack = await loop.run_in_executor(self._executor, self._handle, raw, subject, context)
-            if isinstance(ack, bytes):
-                return ack
-            pending = self._group.submit(ack)  # a document: its ACK comes with its batch's commit
+            read = await self._mapping.read(loop, raw, subject) if self._mapping is not None else None
+            if read is not None:  # mapped in a worker process (see mapping_pool)
+                pending = self._group.submit(self._handler.pending(read, raw, certificate_subject=subject))
+            else:
+                ack = await loop.run_in_executor(self._executor, self._handle, raw, subject, context)
+                if isinstance(ack, bytes):
+                    return ack
+                pending = self._group.submit(ack)  # a document: its ACK comes with its batch's commit
         finally:
             self._group.preparing(-1)
         return await asyncio.wrap_future(pending)

@@ -7,11 +7,31 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, insert, select, tuple_
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from adapters.cara.crypto import Keyring, Sealed
 from adapters.cara.store.schema import mllp_answer, mllp_held_message
+
+
+_ANSWERS_OF_SENDER = select(mllp_answer.c.control_id, mllp_answer.c.ack).where(
+    mllp_answer.c.sender == bindparam("sender"), mllp_answer.c.control_id.in_(bindparam("control_ids", expanding=True)))
+
+
+@dataclass(frozen=True)
+class HeldMessage:
+    """A message held for identity review: who sent it, why it waits (in clear), and — when opened —
+    the message as received."""
+
+    id: str
+    sender: str  # the sender's key (senders file)
+    control_id: str
+    reason: str
+    pid: str | None
+    held_at: datetime
+    raw: bytes | None = None
 
 
 def _now() -> datetime:
@@ -54,12 +74,17 @@ class DatabaseMessageInbox:
             return self.answers_in(connection, keys)
 
     def answers_in(self, connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], bytes]:
-        """The answers already kept for these (sender, MSH-10), read in the caller's transaction."""
-        if not keys:
-            return {}
-        rows = connection.execute(select(mllp_answer.c.sender, mllp_answer.c.control_id, mllp_answer.c.ack).where(
-            tuple_(mllp_answer.c.sender, mllp_answer.c.control_id).in_(keys))).all()
-        return {(r.sender, r.control_id): r.ack for r in rows}
+        """The answers already kept for these (sender, MSH-10), read in the caller's transaction: one
+        query per sender (a batch has one or a few), `control_id IN (…)` as one expanding parameter —
+        SQLAlchemy caches that statement, whereas a tuple IN is compiled afresh for every batch."""
+        by_sender: dict[str, list[str]] = {}
+        for sender, control_id in keys:
+            by_sender.setdefault(sender, []).append(control_id)
+        found: dict[tuple[str, str], bytes] = {}
+        for sender, control_ids in by_sender.items():
+            rows = connection.execute(_ANSWERS_OF_SENDER, {"sender": sender, "control_ids": control_ids})
+            found.update(((sender, control_id), ack) for control_id, ack in rows)
+        return found
 
     def remember_many(self, connection, answers: list[tuple[str, str, str, bytes]]) -> None:
         """(sender, MSH-10, ACK code, ACK) rows in the caller's transaction (one multi-row insert)."""
@@ -90,3 +115,33 @@ class DatabaseMessageInbox:
                                       .order_by(mllp_held_message.c.held_at)).all()
         return [(r.id, r.reason, r.pid, self._keyring.open(Sealed(r.sealed_key, r.sealed), held_context(r.id)))
                 for r in rows]
+
+    def any_held(self) -> bool:
+        with self._engine.connect() as connection:
+            return connection.execute(select(mllp_held_message.c.id).where(mllp_held_message.c.status == "held")
+                                      .limit(1)).first() is not None
+
+    def held_messages(self, *, pids: tuple[str, ...] | None = None, opened: bool = False) -> list[HeldMessage]:
+        """The messages still held (of these MPI-PIDs only, when given), oldest first; `opened` decrypts
+        each message (to process it again) — a listing does not need to."""
+        query = select(mllp_held_message).where(mllp_held_message.c.status == "held")
+        if pids is not None:
+            query = query.where(mllp_held_message.c.pid.in_(pids))
+        with self._engine.connect() as connection:
+            rows = connection.execute(query.order_by(mllp_held_message.c.held_at, mllp_held_message.c.id)).all()
+        return [HeldMessage(r.id, r.sender, r.control_id, r.reason, r.pid, r.held_at,
+                            self._keyring.open(Sealed(r.sealed_key, r.sealed), held_context(r.id)) if opened else None)
+                for r in rows]
+
+    def settle(self, connection, held_id: str, status: str) -> None:
+        """A held message processed again: `released` (its document is in the record) or `refused`
+        (the record refused it; the audit record says why), in the caller's transaction."""
+        connection.execute(update(mllp_held_message).where(mllp_held_message.c.id == held_id,
+                                                           mllp_held_message.c.status == "held")
+                           .values(status=status))
+
+    def still_held(self, held_id: str, reason: str, pid: str | None) -> None:
+        """Processed again but its cause is not fixed (or another now holds it): the reason kept current."""
+        with self._engine.begin() as connection:
+            connection.execute(update(mllp_held_message).where(mllp_held_message.c.id == held_id)
+                               .values(reason=reason, pid=pid))

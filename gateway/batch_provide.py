@@ -7,6 +7,10 @@ provide level, idempotency by uniqueId and SHA-1, encryption, one ATC_DOC_CREATE
 but they share one transaction, one ledger append (one lock, one head read, one multi-row insert) and
 one commit. Each submission is all-or-nothing: a refused one is audited (outcome 4, in the same
 transaction) and leaves nothing stored, without affecting the others.
+
+Two phases, so a caller with many batches (the migration) can pipeline them: `authorise_many` (the
+decisions and the sealing of the bodies, no transaction) and `store_authorised` (one transaction and
+its commit). `provide_many` is the two in a row.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
+from adapters.cara.crypto import Sealed
 from adapters.cara.errors import RecordError, UnknownPatient
 from adapters.cara.model import Submission
 from adapters.cara.store.documents import BatchItem, ProvideResult
@@ -40,19 +45,55 @@ class BatchOutcome:
         return self.result is not None and any(d.created for d in self.result.documents)
 
 
+@dataclass
+class AuthorisedBatch:
+    """A batch after its decisions (`authorise_many`), before its transaction (`store_authorised`):
+    the refused submissions with their audit records, the authorised ones as they will be stored
+    (levels raised, provenance set) with their patient, and their bodies already sealed. Only
+    `authorise_many` makes one, so nothing reaches the store without its access decision."""
+
+    principal: Principal
+    submissions: Sequence[Submission]
+    outcomes: list[BatchOutcome | None]
+    refusals: list  # AuditRecords of the submissions refused here
+    authorised: list[tuple[int, Submission, str]]  # (index in `submissions`, as stored, MPI-PID)
+    sealed_bodies: dict[str, Sealed]  # entry id → body sealed under its own data key
+
+    @property
+    def names(self) -> frozenset[tuple[str, str]]:
+        """(MPI-PID, uniqueId) of every document authorised here: a later batch of the same principal
+        may name them before this one has committed (see `authorise_many`'s `in_flight`)."""
+        return frozenset((pid, d.entry.unique_id) for _, stored, pid in self.authorised for d in stored.documents)
+
+
 def provide_many(exchange: Exchange, *, principal: Principal, submissions: Sequence[Submission],
                  within: Callable[[Connection, list[BatchOutcome]], None] | None = None) -> list[BatchOutcome]:
     """See `Exchange.provide_many`. `within(connection, outcomes)` runs in the batch's transaction
     after the audit records (a migration journals its progress there, so that progress and documents
     commit together)."""
+    return store_authorised(exchange, authorise_many(exchange, principal=principal, submissions=submissions),
+                            within=within)
+
+
+def authorise_many(exchange: Exchange, *, principal: Principal, submissions: Sequence[Submission],
+                   in_flight: frozenset[tuple[str, str]] = frozenset()) -> AuthorisedBatch:
+    """Phase 1, no transaction: per submission the patient context, its PID, `_authorise_upload`
+    (provenance, provide level, write decision, the documents it names), then its bodies sealed.
+    `in_flight`: the `names` of this principal's batch being stored meanwhile (a pipelined caller
+    decides batch N+1 while batch N commits); the store still checks that such a target was accepted.
+    Why sealing here: it is most of a document's CPU and needs no database state, so a pipelined
+    caller does it while the previous batch's transaction waits on the disk."""
     outcomes: list[BatchOutcome | None] = [None] * len(submissions)
     refusals = []  # audit records of submissions refused before the store was asked
     authorised: list[tuple[int, Submission, str]] = []
-    earlier: set[tuple[str, str]] = set()  # (MPI-PID, uniqueId) authorised above, nameable below
+    earlier: set[tuple[str, str]] = set(in_flight)  # (MPI-PID, uniqueId) authorised above, nameable below
+    pids: dict[str, str | None] = {}  # SPID → MPI-PID within this batch: one look-up per patient
     for index, submission in enumerate(submissions):
         try:
             exchange.access.require_patient_context(principal, submission.spid)
-            pid = exchange.patients.pid_for_spid(submission.spid)
+            if submission.spid not in pids:
+                pids[submission.spid] = exchange.patients.pid_for_spid(submission.spid)
+            pid = pids[submission.spid]
             if pid is None:
                 raise UnknownPatient(f"EPR-SPID {submission.spid} is not registered in this community",
                                      location="List.subject.identifier")
@@ -62,10 +103,21 @@ def provide_many(exchange: Exchange, *, principal: Principal, submissions: Seque
         except (RecordError, AccessRefused) as error:
             outcomes[index] = BatchOutcome(submission, None, None, error)
             refusals.append(exchange.auditor.failure_record("ITI-65", principal, error))
+    sealed = {document.entry.entry_id: exchange.documents.seal_body(document)
+              for _, stored, _ in authorised for document in stored.documents}
+    return AuthorisedBatch(principal, submissions, outcomes, refusals, authorised, sealed)
+
+
+def store_authorised(exchange: Exchange, batch: AuthorisedBatch, *,
+                     within: Callable[[Connection, list[BatchOutcome]], None] | None = None) -> list[BatchOutcome]:
+    """Phase 2: one transaction — the store's checks against its state (existing copies, relation
+    targets), the rows, one ATC_DOC_CREATE record per created document (and the refusals'), `within`,
+    one commit; then the changed patients' search pages are dropped."""
+    principal, submissions, outcomes, authorised = batch.principal, batch.submissions, batch.outcomes, batch.authorised
     auditor = exchange.auditor
 
     def in_transaction(connection: Connection, results: list) -> None:
-        records = list(refusals)
+        records = list(batch.refusals)
         for (index, stored, _pid), result in zip(authorised, results, strict=True):
             submission = submissions[index]
             if isinstance(result, ProvideResult):
@@ -82,8 +134,8 @@ def provide_many(exchange: Exchange, *, principal: Principal, submissions: Seque
         if within is not None:
             within(connection, outcomes)  # type: ignore[arg-type]
 
-    exchange.documents.provide_many([BatchItem(stored, pid) for _, stored, pid in authorised], within=in_transaction)
-    for outcome, (_, _, pid) in zip((outcomes[i] for i, _, _ in authorised), authorised, strict=True):
-        if outcome is not None and outcome.created:
-            exchange.pages.documents_changed(pid)
+    exchange.documents.provide_many([BatchItem(stored, pid) for _, stored, pid in authorised], within=in_transaction,
+                                    sealed_bodies=batch.sealed_bodies)
+    for pid in {pid for index, _, pid in authorised if outcomes[index] is not None and outcomes[index].created}:
+        exchange.pages.documents_changed(pid)
     return outcomes  # type: ignore[return-value]

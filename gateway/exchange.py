@@ -33,7 +33,8 @@ from consent.principal import Principal
 from gateway.access import AccessControl
 from gateway.auditing import Auditor, audited
 from gateway.auth.errors import AccessRefused
-from gateway.batch_provide import BatchOutcome, provide_many as _provide_many
+from gateway.batch_provide import AuthorisedBatch, BatchOutcome, authorise_many as _authorise_many
+from gateway.batch_provide import provide_many as _provide_many, store_authorised as _store_authorised
 from gateway.provenance import submitter_of, with_provenance
 from gateway.paging_cursors import NOT_ISSUED, PAGING_PARAMS, PageCursors
 from gateway.search_pages import NoSearchPages, SearchPages
@@ -121,6 +122,22 @@ class Exchange:
         audited and does not affect the others; search pages invalidated for the patients changed.
         `within(connection, outcomes)` runs in that transaction before the commit (see batch_provide)."""
         return _provide_many(self, principal=principal, submissions=submissions, within=within)
+
+    @audited("ITI-65")
+    def authorise_many(self, *, principal: Principal, submissions: Sequence[Submission],
+                       in_flight: frozenset[tuple[str, str]] = frozenset()) -> AuthorisedBatch:
+        """`provide_many`'s first half, for a caller that pipelines batches: every decision (patient
+        context, provide level, write, named documents) and the bodies sealed, no transaction. The
+        result goes to `store_authorised`; `in_flight` = the `names` of the batch still being stored."""
+        return _authorise_many(self, principal=principal, submissions=submissions, in_flight=in_flight)
+
+    @audited("ITI-65")
+    def store_authorised(self, *, principal: Principal, batch: AuthorisedBatch,
+                         within: Callable | None = None) -> list[BatchOutcome]:
+        """`provide_many`'s second half: the authorised batch in one transaction with its audit records."""
+        if batch.principal != principal:
+            raise AccessRefused("a batch is stored by the principal it was authorised for")
+        return _store_authorised(self, batch, within=within)
 
     def _authorise_upload(self, principal: Principal, submission: Submission, pid: str, *,
                           earlier_in_batch: frozenset[tuple[str, str]] = frozenset()) -> Submission:

@@ -19,6 +19,7 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from adapters.cara.record_ids import new_record_id
 from adapters.cara.client_json import DEFAULT_LIMITS, JsonLimits, check_resource_sizes, load_client_json
 from adapters.cara.errors import InvalidInput, Issue, ProfileViolation
 from adapters.cara.mhd_rules import check_provide_bundle, decode_binary, extension, first_coding
@@ -103,7 +104,7 @@ def submission_from_bundle(bundle: dict[str, Any]) -> Submission:
     resources = {e["fullUrl"]: e["resource"] for e in bundle["entry"]}
     listed = next(r for r in resources.values() if r["resourceType"] == "List")
     spid = listed["subject"]["identifier"]["value"]
-    submission_set_id = str(uuid.uuid4())
+    submission_set_id = new_record_id()
     submission_set = SubmissionSet(
         submission_set_id=submission_set_id,
         unique_id=next(x["value"] for x in listed["identifier"] if x.get("use") == "usual"),
@@ -130,7 +131,7 @@ def _new_document(doc: dict[str, Any], resources: dict[str, dict], submission_se
     source_patient = next(c for c in doc["contained"] if c["id"] == context["sourcePatientInfo"]["reference"][1:])
     usual = next(x for x in source_patient["identifier"] if x.get("use") == "usual" and x.get("value"))
     period = context.get("period") or {}
-    entry_id = str(uuid.uuid4())
+    entry_id = new_record_id()
     entry = DocumentEntry(
         entry_id=entry_id,
         unique_id=doc["masterIdentifier"]["value"],

@@ -2,20 +2,20 @@
 
 The flow, per source document in a stable order (media as given, subsets sorted, documents in
 metadata order):
-  read + map (worker threads: file I/O, SHA-1, XML) → patient (`ImportExchange.patient_for_import`)
+  read + map (reader processes, `reading.py`: file I/O, SHA-1, XML) → patient (`ImportExchange.patient_for_import`)
   → relation targets (entryUUID → uniqueId, across packages and runs) → a batch
   → `Exchange.provide_many` as the TCU acting for `--as-gln`, whose transaction also journals every
   document of the batch (stored, already present, held with its sealed copy, rejected).
 Because the journal commits with the documents, a run killed at any point and started again skips
 exactly what was committed and ends in the state of an uninterrupted run. Decisions that depend on
-earlier documents (relation targets) are taken in order on the main thread; workers only read.
+earlier documents (relation targets) are taken in order in this process; reader processes only read.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import itertools
-from collections.abc import Callable, Iterator
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -23,13 +23,13 @@ from adapters.cara.errors import Conflict, ProfileViolation, RecordError, Unknow
 from adapters.cara.model import Submission
 from adapters.infomed.xdm import ebrim
 from adapters.infomed.xdm.codes import CodeTables
-from adapters.infomed.xdm.mapping import MappedDocument, Refused, document_unique_id, map_document, with_relations
-from adapters.infomed.xdm.media import MediaProblem, MemberRefused, Package, open_media
+from adapters.infomed.xdm.mapping import with_relations
 from consent.principal import Principal
 from gateway.auth.errors import AccessRefused
 from gateway.exchange import Exchange
 from gateway.import_exchange import ImportExchange
 from gateway.migration.journal import Journal, JournalRow
+from gateway.migration.reading import HeldSource, Prepared, map_prepared, prepared_documents
 
 MAX_BATCH_BYTES = 64 * 1024 * 1024  # a batch's documents are in memory together
 RELATION_TARGET = "relation-target"
@@ -39,17 +39,6 @@ PATIENTS_CACHED = 100_000
 def migration_principal(gln: str, *, user_id: str = "infomed-migration") -> Principal:
     """The technical user (TCU, purpose AUTO) on behalf of the responsible professional."""
     return Principal(role="TCU", user_id=user_id, name="Infomed migration", purpose_of_use="AUTO", acting_for=gln)
-
-
-@dataclass
-class Prepared:
-    """One source document after reading, mapping and patient resolution (not yet stored)."""
-
-    row: JournalRow
-    size: int = 0
-    mapped: MappedDocument | None = None
-    spid: str | None = None
-    payload: dict | None = None  # what the holding area keeps if it is held
 
 
 @dataclass
@@ -69,8 +58,8 @@ class MigrationJob:
     def __init__(self, *, exchange: Exchange, imports: ImportExchange, journal: Journal, tables: CodeTables,
                  principal: Principal, batch: int = 200, workers: int = 2, dry_run: bool = False,
                  on_progress: Callable[[Counts], None] | None = None):
-        if batch < 1 or workers < 1:
-            raise ValueError("batch and workers must be at least 1")
+        if batch < 1 or workers < 0:
+            raise ValueError("batch must be at least 1, workers at least 0 (0: read in this process)")
         self.exchange = exchange
         self.imports = imports
         self.journal = journal
@@ -85,6 +74,9 @@ class MigrationJob:
         self._targets: dict[str, str] = {}  # entryUUID → uniqueId, stored or on its way in this run
         self._pending: list[Prepared] = []
         self._pending_bytes = 0
+        self._pending_submissions = 0
+        self._in_flight: concurrent.futures.Future | None = None  # the batch the writer thread is storing
+        self._in_flight_names: frozenset[tuple[str, str]] = frozenset()
         self._patients: dict = {}  # (identifier, demographics) → ImportPatient, for this run
 
     # -- the run ------------------------------------------------------------------------------------
@@ -94,77 +86,53 @@ class MigrationJob:
             raise ValueError("two sources have the same name: the journal tells media apart by name")
         done = self.journal.rows_for(names)
         self._targets = self.journal.stored_targets()
-        with concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="xdm-read") as pool:
-            for prepared_package in _ordered(pool, self._packages(sources), self._read_package, self.workers * 2):
-                for prepared in prepared_package:
-                    if prepared.row.source in done:
-                        self.counts.skipped += 1
-                        continue
-                    self._add(self._with_targets(prepared))
-        self._flush()
+        with self._writing():
+            for prepared in prepared_documents(sources, self.tables, self.workers):
+                if prepared.row.source in done:
+                    self.counts.skipped += 1
+                    continue
+                self._add(self._with_targets(self._with_patient(prepared)))
+            self._flush()
 
     def retry(self) -> None:
         """Held documents again: mapped with today's tables, patient and targets resolved again."""
         self._targets = self.journal.stored_targets()
+        with self._writing():
+            self._retry_held()
+
+    def _retry_held(self) -> None:
         for held in self.journal.held():
             payload = held.payload
             document = ebrim.RegistryObject.from_json(payload["document"])
             subset = ebrim.RegistryObject.from_json(payload["submission_set"]) if payload["submission_set"] else None
             associations = [ebrim.Association(**a) for a in payload["associations"]]
             media = held.source.split("/", 1)[0]
-            self._add(self._with_targets(self._prepare_document(held.source, media, document, subset, associations,
-                                                                payload["content"])))
+            prepared = map_prepared(held.source, media, document, subset, associations, payload["content"],
+                                    self.tables, HeldSource(None, document.id, payload["content"], payload))
+            self._add(self._with_targets(self._with_patient(prepared)))
         self._flush()
 
-    def _packages(self, sources: list[Path]) -> Iterator[Package | MediaProblem]:
-        for source in sources:
-            yield from open_media(source)
-
-    # -- reading and mapping (worker threads) ----------------------------------------------------------
-    def _read_package(self, item: Package | MediaProblem) -> list[Prepared]:
-        if isinstance(item, MediaProblem):
-            media = item.source.split("/", 1)[0]
-            return [Prepared(JournalRow(item.source, media, "rejected", reason_code="media", reason=item.reason))]
-        media = item.source.split("/", 1)[0]
+    @contextlib.contextmanager
+    def _writing(self):
+        """The writer thread: batch N is stored (its transaction, commit and fsync) while this thread
+        reads, resolves and authorises batch N+1. One batch in flight at a time, committed in order; the
+        run returns (or raises) only once the last one has committed or failed."""
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="migration-writer")
         try:
-            metadata = ebrim.parse_metadata(item.metadata)
-        except ebrim.MetadataRefused as exc:
-            return [Prepared(JournalRow(f"{item.source}/METADATA.XML", media, "rejected", reason_code="metadata",
-                                        reason=str(exc)))]
-        prepared, seen = [], set()
-        for document in metadata.documents:
-            uri = document.slot("URI") or ""
-            source = f"{item.source}/{uri or document.id}"
-            if source in seen:  # two entries naming one file: each is still accounted for once
-                source = f"{source}#{document.id}"
-            seen.add(source)
+            yield
+            self._wait_for_writer()
+        finally:
             try:
-                content = item.read(uri)
-            except MemberRefused as exc:
-                prepared.append(Prepared(JournalRow(source, media, "rejected", unique_id=document_unique_id(document),
-                                                    entry_uuid=document.id, reason_code="file", reason=str(exc))))
-                continue
-            prepared.append(self._prepare_document(source, media, document, metadata.submission_set,
-                                                   metadata.associations, content))
-        return prepared
+                self._wait_for_writer()
+            finally:
+                self._writer.shutdown(wait=True)
 
-    def _prepare_document(self, source: str, media: str, document: ebrim.RegistryObject,
-                          subset: ebrim.RegistryObject | None, associations: list[ebrim.Association],
-                          content: bytes) -> Prepared:
-        unique_id = document_unique_id(document)
-        own = [a for a in associations if a.source == document.id or a.target == document.id]
-        payload = {"document": document.to_json(), "submission_set": subset.to_json() if subset else None,
-                   "associations": [a.__dict__ for a in own], "content": content}
-        row = JournalRow(source, media, "held", unique_id=unique_id, entry_uuid=document.id,
-                         code_tables=self.tables.version)
-        try:
-            mapped = map_document(document, subset, own, content, self.tables)
-        except Refused as refused:
-            if refused.held:
-                return Prepared(replace(row, reason_code=refused.code, reason=refused.reason), len(content),
-                                payload=payload)
-            return Prepared(replace(row, outcome="rejected", reason_code=refused.code, reason=refused.reason),
-                            len(content))
+    # -- in order (main thread) ---------------------------------------------------------------------------
+    def _with_patient(self, prepared: Prepared) -> Prepared:
+        """The document's local patient id → its SPID through the MPI, or held with the reason."""
+        mapped = prepared.mapped
+        if mapped is None:
+            return prepared
         demographics = mapped.demographics
         # One look-up per patient and demographics per run: an export has many documents per patient,
         # and each look-up is several MPI queries. The consent decision is still made per submission.
@@ -178,11 +146,10 @@ class MigrationJob:
                 self._patients.clear()
             self._patients[key] = patient
         if patient.spid is None:
-            return Prepared(replace(row, reason_code=patient.hold_code, reason=patient.reason), len(content),
-                            payload=payload)
-        return Prepared(row, len(content), mapped, patient.spid, payload)
+            return replace(prepared, mapped=None,
+                           row=replace(prepared.row, reason_code=patient.hold_code, reason=patient.reason))
+        return replace(prepared, spid=patient.spid)
 
-    # -- in order (main thread) ---------------------------------------------------------------------------
     def _with_targets(self, prepared: Prepared) -> Prepared:
         mapped = prepared.mapped
         if mapped is None:
@@ -204,12 +171,12 @@ class MigrationJob:
     def _add(self, prepared: Prepared) -> None:
         self._pending.append(prepared)
         self._pending_bytes += prepared.size
-        submissions = sum(1 for p in self._pending if p.mapped is not None)
-        if submissions >= self.batch or self._pending_bytes >= MAX_BATCH_BYTES:
+        self._pending_submissions += prepared.mapped is not None
+        if self._pending_submissions >= self.batch or self._pending_bytes >= MAX_BATCH_BYTES:
             self._flush()
 
     def _flush(self) -> None:
-        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        pending, self._pending, self._pending_bytes, self._pending_submissions = self._pending, [], 0, 0
         if not pending:
             return
         to_store = [p for p in pending if p.mapped is not None]
@@ -220,6 +187,16 @@ class MigrationJob:
             self.dry_rows.extend(rows)
             self._count(pending, rows)
             return
+        # Decided here while the writer thread still stores the previous batch, whose documents this
+        # batch may name (`in_flight`); then stored in order, one batch in flight.
+        authorised = self.exchange.authorise_many(principal=self.principal, submissions=submissions,
+                                                  in_flight=self._in_flight_names)
+        self._wait_for_writer()
+        self._in_flight_names = authorised.names
+        self._in_flight = self._writer.submit(self._store, pending, authorised)
+
+    def _store(self, pending: list[Prepared], authorised) -> tuple[list[Prepared], list[JournalRow]]:
+        """On the writer thread: the batch's transaction, which also journals it."""
         decided: list[JournalRow] = []
 
         def journal_in_transaction(connection, outcomes) -> None:
@@ -228,12 +205,20 @@ class MigrationJob:
             for p in pending:
                 row = p.row if p.mapped is None else _outcome_row(p.row, next(by_index))
                 rows.append(row)
-                if row.outcome == "held" and p.payload is not None:
+                if row.outcome == "held" and p.held is not None:
                     held.append((row, p.payload))
             self.journal.record(connection, rows, held)
             decided[:] = rows
 
-        self.exchange.provide_many(principal=self.principal, submissions=submissions, within=journal_in_transaction)
+        self.exchange.store_authorised(principal=self.principal, batch=authorised, within=journal_in_transaction)
+        return pending, decided
+
+    def _wait_for_writer(self) -> None:
+        """The batch in flight committed (or its error raised here), then counted."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is None:
+            return
+        pending, decided = in_flight.result()
         for row in decided:  # what was not stored can no longer be a relation target
             if row.outcome not in ("migrated", "already_present") and row.entry_uuid in self._targets:
                 del self._targets[row.entry_uuid]
@@ -261,16 +246,3 @@ def _outcome_row(row: JournalRow, outcome) -> JournalRow:
         return replace(row, outcome="held", reason_code="unknown-patient", reason=reason, replaces=None)
     code = "conflict" if isinstance(error, Conflict) else "refused" if isinstance(error, RecordError) else "error"
     return replace(row, outcome="rejected", reason_code=code, reason=reason, replaces=None)
-
-
-def _ordered(pool, items: Iterator, work, window: int) -> Iterator:
-    """`work` over `items` on the pool, at most `window` ahead, results in the items' order."""
-    futures: list = []
-    items = iter(items)
-    for item in itertools.islice(items, window):
-        futures.append(pool.submit(work, item))
-    while futures:
-        result = futures.pop(0).result()
-        for item in itertools.islice(items, 1):
-            futures.append(pool.submit(work, item))
-        yield result

@@ -229,10 +229,15 @@ class DatabaseDocumentStore:
     def string_hash(self, param: str, normalised: str) -> str:
         return self._keyring.index_hash(param, normalised)
 
-    def provide_many(self, items: list[BatchItem], *,
-                     within: Callable[[Connection, list], None] | None = None) -> list:
-        """Many submissions in one transaction (see `provide_many` below)."""
-        return provide_many(self, items, within)
+    def provide_many(self, items: list[BatchItem], *, within: Callable[[Connection, list], None] | None = None,
+                     sealed_bodies: dict[str, Sealed] | None = None) -> list:
+        """Many submissions in one transaction (see `provide_many` below). `sealed_bodies`: entry id →
+        the body as `seal_body` sealed it beforehand (outside the transaction); others are sealed here."""
+        return provide_many(self, items, within, sealed_bodies or {})
+
+    def seal_body(self, document: NewDocument) -> Sealed:
+        """A document's body sealed under its own data key, bound to its entry id and uniqueId."""
+        return self._keyring.seal(document.content, _body_context(document.entry.entry_id, document.entry.unique_id))
 
     # -- find ---------------------------------------------------------------------------------
     def search(self, query: DocumentQuery) -> SearchResult:
@@ -516,8 +521,10 @@ class _BatchProvide:
     each submission is decided in memory against that state plus what the batch accepted before it,
     so a refused submission leaves nothing behind and does not touch the others (no savepoints)."""
 
-    def __init__(self, store: DatabaseDocumentStore, connection: Connection, items: list[BatchItem]):
+    def __init__(self, store: DatabaseDocumentStore, connection: Connection, items: list[BatchItem],
+                 sealed_bodies: dict[str, Sealed] | None = None):
         self.store = store
+        self.sealed_bodies = sealed_bodies or {}
         self.connection = connection
         self.items = items
         self.by_unique_id: dict[str, _Known] = {}
@@ -621,7 +628,7 @@ class _BatchProvide:
                         submission_set_id=submission_set_id)
         # orjson writes a dataclass as `asdict` would (the same JSON `from_json` reads), many times faster.
         metadata = keyring.seal(orjson.dumps(entry), _metadata_context(entry.entry_id, entry.unique_id))
-        body = keyring.seal(document.content, _body_context(entry.entry_id, entry.unique_id))
+        body = self.sealed_bodies.get(entry.entry_id) or self.store.seal_body(document)
         self.seq += 1
         rows.entries.append({
             "id": entry.entry_id, "unique_id": entry.unique_id, "patient_pid": patient_pid, "status": entry.status,
@@ -661,20 +668,21 @@ def _driver_value(value, dialect: str):
 
 
 def provide_many(store: DatabaseDocumentStore, items: list[BatchItem],
-                 within: Callable[[Connection, list], None] | None = None) -> list:
+                 within: Callable[[Connection, list], None] | None = None,
+                 sealed_bodies: dict[str, Sealed] | None = None) -> list:
     """Store many submissions in one transaction: for each, its ProvideResult or the RecordError that
     refused it (nothing of a refused one is stored). `within(connection, results)` runs before the
     commit (the audit records, a migration's journal); if it raises, nothing is stored. A unique-key
     race with a concurrent writer is retried once, as for a single provide."""
     try:
-        return _provide_many_once(store, items, within)
+        return _provide_many_once(store, items, within, sealed_bodies)
     except IntegrityError:
-        return _provide_many_once(store, items, within)
+        return _provide_many_once(store, items, within, sealed_bodies)
 
 
-def _provide_many_once(store: DatabaseDocumentStore, items: list[BatchItem], within) -> list:
+def _provide_many_once(store: DatabaseDocumentStore, items: list[BatchItem], within, sealed_bodies=None) -> list:
     with store._engine.begin() as connection:
-        batch = _BatchProvide(store, connection, items)
+        batch = _BatchProvide(store, connection, items, sealed_bodies)
         batch.load()
         results: list = []
         for submission, patient_pid in items:

@@ -15,6 +15,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
+from adapters.cara.record_ids import new_record_id
 from adapters.cara.model import (
     Author,
     Code,
@@ -94,10 +95,10 @@ def document_message(message: Message, *, sender_key: str, profile: SenderProfil
         raise SenderMustFix("TXA-4 (activity date/time) or MSH-7 is required", code=REQUIRED_FIELD_MISSING,
                             segment="TXA", field=4)
     authors = _authors(txa)
-    submission_set_id = str(uuid.uuid4())
+    submission_set_id = new_record_id()
     source_patient = _source_patient(pid, identifiers[0])
     entry = DocumentEntry(
-        entry_id=str(uuid.uuid4()),
+        entry_id=new_record_id(),
         unique_id=unique_id,
         patient_pid="",
         status="current",

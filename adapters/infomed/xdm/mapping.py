@@ -14,6 +14,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
+from adapters.cara.record_ids import new_record_id
 from adapters.cara.model import (
     Author,
     Code,
@@ -181,7 +182,7 @@ def map_document(obj: ebrim.RegistryObject, submission_set: ebrim.RegistryObject
 
     set_unique_id = (submission_set.external_ids.get(ebrim.SUBMISSION_UNIQUE_ID) if submission_set else None) or ""
     subset = SubmissionSet(
-        submission_set_id=str(uuid.uuid4()),
+        submission_set_id=new_record_id(),
         unique_id=f"urn:uuid:{uuid.uuid5(_SET_NAMESPACE, set_unique_id + '|' + unique_id)}",
         source_id=(submission_set.external_ids.get(ebrim.SUBMISSION_SOURCE_ID) if submission_set else None)
         or "urn:oid:2.16.756.5.30.1.145",
@@ -191,7 +192,7 @@ def map_document(obj: ebrim.RegistryObject, submission_set: ebrim.RegistryObject
     )
     creation = _dtm(obj.slot("creationTime"), "creationTime")
     entry = DocumentEntry(
-        entry_id=str(uuid.uuid4()), unique_id=unique_id, patient_pid="", status="current",
+        entry_id=new_record_id(), unique_id=unique_id, patient_pid="", status="current",
         type_code=type_code, class_codes=class_codes, format_code=format_code, confidentiality=confidentiality,
         facility_type=facility, practice_setting=setting, mime_type=obj.mime_type,
         language=obj.slot("languageCode") or "", title=obj.name or type_code.display or type_code.code,

@@ -159,7 +159,11 @@ class WitnessWriter:
             self._woken.wait(self._interval)
             self._woken.clear()
             try:
-                self.write_once()
+                written = self.write_once()
             except Exception:  # noqa: BLE001 - the store or the disk may be down: try again next round
                 log.exception("the audit witness could not be written; retrying")
-            self._stopping.wait(self._interval)  # at most one line per interval
+                written = True  # back off for an interval before the next try
+            if written:
+                # At most one line per interval; after a round that wrote nothing the next batch is
+                # witnessed at once (else a head signed just after an idle round waited a whole interval).
+                self._stopping.wait(self._interval)

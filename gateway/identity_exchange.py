@@ -142,7 +142,7 @@ class IdentityExchange:
         """Patient/$match: a searchset of the MPI's patients most like the submitted one, best first,
         each with `search.score` and the match-grade extension. The same consent and audit as ITI-78."""
         _require_role(principal, IDENTITY_READERS, "match patient demographics")
-        request = patient_matching.parse_match(fhir_mapping.parse_resource(body, "Parameters"))
+        request = patient_matching.parse_match(fhir_mapping.parse_resource(body, "Parameters", limits=self.json_limits))
         identified = {pid for i in request.identifiers
                       for pid in [self.patients.pid_for_spid(i.value) if i.system == SPID_SYSTEM else self._resolve(i)]
                       if pid is not None}

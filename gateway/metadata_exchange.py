@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapters.cara import fhir_mapping
+from adapters.cara.client_json import DEFAULT_LIMITS, JsonLimits
 from adapters.cara.errors import Conflict, InvalidInput, StaleVersion, UnknownDocumentEntry
 from adapters.cara.fhir_dates import fhir_instant
 from adapters.cara.metadata_update import (
@@ -66,7 +67,8 @@ TRANSACTION = "CH-MHD-1"  # its code in urn:e-health-suisse:event-type-code
 
 class MetadataExchange:
     def __init__(self, *, documents: DatabaseDocumentStore, patients: DatabasePatientIndex, access: AccessControl,
-                 auditor: Auditor, pages: SearchPages | None = None):
+                 auditor: Auditor, pages: SearchPages | None = None, json_limits: JsonLimits = DEFAULT_LIMITS):
+        self.json_limits = json_limits
         self.documents = documents
         self.versions = MetadataVersions(documents)
         self.patients = patients
@@ -92,7 +94,7 @@ class MetadataExchange:
         `if_match`: the version the client read (If-Match); another stored version is a 412 and
         nothing is changed. The store checks the version again in the UPDATE, so a concurrent writer
         between the check and the commit is refused too (412 here, 409 without If-Match)."""
-        doc = fhir_mapping.parse_resource(body, "DocumentReference")
+        doc = fhir_mapping.parse_resource(body, "DocumentReference", limits=self.json_limits)
         if doc.get("id") not in (None, entry_id):
             raise InvalidInput(f"the DocumentReference's id {doc.get('id')!r} is not the one of the URL ({entry_id})",
                                location="DocumentReference.id")

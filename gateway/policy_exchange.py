@@ -83,7 +83,7 @@ class PolicyExchange:
                               body: bytes, if_match: int | None = None) -> tuple[dict[str, Any], bool]:
         """PPQ-3 update at the IG's URL: PUT [base]/Consent?identifier=<policySetId> (create or replace)."""
         policy_set_id = policy_set_id_parameter(identifier)
-        policy = policy_from_consent(parse_resource(body, "Consent"))
+        policy = policy_from_consent(parse_resource(body, "Consent", limits=self.json_limits))
         if policy.policy_set_id.lower() != policy_set_id:
             raise InvalidInput(f"the Consent carries policySetId {policy.policy_set_id}, the URL names {policy_set_id}",
                                location="Consent.identifier")

@@ -105,7 +105,8 @@ def build_services(settings: Settings) -> Services:
                              max_tcu_lifetime_seconds=settings.max_tcu_token_lifetime_seconds)
     identities = IdentityExchange(patients=patients, auditor=auditor, community_oid=settings.community_oid,
                                   pages=pages, json_limits=limits)
-    metadata = MetadataExchange(documents=documents, patients=patients, access=access, auditor=auditor, pages=pages)
+    metadata = MetadataExchange(documents=documents, patients=patients, access=access, auditor=auditor, pages=pages,
+                                json_limits=limits)
     refusals = AuthRefusals(interval_seconds=settings.auth_failure_interval_seconds,
                             limit=settings.auth_failure_limit, max_sources=settings.auth_failure_sources)
     services = Services(settings=settings, engine=engine, keyring=keyring, exchange=exchange, policies=policies,

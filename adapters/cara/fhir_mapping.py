@@ -20,7 +20,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from adapters.cara.record_ids import new_record_id
-from adapters.cara.client_json import DEFAULT_LIMITS, JsonLimits, check_resource_sizes, load_client_json
+from adapters.cara.client_json import JsonLimits, check_resource_sizes, load_client_json
 from adapters.cara.errors import InvalidInput, Issue, ProfileViolation
 from adapters.cara.mhd_rules import check_provide_bundle, decode_binary, extension, first_coding
 from adapters.cara.model import (
@@ -51,12 +51,13 @@ PROFILE_PROVIDE_RESPONSE = ("http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/"
 
 
 # -- inbound ------------------------------------------------------------------------------------
-def parse_resource(raw: bytes, expected_type: str, *, limits: JsonLimits = DEFAULT_LIMITS) -> dict[str, Any]:
+def parse_resource(raw: bytes, expected_type: str, *, limits: JsonLimits) -> dict[str, Any]:
     """JSON bytes → a dict that is a valid R4 `expected_type`, or InvalidInput naming each error.
 
     Every client body comes through here: duplicate members (400), nesting (422) and the metadata
     budget (413) are checked on the raw bytes before parsing (`client_json`), each resource's size
-    before FHIR validation."""
+    before FHIR validation. `limits` has no default: every use-case passes the configured budget
+    (`EPR_MAX_*`), so no body can be parsed under another one by forgetting it."""
     data = load_client_json(raw, root=expected_type, limits=limits)
     if not isinstance(data, dict) or "resourceType" not in data:
         raise InvalidInput("the body is not a FHIR resource (no resourceType)")

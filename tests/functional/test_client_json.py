@@ -132,3 +132,26 @@ def test_the_budget_comes_from_settings(tmp_path):
         response = gateway.client.post("/fhir", content=body, headers=gateway.as_hcp())
         assert (response.status_code, response.json()["issue"][0]["code"]) == (413, "too-costly")
         assert "8192 bytes" in response.json()["issue"][0]["diagnostics"]
+
+
+def test_every_client_body_is_read_under_the_configured_budget(tmp_path):
+    """Conditional PPQ-3, CH:MHD-1 and ITI-119 bodies too: ~12 KB of metadata against a budget of 8 KB."""
+    filler = [{"url": "urn:example:filler", "valueString": "x"}] * 200
+    with running_gateway(tmp_path, sqlite_url(tmp_path), max_metadata_bytes=8 * 1024) as gateway:
+        gateway.register_patient()
+        patient = gateway.tokens.headers(gateway.tokens.patient())
+        consent = {**grant_consent(spid=SPID, gln="7601000000019", level="normal"), "extension": filler}
+        document = {"resourceType": "DocumentReference", "status": "current", "extension": filler}
+        match = {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": {
+            "resourceType": "Patient", "extension": filler}}]}
+        before = row_counts(gateway.services)
+        answers = [
+            gateway.client.put("/fhir/Consent?identifier=urn:ietf:rfc:3986|urn:uuid:6c9b7c4e-3c65-4c0e-9f2b-0a1b2c3d4e5f",
+                               content=orjson.dumps(consent), headers=patient),
+            gateway.client.put("/fhir/DocumentReference/unknown-entry", content=orjson.dumps(document),
+                               headers=gateway.as_hcp()),
+            gateway.client.post("/fhir/Patient/$match", content=orjson.dumps(match), headers=gateway.as_hcp()),
+        ]
+        assert [(a.status_code, a.json()["issue"][0]["code"], "8192 bytes" in a.json()["issue"][0]["diagnostics"])
+                for a in answers] == [(413, "too-costly", True)] * 3
+        assert row_counts(gateway.services) == before

@@ -7,6 +7,7 @@ Only the patient and their representatives read a trail (`read-audit`); the read
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -15,7 +16,8 @@ from adapters.cara.errors import InvalidInput
 from adapters.cara.fhir_dates import value_range
 from adapters.cara.identifier_syntax import ascii_int, is_spid
 from adapters.cara.store.patients import DatabasePatientIndex
-from adapters.cara.vocabulary import SPID_SYSTEM
+from adapters.cara.vocabulary import ROLE_SYSTEM, SPID_SYSTEM
+from audit.events import GROUP_ROLE_SYSTEM
 from consent.principal import Principal
 from gateway.access import AccessControl
 from gateway.auditing import Auditor, audited
@@ -26,13 +28,15 @@ _PARAMS = frozenset({"entity.identifier", "date", "_count", "_offset", "_cursor"
 DEFAULT_COUNT = 20  # as ITI-67
 MAX_COUNT = 100
 MAX_OFFSET = 10**9
+_PARTICIPANT_SYSTEMS = (ROLE_SYSTEM, GROUP_ROLE_SYSTEM)  # the role systems of a policy's subject entity
 PROFILE_ITI81_RESPONSE = "http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/CH-ATC.ITI-81.Response"
 
 
 class AuditTrail:
     def __init__(self, *, patients: DatabasePatientIndex, access: AccessControl, auditor: Auditor,
-                 cursors: PageCursors):
+                 cursors: PageCursors, name_of: Callable[[str], str | None] | None = None):
         self._patients = patients
+        self._name_of = name_of or (lambda subject_id: None)  # the professional / group directory
         self._cursors = cursors
         self._access = access
         self.auditor = auditor
@@ -66,7 +70,8 @@ class AuditTrail:
         self.auditor.write_now([self.auditor.record("ITI-81", principal, atc_code="ATC_LOG_READ", patient_spid=spid,
                                                     query=tuple(params))])
         patient_name = _display_name(self._patients.get(pid))
-        events = [_with_represented_patient(e, patient_name) for e in events]
+        events = [_with_subject_names(_with_represented_patient(e, patient_name), spid, patient_name, self._name_of)
+                  for e in events]
         links = [{"relation": "self", "url": f"{base_url}/AuditEvent?{urlencode(params, safe=':|')}"}]
         if next_after is not None:
             cursor = self._cursors.issue(search="ITI-81", principal=principal, params=params,
@@ -117,6 +122,33 @@ def _with_represented_patient(event: dict[str, Any], patient_name: str | None) -
     patient = {"role": [{"coding": [{"system": "urn:oid:2.16.756.5.30.1.127.3.10.6", "code": "PAT",
                                      "display": "Patient"}]}], "name": patient_name, "requestor": False}
     return {**event, "agent": [patient, *event["agent"]]}
+
+
+def _with_subject_names(event: dict[str, Any], spid: str, patient_name: str | None,
+                        name_of: Callable[[str], str | None]) -> dict[str, Any]:
+    """CH:ATC PolicyAuditEvent requires `entity:Resource.name` (1..1) for whom a policy names. Written
+    when the change was made where a name was known (the directory, the acting user); filled here
+    otherwise: the patient's own name from the MPI for their 201 (only when the subject is this very
+    patient: never another patient's demographics), the directory's for a professional or group, and
+    where no name is known at all the identifier value itself (a GLN, a group OID, a representative id),
+    which the profile allows as a name and which tells the patient whom the policy names."""
+    if not event["subtype"][0]["code"].startswith("ATC_POL"):
+        return event
+    entities = []
+    for entity in event.get("entity", []):
+        role = entity.get("role", {})
+        if (entity.get("type", {}).get("code") == "2" and role.get("system") in _PARTICIPANT_SYSTEMS
+                and not entity.get("name")):
+            identifier = entity.get("what", {}).get("identifier", {})
+            value = identifier.get("value") or ""
+            if role.get("code") == "PAT":
+                own = identifier.get("system") == SPID_SYSTEM and value == spid
+                name = patient_name if own and patient_name else value
+            else:
+                name = name_of(value) or value
+            entity = {**entity, "name": name}
+        entities.append(entity)
+    return {**event, "entity": entities}
 
 
 def _role(agent: dict[str, Any]) -> str | None:

@@ -50,8 +50,11 @@ class PolicyChange:
 
 class PolicyExchange:
     def __init__(self, *, engine: Engine, patients: DatabasePatientIndex, access: AccessControl, auditor: Auditor,
-                 json_limits: JsonLimits = DEFAULT_LIMITS):
+                 json_limits: JsonLimits = DEFAULT_LIMITS, name_of: Callable[[str], str | None] | None = None):
         self.json_limits = json_limits
+        # The professional / group directory (EPR_PORTAL_DIRECTORY): the names the trail shows for whom
+        # a policy names (CH:ATC PolicyAuditEvent, entity:Resource.name).
+        self._name_of = name_of or (lambda subject_id: None)
         self._engine = engine
         self._patients = patients
         self._access = access
@@ -226,7 +229,27 @@ class PolicyExchange:
         return self.auditor.record("PPQ-3", principal, action=action,
                                    atc_code=_atc_code(change.method, policy, before),
                                    patient_spid=policy.patient_spid, policy_set_id=policy.policy_set_id,
-                                   policy_subject=_policy_subject(policy))
+                                   policy_subject=_policy_subject(policy, self._subject_name(principal, policy)))
+
+    def _subject_name(self, principal: Principal, policy: Policy) -> str | None:
+        """The name of whom `policy` names, as known when the change is made: the policy's own local
+        name, the directory's (professionals by GLN, groups by OID), else the acting user's own when they
+        are the subject (a representative or professional signed in under their own id). Never a patient's
+        name (201 names the patient): the ledger holds no patient names, and the trail (ITI-81) adds the
+        patient's from the MPI when it is read, and the identifier value where no name is known."""
+        subject = policy.subject_id
+        if subject is None or policy.template == 201:
+            return None
+        if policy.subject_name:
+            return policy.subject_name
+        if policy.template in (301, 302, 304) and (known := self._name_of(subject)):
+            return known
+        role = _SUBJECT_KINDS[policy.template][1] if policy.template in _SUBJECT_KINDS else None
+        if principal.role == role and principal.user_id == subject and principal.name:
+            return principal.name
+        if role == "HCP" and principal.acting_for == subject and principal.acting_for_name:
+            return principal.acting_for_name
+        return None
 
     def onboard(self, *, principal: Principal, spid: str) -> tuple[Policy, ...]:
         """The bootstrap set (201 full access, 202 emergency normal, 203 provide normal)."""
@@ -329,11 +352,11 @@ _SUBJECT_KINDS = {301: (GLN_SYSTEM, "HCP"), 304: (GLN_SYSTEM, "HCP"), 302: ("urn
                   303: ("urn:e-health-suisse:representative-id", "REP"), 201: (SPID_SYSTEM, "PAT")}
 
 
-def _policy_subject(policy: Policy) -> PolicySubject | None:
+def _policy_subject(policy: Policy, name: str | None = None) -> PolicySubject | None:
     if policy.subject_id is None or policy.template not in _SUBJECT_KINDS:
         return None
     system, role = _SUBJECT_KINDS[policy.template]
-    return PolicySubject(system=system, value=policy.subject_id, role=role, access_level=policy.rule,
+    return PolicySubject(system=system, value=policy.subject_id, role=role, name=name, access_level=policy.rule,
                          access_limited_to=policy.end)
 
 

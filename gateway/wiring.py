@@ -32,6 +32,7 @@ from gateway.exchange import Exchange, is_consent_bundle
 from gateway.identity_exchange import IdentityExchange
 from gateway.metadata_exchange import MetadataExchange, is_metadata_update_bundle
 from gateway.policy_exchange import PolicyExchange
+from gateway.portal.directory import Directory, load_directory
 from gateway.portal_exchange import PortalExchange
 from gateway.paging_cursors import PageCursors
 from gateway.search_pages import InProcessSearchPages, NoSearchPages, RedisSearchPages, SearchPages
@@ -56,6 +57,7 @@ class Services:
     auth_refusals: AuthRefusals = field(default_factory=AuthRefusals)
     metadata: MetadataExchange | None = None  # CH:MHD-1 (gateway/metadata_exchange.py)
     portal: PortalExchange | None = None  # the patient's web page's own use-cases (sign-in, notifications seen)
+    directory: Directory = field(default_factory=Directory)  # EPR_PORTAL_DIRECTORY: professionals and groups
 
     @property
     def store_in_process(self) -> bool:
@@ -97,8 +99,11 @@ def build_services(settings: Settings) -> Services:
     cursors = PageCursors(keyring=keyring)
     exchange = Exchange(documents=documents, patients=patients, access=access, auditor=auditor,
                         community_oid=settings.community_oid, cursors=cursors, pages=pages, json_limits=limits)
-    policies = PolicyExchange(engine=engine, patients=patients, access=access, auditor=auditor, json_limits=limits)
-    trail = AuditTrail(patients=patients, access=access, auditor=auditor, cursors=cursors)
+    # The directory names whom a policy names in the patient's trail (and what the portal offers to choose).
+    directory = load_directory(settings.portal_directory)
+    policies = PolicyExchange(engine=engine, patients=patients, access=access, auditor=auditor, json_limits=limits,
+                              name_of=directory.name_of)
+    trail = AuditTrail(patients=patients, access=access, auditor=auditor, cursors=cursors, name_of=directory.name_of)
     verifier = TokenVerifier(issuers=TrustedIssuers.load(settings.trusted_issuers), audience=settings.audience,
                              clock_skew_seconds=settings.clock_skew_seconds,
                              max_lifetime_seconds=settings.max_token_lifetime_seconds,
@@ -111,7 +116,7 @@ def build_services(settings: Settings) -> Services:
                             limit=settings.auth_failure_limit, max_sources=settings.auth_failure_sources)
     services = Services(settings=settings, engine=engine, keyring=keyring, exchange=exchange, policies=policies,
                         trail=trail, access=access, auditor=auditor, verifier=verifier, identities=identities,
-                        metadata=metadata,
+                        metadata=metadata, directory=directory,
                         portal=PortalExchange(patients=patients, access=access, auditor=auditor),
                         auth_refusals=refusals)
     release_held_messages(services)

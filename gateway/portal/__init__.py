@@ -14,7 +14,6 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gateway.portal import routes_documents, routes_sharing, routes_signin, routes_trail
-from gateway.portal.directory import load_directory
 from gateway.portal.headers import PortalHeaders
 from gateway.portal.oidc import oidc_client
 from gateway.portal.pages import Portal
@@ -48,7 +47,7 @@ def install(app, services) -> None:
     settings = services.settings
     sessions = Sessions(store=session_store(settings), idle_seconds=settings.portal_session_idle_seconds,
                         absolute_seconds=settings.portal_session_absolute_seconds)
-    app.state.portal = Portal(services=services, sessions=sessions, directory=load_directory(settings.portal_directory),
+    app.state.portal = Portal(services=services, sessions=sessions, directory=services.directory,
                               oidc=oidc_client(settings))
     app.router.routes.extend(ROUTES)
     app.router.routes.append(Mount("/portal/static", StaticFiles(directory=str(STATIC)), name="portal_static"))

@@ -313,7 +313,8 @@ class Exchange:
         vigilance (a conflict raises IdentityConflict with its review case) and audit record."""
         if principal.role not in IDENTITY_FEEDERS:
             raise AccessRefused(f"role {principal.role} may not feed patient identities")
-        record, created = self.patients.register(source, incoming)
+        # An ADT message carries no birth name nor managing organisation: the MPI keeps the ones it has.
+        record, created = self.patients.register(source, incoming, complete=False)
         self.auditor.write_now([self.auditor.record("ITI-104", principal, action="C" if created else "U",
                                                     patient_spid=record.spid)])
         self._fed(record.pid)

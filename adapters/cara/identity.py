@@ -8,7 +8,7 @@ exact match (case-insensitive, accents significant): a prefix or fuzzy search is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from adapters.cara.errors import Conflict, InvalidInput
 from adapters.cara.identifier_syntax import AHVN13_SYSTEM, ascii_int, identifier_problem, is_full_date, is_spid
@@ -69,8 +69,7 @@ def canonical(record: PatientRecord) -> PatientRecord:
     """AHVN13 written without dots, so that 756.1234.5678.97 and 7561234567897 are the same identifier."""
     identifiers = tuple(Identifier(i.system, i.value.replace(".", "")) if i.system == AHVN13_SYSTEM else i
                         for i in record.identifiers)
-    return PatientRecord(record.pid, record.spid, record.family, record.given, record.birth_date, record.gender,
-                         identifiers)
+    return replace(record, identifiers=identifiers)
 
 
 def normalise(value: str) -> str:

@@ -183,8 +183,20 @@ class Submission:
 
 
 @dataclass(frozen=True)
+class OrganizationRef:
+    """Patient.managingOrganization as the ITI-104 feed gave it: any of a reference, an identifier
+    (system optional, as in a FHIR Identifier) and a display."""
+
+    reference: str | None = None
+    identifier_system: str | None = None
+    identifier_value: str | None = None
+    display: str | None = None
+
+
+@dataclass(frozen=True)
 class PatientRecord:
-    """A patient of the MPI. The SPID and demographics exist only here, encrypted at rest."""
+    """A patient of the MPI. The SPID and demographics exist only here, encrypted at rest.
+    `birth_name`: the family name at birth (CH EPR FHIR BirthName, CH Core `use` maiden)."""
 
     pid: str
     spid: str | None
@@ -193,3 +205,5 @@ class PatientRecord:
     birth_date: str | None = None
     gender: str | None = None
     identifiers: tuple[Identifier, ...] = ()
+    birth_name: str | None = None
+    managing_organization: OrganizationRef | None = None

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+from adapters.cara.errors import InvalidInput
 from adapters.cara.fhir_dates import fhir_instant
 from adapters.cara.identity import AHVN13_SYSTEM
-from adapters.cara.model import Identifier, PatientRecord
+from adapters.cara.model import Identifier, OrganizationRef, PatientRecord
 from adapters.cara.vocabulary import SPID_SYSTEM
 
 PDQM_PATIENT_PROFILE = "http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/ch-pdqm-patient"
 PIXM_OUT_PROFILE = "http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/ch-pixm-out-parameters"
+# The birth name (CH EPR FHIR `ch-epr-fhir-birthname`: family 1..1 with the ISO 21090 qualifier BR; CH Core
+# writes it as a name of `use` maiden). Either marks a fed name as the birth name; answers carry both.
+EN_QUALIFIER = "http://hl7.org/fhir/StructureDefinition/iso21090-EN-qualifier"
+BIRTH_QUALIFIER = {"url": EN_QUALIFIER, "valueCode": "BR"}
 
 
 def patient_from_resource(resource: dict[str, Any]) -> PatientRecord:
@@ -18,7 +24,13 @@ def patient_from_resource(resource: dict[str, Any]) -> PatientRecord:
     identifiers = [Identifier(i["system"], i["value"]) for i in resource.get("identifier", [])
                    if i.get("system") and i.get("value")]
     spid = next((i.value for i in identifiers if i.system == SPID_SYSTEM), None)
-    names = resource.get("name") or [{}]
+    all_names = resource.get("name") or []
+    births = [n for n in all_names if _is_birth_name(n)]
+    if len(births) > 1:  # CH PDQm Patient: name:BirthName 0..1
+        raise InvalidInput("a Patient has at most one birth name (use maiden / qualifier BR)", location="Patient.name")
+    if births and not births[0].get("family"):  # ch-epr-fhir-birthname: family 1..1
+        raise InvalidInput("the birth name needs its family name", location="Patient.name.family")
+    names = [n for n in all_names if not _is_birth_name(n)] or [{}]
     official = next((n for n in names if n.get("use") == "official"), names[0])
     return PatientRecord(
         pid="",
@@ -28,7 +40,31 @@ def patient_from_resource(resource: dict[str, Any]) -> PatientRecord:
         birth_date=resource.get("birthDate"),
         gender=resource.get("gender"),
         identifiers=tuple(i for i in identifiers if i.system != SPID_SYSTEM),
+        birth_name=births[0]["family"] if births else None,
+        managing_organization=_organization(resource.get("managingOrganization")),
     )
+
+
+def _is_birth_name(name: dict[str, Any]) -> bool:
+    qualifiers = (name.get("_family") or {}).get("extension") or []
+    return name.get("use") == "maiden" or any(q.get("url") == EN_QUALIFIER and q.get("valueCode") == "BR"
+                                              for q in qualifiers)
+
+
+def _organization(reference: dict[str, Any] | None) -> OrganizationRef | None:
+    """managingOrganization (already a valid R4 Reference): its reference, identifier and display."""
+    if not reference:
+        return None
+    identifier = reference.get("identifier") or {}
+    kept = OrganizationRef(reference=reference.get("reference"), identifier_system=identifier.get("system"),
+                           identifier_value=identifier.get("value"), display=reference.get("display"))
+    if not (kept.reference or kept.identifier_value or kept.display):
+        raise InvalidInput("managingOrganization names the organisation by reference, identifier or display",
+                           location="Patient.managingOrganization")
+    if kept.identifier_system and not kept.identifier_value:
+        raise InvalidInput("managingOrganization.identifier needs its value",
+                           location="Patient.managingOrganization.identifier.value")
+    return kept
 
 
 def patient_resource(record: PatientRecord, *, community_oid: str) -> dict[str, Any]:
@@ -44,11 +80,28 @@ def patient_resource(record: PatientRecord, *, community_oid: str) -> dict[str, 
         if record.given:
             name["given"] = list(record.given)
         resource["name"] = [name]
+    if record.birth_name:
+        resource.setdefault("name", []).append({"use": "maiden", "family": record.birth_name,
+                                                "_family": {"extension": [dict(BIRTH_QUALIFIER)]}})
     if record.gender:
         resource["gender"] = record.gender
     if record.birth_date:
         resource["birthDate"] = record.birth_date
+    if record.managing_organization:
+        resource["managingOrganization"] = _organization_reference(record.managing_organization)
     return resource
+
+
+def _organization_reference(organization: OrganizationRef) -> dict[str, Any]:
+    reference: dict[str, Any] = {}
+    if organization.reference:
+        reference["reference"] = organization.reference
+    if organization.identifier_value:
+        reference["identifier"] = ({"system": organization.identifier_system} if organization.identifier_system
+                                   else {}) | {"value": organization.identifier_value}
+    if organization.display:
+        reference["display"] = organization.display
+    return reference
 
 
 MR_TYPE = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]}
@@ -69,8 +122,7 @@ def pdqm_patient(record: PatientRecord, *, community_oid: str, identifiers, repl
         ids.append({"system": SPID_SYSTEM, "value": record.spid})
     ids.append({"type": MR_TYPE, "system": f"urn:oid:{community_oid}", "value": record.pid})
     ids += [{"type": MR_TYPE, "system": i.system, "value": i.value} for i in disclosed(identifiers)]
-    resource = patient_resource(PatientRecord(record.pid, None, record.family, record.given, record.birth_date,
-                                              record.gender), community_oid=community_oid)
+    resource = patient_resource(replace(record, spid=None, identifiers=()), community_oid=community_oid)
     resource["identifier"] = ids
     resource["meta"] = {"profile": [PDQM_PATIENT_PROFILE]}
     resource["active"] = replaced_by is None

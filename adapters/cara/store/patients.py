@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from adapters.cara import identity
 from adapters.cara.crypto import Keyring, Sealed
 from adapters.cara.errors import Conflict, InvalidInput, NotFound
-from adapters.cara.model import Identifier, PatientRecord
+from adapters.cara.model import Identifier, OrganizationRef, PatientRecord
 from adapters.cara.store.link_versions import InProcessLinkVersion, LinkVersion
 from adapters.cara.store.schema import identity_review, patient, patient_identifier, patient_index, patient_link
 from adapters.cara.vocabulary import SPID_SYSTEM
@@ -184,9 +184,12 @@ class DatabasePatientIndex:
 
     def _open(self, row) -> PatientRecord:
         data = json.loads(self._keyring.open(Sealed(row.sealed_key, row.sealed), f"patient|{row.pid}"))
+        organization = data.get("managing_organization")  # both absent from records sealed before them
         return PatientRecord(pid=row.pid, spid=data["spid"], family=data["family"], given=tuple(data["given"]),
                              birth_date=data["birth_date"], gender=data["gender"],
-                             identifiers=tuple(Identifier(**i) for i in data["identifiers"]))
+                             identifiers=tuple(Identifier(**i) for i in data["identifiers"]),
+                             birth_name=data.get("birth_name"),
+                             managing_organization=OrganizationRef(**organization) if organization else None)
 
     def _seal(self, record: PatientRecord) -> Sealed:
         return self._keyring.seal(json.dumps(_record_json(record)).encode(), f"patient|{record.pid}")
@@ -242,18 +245,22 @@ class DatabasePatientIndex:
         return matches[0] if len(matches) == 1 else None
 
     # -- ITI-104 ----------------------------------------------------------------------------------
-    def register(self, source: Identifier, incoming: PatientRecord) -> tuple[PatientRecord, bool]:
+    def register(self, source: Identifier, incoming: PatientRecord, *,
+                 complete: bool = True) -> tuple[PatientRecord, bool]:
         """ITI-104: link `source` (a local id) and the SPID to one patient, found by the local id, the
         SPID, or else an exact and unique match of family, given, birth date and gender; create it
-        when none is found. Any collision with the MPI is refused and put on the review list."""
+        when none is found. Any collision with the MPI is refused and put on the review list.
+        `complete`: the feed is a whole Patient (ITI-104), so what it leaves out of the birth name and
+        managingOrganization is removed; False for a feed that cannot carry them (HL7 v2 ADT)."""
         incoming = identity.canonical(incoming)
         identity.validate_incoming(incoming)
         try:
-            return self._register_once(source, incoming)
+            return self._register_once(source, incoming, complete)
         except IntegrityError:  # a concurrent feed of the same identity won the race: decide again
-            return self._register_once(source, incoming)
+            return self._register_once(source, incoming, complete)
 
-    def _register_once(self, source: Identifier, incoming: PatientRecord) -> tuple[PatientRecord, bool]:
+    def _register_once(self, source: Identifier, incoming: PatientRecord,
+                       complete: bool = True) -> tuple[PatientRecord, bool]:
         by_source = self.pid_for_identifier(source)
         by_spid = self.pid_for_spid(incoming.spid) if incoming.spid else None
         if by_source and by_spid and by_source != by_spid:
@@ -277,7 +284,7 @@ class DatabasePatientIndex:
                 self._refuse(reason, owner, source, incoming)
         if current is None:
             return self._create(source, incoming), True
-        return self._update(current, source, incoming), False
+        return self._update(current, source, incoming, complete=complete), False
 
     def load_new_patients(self, feeds: list[tuple[Identifier, PatientRecord]]) -> list[PatientRecord]:
         """Bulk load of patients known to be new (an MPI export, a benchmark), in one transaction: no
@@ -288,9 +295,8 @@ class DatabasePatientIndex:
         for source, incoming in feeds:
             incoming = identity.canonical(incoming)
             identity.validate_incoming(incoming)
-            record = PatientRecord(uuid.uuid4().hex, incoming.spid, incoming.family, incoming.given,
-                                   incoming.birth_date, incoming.gender,
-                                   tuple(dict.fromkeys((source, *incoming.identifiers))))
+            record = replace(incoming, pid=uuid.uuid4().hex,
+                             identifiers=tuple(dict.fromkeys((source, *incoming.identifiers))))
             sealed = self._seal(record)
             patients.append({"pid": record.pid, "spid_hash": self._spid_hash(record.spid) if record.spid else None,
                              "sealed_key": sealed.wrapped_key, "sealed": sealed.ciphertext, "created_at": now,
@@ -309,8 +315,7 @@ class DatabasePatientIndex:
     def _create(self, source: Identifier, incoming: PatientRecord) -> PatientRecord:
         pid = uuid.uuid4().hex
         identifiers = tuple(dict.fromkeys((source, *incoming.identifiers)))
-        record = PatientRecord(pid, incoming.spid, incoming.family, incoming.given, incoming.birth_date,
-                               incoming.gender, identifiers)
+        record = replace(incoming, pid=pid, identifiers=identifiers)
         sealed = self._seal(record)
         now = _now()
         with self._engine.begin() as connection:
@@ -321,17 +326,22 @@ class DatabasePatientIndex:
             self._index(connection, record)
         return record
 
-    def _update(self, current: PatientRecord, source: Identifier, incoming: PatientRecord) -> PatientRecord:
+    def _update(self, current: PatientRecord, source: Identifier, incoming: PatientRecord, *,
+                complete: bool = True) -> PatientRecord:
         pid = current.pid
         # Ids already linked (to this patient or one merged into it) stay where they are.
         added = tuple(i for i in dict.fromkeys((source, *incoming.identifiers))
                       if i not in current.identifiers and self.pid_for_identifier(i) is None)
         spid = current.spid or (incoming.spid if incoming.spid and self._raw_pid_for_spid(incoming.spid) is None
                                 else None)
+        # The birth name and managingOrganization are replaced as a whole (ITI-104 is a PUT: a feed without
+        # them removes them); a feed that cannot carry them (`complete` False: HL7 v2 ADT) keeps them.
         record = PatientRecord(
             pid, spid, incoming.family or current.family, incoming.given or current.given,
             incoming.birth_date or current.birth_date, incoming.gender or current.gender,
             current.identifiers + added,
+            birth_name=incoming.birth_name if complete else current.birth_name,
+            managing_organization=incoming.managing_organization if complete else current.managing_organization,
         )
         sealed = self._seal(record)
         with self._engine.begin() as connection:
@@ -450,4 +460,6 @@ def _record_json(record: PatientRecord) -> dict[str, Any]:
         "birth_date": record.birth_date,
         "gender": record.gender,
         "identifiers": [{"system": i.system, "value": i.value} for i in record.identifiers],
+        "birth_name": record.birth_name,
+        "managing_organization": asdict(record.managing_organization) if record.managing_organization else None,
     }

@@ -15,9 +15,13 @@ differential gives the slice itself or its direct children (`mainUser.type` = RE
 a slice without any such value (`agent:client`, `entity:patient` in the BALP-derived profiles) cannot be told
 apart and is left unchecked, with everything under it (`unchecked_slices` lists them).
 
-Not evaluated: FHIRPath `constraint`s (no FHIRPath engine; the ATC subtype rules are asserted by the tests)
-and `binding`s (the CH value sets are not vendored, and there is no terminology service); no type slicing,
-no profile discriminators. Enough of FHIR profiling for the CH EPR audit profiles, not a general validator.
+Required `binding`s are checked against the value sets vendored in ig/valueset (EprParticipant, the CH:ATC
+participant roles), and a value discriminator with no fixed value uses such a binding as FHIR does (the
+PolicyAuditEvent `Resource` slice holds the entities whose role is an EPR participant). Bindings to value sets
+not vendored (ch-term's EprPurposeOfUse and confidentiality codes, extensible ones) are not checked: there is
+no terminology service here. Not evaluated either: FHIRPath `constraint`s (no FHIRPath engine; the ATC subtype
+rules are asserted by the tests); no type slicing, no profile discriminators. Enough of FHIR profiling for the
+CH EPR audit profiles, not a general validator.
 """
 
 from __future__ import annotations
@@ -28,6 +32,19 @@ from typing import Any
 
 IG = Path(__file__).parent / "ig"
 CH_PROFILES = "http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/"
+
+
+def _value_sets() -> dict[str, set[tuple[str, str]]]:
+    """url -> the (system, code) pairs of each vendored value set (compose.include concepts only)."""
+    sets = {}
+    for path in (IG / "valueset").glob("ValueSet-*.json"):
+        value_set = json.loads(path.read_text())
+        sets[value_set["url"]] = {(include["system"], concept["code"]) for include in value_set["compose"]["include"]
+                                  for concept in include["concept"]}
+    return sets
+
+
+VALUE_SETS = _value_sets()
 
 
 def _read(name: str) -> dict[str, Any]:
@@ -69,6 +86,11 @@ def check(resource: dict[str, Any], profile: dict[str, Any]) -> list[str]:
                         if not ok:
                             problems.append(f"{element_id}: {json.dumps(value)} does not match {key} "
                                             f"{json.dumps(element[key])}")
+            codes = _required_codes(element)
+            for value in values if codes is not None else ():
+                if not _coded_in(value, codes):
+                    problems.append(f"{element_id}: {json.dumps(value)} is not in the required value set "
+                                    f"{element['binding']['valueSet']}")
             slicing = element.get("slicing")
             if slicing and slicing.get("rules") == "closed":
                 slices = [i for i in elements if i.startswith(f"{element_id}:") and "." not in i[len(element_id):]]
@@ -145,11 +167,30 @@ def _in_slice(value: Any, slice_id: str, elements: dict) -> bool:
         child = elements.get(f"{slice_id}.{path}")
         pattern = _pattern(child) if child else None
         if pattern is None:
+            # No fixed value: a required binding to a vendored value set discriminates (on the element, or on
+            # the Coding whose `code` the path names).
+            coded = path.removesuffix(".code")
+            codes = _required_codes(elements.get(f"{slice_id}.{coded}", {}))
+            if codes is not None and not _coded_in(_at(value, coded), codes):
+                return False
             continue
         target = _at(value, path)
         if target is None or not _matches(target, pattern):
             return False
     return True
+
+
+def _required_codes(element: dict) -> set[tuple[str, str]] | None:
+    binding = element.get("binding", {})
+    return VALUE_SETS.get(binding.get("valueSet")) if binding.get("strength") == "required" else None
+
+
+def _coded_in(value: Any, codes: set[tuple[str, str]]) -> bool:
+    """A Coding, or a CodeableConcept with a coding, whose (system, code) is in `codes`."""
+    if not isinstance(value, dict):
+        return False
+    codings = value.get("coding", []) if "coding" in value else [value]
+    return any((c.get("system"), c.get("code")) in codes for c in codings if isinstance(c, dict))
 
 
 def _at(value: Any, path: str) -> Any:

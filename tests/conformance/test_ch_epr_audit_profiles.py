@@ -62,15 +62,57 @@ def every_record(tmp_path_factory):
         reference["description"] = "corrected"
         assert gateway.client.put(f"/fhir/DocumentReference/{entry_id}", content=orjson.dumps(reference),
                                   headers=hcp).status_code == 200  # CH:MHD-1
+        _more_participants(gateway, patient, entry_id)
         trail_query = {"entity.identifier": f"urn:oid:2.16.756.5.30.1.127.3.10.3|{SPID}"}
         assert gateway.client.get("/fhir/AuditEvent", params=trail_query, headers=patient).status_code == 200
-        trail = gateway.client.get("/fhir/AuditEvent", params=trail_query, headers=patient).json()  # ITI-81
+        page = gateway.client.get("/fhir/AuditEvent", params=trail_query, headers=patient).json()  # ITI-81
+        served = [entry["resource"] for entry in page["entry"]]
+        while next_page := next((link["url"] for link in page.get("link", []) if link["relation"] == "next"), None):
+            page = gateway.client.get(next_page.removeprefix("https://testserver"), headers=patient).json()
+            served += [entry["resource"] for entry in page["entry"]]
         stored = gateway.services.auditor.ledger.all_records()
     by_profile: dict[str, list[dict]] = {}
-    for event in stored + [entry["resource"] for entry in trail["entry"]]:
+    for event in stored + served:
         for profile in event.get("meta", {}).get("profile", []):
             by_profile.setdefault(profile, []).append(event)
     return by_profile
+
+
+def _more_participants(gateway, patient: dict, entry_id: str) -> None:
+    """The other participants and policy shapes: group (302) and representative (303) grants, a PPQ-4 Bundle,
+    PPQ-3 at the IG's conditional URLs, the representative, an assistant, an emergency search, the patient."""
+    group = grant_consent(spid=SPID, gln=HCP_GLN, level="normal", template=302, end="2099-12-31")
+    actor = group["provision"]["actor"][0]["reference"]["identifier"]
+    actor.pop("system")
+    actor["type"]["coding"][0]["code"] = "urn:oasis:names:tc:xspa:1.0:subject:organization-id"
+    actor["value"] = "urn:oid:2.16.756.5.30.1.999.77"
+    mandate = grant_consent(spid=SPID, gln=HCP_GLN, level="normal", template=303,
+                            rule="urn:e-health-suisse:2015:policies:access-level:full")
+    mandate["provision"]["actor"][0]["role"]["coding"][0]["code"] = "REP"
+    mandate["provision"]["actor"][0]["reference"] = {"identifier": {"type": {"coding": [
+        {"system": "urn:ietf:rfc:3986", "code": "urn:e-health-suisse:representative-id"}]}, "value": "rep-4711"}}
+    del mandate["provision"]["purpose"]
+    for consent in (group, mandate):
+        created = gateway.client.post("/fhir/Consent", content=orjson.dumps(consent), headers=patient)
+        assert created.status_code == 201, created.text
+    bundled = [grant_consent(spid=SPID, gln=gln, level="normal") for gln in ("7601000000026", "7601000000033")]
+    ppq4 = {"resourceType": "Bundle", "type": "transaction",
+            "entry": [{"resource": c, "request": {"method": "POST", "url": "Consent"}} for c in bundled]}
+    assert gateway.provide(ppq4, headers=patient).status_code == 200  # PPQ-4: one PPQ-3 record per change
+    policy_set_id = next(i["value"] for i in bundled[0]["identifier"] if i["type"]["coding"][0]["code"] == "policySetId")
+    bundled[0]["policyRule"]["coding"][0]["code"] = "urn:e-health-suisse:2015:policies:access-level:restricted"
+    assert gateway.client.put(f"/fhir/Consent?identifier={policy_set_id}", content=orjson.dumps(bundled[0]),
+                              headers=patient).status_code == 200
+    assert gateway.client.delete(f"/fhir/Consent?identifier={policy_set_id}", headers=patient).status_code == 204
+    representative = gateway.tokens.headers(gateway.tokens.mint(role="REP", user_id="rep-4711", spid=SPID,
+                                                                name="Paul Muster"))
+    assistant = gateway.tokens.headers(gateway.tokens.mint(role="ASS", gln="7601000000040", name="MPA Rossier",
+                                                           principal_gln=HCP_GLN, principal_name="Dr. Luc Favre"))
+    emergency = gateway.tokens.headers(gateway.tokens.hcp(purpose="EMER"))
+    assert gateway.provide(one_document_bundle(author_role="REP"), headers=representative).status_code == 200
+    for headers in (representative, assistant, emergency, patient):
+        assert gateway.find(headers=headers).status_code == 200
+    assert gateway.client.get(f"/fhir/Binary/{entry_id}", headers=patient).status_code == 200
 
 
 VENDORED = sorted(p.stem.removeprefix("StructureDefinition-") for p in (IG / "differential").glob("*.json"))

@@ -124,14 +124,37 @@ NEVER_EMITTED = {"HpdAuditEvent"}
 CLAIMED = [name for name in VENDORED if name not in PARENTS | NEVER_EMITTED]  # ch-atc-auditevent: a parent only
 
 
+def _atc_subtype(prefix: str):
+    return lambda event: len(event["subtype"]) == 1 and event["subtype"][0]["code"].startswith(prefix)
+
+
+def _responder_is_the_source(event: dict) -> bool:
+    return [a["who"] for a in event["agent"] if a.get("type", {}).get("coding", [{}])[0].get("code") == "110152"] == [
+        event["source"]["observer"]]
+
+
+# The profiles' FHIRPath invariants, written out by hand (profile_check evaluates none): every one a vendored
+# profile states must be here, so a new one cannot go unnoticed.
+INVARIANTS = {
+    "ch-atc-dae-1": _atc_subtype("ATC_DOC"),  # subtype.count()=1 and subtype[0].code.startsWith('ATC_DOC')
+    "ch-atc-pae-2": _atc_subtype("ATC_POL"),
+    "ch-atc-aae-1": lambda event: [c["code"] for c in event["subtype"]] == ["ATC_LOG_READ"],
+    "ch-atc-pae-1": _atc_subtype("ATC_HPD"),
+    "val-audit-source": _responder_is_the_source,  # agent:documentResponder.who = source.observer
+}
+
+
 @pytest.mark.parametrize("name", CLAIMED)
 def test_every_record_claiming_a_ch_profile_conforms_to_its_structure(every_record, name):
     profile = load_profile(name)
+    invariants = [c["key"] for e in profile["differential"]["element"] for c in e.get("constraint", [])]
+    assert set(invariants) <= set(INVARIANTS), f"invariants not written out: {set(invariants) - set(INVARIANTS)}"
     events = every_record.get(profile["url"], [])
     assert events, f"no record claims {profile['url']}"
     for event in events:
         AuditEvent.model_validate(event)
         assert check(event, profile) == [], (event["id"], check(event, profile))
+        assert [key for key in invariants if not INVARIANTS[key](event)] == [], event["id"]
 
 
 def test_the_structure_check_sees_the_ch_parents_rules_and_says_what_it_cannot_tell():

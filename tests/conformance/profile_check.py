@@ -20,8 +20,8 @@ participant roles), and a value discriminator with no fixed value uses such a bi
 PolicyAuditEvent `Resource` slice holds the entities whose role is an EPR participant). Bindings to value sets
 not vendored (ch-term's EprPurposeOfUse and confidentiality codes, extensible ones) are not checked: there is
 no terminology service here. Not evaluated either: FHIRPath `constraint`s (no FHIRPath engine; each one the
-vendored profiles state is written out in test_ch_epr_audit_profiles.INVARIANTS); no type slicing, no profile discriminators. Enough of FHIR profiling for the
-CH EPR audit profiles, not a general validator.
+vendored profiles state is written out in test_ch_epr_audit_profiles.INVARIANTS); no type slicing, no profile
+discriminators. Enough of FHIR profiling for the CH EPR audit profiles, not a general validator.
 """
 
 from __future__ import annotations

@@ -55,7 +55,8 @@ def every_record(tmp_path_factory):
         consent["policyRule"]["coding"][0]["code"] = "urn:e-health-suisse:2015:policies:access-level:restricted"
         assert gateway.client.put(f"/fhir/Consent/{created.json()['id']}", content=orjson.dumps(consent),
                                   headers=patient).status_code == 200  # PPQ-3 update
-        assert gateway.client.get("/fhir/Consent", params={"patient:identifier": f"urn:oid:2.16.756.5.30.1.127.3.10.3|{SPID}"},
+        assert gateway.client.get("/fhir/Consent", params={
+            "patient:identifier": f"urn:oid:2.16.756.5.30.1.127.3.10.3|{SPID}"},
                                   headers=patient).status_code == 200  # PPQ-5
         assert gateway.client.delete(f"/fhir/Consent/{created.json()['id']}", headers=patient).status_code == 204
         reference = gateway.client.get(f"/fhir/DocumentReference/{entry_id}", headers=hcp).json()
@@ -99,7 +100,8 @@ def _more_participants(gateway, patient: dict, entry_id: str) -> None:
     ppq4 = {"resourceType": "Bundle", "type": "transaction",
             "entry": [{"resource": c, "request": {"method": "POST", "url": "Consent"}} for c in bundled]}
     assert gateway.provide(ppq4, headers=patient).status_code == 200  # PPQ-4: one PPQ-3 record per change
-    policy_set_id = next(i["value"] for i in bundled[0]["identifier"] if i["type"]["coding"][0]["code"] == "policySetId")
+    policy_set_id = next(i["value"] for i in bundled[0]["identifier"]
+                         if i["type"]["coding"][0]["code"] == "policySetId")
     bundled[0]["policyRule"]["coding"][0]["code"] = "urn:e-health-suisse:2015:policies:access-level:restricted"
     assert gateway.client.put(f"/fhir/Consent?identifier={policy_set_id}", content=orjson.dumps(bundled[0]),
                               headers=patient).status_code == 200

@@ -68,6 +68,10 @@ CH_PROFILE = "http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/"
 TRANSACTION_PROFILES = {
     "CH-MHD-1": CH_PROFILE + "ch-mhd-updatedocumentmetadata-audit-responder",
 }
+# Claimed by the records of successful exchanges only (a refused one may lack what the profile requires).
+SUCCESS_PROFILES = {
+    "ITI-65": CH_PROFILE + "ChAuditEventIti65Recipient",  # DCM 110107 Import, as its IHE parent (not REST)
+}
 # RESTful transactions (IHE BALP, the CH profiles' parents): `type` rest, the restful-interaction beside the
 # transaction code in `subtype`, and the CH profile per interaction (the IG's examples show each shape).
 REST_TYPE = {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
@@ -79,6 +83,7 @@ REST_PROFILES = {
     ("ITI-67", "read"): None,  # reading one DocumentReference: no CH profile of its own
     ("ITI-68", "read"): CH_PROFILE + "ChAuditEventIti68Responder",
     ("ITI-83", "search"): CH_PROFILE + "ChAuditEventIti83Manager",
+    ("ITI-119", "search"): CH_PROFILE + "ChAuditEventIti119Supplier",
     ("ITI-104", "create"): CH_PROFILE + "ChAuditEventIti104ManagerCreate",
     ("ITI-104", "update"): CH_PROFILE + "ChAuditEventIti104ManagerUpdate",
     ("PPQ-3", "create"): CH_PROFILE + "ChAuditEventPpq3Create",
@@ -212,6 +217,8 @@ def to_audit_event(record: AuditRecord) -> dict:
     }
     if record.transaction in TRANSACTION_PROFILES:
         event["meta"] = {"profile": [TRANSACTION_PROFILES[record.transaction]]}
+    elif record.transaction in SUCCESS_PROFILES and record.outcome == "0":
+        event["meta"] = {"profile": [SUCCESS_PROFILES[record.transaction]]}
     interaction = _rest_interaction(record, record.action or default_action)
     if interaction is not None:
         subtype.insert(len(subtype), _coding(RESTFUL_INTERACTION, interaction, interaction))
@@ -285,7 +292,7 @@ def ledger_columns(event: dict) -> dict:
 # -- agents ------------------------------------------------------------------------------------
 def _rest_interaction(record: AuditRecord, action: str) -> str | None:
     """The FHIR restful interaction a REST transaction's record names, or None (not REST-profiled)."""
-    if record.transaction in ("ITI-83", "PPQ-5"):
+    if record.transaction in ("ITI-83", "ITI-119", "PPQ-5"):  # ITI-119 is a search too (its IG example)
         return "search"
     if record.transaction == "ITI-67":
         return "search" if record.query is not None else "read"
@@ -400,8 +407,9 @@ def _policy_subject(subject: PolicySubject) -> dict:
     role_system = GROUP_ROLE_SYSTEM if subject.role == "GRP" else ROLE_SYSTEM
     entity = _entity({"system": subject.system, "value": subject.value}, ("2", "System Object"),
                      _coding(role_system, subject.role, ROLES.get(subject.role, "Group")))
-    if subject.name:
-        entity["name"] = subject.name
+    # PolicyAuditEvent requires the name of the professional, group or representative a policy names; the
+    # Consent carries none (CH:PPQm), so without a local one the identifier stands for it.
+    entity["name"] = subject.name or subject.value
     limited = subject.access_limited_to.isoformat() if subject.access_limited_to else None
     details = _details((("AccessLevel", subject.access_level), ("AccessLimitedToDate", limited)))
     if details:

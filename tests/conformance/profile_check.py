@@ -1,10 +1,27 @@
-"""Checks a resource against the differential of a StructureDefinition, mechanically: every element's
+"""Checks a resource against the differential of a CH StructureDefinition, mechanically: every element's
 cardinality (min/max, per parent instance), fixed and pattern values, and slices (discriminated by value,
-`$this` or a child path; closed slicing admits no other member). FHIRPath constraints (`constraint`) are
-not evaluated here; the tests that need one assert it directly.
+`$this` or a child path; closed slicing admits no other member).
 
-Enough of FHIR profiling for the CH EPR audit profiles, not a general validator: no type slicing, no
-profile discriminators, no bindings.
+The profile is the vendored differential (ig/differential) merged with its CH parents' along the
+`baseDefinition` chain, a child overriding its parent per element id and per property (a differential states
+only what it changes). The chain stops at the first parent outside CH EPR FHIR: IHE BALP, MHD, PIXm and PDQm
+(`https://profiles.ihe.net/…`) and the core AuditEvent are not vendored, so what only they require (their
+slicing, the client/server agent types, the patient entity's codes, `type` and the restful-interaction
+subtype of the BALP profiles) is not checked here; the tests that need it assert it directly.
+
+A slice a CH profile constrains but whose slicing a non-CH parent defines (e.g. `agent:mainUser`, sliced in
+BALP) has no discriminator here: its members are recognised by the fixed and pattern values the CH
+differential gives the slice itself or its direct children (`mainUser.type` = RESP, `traceparent.type`/`role`);
+a slice without any such value (`agent:client`, `entity:patient` in the BALP-derived profiles) cannot be told
+apart and is left unchecked, with everything under it (`unchecked_slices` lists them).
+
+Required `binding`s are checked against the value sets vendored in ig/valueset (EprParticipant, the CH:ATC
+participant roles), and a value discriminator with no fixed value uses such a binding as FHIR does (the
+PolicyAuditEvent `Resource` slice holds the entities whose role is an EPR participant). Bindings to value sets
+not vendored (ch-term's EprPurposeOfUse and confidentiality codes, extensible ones) are not checked: there is
+no terminology service here. Not evaluated either: FHIRPath `constraint`s (no FHIRPath engine; each one the
+vendored profiles state is written out in test_ch_epr_audit_profiles.INVARIANTS); no type slicing, no profile
+discriminators. Enough of FHIR profiling for the CH EPR audit profiles, not a general validator.
 """
 
 from __future__ import annotations
@@ -14,18 +31,47 @@ from pathlib import Path
 from typing import Any
 
 IG = Path(__file__).parent / "ig"
+CH_PROFILES = "http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/"
+
+
+def _value_sets() -> dict[str, set[tuple[str, str]]]:
+    """url -> the (system, code) pairs of each vendored value set (compose.include concepts only)."""
+    sets = {}
+    for path in (IG / "valueset").glob("ValueSet-*.json"):
+        value_set = json.loads(path.read_text())
+        sets[value_set["url"]] = {(include["system"], concept["code"]) for include in value_set["compose"]["include"]
+                                  for concept in include["concept"]}
+    return sets
+
+
+VALUE_SETS = _value_sets()
+
+
+def _read(name: str) -> dict[str, Any]:
+    return json.loads((IG / "differential" / f"StructureDefinition-{name}.json").read_text())
 
 
 def load_profile(name: str) -> dict[str, Any]:
-    return json.loads((IG / "differential" / f"StructureDefinition-{name}.json").read_text())
+    """The profile `name` (its id) with its CH parents' differentials merged in; `chain` names them,
+    child first, and `unchecked_parent` the first parent outside CH (not checked)."""
+    chain = [_read(name)]
+    while (base := chain[-1].get("baseDefinition", "")).startswith(CH_PROFILES):
+        chain.append(_read(base.removeprefix(CH_PROFILES)))
+    merged: dict[str, dict] = {}
+    for profile in reversed(chain):  # parents first: a child's element overrides its parent's, key by key
+        for element in profile["differential"]["element"]:
+            merged[element["id"]] = {**merged.get(element["id"], {}), **element}
+    return {**chain[0], "chain": [p["url"] for p in chain], "unchecked_parent": chain[-1].get("baseDefinition"),
+            "differential": {"element": list(merged.values())}}
 
 
 def check(resource: dict[str, Any], profile: dict[str, Any]) -> list[str]:
     """Every way `resource` breaks the profile's differential (empty: it conforms)."""
     elements = {e["id"]: e for e in profile["differential"]["element"]}
+    skipped = set(unchecked_slices(profile))
     problems: list[str] = []
     for element_id, element in elements.items():
-        if "." not in element_id:
+        if "." not in element_id or _under(element_id, skipped):
             continue
         parent_id, _, last = element_id.rpartition(".")
         for parent in _instances(resource, parent_id, elements):
@@ -40,6 +86,11 @@ def check(resource: dict[str, Any], profile: dict[str, Any]) -> list[str]:
                         if not ok:
                             problems.append(f"{element_id}: {json.dumps(value)} does not match {key} "
                                             f"{json.dumps(element[key])}")
+            codes = _required_codes(element)
+            for value in values if codes is not None else ():
+                if not _coded_in(value, codes):
+                    problems.append(f"{element_id}: {json.dumps(value)} is not in the required value set "
+                                    f"{element['binding']['valueSet']}")
             slicing = element.get("slicing")
             if slicing and slicing.get("rules") == "closed":
                 slices = [i for i in elements if i.startswith(f"{element_id}:") and "." not in i[len(element_id):]]
@@ -47,6 +98,34 @@ def check(resource: dict[str, Any], profile: dict[str, Any]) -> list[str]:
                     if not any(_in_slice(value, s, elements) for s in slices):
                         problems.append(f"{element_id}: {json.dumps(value)[:120]} is in none of the closed slices")
     return problems
+
+
+def unchecked_slices(profile: dict[str, Any]) -> list[str]:
+    """The slices of `profile` whose members cannot be recognised from the CH differentials alone: sliced by a
+    non-CH parent, and given no fixed or pattern value here (see the module docstring)."""
+    elements = {e["id"]: e for e in profile["differential"]["element"]}
+    return [i for i in elements if _is_slice(i) and "slicing" not in elements.get(i.rpartition(":")[0], {})
+            and not _own_values(i, elements)]
+
+
+def _is_slice(element_id: str) -> bool:
+    return ":" in element_id.rpartition(".")[2]
+
+
+def _under(element_id: str, slices: set[str]) -> bool:
+    return any(element_id == s or element_id.startswith(f"{s}.") for s in slices)
+
+
+def _own_values(slice_id: str, elements: dict) -> dict[str, Any]:
+    """Relative path -> fixed/pattern value, for the slice itself ('$this') and its direct children."""
+    values = {}
+    for element_id, element in elements.items():
+        if element_id == slice_id or (element_id.startswith(f"{slice_id}.")
+                                      and "." not in element_id[len(slice_id) + 1:]):
+            pattern = _pattern(element)
+            if pattern is not None:
+                values["$this" if element_id == slice_id else element_id[len(slice_id) + 1:]] = pattern
+    return values
 
 
 def _instances(resource: dict[str, Any], element_id: str, elements: dict) -> list[Any]:
@@ -74,7 +153,10 @@ def _children(parent: Any, segment: str, element_id: str, elements: dict) -> lis
 
 def _in_slice(value: Any, slice_id: str, elements: dict) -> bool:
     base_id = slice_id.rpartition(":")[0]
-    slicing = elements[base_id]["slicing"]
+    slicing = elements.get(base_id, {}).get("slicing")
+    if slicing is None:  # sliced by a non-CH parent: recognised by the values CH gives the slice
+        return all(_matches(value if path == "$this" else _at(value, path), pattern)
+                   for path, pattern in _own_values(slice_id, elements).items())
     for discriminator in slicing["discriminator"]:
         path = discriminator["path"]
         if path == "$this":
@@ -85,13 +167,36 @@ def _in_slice(value: Any, slice_id: str, elements: dict) -> bool:
         child = elements.get(f"{slice_id}.{path}")
         pattern = _pattern(child) if child else None
         if pattern is None:
+            # No fixed value: a required binding to a vendored value set discriminates (on the element, or on
+            # the Coding whose `code` the path names).
+            coded = path.removesuffix(".code")
+            codes = _required_codes(elements.get(f"{slice_id}.{coded}", {}))
+            if codes is not None and not _coded_in(_at(value, coded), codes):
+                return False
             continue
-        target = value
-        for part in path.split("."):
-            target = target.get(part) if isinstance(target, dict) else None
+        target = _at(value, path)
         if target is None or not _matches(target, pattern):
             return False
     return True
+
+
+def _required_codes(element: dict) -> set[tuple[str, str]] | None:
+    binding = element.get("binding", {})
+    return VALUE_SETS.get(binding.get("valueSet")) if binding.get("strength") == "required" else None
+
+
+def _coded_in(value: Any, codes: set[tuple[str, str]]) -> bool:
+    """A Coding, or a CodeableConcept with a coding, whose (system, code) is in `codes`."""
+    if not isinstance(value, dict):
+        return False
+    codings = value.get("coding", []) if "coding" in value else [value]
+    return any((c.get("system"), c.get("code")) in codes for c in codings if isinstance(c, dict))
+
+
+def _at(value: Any, path: str) -> Any:
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def _pattern(element: dict) -> Any:

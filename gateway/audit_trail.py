@@ -137,10 +137,11 @@ def _with_subject_names(event: dict[str, Any], spid: str, patient_name: str | No
     entities = []
     for entity in event.get("entity", []):
         role = entity.get("role", {})
+        identifier = entity.get("what", {}).get("identifier", {})
+        value = identifier.get("value") or ""
+        # No name, or the identifier standing in for one (what the ledger writes when none was known).
         if (entity.get("type", {}).get("code") == "2" and role.get("system") in _PARTICIPANT_SYSTEMS
-                and not entity.get("name")):
-            identifier = entity.get("what", {}).get("identifier", {})
-            value = identifier.get("value") or ""
+                and entity.get("name") in (None, "", value)):
             if role.get("code") == "PAT":
                 own = identifier.get("system") == SPID_SYSTEM and value == spid
                 name = patient_name if own and patient_name else value

@@ -84,7 +84,9 @@ def test_the_ledger_keeps_the_directory_name_but_not_the_mpi_name(directory_gate
 
     names = {entity["role"]["code"]: entity.get("name") for event in stored for entity in event.get("entity", [])
              if entity["role"].get("system") == ROLE_SYSTEMS[0]}
-    assert names == {"PAT": None, "HCP": "Dr. med. Luc Favre"}  # the MPI's demographics stay in the MPI
+    # The MPI's demographics stay in the MPI: the ledger names the patient by the SPID standing in for a
+    # name (PolicyAuditEvent's 1..1); the trail puts the MPI's name in when it is read.
+    assert names == {"PAT": SPID, "HCP": "Dr. med. Luc Favre"}
 
 
 def test_a_representative_changing_their_own_policy_is_named_by_their_own_name(directory_gateway):

@@ -42,11 +42,11 @@ from audit.schema import audit_checkpoint, audit_head, audit_record
 from audit.signing import (
     GENESIS_HASH,
     SignatureInvalid,
+    Signer,
     chain_hash,
     checkpoint_message,
     key_id_of,
     public_key_raw,
-    sign,
     verify,
 )
 
@@ -121,6 +121,7 @@ class DatabaseAuditLedger:
             raise ValueError("checkpoint_every must be at least 1")
         self._engine = engine
         self._signing_key = signing_key
+        self._signer = Signer(signing_key)
         self._key_id = key_id
         self._checkpoint_every = checkpoint_every
         self._head_listeners: list[Callable[[], None]] = []
@@ -173,7 +174,7 @@ class DatabaseAuditLedger:
         """The head after this batch, signed, in the batch's transaction (under the ledger lock)."""
         dialect = connection.dialect.name
         signed_at = datetime.now(UTC).replace(tzinfo=None)
-        signature = sign(private_key=self._signing_key, message=checkpoint_message(
+        signature = self._signer.sign(checkpoint_message(
             seq=seq, record_hash=record_hash, signed_at=signed_at, key_id=self._key_id))
         values = (seq, record_hash, driver_datetime(signed_at, dialect), self._key_id, signature)
         if not connection.exec_driver_sql(_HEAD_UPDATE[dialect], values).rowcount:
@@ -205,7 +206,7 @@ class DatabaseAuditLedger:
         connection.execute(insert(audit_checkpoint).values(
             seq=seq, record_hash=record_hash, signed_at=signed_at, key_id=self._key_id,
             public_key=public_key_raw(self._signing_key.public_key()),
-            signature=sign(private_key=self._signing_key, message=message)))
+            signature=self._signer.sign(message)))
 
     # -- reading ---------------------------------------------------------------------------------
     def records_for_patient(self, *, patient_key: str, since: datetime | None = None,

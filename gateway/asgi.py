@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from gateway.app import create_app
 from gateway.first_start import prepare
-from gateway.log_format import configure_logging
+from gateway.log_format import configure_logging, lean_records
 from gateway.settings import Settings
 from gateway.wiring import build_services
 
@@ -25,4 +25,5 @@ def create() -> FastAPI:
     # Worker processes are spawned: they configure logging themselves (no-op when already done).
     if not logging.getLogger().handlers:
         configure_logging()
+    lean_records()  # uvicorn configured the handlers from LOG_CONFIG: the records' switches still apply
     return create_app(build_services(prepare(Settings()).settings))

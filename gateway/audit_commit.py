@@ -49,6 +49,7 @@ class GroupCommit:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._kept = threading.local()  # SQLite: each writing thread's connection (see `write`)
 
     def submit(self, records: list[PreparedRecord]) -> None:
         """Enqueue and wait until committed (AuditUnavailable when it cannot be)."""
@@ -67,8 +68,23 @@ class GroupCommit:
 
     def write(self, records: list[PreparedRecord]) -> None:
         """Append and commit `records` in the calling thread."""
-        with self._engine.begin() as connection:
-            self._ledger.append_many(connection, records)
+        if self._engine.dialect.name != "sqlite":
+            with self._engine.begin() as connection:
+                self._ledger.append_many(connection, records)
+            return
+        # SQLite: on a connection the calling thread keeps (the event loop, or the writer thread: two at
+        # most), since a pool check-out and return cost more than a small batch's insert. Between
+        # batches it holds no transaction. One that failed is closed, not used again.
+        connection = getattr(self._kept, "connection", None)
+        if connection is None:
+            connection = self._kept.connection = self._engine.connect()
+        try:
+            with connection.begin():
+                self._ledger.append_many(connection, records)
+        except Exception:
+            self._kept.connection = None
+            connection.close()
+            raise
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():

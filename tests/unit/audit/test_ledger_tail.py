@@ -209,3 +209,17 @@ def test_records_the_head_was_not_written_for_are_not_a_cut(engine, ledger):
     assert verify(engine, ledger, older).ok
     with engine.connect() as connection:
         assert connection.execute(text("SELECT COUNT(*) FROM audit_head")).scalar_one() == 1
+
+
+@pytest.mark.parametrize("message", [b"", b"epr-gateway audit checkpoint v1\n42\nabc", bytes(range(256)) * 9])
+def test_the_head_signer_makes_the_very_signatures_of_cryptography(message):
+    """The ledger signs through libsodium (`Signer`, for speed); what it makes must be what
+    cryptography's Ed25519 makes and verifies, or every verifier of the heads would break."""
+    from audit.signing import Signer, SignatureInvalid, sign, verify
+
+    key = Ed25519PrivateKey.generate()
+    signature = Signer(key).sign(message)
+    assert signature == sign(private_key=key, message=message)
+    verify(public_key=key.public_key(), message=message, signature=signature)
+    with pytest.raises(SignatureInvalid):
+        verify(public_key=Ed25519PrivateKey.generate().public_key(), message=message, signature=signature)

@@ -33,6 +33,9 @@ class RecordingLedger:
 class NoEngine:
     """The writer's `engine.begin()` without a database."""
 
+    class dialect:  # noqa: N801 - stands in for the engine's dialect (not SQLite: no kept connection)
+        name = "none"
+
     def begin(self):
         return self
 
@@ -154,3 +157,48 @@ def test_on_the_loop_a_failed_write_fails_every_request_in_it():
         return await asyncio.gather(*(batcher.commit([name]) for name in ("a", "b")), return_exceptions=True)
 
     assert [type(outcome) for outcome in asyncio.run(requests())] == [AuditUnavailable] * 2
+
+
+def test_on_sqlite_each_thread_commits_on_a_kept_connection_and_a_failed_one_is_replaced(tmp_path):
+    """SQLite: the writing thread keeps its connection between batches (no pool check-out per batch);
+    it holds no transaction in between (another connection sees every batch at once), and after a
+    failed batch the next one is written on a fresh connection."""
+    from sqlalchemy import text
+
+    from adapters.cara.store.database import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path}/kept.db")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE t (v TEXT)"))
+
+    class TableLedger:
+        fail = False
+
+        def __init__(self):
+            self.connections = []
+
+        def append_many(self, connection, prepared):
+            self.connections.append(connection)
+            connection.execute(text("INSERT INTO t VALUES (:v)"), [{"v": v} for v in prepared])
+            if self.fail:
+                raise OSError("disk full")
+            return list(range(len(prepared)))
+
+    def stored() -> list[str]:
+        with engine.connect() as other:
+            return [row[0] for row in other.execute(text("SELECT v FROM t ORDER BY v"))]
+
+    ledger = TableLedger()
+    commit = GroupCommit(engine=engine, ledger=ledger)
+    commit.write(["a"])
+    assert stored() == ["a"]
+    commit.write(["b"])
+    assert stored() == ["a", "b"]
+    assert ledger.connections[0] is ledger.connections[1]
+    ledger.fail = True
+    with pytest.raises(OSError):
+        commit.write(["c"])
+    assert stored() == ["a", "b"] and ledger.connections[2].closed
+    ledger.fail = False
+    commit.write(["d"])
+    assert stored() == ["a", "b", "d"] and ledger.connections[3] is not ledger.connections[2]

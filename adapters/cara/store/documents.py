@@ -26,7 +26,7 @@ from adapters.cara.fhir_dates import instant
 from adapters.cara.mhd_search import DocumentQuery, normalise_name
 from adapters.cara.model import DocumentEntry, NewDocument, Relation, Submission
 from adapters.cara.store import search_sql
-from adapters.cara.store.database import driver_datetime, for_driver
+from adapters.cara.store.database import driver_datetime, for_driver, in_list, insert_rows
 from adapters.cara.store.schema import (
     document_body,
     document_entry,
@@ -488,21 +488,33 @@ class _Known:
     status: str
 
 
+# The batch's rows as tuples in these column orders (see `_BatchProvide.write`).
+_SET_COLUMNS = ("id", "unique_id", "patient_pid", "source_id", "submitted_at", "sealed_key", "sealed")
+_ENTRY_COLUMNS = ("id", "unique_id", "patient_pid", "status", "confidentiality", "date", "period_start",
+                  "period_end", "submission_set_id", "created_seq", "sealed_key", "sealed")
+_TOKEN_COLUMNS = ("entry_id", "param", "system", "value")
+_BODY_COLUMNS = ("entry_id", "sealed_key", "sealed")
+_RELATION_COLUMNS = ("source_id", "target_id", "code")
+_LOAD_COLUMNS = "id, unique_id, patient_pid, status, sealed_key, sealed, version"
+
+
 class _BatchRows:
     """The rows of the submissions accepted so far, inserted together at the end (one statement per
     table): the per-row cost of a provide is then sealing, not statement round trips."""
 
     def __init__(self):
-        self.sets: list[dict] = []
-        self.entries: list[dict] = []
-        self.tokens: list[dict] = []
-        self.bodies: list[dict] = []
-        self.relations: list[dict] = []
+        self.sets: list[tuple] = []
+        self.entries: list[tuple] = []
+        self.tokens: list[tuple] = []
+        self.bodies: list[tuple] = []
+        self.relations: list[tuple] = []
         self.superseded: list[str] = []
+        self.patients: set[str] = set()  # whose documents change (their document version moves)
 
     def extend(self, other: _BatchRows) -> None:
         for name in ("sets", "entries", "tokens", "bodies", "relations", "superseded"):
             getattr(self, name).extend(getattr(other, name))
+        self.patients |= other.patients
 
 
 class BatchItem(NamedTuple):
@@ -533,6 +545,7 @@ class _BatchProvide:
         self.set_of: dict[str, str] = {}  # entry id -> submission set id, for entries of this batch
         self.rows = _BatchRows()
         self.seq = time.time_ns()
+        self.dialect = connection.dialect.name
 
     def load(self) -> None:
         unique_ids, entry_ids, set_ids = set(), set(), set()
@@ -545,17 +558,22 @@ class _BatchProvide:
                         entry_ids.add(pending.target_entry_id)
                     else:
                         unique_ids.add(pending.target_unique_id)
-        columns = (document_entry.c.id, document_entry.c.unique_id, document_entry.c.patient_pid,
-                   document_entry.c.status, document_entry.c.sealed_key, document_entry.c.sealed)
-        for column, values in ((document_entry.c.unique_id, unique_ids), (document_entry.c.id, entry_ids)):
+        # Plain SQL on the driver (as `search_sql` for reads): a Core statement with an IN list is
+        # compiled afresh for every batch size and costs several times what SQLite takes to answer.
+        for column, values in (("unique_id", unique_ids), ("id", entry_ids)):
             for chunk in _chunks(sorted(values)):
-                for row in self.connection.execute(select(*columns).where(column.in_(chunk))):
+                sql = f"SELECT {_LOAD_COLUMNS} FROM document_entry WHERE {column} IN {in_list(len(chunk))}"
+                for row in self._select(sql, chunk):
+                    row = _LoadedRow(*row)
                     stored = self.store._open_entry(row)
                     self.by_unique_id[row.unique_id] = _Known(row.id, row.patient_pid, stored.sha1, row.status)
                     self.by_entry_id[row.id] = row.unique_id
         for chunk in _chunks(sorted(set_ids)):
-            self.sets_taken.update(self.connection.execute(
-                select(submission_set.c.unique_id).where(submission_set.c.unique_id.in_(chunk))).scalars())
+            sql = f"SELECT unique_id FROM submission_set WHERE unique_id IN {in_list(len(chunk))}"
+            self.sets_taken.update(unique_id for unique_id, in self._select(sql, chunk))
+
+    def _select(self, sql: str, params: list) -> list[tuple]:
+        return self.connection.exec_driver_sql(for_driver(sql, self.dialect), tuple(params)).all()
 
     def decide(self, submission: Submission, patient_pid: str) -> ProvideResult:
         """The submission's result, or the RecordError a single provide would raise; its rows are
@@ -587,9 +605,10 @@ class _BatchProvide:
                            location="List.identifier")
         sealed = self.store._keyring.seal(orjson.dumps(subset),
                                           f"submission-set|{subset.submission_set_id}|{subset.unique_id}")
-        rows.sets.append({"id": subset.submission_set_id, "unique_id": subset.unique_id, "patient_pid": patient_pid,
-                          "source_id": subset.source_id, "submitted_at": datetime.now(UTC).replace(tzinfo=None),
-                          "sealed_key": sealed.wrapped_key, "sealed": sealed.ciphertext})
+        rows.sets.append((subset.submission_set_id, subset.unique_id, patient_pid, subset.source_id,
+                          driver_datetime(datetime.now(UTC).replace(tzinfo=None), self.dialect),
+                          sealed.wrapped_key, sealed.ciphertext))
+        rows.patients.add(patient_pid)
         replaced_here: dict[str, str] = {}
         for document in new_documents:
             relations = [self._relation(pending, patient_pid, accepted, replaced_here) for pending in document.relations]
@@ -630,41 +649,50 @@ class _BatchProvide:
         metadata = keyring.seal(orjson.dumps(entry), _metadata_context(entry.entry_id, entry.unique_id))
         body = self.sealed_bodies.get(entry.entry_id) or self.store.seal_body(document)
         self.seq += 1
-        rows.entries.append({
-            "id": entry.entry_id, "unique_id": entry.unique_id, "patient_pid": patient_pid, "status": entry.status,
-            "confidentiality": entry.confidentiality_level, "date": instant(entry.date),
-            "period_start": instant(entry.service_start), "period_end": instant(entry.service_stop),
-            "submission_set_id": submission_set_id, "created_seq": self.seq,
-            "sealed_key": metadata.wrapped_key, "sealed": metadata.ciphertext})
-        rows.tokens.extend(self.store._tokens(entry))
-        rows.bodies.append({"entry_id": entry.entry_id, "sealed_key": body.wrapped_key, "sealed": body.ciphertext})
+        dialect = self.dialect
+        rows.entries.append((
+            entry.entry_id, entry.unique_id, patient_pid, entry.status, entry.confidentiality_level,
+            _driver_instant(entry.date, dialect), _driver_instant(entry.service_start, dialect),
+            _driver_instant(entry.service_stop, dialect), submission_set_id, self.seq,
+            metadata.wrapped_key, metadata.ciphertext))
+        rows.tokens.extend((t["entry_id"], t["param"], t["system"], t["value"]) for t in self.store._tokens(entry))
+        rows.bodies.append((entry.entry_id, body.wrapped_key, body.ciphertext))
         for relation in relations:
-            rows.relations.append({"source_id": entry.entry_id, "target_id": relation.target_entry_id,
-                                   "code": relation.code})
+            rows.relations.append((entry.entry_id, relation.target_entry_id, relation.code))
             if relation.code == "replaces":
                 rows.superseded.append(relation.target_entry_id)
 
     def write(self) -> None:
-        """One executemany per table, straight to the driver: SQLAlchemy's per-value bind processing
-        (a copy of every sealed body among them) cost more than the inserts themselves."""
+        """One multi-row INSERT per table (`insert_rows`), straight to the driver: SQLAlchemy's
+        per-value bind processing (a copy of every sealed body among them) cost more than the inserts
+        themselves, and an executemany still steps the driver once per row."""
         rows = self.rows
-        dialect = self.connection.dialect.name
-        for table, values in ((submission_set, rows.sets), (document_entry, rows.entries),
-                              (document_token, rows.tokens), (document_body, rows.bodies),
-                              (document_relation, rows.relations)):
+        for table, columns, values in ((submission_set, _SET_COLUMNS, rows.sets),
+                                       (document_entry, _ENTRY_COLUMNS, rows.entries),
+                                       (document_token, _TOKEN_COLUMNS, rows.tokens),
+                                       (document_body, _BODY_COLUMNS, rows.bodies),
+                                       (document_relation, _RELATION_COLUMNS, rows.relations)):
             if values:
-                columns = list(values[0])
-                sql = for_driver(f"INSERT INTO {table.name} ({', '.join(columns)}) "
-                                 f"VALUES ({', '.join('?' * len(columns))})", dialect)
-                self.connection.exec_driver_sql(sql, [tuple(_driver_value(row[c], dialect) for c in columns)
-                                                      for row in values])
+                insert_rows(self.connection, table.name, columns, values)
         for chunk in _chunks(rows.superseded):
-            self.connection.execute(update(document_entry).where(document_entry.c.id.in_(chunk))
-                                    .values(status="superseded"))
+            sql = f"UPDATE document_entry SET status = 'superseded' WHERE id IN {in_list(len(chunk))}"
+            self.connection.exec_driver_sql(for_driver(sql, self.dialect), tuple(chunk))
 
 
-def _driver_value(value, dialect: str):
-    return driver_datetime(value, dialect) if isinstance(value, datetime) else value
+class _LoadedRow(NamedTuple):
+    id: str
+    unique_id: str
+    patient_pid: str
+    status: str
+    sealed_key: bytes
+    sealed: bytes
+    version: int
+
+
+def _driver_instant(value, dialect: str):
+    """A DocumentReference date as `instant` stores it, bound the way SQLAlchemy would."""
+    value = instant(value)
+    return None if value is None else driver_datetime(value, dialect)
 
 
 def provide_many(store: DatabaseDocumentStore, items: list[BatchItem],
@@ -691,7 +719,7 @@ def _provide_many_once(store: DatabaseDocumentStore, items: list[BatchItem], wit
             except RecordError as error:
                 results.append(error)
         batch.write()
-        bump_document_versions(connection, sorted({e["patient_pid"] for e in batch.rows.entries}))
+        bump_document_versions(connection, sorted(batch.rows.patients))
         if within is not None:
             within(connection, results)
     return results

@@ -257,12 +257,15 @@ class Hl7Exchange:
     def _commit_group(self, group: list[tuple[PendingDocument, Submission]]) -> dict[tuple[str, str], bytes]:
         answers: dict[tuple[str, str], tuple[str, bytes]] = {}
         earlier: dict[tuple[str, str], bytes] = {}
+        # Written before the transaction (sent only after its commit): the answer when stored.
+        stored = {item.key: build_ack(item.message, "AA", text="document stored") for item, _ in group}
 
         def within(connection, outcomes) -> None:
             # A copy answered by a concurrent batch (another process) keeps that answer.
             earlier.update(self.inbox.answers_in(connection, [item.key for item, _ in group]))
             for (item, submission), outcome in zip(group, outcomes, strict=True):
-                answers[item.key] = self._outcome_ack(item, submission, outcome.error)
+                answers[item.key] = (("AA", stored[item.key]) if outcome.error is None
+                                     else self._outcome_ack(item, submission, outcome.error))
             self.inbox.remember_many(connection, [(*key, *answer) for key, answer in answers.items()
                                                   if key not in earlier])
 

@@ -153,7 +153,7 @@ class DatabaseDocumentStore:
             raise Conflict(f"SubmissionSet uniqueId {subset.unique_id} was already used for other documents",
                            location="List.identifier")
         sealed = self._keyring.seal(json.dumps(_jsonable(subset)).encode(),
-                                    f"submission-set|{subset.submission_set_id}|{subset.unique_id}")
+                                    _set_context(subset.submission_set_id, subset.unique_id))
         connection.execute(insert(submission_set).values(
             id=subset.submission_set_id, unique_id=subset.unique_id, patient_pid=patient_pid,
             source_id=subset.source_id, submitted_at=datetime.now(UTC).replace(tzinfo=None),
@@ -230,14 +230,28 @@ class DatabaseDocumentStore:
         return self._keyring.index_hash(param, normalised)
 
     def provide_many(self, items: list[BatchItem], *, within: Callable[[Connection, list], None] | None = None,
-                     sealed_bodies: dict[str, Sealed] | None = None) -> list:
+                     sealed_bodies: dict[str, Sealed] | None = None, sealed: SealedAhead | None = None) -> list:
         """Many submissions in one transaction (see `provide_many` below). `sealed_bodies`: entry id →
-        the body as `seal_body` sealed it beforehand (outside the transaction); others are sealed here."""
-        return provide_many(self, items, within, sealed_bodies or {})
+        the body as `seal_body` sealed it beforehand (outside the transaction); `sealed`: metadata and
+        submission sets sealed beforehand the same way; whatever is missing is sealed here."""
+        return provide_many(self, items, within, sealed_bodies or {}, sealed)
 
     def seal_body(self, document: NewDocument) -> Sealed:
         """A document's body sealed under its own data key, bound to its entry id and uniqueId."""
         return self._keyring.seal(document.content, _body_context(document.entry.entry_id, document.entry.unique_id))
+
+    def seal_metadata(self, document: NewDocument, *, patient_pid: str, submission_set_id: str) -> Sealed | None:
+        """The metadata a batch provide stores for a document naming no other one, sealed ahead (outside
+        the transaction); None for a document with relations, whose targets the transaction resolves."""
+        if document.relations:
+            return None
+        return self._keyring.seal(orjson.dumps(_batch_entry(document, patient_pid, submission_set_id, [])),
+                                  _metadata_context(document.entry.entry_id, document.entry.unique_id))
+
+    def seal_submission_set(self, submission: Submission, *, patient_pid: str) -> Sealed:
+        """A submission set as a batch provide stores it, sealed ahead (outside the transaction)."""
+        subset = replace(submission.submission_set, patient_pid=patient_pid)
+        return self._keyring.seal(orjson.dumps(subset), _set_context(subset.submission_set_id, subset.unique_id))
 
     # -- find ---------------------------------------------------------------------------------
     def search(self, query: DocumentQuery) -> SearchResult:
@@ -517,6 +531,23 @@ class _BatchRows:
         self.patients |= other.patients
 
 
+class SealedAhead(NamedTuple):
+    """What a batch provide sealed before its transaction: entry id → metadata (`seal_metadata`),
+    submission set id → submission set (`seal_submission_set`)."""
+
+    metadata: dict[str, Sealed]
+    submission_sets: dict[str, Sealed]
+
+
+def _batch_entry(document: NewDocument, patient_pid: str, submission_set_id: str, relations: list) -> DocumentEntry:
+    """The entry as a batch provide seals and stores it."""
+    return replace(document.entry, patient_pid=patient_pid, relations=relations, submission_set_id=submission_set_id)
+
+
+def _set_context(submission_set_id: str, unique_id: str) -> str:
+    return f"submission-set|{submission_set_id}|{unique_id}"
+
+
 class BatchItem(NamedTuple):
     submission: Submission
     patient_pid: str
@@ -534,9 +565,10 @@ class _BatchProvide:
     so a refused submission leaves nothing behind and does not touch the others (no savepoints)."""
 
     def __init__(self, store: DatabaseDocumentStore, connection: Connection, items: list[BatchItem],
-                 sealed_bodies: dict[str, Sealed] | None = None):
+                 sealed_bodies: dict[str, Sealed] | None = None, sealed: SealedAhead | None = None):
         self.store = store
         self.sealed_bodies = sealed_bodies or {}
+        self.sealed = sealed or SealedAhead({}, {})
         self.connection = connection
         self.items = items
         self.by_unique_id: dict[str, _Known] = {}
@@ -603,8 +635,9 @@ class _BatchProvide:
         if subset.unique_id in self.sets_taken:
             raise Conflict(f"SubmissionSet uniqueId {subset.unique_id} was already used for other documents",
                            location="List.identifier")
-        sealed = self.store._keyring.seal(orjson.dumps(subset),
-                                          f"submission-set|{subset.submission_set_id}|{subset.unique_id}")
+        sealed = (self.sealed.submission_sets.get(subset.submission_set_id)
+                  or self.store._keyring.seal(orjson.dumps(subset), _set_context(subset.submission_set_id,
+                                                                                 subset.unique_id)))
         rows.sets.append((subset.submission_set_id, subset.unique_id, patient_pid, subset.source_id,
                           driver_datetime(datetime.now(UTC).replace(tzinfo=None), self.dialect),
                           sealed.wrapped_key, sealed.ciphertext))
@@ -643,10 +676,11 @@ class _BatchProvide:
     def _document_rows(self, rows: _BatchRows, document: NewDocument, patient_pid: str, submission_set_id: str,
                        relations: list[Relation]) -> None:
         keyring = self.store._keyring
-        entry = replace(document.entry, patient_pid=patient_pid, relations=relations,
-                        submission_set_id=submission_set_id)
+        entry = _batch_entry(document, patient_pid, submission_set_id, relations)
+        # Sealed ahead when it names no other document (the same entry: see `seal_metadata`).
         # orjson writes a dataclass as `asdict` would (the same JSON `from_json` reads), many times faster.
-        metadata = keyring.seal(orjson.dumps(entry), _metadata_context(entry.entry_id, entry.unique_id))
+        metadata = (None if relations else self.sealed.metadata.get(entry.entry_id)) or keyring.seal(
+            orjson.dumps(entry), _metadata_context(entry.entry_id, entry.unique_id))
         body = self.sealed_bodies.get(entry.entry_id) or self.store.seal_body(document)
         self.seq += 1
         dialect = self.dialect
@@ -697,20 +731,21 @@ def _driver_instant(value, dialect: str):
 
 def provide_many(store: DatabaseDocumentStore, items: list[BatchItem],
                  within: Callable[[Connection, list], None] | None = None,
-                 sealed_bodies: dict[str, Sealed] | None = None) -> list:
+                 sealed_bodies: dict[str, Sealed] | None = None, sealed: SealedAhead | None = None) -> list:
     """Store many submissions in one transaction: for each, its ProvideResult or the RecordError that
     refused it (nothing of a refused one is stored). `within(connection, results)` runs before the
     commit (the audit records, a migration's journal); if it raises, nothing is stored. A unique-key
     race with a concurrent writer is retried once, as for a single provide."""
     try:
-        return _provide_many_once(store, items, within, sealed_bodies)
+        return _provide_many_once(store, items, within, sealed_bodies, sealed)
     except IntegrityError:
-        return _provide_many_once(store, items, within, sealed_bodies)
+        return _provide_many_once(store, items, within, sealed_bodies, sealed)
 
 
-def _provide_many_once(store: DatabaseDocumentStore, items: list[BatchItem], within, sealed_bodies=None) -> list:
+def _provide_many_once(store: DatabaseDocumentStore, items: list[BatchItem], within, sealed_bodies=None,
+                       sealed=None) -> list:
     with store._engine.begin() as connection:
-        batch = _BatchProvide(store, connection, items, sealed_bodies)
+        batch = _BatchProvide(store, connection, items, sealed_bodies, sealed)
         batch.load()
         results: list = []
         for submission, patient_pid in items:

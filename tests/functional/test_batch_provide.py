@@ -194,3 +194,23 @@ def test_a_batch_of_new_documents_is_sealed_and_its_records_prepared_before_its_
     assert binary.content == submissions[0].documents[0].content
     keys = gateway.services.auditor.ledger.public_keys
     assert verify_ledger(engine=gateway.services.engine, public_keys=keys).ok
+
+
+def test_a_batch_resubmitting_a_document_whose_metadata_was_updated_finds_it(gateway):
+    """An entry at version 2 (its metadata changed, sealed under the versioned context) is opened
+    under that version when a batch checks for existing copies: the resubmission is recognised."""
+    gateway.register_patient()
+    exchange = gateway.services.exchange
+    first = submission("updated later", unique_id="urn:oid:2.25.3003")
+    [outcome] = exchange.provide_many(principal=TCU, submissions=[first])
+    entry_id = outcome.result.documents[0].entry_id
+    patient = Principal(role="PAT", user_id=SPID, patient_spid=SPID)
+    changed = gateway.services.metadata.change_confidentiality(principal=patient, entry_id=entry_id, level="restricted")
+    assert changed.version == 2
+    again = submission("updated later", unique_id="urn:oid:2.25.3003", content=first.documents[0].content)
+
+    [repeat] = exchange.provide_many(principal=TCU, submissions=[again])
+
+    assert repeat.error is None
+    assert [(d.entry_id, d.created) for d in repeat.result.documents] == [(entry_id, False)]
+    assert repeat.result.submission_set_id == outcome.result.submission_set_id

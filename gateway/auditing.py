@@ -88,8 +88,17 @@ class Auditor:
     def write_many(self, connection, records: Iterable[AuditRecord]) -> None:
         """Like `write`, for a batch: every record prepared first, then one lock, one head read and
         one multi-row insert (the group commit of a batch provide)."""
-        self.ledger.append_many(connection, [prepare(one, self.patient_key(one.patient_spid))
-                                             for record in records for one in split_per_document(record)])
+        self.ledger.append_many(connection, self.prepare_many(records))
+
+    def prepare_many(self, records: Iterable[AuditRecord]) -> list[PreparedRecord]:
+        """The records made ready for the ledger (one per document), before any transaction: what a
+        batch prepares ahead so that its transaction only chains and inserts them (`write_prepared`)."""
+        return [prepare(one, self.patient_key(one.patient_spid))
+                for record in records for one in split_per_document(record)]
+
+    def write_prepared(self, connection, prepared: list[PreparedRecord]) -> None:
+        """Records from `prepare_many`, chained and inserted in the caller's transaction."""
+        self.ledger.append_many(connection, prepared)
 
     def write_now(self, records: Iterable[AuditRecord]) -> None:
         """Committed before this returns, together with what concurrent requests are writing — or,

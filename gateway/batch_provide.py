@@ -9,14 +9,16 @@ one commit. Each submission is all-or-nothing: a refused one is audited (outcome
 transaction) and leaves nothing stored, without affecting the others.
 
 Two phases, so a caller with many batches (the migration) can pipeline them: `authorise_many` (the
-decisions and the sealing of the bodies, no transaction) and `store_authorised` (one transaction and
-its commit). `provide_many` is the two in a row.
+decisions, the sealing of bodies, metadata and submission sets, the audit records prepared; no
+transaction) and `store_authorised` (one transaction: the store's checks, the rows, the prepared
+records chained — or prepared afresh for a submission whose outcome differs — and its commit).
+`provide_many` is the two in a row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
@@ -24,7 +26,8 @@ from sqlalchemy import Connection
 from adapters.cara.crypto import Sealed
 from adapters.cara.errors import RecordError, UnknownPatient
 from adapters.cara.model import Submission
-from adapters.cara.store.documents import BatchItem, ProvideResult
+from adapters.cara.store.documents import BatchItem, ProvideResult, SealedAhead
+from audit.ledger import PreparedRecord
 from consent.principal import Principal
 from gateway.auth.errors import AccessRefused
 
@@ -58,6 +61,12 @@ class AuthorisedBatch:
     refusals: list  # AuditRecords of the submissions refused here
     authorised: list[tuple[int, Submission, str]]  # (index in `submissions`, as stored, MPI-PID)
     sealed_bodies: dict[str, Sealed]  # entry id → body sealed under its own data key
+    # Prepared ahead too, so that the transaction only checks, chains and inserts: the metadata and
+    # submission sets sealed, the refusals' audit records and, per authorised submission (index in
+    # `submissions`), the ATC_DOC_CREATE records it gets when every document of it is created.
+    sealed: SealedAhead = field(default_factory=lambda: SealedAhead({}, {}))
+    prepared_refusals: list[PreparedRecord] = field(default_factory=list)
+    prepared_created: dict[int, list[PreparedRecord]] = field(default_factory=dict)
 
     @property
     def names(self) -> frozenset[tuple[str, str]]:
@@ -103,9 +112,30 @@ def authorise_many(exchange: Exchange, *, principal: Principal, submissions: Seq
         except (RecordError, AccessRefused) as error:
             outcomes[index] = BatchOutcome(submission, None, None, error)
             refusals.append(exchange.auditor.failure_record("ITI-65", principal, error))
-    sealed = {document.entry.entry_id: exchange.documents.seal_body(document)
+    documents, auditor = exchange.documents, exchange.auditor
+    bodies = {document.entry.entry_id: documents.seal_body(document)
               for _, stored, _ in authorised for document in stored.documents}
-    return AuthorisedBatch(principal, submissions, outcomes, refusals, authorised, sealed)
+    metadata = {}
+    for _, stored, pid in authorised:
+        for document in stored.documents:
+            sealed_entry = documents.seal_metadata(document, patient_pid=pid,
+                                                   submission_set_id=stored.submission_set.submission_set_id)
+            if sealed_entry is not None:
+                metadata[document.entry.entry_id] = sealed_entry
+    sets = {stored.submission_set.submission_set_id: documents.seal_submission_set(stored, patient_pid=pid)
+            for _, stored, pid in authorised}
+    created = {index: auditor.prepare_many([_created_record(auditor, principal, stored, stored.documents)])
+               for index, stored, _ in authorised}
+    return AuthorisedBatch(principal, submissions, outcomes, refusals, authorised, bodies, SealedAhead(metadata, sets),
+                           auditor.prepare_many(refusals), created)
+
+
+def _created_record(auditor, principal: Principal, stored: Submission, created_documents):
+    """The ITI-65 record of a stored submission: ATC_DOC_CREATE naming the documents it created."""
+    created = [document.entry for document in created_documents]
+    return auditor.record("ITI-65", principal, atc_code="ATC_DOC_CREATE" if created else None,
+                          patient_spid=stored.spid, documents=tuple(auditor.document(e) for e in created),
+                          submission_set_unique_id=stored.submission_set.unique_id)
 
 
 def store_authorised(exchange: Exchange, batch: AuthorisedBatch, *,
@@ -117,25 +147,26 @@ def store_authorised(exchange: Exchange, batch: AuthorisedBatch, *,
     auditor = exchange.auditor
 
     def in_transaction(connection: Connection, results: list) -> None:
-        records = list(batch.refusals)
+        prepared = list(batch.prepared_refusals)
         for (index, stored, _pid), result in zip(authorised, results, strict=True):
             submission = submissions[index]
             if isinstance(result, ProvideResult):
                 outcomes[index] = BatchOutcome(submission, result, stored, None)
-                created = [d.entry for d, p in zip(stored.documents, result.documents, strict=True) if p.created]
-                records.append(auditor.record(
-                    "ITI-65", principal, atc_code="ATC_DOC_CREATE" if created else None, patient_spid=stored.spid,
-                    documents=tuple(auditor.document(e) for e in created),
-                    submission_set_unique_id=stored.submission_set.unique_id))
+                created = [d for d, p in zip(stored.documents, result.documents, strict=True) if p.created]
+                if len(created) == len(stored.documents) and index in batch.prepared_created:
+                    prepared += batch.prepared_created[index]  # as prepared ahead: every document is new
+                else:
+                    prepared += auditor.prepare_many([_created_record(auditor, principal, stored, created)])
             else:
                 outcomes[index] = BatchOutcome(submission, None, None, result)
-                records.append(auditor.failure_record("ITI-65", principal, result, patient_spid=stored.spid))
-        auditor.write_many(connection, records)
+                prepared += auditor.prepare_many([auditor.failure_record("ITI-65", principal, result,
+                                                                         patient_spid=stored.spid)])
+        auditor.write_prepared(connection, prepared)
         if within is not None:
             within(connection, outcomes)  # type: ignore[arg-type]
 
     exchange.documents.provide_many([BatchItem(stored, pid) for _, stored, pid in authorised], within=in_transaction,
-                                    sealed_bodies=batch.sealed_bodies)
+                                    sealed_bodies=batch.sealed_bodies, sealed=batch.sealed)
     for pid in {pid for index, _, pid in authorised if outcomes[index] is not None and outcomes[index].created}:
         exchange.pages.documents_changed(pid)
     return outcomes  # type: ignore[return-value]

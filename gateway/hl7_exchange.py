@@ -183,15 +183,26 @@ class Hl7Exchange:
     def _patient(self, identifiers: tuple[Identifier, ...]) -> tuple[str, str | None, str | None]:
         """(MPI-PID, SPID, reason to hold or None) of the first PID-3 identifier the MPI knows (the
         survivor when merged); AE when none is known: a patient is never guessed."""
-        patients = self.exchange.patients
-        pid = next((p for p in (patients.pid_for_identifier(i) for i in identifiers) if p), None)
-        if pid is None:
-            raise SenderMustFix(f"unknown patient: PID-3 {_names(identifiers)} is not in the MPI "
-                                "(send the ADT feed first)", code=UNKNOWN_KEY, segment="PID", field=3)
-        record = patients.get(pid)
-        if record is None or not record.spid:
-            return pid, None, NO_EPR
-        return pid, record.spid, UNDER_REVIEW if patients.under_review(pid) else None
+        resolved = self._patients([identifiers])[identifiers]
+        if isinstance(resolved, MessageError):
+            raise resolved
+        return resolved
+
+    def _patients(self, messages: list[tuple[Identifier, ...]]) -> dict[tuple[Identifier, ...], tuple | MessageError]:
+        """`_patient` for each message's PID-3 of a batch (the answer, or the error to answer with),
+        resolved together on one connection (`resolve_many`)."""
+        answers: dict[tuple[Identifier, ...], tuple | MessageError] = {}
+        for identifiers, resolved in self.exchange.patients.resolve_many(messages).items():
+            if resolved is None:
+                answers[identifiers] = SenderMustFix(f"unknown patient: PID-3 {_names(identifiers)} is not in the "
+                                                     "MPI (send the ADT feed first)", code=UNKNOWN_KEY,
+                                                     segment="PID", field=3)
+            elif resolved.record is None or not resolved.record.spid:
+                answers[identifiers] = (resolved.pid, None, NO_EPR)
+            else:
+                answers[identifiers] = (resolved.pid, resolved.record.spid,
+                                        UNDER_REVIEW if resolved.under_review else None)
+        return answers
 
     def commit_documents(self, items: list[PendingDocument]) -> list[bytes]:
         """The ACK of each pending document. Per batch: one look-up of earlier answers, each patient
@@ -202,20 +213,15 @@ class Hl7Exchange:
         for item in items:
             firsts.setdefault(item.key, item)
         acks = self.inbox.answers(list(firsts))
-        patients: dict[tuple[Identifier, ...], tuple | MessageError] = {}
         ready: dict[tuple, list[tuple[PendingDocument, Submission]]] = {}
         refused: list[tuple[PendingDocument, MessageError]] = []
         try:
+            patients = self._patients([item.mapped.patient_identifiers for key, item in firsts.items()
+                                       if key not in acks])
             for key, item in firsts.items():
                 if key in acks:
                     continue
-                identifiers = item.mapped.patient_identifiers
-                if identifiers not in patients:
-                    try:
-                        patients[identifiers] = self._patient(identifiers)
-                    except MessageError as error:
-                        patients[identifiers] = error
-                resolved = patients[identifiers]
+                resolved = patients[item.mapped.patient_identifiers]
                 if isinstance(resolved, MessageError):
                     refused.append((item, resolved))
                     continue
@@ -251,12 +257,15 @@ class Hl7Exchange:
     def _commit_group(self, group: list[tuple[PendingDocument, Submission]]) -> dict[tuple[str, str], bytes]:
         answers: dict[tuple[str, str], tuple[str, bytes]] = {}
         earlier: dict[tuple[str, str], bytes] = {}
+        # Written before the transaction (sent only after its commit): the answer when stored.
+        stored = {item.key: build_ack(item.message, "AA", text="document stored") for item, _ in group}
 
         def within(connection, outcomes) -> None:
             # A copy answered by a concurrent batch (another process) keeps that answer.
             earlier.update(self.inbox.answers_in(connection, [item.key for item, _ in group]))
             for (item, submission), outcome in zip(group, outcomes, strict=True):
-                answers[item.key] = self._outcome_ack(item, submission, outcome.error)
+                answers[item.key] = (("AA", stored[item.key]) if outcome.error is None
+                                     else self._outcome_ack(item, submission, outcome.error))
             self.inbox.remember_many(connection, [(*key, *answer) for key, answer in answers.items()
                                                   if key not in earlier])
 

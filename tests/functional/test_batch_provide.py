@@ -162,3 +162,55 @@ def test_a_batch_body_is_sealed_like_a_single_provide(gateway):
                                                  .join(document_entry, document_entry.c.id == document_body.c.entry_id))
                  for r in row]
     assert blobs and all(b"secret words" not in blob and base64.b64encode(b"secret") not in blob for blob in blobs)
+
+
+def test_a_batch_of_new_documents_is_sealed_and_its_records_prepared_before_its_transaction(gateway, monkeypatch):
+    """The transaction of a batch of new documents naming no other one only checks, chains and inserts:
+    every AES-GCM seal and every audit record's preparation happened in `authorise_many`."""
+    import gateway.auditing as auditing
+    from adapters.cara.crypto import Keyring
+
+    gateway.register_patient()
+    exchange = gateway.services.exchange
+    submissions = [submission(f"ahead {n}") for n in range(3)]
+    batch = exchange.authorise_many(principal=TCU, submissions=submissions)
+    ledger_before = ledger(gateway.services)
+
+    def not_in_the_transaction(*args, **kwargs):
+        raise AssertionError("sealed or prepared inside the batch's transaction")
+
+    monkeypatch.setattr(Keyring, "seal", not_in_the_transaction)
+    monkeypatch.setattr(auditing, "prepare", not_in_the_transaction)
+    outcomes = exchange.store_authorised(principal=TCU, batch=batch)
+    monkeypatch.undo()
+
+    assert [(o.error, [d.created for d in o.result.documents]) for o in outcomes] == [(None, [True])] * 3
+    assert ledger(gateway.services) == ledger_before + [("ITI-65", "ATC_DOC_CREATE", "0")] * 3
+    found = gateway.find().json()
+    assert {e["resource"]["masterIdentifier"]["value"] for e in found["entry"]} == {
+        s.documents[0].entry.unique_id for s in submissions}
+    entry_id = outcomes[0].result.documents[0].entry_id
+    binary = gateway.client.get(f"/fhir/Binary/{entry_id}", headers=gateway.as_hcp())
+    assert binary.content == submissions[0].documents[0].content
+    keys = gateway.services.auditor.ledger.public_keys
+    assert verify_ledger(engine=gateway.services.engine, public_keys=keys).ok
+
+
+def test_a_batch_resubmitting_a_document_whose_metadata_was_updated_finds_it(gateway):
+    """An entry at version 2 (its metadata changed, sealed under the versioned context) is opened
+    under that version when a batch checks for existing copies: the resubmission is recognised."""
+    gateway.register_patient()
+    exchange = gateway.services.exchange
+    first = submission("updated later", unique_id="urn:oid:2.25.3003")
+    [outcome] = exchange.provide_many(principal=TCU, submissions=[first])
+    entry_id = outcome.result.documents[0].entry_id
+    patient = Principal(role="PAT", user_id=SPID, patient_spid=SPID)
+    changed = gateway.services.metadata.change_confidentiality(principal=patient, entry_id=entry_id, level="restricted")
+    assert changed.version == 2
+    again = submission("updated later", unique_id="urn:oid:2.25.3003", content=first.documents[0].content)
+
+    [repeat] = exchange.provide_many(principal=TCU, submissions=[again])
+
+    assert repeat.error is None
+    assert [(d.entry_id, d.created) for d in repeat.result.documents] == [(entry_id, False)]
+    assert repeat.result.submission_set_id == outcome.result.submission_set_id

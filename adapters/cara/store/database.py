@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -42,6 +44,35 @@ def for_driver(sql: str, dialect: str) -> str:
 def driver_datetime(value: datetime, dialect: str) -> datetime | str:
     """SQLAlchemy's SQLite DateTime is text in exactly this form (text comparison = time order)."""
     return value.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect == "sqlite" else value
+
+
+# Batched writes (a batch provide, the HL7 v2 answers) send each table's rows as multi-row INSERTs
+# written once per shape: no statement compilation, no per-value bind processing, and the driver
+# releases and retakes the GIL once per statement rather than once per row.
+MAX_BOUND_PARAMETERS = 30_000  # per statement: SQLite binds at most 32,766, psycopg 65,535
+
+
+@functools.lru_cache(maxsize=512)
+def multi_row_insert(table: str, columns: tuple[str, ...], rows: int, dialect: str) -> str:
+    row = "(" + ", ".join("?" * len(columns)) + ")"
+    return for_driver(f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([row] * rows), dialect)
+
+
+def insert_rows(connection, table: str, columns: tuple[str, ...], rows: Sequence[tuple]) -> None:
+    """`rows` (tuples in `columns` order, datetimes already `driver_datetime`) in as few INSERT
+    statements as the driver's parameter limit allows, in the caller's transaction."""
+    per_statement = max(1, MAX_BOUND_PARAMETERS // len(columns))
+    dialect = connection.dialect.name
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start:start + per_statement]
+        connection.exec_driver_sql(multi_row_insert(table, columns, len(chunk), dialect),
+                                   tuple(value for row in chunk for value in row))
+
+
+@functools.lru_cache(maxsize=512)
+def in_list(count: int) -> str:
+    """`(?, ?, …)` with `count` placeholders (for `for_driver` SQL)."""
+    return "(" + ", ".join("?" * count) + ")"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -27,7 +27,7 @@ from adapters.cara.fhir_dates import instant
 from adapters.cara.mhd_search import DocumentQuery, normalise_name
 from adapters.cara.model import DocumentEntry, NewDocument, Relation, Submission
 from adapters.cara.store import search_sql
-from adapters.cara.store.database import driver_datetime, for_driver
+from adapters.cara.store.database import driver_datetime, for_driver, in_list, insert_rows
 from adapters.cara.store.schema import (
     document_body,
     document_entry,
@@ -155,7 +155,7 @@ class DatabaseDocumentStore:
             raise Conflict(f"SubmissionSet uniqueId {subset.unique_id} was already used for other documents",
                            location="List.identifier")
         sealed = self._keyring.seal(json.dumps(_jsonable(subset)).encode(),
-                                    f"submission-set|{subset.submission_set_id}|{subset.unique_id}")
+                                    _set_context(subset.submission_set_id, subset.unique_id))
         connection.execute(insert(submission_set).values(
             id=subset.submission_set_id, unique_id=subset.unique_id, patient_pid=patient_pid,
             source_id=subset.source_id, submitted_at=datetime.now(UTC).replace(tzinfo=None),
@@ -232,14 +232,28 @@ class DatabaseDocumentStore:
         return self._keyring.index_hash(param, normalised)
 
     def provide_many(self, items: list[BatchItem], *, within: Callable[[Connection, list], None] | None = None,
-                     sealed_bodies: dict[str, Sealed] | None = None) -> list:
+                     sealed_bodies: dict[str, Sealed] | None = None, sealed: SealedAhead | None = None) -> list:
         """Many submissions in one transaction (see `provide_many` below). `sealed_bodies`: entry id →
-        the body as `seal_body` sealed it beforehand (outside the transaction); others are sealed here."""
-        return provide_many(self, items, within, sealed_bodies or {})
+        the body as `seal_body` sealed it beforehand (outside the transaction); `sealed`: metadata and
+        submission sets sealed beforehand the same way; whatever is missing is sealed here."""
+        return provide_many(self, items, within, sealed_bodies or {}, sealed)
 
     def seal_body(self, document: NewDocument) -> Sealed:
         """A document's body sealed under its own data key, bound to its entry id and uniqueId."""
         return self._keyring.seal(document.content, _body_context(document.entry.entry_id, document.entry.unique_id))
+
+    def seal_metadata(self, document: NewDocument, *, patient_pid: str, submission_set_id: str) -> Sealed | None:
+        """The metadata a batch provide stores for a document naming no other one, sealed ahead (outside
+        the transaction); None for a document with relations, whose targets the transaction resolves."""
+        if document.relations:
+            return None
+        return self._keyring.seal(orjson.dumps(_batch_entry(document, patient_pid, submission_set_id, [])),
+                                  _metadata_context(document.entry.entry_id, document.entry.unique_id))
+
+    def seal_submission_set(self, submission: Submission, *, patient_pid: str) -> Sealed:
+        """A submission set as a batch provide stores it, sealed ahead (outside the transaction)."""
+        subset = replace(submission.submission_set, patient_pid=patient_pid)
+        return self._keyring.seal(orjson.dumps(subset), _set_context(subset.submission_set_id, subset.unique_id))
 
     # -- find ---------------------------------------------------------------------------------
     def search(self, query: DocumentQuery) -> SearchResult:
@@ -501,21 +515,50 @@ class _Known:
     status: str
 
 
+# The batch's rows as tuples in these column orders (see `_BatchProvide.write`).
+_SET_COLUMNS = ("id", "unique_id", "patient_pid", "source_id", "submitted_at", "sealed_key", "sealed")
+_ENTRY_COLUMNS = ("id", "unique_id", "patient_pid", "status", "confidentiality", "date", "period_start",
+                  "period_end", "submission_set_id", "created_seq", "sealed_key", "sealed")
+_TOKEN_COLUMNS = ("entry_id", "param", "system", "value")
+_BODY_COLUMNS = ("entry_id", "sealed_key", "sealed")
+_RELATION_COLUMNS = ("source_id", "target_id", "code")
+_LOAD_COLUMNS = "id, unique_id, patient_pid, status, sealed_key, sealed, version"
+
+
 class _BatchRows:
     """The rows of the submissions accepted so far, inserted together at the end (one statement per
     table): the per-row cost of a provide is then sealing, not statement round trips."""
 
     def __init__(self):
-        self.sets: list[dict] = []
-        self.entries: list[dict] = []
-        self.tokens: list[dict] = []
-        self.bodies: list[dict] = []
-        self.relations: list[dict] = []
+        self.sets: list[tuple] = []
+        self.entries: list[tuple] = []
+        self.tokens: list[tuple] = []
+        self.bodies: list[tuple] = []
+        self.relations: list[tuple] = []
         self.superseded: list[str] = []
+        self.patients: set[str] = set()  # whose documents change (their document version moves)
 
     def extend(self, other: _BatchRows) -> None:
         for name in ("sets", "entries", "tokens", "bodies", "relations", "superseded"):
             getattr(self, name).extend(getattr(other, name))
+        self.patients |= other.patients
+
+
+class SealedAhead(NamedTuple):
+    """What a batch provide sealed before its transaction: entry id → metadata (`seal_metadata`),
+    submission set id → submission set (`seal_submission_set`)."""
+
+    metadata: dict[str, Sealed]
+    submission_sets: dict[str, Sealed]
+
+
+def _batch_entry(document: NewDocument, patient_pid: str, submission_set_id: str, relations: list) -> DocumentEntry:
+    """The entry as a batch provide seals and stores it."""
+    return replace(document.entry, patient_pid=patient_pid, relations=relations, submission_set_id=submission_set_id)
+
+
+def _set_context(submission_set_id: str, unique_id: str) -> str:
+    return f"submission-set|{submission_set_id}|{unique_id}"
 
 
 class BatchItem(NamedTuple):
@@ -535,9 +578,10 @@ class _BatchProvide:
     so a refused submission leaves nothing behind and does not touch the others (no savepoints)."""
 
     def __init__(self, store: DatabaseDocumentStore, connection: Connection, items: list[BatchItem],
-                 sealed_bodies: dict[str, Sealed] | None = None):
+                 sealed_bodies: dict[str, Sealed] | None = None, sealed: SealedAhead | None = None):
         self.store = store
         self.sealed_bodies = sealed_bodies or {}
+        self.sealed = sealed or SealedAhead({}, {})
         self.connection = connection
         self.items = items
         self.by_unique_id: dict[str, _Known] = {}
@@ -546,6 +590,7 @@ class _BatchProvide:
         self.set_of: dict[str, str] = {}  # entry id -> submission set id, for entries of this batch
         self.rows = _BatchRows()
         self.seq = time.time_ns()
+        self.dialect = connection.dialect.name
 
     def load(self) -> None:
         unique_ids, entry_ids, set_ids = set(), set(), set()
@@ -558,17 +603,22 @@ class _BatchProvide:
                         entry_ids.add(pending.target_entry_id)
                     else:
                         unique_ids.add(pending.target_unique_id)
-        columns = (document_entry.c.id, document_entry.c.unique_id, document_entry.c.patient_pid,
-                   document_entry.c.status, document_entry.c.sealed_key, document_entry.c.sealed)
-        for column, values in ((document_entry.c.unique_id, unique_ids), (document_entry.c.id, entry_ids)):
+        # Plain SQL on the driver (as `search_sql` for reads): a Core statement with an IN list is
+        # compiled afresh for every batch size and costs several times what SQLite takes to answer.
+        for column, values in (("unique_id", unique_ids), ("id", entry_ids)):
             for chunk in _chunks(sorted(values)):
-                for row in self.connection.execute(select(*columns).where(column.in_(chunk))):
+                sql = f"SELECT {_LOAD_COLUMNS} FROM document_entry WHERE {column} IN {in_list(len(chunk))}"
+                for row in self._select(sql, chunk):
+                    row = _LoadedRow(*row)
                     stored = self.store._open_entry(row)
                     self.by_unique_id[row.unique_id] = _Known(row.id, row.patient_pid, stored.sha1, row.status)
                     self.by_entry_id[row.id] = row.unique_id
         for chunk in _chunks(sorted(set_ids)):
-            self.sets_taken.update(self.connection.execute(
-                select(submission_set.c.unique_id).where(submission_set.c.unique_id.in_(chunk))).scalars())
+            sql = f"SELECT unique_id FROM submission_set WHERE unique_id IN {in_list(len(chunk))}"
+            self.sets_taken.update(unique_id for unique_id, in self._select(sql, chunk))
+
+    def _select(self, sql: str, params: list) -> list[tuple]:
+        return self.connection.exec_driver_sql(for_driver(sql, self.dialect), tuple(params)).all()
 
     def decide(self, submission: Submission, patient_pid: str) -> ProvideResult:
         """The submission's result, or the RecordError a single provide would raise; its rows are
@@ -598,11 +648,13 @@ class _BatchProvide:
         if subset.unique_id in self.sets_taken:
             raise Conflict(f"SubmissionSet uniqueId {subset.unique_id} was already used for other documents",
                            location="List.identifier")
-        sealed = self.store._keyring.seal(orjson.dumps(subset),
-                                          f"submission-set|{subset.submission_set_id}|{subset.unique_id}")
-        rows.sets.append({"id": subset.submission_set_id, "unique_id": subset.unique_id, "patient_pid": patient_pid,
-                          "source_id": subset.source_id, "submitted_at": datetime.now(UTC).replace(tzinfo=None),
-                          "sealed_key": sealed.wrapped_key, "sealed": sealed.ciphertext})
+        sealed = (self.sealed.submission_sets.get(subset.submission_set_id)
+                  or self.store._keyring.seal(orjson.dumps(subset), _set_context(subset.submission_set_id,
+                                                                                 subset.unique_id)))
+        rows.sets.append((subset.submission_set_id, subset.unique_id, patient_pid, subset.source_id,
+                          driver_datetime(datetime.now(UTC).replace(tzinfo=None), self.dialect),
+                          sealed.wrapped_key, sealed.ciphertext))
+        rows.patients.add(patient_pid)
         replaced_here: dict[str, str] = {}
         for document in new_documents:
             relations = [self._relation(pending, patient_pid, accepted, replaced_here) for pending in document.relations]
@@ -637,65 +689,76 @@ class _BatchProvide:
     def _document_rows(self, rows: _BatchRows, document: NewDocument, patient_pid: str, submission_set_id: str,
                        relations: list[Relation]) -> None:
         keyring = self.store._keyring
-        entry = replace(document.entry, patient_pid=patient_pid, relations=relations,
-                        submission_set_id=submission_set_id)
+        entry = _batch_entry(document, patient_pid, submission_set_id, relations)
+        # Sealed ahead when it names no other document (the same entry: see `seal_metadata`).
         # orjson writes a dataclass as `asdict` would (the same JSON `from_json` reads), many times faster.
-        metadata = keyring.seal(orjson.dumps(entry), _metadata_context(entry.entry_id, entry.unique_id))
+        metadata = (None if relations else self.sealed.metadata.get(entry.entry_id)) or keyring.seal(
+            orjson.dumps(entry), _metadata_context(entry.entry_id, entry.unique_id))
         body = self.sealed_bodies.get(entry.entry_id) or self.store.seal_body(document)
         self.seq += 1
-        rows.entries.append({
-            "id": entry.entry_id, "unique_id": entry.unique_id, "patient_pid": patient_pid, "status": entry.status,
-            "confidentiality": entry.confidentiality_level, "date": instant(entry.date),
-            "period_start": instant(entry.service_start), "period_end": instant(entry.service_stop),
-            "submission_set_id": submission_set_id, "created_seq": self.seq,
-            "sealed_key": metadata.wrapped_key, "sealed": metadata.ciphertext})
-        rows.tokens.extend(self.store._tokens(entry))
-        rows.bodies.append({"entry_id": entry.entry_id, "sealed_key": body.wrapped_key, "sealed": body.ciphertext})
+        dialect = self.dialect
+        rows.entries.append((
+            entry.entry_id, entry.unique_id, patient_pid, entry.status, entry.confidentiality_level,
+            _driver_instant(entry.date, dialect), _driver_instant(entry.service_start, dialect),
+            _driver_instant(entry.service_stop, dialect), submission_set_id, self.seq,
+            metadata.wrapped_key, metadata.ciphertext))
+        rows.tokens.extend((t["entry_id"], t["param"], t["system"], t["value"]) for t in self.store._tokens(entry))
+        rows.bodies.append((entry.entry_id, body.wrapped_key, body.ciphertext))
         for relation in relations:
-            rows.relations.append({"source_id": entry.entry_id, "target_id": relation.target_entry_id,
-                                   "code": relation.code})
+            rows.relations.append((entry.entry_id, relation.target_entry_id, relation.code))
             if relation.code == "replaces":
                 rows.superseded.append(relation.target_entry_id)
 
     def write(self) -> None:
-        """One executemany per table, straight to the driver: SQLAlchemy's per-value bind processing
-        (a copy of every sealed body among them) cost more than the inserts themselves."""
+        """One multi-row INSERT per table (`insert_rows`), straight to the driver: SQLAlchemy's
+        per-value bind processing (a copy of every sealed body among them) cost more than the inserts
+        themselves, and an executemany still steps the driver once per row."""
         rows = self.rows
-        dialect = self.connection.dialect.name
-        for table, values in ((submission_set, rows.sets), (document_entry, rows.entries),
-                              (document_token, rows.tokens), (document_body, rows.bodies),
-                              (document_relation, rows.relations)):
+        for table, columns, values in ((submission_set, _SET_COLUMNS, rows.sets),
+                                       (document_entry, _ENTRY_COLUMNS, rows.entries),
+                                       (document_token, _TOKEN_COLUMNS, rows.tokens),
+                                       (document_body, _BODY_COLUMNS, rows.bodies),
+                                       (document_relation, _RELATION_COLUMNS, rows.relations)):
             if values:
-                columns = list(values[0])
-                sql = for_driver(f"INSERT INTO {table.name} ({', '.join(columns)}) "
-                                 f"VALUES ({', '.join('?' * len(columns))})", dialect)
-                self.connection.exec_driver_sql(sql, [tuple(_driver_value(row[c], dialect) for c in columns)
-                                                      for row in values])
+                insert_rows(self.connection, table.name, columns, values)
         for chunk in _chunks(rows.superseded):
-            self.connection.execute(update(document_entry).where(document_entry.c.id.in_(chunk))
-                                    .values(status="superseded"))
+            sql = f"UPDATE document_entry SET status = 'superseded' WHERE id IN {in_list(len(chunk))}"
+            self.connection.exec_driver_sql(for_driver(sql, self.dialect), tuple(chunk))
 
 
-def _driver_value(value, dialect: str):
-    return driver_datetime(value, dialect) if isinstance(value, datetime) else value
+class _LoadedRow(NamedTuple):
+    id: str
+    unique_id: str
+    patient_pid: str
+    status: str
+    sealed_key: bytes
+    sealed: bytes
+    version: int
+
+
+def _driver_instant(value, dialect: str):
+    """A DocumentReference date as `instant` stores it, bound the way SQLAlchemy would."""
+    value = instant(value)
+    return None if value is None else driver_datetime(value, dialect)
 
 
 def provide_many(store: DatabaseDocumentStore, items: list[BatchItem],
                  within: Callable[[Connection, list], None] | None = None,
-                 sealed_bodies: dict[str, Sealed] | None = None) -> list:
+                 sealed_bodies: dict[str, Sealed] | None = None, sealed: SealedAhead | None = None) -> list:
     """Store many submissions in one transaction: for each, its ProvideResult or the RecordError that
     refused it (nothing of a refused one is stored). `within(connection, results)` runs before the
     commit (the audit records, a migration's journal); if it raises, nothing is stored. A unique-key
     race with a concurrent writer is retried once, as for a single provide."""
     try:
-        return _provide_many_once(store, items, within, sealed_bodies)
+        return _provide_many_once(store, items, within, sealed_bodies, sealed)
     except IntegrityError:
-        return _provide_many_once(store, items, within, sealed_bodies)
+        return _provide_many_once(store, items, within, sealed_bodies, sealed)
 
 
-def _provide_many_once(store: DatabaseDocumentStore, items: list[BatchItem], within, sealed_bodies=None) -> list:
+def _provide_many_once(store: DatabaseDocumentStore, items: list[BatchItem], within, sealed_bodies=None,
+                       sealed=None) -> list:
     with store._engine.begin() as connection:
-        batch = _BatchProvide(store, connection, items, sealed_bodies)
+        batch = _BatchProvide(store, connection, items, sealed_bodies, sealed)
         batch.load()
         results: list = []
         for submission, patient_pid in items:
@@ -704,7 +767,7 @@ def _provide_many_once(store: DatabaseDocumentStore, items: list[BatchItem], wit
             except RecordError as error:
                 results.append(error)
         batch.write()
-        bump_document_versions(connection, sorted({e["patient_pid"] for e in batch.rows.entries}))
+        bump_document_versions(connection, sorted(batch.rows.patients))
         if within is not None:
             within(connection, results)
     return results

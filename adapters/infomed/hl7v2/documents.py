@@ -8,7 +8,6 @@ T06 appends to it.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import re
@@ -168,7 +167,7 @@ def _embedded(message: Message, sequence: int, obx: Segment) -> tuple[bytes, str
     encoding = encoding.upper()
     try:
         if encoding == "BASE64":
-            content = base64.b64decode("".join(data.split()), validate=True)
+            content = _base64(data)
         elif encoding == "HEX":
             content = bytes.fromhex(data)
         elif encoding == "A":
@@ -183,6 +182,18 @@ def _embedded(message: Message, sequence: int, obx: Segment) -> tuple[bytes, str
         raise SenderMustFix("OBX-5.5: the embedded document is empty", code=REQUIRED_FIELD_MISSING,
                             segment="OBX", field=5, component=5, sequence=sequence)
     return content, mime
+
+
+def _base64(data: str) -> bytes:
+    """Strict Base64 (the alphabet, padding only at the end), as `b64decode(validate=True)` reads it
+    after removing whitespace; the whitespace pass runs only when a strict decode refuses the data
+    (a sender that wrapped its lines). Why: on a 50 KB document the whitespace pass and the
+    validating regular expression each cost about as much as the decoding itself."""
+    encoded = data.encode("ascii")
+    try:
+        return binascii.a2b_base64(encoded, strict_mode=True)
+    except binascii.Error:
+        return binascii.a2b_base64(b"".join(encoded.split()), strict_mode=True)
 
 
 def _confidentiality(txa: Segment | None) -> str:

@@ -6,6 +6,7 @@ FHIR terms. PPQm use-cases are in `policy_exchange.py`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from collections.abc import Callable, Sequence
@@ -388,6 +389,12 @@ def _source_identifier(value: str | None) -> Identifier:
 
 
 def _search_url(base_url: str, params: list[tuple[str, str]]) -> str:
+    return _encoded_search_url(base_url, tuple(params))
+
+
+@functools.lru_cache(maxsize=4096)
+def _encoded_search_url(base_url: str, params: tuple[tuple[str, str], ...]) -> str:
+    # Remembered, as a search's self link is built for every answer and the same searches recur.
     return f"{base_url}/DocumentReference?" + "&".join(f"{quote(n, safe='.:_-')}={quote(v, safe=':|,.-_')}"
                                                      for n, v in params)
 

@@ -41,6 +41,7 @@ from gateway.paging_cursors import NOT_ISSUED, PAGING_PARAMS, PageCursors
 from gateway.search_pages import NoSearchPages, SearchPages
 
 RENDERED_CACHED = 5_000
+PARSED_FINDS_CACHED = 5_000
 # Who may feed identities (ITI-104): systems and professionals, not patients or representatives.
 IDENTITY_FEEDERS = frozenset({"HCP", "ASS", "TCU", "PADM", "DADM"})
 
@@ -72,6 +73,7 @@ class Exchange:
         self.auditor = auditor
         self.community_oid = community_oid
         self._rendered_cache: dict[tuple, bytes] = {}
+        self._parsed_finds: dict[tuple, Any] = {}
         # Called with the MPI-PID after a feed committed (ITI-104, A08): what waits on a patient's
         # identity (the bridge's held messages) is processed again. Each must not raise.
         self.patient_fed: list[Callable[[str], None]] = []
@@ -198,7 +200,7 @@ class Exchange:
     @audited("ITI-67")
     def find(self, *, principal: Principal, params: list[tuple[str, str]], base_url: str) -> bytes:
         """The searchset Bundle, as JSON (assembled from entries serialised once, see `_entry_json`)."""
-        request = parse_find_request(params, string_hash=self.documents.string_hash)
+        request = self._parsed_find_request(params)
         if request.cursor is not None:
             request = replace(request, query=self._continued(principal, params, request.cursor, request.query))
         if request.patient_id is not None:
@@ -245,6 +247,19 @@ class Exchange:
             next_url = f"{_search_url(base_url, [*paged, ('_count', str(query.count))])}&_cursor={cursor}"
         return fhir_mapping.searchset_json(matches, total=total, self_url=_search_url(base_url, params),
                                            next_url=next_url)
+
+    def _parsed_find_request(self, params: list[tuple[str, str]]):
+        """`parse_find_request`, remembered per parameter list: a pure function of the parameters (and
+        of this store's index key), asked again with the same few searches all day. Refusals are not
+        remembered (they raise)."""
+        key = tuple(params)
+        request = self._parsed_finds.get(key)
+        if request is None:
+            request = parse_find_request(params, string_hash=self.documents.string_hash)
+            if len(self._parsed_finds) >= PARSED_FINDS_CACHED:
+                self._parsed_finds.clear()
+            self._parsed_finds[key] = request
+        return request
 
     def _continued(self, principal: Principal, params: list[tuple[str, str]], cursor: str,
                    query: DocumentQuery) -> DocumentQuery:

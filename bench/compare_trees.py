@@ -1,0 +1,158 @@
+"""ITI-67 search CPU of two source trees side by side: the same load at the same time on both servers.
+
+    git worktree add --detach /tmp/reference <commit>
+    .venv/bin/python bench/compare_trees.py /tmp/reference . [--rounds 4] [--seconds 10] [--concurrency 8]
+
+Why: "does this change make ITI-67 dearer?" cannot be answered by two runs of bench_mhd.py one after the
+other on a machine others share: what else runs moves the figures more than the change does (the same
+tree measured 0.77 and 1.01 ms of CPU per search in two runs). Here each tree's gateway is started as
+bench_mhd.py starts it (its own `serve`, fresh data, one patient, --docs documents, the HCP's grant),
+both at once, and one load process drives both with the same searches over keep-alive TLS connections
+(--concurrency each) for the same --seconds: whatever else the machine does falls on both alike. Each
+round prints both servers' CPU per search (user + system, the whole process tree) and their ratio
+(second / first); the last line the mean ratio. It asserts nothing.
+
+Each tree is imported from its own directory (its bench_mhd.py starts its own gateway), so the
+reference needs only to be a checkout; both run with this interpreter's packages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from statistics import mean
+from urllib.parse import urlsplit
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import bench_mhd  # noqa: E402 - this tree's client and /proc helpers drive both servers
+
+SERVER = """
+import argparse, asyncio, json, signal, sys, tempfile
+from pathlib import Path
+tree, out, docs = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+sys.path[:0] = [str(tree / "bench"), str(tree)]
+import bench_mhd as b
+processes = []
+try:
+    gateway = b.start_gateway(argparse.Namespace(workers=1, no_search_cache=False),
+                              Path(tempfile.mkdtemp(prefix="compare-trees-")), processes)
+    settings = gateway["settings"]
+    from gateway.auth.dev_issuer import mint_token
+    from gateway.first_start import dev_issuer_url
+    issuer = dict(data_dir=settings.data_dir, issuer_url=dev_issuer_url(settings), audience=settings.audience)
+    tokens = {"HCP": mint_token(role="HCP", gln=b.HCP_GLN, name="Dr. Bench Favre", **issuer),
+              "PAT": mint_token(role="PAT", spid=b.SPID, name="Anna Muster", **issuer),
+              "PADM": mint_token(role="PADM", user_id="bench-policy-admin", name="Bench admin", **issuer)}
+    base = f"https://127.0.0.1:{gateway['port']}"
+    asyncio.run(b.register_and_provide(base, gateway["ca"], tokens, b.provide_bodies(docs, 1), 4))
+    out.write_text(json.dumps({"base": base, "ca": gateway["ca"], "token": tokens["HCP"],
+                               "pid": gateway["process"].pid, "paths": b.search_paths()}))
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+finally:
+    for process in processes:
+        b.stop_process(process)
+"""
+
+
+def start(tree: Path, docs: int, work: Path) -> tuple[subprocess.Popen, Path]:
+    out = work / f"{len(list(work.iterdir()))}.json"
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    process = subprocess.Popen([sys.executable, "-c", SERVER, str(tree), str(out), str(docs)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    return process, out
+
+
+def wait_for(process: subprocess.Popen, out: Path, timeout: float = 240.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if out.exists() and out.stat().st_size:
+            return json.loads(out.read_text())
+        if process.poll() is not None:
+            raise SystemExit(f"a gateway did not start:\n{process.stderr.read().decode()[-2000:]}")
+        time.sleep(0.5)
+    raise SystemExit("a gateway did not start in time")
+
+
+async def drive(server: dict, stop_at: float, connections: int) -> int:
+    url = urlsplit(server["base"])
+    context = ssl.create_default_context(cafile=server["ca"])
+    headers = (f"Host: {url.netloc}\r\nUser-Agent: epr-bench\r\nAuthorization: Bearer {server['token']}\r\n"
+               "Accept: application/fhir+json\r\n")
+    requests = [f"GET {path} HTTP/1.1\r\n{headers}\r\n".encode() for path in server["paths"]]
+    answered = 0
+
+    async def connection(number: int) -> None:
+        nonlocal answered
+        raw = bench_mhd.RawConnection(url.hostname, url.port, context)
+        index = number
+        try:
+            while time.monotonic() < stop_at:
+                status, body = await raw.get(requests[index % len(requests)])
+                if status != 200:
+                    raise SystemExit(f"a search answered {status}: {body[:300]!r}")
+                index += 1
+                answered += 1
+        finally:
+            raw.close()
+
+    await asyncio.gather(*(connection(n) for n in range(connections)))
+    return answered
+
+
+async def round_of(servers: list[dict], seconds: float, connections: int) -> list[float]:
+    """CPU ms per search of each server over one window of the same load on both."""
+    warm = time.monotonic() + 1.0
+    await asyncio.gather(*(drive(s, warm, connections) for s in servers))
+    before = [bench_mhd.tree_cpu_seconds(s["pid"]) for s in servers]
+    stop_at = time.monotonic() + seconds
+    counts = await asyncio.gather(*(drive(s, stop_at, connections) for s in servers))
+    after = [bench_mhd.tree_cpu_seconds(s["pid"]) for s in servers]
+    return [1000 * (a - b) / n for a, b, n in zip(after, before, counts, strict=True)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("first", type=Path, help="the reference tree (a checkout of the commit compared with)")
+    parser.add_argument("second", type=Path, help="the tree measured against it")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=8, help="keep-alive connections to each server")
+    parser.add_argument("--docs", type=int, default=60)
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="compare-trees-"))
+    started = [start(tree.resolve(), args.docs, work) for tree in (args.first, args.second)]
+    try:
+        servers = [wait_for(process, out) for process, out in started]
+        ratios = []
+        for number in range(1, args.rounds + 1):
+            first, second = asyncio.run(round_of(servers, args.seconds, args.concurrency))
+            ratios.append(second / first)
+            load = Path("/proc/loadavg").read_text().split()[0]
+            print(f"round {number}: {args.first} {first:.3f} ms CPU/search, {args.second} {second:.3f}, "
+                  f"ratio {ratios[-1]:.3f} (load {load})", flush=True)
+        print(f"mean ratio {mean(ratios):.3f} over {len(ratios)} rounds of {args.seconds:g} s, "
+              f"{args.concurrency} connections each")
+        return 0
+    finally:
+        for process, _ in started:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

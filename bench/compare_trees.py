@@ -1,7 +1,7 @@
-"""ITI-67 search CPU of two source trees side by side: the same load at the same time on both servers.
+"""ITI-67 search (or ITI-68 read) CPU of two source trees side by side: the same load at the same time on both.
 
     git worktree add --detach /tmp/reference <commit>
-    .venv/bin/python bench/compare_trees.py /tmp/reference . [--rounds 4] [--seconds 10] [--concurrency 8]
+    .venv/bin/python bench/compare_trees.py /tmp/reference . [--scenario search|read] [--rounds 4] [--seconds 10]
 
 Why: "does this change make ITI-67 dearer?" cannot be answered by two runs of bench_mhd.py one after the
 other on a machine others share: what else runs moves the figures more than the change does (the same
@@ -55,9 +55,10 @@ try:
               "PAT": mint_token(role="PAT", spid=b.SPID, name="Anna Muster", **issuer),
               "PADM": mint_token(role="PADM", user_id="bench-policy-admin", name="Bench admin", **issuer)}
     base = f"https://127.0.0.1:{gateway['port']}"
-    asyncio.run(b.register_and_provide(base, gateway["ca"], tokens, b.provide_bodies(docs, 1), 4))
+    provided = asyncio.run(b.register_and_provide(base, gateway["ca"], tokens, b.provide_bodies(docs, 1), 4))
     out.write_text(json.dumps({"base": base, "ca": gateway["ca"], "token": tokens["HCP"],
-                               "pid": gateway["process"].pid, "paths": b.search_paths()}))
+                               "pid": gateway["process"].pid, "search": b.search_paths(),
+                               "read": [f"/fhir/Binary/{i}" for i in provided["ids"]]}))
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
 finally:
     for process in processes:
@@ -65,8 +66,7 @@ finally:
 """
 
 
-def start(tree: Path, docs: int, work: Path) -> tuple[subprocess.Popen, Path]:
-    out = work / f"{len(list(work.iterdir()))}.json"
+def start(tree: Path, docs: int, out: Path) -> tuple[subprocess.Popen, Path]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     process = subprocess.Popen([sys.executable, "-c", SERVER, str(tree), str(out), str(docs)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
@@ -84,12 +84,16 @@ def wait_for(process: subprocess.Popen, out: Path, timeout: float = 240.0) -> di
     raise SystemExit("a gateway did not start in time")
 
 
-async def drive(server: dict, stop_at: float, connections: int) -> int:
+# ITI-68 asks for the document itself (application/fhir+json would answer a FHIR Binary), as bench_mhd does.
+ACCEPT = {"search": "application/fhir+json", "read": "application/pdf, */*"}
+
+
+async def drive(server: dict, stop_at: float, connections: int, scenario: str) -> int:
     url = urlsplit(server["base"])
     context = ssl.create_default_context(cafile=server["ca"])
     headers = (f"Host: {url.netloc}\r\nUser-Agent: epr-bench\r\nAuthorization: Bearer {server['token']}\r\n"
-               "Accept: application/fhir+json\r\n")
-    requests = [f"GET {path} HTTP/1.1\r\n{headers}\r\n".encode() for path in server["paths"]]
+               f"Accept: {ACCEPT[scenario]}\r\n")
+    requests = [f"GET {path} HTTP/1.1\r\n{headers}\r\n".encode() for path in server[scenario]]
     answered = 0
 
     async def connection(number: int) -> None:
@@ -100,7 +104,7 @@ async def drive(server: dict, stop_at: float, connections: int) -> int:
             while time.monotonic() < stop_at:
                 status, body = await raw.get(requests[index % len(requests)])
                 if status != 200:
-                    raise SystemExit(f"a search answered {status}: {body[:300]!r}")
+                    raise SystemExit(f"a {scenario} answered {status}: {body[:300]!r}")
                 index += 1
                 answered += 1
         finally:
@@ -110,13 +114,13 @@ async def drive(server: dict, stop_at: float, connections: int) -> int:
     return answered
 
 
-async def round_of(servers: list[dict], seconds: float, connections: int) -> list[float]:
-    """CPU ms per search of each server over one window of the same load on both."""
+async def round_of(servers: list[dict], seconds: float, connections: int, scenario: str) -> list[float]:
+    """CPU ms per request of each server over one window of the same load on both."""
     warm = time.monotonic() + 1.0
-    await asyncio.gather(*(drive(s, warm, connections) for s in servers))
+    await asyncio.gather(*(drive(s, warm, connections, scenario) for s in servers))
     before = [bench_mhd.tree_cpu_seconds(s["pid"]) for s in servers]
     stop_at = time.monotonic() + seconds
-    counts = await asyncio.gather(*(drive(s, stop_at, connections) for s in servers))
+    counts = await asyncio.gather(*(drive(s, stop_at, connections, scenario) for s in servers))
     after = [bench_mhd.tree_cpu_seconds(s["pid"]) for s in servers]
     return [1000 * (a - b) / n for a, b, n in zip(after, before, counts, strict=True)]
 
@@ -129,17 +133,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=8, help="keep-alive connections to each server")
     parser.add_argument("--docs", type=int, default=60)
+    parser.add_argument("--scenario", choices=("search", "read"), default="search",
+                        help="ITI-67 searches (default) or ITI-68 reads of the provided documents")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="compare-trees-"))
-    started = [start(tree.resolve(), args.docs, work) for tree in (args.first, args.second)]
+    started = [start(tree.resolve(), args.docs, work / f"server-{n}.json")
+               for n, tree in enumerate((args.first, args.second))]
     try:
         servers = [wait_for(process, out) for process, out in started]
         ratios = []
         for number in range(1, args.rounds + 1):
-            first, second = asyncio.run(round_of(servers, args.seconds, args.concurrency))
+            first, second = asyncio.run(round_of(servers, args.seconds, args.concurrency, args.scenario))
             ratios.append(second / first)
             load = Path("/proc/loadavg").read_text().split()[0]
-            print(f"round {number}: {args.first} {first:.3f} ms CPU/search, {args.second} {second:.3f}, "
+            print(f"round {number}: {args.first} {first:.3f} ms CPU per {args.scenario}, {args.second} {second:.3f}, "
                   f"ratio {ratios[-1]:.3f} (load {load})", flush=True)
         print(f"mean ratio {mean(ratios):.3f} over {len(ratios)} rounds of {args.seconds:g} s, "
               f"{args.concurrency} connections each")

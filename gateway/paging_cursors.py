@@ -112,4 +112,9 @@ def _unb64(text: str) -> bytes:
     if not text or not set(text) <= _URLSAFE:
         raise ValueError("not unpadded base64url")
     standard = text.replace("-", "+").replace("_", "/")
-    return base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
+    data = base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
+    # Only the one canonical spelling: the last character's unused bits would let several strings
+    # decode to the same bytes, so a changed cursor could pass as the one issued.
+    if _b64(data) != text:
+        raise ValueError("not canonical base64url")
+    return data

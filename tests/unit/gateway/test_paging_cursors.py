@@ -93,3 +93,16 @@ def test_cursors_of_the_same_keyring_read_in_another_process_and_after_a_key_rot
 
     assert PageCursors(keyring=Keyring.load(path)).read(search="ITI-81", principal=HCP, params=PARAMS,
                                                         cursor=cursor) == [7, "2026-12-02T01:00:00+00:00", 5]
+
+
+def test_every_other_last_character_is_refused(cursors):
+    """The last character of unpadded base64url carries unused bits: several spellings decode to the
+    same bytes. Only the one issued is read; the others are refused as changed (the HTTP test of a
+    changed trail cursor failed whenever its change fell on those bits)."""
+    cursor = issued(cursors)
+    payload, tag = cursor.split(".")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    changed = [f"{payload[:-1]}{c}.{tag}" for c in alphabet if c != payload[-1]]
+    changed += [f"{payload}.{tag[:-1]}{c}" for c in alphabet if c != tag[-1]]
+
+    assert {refusal(cursors, c) for c in changed} == {(NOT_ISSUED, "_cursor")}

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (bench_dir, str(ROOT), os.environ.get("PYTHONPATH")) if p)
     if bench_dir not in sys.path:
         sys.path.insert(0, bench_dir)
-    # Mirrors gateway.server.run: same protocol class family, loop "auto", access log at info, keep-alive.
+    # Mirrors gateway.http.server.run: same protocol class family, loop "auto", access log at info, keep-alive.
     uvicorn.run(
         "baseline_app:create", factory=True, workers=args.workers, host=args.host, port=args.port,
         http=AutoHTTPProtocol, ssl_certfile=str(args.certfile), ssl_keyfile=str(args.keyfile),

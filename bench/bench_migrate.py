@@ -72,7 +72,7 @@ def peak_rss_mb() -> float:
 def phase_migrate(export: Path, data_dir: Path, database_url: str | None, batch: int, workers: int) -> dict:
     from adapters.infomed.xdm.codes import CodeTables
     from gateway.first_start import prepare
-    from gateway.import_exchange import ImportExchange
+    from gateway.exchanges.imports import ImportExchange
     from gateway.migration.feed import feed_patients
     from gateway.migration.job import MigrationJob, migration_principal
     from gateway.migration.journal import Journal

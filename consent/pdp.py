@@ -21,7 +21,7 @@ Reading (`read`, one confidentiality level: normal | restricted | secret)
 - DADM reads nothing here (metadata administration only), PADM only manages policies. Note: the
   official base policy set 111 does let DADM read and write every level; we stay closed until asked.
 
-Metadata (CH:MHD-1, see gateway/metadata_exchange.py)
+Metadata (CH:MHD-1, see gateway/exchanges/metadata.py)
 - `change-confidentiality`: the patient's right (EPRA Art. 9): PAT, and REP under a 303 in force.
   Professionals and administrators are refused (an HCP sets the level at upload, within 203).
 - `administer-metadata`: DADM only, with purpose NORM: correct metadata and delete entries, without

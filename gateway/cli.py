@@ -28,7 +28,7 @@ app.add_typer(audit_app, name="audit")
 def serve(workers: int = typer.Option(None, help="worker processes (default EPR_WORKERS)")) -> None:
     """Start the gateway (HTTPS). The embedded default prepares its development keys and demo data."""
     from adapters.cara.store.database import make_engine, migrate
-    from gateway import server
+    from gateway.http import server
     from gateway.first_start import prepare
     from gateway.wiring import build_services
 

@@ -10,8 +10,8 @@ import orjson
 
 from consent.policies import NORMAL, Policy
 from consent.principal import Principal
-from gateway.exchange import Exchange
-from gateway.policy_exchange import PolicyChange, PolicyExchange
+from gateway.exchanges.documents import Exchange
+from gateway.exchanges.policies import PolicyChange, PolicyExchange
 from gateway.samples import patient_feed, pdf_document, provide_bundle
 
 DEMO_SPID = "761337610430891416"

@@ -24,18 +24,18 @@ from audit.ledger import DatabaseAuditLedger
 from audit.shipping import SyslogShipper, client_ssl_context
 from audit.signing import load_signing_key
 from audit.witness import WitnessWriter
-from gateway.access import AccessControl
-from gateway.audit_trail import AuditTrail
-from gateway.auditing import Auditor
-from gateway.auth_refusals import AuthRefusals
-from gateway.exchange import Exchange, is_consent_bundle
-from gateway.identity_exchange import IdentityExchange
-from gateway.metadata_exchange import MetadataExchange, is_metadata_update_bundle
-from gateway.policy_exchange import PolicyExchange
+from gateway.exchanges.access import AccessControl
+from gateway.exchanges.trail import AuditTrail
+from gateway.exchanges.auditing import Auditor
+from gateway.http.auth_refusals import AuthRefusals
+from gateway.exchanges.documents import Exchange, is_consent_bundle
+from gateway.exchanges.identity import IdentityExchange
+from gateway.exchanges.metadata import MetadataExchange, is_metadata_update_bundle
+from gateway.exchanges.policies import PolicyExchange
 from gateway.portal.directory import Directory, load_directory
-from gateway.portal_exchange import PortalExchange
-from gateway.paging_cursors import PageCursors
-from gateway.search_pages import InProcessSearchPages, NoSearchPages, RedisSearchPages, SearchPages
+from gateway.exchanges.portal import PortalExchange
+from gateway.exchanges.paging_cursors import PageCursors
+from gateway.exchanges.search_pages import InProcessSearchPages, NoSearchPages, RedisSearchPages, SearchPages
 from gateway.settings import Settings
 
 
@@ -55,7 +55,7 @@ class Services:
     verifier: TokenVerifier
     identities: IdentityExchange
     auth_refusals: AuthRefusals = field(default_factory=AuthRefusals)
-    metadata: MetadataExchange | None = None  # CH:MHD-1 (gateway/metadata_exchange.py)
+    metadata: MetadataExchange | None = None  # CH:MHD-1 (gateway/exchanges/metadata.py)
     portal: PortalExchange | None = None  # the patient's web page's own use-cases (sign-in, notifications seen)
     directory: Directory = field(default_factory=Directory)  # EPR_PORTAL_DIRECTORY: professionals and groups
 
@@ -197,8 +197,8 @@ def policy_cache(settings: Settings) -> PolicyCache:
 def hl7_exchange(services: Services):
     """The HL7 v2 use-case on these services (the MLLP listener's one door)."""
     from adapters.cara.store.message_inbox import DatabaseMessageInbox
-    from gateway.hl7_exchange import Hl7Exchange
-    from gateway.mllp.senders import SenderRegistry
+    from gateway.exchanges.hl7v2 import Hl7Exchange
+    from gateway.exchanges.senders import SenderRegistry
 
     return Hl7Exchange(exchange=services.exchange, identities=services.identities,
                        inbox=DatabaseMessageInbox(engine=services.engine, keyring=services.keyring),

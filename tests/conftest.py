@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 
 from consent.principal import Principal
 from consent.ppqm import IDENTIFIER_TYPE_SYSTEM as PPQM_IDENTIFIER_TYPES
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.auth.dev_issuer import mint_token
 from gateway.first_start import dev_issuer_url, prepare
 from gateway.samples import patient_feed

@@ -74,7 +74,7 @@ def migrate(sources: list[str] = typer.Argument(..., help="XDM media (directorie
 
 
 def _run(paths, principal, tables, *, retry: bool, report_file, workers, batch, dry_run, show) -> None:
-    from gateway.import_exchange import ImportExchange
+    from gateway.exchanges.imports import ImportExchange
     from gateway.migration.job import MigrationJob
     from gateway.migration.journal import Journal
     from gateway.migration.progress import MigrationProgress, estimate_documents
@@ -124,7 +124,7 @@ def _status() -> None:
 def _verify(paths, principal) -> None:
     from adapters.infomed.xdm import ebrim
     from adapters.infomed.xdm.media import MemberRefused, Package, open_media
-    from gateway.import_exchange import ImportExchange
+    from gateway.exchanges.imports import ImportExchange
     from gateway.migration.journal import Journal
 
     services = _services()

@@ -26,8 +26,8 @@ from adapters.infomed.xdm.codes import CodeTables
 from adapters.infomed.xdm.mapping import with_relations
 from consent.principal import Principal
 from gateway.auth.errors import AccessRefused
-from gateway.exchange import Exchange
-from gateway.import_exchange import ImportExchange
+from gateway.exchanges.documents import Exchange
+from gateway.exchanges.imports import ImportExchange
 from gateway.migration.journal import Journal, JournalRow
 from gateway.migration.reading import HeldSource, Prepared, map_prepared, prepared_documents
 

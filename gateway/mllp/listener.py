@@ -12,7 +12,7 @@ import logging
 import ssl
 from concurrent.futures import ThreadPoolExecutor
 
-from gateway.auditing import RequestContext, current_request
+from gateway.exchanges.auditing import RequestContext, current_request
 from gateway.mllp.framing import FrameTooLarge, frame, read_frame
 from gateway.mllp.group_commit import GroupCommit
 from gateway.mllp.mapping_pool import MappingPool

@@ -1,6 +1,6 @@
 """What every page of the portal shares: templates, the session, the guard, error pages.
 
-`signed_in` is the portal's door, as `gateway.security.require_principal` is the FHIR one: it turns
+`signed_in` is the portal's door, as `gateway.http.security.require_principal` is the FHIR one: it turns
 the session cookie into the patient's (or representative's) Principal, checks the CSRF token of
 every POST, and marks the endpoint so the deny-by-default test can tell it is guarded. Errors raised
 by the use-cases become pages with the same statuses FHIR clients get (404 for a document that is
@@ -24,11 +24,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from adapters.cara.errors import NotFound, RecordError
 from consent.principal import Principal
 from gateway.auth.errors import AccessRefused
-from gateway.outcomes import STATUS_BY_ERROR
+from gateway.http.outcomes import STATUS_BY_ERROR
 from gateway.portal import csrf, i18n
 from gateway.portal.i18n import N_
 from gateway.portal.sessions import COOKIE, PortalSession, Sessions
-from gateway.portal_exchange import patient_principal, representative_principal
+from gateway.exchanges.portal import patient_principal, representative_principal
 
 log = logging.getLogger("epr.gateway.portal")
 TEMPLATES = Path(__file__).parent / "templates"

@@ -13,7 +13,7 @@ from gateway.portal import csrf
 from gateway.portal.directory import authors_of
 from gateway.portal.pages import portal, render, signed_in
 from gateway.portal.sharing import FormProblem, consent_id, current_policies, plan
-from gateway.routes.common import base_url, run_use_case
+from gateway.http.routes.common import base_url, run_use_case
 
 FORM_FIELDS = ("action", "gln", "directory_gln", "group", "level", "end", "emergency", "provide_level",
                "representative", "consent_id")

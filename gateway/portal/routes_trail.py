@@ -1,4 +1,4 @@
-"""Who looked: the access trail (ITI-81 through `gateway.audit_trail`) with emergency accesses
+"""Who looked: the access trail (ITI-81 through `gateway.exchanges.trail`) with emergency accesses
 highlighted, filters by date and kind, paging; and the notifications, marked read once shown."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from adapters.cara.vocabulary import SPID_SYSTEM
-from gateway.audit_trail import MAX_COUNT
+from gateway.exchanges.trail import MAX_COUNT
 from gateway.portal.i18n import N_
 from gateway.portal.pages import portal, render, signed_in
-from gateway.routes.common import base_url, run_use_case
+from gateway.http.routes.common import base_url, run_use_case
 from adapters.cara.identifier_syntax import ascii_int
 
 PAGE_SIZE = 25

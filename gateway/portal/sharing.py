@@ -3,7 +3,7 @@ explanation shown before it is saved.
 
 A form is read twice: once for the preview (the explanation, nothing stored), once when the patient
 confirms (the same fields, checked again: the preview is never trusted). Every change is then one
-PPQ-3 exchange through `gateway.policy_exchange` as a FHIR client would send it.
+PPQ-3 exchange through `gateway.exchanges.policies` as a FHIR client would send it.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import httpx
 
 from test_tls_server import Server, free_port
 
-FORGED = "/fhir/x%0A2026-12-01 INFO epr.gateway.access 10.0.0.1 GET /fhir/admin 200 0.1ms%0D%0A{\"level\":\"INFO\"}"
+FORGED = "/fhir/x%0A2026-12-01 INFO epr.gateway.exchanges.access 10.0.0.1 GET /fhir/admin 200 0.1ms%0D%0A{\"level\":\"INFO\"}"
 
 
 def test_every_log_line_is_json_and_a_newline_in_the_path_stays_in_its_field(tmp_path):
@@ -25,9 +25,9 @@ def test_every_log_line_is_json_and_a_newline_in_the_path_stays_in_its_field(tmp
     # The output merges stdout, where the development banner greets the operator in plain text, and
     # stderr, the log: every line that opens like a log record must be a whole JSON record.
     records = [json.loads(line) for line in lines if line.startswith("{")]
-    access = [r for r in records if r["logger"] == "epr.gateway.access" and r["path"] != "/health/ready"]
+    access = [r for r in records if r["logger"] == "epr.gateway.exchanges.access" and r["path"] != "/health/ready"]
     assert [(r["method"], r["path"], r["status"]) for r in access] == [
-        ("GET", "/fhir/x\n2026-12-01 INFO epr.gateway.access 10.0.0.1 GET /fhir/admin 200 0.1ms\r\n"
+        ("GET", "/fhir/x\n2026-12-01 INFO epr.gateway.exchanges.access 10.0.0.1 GET /fhir/admin 200 0.1ms\r\n"
                 '{"level":"INFO"}', 404),
         ("GET", "/health/live", 200)]
     assert all(set(r) >= {"time", "level", "logger", "message"} for r in records)

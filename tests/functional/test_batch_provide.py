@@ -167,7 +167,7 @@ def test_a_batch_body_is_sealed_like_a_single_provide(gateway):
 def test_a_batch_of_new_documents_is_sealed_and_its_records_prepared_before_its_transaction(gateway, monkeypatch):
     """The transaction of a batch of new documents naming no other one only checks, chains and inserts:
     every AES-GCM seal and every audit record's preparation happened in `authorise_many`."""
-    import gateway.auditing as auditing
+    import gateway.exchanges.auditing as auditing
     from adapters.cara.crypto import Keyring
 
     gateway.register_patient()

@@ -10,9 +10,9 @@ from starlette.testclient import TestClient
 from conftest import HCP_GLN, SPID, Gateway, Tokens, fresh_postgres_url, make_settings
 from consent.cache import RedisPolicyCache
 from functional.helpers import document_ids
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.first_start import prepare
-from gateway.search_pages import RedisSearchPages
+from gateway.exchanges.search_pages import RedisSearchPages
 from gateway.samples import pdf_document, provide_bundle
 from gateway.wiring import build_services
 

@@ -5,7 +5,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import Route
 
 from gateway.portal import PUBLIC_PATHS as PORTAL_PUBLIC_PATHS
-from gateway.security import PUBLIC_PATHS, require_principal
+from gateway.http.security import PUBLIC_PATHS, require_principal
 
 
 def dependency_calls(route: APIRoute) -> set:

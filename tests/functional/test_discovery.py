@@ -9,9 +9,9 @@ import pytest
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 
 from conftest import SEARCH, SPID, running_gateway, sqlite_url
-from gateway.capability import IMPLEMENTATION_GUIDE, INSTANTIATES, OAUTH_URIS
-from gateway.route_table import every_route
-from gateway.search_parameters import SEARCHES
+from gateway.http.capability import IMPLEMENTATION_GUIDE, INSTANTIATES, OAUTH_URIS
+from gateway.http.route_table import every_route
+from gateway.http.search_parameters import SEARCHES
 
 # One request per interaction kind, to show the declared interaction is served (not a 404/405).
 # An update or delete may be conditional (`PUT /fhir/Patient?identifier=…`): either form counts.

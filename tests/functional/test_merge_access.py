@@ -19,7 +19,7 @@ from conftest import OTHER_SPID, POLICY_ADMIN, SPID
 from consent import policies as P
 from consent.policies import Policy
 from functional.helpers import document_ids
-from gateway.policy_exchange import PolicyChange
+from gateway.exchanges.policies import PolicyChange
 from gateway.samples import pdf_document, provide_bundle
 
 RETIRED, SURVIVING = "retired", "surviving"

@@ -25,7 +25,7 @@ from dataclasses import replace
 
 from adapters.cara.mhd_search import parse_find_request
 from conftest import SEARCH, HCP_GLN, POLICY_ADMIN, fresh_postgres_url, running_gateway, sqlite_url
-from gateway.import_exchange import ImportExchange
+from gateway.exchanges.imports import ImportExchange
 from gateway.migration.feed import feed_patients
 from gateway.migration.job import MigrationJob, migration_principal
 from gateway.migration.journal import Journal

@@ -26,10 +26,10 @@ from starlette.testclient import TestClient
 from browser.portal_driver import free_port
 from conftest import POLICY_ADMIN, SPID, make_settings, running_gateway, sqlite_url
 from consent.policies import FULL, Policy
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.first_start import prepare
 from gateway.pki import ensure_dev_pki
-from gateway.policy_exchange import PolicyChange
+from gateway.exchanges.policies import PolicyChange
 from gateway.portal.sessions import COOKIE
 from gateway.wiring import build_services
 

@@ -15,7 +15,7 @@ from conftest import HCP_GLN, OTHER_SPID, POLICY_ADMIN, SPID, make_settings, run
 from consent.policies import FULL, Policy
 from functional.helpers import document_ids, one_document_bundle
 from gateway.samples import pdf_document, provide_bundle
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.first_start import prepare
 from gateway.portal.sessions import COOKIE
 from gateway.wiring import build_services
@@ -251,7 +251,7 @@ def test_a_crafted_confidentiality_level_is_refused(portal):
 
 
 def _post(policy):
-    from gateway.policy_exchange import PolicyChange
+    from gateway.exchanges.policies import PolicyChange
 
     return PolicyChange("POST", policy.policy_set_id, policy)
 

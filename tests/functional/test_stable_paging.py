@@ -10,7 +10,7 @@ import pytest
 
 from conftest import SPID
 from functional.helpers import document_ids, one_document_bundle
-from gateway.paging_cursors import NOT_ISSUED, OTHER_SEARCH
+from gateway.exchanges.paging_cursors import NOT_ISSUED, OTHER_SEARCH
 from gateway.samples import pdf_document, provide_bundle
 
 SEARCH = "urn:oid:2.16.756.5.30.1.127.3.10.3|"

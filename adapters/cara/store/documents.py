@@ -293,7 +293,7 @@ class DatabaseDocumentStore:
 
     def document_version(self, pid: str) -> int:
         """The patient's document version (0 before any document): one primary-key read on the driver's
-        connection, made with every remembered search (see gateway/search_pages.py)."""
+        connection, made with every remembered search (see gateway/exchanges/search_pages.py)."""
         if self._engine.dialect.name == "sqlite":
             # On a connection this thread keeps, detached from the pool (so it takes no pool slot; reads
             # run on the event loop, so that is usually one): a check-out and return cost ~3x the read.

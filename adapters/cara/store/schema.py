@@ -197,7 +197,7 @@ SEALED_TABLES["identity_review"] = (identity_review, identity_review.c.id)
 
 # A counter per patient, raised in the transaction of every change to the patient's documents: how a
 # process that did not make the change (a migration beside a running gateway, another worker without
-# Redis) learns that its remembered search pages are stale (gateway/search_pages.py).
+# Redis) learns that its remembered search pages are stale (gateway/exchanges/search_pages.py).
 document_version = Table(
     "document_version",
     metadata,
@@ -221,7 +221,7 @@ mllp_held_message = Table(
     Column("id", String(64), primary_key=True),
     Column("sender", String(200), nullable=False),
     Column("control_id", String(200), nullable=False),
-    Column("reason", String(40), nullable=False),  # see gateway/hl7_exchange.py (no-epr, under-review, …)
+    Column("reason", String(40), nullable=False),  # see gateway/exchanges/hl7v2.py (no-epr, under-review, …)
     Column("pid", String(64), nullable=True),
     Column("status", String(16), nullable=False),  # held | released | refused (processed again)
     Column("held_at", DateTime, nullable=False),

@@ -166,7 +166,7 @@ def map_document(obj: ebrim.RegistryObject, submission_set: ebrim.RegistryObject
                       held=True, code="unmapped-code")
 
     # The authors' XDS roles stay with the authors; originalProviderRole is the *submitting* role,
-    # which the gateway sets from the principal (the migration's TCU): gateway/provenance.py.
+    # which the gateway sets from the principal (the migration's TCU): gateway/exchanges/provenance.py.
     authors = [_author(classified, index)[0]
                for index, classified in enumerate(obj.codes(ebrim.DOCUMENT_AUTHOR), start=1)]
     demographics = _demographics(obj.slots.get("sourcePatientInfo", []))

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from gateway.audit_commit import AuditUnavailable, GroupCommit, LoopBatcher
+from gateway.exchanges.audit_commit import AuditUnavailable, GroupCommit, LoopBatcher
 
 
 class RecordingLedger:

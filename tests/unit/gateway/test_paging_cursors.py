@@ -1,4 +1,4 @@
-"""Signed paging cursors (gateway.paging_cursors): the position comes back only for the search, the
+"""Signed paging cursors (gateway.exchanges.paging_cursors): the position comes back only for the search, the
 parameters and the principal it was issued for; anything else is one of two 400 refusals."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from adapters.cara.crypto import Keyring
 from adapters.cara.errors import InvalidInput
 from consent.principal import Principal
-from gateway.paging_cursors import MAX_CURSOR_CHARS, NOT_ISSUED, OTHER_SEARCH, PageCursors
+from gateway.exchanges.paging_cursors import MAX_CURSOR_CHARS, NOT_ISSUED, OTHER_SEARCH, PageCursors
 
 HCP = Principal(role="HCP", user_id="7601000000002", user_id_qualifier="urn:gs1:gln", issuer="https://issuer")
 PARAMS = [("patient.identifier", "urn:oid:2.16.756.5.30.1.127.3.10.3|761337610411353650"), ("status", "current")]

@@ -13,7 +13,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from adapters.cara.mhd_search import DocumentQuery
-from gateway.search_pages import InProcessSearchPages, NoSearchPages, RedisSearchPages
+from gateway.exchanges.search_pages import InProcessSearchPages, NoSearchPages, RedisSearchPages
 
 
 def make_pages(kind: str, ttl: float = 60.0):

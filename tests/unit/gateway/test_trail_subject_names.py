@@ -3,7 +3,7 @@ one: older records, the patient's own 201, subjects nobody named."""
 
 from audit.events import AuditRecord, PolicySubject, atc_view, to_audit_event
 from consent.principal import Principal
-from gateway.audit_trail import _with_subject_names
+from gateway.exchanges.trail import _with_subject_names
 
 SPID = "761337610411353650"
 OTHER_SPID = "761337610499999991"

@@ -1,4 +1,4 @@
-"""gateway/versioning.py: the conditional headers as clients send them (fhirpy sends the bare versionId),
+"""gateway/http/versioning.py: the conditional headers as clients send them (fhirpy sends the bare versionId),
 the answers' headers, and the Prefer: return shapes."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 from starlette.requests import Request
 
 from adapters.cara.errors import InvalidInput, NotFound
-from gateway.versioning import if_match, read_response, version_number, write_response
+from gateway.http.versioning import if_match, read_response, version_number, write_response
 
 RESOURCE = {"resourceType": "Consent", "id": "abc", "meta": {"versionId": "3",
                                                             "lastUpdated": "2026-12-02T01:02:03.456+00:00"}}

@@ -1,0 +1,172 @@
+"""Many provides in one transaction: the batch use-case behind `Exchange.provide_many`.
+
+Why: one ITI-65 document costs a transaction, a ledger lock and an fsync (~8 ms on SQLite). A
+migration or an HL7 v2 listener has thousands of submissions waiting; each one still gets exactly
+the steps of `Exchange.provide_submission` (patient context, PID look-up, `_authorise_upload` with the
+provide level, idempotency by uniqueId and SHA-1, encryption, one ATC_DOC_CREATE record per document),
+but they share one transaction, one ledger append (one lock, one head read, one multi-row insert) and
+one commit. Each submission is all-or-nothing: a refused one is audited (outcome 4, in the same
+transaction) and leaves nothing stored, without affecting the others.
+
+Two phases, so a caller with many batches (the migration) can pipeline them: `authorise_many` (the
+decisions, the sealing of bodies, metadata and submission sets, the audit records prepared; no
+transaction) and `store_authorised` (one transaction: the store's checks, the rows, the prepared
+records chained — or prepared afresh for a submission whose outcome differs — and its commit).
+`provide_many` is the two in a row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection
+
+from adapters.cara.crypto import Sealed
+from adapters.cara.errors import RecordError, UnknownPatient
+from adapters.cara.model import Submission
+from adapters.cara.store.documents import BatchItem, ProvideResult, SealedAhead
+from audit.ledger import PreparedRecord
+from consent.principal import Principal
+from gateway.auth.errors import AccessRefused
+
+if TYPE_CHECKING:
+    from gateway.exchanges.documents import Exchange
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    submission: Submission  # as given
+    result: ProvideResult | None  # stored (created) or already present; None when refused
+    stored: Submission | None  # the submission as stored (levels raised), None when refused
+    error: Exception | None  # why it was refused (a RecordError / AccessRefused); nothing of it stored
+
+    @property
+    def created(self) -> bool:
+        """At least one document of it was stored by this call (not only found already present)."""
+        return self.result is not None and any(d.created for d in self.result.documents)
+
+
+@dataclass
+class AuthorisedBatch:
+    """A batch after its decisions (`authorise_many`), before its transaction (`store_authorised`):
+    the refused submissions with their audit records, the authorised ones as they will be stored
+    (levels raised, provenance set) with their patient, and their bodies already sealed. Only
+    `authorise_many` makes one, so nothing reaches the store without its access decision."""
+
+    principal: Principal
+    submissions: Sequence[Submission]
+    outcomes: list[BatchOutcome | None]
+    refusals: list  # AuditRecords of the submissions refused here
+    authorised: list[tuple[int, Submission, str]]  # (index in `submissions`, as stored, MPI-PID)
+    sealed_bodies: dict[str, Sealed]  # entry id → body sealed under its own data key
+    # Prepared ahead too, so that the transaction only checks, chains and inserts: the metadata and
+    # submission sets sealed, the refusals' audit records and, per authorised submission (index in
+    # `submissions`), the ATC_DOC_CREATE records it gets when every document of it is created.
+    sealed: SealedAhead = field(default_factory=lambda: SealedAhead({}, {}))
+    prepared_refusals: list[PreparedRecord] = field(default_factory=list)
+    prepared_created: dict[int, list[PreparedRecord]] = field(default_factory=dict)
+
+    @property
+    def names(self) -> frozenset[tuple[str, str]]:
+        """(MPI-PID, uniqueId) of every document authorised here: a later batch of the same principal
+        may name them before this one has committed (see `authorise_many`'s `in_flight`)."""
+        return frozenset((pid, d.entry.unique_id) for _, stored, pid in self.authorised for d in stored.documents)
+
+
+def provide_many(exchange: Exchange, *, principal: Principal, submissions: Sequence[Submission],
+                 within: Callable[[Connection, list[BatchOutcome]], None] | None = None) -> list[BatchOutcome]:
+    """See `Exchange.provide_many`. `within(connection, outcomes)` runs in the batch's transaction
+    after the audit records (a migration journals its progress there, so that progress and documents
+    commit together)."""
+    return store_authorised(exchange, authorise_many(exchange, principal=principal, submissions=submissions),
+                            within=within)
+
+
+def authorise_many(exchange: Exchange, *, principal: Principal, submissions: Sequence[Submission],
+                   in_flight: frozenset[tuple[str, str]] = frozenset()) -> AuthorisedBatch:
+    """Phase 1, no transaction: per submission the patient context, its PID, `_authorise_upload`
+    (provenance, provide level, write decision, the documents it names), then its bodies sealed.
+    `in_flight`: the `names` of this principal's batch being stored meanwhile (a pipelined caller
+    decides batch N+1 while batch N commits); the store still checks that such a target was accepted.
+    Why sealing here: it is most of a document's CPU and needs no database state, so a pipelined
+    caller does it while the previous batch's transaction waits on the disk."""
+    outcomes: list[BatchOutcome | None] = [None] * len(submissions)
+    refusals = []  # audit records of submissions refused before the store was asked
+    authorised: list[tuple[int, Submission, str]] = []
+    earlier: set[tuple[str, str]] = set(in_flight)  # (MPI-PID, uniqueId) authorised above, nameable below
+    pids: dict[str, str | None] = {}  # SPID → MPI-PID within this batch: one look-up per patient
+    for index, submission in enumerate(submissions):
+        try:
+            exchange.access.require_patient_context(principal, submission.spid)
+            if submission.spid not in pids:
+                pids[submission.spid] = exchange.patients.pid_for_spid(submission.spid)
+            pid = pids[submission.spid]
+            if pid is None:
+                raise UnknownPatient(f"EPR-SPID {submission.spid} is not registered in this community",
+                                     location="List.subject.identifier")
+            stored = exchange._authorise_upload(principal, submission, pid, earlier_in_batch=frozenset(earlier))
+            authorised.append((index, stored, pid))
+            earlier.update((pid, document.entry.unique_id) for document in stored.documents)
+        except (RecordError, AccessRefused) as error:
+            outcomes[index] = BatchOutcome(submission, None, None, error)
+            refusals.append(exchange.auditor.failure_record("ITI-65", principal, error))
+    documents, auditor = exchange.documents, exchange.auditor
+    bodies = {document.entry.entry_id: documents.seal_body(document)
+              for _, stored, _ in authorised for document in stored.documents}
+    metadata = {}
+    for _, stored, pid in authorised:
+        for document in stored.documents:
+            sealed_entry = documents.seal_metadata(document, patient_pid=pid,
+                                                   submission_set_id=stored.submission_set.submission_set_id)
+            if sealed_entry is not None:
+                metadata[document.entry.entry_id] = sealed_entry
+    sets = {stored.submission_set.submission_set_id: documents.seal_submission_set(stored, patient_pid=pid)
+            for _, stored, pid in authorised}
+    created = {index: auditor.prepare_many([_created_record(auditor, principal, stored, stored.documents)])
+               for index, stored, _ in authorised}
+    return AuthorisedBatch(principal, submissions, outcomes, refusals, authorised, bodies, SealedAhead(metadata, sets),
+                           auditor.prepare_many(refusals), created)
+
+
+def _created_record(auditor, principal: Principal, stored: Submission, created_documents):
+    """The ITI-65 record of a stored submission: ATC_DOC_CREATE naming the documents it created."""
+    created = [document.entry for document in created_documents]
+    return auditor.record("ITI-65", principal, atc_code="ATC_DOC_CREATE" if created else None,
+                          patient_spid=stored.spid, documents=tuple(auditor.document(e) for e in created),
+                          submission_set_unique_id=stored.submission_set.unique_id)
+
+
+def store_authorised(exchange: Exchange, batch: AuthorisedBatch, *,
+                     within: Callable[[Connection, list[BatchOutcome]], None] | None = None) -> list[BatchOutcome]:
+    """Phase 2: one transaction — the store's checks against its state (existing copies, relation
+    targets), the rows, one ATC_DOC_CREATE record per created document (and the refusals'), `within`,
+    one commit; then the changed patients' search pages are dropped."""
+    principal, submissions, outcomes, authorised = batch.principal, batch.submissions, batch.outcomes, batch.authorised
+    auditor = exchange.auditor
+
+    def in_transaction(connection: Connection, results: list) -> None:
+        prepared = list(batch.prepared_refusals)
+        for (index, stored, _pid), result in zip(authorised, results, strict=True):
+            submission = submissions[index]
+            if isinstance(result, ProvideResult):
+                outcomes[index] = BatchOutcome(submission, result, stored, None)
+                created = [d for d, p in zip(stored.documents, result.documents, strict=True) if p.created]
+                if len(created) == len(stored.documents) and index in batch.prepared_created:
+                    prepared += batch.prepared_created[index]  # as prepared ahead: every document is new
+                else:
+                    prepared += auditor.prepare_many([_created_record(auditor, principal, stored, created)])
+            else:
+                outcomes[index] = BatchOutcome(submission, None, None, result)
+                prepared += auditor.prepare_many([auditor.failure_record("ITI-65", principal, result,
+                                                                         patient_spid=stored.spid)])
+        auditor.write_prepared(connection, prepared)
+        if within is not None:
+            within(connection, outcomes)  # type: ignore[arg-type]
+
+    exchange.documents.provide_many([BatchItem(stored, pid) for _, stored, pid in authorised], within=in_transaction,
+                                    sealed_bodies=batch.sealed_bodies, sealed=batch.sealed)
+    for pid in {pid for index, _, pid in authorised if outcomes[index] is not None and outcomes[index].created}:
+        exchange.pages.documents_changed(pid)
+    return outcomes  # type: ignore[return-value]

@@ -1,0 +1,427 @@
+"""The use-case layer: every exchange with the shared record passes here, whoever calls it (HTTP
+routes, the migration CLI, the MLLP bridge). Each use-case takes the acting principal, asks the
+policy decision point (`gateway.exchanges.access`), does the work through the record's stores and answers in
+FHIR terms. PPQm use-cases are in `policies.py`.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from adapters.cara import fhir_mapping, patient_mapping
+from adapters.cara.client_json import DEFAULT_LIMITS, JsonLimits
+from adapters.cara.errors import InvalidInput, NotFound, UnknownPatient
+from adapters.cara.mhd_search import DocumentQuery, parse_find_request
+from adapters.cara.model import DocumentEntry, Identifier, PatientRecord, Submission
+from adapters.cara.fhir_dates import fhir_instant
+from adapters.cara.store.documents import (
+    DatabaseDocumentStore,
+    MetadataVersions,
+    ProvideResult,
+    unknown_relation_target,
+)
+from adapters.cara.store.patients import DatabasePatientIndex
+from adapters.cara.vocabulary import CONFIDENTIALITY_RANK
+from consent.pdp import Decision
+from consent.principal import Principal
+from gateway.exchanges.access import AccessControl
+from gateway.exchanges.auditing import Auditor, audited
+from gateway.auth.errors import AccessRefused
+from gateway.exchanges.batch_provide import AuthorisedBatch, BatchOutcome, authorise_many as _authorise_many
+from gateway.exchanges.batch_provide import provide_many as _provide_many, store_authorised as _store_authorised
+from gateway.exchanges.provenance import submitter_of, with_provenance
+from gateway.exchanges.paging_cursors import NOT_ISSUED, PAGING_PARAMS, PageCursors
+from gateway.exchanges.search_pages import NoSearchPages, SearchPages
+
+RENDERED_CACHED = 5_000
+PARSED_FINDS_CACHED = 5_000
+# Who may feed identities (ITI-104): systems and professionals, not patients or representatives.
+IDENTITY_FEEDERS = frozenset({"HCP", "ASS", "TCU", "PADM", "DADM"})
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    content: bytes
+    content_type: str
+    entry: DocumentEntry
+
+
+@dataclass(frozen=True)
+class Provided:
+    response: dict[str, Any]
+    result: ProvideResult
+    spid: str
+
+
+class Exchange:
+    def __init__(self, *, documents: DatabaseDocumentStore, patients: DatabasePatientIndex, access: AccessControl,
+                 auditor: Auditor, community_oid: str, cursors: PageCursors, pages: SearchPages | None = None,
+                 json_limits: JsonLimits = DEFAULT_LIMITS):
+        self.json_limits = json_limits
+        self.cursors = cursors
+        self.documents = documents
+        self.pages = pages or NoSearchPages()
+        self.patients = patients
+        self.access = access
+        self.auditor = auditor
+        self.community_oid = community_oid
+        self._rendered_cache: dict[tuple, bytes] = {}
+        self._parsed_finds: dict[tuple, Any] = {}
+        # Called with the MPI-PID after a feed committed (ITI-104, A08): what waits on a patient's
+        # identity (the bridge's held messages) is processed again. Each must not raise.
+        self.patient_fed: list[Callable[[str], None]] = []
+
+    # -- ITI-65 -------------------------------------------------------------------------------
+    @audited("ITI-65")
+    def provide(self, *, principal: Principal, body: bytes, base_url: str) -> Provided:
+        bundle = fhir_mapping.parse_resource(body, "Bundle", limits=self.json_limits)
+        return self.provide_bundle(principal=principal, bundle=bundle, base_url=base_url)
+
+    @audited("ITI-65")
+    def provide_bundle(self, *, principal: Principal, bundle: dict[str, Any], base_url: str) -> Provided:
+        submission = fhir_mapping.submission_from_bundle(bundle)
+        submission, result = self.provide_submission(principal=principal, submission=submission)
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        locations = fhir_mapping.transaction_locations(bundle, submission, result, base_url=base_url)
+        return Provided(fhir_mapping.transaction_response(locations, last_modified=now), result, submission.spid)
+
+    @audited("ITI-65")
+    def provide_submission(self, *, principal: Principal, submission: Submission) -> tuple[Submission, ProvideResult]:
+        """Provide a submission already in the record's model (ITI-65 after mapping, an HL7 v2 MDM, an
+        XDM package): identity, consent (provide level), storage and the ATC_DOC_CREATE record in one
+        transaction. Returns the submission as stored (levels raised) and the store's result."""
+        self.access.require_patient_context(principal, submission.spid)
+        pid = self.patients.pid_for_spid(submission.spid)
+        if pid is None:
+            raise UnknownPatient(f"EPR-SPID {submission.spid} is not registered in this community",
+                                 location="List.subject.identifier")
+        submission = self._authorise_upload(principal, submission, pid)
+
+        def audit_in_transaction(connection, result: ProvideResult) -> None:
+            created = [d.entry for d, p in zip(submission.documents, result.documents, strict=True) if p.created]
+            record = self.auditor.record("ITI-65", principal, atc_code="ATC_DOC_CREATE" if created else None,
+                                         patient_spid=submission.spid,
+                                         documents=tuple(self.auditor.document(e) for e in created),
+                                         submission_set_unique_id=submission.submission_set.unique_id)
+            self.auditor.write(connection, [record])
+
+        result = self.documents.provide(submission, patient_pid=pid, within=audit_in_transaction)
+        if any(provided.created for provided in result.documents):
+            self.pages.documents_changed(pid)
+        return submission, result
+
+    @audited("ITI-65")
+    def provide_many(self, *, principal: Principal, submissions: Sequence[Submission],
+                     within: Callable | None = None) -> list[BatchOutcome]:
+        """Many submissions in ONE database transaction with their audit records (one ATC_DOC_CREATE
+        record per document) and one commit; each submission is all-or-nothing; a refused one is
+        audited and does not affect the others; search pages invalidated for the patients changed.
+        `within(connection, outcomes)` runs in that transaction before the commit (see batch_provide)."""
+        return _provide_many(self, principal=principal, submissions=submissions, within=within)
+
+    @audited("ITI-65")
+    def authorise_many(self, *, principal: Principal, submissions: Sequence[Submission],
+                       in_flight: frozenset[tuple[str, str]] = frozenset()) -> AuthorisedBatch:
+        """`provide_many`'s first half, for a caller that pipelines batches: every decision (patient
+        context, provide level, write, named documents) and the bodies sealed, no transaction. The
+        result goes to `store_authorised`; `in_flight` = the `names` of the batch still being stored."""
+        return _authorise_many(self, principal=principal, submissions=submissions, in_flight=in_flight)
+
+    @audited("ITI-65")
+    def store_authorised(self, *, principal: Principal, batch: AuthorisedBatch,
+                         within: Callable | None = None) -> list[BatchOutcome]:
+        """`provide_many`'s second half: the authorised batch in one transaction with its audit records."""
+        if batch.principal != principal:
+            raise AccessRefused("a batch is stored by the principal it was authorised for")
+        return _store_authorised(self, batch, within=within)
+
+    def _authorise_upload(self, principal: Principal, submission: Submission, pid: str, *,
+                          earlier_in_batch: frozenset[tuple[str, str]] = frozenset()) -> Submission:
+        """Provenance from the principal (`provenance`), each document raised to the record's provide
+        level (never lowered), then the write decided at the level it will be stored with, then every
+        document the submission names (`authorise_relations`). Any refusal refuses the whole
+        submission. Every provide path (ITI-65, XDM, HL7 v2, batches) passes here.
+        `earlier_in_batch`: (MPI-PID, uniqueId) of the documents this principal submits earlier in the
+        same batch, not stored yet (see `authorise_relations`)."""
+        members = self.patients.record_of(pid)
+        spid = members[0][1] or submission.spid  # the surviving patient's: documents stay with it
+        documents = []
+        for document in submission.documents:
+            document = with_provenance(principal, document)
+            level = self.access.upload_level(document.entry.confidentiality_level, pid=pid, spid=spid, group=members)
+            self.access.require(principal, spid=spid, pid=pid, action="write", confidentiality=level, group=members)
+            if level != document.entry.confidentiality_level:
+                document = replace(document, entry=document.entry.with_confidentiality_level(level))
+            documents.append(document)
+        submission = replace(submission, documents=tuple(documents))
+        self.authorise_relations(principal, submission, pid, earlier_in_batch=earlier_in_batch)
+        return submission
+
+    def authorise_relations(self, principal: Principal, submission: Submission, pid: str, *,
+                            earlier_in_batch: frozenset[tuple[str, str]] = frozenset()) -> None:
+        """Every document a submission names (relatesTo of any code) must be nameable by `principal`
+        (`require_nameable`); otherwise the answer is the one for a target that does not exist. A
+        target the same principal submits earlier in the same batch is its own submission, like a
+        stored one it submitted (the store still checks that it is accepted before this one)."""
+        for document in submission.documents:
+            for relation in document.relations:
+                if relation.target_unique_id and (pid, relation.target_unique_id) in earlier_in_batch:
+                    continue
+                self.require_nameable(principal, pid=pid, entry_id=relation.target_entry_id,
+                                      unique_id=relation.target_unique_id)
+
+    def require_nameable(self, principal: Principal, *, pid: str, entry_id: str | None = None,
+                         unique_id: str | None = None) -> DocumentEntry:
+        """The one rule for a request that names another document (replace, append, transform, sign;
+        a metadata update; an HL7 v2 T06/T10): the target must be a document of the patient `pid`
+        (surviving MPI-PID) that the principal may read, or one the same user submitted earlier on
+        behalf of the same responsible professional (a technical user never reads, but may replace
+        what it migrated or sent itself). Otherwise `unknown_relation_target`: the same answer as for
+        a document that does not exist, so the answer is no oracle, and nothing is changed."""
+        key = entry_id or unique_id or ""
+        target = self.documents.named_entry(entry_id=entry_id, unique_id=unique_id)
+        if target is None or self.patients.surviving_pid(target.patient_pid) != pid:
+            raise unknown_relation_target(key)
+        if target.submitter is not None and target.submitter == submitter_of(principal):
+            return target
+        decision, _, _ = self._read_decision(principal, target)
+        if not decision.permit:
+            raise unknown_relation_target(key)
+        return target
+
+    # -- ITI-67 -------------------------------------------------------------------------------
+    @audited("ITI-67")
+    def find(self, *, principal: Principal, params: list[tuple[str, str]], base_url: str) -> bytes:
+        """The searchset Bundle, as JSON (assembled from entries serialised once, see `_entry_json`)."""
+        request = self._parsed_find_request(params)
+        if request.cursor is not None:
+            request = replace(request, query=self._continued(principal, params, request.cursor, request.query))
+        if request.patient_id is not None:
+            # `patient=Patient/{id}`: the same search as by SPID, under the same consent rules.
+            record = self.patients.get(self.patients.surviving_pid(request.patient_id))
+            if record is None or not record.spid:
+                self.auditor.write_now([self.auditor.record("ITI-67", principal, atc_code="ATC_DOC_SEARCH",
+                                                            patient_spid=None, query=tuple(params))])
+                return fhir_mapping.searchset_json([], total=0, self_url=_search_url(base_url, params),
+                                                   next_url=None)
+            request = replace(request, spid=record.spid)
+        self.access.require_patient_context(principal, request.spid)
+        pid = self.patients.pid_for_spid(request.spid)
+        members = self.patients.record_of(pid) if pid else ()
+        # Each patient of a merged record is decided on its own (see `AccessControl.owner_policies`).
+        by_patient = {p: self.access.visible_levels(principal, spid=s, pid=p, group=members) if s else frozenset()
+                      for p, s in members}
+        levels = frozenset().union(*by_patient.values())
+        audit = self.auditor.record("ITI-67", principal, atc_code="ATC_DOC_SEARCH", patient_spid=request.spid,
+                                    query=tuple(params))
+        if not levels:
+            # An unknown patient and a record this principal may not see both look like an empty one.
+            self.auditor.write_now([audit])
+            return fhir_mapping.searchset_json([], total=0, self_url=_search_url(base_url, params), next_url=None)
+        # Filtering happens in the query, before paging: total and next links count visible entries only.
+        query = replace(request.for_patient(pid), confidentiality=tuple(sorted(levels)))
+        if len(members) > 1:
+            query = replace(query, levels_by_patient=tuple((p, tuple(sorted(v))) for p, v in by_patient.items()))
+        total, entries, next_after, through = self.pages.get(query, lambda: self.documents.search(query))
+        # The obligations (notify the patient of an emergency access) of the record's first visible patient.
+        owner, owner_spid = next((p, s) for p, s in members if by_patient[p])
+        decision = self.access.decide(principal, spid=owner_spid, pid=owner, action="read", group=members,
+                                      confidentiality=min(by_patient[owner], key=CONFIDENTIALITY_RANK.__getitem__))
+        self.auditor.write_now([audit])
+        self.access.fulfil(decision, principal, pid=pid, what="search",
+                           documents=tuple(e.unique_id for e in entries))
+        matches = [self._entry_json(e, request.spid, base_url) for e in entries]
+        next_url = None
+        if next_after is not None:  # more entries follow (_count=0 asks the total only: no next page)
+            cursor = self.cursors.issue(search="ITI-67", principal=principal, params=params,
+                                        position=[through, next_after[0], next_after[1]])
+            paged = [(n, v) for n, v in params if n not in PAGING_PARAMS]
+            # The cursor is URL-safe by construction (base64url and a dot): appended, not quoted again.
+            next_url = f"{_search_url(base_url, [*paged, ('_count', str(query.count))])}&_cursor={cursor}"
+        return fhir_mapping.searchset_json(matches, total=total, self_url=_search_url(base_url, params),
+                                           next_url=next_url)
+
+    def _parsed_find_request(self, params: list[tuple[str, str]]):
+        """`parse_find_request`, remembered per parameter list: a pure function of the parameters (and
+        of this store's index key), asked again with the same few searches all day. Refusals are not
+        remembered (they raise)."""
+        key = tuple(params)
+        request = self._parsed_finds.get(key)
+        if request is None:
+            request = parse_find_request(params, string_hash=self.documents.string_hash)
+            if len(self._parsed_finds) >= PARSED_FINDS_CACHED:
+                self._parsed_finds.clear()
+            self._parsed_finds[key] = request
+        return request
+
+    def _continued(self, principal: Principal, params: list[tuple[str, str]], cursor: str,
+                   query: DocumentQuery) -> DocumentQuery:
+        """The query of the page a `_cursor` names: after its position, counted in its first page's snapshot."""
+        position = self.cursors.read(search="ITI-67", principal=principal, params=params, cursor=cursor)
+        match position:
+            case [int() | None as through, int() as seq, str() as entry_id]:
+                return replace(query, after=(seq, entry_id), through=through)
+        raise InvalidInput(NOT_ISSUED, location="_cursor")
+
+    @audited("ITI-67")
+    def read_reference(self, *, principal: Principal, entry_id: str, base_url: str,
+                       version: int | None = None) -> dict[str, Any]:
+        """GET DocumentReference/<id>, or a version of it (`_history/<version>`): CH:MHD-1 keeps every
+        version. An older version is decided under its own confidentiality as well as the current one
+        (relabelling a document restricted must not leave its old version readable)."""
+        entry, spid, decision = self._readable_entry(principal, entry_id, "DocumentReference", "ITI-67")
+        versions = MetadataVersions(self.documents)
+        if version is not None and version != entry.version:
+            kept = {v.version: v for v in versions.history(entry.entry_id)}.get(version)
+            if kept is None:
+                raise NotFound(f"DocumentReference/{entry_id} has no version {version}",
+                               location="DocumentReference.meta.versionId")
+            kept = replace(kept, patient_pid=entry.patient_pid)
+            if not self._read_decision(principal, kept)[0].permit:
+                refusal = NotFound(f"DocumentReference/{entry_id} has no version {version}")
+                self.auditor.failure("ITI-67", principal, refusal, atc_code="ATC_DOC_READ", patient_spid=spid,
+                                     documents=(self.auditor.document(entry),))
+                raise refusal
+            entry = kept
+        resource = fhir_mapping.document_reference(entry, spid=spid, base_url=base_url)
+        written = versions.written_at(entry)
+        if written is not None:
+            resource["meta"]["lastUpdated"] = fhir_instant(written)
+        self._record_read("ITI-67", principal, entry, spid, decision, what="read metadata")
+        return resource
+
+    # -- ITI-68 -------------------------------------------------------------------------------
+    @audited("ITI-68")
+    def retrieve(self, *, principal: Principal, entry_id: str) -> Retrieved:
+        entry, spid, decision = self._readable_entry(principal, entry_id, "Binary", "ITI-68")
+        content = self.documents.read_content(entry)
+        self._record_read("ITI-68", principal, entry, spid, decision, what="retrieve")
+        return Retrieved(content, entry.mime_type, entry)
+
+    # -- ITI-104 ------------------------------------------------------------------------------
+    @audited("ITI-104")
+    def register_patient(self, *, principal: Principal, identifier_param: str | None,
+                         body: bytes) -> tuple[dict[str, Any], bool]:
+        if principal.role not in IDENTITY_FEEDERS:
+            raise AccessRefused(f"role {principal.role} may not feed patient identities")
+        source = _source_identifier(identifier_param)
+        resource = fhir_mapping.parse_resource(body, "Patient", limits=self.json_limits)
+        incoming = patient_mapping.patient_from_resource(resource)
+        record, created = self.patients.register(source, incoming)
+        # The ledger is in the clear: the record names the patient by SPID only, no local id, no demographics.
+        self.auditor.write_now([self.auditor.record("ITI-104", principal, action="C" if created else "U",
+                                                    patient_spid=record.spid)])
+        self._fed(record.pid)
+        return patient_mapping.with_version(patient_mapping.patient_resource(record, community_oid=self.community_oid),
+                                            self.patients.version_of(record.pid)), created
+
+    @audited("ITI-104")
+    def register_patient_record(self, *, principal: Principal, source: Identifier,
+                                incoming: PatientRecord) -> tuple[PatientRecord, bool]:
+        """ITI-104 at the model level (an HL7 v2 ADT^A08 after mapping): the same feeder rule, identity
+        vigilance (a conflict raises IdentityConflict with its review case) and audit record."""
+        if principal.role not in IDENTITY_FEEDERS:
+            raise AccessRefused(f"role {principal.role} may not feed patient identities")
+        # An ADT message carries no birth name nor managing organisation: the MPI keeps the ones it has.
+        record, created = self.patients.register(source, incoming, complete=False)
+        self.auditor.write_now([self.auditor.record("ITI-104", principal, action="C" if created else "U",
+                                                    patient_spid=record.spid)])
+        self._fed(record.pid)
+        return record, created
+
+    def _fed(self, pid: str) -> None:
+        for follower in self.patient_fed:
+            follower(pid)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _entry_json(self, entry: DocumentEntry, spid: str, base_url: str) -> bytes:
+        """The searchset entry of an entry, serialised once per status (entries are immutable but for
+        their status), spid and base URL: searches return the same entries again and again."""
+        key = (entry.entry_id, entry.version, entry.status, spid, base_url)
+        serialised = self._rendered_cache.get(key)
+        if serialised is None:
+            if len(self._rendered_cache) >= RENDERED_CACHED:
+                self._rendered_cache.clear()
+            resource = fhir_mapping.document_reference(entry, spid=spid, base_url=base_url)
+            serialised = orjson.dumps(fhir_mapping.search_match(resource, base_url=base_url))
+            self._rendered_cache[key] = serialised
+        return serialised
+
+    def _read_decision(self, principal: Principal, entry: DocumentEntry):
+        """(decision, the entry's own patient's SPID, its merged record) for reading `entry`: decided
+        under its own patient's policies and every restriction of the patients merged with it
+        (`AccessControl.owner_policies`), never under another patient's grants."""
+        members = self.patients.record_of(entry.patient_pid)
+        spid = dict(members).get(entry.patient_pid)
+        if spid is None:
+            return Decision(False, "the document's patient has no SPID"), None, members
+        decision = self.access.decide(principal, spid=spid, pid=entry.patient_pid, action="read",
+                                      confidentiality=entry.confidentiality_level, group=members)
+        return decision, spid, members
+
+    def _readable_entry(self, principal: Principal, entry_id: str, kind: str, transaction: str):
+        """(entry, its patient's SPID, the permit), or NotFound — the same answer for a document that
+        does not exist and one this principal may not see, so a refusal reveals nothing. A refusal is
+        recorded in the patient's trail."""
+        entry = self.documents.get_entry(entry_id)
+        # A deleted entry (CH:MHD-1, DADM) is answered like a missing one; its audit records stay.
+        if entry is None or entry.status == "deleted":
+            raise NotFound(f"{kind}/{entry_id} is not known")
+        decision, spid, members = self._read_decision(principal, entry)
+        if spid is None:
+            raise NotFound(f"{kind}/{entry_id} is not known")
+        # Decided under its own patient's policies; read as the merged record's (its surviving patient's
+        # SPID in the answer and the trail, its notifications), as before the merge rule.
+        surviving_pid, surviving_spid = members[0]
+        if not decision.permit:
+            refusal = NotFound(f"{kind}/{entry_id} is not known")
+            self.auditor.failure(transaction, principal, refusal, atc_code="ATC_DOC_READ",
+                                 patient_spid=surviving_spid or spid, documents=(self.auditor.document(entry),))
+            raise refusal
+        return replace(entry, patient_pid=surviving_pid), surviving_spid or spid, decision
+
+    def _record_read(self, transaction: str, principal: Principal, entry: DocumentEntry, spid: str, decision, *,
+                     what: str) -> None:
+        """Audit, then fulfil the decision's obligations: both before the answer leaves."""
+        self.auditor.write_now([self.auditor.record(transaction, principal, atc_code="ATC_DOC_READ",
+                                                    patient_spid=spid, documents=(self.auditor.document(entry),))])
+        self.access.fulfil(decision, principal, pid=entry.patient_pid, what=what, documents=(entry.unique_id,))
+
+
+def _source_identifier(value: str | None) -> Identifier:
+    system, _, local = (value or "").partition("|")
+    if not system or not local:
+        raise InvalidInput("ITI-104 needs ?identifier=<system>|<value> naming the source identifier",
+                           location="identifier")
+    return Identifier(system, local)
+
+
+def _search_url(base_url: str, params: list[tuple[str, str]]) -> str:
+    return _encoded_search_url(base_url, tuple(params))
+
+
+@functools.lru_cache(maxsize=4096)
+def _encoded_search_url(base_url: str, params: tuple[tuple[str, str], ...]) -> str:
+    # Remembered, as a search's self link is built for every answer and the same searches recur.
+    return f"{base_url}/DocumentReference?" + "&".join(f"{quote(n, safe='.:_-')}={quote(v, safe=':|,.-_')}"
+                                                     for n, v in params)
+
+
+def is_consent_bundle(bundle: dict[str, Any]) -> bool:
+    """A PPQ-4 Bundle, told apart from ITI-65 by content: some entry is a Consent or targets one
+    (`Consent`, `Consent/<id>`, `Consent?identifier=…`, as the IG's DELETE Bundle does) and none is what a
+    Provide Document Bundle holds. Anything else is answered as ITI-65, with MHD's errors."""
+    entries = [e for e in bundle.get("entry") or [] if isinstance(e, dict)]
+    def targets_consent(entry: dict[str, Any]) -> bool:
+        url = str((entry.get("request") or {}).get("url") or "")
+        return (entry.get("resource") or {}).get("resourceType") == "Consent" or url.split("?")[0].split("/")[0] == "Consent"
+    provide_types = {"List", "DocumentReference", "Binary"}
+    return any(targets_consent(e) for e in entries) and not any(
+        (e.get("resource") or {}).get("resourceType") in provide_types for e in entries)

@@ -1,0 +1,100 @@
+"""Use-cases of a bulk import (the Infomed migration) beside `Exchange.provide_many`.
+
+- `patient_for_import`: a document's local patient id (ITI-104 fed) → the patient's SPID, or why
+  its documents must wait: unknown patient, no EPR (no SPID, or never onboarded), an open identity
+  review, or demographics in the document that disagree with the MPI (identity vigilance: held for a
+  person to decide, never guessed).
+- `compare_content`: `migrate verify` — the stored bytes of a migrated document against the source's,
+  inside the gateway: the answer is "same" or the first difference, never the content. Decided as a
+  write by the migration's technical user (TCU may write, never read) and audited (ITI-68, outcome,
+  not in the patient's trail: nothing left the record).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+from adapters.cara.model import Identifier
+from consent.principal import Principal
+from gateway.auth.errors import AccessRefused
+from gateway.exchanges.documents import Exchange
+
+UNKNOWN_PATIENT = "unknown-patient"
+NO_EPR = "no-epr"
+IDENTITY_REVIEW = "identity-review"
+IDENTITY_CONFLICT = "identity-conflict"
+
+
+@dataclass(frozen=True)
+class ImportPatient:
+    spid: str | None
+    hold_code: str | None = None
+    reason: str | None = None
+
+
+def _fold(value: str | None) -> str | None:
+    return unicodedata.normalize("NFC", value).casefold().strip() if value else None
+
+
+class ImportExchange:
+    def __init__(self, *, exchange: Exchange):
+        self.exchange = exchange
+
+    def patient_for_import(self, *, principal: Principal, identifier: Identifier, family: str | None,
+                           given: tuple[str, ...], birth_date: str | None, gender: str | None) -> ImportPatient:
+        if principal.role != "TCU":
+            raise AccessRefused("bulk imports are made by a technical user (TCU)")
+        patients = self.exchange.patients
+        pid = patients.pid_for_identifier(identifier)
+        if pid is None:
+            return ImportPatient(None, UNKNOWN_PATIENT, f"patient id in {identifier.system} is not in the MPI "
+                                                         "(not fed by ITI-104)")
+        if patients.under_review(pid):
+            return ImportPatient(None, IDENTITY_REVIEW, "the patient's identity is under review")
+        record = patients.get(pid)
+        if record is None or record.spid is None:
+            return ImportPatient(None, NO_EPR, "the patient has no EPR (no EPR-SPID)")
+        if not self.exchange.access.policies(pid):
+            return ImportPatient(None, NO_EPR, "the patient's EPR is not opened (no onboarding policies)")
+        differ = []
+        if family and record.family and _fold(family) != _fold(record.family):
+            differ.append("family name")
+        if given and record.given and _fold(given[0]) != _fold(record.given[0]):
+            differ.append("given name")
+        if birth_date and record.birth_date and birth_date != record.birth_date:
+            differ.append("birth date")
+        if gender and record.gender and gender != record.gender:
+            differ.append("gender")
+        if differ:
+            # The reason names the fields only: the report and the journal carry no demographics.
+            return ImportPatient(None, IDENTITY_CONFLICT,
+                                 f"sourcePatientInfo {', '.join(differ)} differ from the MPI: held for review")
+        return ImportPatient(record.spid)
+
+    def compare_content(self, *, principal: Principal, unique_id: str, content: bytes) -> str | None:
+        """None when the record holds exactly `content` under `unique_id`, else the first difference."""
+        exchange = self.exchange
+        entry = exchange.documents.entry_for_unique_id(unique_id)
+        if entry is None:
+            return f"{unique_id} is not in the record"
+        pid = exchange.patients.surviving_pid(entry.patient_pid)
+        record = exchange.patients.get(pid)
+        spid = record.spid if record else None
+        try:
+            if spid is None:
+                raise AccessRefused("the document's patient has no EPR-SPID")
+            exchange.access.require(principal, spid=spid, pid=pid, action="write",
+                                    confidentiality=entry.confidentiality_level)
+            stored = exchange.documents.read_content(entry)
+        except Exception as error:
+            exchange.auditor.failure("ITI-68", principal, error, patient_spid=spid)
+            raise
+        exchange.auditor.write_now([exchange.auditor.record("ITI-68", principal, patient_spid=spid,
+                                                            documents=(exchange.auditor.document(entry),))])
+        if stored == content:
+            return None
+        if len(stored) != len(content):
+            return f"{unique_id}: the record holds {len(stored)} bytes, the source {len(content)}"
+        first = next(i for i, (a, b) in enumerate(zip(stored, content, strict=True)) if a != b)
+        return f"{unique_id}: the bytes differ from offset {first}"

@@ -1,0 +1,269 @@
+"""FHIR REST conventions every route shares (http://hl7.org/fhir/R4/http.html, search.html), applied
+once at the face so that no route can forget them:
+
+- `_format` (json, application/json, application/fhir+json) is accepted everywhere and taken out of
+  the query before a route parses it; XML asked for (`_format=xml`, or an `Accept` naming XML and
+  no JSON) answers 406 with an OperationOutcome.
+- `HEAD` wherever `GET`: the GET is run and its body dropped (status and headers kept).
+- `POST [type]/_search` with a form body is the GET of `[type]` with the form's parameters.
+- `Prefer: handling=lenient` on a search drops the parameters the search does not know (the
+  list in `search_parameters`) and names them in an OperationOutcome entry (`search.mode=outcome`);
+  strict stays the default.
+
+The 406 is answered here, before authentication: it reveals nothing and touches no record, so it is
+not an exchange and has no audit record (the access log has it). Everything else reaches the routes,
+their door (`security.py`), access decision and audit as any other request.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlencode
+
+import orjson
+from starlette.datastructures import Headers
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from adapters.cara.errors import Issue
+from gateway.http.outcomes import fhir_response, operation_outcome
+from gateway.http.route_table import methods_for_path
+from gateway.http.search_parameters import search_for_path
+from adapters.cara.identifier_syntax import ascii_int
+
+__all__ = ["RestConventions", "GzipWhenAccepted", "allowed_methods", "MAX_SEARCH_FORM_BYTES"]
+
+JSON_FORMATS = frozenset({"json", "application/json", "application/fhir+json", "application/json+fhir"})
+XML_FORMATS = frozenset({"xml", "text/xml", "application/xml", "application/fhir+xml", "application/xml+fhir"})
+FORM = "application/x-www-form-urlencoded"
+_COUNT = re.compile(rb"(?:^|&)_count=([0-9]{1,9})(?:&|$)")
+TOTALS = ("accurate", "estimate", "none")
+# Kept whatever _elements asks (R4 cardinality 1..*), besides resourceType, id and meta.
+MANDATORY = {"DocumentReference": ("status", "content"), "Consent": ("status", "scope", "category"),
+             "AuditEvent": ("type", "recorded", "agent", "source"), "Binary": ("contentType",),
+             "Bundle": ("type",), "Communication": ("status",)}
+SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
+MAX_SEARCH_FORM_BYTES = 64 * 1024  # a search's parameters, not a document
+
+
+class RestConventions:
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/fhir") or _plain(scope):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+        refusal = _format_refusal(params, headers.get("accept", ""))
+        if refusal is not None:
+            await fhir_response(operation_outcome([Issue(refusal)], code="not-supported"), 406)(scope, receive, send)
+            return
+        asked_format = next((value for name, value in params if name == "_format"), None)
+        params = [(name, value) for name, value in params if name != "_format"]
+        path, method = scope["path"], scope["method"]
+        if method == "POST" and path.rstrip("/").endswith("/_search"):
+            form = await _search_form(headers, receive)
+            if isinstance(form, str):
+                status = 413 if "exceeds" in form else 415
+                outcome = operation_outcome([Issue(form, "Content-Type")], code="not-supported")
+                await fhir_response(outcome, status)(scope, receive, send)
+                return
+            params += form
+            path, method, receive = path.rstrip("/").removesuffix("/_search"), "GET", _empty_body
+        head = method == "HEAD"
+        if head:
+            method = "GET"
+        ignored: list[str] = []
+        search = search_for_path(path) if method == "GET" else None
+        if search is not None and _lenient(headers):
+            ignored = sorted({name for name, _ in params if name not in search.names})
+            params = [(name, value) for name, value in params if name in search.names]
+        elements = [e.strip() for name, value in params if name == "_elements" for e in value.split(",") if e.strip()]
+        params = [(name, value) for name, value in params if name != "_elements"]
+        count_only = False
+        if search is not None:
+            result = _search_result(params, search)
+            if isinstance(result, str):
+                outcome = operation_outcome([Issue(result, "_summary")], code="not-supported")
+                await fhir_response(outcome, 400)(scope, receive, send)
+                return
+            params, count_only = result
+        # `fhir_format`: a JSON _format was asked (Binary answers a resource then, see document_headers).
+        inner = {**scope, "method": method, "path": path, "raw_path": path.encode(),
+                 "query_string": urlencode(params).encode("latin-1"), "fhir_format": asked_format}
+        if head:
+            send = _without_body(send)
+        if ignored or elements or count_only:
+            send = _rewriting(send, ignored=ignored, elements=elements, count_only=count_only)
+        await self.app(inner, receive, send)
+
+
+def _plain(scope: Scope) -> bool:
+    """Nothing to do (the usual search or read): a scan of the raw query and headers, no parsing, so the
+    hot reads pay next to nothing for the conventions."""
+    query = scope["query_string"]
+    if scope["method"] != "GET" or b"_format" in query or b"_summary" in query or b"_elements" in query \
+            or b"_total" in query:
+        return False
+    count = _COUNT.search(query)
+    if count is not None and not 0 < int(count.group(1)) <= 100:  # 0 or above a maximum: see _search_result
+        return False
+    for name, value in scope["headers"]:
+        if (name == b"accept" and b"xml" in value) or name == b"prefer":
+            return False
+    return True
+
+
+def allowed_methods(app, path: str) -> str:
+    """The methods of every route matching `path`, for a 405's `Allow`."""
+    return ", ".join(sorted(methods_for_path(app.router.routes, path)))
+
+
+def _format_refusal(params: list[tuple[str, str]], accept: str) -> str | None:
+    formats = [value.split(";")[0].strip().lower() for name, value in params if name == "_format"]
+    for value in formats:
+        if value not in JSON_FORMATS:
+            kind = "XML is" if value in XML_FORMATS else f"_format={value} is"
+            return f"{kind} not served: this server speaks application/fhir+json only"
+    if not formats and accept:
+        asked = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+        if asked & XML_FORMATS and not asked - XML_FORMATS:
+            return "XML is not served: this server speaks application/fhir+json only (Accept)"
+    return None
+
+
+def _lenient(headers: Headers) -> bool:
+    preferences = {p.strip().lower() for value in headers.getlist("prefer") for p in value.split(";")}
+    return "handling=lenient" in {p.replace(" ", "") for p in preferences}
+
+
+async def _search_form(headers: Headers, receive: Receive) -> list[tuple[str, str]] | str:
+    media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in (FORM, ""):
+        return f"POST [type]/_search takes the parameters as {FORM}"
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if len(body) > MAX_SEARCH_FORM_BYTES:
+            return f"the search form exceeds {MAX_SEARCH_FORM_BYTES} bytes"
+        if not message.get("more_body", False):
+            break
+    try:
+        return parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        return "the search form is not UTF-8"
+
+
+async def _empty_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def _without_body(send: Send) -> Send:
+    async def head_send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            if message.get("more_body", False):
+                return
+            message = {"type": "http.response.body", "body": b"", "more_body": False}
+        await send(message)
+    return head_send
+
+
+def _search_result(params: list[tuple[str, str]], search) -> tuple[list[tuple[str, str]], bool] | str:
+    """`_total` accepted (the total is always exact), `_summary=count` and `_count=0` ask the total only,
+    `_count` above the search's maximum is capped (the self link, built from what the search got, says so).
+    Returns the parameters the search gets and whether only the total is wanted, or a refusal."""
+    totals = [v for n, v in params if n == "_total"]
+    if any(v not in TOTALS for v in totals):
+        return f"_total must be one of {', '.join(TOTALS)}"
+    summaries = [v for n, v in params if n == "_summary"]
+    if any(v != "count" for v in summaries):
+        return "_summary: only count is served"
+    counts = [v for n, v in params if n == "_count"]
+    count_only = bool(summaries) or "0" in counts
+    kept = [(n, v) for n, v in params if n not in ("_total", "_totalMethod", "_summary", "_count")]
+    if count_only:
+        return (kept + [("_count", "0")] if search.zero_count else kept), True
+    for value in counts[-1:]:
+        capped = ascii_int(value) is not None and search.max_count is not None and int(value) > search.max_count
+        kept.append(("_count", str(search.max_count) if capped else value))
+    return kept, False
+
+
+def _rewriting(send: Send, *, ignored: list[str], elements: list[str], count_only: bool) -> Send:
+    """Rewrites a 200 JSON answer (buffered: a search page or one resource): the OperationOutcome naming
+    ignored parameters, the total without entries, `_elements`."""
+    start: Message | None = None
+    chunks: list[bytes] = []
+
+    async def rewriting_send(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start":
+            start = message
+            return
+        if message["type"] != "http.response.body" or start is None:
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        body = b"".join(chunks)
+        if start["status"] == 200:
+            body = _rewrite(body, ignored=ignored, elements=elements, count_only=count_only)
+        headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    return rewriting_send
+
+
+def _rewrite(body: bytes, *, ignored: list[str], elements: list[str], count_only: bool) -> bytes:
+    try:
+        resource = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body  # the raw bytes of a document (Binary): nothing to rewrite
+    if not isinstance(resource, dict):
+        return body
+    if resource.get("resourceType") == "Bundle" and resource.get("type") == "searchset":
+        if count_only:
+            resource.pop("entry", None)
+            resource["link"] = [link for link in resource.get("link", []) if link.get("relation") == "self"]
+        elif elements:
+            for entry in resource.get("entry", []):
+                if entry.get("search", {}).get("mode") == "match":
+                    entry["resource"] = _subset(entry["resource"], elements)
+        if ignored:
+            outcome = operation_outcome([Issue(f"unknown search parameter {name} ignored (Prefer: handling=lenient)",
+                                               name) for name in ignored], code="not-supported", severity="warning")
+            resource.setdefault("entry", []).append({"resource": outcome, "search": {"mode": "outcome"}})
+    elif elements:
+        resource = _subset(resource, elements)
+    return orjson.dumps(resource)
+
+
+def _subset(resource: dict, elements: list[str]) -> dict:
+    keep = {"resourceType", "id", "meta", *MANDATORY.get(resource.get("resourceType", ""), ()), *elements}
+    subset = {name: value for name, value in resource.items() if name in keep}
+    meta = dict(subset.get("meta", {}))
+    meta["tag"] = [*meta.get("tag", []), SUBSETTED]
+    subset["meta"] = meta
+    return subset
+
+
+class GzipWhenAccepted:
+    """Starlette's gzip (answers over 1 KB) for clients that accept it; the others go straight through,
+    without the identity responder's buffering."""
+
+    def __init__(self, app: ASGIApp, minimum_size: int = 1024):
+        self.app = app
+        self.gzip = GZipMiddleware(app, minimum_size=minimum_size)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and any(name == b"accept-encoding" and b"gzip" in value
+                                           for name, value in scope["headers"]):
+            await self.gzip(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)

@@ -1,1 +1,0 @@
-"""HTTP routes: thin adapters from FastAPI to the use-case layer (`gateway.exchange`)."""

@@ -1,7 +1,7 @@
-"""ITI-67 search (or ITI-68 read) CPU of two source trees side by side: the same load at the same time on both.
+"""ITI-67 search (ITI-68 read, ITI-65 provide) CPU of two source trees side by side: the same load at the same time.
 
     git worktree add --detach /tmp/reference <commit>
-    .venv/bin/python bench/compare_trees.py /tmp/reference . [--scenario search|read] [--rounds 4] [--seconds 10]
+    .venv/bin/python bench/compare_trees.py /tmp/reference . [--scenario search|read|provide] [--rounds 4]
 
 Why: "does this change make ITI-67 dearer?" cannot be answered by two runs of bench_mhd.py one after the
 other on a machine others share: what else runs moves the figures more than the change does (the same
@@ -114,6 +114,45 @@ async def drive(server: dict, stop_at: float, connections: int, scenario: str) -
     return answered
 
 
+async def provide(server: dict, bodies: list[bytes], connections: int) -> int:
+    """ITI-65: post `bodies` (one document each) over `connections`; the documents stored."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {server['token']}", "Content-Type": "application/fhir+json"}
+    queue = list(bodies)
+    stored = 0
+    async with httpx.AsyncClient(base_url=server["base"], verify=ssl.create_default_context(cafile=server["ca"]),
+                                 headers=headers, timeout=120.0) as client:
+        async def sender() -> None:
+            nonlocal stored
+            while queue:
+                answer = await client.post("/fhir", content=queue.pop())
+                if answer.status_code != 200:
+                    raise SystemExit(f"a provide answered {answer.status_code}: {answer.text[:300]}")
+                stored += 1
+
+        await asyncio.gather(*(sender() for _ in range(connections)))
+    return stored
+
+
+def provide_round(servers: list[dict], documents: int, connections: int, first_index: int) -> list[float]:
+    """CPU ms per provided document of each server, both fed the same new documents at the same time."""
+    import orjson
+
+    from gateway.samples import provide_bundle
+
+    bodies = [orjson.dumps(provide_bundle(spid=bench_mhd.SPID, documents=[bench_mhd.document_spec(i)]))
+              for i in range(first_index, first_index + documents)]
+    before = [bench_mhd.tree_cpu_seconds(s["pid"]) for s in servers]
+
+    async def both() -> list[int]:
+        return await asyncio.gather(*(provide(s, bodies, connections) for s in servers))
+
+    counts = asyncio.run(both())
+    after = [bench_mhd.tree_cpu_seconds(s["pid"]) for s in servers]
+    return [1000 * (a - b) / n for a, b, n in zip(after, before, counts, strict=True)]
+
+
 async def round_of(servers: list[dict], seconds: float, connections: int, scenario: str) -> list[float]:
     """CPU ms per request of each server over one window of the same load on both."""
     warm = time.monotonic() + 1.0
@@ -133,8 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=8, help="keep-alive connections to each server")
     parser.add_argument("--docs", type=int, default=60)
-    parser.add_argument("--scenario", choices=("search", "read"), default="search",
-                        help="ITI-67 searches (default) or ITI-68 reads of the provided documents")
+    parser.add_argument("--scenario", choices=("search", "read", "provide"), default="search",
+                        help="ITI-67 searches (default), ITI-68 reads of the provided documents, or ITI-65 "
+                             "provides of --provide-docs new ~50 KB documents a round")
+    parser.add_argument("--provide-docs", type=int, default=100)
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="compare-trees-"))
     started = [start(tree.resolve(), args.docs, work / f"server-{n}.json")
@@ -143,13 +184,16 @@ def main(argv: list[str] | None = None) -> int:
         servers = [wait_for(process, out) for process, out in started]
         ratios = []
         for number in range(1, args.rounds + 1):
-            first, second = asyncio.run(round_of(servers, args.seconds, args.concurrency, args.scenario))
+            if args.scenario == "provide":
+                first, second = provide_round(servers, args.provide_docs, min(args.concurrency, 4),
+                                              first_index=100_000 * number)
+            else:
+                first, second = asyncio.run(round_of(servers, args.seconds, args.concurrency, args.scenario))
             ratios.append(second / first)
             load = Path("/proc/loadavg").read_text().split()[0]
             print(f"round {number}: {args.first} {first:.3f} ms CPU per {args.scenario}, {args.second} {second:.3f}, "
                   f"ratio {ratios[-1]:.3f} (load {load})", flush=True)
-        print(f"mean ratio {mean(ratios):.3f} over {len(ratios)} rounds of {args.seconds:g} s, "
-              f"{args.concurrency} connections each")
+        print(f"mean ratio {mean(ratios):.3f} over {len(ratios)} rounds ({args.scenario})")
         return 0
     finally:
         for process, _ in started:

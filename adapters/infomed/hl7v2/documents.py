@@ -155,8 +155,7 @@ def _content(message: Message, *, allow_text: bool) -> tuple[bytes, str]:
 
 
 def _embedded(message: Message, sequence: int, obx: Segment) -> tuple[bytes, str]:
-    raw = obx.repetitions(5)[0]
-    parts = (raw.split(message.delimiters.component) + [""] * 5)[:5]
+    parts = (obx.components(5) + [""] * 5)[:5]  # the data component sliced once out of the message
     _, data_type, subtype, encoding, data = (p.strip() for p in parts)
     mime = code_tables.mime_type(data_type, subtype)
     if mime is None:

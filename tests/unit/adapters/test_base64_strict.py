@@ -12,10 +12,6 @@ from hypothesis import strategies as st
 
 from adapters.cara.base64_strict import b64decode_strict, b64decode_strict_wrapped
 from adapters.cara.mhd_rules import decode_binary
-from adapters.infomed.hl7v2.code_tables import CodeTables
-from adapters.infomed.hl7v2.documents import SenderProfile, document_message
-from adapters.infomed.hl7v2.message import Message
-from adapters.cara.model import Code
 
 DOCUMENT = random.Random(12).randbytes(50_000)
 ENCODED = base64.b64encode(DOCUMENT).decode()
@@ -86,7 +82,7 @@ def test_damaged_encodings_have_the_same_outcome_as_before(content, damage):
     assert outcome(b64decode_strict_wrapped, data) == outcome(_standard_strict_wrapped, data)
 
 
-def _refusing_standard_library(monkeypatch):
+def refusing_standard_library(monkeypatch):
     def slow(*args, **kwargs):
         raise AssertionError("the standard library's Base64 decoder was called")
 
@@ -95,17 +91,5 @@ def _refusing_standard_library(monkeypatch):
 
 
 def test_valid_binary_data_does_not_take_the_standard_librarys_decoder(monkeypatch):
-    _refusing_standard_library(monkeypatch)
+    refusing_standard_library(monkeypatch)
     assert decode_binary(ENCODED) == DOCUMENT
-
-
-def test_a_valid_ed_payload_does_not_take_the_standard_librarys_decoder(monkeypatch):
-    text = ("MSH|^~\\&|KIS|HOSP|EPR|EPR|20261120100000||MDM^T02^MDM_T02|B-1|P|2.5\r"
-            "PID|1||L-1^^^Demo&2.999.1&ISO^PI||Demo^Valérie||19700412|F\r"
-            "TXA|1|DS|AP|20261120093000|||||7601000000002^Favre^Luc|||urn:oid:2.25.1|||||AU||AV\r"
-            f"OBX|1|ED|DOC^Document||^application^pdf^Base64^{ENCODED}||||||F")
-    profile = SenderProfile(source_id="urn:oid:2.999.2", facility_type=Code("s", "f", "F"),
-                            practice_setting=Code("s", "p", "P"))
-    _refusing_standard_library(monkeypatch)
-    mapped = document_message(Message(text, "utf-8"), sender_key="k", profile=profile, tables=CodeTables())
-    assert mapped.submission.documents[0].content == DOCUMENT

@@ -12,6 +12,7 @@ import binascii
 import hashlib
 from typing import Any
 
+from adapters.cara.base64_strict import b64decode_strict
 from adapters.cara.errors import Issue
 from adapters.cara.identifier_syntax import identifier_problem, is_media_type, is_spid, is_unique_id
 from adapters.cara.vocabulary import (
@@ -36,7 +37,7 @@ def extension(resource: dict[str, Any], url: str) -> dict[str, Any] | None:
 
 def decode_binary(data: str) -> bytes:
     """Strict base64: characters outside the alphabet are an error, not silently skipped."""
-    return base64.b64decode(data, validate=True)
+    return b64decode_strict(data)
 
 
 def first_coding(concept: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -24,22 +24,66 @@ class Delimiters:
 
 
 class Segment:
-    __slots__ = ("name", "_fields", "_message")
+    """One segment, as a span of the message's text. Its fields are found once, when one is first read
+    (`str.find`, which scans at memory speed, where `str.split` compares character by character), and
+    each value is sliced out of the text when it is read: the OBX carrying a 50 KB document is not
+    copied for the segment, then for the field, then for the repetition before its data component
+    (read with `components`) is sliced once."""
 
-    def __init__(self, name: str, fields: list[str], message: "Message"):
-        self.name = name
-        self._fields = fields
+    __slots__ = ("name", "_message", "_start", "_end", "_ends")
+
+    def __init__(self, message: "Message", start: int, end: int):
         self._message = message
+        self._start = start
+        self._end = end
+        self.name = message.text[start:min(start + 3, end)]
+        self._ends: list[int] | None = None
+
+    def _field_ends(self) -> list[int]:
+        """Where each field ends, numbered as splitting the segment on the field separator would
+        (0: the segment's name)."""
+        if self._ends is None:
+            text, separator, end = self._message.text, self._message.delimiters.field, self._end
+            ends = []
+            at = text.find(separator, self._start, end)
+            while at >= 0:
+                ends.append(at)
+                at = text.find(separator, at + 1, end)
+            ends.append(end)
+            self._ends = ends
+        return self._ends
+
+    def _span(self, number: int) -> tuple[int, int]:
+        index = number - 1 if self.name == "MSH" else number
+        ends = self._field_ends()
+        if index >= len(ends):
+            return self._end, self._end
+        return (self._start if index == 0 else ends[index - 1] + 1), ends[index]
 
     def raw(self, number: int) -> str:
         """Field `number` as sent (escapes not decoded). MSH-1 is the field separator itself."""
-        if self.name == "MSH":
-            if number == 1:
-                return self._message.delimiters.field
-            index = number - 1
-        else:
-            index = number
-        return self._fields[index] if index < len(self._fields) else ""
+        if self.name == "MSH" and number == 1:
+            return self._message.delimiters.field
+        start, end = self._span(number)
+        return self._message.text[start:end]
+
+    def components(self, number: int) -> list[str]:
+        """The components of the first repetition of field `number`, as sent (escapes not decoded),
+        each sliced out of the message's text once: how a large field (OBX-5 with a document) is read."""
+        if self.name == "MSH" and number == 1:
+            return [self._message.delimiters.field]
+        text, delimiters = self._message.text, self._message.delimiters
+        start, end = self._span(number)
+        repetition_end = text.find(delimiters.repetition, start, end)
+        end = end if repetition_end < 0 else repetition_end
+        parts = []
+        at = text.find(delimiters.component, start, end)
+        while at >= 0:
+            parts.append(text[start:at])
+            start = at + 1
+            at = text.find(delimiters.component, start, end)
+        parts.append(text[start:end])
+        return parts
 
     def repetitions(self, number: int) -> list[str]:
         return [r for r in self.raw(number).split(self._message.delimiters.repetition)]
@@ -66,8 +110,14 @@ class Message:
         encoding = text[4:8]
         self.delimiters = Delimiters(text[3], encoding[0], encoding[1], encoding[2],
                                      encoding[3] if len(encoding) > 3 and encoding[3] != text[3] else "&")
-        self.segments = [Segment(line[:3], line.split(self.delimiters.field), self)
-                         for line in text.split("\r") if line]
+        self.segments: list[Segment] = []
+        start, size = 0, len(text)
+        while start < size:  # as `[line for line in text.split("\r") if line]`, without copying the lines
+            end = text.find("\r", start)
+            end = size if end < 0 else end
+            if end > start:
+                self.segments.append(Segment(self, start, end))
+            start = end + 1
 
     @classmethod
     def parse(cls, raw: bytes) -> "Message":

@@ -390,9 +390,7 @@ class Hl7Exchange:
         except RecordError as error:
             raise _message_error(error, relation=False) from error
         except AccessRefused as error:
-            refused = CannotProcess(f"refused: {error}", code=APPLICATION_ERROR)
-            refused.audited = True
-            raise refused from error
+            raise _refused(error) from error
         return "AA", build_ack(message, "AA", text="patient registered")
 
     def _merge(self, message: Message, sender: Sender, principal):
@@ -405,9 +403,7 @@ class Hl7Exchange:
         except RecordError as error:
             raise _message_error(error, relation=False) from error
         except AccessRefused as error:
-            refused = CannotProcess(f"refused: {error}", code=APPLICATION_ERROR)
-            refused.audited = True
-            raise refused from error
+            raise _refused(error) from error
         return "AA", build_ack(message, "AA", text="patients merged")
 
 
@@ -446,3 +442,10 @@ def _message_error(error: RecordError, *, relation: bool) -> MessageError:
         raise error
     mapped.audited = True
     return mapped
+
+
+def _refused(error: AccessRefused) -> CannotProcess:
+    """An access refusal as the AR the sender gets; the use-case that refused has already audited it."""
+    refused = CannotProcess(f"refused: {error}", code=APPLICATION_ERROR)
+    refused.audited = True
+    return refused

@@ -229,7 +229,8 @@ class Exchange:
         query = replace(request.for_patient(pid), confidentiality=tuple(sorted(levels)))
         if len(members) > 1:
             query = replace(query, levels_by_patient=tuple((p, tuple(sorted(v))) for p, v in by_patient.items()))
-        total, entries, next_after, through = self.pages.get(query, lambda: self.documents.search(query))
+        page = self.pages.get(query, lambda: self.documents.search(query))
+        total, entries, next_after, through = page.total, page.entries, page.next_after, page.through
         # The obligations (notify the patient of an emergency access) of the record's first visible patient.
         owner, owner_spid = next((p, s) for p, s in members if by_patient[p])
         decision = self.access.decide(principal, spid=owner_spid, pid=owner, action="read", group=members,
@@ -237,7 +238,8 @@ class Exchange:
         self.auditor.write_now([audit])
         self.access.fulfil(decision, principal, pid=pid, what="search",
                            documents=tuple(e.unique_id for e in entries))
-        matches = [self._entry_json(e, request.spid, base_url) for e in entries]
+        matches = [self._entry_json(e, updated, request.spid, base_url)
+                   for e, updated in zip(entries, page.last_updated or (None,) * len(entries))]
         next_url = None
         if next_after is not None:  # more entries follow (_count=0 asks the total only: no next page)
             cursor = self.cursors.issue(search="ITI-67", principal=principal, params=params,
@@ -341,15 +343,19 @@ class Exchange:
             follower(pid)
 
     # -- helpers ------------------------------------------------------------------------------
-    def _entry_json(self, entry: DocumentEntry, spid: str, base_url: str) -> bytes:
-        """The searchset entry of an entry, serialised once per status (entries are immutable but for
-        their status), spid and base URL: searches return the same entries again and again."""
+    def _entry_json(self, entry: DocumentEntry, last_updated: str | None, spid: str, base_url: str) -> bytes:
+        """The searchset entry of an entry, serialised once per version and status (entries are
+        immutable but for their status), spid and base URL: searches return the same entries again and
+        again. `last_updated` is its version's meta.lastUpdated as the store formatted it (one per
+        version, so it needs no place in the key)."""
         key = (entry.entry_id, entry.version, entry.status, spid, base_url)
         serialised = self._rendered_cache.get(key)
         if serialised is None:
             if len(self._rendered_cache) >= RENDERED_CACHED:
                 self._rendered_cache.clear()
             resource = fhir_mapping.document_reference(entry, spid=spid, base_url=base_url)
+            if last_updated is not None:
+                resource["meta"]["lastUpdated"] = last_updated
             serialised = orjson.dumps(fhir_mapping.search_match(resource, base_url=base_url))
             self._rendered_cache[key] = serialised
         return serialised

@@ -104,15 +104,16 @@ class IdentityExchange:
         _require_role(principal, IDENTITY_READERS, "search patient demographics")
         query = identity.parse_pdq(params)
         total, pids = self.patients.search(query, mpi_system=self.mpi_system)
-        records = self.patients.get_many(pids)
+        versioned = self.patients.get_many_versioned(pids)
         if principal.patient_spid is not None:  # an extended token sees its own patient only
-            records = [r for r in records if r.spid == principal.patient_spid]
-            total = len(records)
+            versioned = [(r, v) for r, v in versioned if r.spid == principal.patient_spid]
+            total = len(versioned)
+        records = [r for r, _ in versioned]
         names = tuple((n, "") for n, _ in params)
         self.auditor.write_now([self.auditor.record("ITI-78", principal, action="E", patient_spid=r.spid,
                                                     query=names) for r in records]
                                or [self.auditor.record("ITI-78", principal, action="E", query=names)])
-        resources = [self._resource(r) for r in records]
+        resources = [patient_mapping.with_version(self._resource(r), v) for r, v in versioned]
         self_url = f"{base_url}/Patient?" + "&".join(f"{quote(n, safe=':_')}={quote(v, safe=':|,.-_')}"
                                                      for n, v in params)
         bundle = fhir_mapping.searchset(resources, total=total, self_url=self_url, next_url=None, base_url=base_url)
@@ -156,7 +157,8 @@ class IdentityExchange:
                 scored.append((value, grade, pid))
         scored.sort(key=lambda s: (-s[0], s[2]))
         chosen = scored[:request.count]
-        records = {r.pid: r for r in self.patients.get_many([pid for _, _, pid in chosen])}
+        versioned = {r.pid: (r, v) for r, v in self.patients.get_many_versioned([pid for _, _, pid in chosen])}
+        records = {pid: r for pid, (r, _) in versioned.items()}
         if principal.patient_spid is not None:  # an extended token sees its own patient only
             chosen = [c for c in chosen if records.get(c[2]) and records[c[2]].spid == principal.patient_spid]
         names = tuple((n, "") for n in request.criteria)
@@ -167,7 +169,8 @@ class IdentityExchange:
         for value, grade, pid in chosen:
             if pid not in records:
                 continue
-            entry = fhir_mapping.search_match(self._resource(records[pid]), base_url=base_url)
+            entry = fhir_mapping.search_match(patient_mapping.with_version(self._resource(records[pid]),
+                                                                           versioned[pid][1]), base_url=base_url)
             entry["search"] = {"mode": "match", "score": value,
                                "extension": [{"url": patient_matching.MATCH_GRADE, "valueCode": grade}]}
             entries.append(entry)
@@ -217,7 +220,8 @@ class IdentityExchange:
             "diagnostics": f"Patient/{source} {what} Patient/{target}"}]}
         return {"resourceType": "Parameters", "parameter": [
             {"name": "outcome", "resource": outcome},
-            {"name": "result", "resource": self._resource(surviving)}]}
+            {"name": "result", "resource": patient_mapping.with_version(self._resource(surviving),
+                                                                        self.patients.version_of(target))}]}
 
     def _merge_party(self, parameters: dict[str, Any], name: str) -> str:
         """The MPI-PID named, as is: an identifier names the patient that holds it, merged or not."""

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from adapters.cara.crypto import DecryptionFailed, Keyring, Sealed
 from adapters.cara.errors import Conflict, IntegrityFailure, ProfileViolation, RecordError
-from adapters.cara.fhir_dates import instant
+from adapters.cara.fhir_dates import fhir_instant, instant
 from adapters.cara.mhd_search import DocumentQuery, normalise_name
 from adapters.cara.model import DocumentEntry, NewDocument, Relation, Submission
 from adapters.cara.store import search_sql
@@ -46,6 +46,9 @@ class SearchResult(NamedTuple):
     entries: list[DocumentEntry]
     next_after: tuple[int, str] | None = None
     through: int | None = None
+    # meta.lastUpdated of each entry, in the order of `entries` (None: its time is not known), as FHIR
+    # instants formatted once per entry version: the same instants `MetadataVersions.written_at` gives.
+    last_updated: tuple[str | None, ...] = ()
 
 
 class _SealedRow(NamedTuple):
@@ -91,6 +94,8 @@ class DatabaseDocumentStore:
         self._engine = engine
         self._keyring = keyring
         self._opened: dict[str, DocumentEntry] = {}
+        # (entry id, version) -> meta.lastUpdated, formatted once: a version's time never changes.
+        self._written: dict[tuple[str, int], str | None] = {}
         self._version_reader = threading.local()  # per thread: its kept connection (`document_version`)
 
     # -- provide ------------------------------------------------------------------------------
@@ -275,13 +280,19 @@ class DatabaseDocumentStore:
             more = len(page) > query.count
             page = page[:query.count]
             opened = {row[0]: self._opened.get(row[0]) for row in page}
-            # An entry held at an older metadata version (updated in another worker) is read again.
+            written = self._written
+            # An entry held at an older metadata version (updated in another worker) is read again, with
+            # the time of its version (meta.lastUpdated) in the same statement.
             missing = [entry_id for entry_id, _, version, _ in page
-                       if opened[entry_id] is None or opened[entry_id].version != version]
+                       if opened[entry_id] is None or opened[entry_id].version != version
+                       or (entry_id, version) not in written]
             if missing:
                 cursor.execute(search_sql.rows_sql(len(missing), dialect=dialect), missing)
+                if len(written) >= OPENED_ENTRIES_CACHED:
+                    written.clear()
                 for row in cursor.fetchall():
-                    opened[row[0]] = self._open_entry(_SealedRow(*row))
+                    opened[row[0]] = self._open_entry(_SealedRow(*row[:6]))
+                    written[(row[0], row[5])] = None if row[6] is None else fhir_instant(_stored_time(row[6]))
             cursor.close()
         finally:
             connection.close()  # back to the pool (which ends the read transaction)
@@ -289,7 +300,8 @@ class DatabaseDocumentStore:
         through = query.through
         if through is None and page and query.offset == 0 and query.after is None:
             through = page[0][3]  # the first page's first entry is the newest match
-        return SearchResult(total, entries, (page[-1][3], page[-1][0]) if more else None, through)
+        last_updated = tuple(written.get((e.entry_id, e.version)) for e in entries)
+        return SearchResult(total, entries, (page[-1][3], page[-1][0]) if more else None, through, last_updated)
 
     def document_version(self, pid: str) -> int:
         """The patient's document version (0 before any document): one primary-key read on the driver's
@@ -388,6 +400,11 @@ class DatabaseDocumentStore:
     def _with_status(entry: DocumentEntry, status: str | None) -> DocumentEntry:
         """The status lives in a clear column (it changes); the sealed metadata keeps the first one."""
         return replace(entry, status=status) if status and status != entry.status else entry
+
+
+def _stored_time(value: datetime | str) -> datetime:
+    """A DateTime column as the driver gives it: PostgreSQL a datetime, SQLite the text SQLAlchemy wrote."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
 def unknown_relation_target(key: str) -> ProfileViolation:

@@ -206,6 +206,13 @@ class DatabasePatientIndex:
             rows = {r.pid: r for r in connection.execute(select(patient).where(patient.c.pid.in_(pids)))}
         return [self._open(rows[p]) for p in pids if p in rows]
 
+    def get_many_versioned(self, pids: list[str] | tuple[str, ...]) -> list[tuple[PatientRecord, tuple[int, datetime]]]:
+        """`get_many` with each record's (meta.versionId, when that version was written), as `version_of`
+        gives them, from the same rows: a search's Patients carry the version a read gives."""
+        with self._engine.connect() as connection:
+            rows = {r.pid: r for r in connection.execute(select(patient).where(patient.c.pid.in_(pids)))}
+        return [(self._open(rows[p]), (rows[p].version, rows[p].updated_at)) for p in pids if p in rows]
+
     def _open(self, row) -> PatientRecord:
         data = json.loads(self._keyring.open(Sealed(row.sealed_key, row.sealed), f"patient|{row.pid}"))
         organization = data.get("managing_organization")  # both absent from records sealed before them

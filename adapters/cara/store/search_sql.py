@@ -22,7 +22,7 @@ from adapters.cara.store.database import driver_datetime, for_driver
 # The patient and, transitively, every patient merged into it while the link is active.
 _PATIENTS = ("WITH RECURSIVE merged(pid) AS (SELECT CAST(? AS VARCHAR(64)) "
              "UNION SELECT l.retired_pid FROM patient_link l JOIN merged m ON l.surviving_pid = m.pid WHERE l.active) ")
-_ROW_COLUMNS = "id, unique_id, status, sealed_key, sealed, version"
+_ROW_COLUMNS = "e.id, e.unique_id, e.status, e.sealed_key, e.sealed, e.version"
 
 # Date filters on DocumentReference.date, or on the service period with open ends taking the other end.
 _DATE_LOW = {"date": "e.date", "period": "COALESCE(e.period_start, e.period_end)"}
@@ -99,8 +99,16 @@ def build(query: DocumentQuery, *, dialect: str) -> SearchStatements:
 
 
 def rows_sql(size: int, *, dialect: str) -> str:
-    """The sealed rows of `size` entries by id."""
-    return for_driver(f"SELECT {_ROW_COLUMNS} FROM document_entry WHERE {_in('id', size)}", dialect)
+    """The sealed rows of `size` entries by id, each with the time its version was stored (its
+    meta.lastUpdated, as `MetadataVersions.written_at` reads it): version 1 when its submission set
+    was, a later one when it replaced the one before. Two primary-key joins, no statement per entry."""
+    return for_driver(
+        f"SELECT {_ROW_COLUMNS}, CASE WHEN e.version > 1 THEN v.replaced_at ELSE s.submitted_at END "
+        "FROM document_entry e "
+        "LEFT JOIN document_entry_version v ON e.version > 1 "
+        "AND v.id = e.id || '|' || CAST(e.version - 1 AS VARCHAR(12)) "
+        "LEFT JOIN submission_set s ON e.version = 1 AND s.id = e.submission_set_id "
+        f"WHERE {_in('e.id', size)}", dialect)
 
 
 def _in(column: str, size: int) -> str:

@@ -82,6 +82,9 @@ def test_fhirpy_fetch_all_count_first_refresh_and_binary(server):
     assert len({d["id"] for d in everything}) == count
     DocumentReference.model_validate(first.serialize())
     assert first["id"] == everything[0]["id"] and first.serialize() == seen and first["meta"]["versionId"] == "1"
+    # The searched resource carries the version and instant a read gives (issue 13), hence the 304 above.
+    assert client.reference("DocumentReference", first["id"]).to_resource()["meta"] == first["meta"]
+    assert "lastUpdated" in first["meta"]
     Binary.model_validate(binary.serialize())
     assert (binary.resource_type, binary["contentType"], binary["securityContext"]["reference"]) == (
         "Binary", "application/pdf", f"DocumentReference/{first['id']}")
@@ -97,6 +100,7 @@ def test_fhirpy_saves_a_consent_and_refreshes_it_by_version(server):
     grant = next(c for c in consents if any(i["value"] == "301" for i in c["identifier"]))
     version = int(grant["meta"]["versionId"])
     same = client.reference("Consent", grant["id"]).to_resource()  # GET Consent/{id}
+    assert same["meta"] == grant["meta"]  # a searched resource carries what a read gives (issue 13)
 
     grant.save()  # PUT Consent/{id}: a new version of the patient's grant
     Consent.model_validate(grant.serialize())
@@ -105,6 +109,8 @@ def test_fhirpy_saves_a_consent_and_refreshes_it_by_version(server):
     assert same["meta"]["versionId"] == str(version + 1) and same.serialize() == grant.serialize()
     grant.refresh()  # current: 304, nothing changes
     assert grant.serialize() == same.serialize()
+    searched = client.resources("Consent").search(**{"patient:identifier": SPID_SEARCH}).fetch()
+    assert next(c for c in searched if c["id"] == grant["id"])["meta"] == grant["meta"]  # version 2 searched too
     # A writer holding the old version cannot overwrite the new one (412), and nothing changes.
     stale = httpx.put(f"{server['base']}/Consent/{grant['id']}", content=json.dumps(grant.serialize()),
                       headers={"Authorization": f"Bearer {server['patient_token']}", "If-Match": f'W/"{version}"',

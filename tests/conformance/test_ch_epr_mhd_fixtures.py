@@ -60,8 +60,10 @@ def test_find_answer_has_the_shape_of_the_official_find_result(gateway, ch_epr):
     ours = gateway.find(spid=spid).json()["entry"][0]["resource"]
 
     assert set(official) - {"text"} <= set(ours)
-    # meta as the example's, plus the versionId the server assigns (FHIR versioning, issue 13).
-    assert ours["meta"] == {**official["meta"], "versionId": "1"}
+    # meta as the example's, plus the versionId and lastUpdated the server assigns and a read gives
+    # (FHIR versioning, issue 13).
+    read = gateway.client.get(f"/fhir/DocumentReference/{ours['id']}", headers=gateway.as_hcp()).json()
+    assert ours["meta"] == {**official["meta"], "versionId": "1", "lastUpdated": read["meta"]["lastUpdated"]}
     for element in ("masterIdentifier", "status", "type", "category", "subject", "securityLabel", "context"):
         assert ours[element] == official[element], element
     official_attachment = dict(official["content"][0]["attachment"], url=None)

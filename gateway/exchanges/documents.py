@@ -17,7 +17,7 @@ import orjson
 
 from adapters.cara import fhir_mapping, patient_mapping
 from adapters.cara.client_json import DEFAULT_LIMITS, JsonLimits
-from adapters.cara.errors import InvalidInput, NotFound, UnknownPatient
+from adapters.cara.errors import Gone, InvalidInput, NotFound, UnknownPatient
 from adapters.cara.mhd_search import DocumentQuery, parse_find_request
 from adapters.cara.model import DocumentEntry, Identifier, PatientRecord, Submission
 from adapters.cara.fhir_dates import fhir_instant
@@ -278,7 +278,8 @@ class Exchange:
         """GET DocumentReference/<id>, or a version of it (`_history/<version>`): CH:MHD-1 keeps every
         version. An older version is decided under its own confidentiality as well as the current one
         (relabelling a document restricted must not leave its old version readable)."""
-        entry, spid, decision = self._readable_entry(principal, entry_id, "DocumentReference", "ITI-67")
+        entry, spid, decision = self._readable_entry(principal, entry_id, "DocumentReference", "ITI-67",
+                                                     gone_if_permitted=True)
         versions = MetadataVersions(self.documents)
         if version is not None and version != entry.version:
             kept = {v.version: v for v in versions.history(entry.entry_id)}.get(version)
@@ -372,15 +373,24 @@ class Exchange:
                                       confidentiality=entry.confidentiality_level, group=members)
         return decision, spid, members
 
-    def _readable_entry(self, principal: Principal, entry_id: str, kind: str, transaction: str):
+    def _readable_entry(self, principal: Principal, entry_id: str, kind: str, transaction: str, *,
+                        gone_if_permitted: bool = False):
         """(entry, its patient's SPID, the permit), or NotFound — the same answer for a document that
         does not exist and one this principal may not see, so a refusal reveals nothing. A refusal is
-        recorded in the patient's trail."""
+        recorded in the patient's trail.
+
+        A deleted entry (CH:MHD-1, DADM) is answered like a missing one, unless `gone_if_permitted`
+        (the DocumentReference read): then it is decided like the live document it was, and only a
+        permit learns it is Gone (410); a refusal is the same 404 as an unknown id. Both are audited
+        in the patient's trail, as any read of it."""
         entry = self.documents.get_entry(entry_id)
-        # A deleted entry (CH:MHD-1, DADM) is answered like a missing one; its audit records stay.
-        if entry is None or entry.status == "deleted":
+        if entry is None or (entry.status == "deleted" and not gone_if_permitted):
             raise NotFound(f"{kind}/{entry_id} is not known")
         decision, spid, members = self._read_decision(principal, entry)
+        if entry.status == "deleted" and principal.role == "DADM" and spid is not None:
+            # The document administrator reaches a document through its metadata (CH:MHD-1), not a
+            # read: it is told Gone where it could have deleted it, as the patient and the readers are.
+            decision = self.access.decide(principal, spid=spid, pid=entry.patient_pid, action="administer-metadata")
         if spid is None:
             raise NotFound(f"{kind}/{entry_id} is not known")
         # Decided under its own patient's policies; read as the merged record's (its surviving patient's
@@ -391,6 +401,11 @@ class Exchange:
             self.auditor.failure(transaction, principal, refusal, atc_code="ATC_DOC_READ",
                                  patient_spid=surviving_spid or spid, documents=(self.auditor.document(entry),))
             raise refusal
+        if entry.status == "deleted":
+            gone = Gone(f"{kind}/{entry_id} was deleted (version {entry.version})")
+            self.auditor.failure(transaction, principal, gone, atc_code="ATC_DOC_READ",
+                                 patient_spid=surviving_spid or spid, documents=(self.auditor.document(entry),))
+            raise gone
         return replace(entry, patient_pid=surviving_pid), surviving_spid or spid, decision
 
     def _record_read(self, transaction: str, principal: Principal, entry: DocumentEntry, spid: str, decision, *,

@@ -136,7 +136,7 @@ def test_the_document_administrator_deletes_and_the_document_leaves_searches_but
 
     assert response.status_code == 200, response.text
     assert [e["resource"]["id"] for e in gateway.find().json()["entry"]] == [two_letters[1]]
-    assert gateway.client.get(f"/fhir/DocumentReference/{two_letters[0]}", headers=gateway.as_hcp()).status_code == 404
+    assert gateway.client.get(f"/fhir/DocumentReference/{two_letters[0]}", headers=gateway.as_hcp()).status_code == 410
     assert gateway.client.get(f"/fhir/Binary/{two_letters[0]}", headers=gateway.as_hcp()).status_code == 404
     assert put(gateway, letter, headers=dadm(gateway)).status_code == 404  # deleted is gone for updates too
     assert [r[:5] for r in updates(gateway)] == [("CH-MHD-1", "ATC_DOC_DELETE", "0", "DADM", "dadm-1"),
@@ -145,6 +145,51 @@ def test_the_document_administrator_deletes_and_the_document_leaves_searches_but
     trail = gateway.client.get("/fhir/AuditEvent", params={"entity.identifier": f"urn:oid:2.16.756.5.30.1.127.3.10.3|{SPID}"},
                                headers=patient).json()
     assert "ATC_DOC_DELETE" in [e["resource"]["subtype"][0]["code"] for e in trail["entry"]]
+
+
+def deleted_letter(gateway, entry_id: str) -> dict:
+    letter = current(gateway, entry_id)
+    letter["extension"].append({"url": EXT_DELETION, "valueCoding": {"system": DELETION_SYSTEM, "code": REQUESTED}})
+    response = put(gateway, letter, headers=dadm(gateway))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def reads(gateway, path: str, headers: dict) -> list[tuple]:
+    """(status, body) of GET, HEAD and the vread of version 1 of `path`."""
+    answers = [gateway.client.get(path, headers=headers), gateway.client.head(path, headers=headers),
+               gateway.client.get(f"{path}/_history/1", headers=headers)]
+    return [(a.status_code, a.content and a.json()) for a in answers]
+
+
+def test_a_deleted_document_is_gone_to_whom_could_read_it_and_unknown_to_anyone_else(gateway, two_letters):
+    deleted = deleted_letter(gateway, two_letters[0])
+    path = f"/fhir/DocumentReference/{two_letters[0]}"
+    patient = gateway.tokens.headers(gateway.tokens.patient())
+    stranger = gateway.tokens.headers(gateway.tokens.hcp(gln="7601000000019"))
+    before = len(ledger(gateway))
+
+    gone = f"DocumentReference/{two_letters[0]} was deleted (version {deleted['meta']['versionId']})"
+    for headers in (gateway.as_hcp(), patient, dadm(gateway)):
+        answers = reads(gateway, path, headers)
+        assert [status for status, _ in answers] == [410, 410, 410], answers
+        for _, body in (answers[0], answers[2]):
+            assert body["resourceType"] == "OperationOutcome"
+            assert (body["issue"][0]["code"], body["issue"][0]["diagnostics"]) == ("deleted", gone)
+
+    unknown = reads(gateway, "/fhir/DocumentReference/no-such-entry", stranger)
+    refused = reads(gateway, path, stranger)
+    other_patient = reads(gateway, path, gateway.tokens.headers(gateway.tokens.patient(OTHER_SPID)))
+    assert [s for s, _ in refused] == [s for s, _ in unknown] == [s for s, _ in other_patient] == [404, 404, 404]
+    assert [b and b["issue"][0]["code"] for _, b in refused] == [b and b["issue"][0]["code"] for _, b in unknown]
+    assert refused[0][1]["issue"][0]["diagnostics"] == f"DocumentReference/{two_letters[0]} is not known"
+
+    # Each read is audited in the patient's trail, the gone (to whom could read) as the refused.
+    reads_recorded = [r for r in ledger(gateway)[before:] if r[0] == "ITI-67"]
+    assert [r[1:5] for r in reads_recorded if r[6] == SPID] == (
+        [("ATC_DOC_READ", "4", "HCP", "7601000000002")] * 3 + [("ATC_DOC_READ", "4", "PAT", SPID)] * 3
+        + [("ATC_DOC_READ", "4", "DADM", "dadm-1")] * 3 + [("ATC_DOC_READ", "4", "HCP", "7601000000019")] * 3
+        + [("ATC_DOC_READ", "4", "PAT", OTHER_SPID)] * 3)
 
 
 def test_a_bundle_of_updates_is_stored_whole_or_not_at_all(gateway, two_letters):

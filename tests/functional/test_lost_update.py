@@ -106,10 +106,6 @@ def test_two_consent_updates_of_one_version_store_exactly_one(gateway):
             assert stored["provision"]["period"]["end"].startswith(bodies[winner]["provision"]["period"]["end"])
 
 
-@pytest.mark.xfail(reason="known defect, not fixed yet: on SQLite the loser of the race passes the version "
-                          "check, then hits ux_document_entry_version on its insert and is answered 500, not 412 "
-                          "(DocumentVersions.update_all inserts the old version before the compare-and-set UPDATE)",
-                   strict=False)
 def test_two_metadata_updates_of_one_version_store_exactly_one(gateway):
     gateway.register_patient(grant_hcp="restricted")
     bundle = provide_bundle(spid=SPID, documents=[{"title": "Letter", "type_code": "373942005",

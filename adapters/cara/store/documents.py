@@ -458,9 +458,6 @@ class MetadataVersions:
             raise Conflict(f"document {entry.entry_id} was updated meanwhile (now version {row.version})",
                            location="DocumentReference.meta.versionId")
         updated = replace(entry, version=row.version + 1, status=status)
-        connection.execute(insert(document_entry_version).values(
-            id=f"{row.id}|{row.version}", entry_id=row.id, version=row.version, status=row.status,
-            replaced_at=datetime.now(UTC).replace(tzinfo=None), sealed_key=row.sealed_key, sealed=row.sealed))
         sealed = store._keyring.seal(json.dumps(updated.to_json()).encode(),
                                      _metadata_context(row.id, row.unique_id, updated.version))
         done = connection.execute(
@@ -472,6 +469,12 @@ class MetadataVersions:
         if done.rowcount != 1:
             raise Conflict(f"document {entry.entry_id} was updated meanwhile",
                            location="DocumentReference.meta.versionId")
+        # The old version is kept only after the compare-and-set won: on SQLite the SELECT above runs
+        # before the write lock is taken (the transaction begins at the first write), so a concurrent
+        # update may have committed since; the UPDATE's WHERE is the check that cannot race.
+        connection.execute(insert(document_entry_version).values(
+            id=f"{row.id}|{row.version}", entry_id=row.id, version=row.version, status=row.status,
+            replaced_at=datetime.now(UTC).replace(tzinfo=None), sealed_key=row.sealed_key, sealed=row.sealed))
         connection.execute(document_token.delete().where(document_token.c.entry_id == row.id))
         tokens = store._tokens(updated)
         if tokens:

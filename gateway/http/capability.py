@@ -38,6 +38,7 @@ OPERATIONS = {
     "match": "http://hl7.org/fhir/OperationDefinition/Patient-match",
     "merge": "http://hl7.org/fhir/OperationDefinition/Patient-merge",
 }
+PAST_VERSIONS_KEPT = frozenset({"DocumentReference"})
 # Types whose stored resources carry meta.versionId / lastUpdated, ETag and Last-Modified (versioning.py).
 VERSIONED = frozenset({"Consent", "DocumentReference", "Patient"})
 # An update of an unknown id creates it: PPQ-3 (a policy set named by the client), ITI-104 (conditional).
@@ -118,7 +119,9 @@ def _resource(kind: str, declared: dict[str, Any]) -> dict[str, Any]:
         # type still carries meta.versionId and ETags.
         resource["versioning"] = ("versioned-update" if "vread" in declared["interaction"]
                                   and "update" in declared["interaction"] else "versioned")
-        resource["readHistory"] = False  # vread serves kept versions; there is no _history interaction
+        # vread of a past version: CH:MHD-1 keeps every metadata version of a DocumentReference; a
+        # policy set and a patient keep their current version only (an older one is a 404).
+        resource["readHistory"] = kind in PAST_VERSIONS_KEPT
         if "read" in declared["interaction"]:
             resource["conditionalRead"] = "not-match"  # If-None-Match → 304 (no If-Modified-Since)
     if "update" in declared["interaction"]:

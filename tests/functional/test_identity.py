@@ -141,9 +141,12 @@ def test_pdq_finds_by_exact_demographics_and_answers_ch_pdqm_patients(gateway):
     assert (bundle["type"], bundle["total"]) == ("searchset", 1)
     assert bundle["entry"][0]["fullUrl"] == f"https://testserver/fhir/Patient/{pid}"
     assert bundle["entry"][0]["search"] == {"mode": "match", "score": 1}
+    read_meta = gateway.client.get(f"/fhir/Patient/{pid}", headers=gateway.as_hcp()).json()["meta"]
     assert bundle["entry"][0]["resource"] == {
         "resourceType": "Patient", "id": pid,
-        "meta": {"profile": ["http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/ch-pdqm-patient"]},
+        # The version and instant a read gives (issue 13).
+        "meta": {"profile": ["http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/ch-pdqm-patient"],
+                 "versionId": "1", "lastUpdated": read_meta["lastUpdated"]},
         "identifier": [{"system": SPID_SYSTEM, "value": SPID},
                        {"type": MR, "system": MPI_SYSTEM, "value": pid},
                        {"type": MR, "system": LOCAL_SYSTEM, "value": "L-1"}],

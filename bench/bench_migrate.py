@@ -77,7 +77,7 @@ def phase_migrate(export: Path, data_dir: Path, database_url: str | None, batch:
     from gateway.migration.job import MigrationJob, migration_principal
     from gateway.migration.journal import Journal
     from gateway.settings import Settings
-    from gateway.wiring import build_services
+    from gateway.wiring import background_checkpoints, build_services
 
     settings = prepare(Settings(data_dir=data_dir, database_url=database_url, demo_data=False)).settings
     services = build_services(settings)
@@ -88,7 +88,8 @@ def phase_migrate(export: Path, data_dir: Path, database_url: str | None, batch:
                        journal=Journal(engine=services.engine, keyring=services.keyring), tables=CodeTables.load(),
                        principal=migration_principal(GLN), batch=batch, workers=workers)
     started, cpu = time.perf_counter(), cpu_seconds()
-    job.run(media(export))
+    with background_checkpoints(services):  # as `epr-gateway migrate` runs it
+        job.run(media(export))
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "cpu_seconds": cpu_seconds() - cpu, "documents": job.counts.documents,
             "bytes": job.counts.bytes, "outcomes": job.counts.outcomes, "feed": fed,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 from dataclasses import dataclass, field
 
@@ -203,6 +205,24 @@ def hl7_exchange(services: Services):
     return Hl7Exchange(exchange=services.exchange, identities=services.identities,
                        inbox=DatabaseMessageInbox(engine=services.engine, keyring=services.keyring),
                        auditor=services.auditor, senders=SenderRegistry.load(services.settings.mllp_senders))
+
+
+@contextlib.contextmanager
+def background_checkpoints(services: Services):
+    """SQLite WAL checkpoints in a thread for the duration of a bulk write (the migration), instead of
+    inside its commits: the commit that passes 1,000 WAL pages would also copy them into the database
+    file and fsync it (measured on 20,000 documents: 878/932 → 1,015/997 documents/s). Nothing on
+    PostgreSQL."""
+    from adapters.cara.store.wal_checkpoint import WalCheckpointer
+
+    checkpointer = WalCheckpointer(services.engine) if services.store_in_process else None
+    if checkpointer is not None:
+        checkpointer.start()
+    try:
+        yield
+    finally:
+        if checkpointer is not None:
+            checkpointer.stop()
 
 
 def mllp_listener(services: Services, *, port: int | None = None, reuse_port: bool = False):

@@ -33,6 +33,17 @@ class ImportPatient:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class PatientRequest:
+    """A document's patient as the source names it: its local identifier and sourcePatientInfo."""
+
+    identifier: Identifier
+    family: str | None
+    given: tuple[str, ...]
+    birth_date: str | None
+    gender: str | None
+
+
 def _fold(value: str | None) -> str | None:
     return unicodedata.normalize("NFC", value).casefold().strip() if value else None
 
@@ -43,28 +54,39 @@ class ImportExchange:
 
     def patient_for_import(self, *, principal: Principal, identifier: Identifier, family: str | None,
                            given: tuple[str, ...], birth_date: str | None, gender: str | None) -> ImportPatient:
+        request = PatientRequest(identifier, family, given, birth_date, gender)
+        return self.patients_for_import(principal=principal, requests=[request])[request]
+
+    def patients_for_import(self, *, principal: Principal,
+                            requests: list[PatientRequest]) -> dict[PatientRequest, ImportPatient]:
+        """Each request's patient, for a whole batch: the MPI is asked once for all of them
+        (`resolve_many`: four statements however many patients), the onboarding policies come from
+        the policy cache. The same answers `patient_for_import` gives one by one."""
         if principal.role != "TCU":
             raise AccessRefused("bulk imports are made by a technical user (TCU)")
-        patients = self.exchange.patients
-        pid = patients.pid_for_identifier(identifier)
-        if pid is None:
-            return ImportPatient(None, UNKNOWN_PATIENT, f"patient id in {identifier.system} is not in the MPI "
-                                                         "(not fed by ITI-104)")
-        if patients.under_review(pid):
+        distinct = list(dict.fromkeys(requests))
+        resolved = self.exchange.patients.resolve_many([(r.identifier,) for r in distinct])
+        return {request: self._import_patient(request, resolved[(request.identifier,)]) for request in distinct}
+
+    def _import_patient(self, request: PatientRequest, resolved) -> ImportPatient:
+        if resolved is None:
+            return ImportPatient(None, UNKNOWN_PATIENT, f"patient id in {request.identifier.system} is not in the "
+                                                         "MPI (not fed by ITI-104)")
+        if resolved.under_review:
             return ImportPatient(None, IDENTITY_REVIEW, "the patient's identity is under review")
-        record = patients.get(pid)
+        record = resolved.record
         if record is None or record.spid is None:
             return ImportPatient(None, NO_EPR, "the patient has no EPR (no EPR-SPID)")
-        if not self.exchange.access.policies(pid):
+        if not self.exchange.access.policies(resolved.pid):
             return ImportPatient(None, NO_EPR, "the patient's EPR is not opened (no onboarding policies)")
         differ = []
-        if family and record.family and _fold(family) != _fold(record.family):
+        if request.family and record.family and _fold(request.family) != _fold(record.family):
             differ.append("family name")
-        if given and record.given and _fold(given[0]) != _fold(record.given[0]):
+        if request.given and record.given and _fold(request.given[0]) != _fold(record.given[0]):
             differ.append("given name")
-        if birth_date and record.birth_date and birth_date != record.birth_date:
+        if request.birth_date and record.birth_date and request.birth_date != record.birth_date:
             differ.append("birth date")
-        if gender and record.gender and gender != record.gender:
+        if request.gender and record.gender and request.gender != record.gender:
             differ.append("gender")
         if differ:
             # The reason names the fields only: the report and the journal carry no demographics.

@@ -79,6 +79,7 @@ def _run(paths, principal, tables, *, retry: bool, report_file, workers, batch, 
     from gateway.migration.journal import Journal
     from gateway.migration.progress import MigrationProgress, estimate_documents
     from gateway.migration.report import build_report, summary
+    from gateway.wiring import background_checkpoints
 
     services = _services()
     journal = Journal(engine=services.engine, keyring=services.keyring)
@@ -89,12 +90,13 @@ def _run(paths, principal, tables, *, retry: bool, report_file, workers, batch, 
     if view:
         view.__enter__()
     try:
-        if retry:
-            media = {source.split("/", 1)[0] for source, _, _ in journal.held_summary()}
-            job.retry()
-        else:
-            media = {p.name for p in paths}
-            job.run(paths)
+        with background_checkpoints(services):
+            if retry:
+                media = {source.split("/", 1)[0] for source, _, _ in journal.held_summary()}
+                job.retry()
+            else:
+                media = {p.name for p in paths}
+                job.run(paths)
     finally:
         if view:
             view.__exit__(None, None, None)

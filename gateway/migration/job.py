@@ -2,8 +2,9 @@
 
 The flow, per source document in a stable order (media as given, subsets sorted, documents in
 metadata order):
-  read + map (reader processes, `reading.py`: file I/O, SHA-1, XML) → patient (`ImportExchange.patient_for_import`)
-  → relation targets (entryUUID → uniqueId, across packages and runs) → a batch
+  read + map (reader processes, `reading.py`: file I/O, SHA-1, XML) → a batch → its patients
+  (`ImportExchange.patients_for_import`, together)
+  → relation targets (entryUUID → uniqueId, across packages and runs, in order)
   → `Exchange.provide_many` as the TCU acting for `--as-gln`, whose transaction also journals every
   document of the batch (stored, already present, held with its sealed copy, rejected).
 Because the journal commits with the documents, a run killed at any point and started again skips
@@ -27,7 +28,7 @@ from adapters.infomed.xdm.mapping import with_relations
 from consent.principal import Principal
 from gateway.auth.errors import AccessRefused
 from gateway.exchanges.documents import Exchange
-from gateway.exchanges.imports import ImportExchange
+from gateway.exchanges.imports import ImportExchange, PatientRequest
 from gateway.migration.journal import Journal, JournalRow
 from gateway.migration.reading import HeldSource, Prepared, map_prepared, prepared_documents
 
@@ -77,7 +78,7 @@ class MigrationJob:
         self._pending_submissions = 0
         self._in_flight: concurrent.futures.Future | None = None  # the batch the writer thread is storing
         self._in_flight_names: frozenset[tuple[str, str]] = frozenset()
-        self._patients: dict = {}  # (identifier, demographics) → ImportPatient, for this run
+        self._patients: dict = {}  # PatientRequest → ImportPatient, for this run
 
     # -- the run ------------------------------------------------------------------------------------
     def run(self, sources: list[Path]) -> None:
@@ -91,7 +92,7 @@ class MigrationJob:
                 if prepared.row.source in done:
                     self.counts.skipped += 1
                     continue
-                self._add(self._with_targets(self._with_patient(prepared)))
+                self._add(prepared)
             self._flush()
 
     def retry(self) -> None:
@@ -109,7 +110,7 @@ class MigrationJob:
             media = held.source.split("/", 1)[0]
             prepared = map_prepared(held.source, media, document, subset, associations, payload["content"],
                                     self.tables, HeldSource(None, document.id, payload["content"], payload))
-            self._add(self._with_targets(self._with_patient(prepared)))
+            self._add(prepared)
         self._flush()
 
     @contextlib.contextmanager
@@ -128,23 +129,25 @@ class MigrationJob:
                 self._writer.shutdown(wait=True)
 
     # -- in order (main thread) ---------------------------------------------------------------------------
+    def _resolved(self, pending: list[Prepared]) -> list[Prepared]:
+        """The batch's documents in order, each with its patient's SPID (or held with the reason) and
+        its relation targets. The batch's new patients are looked up together, once per patient and
+        demographics per run (an export has many documents per patient); the consent decision is
+        still made per submission. Targets are resolved in order: a document may name one before it."""
+        needed = list(dict.fromkeys(_patient_request(p.mapped) for p in pending if p.mapped is not None))
+        wanted = [request for request in needed if request not in self._patients]
+        if len(self._patients) + len(wanted) > PATIENTS_CACHED:
+            self._patients.clear()
+            wanted = needed
+        if wanted:
+            self._patients.update(self.imports.patients_for_import(principal=self.principal, requests=wanted))
+        return [self._with_targets(self._with_patient(p)) for p in pending]
+
     def _with_patient(self, prepared: Prepared) -> Prepared:
-        """The document's local patient id → its SPID through the MPI, or held with the reason."""
-        mapped = prepared.mapped
-        if mapped is None:
+        """The document's local patient id → its SPID through the MPI (looked up by `_resolved`), or held."""
+        if prepared.mapped is None:
             return prepared
-        demographics = mapped.demographics
-        # One look-up per patient and demographics per run: an export has many documents per patient,
-        # and each look-up is several MPI queries. The consent decision is still made per submission.
-        key = (mapped.patient_id, demographics)
-        patient = self._patients.get(key)
-        if patient is None:
-            patient = self.imports.patient_for_import(
-                principal=self.principal, identifier=mapped.patient_id, family=demographics.family,
-                given=demographics.given, birth_date=demographics.birth_date, gender=demographics.gender)
-            if len(self._patients) >= PATIENTS_CACHED:
-                self._patients.clear()
-            self._patients[key] = patient
+        patient = self._patients[_patient_request(prepared.mapped)]
         if patient.spid is None:
             return replace(prepared, mapped=None,
                            row=replace(prepared.row, reason_code=patient.hold_code, reason=patient.reason))
@@ -179,6 +182,7 @@ class MigrationJob:
         pending, self._pending, self._pending_bytes, self._pending_submissions = self._pending, [], 0, 0
         if not pending:
             return
+        pending = self._resolved(pending)
         to_store = [p for p in pending if p.mapped is not None]
         submissions = [Submission(p.mapped.submission_set, (p.mapped.document,), p.spid) for p in to_store]
         if self.dry_run:
@@ -228,6 +232,12 @@ class MigrationJob:
         for p, row in zip(pending, rows, strict=True):
             self.counts.add(row, p.size)
         self.on_progress(self.counts)
+
+
+def _patient_request(mapped) -> PatientRequest:
+    demographics = mapped.demographics
+    return PatientRequest(mapped.patient_id, demographics.family, demographics.given, demographics.birth_date,
+                          demographics.gender)
 
 
 def _outcome_row(row: JournalRow, outcome) -> JournalRow:

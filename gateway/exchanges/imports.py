@@ -1,6 +1,6 @@
 """Use-cases of a bulk import (the Infomed migration) beside `Exchange.provide_many`.
 
-- `patient_for_import`: a document's local patient id (ITI-104 fed) → the patient's SPID, or why
+- `patients_for_import`: each document's local patient id (ITI-104 fed) → the patient's SPID, or why
   its documents must wait: unknown patient, no EPR (no SPID, or never onboarded), an open identity
   review, or demographics in the document that disagree with the MPI (identity vigilance: held for a
   person to decide, never guessed).
@@ -52,16 +52,11 @@ class ImportExchange:
     def __init__(self, *, exchange: Exchange):
         self.exchange = exchange
 
-    def patient_for_import(self, *, principal: Principal, identifier: Identifier, family: str | None,
-                           given: tuple[str, ...], birth_date: str | None, gender: str | None) -> ImportPatient:
-        request = PatientRequest(identifier, family, given, birth_date, gender)
-        return self.patients_for_import(principal=principal, requests=[request])[request]
-
     def patients_for_import(self, *, principal: Principal,
                             requests: list[PatientRequest]) -> dict[PatientRequest, ImportPatient]:
         """Each request's patient, for a whole batch: the MPI is asked once for all of them
         (`resolve_many`: four statements however many patients), the onboarding policies come from
-        the policy cache. The same answers `patient_for_import` gives one by one."""
+        the policy cache."""
         if principal.role != "TCU":
             raise AccessRefused("bulk imports are made by a technical user (TCU)")
         distinct = list(dict.fromkeys(requests))

@@ -353,3 +353,21 @@ def test_the_command_refuses_bad_arguments_before_touching_anything(args, compla
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and complaint in result.output
     assert not (tmp_path / "data").exists()
+
+
+def test_only_a_technical_user_may_resolve_patients_for_an_import(tmp_path, export):
+    """The batch look-up is refused to anyone but the TCU, before the MPI is asked."""
+    from adapters.cara.model import Identifier
+    from gateway.auth.errors import AccessRefused
+    from gateway.exchanges.imports import PatientRequest
+
+    with running_gateway(tmp_path, sqlite_url(tmp_path)) as gateway:
+        feed_patients(gateway.services, export / "patients.ndjson", onboard=True)
+        imports = ImportExchange(exchange=gateway.services.exchange)
+        request = PatientRequest(Identifier("urn:oid:2.999.1", "nobody"), None, (), None, None)
+        hcp = replace(migration_principal(HCP_GLN), role="HCP", acting_for=None, purpose_of_use="NORM")
+        with pytest.raises(AccessRefused, match="technical user"):
+            imports.patients_for_import(principal=hcp, requests=[request])
+        # the TCU gets the answer: an identifier the MPI does not know holds its documents
+        answer = imports.patients_for_import(principal=migration_principal(HCP_GLN), requests=[request])
+        assert answer[request].spid is None and answer[request].hold_code == "unknown-patient"

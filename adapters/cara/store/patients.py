@@ -202,9 +202,7 @@ class DatabasePatientIndex:
 
     def get_many(self, pids: list[str] | tuple[str, ...]) -> list[PatientRecord]:
         """Records in the order of `pids` (unknown ones left out)."""
-        with self._engine.connect() as connection:
-            rows = {r.pid: r for r in connection.execute(select(patient).where(patient.c.pid.in_(pids)))}
-        return [self._open(rows[p]) for p in pids if p in rows]
+        return [record for record, _ in self.get_many_versioned(pids)]
 
     def get_many_versioned(self, pids: list[str] | tuple[str, ...]) -> list[tuple[PatientRecord, tuple[int, datetime]]]:
         """`get_many` with each record's (meta.versionId, when that version was written), as `version_of`

@@ -29,6 +29,7 @@ from consent.principal import Principal
 from gateway.auth.errors import AccessRefused
 from gateway.exchanges.documents import Exchange
 from gateway.exchanges.imports import ImportExchange, PatientRequest
+from gateway.migration.collector import collector_held_back
 from gateway.migration.journal import Journal, JournalRow
 from gateway.migration.reading import HeldSource, Prepared, map_prepared, prepared_documents
 
@@ -87,7 +88,7 @@ class MigrationJob:
             raise ValueError("two sources have the same name: the journal tells media apart by name")
         done = self.journal.rows_for(names)
         self._targets = self.journal.stored_targets()
-        with self._writing():
+        with collector_held_back(), self._writing():
             for prepared in prepared_documents(sources, self.tables, self.workers):
                 if prepared.row.source in done:
                     self.counts.skipped += 1
@@ -98,7 +99,7 @@ class MigrationJob:
     def retry(self) -> None:
         """Held documents again: mapped with today's tables, patient and targets resolved again."""
         self._targets = self.journal.stored_targets()
-        with self._writing():
+        with collector_held_back(), self._writing():
             self._retry_held()
 
     def _retry_held(self) -> None:

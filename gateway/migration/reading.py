@@ -25,6 +25,7 @@ from adapters.infomed.xdm import ebrim
 from adapters.infomed.xdm.codes import CodeTables
 from adapters.infomed.xdm.mapping import MappedDocument, Refused, document_unique_id, map_document
 from adapters.infomed.xdm.media import MediaProblem, MemberRefused, Package, open_media
+from gateway.migration.collector import collector_held_back
 from gateway.migration.journal import JournalRow
 
 CHUNK_DOCUMENTS = 64
@@ -130,20 +131,25 @@ def map_prepared(source: str, media: str, document: ebrim.RegistryObject, subset
 def _reader(paths: list[tuple[int, str]], tables: CodeTables, out) -> None:
     """A reader process: its media in order, each as chunks then an end mark, on its own queue."""
     try:
-        for index, path in paths:
-            chunk: list[Prepared] = []
-            size = 0
-            for prepared in read_media(Path(path), tables):
-                chunk.append(prepared)
-                size += prepared.size
-                if len(chunk) >= CHUNK_DOCUMENTS or size >= CHUNK_BYTES:
-                    out.put((index, chunk))
-                    chunk, size = [], 0
-            if chunk:
-                out.put((index, chunk))
-            out.put((index, _END))
+        with collector_held_back():
+            _read_into(paths, tables, out)
     except BaseException as exc:  # noqa: BLE001 - reported to the writer, which stops the run
         out.put((-1, (_FAILED, f"{type(exc).__name__}: {exc}")))
+
+
+def _read_into(paths: list[tuple[int, str]], tables: CodeTables, out) -> None:
+    for index, path in paths:
+        chunk: list[Prepared] = []
+        size = 0
+        for prepared in read_media(Path(path), tables):
+            chunk.append(prepared)
+            size += prepared.size
+            if len(chunk) >= CHUNK_DOCUMENTS or size >= CHUNK_BYTES:
+                out.put((index, chunk))
+                chunk, size = [], 0
+        if chunk:
+            out.put((index, chunk))
+        out.put((index, _END))
 
 
 class ReaderFailed(Exception):

@@ -7,7 +7,9 @@ before the answer leaves, so no emergency access happens without its notificatio
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import threading
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 
 from consent import pdp
@@ -30,6 +32,7 @@ class AccessControl:
         self.notifications = notifications
         self.provide_level_mode = provide_level_mode
         self.today = today
+        self._fresh = threading.local()  # see `read_fresh`
 
     @staticmethod
     def require_patient_context(principal: Principal, spid: str) -> None:
@@ -38,7 +41,25 @@ class AccessControl:
             raise AccessRefused("the token is bound to another patient than the one of this request")
 
     def policies(self, pid: str) -> list[Policy]:
+        fresh = getattr(self._fresh, "policies", None)
+        if fresh is not None and pid in fresh:
+            return fresh[pid]
         return self.cache.get(pid, lambda: self.store.policies_for(pid))
+
+    @contextlib.contextmanager
+    def read_fresh(self, pids: Iterable[str]):
+        """Decisions made by this thread inside the block use the policies of `pids` as stored now,
+        read together, not as this process's cache remembers them. Why: a batch (a migration's, an
+        HL7 v2 group) may be decided in another process than the one where the patient changes
+        their consent (`epr-gateway migrate` beside the gateway on the embedded default, whose
+        caches are per process without Redis): a raised provide level or a closed record must count
+        from the next batch on. Patients outside `pids` are decided as usual (cache, then store)."""
+        previous = getattr(self._fresh, "policies", None)
+        self._fresh.policies = self.store.policies_for_many(list(dict.fromkeys(pids)))
+        try:
+            yield
+        finally:
+            self._fresh.policies = previous
 
     def owner_policies(self, *, spid: str, pid: str, group: Members = ()) -> list[Policy]:
         """The policies a document of patient (`spid`, `pid`) is decided under. `group`: every patient

@@ -91,27 +91,32 @@ def authorise_many(exchange: Exchange, *, principal: Principal, submissions: Seq
     `in_flight`: the `names` of this principal's batch being stored meanwhile (a pipelined caller
     decides batch N+1 while batch N commits); the store still checks that such a target was accepted.
     Why sealing here: it is most of a document's CPU and needs no database state, so a pipelined
-    caller does it while the previous batch's transaction waits on the disk."""
+    caller does it while the previous batch's transaction waits on the disk.
+    The decisions use the batch's patients' policies read from the store for this batch, not the
+    process's cache (`AccessControl.read_fresh`: the caller may run beside the gateway)."""
     outcomes: list[BatchOutcome | None] = [None] * len(submissions)
     refusals = []  # audit records of submissions refused before the store was asked
     authorised: list[tuple[int, Submission, str]] = []
     earlier: set[tuple[str, str]] = set(in_flight)  # (MPI-PID, uniqueId) authorised above, nameable below
-    pids: dict[str, str | None] = {}  # SPID → MPI-PID within this batch: one look-up per patient
-    for index, submission in enumerate(submissions):
-        try:
-            exchange.access.require_patient_context(principal, submission.spid)
-            if submission.spid not in pids:
-                pids[submission.spid] = exchange.patients.pid_for_spid(submission.spid)
-            pid = pids[submission.spid]
-            if pid is None:
-                raise UnknownPatient(f"EPR-SPID {submission.spid} is not registered in this community",
-                                     location="List.subject.identifier")
-            stored = exchange._authorise_upload(principal, submission, pid, earlier_in_batch=frozenset(earlier))
-            authorised.append((index, stored, pid))
-            earlier.update((pid, document.entry.unique_id) for document in stored.documents)
-        except (RecordError, AccessRefused) as error:
-            outcomes[index] = BatchOutcome(submission, None, None, error)
-            refusals.append(exchange.auditor.failure_record("ITI-65", principal, error))
+    # SPID → MPI-PID within this batch (one look-up per patient); the batch is decided against the
+    # consent of these patients and of those merged with them as stored now (`read_fresh`).
+    pids = {spid: exchange.patients.pid_for_spid(spid) for spid in dict.fromkeys(s.spid for s in submissions)}
+    members = [member for pid in dict.fromkeys(pids.values()) if pid is not None
+               for member, _ in exchange.patients.record_of(pid)]
+    with exchange.access.read_fresh(members):
+        for index, submission in enumerate(submissions):
+            try:
+                exchange.access.require_patient_context(principal, submission.spid)
+                pid = pids[submission.spid]
+                if pid is None:
+                    raise UnknownPatient(f"EPR-SPID {submission.spid} is not registered in this community",
+                                         location="List.subject.identifier")
+                stored = exchange._authorise_upload(principal, submission, pid, earlier_in_batch=frozenset(earlier))
+                authorised.append((index, stored, pid))
+                earlier.update((pid, document.entry.unique_id) for document in stored.documents)
+            except (RecordError, AccessRefused) as error:
+                outcomes[index] = BatchOutcome(submission, None, None, error)
+                refusals.append(exchange.auditor.failure_record("ITI-65", principal, error))
     documents, auditor = exchange.documents, exchange.auditor
     bodies = {document.entry.entry_id: documents.seal_body(document)
               for _, stored, _ in authorised for document in stored.documents}

@@ -3,6 +3,7 @@
 import base64
 from dataclasses import replace
 
+import orjson
 import pytest
 from sqlalchemy import select
 
@@ -16,6 +17,7 @@ from consent.principal import Principal
 from functional.helpers import row_counts
 from gateway.auth.errors import AccessRefused
 from gateway.samples import pdf_document, provide_bundle
+from gateway.wiring import build_services
 
 TCU = Principal(role="TCU", user_id="infomed-migration", name="Migration", purpose_of_use="AUTO",
                 acting_for="7601000000002")
@@ -214,3 +216,36 @@ def test_a_batch_resubmitting_a_document_whose_metadata_was_updated_finds_it(gat
     assert repeat.error is None
     assert [(d.entry_id, d.created) for d in repeat.result.documents] == [(entry_id, False)]
     assert repeat.result.submission_set_id == outcome.result.submission_set_id
+
+
+def raise_provide_level(gateway, level: str) -> None:
+    """The patient replaces the onboarding provide level (203) through the gateway's FHIR face."""
+    headers = gateway.tokens.headers(gateway.tokens.patient())
+    consents = gateway.client.get("/fhir/Consent", params={"patient:identifier":
+                                  f"urn:oid:2.16.756.5.30.1.127.3.10.3|{SPID}"}, headers=headers)
+    provide = next(e["resource"] for e in consents.json()["entry"] if e["resource"]["identifier"][1]["value"] == "203")
+    provide["policyRule"]["coding"][0]["code"] = f"urn:e-health-suisse:2015:policies:provide-level:{level}"
+    updated = gateway.client.put(f"/fhir/Consent/{provide['id']}", content=orjson.dumps(provide), headers=headers)
+    assert updated.status_code == 200, updated.text
+
+
+def test_a_batch_is_decided_on_the_consent_as_stored_not_as_another_process_remembers_it(gateway):
+    """`epr-gateway migrate` beside the gateway on the embedded default: two processes over one store,
+    each with its own policy cache (no Redis). The patient raises the provide level in the gateway
+    between two batches of the other process: the next batch is stored at the raised level."""
+    gateway.register_patient()
+    beside = build_services(gateway.services.settings)  # the other process's services: caches of its own
+    try:
+        before, = beside.exchange.provide_many(principal=TCU, submissions=[submission("before")])
+        raise_provide_level(gateway, "restricted")
+        after, = beside.exchange.provide_many(principal=TCU, submissions=[submission("after")])
+    finally:
+        beside.engine.dispose()
+
+    assert before.stored.documents[0].entry.confidentiality_level == "normal"
+    assert after.stored.documents[0].entry.confidentiality_level == "restricted"
+    with gateway.services.engine.connect() as connection:
+        from adapters.cara.store.schema import document_entry
+        stored = dict(connection.execute(select(document_entry.c.unique_id, document_entry.c.confidentiality)).all())
+    assert stored == {before.stored.documents[0].entry.unique_id: "normal",
+                      after.stored.documents[0].entry.unique_id: "restricted"}

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 
 from adapters.cara.crypto import Keyring, Sealed
 from adapters.cara.errors import StaleVersion
+from adapters.cara.store.database import in_chunks
 from adapters.cara.store.schema import (
     consent_policy,
     consent_policy_deleted,
@@ -44,9 +45,6 @@ class DeletedPolicy:
     deleted_at: datetime
 
 
-_IN_CHUNK = 500  # patients per IN (...) list: well under SQLite's and psycopg's parameter limits
-
-
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
@@ -72,13 +70,12 @@ class DatabasePolicyStore:
         """`policies_for` of each of `pids` (an empty list for a patient without any), in a few IN-list
         queries: a batch's patients together."""
         found: dict[str, list[Policy]] = {pid: [] for pid in pids}
-        wanted = list(found)
         with self._engine.connect() as connection:
-            for start in range(0, len(wanted), _IN_CHUNK):
+            for chunk in in_chunks(list(found)):
                 rows = connection.execute(
                     select(consent_policy.c.patient_pid, consent_policy.c.policy_set_id, consent_policy.c.sealed_key,
                            consent_policy.c.sealed)
-                    .where(consent_policy.c.patient_pid.in_(wanted[start:start + _IN_CHUNK]))
+                    .where(consent_policy.c.patient_pid.in_(chunk))
                     .order_by(consent_policy.c.patient_pid, consent_policy.c.policy_set_id)).all()
                 for row in rows:
                     found[row.patient_pid].append(self._open(row.policy_set_id, row.patient_pid, row))

@@ -69,6 +69,15 @@ def insert_rows(connection, table: str, columns: tuple[str, ...], rows: Sequence
                                    tuple(value for row in chunk for value in row))
 
 
+IN_CHUNK = 500  # values per IN (...) list: well under SQLite's and psycopg's parameter limits
+
+
+def in_chunks(values: list, size: int = IN_CHUNK):
+    """`values` in slices of at most `size`, one IN (...) list each."""
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
 @functools.lru_cache(maxsize=512)
 def in_list(count: int) -> str:
     """`(?, ?, …)` with `count` placeholders (for `for_driver` SQL)."""

@@ -27,7 +27,7 @@ from adapters.cara.fhir_dates import fhir_instant, instant
 from adapters.cara.mhd_search import DocumentQuery, normalise_name
 from adapters.cara.model import DocumentEntry, NewDocument, Relation, Submission
 from adapters.cara.store import search_sql
-from adapters.cara.store.database import driver_datetime, for_driver, in_list, insert_rows
+from adapters.cara.store.database import driver_datetime, for_driver, in_chunks, in_list, insert_rows
 from adapters.cara.store.schema import (
     document_body,
     document_entry,
@@ -522,7 +522,6 @@ def _jsonable(value) -> dict:
 
 
 # -- many submissions in one transaction ------------------------------------------------------------
-_IN_CHUNK = 500  # values per IN (...) list: well under SQLite's and psycopg's parameter limits
 
 
 @dataclass
@@ -586,11 +585,6 @@ class BatchItem(NamedTuple):
     patient_pid: str
 
 
-def _chunks(values: list, size: int = _IN_CHUNK):
-    for start in range(0, len(values), size):
-        yield values[start:start + size]
-
-
 class _BatchProvide:
     """One batch inside one transaction. Every check a single provide makes is made here up front
     (existing copies, used submission-set uniqueIds, relation targets) in a few IN-list queries, and
@@ -626,14 +620,14 @@ class _BatchProvide:
         # Plain SQL on the driver (as `search_sql` for reads): a Core statement with an IN list is
         # compiled afresh for every batch size and costs several times what SQLite takes to answer.
         for column, values in (("unique_id", unique_ids), ("id", entry_ids)):
-            for chunk in _chunks(sorted(values)):
+            for chunk in in_chunks(sorted(values)):
                 sql = f"SELECT {_LOAD_COLUMNS} FROM document_entry WHERE {column} IN {in_list(len(chunk))}"
                 for row in self._select(sql, chunk):
                     row = _LoadedRow(*row)
                     stored = self.store._open_entry(row)
                     self.by_unique_id[row.unique_id] = _Known(row.id, row.patient_pid, stored.sha1, row.status)
                     self.by_entry_id[row.id] = row.unique_id
-        for chunk in _chunks(sorted(set_ids)):
+        for chunk in in_chunks(sorted(set_ids)):
             sql = f"SELECT unique_id FROM submission_set WHERE unique_id IN {in_list(len(chunk))}"
             self.sets_taken.update(unique_id for unique_id, in self._select(sql, chunk))
 
@@ -741,7 +735,7 @@ class _BatchProvide:
                                        (document_relation, _RELATION_COLUMNS, rows.relations)):
             if values:
                 insert_rows(self.connection, table.name, columns, values)
-        for chunk in _chunks(rows.superseded):
+        for chunk in in_chunks(rows.superseded):
             sql = f"UPDATE document_entry SET status = 'superseded' WHERE id IN {in_list(len(chunk))}"
             self.connection.exec_driver_sql(for_driver(sql, self.dialect), tuple(chunk))
 

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from adapters.cara.crypto import Keyring, Sealed
-from adapters.cara.store.database import driver_datetime, for_driver, in_list, insert_rows
+from adapters.cara.store.database import driver_datetime, for_driver, in_chunks, in_list, insert_rows
 from adapters.cara.store.schema import mllp_answer, mllp_held_message
 
 _ANSWER_COLUMNS = ("sender", "control_id", "ack_code", "ack", "answered_at")
@@ -33,7 +33,6 @@ class HeldMessage:
     raw: bytes | None = None
 
 
-_IN_CHUNK = 500  # control ids per IN (...) list
 
 
 def _now() -> datetime:
@@ -85,8 +84,7 @@ class DatabaseMessageInbox:
         found: dict[tuple[str, str], bytes] = {}
         dialect = connection.dialect.name
         for sender, control_ids in by_sender.items():
-            for start in range(0, len(control_ids), _IN_CHUNK):
-                chunk = control_ids[start:start + _IN_CHUNK]
+            for chunk in in_chunks(control_ids):
                 sql = for_driver("SELECT control_id, ack FROM mllp_answer WHERE sender = ? AND control_id IN "
                                  + in_list(len(chunk)), dialect)
                 rows = connection.exec_driver_sql(sql, (sender, *chunk)).all()

@@ -23,7 +23,7 @@ from adapters.cara import identity
 from adapters.cara.crypto import Keyring, Sealed
 from adapters.cara.errors import Conflict, InvalidInput, NotFound
 from adapters.cara.model import Identifier, OrganizationRef, PatientRecord
-from adapters.cara.store.database import for_driver, in_list
+from adapters.cara.store.database import for_driver, in_chunks, in_list
 from adapters.cara.store.link_versions import InProcessLinkVersion, LinkVersion
 from adapters.cara.store.schema import identity_review, patient, patient_identifier, patient_index, patient_link
 from adapters.cara.vocabulary import SPID_SYSTEM
@@ -56,7 +56,7 @@ class _PatientRow(NamedTuple):
     sealed: bytes
 
 
-_IN_CHUNK = 400  # values per IN (...) list
+_IN_CHUNK = 400  # pairs per IN (...) list: an identifier takes two values (system, hash)
 # The patients, each with every patient merged into it (active links), named by an open review.
 _UNDER_REVIEW = ("WITH RECURSIVE merged(root, pid) AS (SELECT pid, pid FROM patient WHERE pid IN {pids} "
                  "UNION SELECT m.root, l.retired_pid FROM patient_link l JOIN merged m ON l.surviving_pid = m.pid "
@@ -449,8 +449,7 @@ class DatabasePatientIndex:
             raw: dict[tuple[str, str], str] = {}
             if hashes:
                 pairs = sorted({(i.system, h) for i, h in hashes.items()})
-                for start in range(0, len(pairs), _IN_CHUNK):
-                    chunk = pairs[start:start + _IN_CHUNK]
+                for chunk in in_chunks(pairs, _IN_CHUNK):
                     cursor.execute(for_driver("SELECT system, value_hash, pid FROM patient_identifier WHERE "
                                               + " OR ".join(["(system = ? AND value_hash = ?)"] * len(chunk)), dialect),
                                    tuple(v for pair in chunk for v in pair))
@@ -464,8 +463,7 @@ class DatabasePatientIndex:
             pids = sorted({pid for pid in found.values() if pid})
             records: dict[str, PatientRecord] = {}
             reviewed: set[str] = set()
-            for start in range(0, len(pids), _IN_CHUNK):
-                chunk = pids[start:start + _IN_CHUNK]
+            for chunk in in_chunks(pids, _IN_CHUNK):
                 cursor.execute(for_driver(f"SELECT pid, sealed_key, sealed FROM patient WHERE pid IN "
                                           f"{in_list(len(chunk))}", dialect), tuple(chunk))
                 records.update((row[0], self._open(_PatientRow(*row))) for row in cursor.fetchall())

@@ -6,8 +6,10 @@ copies the WAL into the database file and fsyncs both: that one commit takes 15â
 without, p95 17.7 â†’ 5.1 ms). The HL7 v2 bridge's ACKs wait for their batch's commit, so the
 checkpoint lands on their latency. Here the writer's connections do no automatic checkpoint and a
 thread runs PASSIVE checkpoints, which never block the writer or readers (SQLite copies the frames
-no reader needs), so the WAL stays small. Durability is unchanged: each commit still fsyncs the WAL
-(synchronous=FULL); a checkpoint only moves committed pages into the database file.
+no reader needs), and a RESTART once the WAL is long (`_checkpoint`: without it a writer that never
+pauses keeps the WAL growing), which holds the writer for one short copy. Durability is unchanged:
+each commit still fsyncs the WAL (synchronous=FULL); a checkpoint only moves committed pages into the
+database file.
 """
 
 from __future__ import annotations

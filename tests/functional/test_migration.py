@@ -356,7 +356,7 @@ def test_the_command_refuses_bad_arguments_before_touching_anything(args, compla
 
 
 def test_only_a_technical_user_may_resolve_patients_for_an_import(tmp_path, export):
-    """The batch look-up is refused to anyone but the TCU, before the MPI is asked."""
+    """The batch look-up is refused to anyone but the TCU; the TCU gets its answer."""
     from adapters.cara.model import Identifier
     from gateway.auth.errors import AccessRefused
     from gateway.exchanges.imports import PatientRequest

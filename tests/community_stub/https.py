@@ -46,6 +46,8 @@ class StubHttpServer(ThreadingHTTPServer):
     def finish_request(self, request, client_address) -> None:
         try:
             request.settimeout(30)
+            # Without it, headers and body written apart meet the client's delayed ACK: 40 ms an answer.
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             tls = self.context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as error:  # no or an untrusted client certificate: as the platform
             self.handshake_failures.append(str(error))
@@ -91,49 +93,52 @@ class _RequestHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(length))
         headers = {k: v for k, v in self.headers.items()}
         if route is None:
-            self._send(Answer(404, "text/plain", b"no such service"))
             self.server.record(RecordedRequest("unknown", self.path, headers, body, 404, "no such service"))
+            self._send(Answer(404, "text/plain", b"no such service"))
             return
         endpoint, handler = route
         scenario = self.server.scenarios.take(endpoint)
-        status, outcome = self._serve(handler, headers.get("Content-Type"), body, scenario)
+        status, outcome, reply = self._serve(handler, headers.get("Content-Type"), body, scenario)
+        # Recorded before the answer leaves: a client that has its answer finds the request counted.
         self.server.record(RecordedRequest(endpoint, self.path, headers, body, status, outcome))
+        reply()
 
-    def _serve(self, handler: Handler, content_type, body, scenario: Scenario | None) -> tuple[int | None, str]:
+    def _serve(self, handler: Handler, content_type, body, scenario: Scenario | None):
+        """(HTTP status or None, outcome, the action that answers)."""
         if scenario is not None and scenario.kind == "slow":
             time.sleep(scenario.delay)
         elif scenario is not None and scenario.kind == "http_error":
-            self._send(Answer(scenario.status, "text/html", b"<html><body>Internal Server Error</body></html>"))
-            return scenario.status, f"scenario http_error {scenario.status}"
+            answer = Answer(scenario.status, "text/html", b"<html><body>Internal Server Error</body></html>")
+            return scenario.status, f"scenario http_error {scenario.status}", lambda: self._send(answer)
         elif scenario is not None and scenario.kind == "soap_fault":
             fault = soap_fault(scenario.text)
-            self._send(fault.answer)
-            return fault.answer.status, "scenario soap_fault"
+            return fault.answer.status, "scenario soap_fault", lambda: self._send(fault.answer)
         elif scenario is not None and scenario.kind == "reset" and not scenario.process:
-            self._reset_mid_answer(soap_fault(scenario.text).answer)
-            return None, "scenario reset (not processed)"
+            fault = soap_fault(scenario.text)
+            return None, "scenario reset (not processed)", lambda: self._reset_mid_answer(fault.answer)
         try:
             answer, outcome = handler(content_type, body)
         except Refusal as refusal:
             answer, outcome = refusal.answer, f"refused: {refusal.reason}"
         if scenario is not None and scenario.kind == "lost":
-            self._reset()
-            return None, f"scenario lost after processing ({outcome})"
+            return None, f"scenario lost after processing ({outcome})", self._reset
         if scenario is not None and scenario.kind == "reset":
-            self._reset_mid_answer(answer)
-            return None, f"scenario reset mid-answer after processing ({outcome})"
-        self._send(answer)
-        return answer.status, outcome
+            return None, f"scenario reset mid-answer after processing ({outcome})", \
+                lambda: self._reset_mid_answer(answer)
+        return answer.status, outcome, lambda: self._send(answer)
 
     def _send(self, answer: Answer) -> None:
-        self.send_response(answer.status)
+        """Status line, headers and body in one write (one TLS record run, no Nagle wait between)."""
+        self.send_response_only(answer.status)
+        self.send_header("Date", self.date_time_string())
         if answer.content_type:
             self.send_header("Content-Type", answer.content_type)
         for name, value in answer.headers:
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(answer.body)))
-        self.end_headers()
-        self.wfile.write(answer.body)
+        self._headers_buffer.append(b"\r\n")
+        self.wfile.write(b"".join(self._headers_buffer) + answer.body)
+        self._headers_buffer = []
 
     def _reset_mid_answer(self, answer: Answer) -> None:
         head = (f"HTTP/1.1 {answer.status} X\r\nContent-Type: {answer.content_type}\r\n"

@@ -58,6 +58,7 @@ class CommunityStub:
                                       repository_unique_id=repository_unique_id, codes=self.codes,
                                       keep_content=keep_content)
         self.sts = StsState()
+        self._sts_key, self._sts_certificate = self.keys.sts_private_key(), load_certificate(self.keys.sts_cert)
         self.sts.technical_users[technical_user_oid] = TechnicalUser(
             technical_user_oid, load_certificate(self.keys.technical_user_cert), {principal_gln: principal_name})
         self.mpi: dict[str, str] = {}
@@ -216,8 +217,8 @@ class CommunityStub:
         return provided.answer, "stored " + ", ".join(d.unique_id for d in provided.stored)
 
     def _sts(self, content_type, body):
-        answer, issued = handle_sts(body, state=self.sts, known_spids=set(self.mpi), sts_key=self._sts_key(),
-                                    sts_certificate=load_certificate(self.keys.sts_cert),
+        answer, issued = handle_sts(body, state=self.sts, known_spids=set(self.mpi), sts_key=self._sts_key,
+                                    sts_certificate=self._sts_certificate,
                                     home_community_id=self.home_community_id)
         return answer, f"issued {issued.assertion_id} for {issued.spid}"
 
@@ -225,8 +226,3 @@ class CommunityStub:
         answer, mpi_pid = handle_pix(body, mpi=self.mpi, assigning_authority=self.registry.assigning_authority,
                                      not_found=self.pix_not_found, receiver_oid=self.pix_receiver_oid)
         return answer, f"found {mpi_pid}" if mpi_pid else f"not found ({self.pix_not_found})"
-
-    def _sts_key(self):
-        if not hasattr(self, "_sts_private_key"):
-            self._sts_private_key = self.keys.sts_private_key()
-        return self._sts_private_key

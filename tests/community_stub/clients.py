@@ -236,6 +236,14 @@ def send_syslog(stub: CommunityStub, frames: list[bytes], *, with_certificate: b
             context.wrap_socket(raw, server_hostname="localhost") as tls:
         for frame in frames:
             tls.sendall(frame)
+        # Half-close, then read to the end: closing with the server's TLS 1.3 session tickets unread
+        # would send a TCP RST, which may discard frames the server has not read yet.
+        tls.shutdown(socket.SHUT_WR)
+        try:
+            while tls.recv(4096):
+                pass
+        except (ssl.SSLError, OSError):
+            pass
 
 
 def syslog_frame(xml: bytes, *, msg_id: str = "IHE+RFC-3881", bom: bool = False) -> bytes:

@@ -19,7 +19,7 @@ import uuid
 from lxml import etree
 
 from .fixtures import sample
-from .soap import HL7, SOAP12, WSA, Answer, soap_fault
+from .soap import HL7, SOAP12, WSA, Answer, parse_envelope, soap_fault
 
 SPID_ROOT = "2.16.756.5.30.1.127.3.10.3"
 ACTION = "urn:hl7-org:v3:PRPA_IN201309UV02"
@@ -39,13 +39,7 @@ def _recorded_response() -> bytes:
 def handle_pix(body: bytes, *, mpi: dict[str, str], assigning_authority: str, not_found: str,
                receiver_oid: str | None) -> tuple[Answer, str | None]:
     """The answer, and the MPI-PID found (None when the patient is unknown)."""
-    try:
-        envelope = etree.fromstring(body, _PARSER)
-    except etree.XMLSyntaxError as error:
-        raise soap_fault(f"request is not well-formed XML: {error}", code="Sender") from None
-    header = envelope.find(f"{{{SOAP12}}}Header")
-    if envelope.tag != f"{{{SOAP12}}}Envelope" or header is None:
-        raise soap_fault("not a SOAP 1.2 envelope with a Header", code="Sender")
+    envelope, header = parse_envelope(body, _PARSER)
     if (header.findtext(f"{{{WSA}}}Action") or "").strip() != ACTION:
         raise soap_fault(f"wsa:Action must be {ACTION}", code="Sender", subcode=(WSA, "ActionNotSupported"))
     message_id = (header.findtext(f"{{{WSA}}}MessageID") or "").strip()

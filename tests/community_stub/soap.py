@@ -7,6 +7,8 @@ import uuid
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape, quoteattr
 
+from lxml import etree
+
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
 WSA = "http://www.w3.org/2005/08/addressing"
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
@@ -109,3 +111,15 @@ def registry_failure(errors: list[RegistryError], *, relates_to: str, multipart:
 
 def _attr(value: str) -> str:
     return quoteattr(value, {'"': "&quot;"})
+
+
+def parse_envelope(body: bytes, parser: etree.XMLParser) -> tuple[etree._Element, etree._Element]:
+    """The SOAP 1.2 envelope and its Header, or the Sender fault a SOAP stack answers."""
+    try:
+        envelope = etree.fromstring(body, parser)
+    except etree.XMLSyntaxError as error:
+        raise soap_fault(f"the request is not well-formed XML: {error}", code="Sender") from None
+    header = envelope.find(f"{{{SOAP12}}}Header")
+    if envelope.tag != f"{{{SOAP12}}}Envelope" or header is None:
+        raise soap_fault("not a SOAP 1.2 envelope with a Header", code="Sender", subcode=(SOAP12, "VersionMismatch"))
+    return envelope, header

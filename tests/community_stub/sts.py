@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 
 from .mtom import assertion_span
-from .soap import HL7, SAML2, SOAP12, WSA, WSSE, WST, Answer, Refusal, soap_fault
+from .soap import HL7, SAML2, SOAP12, WSA, WSSE, WST, Answer, Refusal, parse_envelope, soap_fault
 from .xmldsig import SignatureInvalid, sign_enveloped, verify_enveloped
 
 ISSUE_ACTION = "http://docs.oasis-open.org/ws-sx/ws-trust/200512/RST/Issue"
@@ -79,12 +79,7 @@ def handle_sts(body: bytes, *, state: StsState, known_spids: set[str], sts_key: 
                sts_certificate: x509.Certificate, home_community_id: str) -> tuple[Answer, IssuedAssertion]:
     if b"<!--" in body:
         raise sts_fault("ERROR #5002: XML comments are not accepted in the request")
-    try:
-        envelope = etree.fromstring(body, PARSER)
-    except etree.XMLSyntaxError as error:
-        raise soap_fault(f"request is not well-formed XML: {error}", code="Sender") from None
-    if envelope.tag != f"{{{SOAP12}}}Envelope":
-        raise soap_fault("not a SOAP 1.2 envelope", code="Sender", subcode=(SOAP12, "VersionMismatch"))
+    envelope, _header = parse_envelope(body, PARSER)
     action = envelope.findtext(f"{{{SOAP12}}}Header/{{{WSA}}}Action")
     if (action or "").strip() != ISSUE_ACTION:
         raise soap_fault(f"wsa:Action must be {ISSUE_ACTION}", code="Sender",

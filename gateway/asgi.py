@@ -1,4 +1,4 @@
-"""ASGI entry for uvicorn workers: `uvicorn --factory gateway.http.asgi:create` (settings from EPR_*)."""
+"""ASGI entry for uvicorn workers: `uvicorn --factory gateway.asgi:create` (settings from EPR_*)."""
 
 from __future__ import annotations
 

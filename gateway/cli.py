@@ -350,7 +350,7 @@ def _refuse_in_production(settings: Settings, command: str) -> None:
 
 
 # The migration's commands (`migrate`, `infomed generate|feed`) live with the migration.
-from gateway.migration.cli import register as _register_migration  # noqa: E402
+from gateway.migration_cli import register as _register_migration  # noqa: E402
 
 _register_migration(app)
 def main(argv: list[str] | None = None) -> None:

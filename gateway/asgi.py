@@ -5,18 +5,18 @@ from __future__ import annotations
 import logging
 import sys
 
+import pydantic
 from fastapi import FastAPI
 
-from gateway.http.app import create_app
-from gateway.first_start import prepare
+from gateway.composition import create_app
+from gateway.first_start import ProductionMisconfigured, prepare
 from gateway.log_format import configure_logging, lean_records
-from gateway.settings import Settings
-from gateway.wiring import build_services
+from gateway.settings import Settings, settings_problem
+from gateway.wiring import build_runtime
 
 # With PostgreSQL the event loop shares the GIL with the audit writer thread, whose commit every
 # read's answer waits for; CPython lets a waiting thread in only every switch interval (5 ms by
-# default). 1 ms lets it in sooner: measured +17–25 % ITI-67 requests/s with that writer thread (run
-# on SQLite then); with SQLite the loop now writes itself and the setting makes no difference.
+# default). 1 ms lets it in sooner (bench/README.md, "GIL switch interval").
 GIL_SWITCH_INTERVAL_SECONDS = 0.001
 
 
@@ -26,4 +26,12 @@ def create() -> FastAPI:
     if not logging.getLogger().handlers:
         configure_logging()
     lean_records()  # uvicorn configured the handlers from LOG_CONFIG: the records' switches still apply
-    return create_app(build_services(prepare(Settings()).settings))
+    try:
+        settings = prepare(Settings()).settings
+    except pydantic.ValidationError as invalid:  # fail closed, in one line, as `epr-gateway` does
+        print(f"epr-gateway worker: {settings_problem(invalid)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except ProductionMisconfigured as misconfigured:
+        print(f"epr-gateway worker: {misconfigured}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return create_app(build_runtime(settings))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -117,3 +117,12 @@ class Settings(BaseSettings):
     @property
     def mtls_roles(self) -> frozenset[str]:
         return frozenset(r.strip() for r in self.require_mtls_for.split(",") if r.strip())
+
+
+def settings_problem(invalid: ValidationError) -> str:
+    """`EPR_PORT='notaport': Input should be a valid integer, …` — the variable, its value, the rule."""
+    problems = []
+    for error in invalid.errors()[:3]:
+        variable = "EPR_" + "_".join(str(part) for part in error["loc"]).upper()
+        problems.append(f"{variable}={error.get('input')!r}: {error['msg']}")
+    return "; ".join(problems)

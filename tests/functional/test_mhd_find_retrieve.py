@@ -124,7 +124,7 @@ def test_a_body_moved_onto_another_entry_is_never_served(gateway):
     ids = document_ids(gateway.provide(provide_bundle(spid=SPID, documents=[
         {"title": "A", "content": pdf_document("A", ["first"])},
         {"title": "B", "content": pdf_document("B", ["second"])}])).json())
-    with gateway.services.engine.begin() as connection:
+    with gateway.runtime.engine.begin() as connection:
         stolen = connection.execute(document_body.select().where(document_body.c.entry_id == ids[1])).one()
         connection.execute(update(document_body).where(document_body.c.entry_id == ids[0])
                            .values(sealed_key=stolen.sealed_key, sealed=stolen.sealed))

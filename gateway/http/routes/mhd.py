@@ -26,7 +26,7 @@ router = APIRouter(dependencies=[Depends(require_principal)])
 @router.post("/fhir/", include_in_schema=False)
 async def transaction(request: Request, principal: Principal = Depends(require_principal)) -> Response:
     body = await fhir_body(request)
-    answer = await run_use_case(request, services(request).transaction, principal=principal, body=body,
+    answer = await run_use_case(request, services(request).transactions.submit, principal=principal, body=body,
                                 base_url=base_url(request))
     return fhir_response(answer, 200)
 

@@ -322,15 +322,16 @@ def token(role: str = typer.Option(..., help="PAT, REP, HCP, ASS, TCU, DADM or P
 def _check_token_options(*, role: str, gln: str | None, purpose: str | None, spid: str | None,
                          principal_gln: str | None, user_id: str | None, ttl: int) -> None:
     """Each mistake named by its option (mint_token itself validates nothing, for tests' sake)."""
-    from gateway.auth.identifiers import PURPOSES, ROLES, gln_is_valid, spid_is_well_formed
+    from consent.roles import PATIENT, PROFESSIONALS, ROLES
+    from gateway.auth.identifiers import PURPOSES, gln_is_valid, spid_is_well_formed
 
     if role not in ROLES:
         raise typer.BadParameter(f"{role!r} is not a role; one of {', '.join(sorted(ROLES))}", param_hint="--role")
-    if role in ("HCP", "ASS") and not gln:
+    if role in PROFESSIONALS and not gln:
         raise UsageError(f"a {role} token needs --gln")
     if role == "PAT" and not spid:
         raise UsageError("a PAT token needs --spid (the patient's EPR-SPID)")
-    if role in ("REP", "TCU", "DADM", "PADM") and not user_id:
+    if role not in PROFESSIONALS | {PATIENT} and not user_id:
         raise UsageError(f"a {role} token needs --user-id")
     for option, value in (("--gln", gln), ("--principal-gln", principal_gln)):
         if value is not None and not gln_is_valid(value):

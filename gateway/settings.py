@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -11,7 +12,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EPR_", extra="ignore")
 
-    env: str = Field("development", description="'production' refuses development keys and the token command")
+    # Fail closed: only the two known values; `prod`, `Production` or a typo is refused at start (one
+    # line, exit 2) instead of running as development with development keys and sign-in.
+    env: Literal["development", "production"] = Field(
+        "development", description="'production' refuses development keys, the development sign-in and `token`")
     data_dir: Path = Path("var")
     database_url: str | None = None  # default: SQLite file in data_dir
     host: str = "127.0.0.1"

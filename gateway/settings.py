@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     mllp_tls: bool = False  # TLS with the gateway's certificate; client certificates from EPR_CLIENT_CA
     mllp_senders: Path | None = None  # the senders file; default: a DEVELOPMENT one naming the demo HCP
     # Worker processes reading and mapping document messages off the listener's GIL (0: in its thread).
-    # Off by default: on the shared 2-core machine it measured slower (no core to spare; ARCHITECTURE.md).
+    # Off by default: on the shared 2-core machine it measured slower (no core to spare; bench/README.md).
     mllp_map_processes: int = 0
     mllp_serve: bool = False  # set by `epr-gateway serve`: the app's workers also listen for MLLP
     # -- the patient's web page (/portal) --

@@ -16,7 +16,7 @@ from gateway.samples import pdf_document, provide_bundle
 BODY_MARKER = "Diagnosis-Zebra-Quokka-4711"
 FAMILY, GIVEN, LOCAL_ID = "Zwygart", "Philomena", "LOCAL-778899"
 # The SPID is not among them: the audit ledger names the patient by SPID, as the CH:ATC trail shows it
-# (see ARCHITECTURE.md); the document tables never hold it (test_no_spid_in_any_document_table).
+# (see docs/design-notes.md); the document tables never hold it (test_no_spid_in_any_document_table).
 NEEDLES = [BODY_MARKER, FAMILY, GIVEN, LOCAL_ID]
 
 

@@ -53,7 +53,7 @@ def found(response) -> set[str]:
     ({"date": "2026-03"}, {"lab"}),
     ({"author.family": "favre"}, {"discharge", "operation"}),
     ({"author.family": "FAVRE", "author.given": "Marie"}, {"operation"}),
-    ({"author.family": "Fav"}, set()),  # exact match on keyed hashes (see ARCHITECTURE.md)
+    ({"author.family": "Fav"}, set()),  # exact match on keyed hashes (see docs/design-notes.md)
 ])
 def test_find_filters_by_each_mhd_parameter(gateway, three_documents, params, expected):
     response = gateway.find(**params)

@@ -16,7 +16,7 @@ from gateway.wiring import build_runtime
 
 # With PostgreSQL the event loop shares the GIL with the audit writer thread, whose commit every
 # read's answer waits for; CPython lets a waiting thread in only every switch interval (5 ms by
-# default). 1 ms lets it in sooner (bench/README.md, "Figures behind the code").
+# default). 1 ms lets it in sooner (bench/README.md).
 GIL_SWITCH_INTERVAL_SECONDS = 0.001
 
 

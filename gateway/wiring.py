@@ -202,8 +202,8 @@ def hl7_exchange(runtime: Runtime):
 def background_checkpoints(runtime: Runtime):
     """SQLite WAL checkpoints in a thread for the duration of a bulk write (the migration), instead of
     inside its commits: the commit that passes 1,000 WAL pages would also copy them into the database
-    file and fsync it (the migration's figures with and without: bench/README.md, "Figures behind the code"). The checkpointer does
-    nothing on PostgreSQL."""
+    file and fsync it (the migration's figures with and without: bench/README.md). The checkpointer
+    does nothing on PostgreSQL."""
     from adapters.cara.store.wal_checkpoint import WalCheckpointer
 
     checkpointer = WalCheckpointer(runtime.engine)

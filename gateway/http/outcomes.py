@@ -4,7 +4,8 @@ The record's refusals (`RecordError` subclasses) map by type (`STATUS_BY_ERROR`)
 refusals are `HttpProblem`s carrying their status; `install_error_handlers` is the app's whole error
 table (a middleware that must answer before the app, e.g. the body limit, renders through
 `problem_response` too). Internal details (stack traces, SQL, key ids) go to the log; the client gets
-what it can act on. `tests/unit/test_layers.py` keeps other HTTP modules from building error answers.
+what it can act on. `tests/unit/gateway/http/test_error_table.py` keeps other HTTP modules from building
+error answers.
 """
 
 from __future__ import annotations
@@ -102,11 +103,12 @@ async def handle_record_error(_request: Request, exc: RecordError) -> Response:
 
 
 async def handle_problem(request: Request, problem: HttpProblem) -> Response:
-    """A refusal at the HTTP face (media type, size, …; `limits.BodyTooLarge` is one) is audited like any other, unless
-    authentication already recorded it; an unwritable ledger turns it into a 503."""
+    """A refusal at the HTTP face (media type, size, …; `limits.BodyTooLarge` is one) is audited like
+    any other, unless authentication already recorded it; an unwritable ledger turns it into a 503."""
     if not getattr(problem, "audited", False):
         try:
-            described = HttpProblem(problem.status, problem.code, f"{request.method} {request.url.path}: {problem.message}")
+            described = HttpProblem(problem.status, problem.code,
+                                    f"{request.method} {request.url.path}: {problem.message}")
             await run_in_threadpool(request.app.state.services.auditor.failure, "HTTP",
                                     getattr(request.state, "principal", None), described)
         except AuditUnavailable as unavailable:

@@ -1,9 +1,9 @@
 """The patient's web page, served by the gateway under /portal on the same TLS origin.
 
-`install(app, services=…, …)` (called by the composition root) adds its routes (plain Starlette routes, each behind `pages.signed_in` or in
-`PUBLIC_PATHS`), its static assets and its security headers to the gateway's app. The pages call the
-use-case layer only (`services.exchange`, `.policies`, `.trail`, `.portal`, `.metadata`): the same
-decisions and audit records as the FHIR face, no other door to the store.
+`install(app, services=…, …)`, called by the composition root, adds its routes (plain Starlette routes, each
+behind `pages.signed_in` or in `PUBLIC_PATHS`), its static assets and its security headers to the gateway's
+app. The pages call the use-case layer only (`services.exchange`, `.policies`, `.trail`, `.portal`,
+`.metadata`): the same decisions and audit records as the FHIR face, no other door to the store.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Why: by default the commit that makes the WAL pass 1,000 pages (≈ 4 MB, ~60 documents of 50 KB) also
 copies the WAL into the database file and fsyncs both: that one commit takes several times as long as
-the others (bench/README.md, "Figures behind the code"). The HL7 v2 bridge's ACKs wait for their batch's commit, so the
+the others (bench/README.md). The HL7 v2 bridge's ACKs wait for their batch's commit, so the
 checkpoint lands on their latency. Here the writer's connections do no automatic checkpoint and a
 thread runs PASSIVE checkpoints, which never block the writer or readers (SQLite copies the frames
 no reader needs), and a RESTART once the WAL is long (`_checkpoint`: without it a writer that never

@@ -43,8 +43,8 @@ async def update_document_reference(entry_id: str, request: Request,
 
 # The three reads are the gateway's hottest exchanges: plain Starlette routes behind the same door
 # (`authenticated`), without FastAPI's per-request dependency solving and route walk (a fair share
-# of a search's time in process: bench/README.md, "Figures behind the code"). The middleware and error handlers are the app's,
-# as for every route; the deny-by-default test checks these are guarded too.
+# of a search's time in process: bench/README.md). The middleware and error handlers are the
+# app's, as for every route; the deny-by-default test checks these are guarded too.
 async def find_document_references(request: Request, principal: Principal) -> Response:
     """ITI-67 Find Document References."""
     bundle = await run_use_case(request, services(request).exchange.find, inline=True, principal=principal,

@@ -86,5 +86,6 @@ def provide(services, *, title: str = "Discharge letter", spid: str = SPID, prin
     bundle = provide_bundle(spid=spid, author_role=principal.role, documents=[
         {"title": title, "content": pdf_document(title, [title]), "confidentiality": confidentiality}])
     answer = services.transactions.submit(principal=principal, body=orjson.dumps(bundle), base_url=BASE)
-    [location] = [e["response"]["location"] for e in answer["entry"] if "/DocumentReference/" in e["response"]["location"]]
+    locations = [e["response"]["location"] for e in answer["entry"]]
+    [location] = [where for where in locations if "/DocumentReference/" in where]
     return location.split("/DocumentReference/")[1].split("/")[0]

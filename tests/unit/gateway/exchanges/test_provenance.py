@@ -25,7 +25,8 @@ def document(role: str | None):
 def test_the_role_and_submitter_are_the_principals(sent):
     stored = with_provenance(TCU, document(sent))
 
-    assert (stored.entry.original_provider_role.system, stored.entry.original_provider_role.code) == (ROLE_SYSTEM, "TCU")
+    role = stored.entry.original_provider_role
+    assert (role.system, role.code) == (ROLE_SYSTEM, "TCU")
     assert stored.entry.submitter == Submitter(role="TCU", user_id="infomed-migration", acting_for=TCU.acting_for)
     assert submitter_of(HCP) == Submitter(role="HCP", user_id=HCP.user_id, acting_for=None)
 

@@ -135,15 +135,15 @@ def prepare_data(data_dir: Path, database_url: str | None) -> dict[str, str]:
     from gateway.demo import DEMO_LOCAL_SYSTEM, load_demo_data
     from gateway.first_start import prepare
     from gateway.settings import Settings
-    from gateway.wiring import build_services
+    from gateway.wiring import build_runtime
 
     env = {"EPR_DATA_DIR": str(data_dir), "EPR_DEMO_DATA": "false"}
     if database_url:
         env["EPR_DATABASE_URL"] = database_url
     settings = prepare(Settings(data_dir=data_dir, database_url=database_url)).settings
-    services = build_services(settings)
-    load_demo_data(services.exchange, services.policies, base_url="https://127.0.0.1:8443/fhir")
-    services.engine.dispose()
+    runtime = build_runtime(settings)
+    load_demo_data(runtime.services.exchange, runtime.services.policies, base_url="https://127.0.0.1:8443/fhir")
+    runtime.close()
     return {**env, "EPR_MLLP_SENDERS": str(settings.mllp_senders), "_local_system": DEMO_LOCAL_SYSTEM}
 
 

@@ -463,9 +463,9 @@ def token_verification_cost(settings, mint, rounds: int = 200) -> dict[str, Any]
     """In-process cost of IUA token verification: `first` for a token never seen (signature checked),
     `repeat` for the same token again (what a client re-using its token pays if the verifier caches)."""
     try:
-        from gateway.wiring import build_services
+        from gateway.wiring import build_runtime
 
-        verifier = build_services(settings).verifier
+        verifier = build_runtime(settings).verifier
         fresh = [mint() for _ in range(rounds + 1)]  # distinct jti: each is new to the verifier
         verifier.verify(fresh.pop())
         started = time.perf_counter()

@@ -77,18 +77,19 @@ def phase_migrate(export: Path, data_dir: Path, database_url: str | None, batch:
     from gateway.migration.job import MigrationJob, migration_principal
     from gateway.migration.journal import Journal
     from gateway.settings import Settings
-    from gateway.wiring import background_checkpoints, build_services
+    from gateway.wiring import background_checkpoints, build_runtime
 
     settings = prepare(Settings(data_dir=data_dir, database_url=database_url, demo_data=False)).settings
-    services = build_services(settings)
+    runtime = build_runtime(settings)
+    services = runtime.services
     feed_started = time.perf_counter()
     fed = feed_patients(services, export / "patients.ndjson", onboard=True)
     feed_seconds = time.perf_counter() - feed_started
     job = MigrationJob(exchange=services.exchange, imports=ImportExchange(exchange=services.exchange),
-                       journal=Journal(engine=services.engine, keyring=services.keyring), tables=CodeTables.load(),
+                       journal=Journal(engine=runtime.engine, keyring=runtime.keyring), tables=CodeTables.load(),
                        principal=migration_principal(GLN), batch=batch, workers=workers)
     started, cpu = time.perf_counter(), cpu_seconds()
-    with background_checkpoints(services):  # as `epr-gateway migrate` runs it
+    with background_checkpoints(runtime):  # as `epr-gateway migrate` runs it
         job.run(media(export))
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "cpu_seconds": cpu_seconds() - cpu, "documents": job.counts.documents,

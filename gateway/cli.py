@@ -15,7 +15,7 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer 0.29 carries its own click
 
 from gateway.log_format import configure_logging
-from gateway.settings import Settings
+from gateway.settings import Settings, settings_problem
 
 app = typer.Typer(help="Gateway from the Valais health network into the intercantonal EPR.", no_args_is_help=True)
 keys_app = typer.Typer(help="Key-encryption keys of the document store.", no_args_is_help=True)
@@ -30,7 +30,7 @@ def serve(workers: int = typer.Option(None, help="worker processes (default EPR_
     from adapters.cara.store.database import make_engine, migrate
     from gateway.http import server
     from gateway.first_start import prepare
-    from gateway.wiring import build_services
+    from gateway.wiring import build_runtime
 
     configure_logging()
     prepared = prepare(Settings())
@@ -44,7 +44,9 @@ def serve(workers: int = typer.Option(None, help="worker processes (default EPR_
                    f"{error.strerror or error}", err=True)
         raise typer.Exit(1) from None
     if not settings.is_production:
-        _welcome(prepared, build_services(settings))
+        runtime = build_runtime(settings)
+        _welcome(prepared, runtime.services)
+        runtime.close()
         _write_running_note(settings)
     # HL7 v2 over MLLP beside HTTPS: each worker's app starts the listener (EPR_MLLP_*).
     settings = settings.model_copy(update={"mllp_serve": True})
@@ -80,14 +82,14 @@ def bridge(ctx: typer.Context, port: int = typer.Option(None, help="MLLP port (d
     import asyncio
 
     from gateway.first_start import prepare
-    from gateway.wiring import build_services, mllp_listener
+    from gateway.wiring import build_runtime, mllp_listener
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = prepare(Settings()).settings
-    services = build_services(settings)
+    runtime = build_runtime(settings)
 
     async def run() -> None:
-        listener = mllp_listener(services, port=port)
+        listener = mllp_listener(runtime, port=port)
         host, bound = await listener.start()
         typer.echo(f"MLLP (HL7 v2) on {host}:{bound}{' with TLS' if settings.mllp_tls else ''};"
                    f" senders file {settings.mllp_senders}", err=True)
@@ -95,7 +97,7 @@ def bridge(ctx: typer.Context, port: int = typer.Option(None, help="MLLP port (d
             await asyncio.Event().wait()
         finally:
             await listener.stop()
-            services.auditor.ledger.checkpoint()
+            runtime.ledger.checkpoint()
 
     try:
         asyncio.run(run())
@@ -105,9 +107,9 @@ def bridge(ctx: typer.Context, port: int = typer.Option(None, help="MLLP port (d
 
 def _bridge_use_case():
     from gateway.first_start import prepare
-    from gateway.wiring import build_services, hl7_exchange
+    from gateway.wiring import build_runtime, hl7_exchange
 
-    return hl7_exchange(build_services(prepare(Settings()).settings))
+    return hl7_exchange(build_runtime(prepare(Settings()).settings))
 
 
 @bridge_app.command("held")
@@ -320,15 +322,16 @@ def token(role: str = typer.Option(..., help="PAT, REP, HCP, ASS, TCU, DADM or P
 def _check_token_options(*, role: str, gln: str | None, purpose: str | None, spid: str | None,
                          principal_gln: str | None, user_id: str | None, ttl: int) -> None:
     """Each mistake named by its option (mint_token itself validates nothing, for tests' sake)."""
-    from gateway.auth.identifiers import PURPOSES, ROLES, gln_is_valid, spid_is_well_formed
+    from consent.roles import PATIENT, PROFESSIONALS, ROLES
+    from gateway.auth.identifiers import PURPOSES, gln_is_valid, spid_is_well_formed
 
     if role not in ROLES:
         raise typer.BadParameter(f"{role!r} is not a role; one of {', '.join(sorted(ROLES))}", param_hint="--role")
-    if role in ("HCP", "ASS") and not gln:
+    if role in PROFESSIONALS and not gln:
         raise UsageError(f"a {role} token needs --gln")
     if role == "PAT" and not spid:
         raise UsageError("a PAT token needs --spid (the patient's EPR-SPID)")
-    if role in ("REP", "TCU", "DADM", "PADM") and not user_id:
+    if role not in PROFESSIONALS | {PATIENT} and not user_id:
         raise UsageError(f"a {role} token needs --user-id")
     for option, value in (("--gln", gln), ("--principal-gln", principal_gln)):
         if value is not None and not gln_is_valid(value):
@@ -349,8 +352,8 @@ def _refuse_in_production(settings: Settings, command: str) -> None:
         raise typer.Exit(2)
 
 
-# The migration's commands (`migrate`, `infomed generate|feed`) live with the migration.
-from gateway.migration.cli import register as _register_migration  # noqa: E402
+# The migration's commands (`migrate`, `infomed generate|feed`) are in their own module of the root.
+from gateway.migration_cli import register as _register_migration  # noqa: E402
 
 _register_migration(app)
 def main(argv: list[str] | None = None) -> None:
@@ -380,11 +383,3 @@ def main(argv: list[str] | None = None) -> None:
         code = 1
     sys.exit(code if isinstance(code, int) else 0)
 
-
-def settings_problem(invalid: pydantic.ValidationError) -> str:
-    """`EPR_PORT='notaport': Input should be a valid integer, …` — the variable, its value, the rule."""
-    problems = []
-    for error in invalid.errors()[:3]:
-        variable = "EPR_" + "_".join(str(part) for part in error["loc"]).upper()
-        problems.append(f"{variable}={error.get('input')!r}: {error['msg']}")
-    return "; ".join(problems)

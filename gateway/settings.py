@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EPR_", extra="ignore")
 
-    env: str = Field("development", description="'production' refuses development keys and the token command")
+    # Fail closed: only the two known values; `prod`, `Production` or a typo is refused at start (one
+    # line, exit 2) instead of running as development with development keys and sign-in.
+    env: Literal["development", "production"] = Field(
+        "development", description="'production' refuses development keys, the development sign-in and `token`")
     data_dir: Path = Path("var")
     database_url: str | None = None  # default: SQLite file in data_dir
     host: str = "127.0.0.1"
@@ -60,7 +64,7 @@ class Settings(BaseSettings):
     mllp_tls: bool = False  # TLS with the gateway's certificate; client certificates from EPR_CLIENT_CA
     mllp_senders: Path | None = None  # the senders file; default: a DEVELOPMENT one naming the demo HCP
     # Worker processes reading and mapping document messages off the listener's GIL (0: in its thread).
-    # Off by default: on the shared 2-core machine it measured slower (no core to spare; ARCHITECTURE.md).
+    # Off by default: on the shared 2-core machine it measured slower (no core to spare; bench/README.md).
     mllp_map_processes: int = 0
     mllp_serve: bool = False  # set by `epr-gateway serve`: the app's workers also listen for MLLP
     # -- the patient's web page (/portal) --
@@ -117,3 +121,12 @@ class Settings(BaseSettings):
     @property
     def mtls_roles(self) -> frozenset[str]:
         return frozenset(r.strip() for r in self.require_mtls_for.split(",") if r.strip())
+
+
+def settings_problem(invalid: ValidationError) -> str:
+    """`EPR_PORT='notaport': Input should be a valid integer, …` — the variable, its value, the rule."""
+    problems = []
+    for error in invalid.errors()[:3]:
+        variable = "EPR_" + "_".join(str(part) for part in error["loc"]).upper()
+        problems.append(f"{variable}={error.get('input')!r}: {error['msg']}")
+    return "; ".join(problems)

@@ -16,12 +16,13 @@ from starlette.testclient import TestClient
 
 from consent.principal import Principal
 from consent.ppqm import IDENTIFIER_TYPE_SYSTEM as PPQM_IDENTIFIER_TYPES
-from gateway.http.app import create_app
+from gateway.composition import create_app
 from gateway.auth.dev_issuer import mint_token
 from gateway.first_start import dev_issuer_url, prepare
 from gateway.samples import patient_feed
 from gateway.settings import Settings
-from gateway.wiring import Services, build_services
+from gateway.exchanges.services import Services
+from gateway.wiring import Runtime, build_runtime
 
 SPID = "761337610411353650"
 OTHER_SPID = "761337610499999991"
@@ -85,9 +86,13 @@ class Tokens:
 @dataclass
 class Gateway:
     client: TestClient
-    services: Services
+    runtime: Runtime  # what the composition root built: infrastructure (engine, keyring, ledger, …) and services
     tokens: Tokens
     data_dir: Path
+
+    @property
+    def services(self) -> Services:
+        return self.runtime.services
 
     def as_hcp(self) -> dict[str, str]:
         return self.tokens.headers(self.tokens.hcp())
@@ -164,12 +169,12 @@ def make_settings(data_dir: Path, database_url: str, **overrides) -> Settings:
 def running_gateway(tmp_path: Path, database_url: str, **overrides):
     data_dir = tmp_path / "data"
     settings = prepare(make_settings(data_dir, database_url, **overrides)).settings
-    services = build_services(settings)
+    runtime = build_runtime(settings)
     try:
-        with TestClient(create_app(services), base_url="https://testserver") as client:
-            yield Gateway(client, services, Tokens(settings), data_dir)
+        with TestClient(create_app(runtime), base_url="https://testserver") as client:
+            yield Gateway(client, runtime, Tokens(settings), data_dir)
     finally:
-        services.engine.dispose()
+        runtime.close()
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from adapters.cara.store.patients import DatabasePatientIndex
 from adapters.cara.vocabulary import CONFIDENTIALITY_RANK
 from consent.pdp import Decision
 from consent.principal import Principal
+from consent.roles import IDENTITY_FEEDERS
 from gateway.exchanges.access import AccessControl
 from gateway.exchanges.auditing import Auditor, audited
 from gateway.auth.errors import AccessRefused
@@ -43,7 +44,6 @@ from gateway.exchanges.search_pages import NoSearchPages, SearchPages
 RENDERED_CACHED = 5_000
 PARSED_FINDS_CACHED = 5_000
 # Who may feed identities (ITI-104): systems and professionals, not patients or representatives.
-IDENTITY_FEEDERS = frozenset({"HCP", "ASS", "TCU", "PADM", "DADM"})
 
 
 @dataclass(frozen=True)

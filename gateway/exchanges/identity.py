@@ -22,14 +22,12 @@ from adapters.cara.model import Identifier, PatientRecord
 from adapters.cara.store.patients import DatabasePatientIndex, IdentityReview
 from adapters.cara.vocabulary import SPID_SYSTEM
 from consent.principal import Principal
+from consent.roles import IDENTITY_READERS, MERGERS, REVIEWERS
 from gateway.exchanges.access import AccessControl
 from gateway.exchanges.auditing import Auditor, audited
 from gateway.auth.errors import AccessRefused
 from gateway.exchanges.search_pages import NoSearchPages, SearchPages
 
-IDENTITY_READERS = frozenset({"HCP", "ASS", "TCU", "DADM", "PADM"})
-MERGERS = frozenset({"DADM", "PADM", "TCU"})
-REVIEWERS = frozenset({"DADM", "PADM"})
 PIX_PARAMS = ("sourceIdentifier", "targetSystem")
 
 

@@ -35,14 +35,12 @@ from adapters.cara.store.documents import DatabaseDocumentStore, MetadataVersion
 from adapters.cara.store.patients import DatabasePatientIndex
 from consent.pdp import LEVELS
 from consent.principal import Principal
+from consent.roles import PATIENT_SIDE, PROFESSIONAL_AUTHORS, PROFESSIONALS
 from gateway.exchanges.access import AccessControl
 from gateway.exchanges.auditing import Auditor, audited
 from gateway.auth.errors import AccessRefused
 from gateway.exchanges.search_pages import NoSearchPages, SearchPages
 
-PATIENT_SIDE = frozenset({"PAT", "REP"})
-PROFESSIONALS = frozenset({"HCP", "ASS"})
-PROFESSIONAL_AUTHORS = frozenset({"HCP", "ASS", "TCU"})
 PROFILE_UPDATE_REQUEST = "http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/ch-mhd-1-updatedocumentmetadatatransactionrequest"
 PROFILE_UPDATE_RESPONSE = ("http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/"
                            "ch-mhd-1-updatedocumentmetadatatransactionresponse")

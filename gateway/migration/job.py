@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from adapters.cara.errors import Conflict, ProfileViolation, RecordError, UnknownPatient
+from adapters.cara.errors import Conflict, RecordError, UnknownPatient, UnknownRelationTarget
 from adapters.cara.model import Submission
 from adapters.infomed.xdm import ebrim
 from adapters.infomed.xdm.codes import CodeTables
@@ -249,7 +249,7 @@ def _outcome_row(row: JournalRow, outcome) -> JournalRow:
                        reason=None if created else "the same uniqueId with the same bytes is already in the record")
     error = outcome.error
     reason = getattr(error, "message", None) or getattr(error, "reason", None) or type(error).__name__
-    if isinstance(error, ProfileViolation) and "relatesTo" in (error.issues[0].location or ""):
+    if isinstance(error, UnknownRelationTarget):
         return replace(row, outcome="held", reason_code=RELATION_TARGET, reason=reason, replaces=None)
     if isinstance(error, AccessRefused):
         return replace(row, outcome="held", reason_code="access-refused", reason=reason, replaces=None)

@@ -37,13 +37,16 @@ environment = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=se
 
 
 class Portal:
-    """The portal's own state, kept on the app: sessions, the directory, the OIDC client."""
+    """The portal's own state, kept on the app: the use-cases, sessions, the directory, the OIDC client,
+    whether the development sign-in is offered (never in production) and the demo patient it proposes."""
 
-    def __init__(self, *, services, sessions: Sessions, directory, oidc):
+    def __init__(self, *, services, sessions: Sessions, directory, oidc, dev_sign_in: bool, demo_spid: str):
         self.services = services
         self.sessions = sessions
         self.directory = directory
         self.oidc = oidc
+        self.dev_sign_in = dev_sign_in
+        self.demo_spid = demo_spid
 
 
 def portal(request: Request) -> Portal:
@@ -84,7 +87,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         _=gettext, gettext=gettext, ngettext=translations.ngettext, lang=lang, languages=i18n.NAMES,
         session=session, csrf_field=csrf_field, date=lambda v: i18n.format_date(v, lang),
         datetime=lambda v: i18n.format_datetime(v, lang), path=request.url.path,
-        dev_sign_in=not portal(request).services.settings.is_production, **context)
+        dev_sign_in=portal(request).dev_sign_in, **context)
     return HTMLResponse(body, status_code=status)
 
 

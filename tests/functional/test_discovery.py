@@ -78,7 +78,7 @@ def test_the_statement_names_the_actors_the_guide_and_the_security(tmp_path):
                                                 "token_endpoint": "https://iam.example/token",
                                                 "authorization_endpoint": "https://iam.example/authorize"}]}))
     with running_gateway(tmp_path, sqlite_url(tmp_path)) as gateway:
-        gateway.services.settings.trusted_issuers = issuers
+        gateway.runtime.settings.trusted_issuers = issuers
         statement = gateway.client.get("/fhir/metadata").json()
         smart = gateway.client.get("/.well-known/smart-configuration")
 

@@ -23,7 +23,7 @@ def bridge(tmp_path):
     senders = senders_file(tmp_path)
     with running_gateway(tmp_path, sqlite_url(tmp_path), mllp_senders=senders) as gateway:
         gateway.register_patient()
-        with running_listener(gateway.services) as address:
+        with running_listener(gateway.runtime) as address:
             yield gateway, address, tmp_path
 
 
@@ -38,7 +38,7 @@ def send(address, message: bytes) -> bytes:
 def held(gateway) -> list[tuple[str, str, str]]:
     from gateway.wiring import hl7_exchange
 
-    return [(m.control_id, m.reason, m.sender) for m in hl7_exchange(gateway.services).held_messages()]
+    return [(m.control_id, m.reason, m.sender) for m in hl7_exchange(gateway.runtime).held_messages()]
 
 
 def found(gateway, spid: str) -> set[str]:
@@ -126,7 +126,7 @@ def test_bridge_held_lists_and_bridge_retry_releases_what_nothing_else_released(
     put_patient(gateway, conflicting, "L-1")
     [review] = gateway.services.exchange.patients.open_reviews()
     send(address, mdm(control_id="C-1", unique_id="urn:oid:2.25.931").encode())
-    settings = gateway.services.settings
+    settings = gateway.runtime.settings
     for name, value in (("EPR_DATA_DIR", settings.data_dir), ("EPR_DATABASE_URL", settings.database_url),
                         ("EPR_MLLP_SENDERS", settings.mllp_senders), ("EPR_DEMO_DATA", "false")):
         monkeypatch.setenv(name, str(value))

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from adapters.cara.crypto import DecryptionFailed, Keyring, Sealed
-from adapters.cara.errors import Conflict, IntegrityFailure, ProfileViolation, RecordError
+from adapters.cara.errors import Conflict, IntegrityFailure, RecordError, UnknownRelationTarget
 from adapters.cara.fhir_dates import fhir_instant, instant
 from adapters.cara.mhd_search import DocumentQuery, normalise_name
 from adapters.cara.model import DocumentEntry, NewDocument, Relation, Submission
@@ -407,11 +407,10 @@ def _stored_time(value: datetime | str) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
-def unknown_relation_target(key: str) -> ProfileViolation:
+def unknown_relation_target(key: str) -> UnknownRelationTarget:
     """The one answer for a relation target that does not exist, is another patient's, or may not be
-    named by the submitter: the same status and words, so the answer reveals nothing (no oracle)."""
-    return ProfileViolation(f"relatesTo target {key} is not a document of this patient",
-                            location="DocumentReference.relatesTo.target")
+    named by the submitter (see `UnknownRelationTarget`)."""
+    return UnknownRelationTarget(key)
 
 
 # -- CH:MHD-1 ----------------------------------------------------------------------------------
@@ -690,8 +689,7 @@ class _BatchProvide:
         unique_id = self.by_entry_id.get(key) if pending.target_entry_id else key
         known = (accepted.get(unique_id) or self.by_unique_id.get(unique_id)) if unique_id else None
         if known is None or known.patient_pid != patient_pid:
-            raise ProfileViolation(f"relatesTo target {key} is not a document of this patient",
-                                   location="DocumentReference.relatesTo.target")
+            raise UnknownRelationTarget(key)
         if pending.code == "replaces":
             if known.status != "current" or known.entry_id in replaced_here:
                 status = "superseded" if known.entry_id in replaced_here else known.status

@@ -1,6 +1,7 @@
 """`epr-gateway migrate …` and `epr-gateway infomed …`: the migration's commands (registered by
-gateway/cli.py). Every command builds the same services as the server (same EPR_* settings) and acts
-through the use-case layer; none of them opens the record's tables itself."""
+gateway/cli.py; part of the composition root, since they build the parts). Every command builds the
+same services as the server (same EPR_* settings) and acts through the use-case layer; none of them
+opens the record's tables itself (the migration's journal is the migration face's own table)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ infomed_app = typer.Typer(help="The Infomed platform's exports: a synthetic one,
 SUBCOMMANDS = ("status", "retry", "verify")
 
 
-def _services():
+def _runtime():
     from gateway.first_start import prepare
     from gateway.settings import Settings
-    from gateway.wiring import build_services
+    from gateway.wiring import build_runtime
 
-    return build_services(prepare(Settings()).settings)
+    return build_runtime(prepare(Settings()).settings)
 
 
 def _principal(as_gln: str | None):
@@ -81,8 +82,9 @@ def _run(paths, principal, tables, *, retry: bool, report_file, workers, batch, 
     from gateway.migration.report import build_report, summary
     from gateway.wiring import background_checkpoints
 
-    services = _services()
-    journal = Journal(engine=services.engine, keyring=services.keyring)
+    runtime = _runtime()
+    services = runtime.services
+    journal = Journal(engine=runtime.engine, keyring=runtime.keyring)
     view = MigrationProgress(None if retry else estimate_documents(paths)) if show else None
     job = MigrationJob(exchange=services.exchange, imports=ImportExchange(exchange=services.exchange),
                        journal=journal, tables=tables, principal=principal, batch=batch, workers=workers,
@@ -90,7 +92,7 @@ def _run(paths, principal, tables, *, retry: bool, report_file, workers, batch, 
     if view:
         view.__enter__()
     try:
-        with background_checkpoints(services):
+        with background_checkpoints(runtime):
             if retry:
                 media = {source.split("/", 1)[0] for source, _, _ in journal.held_summary()}
                 job.retry()
@@ -112,8 +114,8 @@ def _run(paths, principal, tables, *, retry: bool, report_file, workers, batch, 
 def _status() -> None:
     from gateway.migration.journal import Journal
 
-    services = _services()
-    held = Journal(engine=services.engine, keyring=services.keyring).held_summary()
+    runtime = _runtime()
+    held = Journal(engine=runtime.engine, keyring=runtime.keyring).held_summary()
     by_reason: dict[str, int] = {}
     for _, code, _ in held:
         by_reason[code] = by_reason.get(code, 0) + 1
@@ -129,10 +131,10 @@ def _verify(paths, principal) -> None:
     from gateway.exchanges.imports import ImportExchange
     from gateway.migration.journal import Journal
 
-    services = _services()
-    journal = Journal(engine=services.engine, keyring=services.keyring)
+    runtime = _runtime()
+    journal = Journal(engine=runtime.engine, keyring=runtime.keyring)
     rows = journal.rows_for(p.name for p in paths)
-    imports = ImportExchange(exchange=services.exchange)
+    imports = ImportExchange(exchange=runtime.services.exchange)
     checked = 0
     for path in paths:
         for item in open_media(path):
@@ -182,7 +184,7 @@ def feed(file: Path = typer.Argument(..., help="patients.ndjson: one ITI-104 Pat
     """Feed the export's patients through ITI-104 (as the migration's technical user)."""
     from gateway.migration.feed import feed_patients
 
-    counts = feed_patients(_services(), file, onboard=onboard)
+    counts = feed_patients(_runtime().services, file, onboard=onboard)
     typer.echo(", ".join(f"{n} {what}" for what, n in counts.items()))
 
 

@@ -28,7 +28,7 @@ OTHER_SPID = "761337610499999991"
 LOCAL_SYSTEM = "urn:oid:2.16.756.5.30.1.999.2.1"
 HCP_GLN = "7601000000002"
 SEARCH = "urn:oid:2.16.756.5.30.1.127.3.10.3|"
-from official_examples import FIXTURES, examples_expected  # noqa: E402  (one place decides skip or fail)
+from official_examples import FIXTURES, examples_expected, is_example, require_examples  # noqa: E402  (one place decides skip or fail)
 
 
 def postgres_url() -> str:
@@ -196,3 +196,32 @@ def pytest_report_header(config):
         return f"official examples: {FIXTURES}"
     then = "their absence fails (CI or EPR_FIXTURES set)" if examples_expected() else "their tests skip"
     return f"official examples: not found at {FIXTURES}; {then} (set EPR_FIXTURES to their folder)"
+
+
+
+# The README's rule for every test that reads the official examples, whether or not it asked
+# `require_examples` first: a file missing under FIXTURES skips the test with one line (and fails it
+# under CI or EPR_FIXTURES), in the test's fixtures as in its body.
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    try:
+        return (yield)
+    except FileNotFoundError as error:
+        _require_missing_example(error)
+        raise
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    try:
+        return (yield)
+    except FileNotFoundError as error:
+        _require_missing_example(error)
+        raise
+
+
+def _require_missing_example(error: FileNotFoundError) -> None:
+    """Skips (or fails, where the examples are expected) when `error` is about an official example."""
+    if is_example(error.filename):
+        path = Path(error.filename)
+        require_examples(path.parent, (path.name,))

@@ -20,7 +20,9 @@ from gateway.http.limits import BodySizeLimit, BodyTooLarge
 from gateway import portal
 from gateway.http.rest_conventions import RestConventions, allowed_methods
 from gateway.http.routes import audit, consents, meta, mhd, patients
+from gateway.http.no_store import PatientDataNotStored
 from gateway.http.trace import TraceContext
+from gateway.http.trailing_slash import slash_redirect
 from gateway.wiring import Services, audit_witness, siem_shipper
 
 
@@ -61,6 +63,7 @@ def create_app(services: Services) -> FastAPI:
                   openapi_url="/openapi.json" if docs else None, swagger_ui_oauth2_redirect_url=None,
                   lifespan=lifespan)
     app.state.services = services
+    app.router.redirect_slashes = False  # it would redirect to the Host header's site: see trailing_slash
     app.router.routes[:0] = mhd.reads  # first: the hottest routes are matched before any other
     app.include_router(meta.router)
     app.include_router(mhd.router)
@@ -80,6 +83,7 @@ def create_app(services: Services) -> FastAPI:
         _describe_plain_routes(app)
     app.add_middleware(RestConventions)  # innermost: sees the request after the body limit, as routes do
     app.add_middleware(BodySizeLimit, max_bytes=services.settings.max_body_bytes)
+    app.add_middleware(PatientDataNotStored)
     app.add_middleware(TraceContext)
     app.add_middleware(AccessLog)
     add_transport_middlewares(app, services.settings)
@@ -141,6 +145,9 @@ async def _bad_request(_request, exc: RequestValidationError):
 
 
 async def _not_found(request, _exc):
+    redirect = slash_redirect(request)
+    if redirect is not None:
+        return redirect
     message = f"no such resource or interaction: {request.method} {request.url.path}"
     return outcomes.fhir_response(outcomes.operation_outcome([Issue(message)], code="not-found"), 404)
 

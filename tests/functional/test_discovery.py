@@ -84,6 +84,8 @@ def test_the_statement_names_the_actors_the_guide_and_the_security(tmp_path):
 
     CapabilityStatement.model_validate(statement)
     assert statement["instantiates"] == list(INSTANTIATES)
+    assert "http://fhir.ch/ig/ch-epr-fhir/CapabilityStatement/PatientAuditRecordRepositoryCapabilityStatement" in \
+        statement["instantiates"]  # CH:ATC's actor (ITI-81), not the ATNA repository the gateway is not
     assert statement["implementationGuide"] == [IMPLEMENTATION_GUIDE]
     assert statement["rest"][0]["security"]["extension"] == [{"url": OAUTH_URIS, "extension": [
         {"url": "authorize", "valueUri": "https://iam.example/authorize"},
@@ -98,6 +100,9 @@ def test_the_statement_names_the_actors_the_guide_and_the_security(tmp_path):
 
 def test_smart_configuration_is_public_and_names_the_scopes(sqlite_gateway):
     smart = sqlite_gateway.client.get("/.well-known/smart-configuration")
+    at_base = sqlite_gateway.client.get("/fhir/.well-known/smart-configuration")  # where SMART clients look
+
+    assert (at_base.status_code, at_base.json()) == (200, smart.json())
 
     assert smart.status_code == 200
     assert smart.json()["issuer"].endswith("/dev-issuer")

@@ -52,7 +52,7 @@ def capability_statement(routes, *, base: str, date: str, version: str, oauth: d
     resources: dict[str, dict[str, Any]] = {}
     system: dict[str, str] = {}
     for route in every_route(routes):
-        if route.path.startswith("/fhir") and route.path != "/fhir/metadata":
+        if route.path.startswith("/fhir") and route.path != "/fhir/metadata" and "/.well-known/" not in route.path:
             for method in sorted((route.methods or set()) - {"HEAD"}):
                 _declare(route, method, resources, system)
     rest: dict[str, Any] = {

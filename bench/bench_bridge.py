@@ -34,7 +34,8 @@ for path in (ROOT, BENCH):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from bench_mhd import free_port, make_pdf, start_process, stop_process, tail, tree_cpu_seconds  # noqa: E402
+from bench_mhd import free_port, make_pdf, tail, tree_cpu_seconds  # noqa: E402
+from processes import start_process, stop_on_signals, stop_process  # noqa: E402
 
 READY_TIMEOUT_S = 90.0
 START, END = b"\x0b", b"\x1c\x0d"
@@ -148,6 +149,7 @@ def prepare_data(data_dir: Path, database_url: str | None) -> dict[str, str]:
 
 
 def main() -> None:
+    stop_on_signals()  # a SIGTERM/SIGHUP still stops the bridge and the echo server below (finally)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)

@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from processes import stop_on_signals  # noqa: E402 - bench/ is this script's folder
+
 GLN = "7601000000002"
 
 
@@ -200,6 +202,7 @@ def print_table(results: list[dict]) -> None:
 
 
 def main() -> None:
+    stop_on_signals()  # a SIGTERM/SIGHUP raises SystemExit: the running phase's child is killed with it
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--documents", type=int, default=100_000, help="into the embedded default (SQLite)")
     parser.add_argument("--pg-documents", type=int, default=20_000, help="into PostgreSQL (0: skip)")

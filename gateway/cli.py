@@ -57,16 +57,18 @@ def serve(workers: int = typer.Option(None, help="worker processes (default EPR_
     finally:
         if not settings.is_production:
             from gateway.running_note import remove_note
-            remove_note(os.getpid())
+            remove_note(os.getpid(), settings.data_dir)
 
 
 def _write_running_note(settings: Settings) -> None:
+    import time
+
     from gateway.first_start import dev_issuer_url
     from gateway.running_note import RunningGateway, write_note
 
     write_note(RunningGateway(pid=os.getpid(), data_dir=str(settings.data_dir.resolve()),
                               issuer_url=dev_issuer_url(settings), audience=settings.audience,
-                              base_url=f"https://{settings.host}:{settings.port}/fhir"))
+                              base_url=f"https://{settings.host}:{settings.port}/fhir", started=time.time()))
 
 
 bridge_app = typer.Typer(help="The HL7 v2 bridge: `bridge` runs the MLLP listener alone; `held`, `retry`.",
@@ -286,20 +288,22 @@ def token(role: str = typer.Option(..., help="PAT, REP, HCP, ASS, TCU, DADM or P
           ttl: int = typer.Option(None, help="lifetime in seconds (default 3600, 900 for TCU: the verifier's maxima)")) -> None:
     """Print a token signed by the DEVELOPMENT issuer (never in production). The token is the last line.
 
-    It is minted for the development gateway running on this machine (whatever this shell's
-    EPR_PORT or working directory), else for the EPR_* settings of this shell."""
+    It is minted for a development gateway running on this machine: the one of this shell's
+    EPR_DATA_DIR or EPR_PORT when set, else the one of ./var, else the only one running, else the one
+    started last (said). With no gateway running there, for the EPR_* settings of this shell."""
     from gateway.auth.dev_issuer import mint_token
     from gateway.auth.errors import AccessRefused, AuthenticationFailed
     from gateway.auth.iua import principal_from_claims
     from gateway.first_start import dev_issuer_url, prepare
-    from gateway.running_note import read_note
+    from gateway.running_note import choose
 
     role = role.upper()
     _check_token_options(role=role, gln=gln, purpose=purpose, spid=spid, principal_gln=principal_gln,
                          user_id=user_id, ttl=ttl)
     settings = Settings()
     _refuse_in_production(settings, "token")
-    running = read_note()
+    choice = choose(os.environ)
+    running = choice.gateway
     if running is not None:
         data_dir, issuer_url, audience = Path(running.data_dir), running.issuer_url, running.audience
     else:
@@ -316,6 +320,8 @@ def token(role: str = typer.Option(..., help="PAT, REP, HCP, ASS, TCU, DADM or P
         raise UsageError(f"the gateway would refuse this token: {refused}") from None
     where = f"the gateway running at {running.base_url}" if running else f"issuer {issuer_url}"
     typer.echo(f"# DEVELOPMENT token for {role}, valid {ttl or (900 if role == 'TCU' else 3600)} s, for {where}")
+    for line in choice.says:
+        typer.echo(f"# {line}")
     typer.echo(signed)
 
 

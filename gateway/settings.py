@@ -99,6 +99,13 @@ class Settings(BaseSettings):
         return f"https://{self.host}:{self.port}/fhir"
 
     @property
+    def public_origin(self) -> str:
+        """`scheme://host[:port]` of the public base URL: the origin of the pages, of their redirects and
+        OIDC callback, and the only Origin a page's form may come from — never the request's Host."""
+        scheme, _, rest = self.fhir_base_url.partition("://")
+        return f"{scheme}://{rest.split('/', 1)[0]}"
+
+    @property
     def keyring_path(self) -> Path:
         return self.keyring or self.data_dir / "keyring.json"
 

@@ -17,6 +17,7 @@ from gateway.http.access_log import AccessLog
 from gateway.http.face import HttpFace
 from gateway.http.limits import BodySizeLimit
 from gateway.http.rest_conventions import RestConventions
+from gateway.http.no_store import PatientDataNotStored
 from gateway.http.routes import audit, consents, meta, mhd, patients
 from gateway.http.trace import TraceContext
 
@@ -32,6 +33,7 @@ def create_app(services: Services, face: HttpFace, *, lifespan=None,
                   lifespan=lifespan)
     app.state.services = services
     app.state.http = face
+    app.router.redirect_slashes = False  # it would redirect to the Host header's site: see trailing_slash
     app.router.routes[:0] = mhd.reads  # first: the hottest routes are matched before any other
     app.include_router(meta.router)
     app.include_router(mhd.router)
@@ -45,6 +47,7 @@ def create_app(services: Services, face: HttpFace, *, lifespan=None,
         _describe_plain_routes(app)
     app.add_middleware(RestConventions)  # innermost: sees the request after the body limit, as routes do
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(PatientDataNotStored)
     app.add_middleware(TraceContext)
     app.add_middleware(AccessLog)
     add_transport_middlewares(app, settings)

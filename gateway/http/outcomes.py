@@ -36,6 +36,7 @@ from adapters.cara.errors import (
 from gateway.auth.errors import AccessRefused
 from gateway.exchanges.audit_commit import AuditUnavailable
 from gateway.http.route_table import methods_for_path
+from gateway.http.trailing_slash import slash_redirect
 
 FHIR_JSON = "application/fhir+json"
 log = logging.getLogger("epr.gateway")
@@ -123,6 +124,9 @@ async def handle_invalid_request(_request: Request, exc: RequestValidationError)
 
 
 async def handle_not_found(request: Request, _exc: Exception) -> Response:
+    redirect = slash_redirect(request)  # the same path without its trailing slash, relative
+    if redirect is not None:
+        return redirect
     message = f"no such resource or interaction: {request.method} {request.url.path}"
     return fhir_response(operation_outcome([Issue(message)], code="not-found"), 404)
 

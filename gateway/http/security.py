@@ -22,8 +22,8 @@ from gateway.http.outcomes import HttpProblem
 
 # Public metadata only (no patient data): the CapabilityStatement, the SMART configuration, health, and the
 # OpenAPI description with its page (switchable off: EPR_API_DOCS=false; off by default in production).
-PUBLIC_PATHS = frozenset({"/fhir/metadata", "/.well-known/smart-configuration", "/health/live", "/health/ready",
-                          "/openapi.json", "/docs"})
+PUBLIC_PATHS = frozenset({"/fhir/metadata", "/.well-known/smart-configuration", "/fhir/.well-known/smart-configuration",
+                          "/health/live", "/health/ready", "/openapi.json", "/docs"})
 log = logging.getLogger("epr.gateway.auth")
 
 

@@ -16,7 +16,10 @@ writer, through the use-case layer.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue as queue_module
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -130,11 +133,25 @@ def map_prepared(source: str, media: str, document: ebrim.RegistryObject, subset
 # -- reader processes ---------------------------------------------------------------------------------
 def _reader(paths: list[tuple[int, str]], tables: CodeTables, out) -> None:
     """A reader process: its media in order, each as chunks then an end mark, on its own queue."""
+    _end_with_parent()
     try:
         with collector_held_back():
             _read_into(paths, tables, out)
     except BaseException as exc:  # noqa: BLE001 - reported to the writer, which stops the run
         out.put((-1, (_FAILED, f"{type(exc).__name__}: {exc}")))
+
+
+def _end_with_parent(interval_seconds: float = 0.5) -> None:
+    """A writer killed with SIGKILL runs no clean-up: its reader, blocked on a full queue, would wait
+    for it forever (an orphan holding a core's memory). The reader ends itself once its parent is gone."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _read_into(paths: list[tuple[int, str]], tables: CodeTables, out) -> None:

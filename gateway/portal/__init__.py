@@ -51,7 +51,7 @@ def install(app, *, services, settings, directory: Directory, demo_spid: str) ->
                         absolute_seconds=settings.portal_session_absolute_seconds)
     app.state.portal = Portal(services=services, sessions=sessions, directory=directory,
                               oidc=oidc_client(settings), dev_sign_in=not settings.is_production,
-                              demo_spid=demo_spid)
+                              demo_spid=demo_spid, public_origin=settings.public_origin)
     app.router.routes.extend(ROUTES)
     app.router.routes.append(Mount("/portal/static", StaticFiles(directory=str(STATIC)), name="portal_static"))
     app.add_middleware(PortalHeaders)

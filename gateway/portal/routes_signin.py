@@ -63,7 +63,8 @@ async def oidc_login(request: Request) -> Response:
     if client is None:
         return render(request, "error.html", 404, title_key="not-found",
                       message_key=N_("No identity provider is configured."))
-    url, login = await client.start(str(request.url_for("portal_oidc_callback")))
+    # The callback on the public origin, never on the request's Host (EPR_PORTAL_OIDC_REDIRECT_URL wins).
+    url, login = await client.start(f"{portal(request).public_origin}/portal/oidc/callback")
     session_id = request.state.portal_session_id
     portal(request).sessions.update(session_id, _with_login(request.state.portal_session, login))
     response = RedirectResponse(url, status_code=303)

@@ -133,8 +133,8 @@ def test_token_from_another_shell_is_for_the_running_gateway_and_the_banner_tell
                               ("TCU", ["--user-id", "mig", "--principal-gln", "7601000000002"])):
             minted = subprocess.run(
                 [sys.executable, "-c", "from gateway.cli import main; main()", "token", "--role", role, *options],
-                env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "HOME": str(tmp_path / "home"),
-                     "EPR_PORT": "9"}, capture_output=True, text=True, timeout=60, cwd=elsewhere)
+                env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "HOME": str(tmp_path / "home")},
+                capture_output=True, text=True, timeout=60, cwd=elsewhere)
             assert minted.returncode == 0, minted.stderr
             assert minted.stdout.splitlines()[0].endswith(f"for the gateway running at https://127.0.0.1:{port}/fhir")
             answer = httpx.get(f"https://127.0.0.1:{port}/fhir/DocumentReference", verify=tls, timeout=10,
@@ -142,6 +142,17 @@ def test_token_from_another_shell_is_for_the_running_gateway_and_the_banner_tell
                                headers={"Authorization": f"Bearer {minted.stdout.splitlines()[-1]}"})
             assert answer.status_code == 200, answer.text
             seen[role] = answer.json()["total"]
+        # A port set in the shell wins over the running gateway: that shell meant another gateway.
+        explicit = subprocess.run(
+            [sys.executable, "-c", "from gateway.cli import main; main()", "token", "--role", "HCP", "--gln",
+             "7601000000002"], env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "HOME": str(tmp_path / "home"),
+                                    "EPR_PORT": "9"}, capture_output=True, text=True, timeout=60, cwd=elsewhere)
+        assert explicit.returncode == 0, explicit.stderr
+        assert explicit.stdout.splitlines()[0].endswith("for issuer https://127.0.0.1:9/dev-issuer"), explicit.stdout
+        refused = httpx.get(f"https://127.0.0.1:{port}/fhir/DocumentReference", verify=tls, timeout=10,
+                            params={"patient.identifier": DEMO_SEARCH},
+                            headers={"Authorization": f"Bearer {explicit.stdout.splitlines()[-1]}"})
+        assert refused.status_code == 401
     finally:
         process.terminate()
         out, _ = process.communicate(timeout=30)
@@ -151,7 +162,7 @@ def test_token_from_another_shell_is_for_the_running_gateway_and_the_banner_tell
     for role, view in DEMO_VIEWS.items():
         assert f"{role} ({view.says}):" in out
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert read_note() is None  # the stopped gateway's note no longer counts
+    assert read_note(tmp_path / "data") is None  # the stopped gateway's note no longer counts
 
 
 def test_the_demonstration_documents_name_the_mpi_patient_with_one_display_per_type(sqlite_gateway):

@@ -188,3 +188,10 @@ def test_an_id_token_for_another_login_is_refused(portal, provider):
 def test_the_sign_in_page_offers_only_the_identity_provider_in_production(portal):
     page = portal.get("/portal/sign-in")
     assert 'href="/portal/oidc/login"' in page.text and "dev-sign-in" not in page.text
+
+
+def test_the_callback_is_on_the_public_origin_whatever_the_host_header(portal, provider):
+    start = portal.get("/portal/oidc/login", headers={"Host": "evil.example"}, follow_redirects=False)
+
+    query = {k: v[0] for k, v in parse_qs(urlsplit(start.headers["location"]).query).items()}
+    assert query["redirect_uri"] == "https://testserver/portal/oidc/callback"

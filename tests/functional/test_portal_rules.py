@@ -300,3 +300,27 @@ def test_documents_and_trail_come_in_pages(sqlite_gateway):
         client.get("/portal/documents?page=99")  # each search is in the trail: more than a page of it
     trail = client.get("/portal/trail")
     assert "Page 1 of" in trail.text and trail.text.count("<tr") == 26  # header + 25 entries
+
+
+def test_a_refused_form_is_in_the_ledger_and_a_flood_of_them_is_counted_not_written_each(tmp_path):
+    with running_gateway(tmp_path, sqlite_url(tmp_path), auth_failure_interval_seconds=60,
+                         auth_failure_limit=1000) as gateway:
+        gateway.register_patient()
+        client = gateway.client
+        sign_in(client)
+        token = csrf_of(client, "/portal/sharing")
+        before = len(gateway.services.auditor.ledger.all_records())
+
+        answers = [client.post("/portal/sharing/apply", data={"csrf_token": token, "action": "block", "gln": HCP_GLN},
+                               headers={"Origin": "https://evil.example"}) for _ in range(40)]
+        during = gateway.services.auditor.ledger.all_records()[before:]
+
+        assert {a.status_code for a in answers} == {403}
+        assert [(r["outcome"], r["outcomeDesc"]) for r in during] == [
+            ("4", "POST /portal/sharing/apply: portal form refused: no CSRF token of this session, or sent from "
+                  "another origin")]
+        assert [a["altId"] for a in during[0]["agent"] if a.get("requestor")] == [SPID]  # the signed-in patient
+    summaries = [r["outcomeDesc"] for r in gateway.services.auditor.ledger.all_records()[before:]
+                 if "further refused" in r.get("outcomeDesc", "")]
+    assert len(summaries) == 1 and summaries[0].startswith("39 further refused authentication(s) from testclient")
+    assert "portal form refused" in summaries[0]

@@ -42,6 +42,7 @@ def capability(request: Request) -> dict:
 
 
 @router.get("/.well-known/smart-configuration", summary="SMART configuration: trusted issuers, endpoints, scopes")
+@router.get("/fhir/.well-known/smart-configuration", summary="SMART configuration at the FHIR base (SMART App Launch)")
 async def smart_config(request: Request) -> Response:
     return Response(orjson.dumps(smart_configuration(face(request).settings.trusted_issuers)),
                     media_type="application/json")

@@ -75,8 +75,9 @@ def migrate(sources: list[str] = typer.Argument(..., help="XDM media (directorie
 
 def _run(paths, principal, tables, *, retry: bool, report_file, workers, batch, dry_run, show) -> None:
     from gateway.exchanges.imports import ImportExchange
-    from gateway.migration.job import MigrationJob
+    from gateway.migration.job import DEPENDENCY_FAILURES, MigrationJob
     from gateway.migration.journal import Journal
+    from gateway.migration.reading import ReaderFailed, described
     from gateway.migration.progress import MigrationProgress, estimate_documents
     from gateway.migration.report import build_report, summary
     from gateway.wiring import background_checkpoints
@@ -97,6 +98,11 @@ def _run(paths, principal, tables, *, retry: bool, report_file, workers, batch, 
             else:
                 media = {p.name for p in paths}
                 job.run(paths)
+    except (*DEPENDENCY_FAILURES, ReaderFailed) as error:
+        what = "a reader process" if isinstance(error, ReaderFailed) else "the database, ledger or cache"
+        typer.echo(f"epr-gateway migrate: stopped, {what} failed ({described(error)}); every batch "
+                   "committed before is journaled: run the same command again to continue", err=True)
+        raise typer.Exit(1) from None
     finally:
         if view:
             view.__exit__(None, None, None)

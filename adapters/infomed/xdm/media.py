@@ -191,24 +191,18 @@ def _file_kind(mode: int) -> str:
 
 
 def _directory_reader(subset: Path, real_root: str):
-    names: dict[str, list[bytes]] | None = None
+    names: dict[str, bytes] | None = None
 
     def read(path: PurePosixPath) -> bytes:
         nonlocal names
         target = subset.joinpath(*path.parts)
-        if not os.path.lexists(target):
+        if not os.path.lexists(target):  # not under its UTF-8 name: one other decoded form at most (Latin-1)
             if names is None:  # names as bytes on disk, by every decoded form (non-UTF-8 file names)
-                names = {}
-                for raw in os.listdir(os.fsencode(subset)):
-                    for form in dict.fromkeys(_decoded_forms(raw)):
-                        names.setdefault(form, []).append(raw)
-            raws = names.get(str(path))
-            if not raws:
+                names = {form: raw for raw in os.listdir(os.fsencode(subset)) for form in _decoded_forms(raw)}
+            raw = names.get(str(path))
+            if raw is None:
                 raise MemberRefused(f"URI {path} names no file in the package")
-            if len(raws) > 1:
-                raise MemberRefused(f"URI {path} matches {len(raws)} files of differently encoded names: "
-                                    "ambiguous, refused", security=AMBIGUOUS)
-            target = Path(os.fsdecode(os.path.join(os.fsencode(subset), raws[0])))
+            target = Path(os.fsdecode(os.path.join(os.fsencode(subset), raw)))
         return _read_inside(real_root, target, f"URI {path}")
 
     return read
@@ -237,8 +231,9 @@ def _zip_packages(path: Path, label: str) -> Iterator[Package | MediaProblem]:
     except zipfile.BadZipFile:
         members, problem = _scan_local_headers(path)
         archive = None
-        if problem:
-            yield MediaProblem(label, problem)
+        yield MediaProblem(label, problem)
+        if not members:
+            return
     else:
         members = [_Member(_match_name(i), i.header_offset, i.compress_type, i.compress_size, i.file_size, i.CRC, i)
                    for i in archive.infolist() if not i.is_dir()]
@@ -357,11 +352,12 @@ def _read_scanned(path: Path, member: _Member, limit: int) -> bytes:
     return data
 
 
-def _scan_local_headers(path: Path) -> tuple[list[_Member], str | None]:
+def _scan_local_headers(path: Path) -> tuple[list[_Member], str]:
     """Members readable from the local headers of a ZIP without its central directory."""
     members: list[_Member] = []
     total = path.stat().st_size
     with open(path, "rb") as handle:
+        starts_as_zip = handle.read(4) == b"PK\x03\x04"
         offset = 0
         while True:
             handle.seek(offset)
@@ -378,6 +374,8 @@ def _scan_local_headers(path: Path) -> tuple[list[_Member], str | None]:
             if not name.endswith("/"):
                 members.append(_Member(name, offset, method, compressed, size, crc))
             offset = data_start + compressed
+    if not starts_as_zip:
+        return members, "not a ZIP file (no ZIP header at its start, no central directory): not XDM media"
     return members, (f"the ZIP is truncated (no central directory): {len(members)} members read up to byte "
                      f"{offset} of {total}; what follows is lost")
 

@@ -166,17 +166,23 @@ def _verify(paths, principal) -> None:
 
 
 @infomed_app.command("generate")
-def generate(out: Path = typer.Option(..., "--out", help="directory to write (replaced)"),
+def generate(out: Path = typer.Option(..., "--out", help="directory to write: new, empty, or written by generate "
+                                                          "before (then replaced)"),
              documents: int = typer.Option(..., "--documents", min=1),
              patients: int = typer.Option(..., "--patients", min=2),
              seed: int = typer.Option(1, "--seed"),
              as_zip: bool = typer.Option(False, "--zip", help="ZIP files instead of directories"),
              quirks: float = typer.Option(0.0, "--quirks", min=0.0, max=1.0,
-                                          help="share of subsets/documents carrying a real export's quirks")) -> None:
+                                          help="share of subsets/documents carrying a real export's quirks"),
+             force: bool = typer.Option(False, "--force", help="replace --out even if generate did not write it")) -> None:
     """Write a synthetic Infomed export: XDM media, patients.ndjson (ITI-104) and manifest.json."""
-    from adapters.infomed.generate.export import generate as write_export
+    from adapters.infomed.generate.export import OutputInUse, generate as write_export
 
-    made = write_export(out=out, documents=documents, patients=patients, seed=seed, as_zip=as_zip, quirks=quirks)
+    try:
+        made = write_export(out=out, documents=documents, patients=patients, seed=seed, as_zip=as_zip, quirks=quirks,
+                            force=force)
+    except OutputInUse as refused:
+        raise typer.BadParameter(str(refused), param_hint="--out") from None
     typer.echo(f"{made.documents} documents ({made.total_bytes / 1e6:,.1f} MB) in {len(made.media)} media; "
                f"feed {made.patients_file}; manifest {made.manifest_file}")
 

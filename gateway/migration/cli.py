@@ -79,12 +79,12 @@ def _run(paths, principal, tables, *, retry: bool, report_file, workers, batch, 
     from gateway.migration.journal import Journal
     from gateway.migration.reading import ReaderFailed, described
     from gateway.migration.progress import MigrationProgress, estimate_documents
-    from gateway.migration.report import build_report, summary
+    from gateway.migration.report import build_report, retried, summary, this_run
     from gateway.wiring import background_checkpoints
 
     services = _services()
     journal = Journal(engine=services.engine, keyring=services.keyring)
-    view = MigrationProgress(None if retry else estimate_documents(paths)) if show else None
+    view = MigrationProgress(len(journal.held_summary()) if retry else estimate_documents(paths)) if show else None
     job = MigrationJob(exchange=services.exchange, imports=ImportExchange(exchange=services.exchange),
                        journal=journal, tables=tables, principal=principal, batch=batch, workers=workers,
                        dry_run=dry_run, on_progress=view.update if view else None)
@@ -110,9 +110,13 @@ def _run(paths, principal, tables, *, retry: bool, report_file, workers, batch, 
     result = build_report(rows, code_tables=tables.version, dry_run=dry_run)
     if report_file:
         report_file.write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
-    typer.echo(summary(result))
-    if job.counts.skipped:
-        typer.echo(f"({job.counts.skipped} documents were already journaled by an earlier run and skipped)")
+    if retry:  # what was retried, not the totals of every media that had a held document
+        typer.echo(retried(job.counts))
+    elif job.counts.skipped:  # a rerun or a resumed run: what it did, then where the media stand
+        typer.echo(this_run(job.counts))
+        typer.echo("these media, this run and earlier ones: " + summary(result))
+    else:
+        typer.echo(summary(result))
 
 
 def _status() -> None:

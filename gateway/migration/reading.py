@@ -15,6 +15,7 @@ writer, through the use-case layer.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import queue as queue_module
@@ -34,6 +35,7 @@ from gateway.migration.journal import JournalRow, storable_source
 CHUNK_DOCUMENTS = 64
 CHUNK_BYTES = 8 * 1024 * 1024
 QUEUED_CHUNKS = 4
+WRITER_CHECK_SECONDS = 1.0  # how often a reader waiting on a full queue checks that its writer still runs
 _END = "end"
 log = logging.getLogger("epr.migration")
 _FAILED = "failed"
@@ -208,13 +210,35 @@ def described(exc: BaseException) -> str:
 
 
 # -- reader processes ---------------------------------------------------------------------------------
+class _WriterGone(Exception):
+    """The process that started this reader is gone: nothing will ever take from its queue."""
+
+
 def _reader(paths: list[tuple[int, str]], tables: CodeTables, out) -> None:
     """A reader process: its media in order, each as chunks then an end mark, on its own queue."""
     try:
         with collector_held_back():
             _read_into(paths, tables, out)
+    except _WriterGone:
+        out.cancel_join_thread()  # what is still buffered for the pipe will never be read: do not wait on it
+        return
     except BaseException as exc:  # noqa: BLE001 - reported to the writer, which stops the run
-        out.put((-1, (_FAILED, f"{type(exc).__name__}: {exc}")))
+        with contextlib.suppress(_WriterGone):
+            _put(out, (-1, (_FAILED, f"{type(exc).__name__}: {exc}")))
+
+
+def _put(out, item) -> None:
+    """Onto the bounded queue, waiting while it is full — but not for a writer that is gone: killed
+    (SIGKILL included: no `finally` of its runs), it leaves its readers blocked on a full queue for ever
+    unless they look. A reader whose writer is gone ends."""
+    writer = multiprocessing.parent_process()
+    while True:
+        try:
+            out.put(item, timeout=WRITER_CHECK_SECONDS)
+            return
+        except queue_module.Full:
+            if writer is not None and not writer.is_alive():
+                raise _WriterGone from None
 
 
 def _read_into(paths: list[tuple[int, str]], tables: CodeTables, out) -> None:
@@ -225,11 +249,11 @@ def _read_into(paths: list[tuple[int, str]], tables: CodeTables, out) -> None:
             chunk.append(prepared)
             size += prepared.size
             if len(chunk) >= CHUNK_DOCUMENTS or size >= CHUNK_BYTES:
-                out.put((index, chunk))
+                _put(out, (index, chunk))
                 chunk, size = [], 0
         if chunk:
-            out.put((index, chunk))
-        out.put((index, _END))
+            _put(out, (index, chunk))
+        _put(out, (index, _END))
 
 
 class ReaderFailed(Exception):

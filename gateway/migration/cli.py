@@ -137,7 +137,7 @@ def _verify(paths, principal) -> None:
     from adapters.infomed.xdm import ebrim
     from adapters.infomed.xdm.media import MemberRefused, Package, open_media
     from gateway.exchanges.imports import ImportExchange
-    from gateway.migration.journal import Journal
+    from gateway.migration.journal import Journal, storable_source
 
     services = _services()
     journal = Journal(engine=services.engine, keyring=services.keyring)
@@ -153,7 +153,7 @@ def _verify(paths, principal) -> None:
             except ebrim.MetadataRefused:
                 continue
             for document in metadata.documents:
-                row = rows.get(f"{item.source}/{document.slot('URI') or document.id}")
+                row = rows.get(storable_source(f"{item.source}/{document.slot('URI') or document.id}"))
                 if row is None or row.outcome not in ("migrated", "already_present"):
                     continue
                 try:

@@ -123,12 +123,22 @@ class MigrationJob:
     def _retry_held(self) -> None:
         for held in self.journal.held():
             payload = held.payload
-            document = ebrim.RegistryObject.from_json(payload["document"])
-            subset = ebrim.RegistryObject.from_json(payload["submission_set"]) if payload["submission_set"] else None
-            associations = [ebrim.Association(**a) for a in payload["associations"]]
             media = held.source.split("/", 1)[0]
-            prepared = map_prepared(held.source, media, document, subset, associations, payload["content"],
-                                    self.tables, HeldSource(None, document.id, payload["content"], payload))
+            source = HeldSource(None, payload["document"]["id"], payload["content"], payload)
+            try:
+                document = ebrim.RegistryObject.from_json(payload["document"])
+                subset = ebrim.RegistryObject.from_json(payload["submission_set"]) if payload["submission_set"] \
+                    else None
+                associations = [ebrim.Association(**a) for a in payload["associations"]]
+                prepared = map_prepared(held.source, media, document, subset, associations, payload["content"],
+                                        self.tables, source)
+            except Exception as error:  # noqa: BLE001 - this document stays held (its copy kept), the rest go on
+                log.exception("retrying %s failed", held.source)
+                ids = payload["document"].get("external_ids") or {}
+                prepared = Prepared(JournalRow(held.source, media, "held", unique_id=ids.get(ebrim.DOCUMENT_UNIQUE_ID),
+                                               entry_uuid=payload["document"].get("id"), reason_code="error",
+                                               reason=f"could not be mapped again: {described(error)}"),
+                                    len(payload["content"]), held=source)
             self._add(prepared)
         self._flush()
 

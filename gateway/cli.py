@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import logging
 import os
@@ -41,8 +42,8 @@ def serve(workers: int = typer.Option(None, help="worker processes (default EPR_
         listening = server.bind_socket(settings)
     except OSError as error:
         typer.echo(f"epr-gateway serve: cannot listen on {settings.host}:{settings.port}: "
-                   f"{error.strerror or error}", err=True)
-        raise typer.Exit(1) from None
+                   f"{error.strerror or error}{_listen_hint(error)}", err=True)
+        raise typer.Exit(2) from None
     if not settings.is_production:
         runtime = build_runtime(settings)
         _welcome(prepared, runtime.services)
@@ -58,6 +59,17 @@ def serve(workers: int = typer.Option(None, help="worker processes (default EPR_
         if not settings.is_production:
             from gateway.running_note import remove_note
             remove_note(os.getpid(), settings.data_dir)
+
+
+def _listen_hint(error: OSError) -> str:
+    """The setting to change when the address cannot be listened on (a setting's mistake: exit 2)."""
+    if error.errno == errno.EADDRINUSE:
+        return " (another program listens there: set EPR_PORT to a free port, e.g. EPR_PORT=8444 make run)"
+    if error.errno == errno.EACCES:
+        return " (ports below 1024 need privileges: set EPR_PORT to a port above 1023)"
+    if error.errno == errno.EADDRNOTAVAIL:
+        return " (not an address of this machine: set EPR_HOST)"
+    return " (check EPR_HOST and EPR_PORT)"
 
 
 def _write_running_note(settings: Settings) -> None:

@@ -99,7 +99,7 @@ def serve(tmp_path: Path, port: int, **env: str) -> subprocess.Popen:
                             env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
 
 
-def test_a_busy_port_is_one_line_and_exit_1_before_any_banner(tmp_path):
+def test_a_busy_port_is_one_line_naming_the_setting_and_exit_2_before_any_banner(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -107,10 +107,12 @@ def test_a_busy_port_is_one_line_and_exit_1_before_any_banner(tmp_path):
         process = serve(tmp_path, port)
         out, err = process.communicate(timeout=60)
 
-    assert process.returncode == 1
+    assert process.returncode == 2  # a setting's mistake, like any other (EPR_PORT)
     assert "Example tokens" not in out
-    assert err.splitlines()[-1] == f"epr-gateway serve: cannot listen on 127.0.0.1:{port}: Address already in use"
-    assert "Traceback" not in err
+    assert err.splitlines()[-1] == (f"epr-gateway serve: cannot listen on 127.0.0.1:{port}: Address already in use "
+                                    "(another program listens there: set EPR_PORT to a free port, e.g. "
+                                    "EPR_PORT=8444 make run)")
+    assert "Traceback" not in err and "Warning" not in err
 
 
 def test_token_from_another_shell_is_for_the_running_gateway_and_the_banner_tells_the_truth(tmp_path, monkeypatch):

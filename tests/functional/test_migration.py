@@ -265,7 +265,21 @@ def test_a_dry_run_reports_and_stores_nothing(tmp_path, export):
 def _cli(data_dir: Path, *args: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "EPR_DATA_DIR": str(data_dir), "EPR_DEMO_DATA": "false"}
     return subprocess.Popen([sys.executable, "-c", "from gateway.cli import app; app()", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            **kwargs)
+
+
+def process_group_ended(leader: int, timeout: float = 30) -> bool:
+    """Whether every process of the command's group (its readers, multiprocessing's helper) is gone."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(leader, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    os.killpg(leader, signal.SIGKILL)  # the test fails below; nothing is left running either way
+    return False
 
 
 def test_a_run_killed_with_sigkill_and_resumed_ends_like_an_uninterrupted_one(tmp_path, export):
@@ -291,6 +305,7 @@ def test_a_run_killed_with_sigkill_and_resumed_ends_like_an_uninterrupted_one(tm
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         assert process.returncode == -signal.SIGKILL
+        assert process_group_ended(process.pid)  # its reader processes saw it go and ended too
         with cut.runtime.engine.connect() as connection:
             at_kill = connection.execute(select(func.count()).select_from(migration_journal)).scalar_one()
         assert 0 < at_kill < len(uninterrupted["documents"])  # killed part-way, not before or after

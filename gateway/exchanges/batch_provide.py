@@ -26,7 +26,7 @@ from sqlalchemy import Connection
 from adapters.cara.crypto import Sealed
 from adapters.cara.errors import RecordError, UnknownPatient
 from adapters.cara.model import Submission
-from adapters.cara.store.documents import BatchItem, ProvideResult, SealedAhead
+from adapters.cara.store.document_batches import BatchItem, ProvideResult, SealedAhead
 from audit.ledger import PreparedRecord
 from consent.principal import Principal
 from gateway.auth.errors import AccessRefused

@@ -21,12 +21,9 @@ from adapters.cara.errors import Gone, InvalidInput, NotFound, UnknownPatient
 from adapters.cara.mhd_search import DocumentQuery, parse_find_request
 from adapters.cara.model import DocumentEntry, Identifier, PatientRecord, Submission
 from adapters.cara.fhir_dates import fhir_instant
-from adapters.cara.store.documents import (
-    DatabaseDocumentStore,
-    MetadataVersions,
-    ProvideResult,
-    unknown_relation_target,
-)
+from adapters.cara.errors import unknown_relation_target
+from adapters.cara.store.document_batches import ProvideResult
+from adapters.cara.store.documents import DatabaseDocumentStore
 from adapters.cara.store.patients import DatabasePatientIndex
 from adapters.cara.vocabulary import CONFIDENTIALITY_RANK
 from consent.pdp import Decision
@@ -280,7 +277,7 @@ class Exchange:
         (relabelling a document restricted must not leave its old version readable)."""
         entry, spid, decision = self._readable_entry(principal, entry_id, "DocumentReference", "ITI-67",
                                                      gone_if_permitted=True)
-        versions = MetadataVersions(self.documents)
+        versions = self.documents.versions
         if version is not None and version != entry.version:
             kept = {v.version: v for v in versions.history(entry.entry_id)}.get(version)
             if kept is None:

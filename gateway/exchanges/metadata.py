@@ -1,6 +1,6 @@
 """CH:MHD-1 Update Document Metadata as a use-case: who may change which metadata of a stored entry.
 
-Every change is a new metadata version (the replaced one is kept, see `store.documents.MetadataVersions`),
+Every change is a new metadata version (the replaced one is kept, see `store.metadata_versions`),
 decided by the PDP, recorded in the same transaction as CH:MHD-1 with the patient's trail entry
 (ATC_DOC_UPDATE, or ATC_DOC_DELETE when a document administrator deletes), and followed by a bump of
 the patient's search pages. The HTTP face (PUT DocumentReference, a Bundle of PUTs) and the patient's
@@ -31,7 +31,7 @@ from adapters.cara.metadata_update import (
     read_update,
 )
 from adapters.cara.model import DocumentEntry
-from adapters.cara.store.documents import DatabaseDocumentStore, MetadataVersions
+from adapters.cara.store.documents import DatabaseDocumentStore
 from adapters.cara.store.patients import DatabasePatientIndex
 from consent.pdp import LEVELS
 from consent.principal import Principal
@@ -70,7 +70,7 @@ class MetadataExchange:
                  auditor: Auditor, pages: SearchPages | None = None, json_limits: JsonLimits = DEFAULT_LIMITS):
         self.json_limits = json_limits
         self.documents = documents
-        self.versions = MetadataVersions(documents)
+        self.versions = documents.versions
         self.patients = patients
         self.access = access
         self.auditor = auditor

@@ -19,7 +19,8 @@ from adapters.cara.store.patient_match import shared_demographics
 from adapters.cara.client_json import DEFAULT_LIMITS, JsonLimits
 from adapters.cara.errors import InvalidInput, NotFound
 from adapters.cara.model import Identifier, PatientRecord
-from adapters.cara.store.patients import DatabasePatientIndex, IdentityReview
+from adapters.cara.store.identity_reviews import IdentityReview
+from adapters.cara.store.patients import DatabasePatientIndex
 from adapters.cara.vocabulary import SPID_SYSTEM
 from consent.principal import Principal
 from gateway.exchanges.access import AccessControl
@@ -135,7 +136,7 @@ class IdentityExchange:
         group = self.patients.pids_for(record.pid)
         local = [i for r in self.patients.get_many(group) for i in r.identifiers]
         return patient_mapping.pdqm_patient(record, community_oid=self.community_oid, identifiers=local,
-                                            replaced_by=self.patients.replaced_by(record.pid), replaces=group[1:])
+                                            replaced_by=self.patients.links.replaced_by(record.pid), replaces=group[1:])
 
     # -- ITI-119 ------------------------------------------------------------------------------
     @audited("ITI-119")
@@ -210,7 +211,7 @@ class IdentityExchange:
                                                                 patient_spid=records[p].spid)
                                             for p in (source, target) if p in records])
 
-        change = self.patients.unmerge if undo else self.patients.merge
+        change = self.patients.links.unmerge if undo else self.patients.links.merge
         change(retired=source, surviving=target, within=audit_in_transaction)
         self.pages.identities_changed()  # whose documents a search finds has changed
         surviving = self.patients.get(target)
@@ -246,14 +247,14 @@ class IdentityExchange:
         if params:  # strict like every search: a filter the list does not apply is an error, not ignored
             raise InvalidInput("the identity review list takes no search parameters",
                                location="identity-reviews?" + "&".join(sorted({n for n, _ in params})))
-        reviews = self.patients.open_reviews()
+        reviews = self.patients.reviews.open_reviews()
         self.auditor.write_now([self.auditor.record("identity-review", principal, action="R")])
         return {"reviews": [_review_json(r) for r in reviews]}
 
     @audited("identity-review")
     def resolve_review(self, *, principal: Principal, review_id: str) -> dict[str, Any]:
         _require_role(principal, REVIEWERS, "resolve identity reviews")
-        review = self.patients.resolve_review(review_id)
+        review = self.patients.reviews.resolve(review_id)
         self.auditor.write_now([self.auditor.record("identity-review", principal, action="U")])
         if review.pid:
             for follower in self.review_resolved:

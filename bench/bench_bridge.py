@@ -142,7 +142,8 @@ def prepare_data(data_dir: Path, database_url: str | None) -> dict[str, str]:
         env["EPR_DATABASE_URL"] = database_url
     settings = prepare(Settings(data_dir=data_dir, database_url=database_url)).settings
     services = build_services(settings)
-    load_demo_data(services.exchange, services.policies, base_url="https://127.0.0.1:8443/fhir")
+    load_demo_data(documents=services.exchange, identities=services.identities, policies=services.policies,
+                   base_url="https://127.0.0.1:8443/fhir")
     services.engine.dispose()
     return {**env, "EPR_MLLP_SENDERS": str(settings.mllp_senders), "_local_system": DEMO_LOCAL_SYSTEM}
 

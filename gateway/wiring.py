@@ -29,7 +29,7 @@ from gateway.exchanges.access import AccessControl
 from gateway.exchanges.trail import AuditTrail
 from gateway.exchanges.auditing import Auditor
 from gateway.http.auth_refusals import AuthRefusals
-from gateway.exchanges.documents import Exchange, is_consent_bundle
+from gateway.exchanges.documents import DocumentExchange, is_consent_bundle
 from gateway.exchanges.identity import IdentityExchange
 from gateway.exchanges.metadata import MetadataExchange, is_metadata_update_bundle
 from gateway.exchanges.policies import PolicyExchange
@@ -48,7 +48,7 @@ class Services:
     settings: Settings
     engine: Engine
     keyring: Keyring
-    exchange: Exchange
+    exchange: DocumentExchange
     policies: PolicyExchange
     trail: AuditTrail
     access: AccessControl
@@ -98,7 +98,7 @@ def build_services(settings: Settings) -> Services:
     pages = search_pages(settings, documents=documents)
     limits = json_limits(settings)
     cursors = PageCursors(keyring=keyring)
-    exchange = Exchange(documents=documents, patients=patients, access=access, auditor=auditor,
+    exchange = DocumentExchange(documents=documents, patients=patients, access=access, auditor=auditor,
                         community_oid=settings.community_oid, cursors=cursors, pages=pages, json_limits=limits)
     # The directory names whom a policy names in the patient's trail (and what the portal offers to choose).
     directory = load_directory(settings.portal_directory)
@@ -142,7 +142,7 @@ def release_held_messages(services: Services) -> None:
             return
         bridge.release_held_quietly(pid)
 
-    services.exchange.patient_fed.append(follow)
+    services.identities.patient_fed.append(follow)
     services.identities.review_resolved.append(follow)
     services.policies.onboarded.append(follow)
 

@@ -1,8 +1,8 @@
-"""Many provides in one transaction: the batch use-case behind `Exchange.provide_many`.
+"""Many provides in one transaction: the batch use-case behind `DocumentExchange.provide_many`.
 
 Why: one ITI-65 document costs a transaction, a ledger lock and an fsync (~8 ms on SQLite). A
 migration or an HL7 v2 listener has thousands of submissions waiting; each one still gets exactly
-the steps of `Exchange.provide_submission` (patient context, PID look-up, `_authorise_upload` with the
+the steps of `DocumentExchange.provide_submission` (patient context, PID look-up, `_authorise_upload` with the
 provide level, idempotency by uniqueId and SHA-1, encryption, one ATC_DOC_CREATE record per document),
 but they share one transaction, one ledger append (one lock, one head read, one multi-row insert) and
 one commit. Each submission is all-or-nothing: a refused one is audited (outcome 4, in the same
@@ -32,7 +32,7 @@ from consent.principal import Principal
 from gateway.auth.errors import AccessRefused
 
 if TYPE_CHECKING:
-    from gateway.exchanges.documents import Exchange
+    from gateway.exchanges.documents import DocumentExchange
 
 
 @dataclass(frozen=True)
@@ -75,16 +75,16 @@ class AuthorisedBatch:
         return frozenset((pid, d.entry.unique_id) for _, stored, pid in self.authorised for d in stored.documents)
 
 
-def provide_many(exchange: Exchange, *, principal: Principal, submissions: Sequence[Submission],
+def provide_many(exchange: DocumentExchange, *, principal: Principal, submissions: Sequence[Submission],
                  within: Callable[[Connection, list[BatchOutcome]], None] | None = None) -> list[BatchOutcome]:
-    """See `Exchange.provide_many`. `within(connection, outcomes)` runs in the batch's transaction
+    """See `DocumentExchange.provide_many`. `within(connection, outcomes)` runs in the batch's transaction
     after the audit records (a migration journals its progress there, so that progress and documents
     commit together)."""
     return store_authorised(exchange, authorise_many(exchange, principal=principal, submissions=submissions),
                             within=within)
 
 
-def authorise_many(exchange: Exchange, *, principal: Principal, submissions: Sequence[Submission],
+def authorise_many(exchange: DocumentExchange, *, principal: Principal, submissions: Sequence[Submission],
                    in_flight: frozenset[tuple[str, str]] = frozenset()) -> AuthorisedBatch:
     """Phase 1, no transaction: per submission the patient context, its PID, `_authorise_upload`
     (provenance, provide level, write decision, the documents it names), then its bodies sealed.
@@ -143,7 +143,7 @@ def _created_record(auditor, principal: Principal, stored: Submission, created_d
                           submission_set_unique_id=stored.submission_set.unique_id)
 
 
-def store_authorised(exchange: Exchange, batch: AuthorisedBatch, *,
+def store_authorised(exchange: DocumentExchange, batch: AuthorisedBatch, *,
                      within: Callable[[Connection, list[BatchOutcome]], None] | None = None) -> list[BatchOutcome]:
     """Phase 2: one transaction — the store's checks against its state (existing copies, relation
     targets), the rows, one ATC_DOC_CREATE record per created document (and the refusals'), `within`,

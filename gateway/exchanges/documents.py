@@ -15,11 +15,11 @@ from urllib.parse import quote
 
 import orjson
 
-from adapters.cara import fhir_mapping, patient_mapping
+from adapters.cara import fhir_mapping
 from adapters.cara.client_json import DEFAULT_LIMITS, JsonLimits
 from adapters.cara.errors import Gone, InvalidInput, NotFound, UnknownPatient
 from adapters.cara.mhd_search import DocumentQuery, parse_find_request
-from adapters.cara.model import DocumentEntry, Identifier, PatientRecord, Submission
+from adapters.cara.model import DocumentEntry, Submission
 from adapters.cara.fhir_dates import fhir_instant
 from adapters.cara.errors import unknown_relation_target
 from adapters.cara.store.document_batches import ProvideResult
@@ -39,8 +39,6 @@ from gateway.exchanges.search_pages import NoSearchPages, SearchPages
 
 RENDERED_CACHED = 5_000
 PARSED_FINDS_CACHED = 5_000
-# Who may feed identities (ITI-104): systems and professionals, not patients or representatives.
-IDENTITY_FEEDERS = frozenset({"HCP", "ASS", "TCU", "PADM", "DADM"})
 
 
 @dataclass(frozen=True)
@@ -57,7 +55,7 @@ class Provided:
     spid: str
 
 
-class Exchange:
+class DocumentExchange:
     def __init__(self, *, documents: DatabaseDocumentStore, patients: DatabasePatientIndex, access: AccessControl,
                  auditor: Auditor, community_oid: str, cursors: PageCursors, pages: SearchPages | None = None,
                  json_limits: JsonLimits = DEFAULT_LIMITS):
@@ -71,9 +69,6 @@ class Exchange:
         self.community_oid = community_oid
         self._rendered_cache: dict[tuple, bytes] = {}
         self._parsed_finds: dict[tuple, Any] = {}
-        # Called with the MPI-PID after a feed committed (ITI-104, A08): what waits on a patient's
-        # identity (the bridge's held messages) is processed again. Each must not raise.
-        self.patient_fed: list[Callable[[str], None]] = []
 
     # -- ITI-65 -------------------------------------------------------------------------------
     @audited("ITI-65")
@@ -305,41 +300,6 @@ class Exchange:
         self._record_read("ITI-68", principal, entry, spid, decision, what="retrieve")
         return Retrieved(content, entry.mime_type, entry)
 
-    # -- ITI-104 ------------------------------------------------------------------------------
-    @audited("ITI-104")
-    def register_patient(self, *, principal: Principal, identifier_param: str | None,
-                         body: bytes) -> tuple[dict[str, Any], bool]:
-        if principal.role not in IDENTITY_FEEDERS:
-            raise AccessRefused(f"role {principal.role} may not feed patient identities")
-        source = _source_identifier(identifier_param)
-        resource = fhir_mapping.parse_resource(body, "Patient", limits=self.json_limits)
-        incoming = patient_mapping.patient_from_resource(resource)
-        record, created = self.patients.register(source, incoming)
-        # The ledger is in the clear: the record names the patient by SPID only, no local id, no demographics.
-        self.auditor.write_now([self.auditor.record("ITI-104", principal, action="C" if created else "U",
-                                                    patient_spid=record.spid)])
-        self._fed(record.pid)
-        return patient_mapping.with_version(patient_mapping.patient_resource(record, community_oid=self.community_oid),
-                                            self.patients.version_of(record.pid)), created
-
-    @audited("ITI-104")
-    def register_patient_record(self, *, principal: Principal, source: Identifier,
-                                incoming: PatientRecord) -> tuple[PatientRecord, bool]:
-        """ITI-104 at the model level (an HL7 v2 ADT^A08 after mapping): the same feeder rule, identity
-        vigilance (a conflict raises IdentityConflict with its review case) and audit record."""
-        if principal.role not in IDENTITY_FEEDERS:
-            raise AccessRefused(f"role {principal.role} may not feed patient identities")
-        # An ADT message carries no birth name nor managing organisation: the MPI keeps the ones it has.
-        record, created = self.patients.register(source, incoming, complete=False)
-        self.auditor.write_now([self.auditor.record("ITI-104", principal, action="C" if created else "U",
-                                                    patient_spid=record.spid)])
-        self._fed(record.pid)
-        return record, created
-
-    def _fed(self, pid: str) -> None:
-        for follower in self.patient_fed:
-            follower(pid)
-
     # -- helpers ------------------------------------------------------------------------------
     def _entry_json(self, entry: DocumentEntry, last_updated: str | None, spid: str, base_url: str) -> bytes:
         """The searchset entry of an entry, serialised once per version and status (entries are
@@ -411,14 +371,6 @@ class Exchange:
         self.auditor.write_now([self.auditor.record(transaction, principal, atc_code="ATC_DOC_READ",
                                                     patient_spid=spid, documents=(self.auditor.document(entry),))])
         self.access.fulfil(decision, principal, pid=entry.patient_pid, what=what, documents=(entry.unique_id,))
-
-
-def _source_identifier(value: str | None) -> Identifier:
-    system, _, local = (value or "").partition("|")
-    if not system or not local:
-        raise InvalidInput("ITI-104 needs ?identifier=<system>|<value> naming the source identifier",
-                           location="identifier")
-    return Identifier(system, local)
 
 
 def _search_url(base_url: str, params: list[tuple[str, str]]) -> str:

@@ -1,5 +1,5 @@
-"""Patient identity use-cases: PIXm (ITI-83), PDQm (ITI-78 search and read), merge and unmerge,
-and the identity review list. The ITI-104 feed stays in `documents.py`.
+"""Patient identity use-cases: the ITI-104 feed (FHIR, and HL7 v2 ADT at the model level), PIXm
+(ITI-83), PDQm (ITI-78 search and read, ITI-119 $match), merge and unmerge, and the identity review list.
 
 Looking identities up is for professionals and systems, never for patients or representatives (403);
 a token bound to one patient (extended token) sees that patient only. Every query is audited (ITI-83,
@@ -28,6 +28,8 @@ from gateway.exchanges.auditing import Auditor, audited
 from gateway.auth.errors import AccessRefused
 from gateway.exchanges.search_pages import NoSearchPages, SearchPages
 
+# Who may feed identities (ITI-104): systems and professionals, not patients or representatives.
+IDENTITY_FEEDERS = frozenset({"HCP", "ASS", "TCU", "PADM", "DADM"})
 IDENTITY_READERS = frozenset({"HCP", "ASS", "TCU", "DADM", "PADM"})
 MERGERS = frozenset({"DADM", "PADM", "TCU"})
 REVIEWERS = frozenset({"DADM", "PADM"})
@@ -43,8 +45,44 @@ class IdentityExchange:
         self.pages = pages or NoSearchPages()
         self.mpi_system = f"urn:oid:{community_oid}"
         self.community_oid = community_oid
-        # Called with the MPI-PID after an identity review naming it was resolved (see Exchange.patient_fed).
+        # Called with the MPI-PID after a feed committed (ITI-104, A08): what waits on a patient's
+        # identity (the bridge's held messages) is processed again. Each must not raise.
+        self.patient_fed: list[Callable[[str], None]] = []
+        # Called with the MPI-PID after an identity review naming it was resolved (as `patient_fed`).
         self.review_resolved: list[Callable[[str], None]] = []
+
+    # -- ITI-104 ------------------------------------------------------------------------------
+    @audited("ITI-104")
+    def register_patient(self, *, principal: Principal, identifier_param: str | None,
+                         body: bytes) -> tuple[dict[str, Any], bool]:
+        _require_role(principal, IDENTITY_FEEDERS, "feed patient identities")
+        source = _source_identifier(identifier_param)
+        resource = fhir_mapping.parse_resource(body, "Patient", limits=self.json_limits)
+        incoming = patient_mapping.patient_from_resource(resource)
+        record, created = self.patients.register(source, incoming)
+        # The ledger is in the clear: the record names the patient by SPID only, no local id, no demographics.
+        self.auditor.write_now([self.auditor.record("ITI-104", principal, action="C" if created else "U",
+                                                    patient_spid=record.spid)])
+        self._fed(record.pid)
+        return patient_mapping.with_version(patient_mapping.patient_resource(record, community_oid=self.community_oid),
+                                            self.patients.version_of(record.pid)), created
+
+    @audited("ITI-104")
+    def register_patient_record(self, *, principal: Principal, source: Identifier,
+                                incoming: PatientRecord) -> tuple[PatientRecord, bool]:
+        """ITI-104 at the model level (an HL7 v2 ADT^A08 after mapping): the same feeder rule, identity
+        vigilance (a conflict raises IdentityConflict with its review case) and audit record."""
+        _require_role(principal, IDENTITY_FEEDERS, "feed patient identities")
+        # An ADT message carries no birth name nor managing organisation: the MPI keeps the ones it has.
+        record, created = self.patients.register(source, incoming, complete=False)
+        self.auditor.write_now([self.auditor.record("ITI-104", principal, action="C" if created else "U",
+                                                    patient_spid=record.spid)])
+        self._fed(record.pid)
+        return record, created
+
+    def _fed(self, pid: str) -> None:
+        for follower in self.patient_fed:
+            follower(pid)
 
     # -- ITI-83 -------------------------------------------------------------------------------
     @audited("ITI-83")
@@ -260,6 +298,14 @@ class IdentityExchange:
             for follower in self.review_resolved:
                 follower(review.pid)
         return _review_json(review)
+
+
+def _source_identifier(value: str | None) -> Identifier:
+    system, _, local = (value or "").partition("|")
+    if not system or not local:
+        raise InvalidInput("ITI-104 needs ?identifier=<system>|<value> naming the source identifier",
+                           location="identifier")
+    return Identifier(system, local)
 
 
 def _require_role(principal: Principal, roles: frozenset[str], what: str) -> None:

@@ -7,7 +7,7 @@ the patient's search pages. The HTTP face (PUT DocumentReference, a Bundle of PU
 page call the same methods.
 
 Which document may be named: one the principal may read (the PDP's read decision at the entry's
-level, as `Exchange._readable_entry` asks) or, for a document administrator, one it may administer.
+level, as `DocumentExchange._readable_entry` asks) or, for a document administrator, one it may administer.
 Any other answers 404 exactly like a document that does not exist, so a refusal reveals nothing.
 """
 

@@ -33,6 +33,7 @@ from gateway.exchanges.documents import DocumentExchange, is_consent_bundle
 from gateway.exchanges.identity import IdentityExchange
 from gateway.exchanges.metadata import MetadataExchange, is_metadata_update_bundle
 from gateway.exchanges.policies import PolicyExchange
+from gateway.exchanges.record_changes import RecordChanges
 from gateway.portal.directory import Directory, load_directory
 from gateway.exchanges.portal import PortalExchange
 from gateway.exchanges.paging_cursors import PageCursors
@@ -98,8 +99,11 @@ def build_services(settings: Settings) -> Services:
     pages = search_pages(settings, documents=documents)
     limits = json_limits(settings)
     cursors = PageCursors(keyring=keyring)
+    # One set of in-transaction participants for every change to the record's documents (record_changes).
+    changes = RecordChanges()
     exchange = DocumentExchange(documents=documents, patients=patients, access=access, auditor=auditor,
-                        community_oid=settings.community_oid, cursors=cursors, pages=pages, json_limits=limits)
+                                community_oid=settings.community_oid, cursors=cursors, pages=pages, json_limits=limits,
+                                changes=changes)
     # The directory names whom a policy names in the patient's trail (and what the portal offers to choose).
     directory = load_directory(settings.portal_directory)
     policies = PolicyExchange(engine=engine, patients=patients, access=access, auditor=auditor, json_limits=limits,
@@ -112,7 +116,7 @@ def build_services(settings: Settings) -> Services:
     identities = IdentityExchange(patients=patients, auditor=auditor, community_oid=settings.community_oid,
                                   pages=pages, json_limits=limits)
     metadata = MetadataExchange(documents=documents, patients=patients, access=access, auditor=auditor, pages=pages,
-                                json_limits=limits)
+                                json_limits=limits, changes=changes)
     refusals = AuthRefusals(interval_seconds=settings.auth_failure_interval_seconds,
                             limit=settings.auth_failure_limit, max_sources=settings.auth_failure_sources)
     services = Services(settings=settings, engine=engine, keyring=keyring, exchange=exchange, policies=policies,

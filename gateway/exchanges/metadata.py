@@ -37,6 +37,7 @@ from consent.pdp import LEVELS
 from consent.principal import Principal
 from gateway.exchanges.access import AccessControl
 from gateway.exchanges.auditing import Auditor, audited
+from gateway.exchanges.record_changes import ChangedEntry, RecordChanges
 from gateway.auth.errors import AccessRefused
 from gateway.exchanges.search_pages import NoSearchPages, SearchPages
 
@@ -67,8 +68,10 @@ TRANSACTION = "CH-MHD-1"  # its code in urn:e-health-suisse:event-type-code
 
 class MetadataExchange:
     def __init__(self, *, documents: DatabaseDocumentStore, patients: DatabasePatientIndex, access: AccessControl,
-                 auditor: Auditor, pages: SearchPages | None = None, json_limits: JsonLimits = DEFAULT_LIMITS):
+                 auditor: Auditor, pages: SearchPages | None = None, json_limits: JsonLimits = DEFAULT_LIMITS,
+                 changes: RecordChanges | None = None):
         self.json_limits = json_limits
+        self.changes = changes or RecordChanges()  # told in the transaction what each change stored
         self.documents = documents
         self.versions = documents.versions
         self.patients = patients
@@ -221,6 +224,9 @@ class MetadataExchange:
             self.auditor.write(connection, [
                 self.auditor.record(TRANSACTION, principal, atc_code=change.atc_code, action="U",
                                     patient_spid=change.spid, documents=(document(entry),))
+                for change, entry in zip(pending, stored, strict=True)])
+            self.changes.metadata_changed(connection, [
+                ChangedEntry(principal, change.spid, change.current, entry)
                 for change, entry in zip(pending, stored, strict=True)])
 
         stored = iter(self.versions.update_all(

@@ -44,6 +44,7 @@ from adapters.cara.store.sealed_entries import (
 class ProvidedDocument:
     entry_id: str
     created: bool  # False: the same uniqueId with the same bytes was already stored
+    entry: DocumentEntry | None = None  # when created: the entry as stored (relations resolved)
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ class _BatchProvide:
         batch only when every document of it passed."""
         rows = _BatchRows()
         accepted: dict[str, _Known] = {}
-        provided: list[ProvidedDocument] = []
+        provided: list[ProvidedDocument | None] = []
         new_documents: list[NewDocument] = []
         for document in submission.documents:
             unique_id = document.entry.unique_id
@@ -186,7 +187,7 @@ class _BatchProvide:
                 continue
             accepted[unique_id] = _Known(document.entry.entry_id, patient_pid, document.entry.sha1, "current")
             new_documents.append(document)
-            provided.append(ProvidedDocument(document.entry.entry_id, created=True))
+            provided.append(None)  # its ProvidedDocument once its relations are resolved (below)
         if not new_documents:
             # A resubmission: answer with the set that first stored it (in this batch or before).
             first = provided[0].entry_id
@@ -202,9 +203,13 @@ class _BatchProvide:
                           sealed.wrapped_key, sealed.ciphertext))
         rows.patients.add(patient_pid)
         replaced_here: dict[str, str] = {}
+        stored: dict[str, DocumentEntry] = {}  # uniqueId → the entry as stored
         for document in new_documents:
             relations = [self._relation(pending, patient_pid, accepted, replaced_here) for pending in document.relations]
-            self._document_rows(rows, document, patient_pid, subset.submission_set_id, relations)
+            entry = self._document_rows(rows, document, patient_pid, subset.submission_set_id, relations)
+            stored[entry.unique_id] = entry
+        provided = [p or ProvidedDocument(d.entry.entry_id, created=True, entry=stored[d.entry.unique_id])
+                    for p, d in zip(provided, submission.documents, strict=True)]
         # Accepted: from now on later submissions of the batch see these documents.
         self.rows.extend(rows)
         self.sets_taken.add(subset.unique_id)
@@ -232,7 +237,8 @@ class _BatchProvide:
         return Relation(pending.code, known.entry_id)
 
     def _document_rows(self, rows: _BatchRows, document: NewDocument, patient_pid: str, submission_set_id: str,
-                       relations: list[Relation]) -> None:
+                       relations: list[Relation]) -> DocumentEntry:
+        """The document's rows added to `rows`; returns its entry as stored."""
         entry = stored_entry(document, patient_pid, submission_set_id, relations)
         # Sealed ahead when it names no other document (the same entry: see `seal_metadata`).
         metadata = (None if relations else self.sealed.metadata.get(entry.entry_id)) or seal_entry(self.keyring, entry)
@@ -251,6 +257,7 @@ class _BatchProvide:
             rows.relations.append((entry.entry_id, relation.target_entry_id, relation.code))
             if relation.code == "replaces":
                 rows.superseded.append(relation.target_entry_id)
+        return entry
 
     def write(self) -> None:
         """One multi-row INSERT per table (`insert_rows`), straight to the driver: SQLAlchemy's

@@ -10,45 +10,31 @@ searches on is indexed in the clear in `document_entry`/`document_token`, author
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Connection, Engine, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, select
 
 from adapters.cara.crypto import Keyring, Sealed
-from adapters.cara.errors import Conflict, IntegrityFailure, unknown_relation_target
-from adapters.cara.fhir_dates import fhir_instant, instant
+from adapters.cara.errors import IntegrityFailure
+from adapters.cara.fhir_dates import fhir_instant
 from adapters.cara.mhd_search import DocumentQuery
-from adapters.cara.model import DocumentEntry, NewDocument, Relation, Submission
+from adapters.cara.model import DocumentEntry, NewDocument, Submission
 from adapters.cara.store import document_batches, search_sql
 from adapters.cara.store.database import for_driver
-from adapters.cara.store.document_batches import (
-    BatchItem,
-    ProvidedDocument,
-    ProvideResult,
-    SealedAhead,
-    bump_document_versions,
-    stored_entry,
-)
+from adapters.cara.store.document_batches import BatchItem, SealedAhead, stored_entry
 from adapters.cara.store.metadata_versions import MetadataVersions
-from adapters.cara.store.schema import document_body, document_entry, document_relation, document_token, submission_set
+from adapters.cara.store.schema import document_body, document_entry
 from adapters.cara.store.sealed_entries import (
     SealedEntry,
-    body_context,
-    index_tokens,
-    metadata_context,
     open_body,
     open_entry,
     seal_body,
     seal_entry,
     seal_submission_set,
-    set_context,
 )
 
 
@@ -83,110 +69,6 @@ class DatabaseDocumentStore:
         self._version_reader = threading.local()  # per thread: its kept connection (`document_version`)
         self.versions = MetadataVersions(engine=engine, keyring=keyring, current=self.get_entry,
                                          forget=self._forget)
-
-    # -- provide one submission (ITI-65) --------------------------------------------------------
-    def provide(self, submission: Submission, *, patient_pid: str,
-                within: Callable[[Connection, ProvideResult], None] | None = None) -> ProvideResult:
-        """Store a whole submission or nothing. `within` runs in the same transaction before it commits
-        (the audit record that proves the change); if it raises, nothing is stored. A unique-key race
-        with a concurrent provide of the same uniqueId is retried once, so the loser sees the winner's
-        copy and answers idempotently."""
-        try:
-            return self._provide_once(submission, patient_pid, within)
-        except IntegrityError:
-            return self._provide_once(submission, patient_pid, within)
-
-    def _provide_once(self, submission: Submission, patient_pid: str, within) -> ProvideResult:
-        with self._engine.begin() as connection:
-            stored: dict[str, ProvidedDocument] = {}
-            for document in submission.documents:
-                existing_id = self._existing_copy(connection, document, patient_pid)
-                if existing_id:
-                    stored[document.entry.unique_id] = ProvidedDocument(existing_id, created=False)
-            new_documents = [d for d in submission.documents if d.entry.unique_id not in stored]
-            if new_documents:
-                submission_set_id = self._insert_submission_set(connection, submission, patient_pid)
-                for document in new_documents:
-                    entry = self._insert_document(connection, document, patient_pid, submission_set_id)
-                    stored[entry.unique_id] = ProvidedDocument(entry.entry_id, created=True)
-            else:  # a resubmission: answer with what the first one stored
-                submission_set_id = connection.execute(select(document_entry.c.submission_set_id).where(
-                    document_entry.c.id == next(iter(stored.values())).entry_id)).scalar_one()
-            result = ProvideResult(submission_set_id, tuple(stored[d.entry.unique_id] for d in submission.documents))
-            if new_documents:
-                bump_document_versions(connection, [patient_pid])
-            if within is not None:
-                within(connection, result)
-        return result
-
-    def _existing_copy(self, connection, document: NewDocument, patient_pid: str) -> str | None:
-        row = connection.execute(
-            select(document_entry.c.id, document_entry.c.unique_id, document_entry.c.patient_pid,
-                   document_entry.c.sealed_key, document_entry.c.sealed)
-            .where(document_entry.c.unique_id == document.entry.unique_id)
-        ).one_or_none()
-        if row is None:
-            return None
-        stored = self._open(SealedEntry(row.id, row.unique_id, None, row.sealed_key, row.sealed))
-        if stored.sha1 != document.entry.sha1 or row.patient_pid != patient_pid:
-            raise Conflict(f"document uniqueId {document.entry.unique_id} is already stored with other content",
-                           location="DocumentReference.masterIdentifier")
-        return row.id
-
-    def _insert_submission_set(self, connection, submission: Submission, patient_pid: str) -> str:
-        subset = replace(submission.submission_set, patient_pid=patient_pid)
-        taken = connection.execute(
-            select(submission_set.c.id).where(submission_set.c.unique_id == subset.unique_id)
-        ).scalar_one_or_none()
-        if taken:
-            raise Conflict(f"SubmissionSet uniqueId {subset.unique_id} was already used for other documents",
-                           location="List.identifier")
-        sealed = self._keyring.seal(json.dumps(asdict(subset)).encode(),
-                                    set_context(subset.submission_set_id, subset.unique_id))
-        connection.execute(insert(submission_set).values(
-            id=subset.submission_set_id, unique_id=subset.unique_id, patient_pid=patient_pid,
-            source_id=subset.source_id, submitted_at=datetime.now(UTC).replace(tzinfo=None),
-            sealed_key=sealed.wrapped_key, sealed=sealed.ciphertext))
-        return subset.submission_set_id
-
-    def _insert_document(self, connection, document: NewDocument, patient_pid: str,
-                         submission_set_id: str) -> DocumentEntry:
-        relations = [self._resolve_relation(connection, pending, patient_pid) for pending in document.relations]
-        entry = replace(document.entry, patient_pid=patient_pid, relations=relations,
-                        submission_set_id=submission_set_id)
-        metadata = self._keyring.seal(json.dumps(entry.to_json()).encode(),
-                                      metadata_context(entry.entry_id, entry.unique_id))
-        body = self._keyring.seal(document.content, body_context(entry.entry_id, entry.unique_id))
-        connection.execute(insert(document_entry).values(
-            id=entry.entry_id, unique_id=entry.unique_id, patient_pid=patient_pid, status=entry.status,
-            confidentiality=entry.confidentiality_level, date=instant(entry.date),
-            period_start=instant(entry.service_start), period_end=instant(entry.service_stop),
-            submission_set_id=submission_set_id, created_seq=time.time_ns(), version=1,
-            sealed_key=metadata.wrapped_key, sealed=metadata.ciphertext))
-        connection.execute(insert(document_token), index_tokens(self._keyring, entry))
-        connection.execute(insert(document_body).values(
-            entry_id=entry.entry_id, sealed_key=body.wrapped_key, sealed=body.ciphertext))
-        for relation in relations:
-            connection.execute(insert(document_relation).values(
-                source_id=entry.entry_id, target_id=relation.target_entry_id, code=relation.code))
-            if relation.code == "replaces":
-                connection.execute(update(document_entry)
-                                   .where(document_entry.c.id == relation.target_entry_id)
-                                   .values(status="superseded"))
-        return entry
-
-    def _resolve_relation(self, connection, pending, patient_pid: str) -> Relation:
-        column = document_entry.c.id if pending.target_entry_id else document_entry.c.unique_id
-        key = pending.target_entry_id or pending.target_unique_id
-        row = connection.execute(
-            select(document_entry.c.id, document_entry.c.status, document_entry.c.patient_pid).where(column == key)
-        ).one_or_none()
-        if row is None or row.patient_pid != patient_pid:
-            raise unknown_relation_target(key)
-        if pending.code == "replaces" and row.status != "current":
-            raise Conflict(f"document {key} is {row.status} and cannot be replaced again",
-                           location="DocumentReference.relatesTo")
-        return Relation(pending.code, row.id)
 
     # -- provide (documents in: see document_batches) ------------------------------------------
     def provide_many(self, items: list[BatchItem], *, within: Callable[[Connection, list], None] | None = None,

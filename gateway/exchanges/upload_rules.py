@@ -6,7 +6,7 @@ Naming another document (relatesTo of every code, an HL7 v2 parent, an XDM RPLC/
 rule (`may_name`): the target must be a live document of the same (surviving) patient that the
 principal may read, or one the same user submitted earlier on behalf of the same responsible
 professional (a technical user never reads, but may replace what it migrated or sent itself).
-Anything else — missing, another patient's, unreadable — gets the one answer of a target
+Anything else — missing, another patient's, deleted (CH:MHD-1, DADM), unreadable — gets the one answer of a target
 that does not exist (`errors.unknown_relation_target`), so the answer is no existence oracle. The
 same rule decides whether a resubmitted uniqueId may be answered with the stored copy (see
 `batch_provide`): only to whom may name it.
@@ -77,7 +77,7 @@ class UploadRules:
 
     def may_name(self, principal: Principal, target: DocumentEntry, *, pid: str) -> bool:
         """The rule of this module's docstring, for a stored entry (opened at its current version)."""
-        if self._patients.surviving_pid(target.patient_pid) != pid:
+        if target.status == "deleted" or self._patients.surviving_pid(target.patient_pid) != pid:
             return False
         if target.submitter is not None and target.submitter == submitter_of(principal):
             return True

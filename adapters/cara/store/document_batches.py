@@ -226,7 +226,7 @@ class _BatchProvide:
         key = pending.target_entry_id or pending.target_unique_id
         unique_id = self.by_entry_id.get(key) if pending.target_entry_id else key
         known = (accepted.get(unique_id) or self.by_unique_id.get(unique_id)) if unique_id else None
-        if known is None or known.patient_pid != patient_pid:
+        if known is None or known.patient_pid != patient_pid or known.status == "deleted":
             raise unknown_relation_target(key)
         if pending.code == "replaces":
             if known.status != "current" or known.entry_id in replaced_here:

@@ -57,6 +57,9 @@ class SearchResult(NamedTuple):
 # the plaintext held in memory small.
 OPENED_ENTRIES_CACHED = 5_000
 _VERSION_SQL = "SELECT version FROM document_version WHERE patient_pid = ?"
+# What `SealedEntry` needs of a row, in its order (`search_sql` reads the same columns for a page).
+_SEALED_COLUMNS = (document_entry.c.id, document_entry.c.unique_id, document_entry.c.status,
+                   document_entry.c.sealed_key, document_entry.c.sealed, document_entry.c.version)
 
 
 class DatabaseDocumentStore:
@@ -165,41 +168,30 @@ class DatabaseDocumentStore:
             connection.close()
         return row[0] if row else 0
 
-
     # -- retrieve -----------------------------------------------------------------------------
     def named_entry(self, *, entry_id: str | None = None, unique_id: str | None = None) -> DocumentEntry | None:
         """The entry a request names by logical id or by uniqueId (a relation's target), opened, or
         None. Whether the caller may name it is the use-case layer's decision, not the store's."""
-        column, key = (document_entry.c.id, entry_id) if entry_id else (document_entry.c.unique_id, unique_id)
-        if not key:
-            return None
-        with self._engine.connect() as connection:
-            row = connection.execute(
-                select(document_entry.c.id, document_entry.c.unique_id, document_entry.c.status,
-                       document_entry.c.patient_pid, document_entry.c.sealed_key, document_entry.c.sealed)
-                .where(column == key)
-            ).one_or_none()
-        return None if row is None else replace(
-            self._open(SealedEntry(row.id, row.unique_id, row.status, row.sealed_key, row.sealed)),
-            patient_pid=row.patient_pid)
+        if entry_id:
+            return self._entry_where(document_entry.c.id, entry_id)
+        return self._entry_where(document_entry.c.unique_id, unique_id) if unique_id else None
 
     def get_entry(self, entry_id: str) -> DocumentEntry | None:
-        with self._engine.connect() as connection:
-            row = connection.execute(
-                select(document_entry.c.id, document_entry.c.unique_id, document_entry.c.status,
-                       document_entry.c.sealed_key, document_entry.c.sealed, document_entry.c.version)
-                .where(document_entry.c.id == entry_id)
-            ).one_or_none()
-        return None if row is None else self._open(SealedEntry(*row))
+        return self._entry_where(document_entry.c.id, entry_id)
 
     def entry_for_unique_id(self, unique_id: str) -> DocumentEntry | None:
+        return self._entry_where(document_entry.c.unique_id, unique_id)
+
+    def _entry_where(self, column, key: str) -> DocumentEntry | None:
+        """One entry by id or uniqueId, opened at the version its row records, with its row's status
+        and patient (the document's own MPI-PID, never rewritten): every read by key passes here."""
         with self._engine.connect() as connection:
-            row = connection.execute(
-                select(document_entry.c.id, document_entry.c.unique_id, document_entry.c.status,
-                       document_entry.c.sealed_key, document_entry.c.sealed)
-                .where(document_entry.c.unique_id == unique_id)
-            ).one_or_none()
-        return None if row is None else self._open(SealedEntry(*row))
+            row = connection.execute(select(*_SEALED_COLUMNS, document_entry.c.patient_pid)
+                                     .where(column == key)).one_or_none()
+        if row is None:
+            return None
+        entry = self._open(SealedEntry(*row[:6]))
+        return entry if entry.patient_pid == row.patient_pid else replace(entry, patient_pid=row.patient_pid)
 
     def read_content(self, entry: DocumentEntry) -> bytes:
         """The document's bytes, decrypted and checked against the hash recorded at provide time."""

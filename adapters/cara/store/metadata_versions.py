@@ -52,7 +52,8 @@ class MetadataVersions:
 
     def _update_one(self, connection: Connection, entry: DocumentEntry, status: str) -> DocumentEntry:
         statement = (select(document_entry.c.id, document_entry.c.unique_id, document_entry.c.status,
-                            document_entry.c.version, document_entry.c.sealed_key, document_entry.c.sealed)
+                            document_entry.c.version, document_entry.c.patient_pid, document_entry.c.sealed_key,
+                            document_entry.c.sealed)
                      .where(document_entry.c.id == entry.entry_id))
         if connection.dialect.name == "postgresql":
             statement = statement.with_for_update()
@@ -62,7 +63,8 @@ class MetadataVersions:
         if row.version != entry.version:
             raise Conflict(f"document {entry.entry_id} was updated meanwhile (now version {row.version})",
                            location="DocumentReference.meta.versionId")
-        updated = replace(entry, version=row.version + 1, status=status)
+        # The document's own patient, whatever record the caller filed it under (a merge never rewrites it).
+        updated = replace(entry, version=row.version + 1, status=status, patient_pid=row.patient_pid)
         sealed = seal_entry(self._keyring, updated)
         done = connection.execute(
             update(document_entry)

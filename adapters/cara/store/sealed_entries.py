@@ -21,14 +21,17 @@ from adapters.cara.model import DocumentEntry, NewDocument, SubmissionSet
 
 class SealedEntry(NamedTuple):
     """An entry's row as the store reads it to open it: what the associated data binds, the clear
-    status (it changes; the sealed metadata keeps the first one) and the recorded metadata version."""
+    status (it changes; the sealed metadata keeps the first one) and the recorded metadata version.
+    The version has no default: an entry opened without the version its row records would be opened
+    with the first version's binding, which fails for every relabelled or edited document (and would
+    be reported as tampering)."""
 
     id: str
     unique_id: str
     status: str
     sealed_key: bytes
     sealed: bytes
-    version: int = 1
+    version: int
 
 
 def metadata_context(entry_id: str, unique_id: str, version: int = 1) -> str:

@@ -7,7 +7,9 @@ where "documents were stored" is known in the transaction (`record_changes`).
 Why batches: one document costs a transaction, a ledger lock and an fsync (~8 ms on SQLite). A
 migration or an HL7 v2 listener has thousands of submissions waiting; each still gets every step
 (patient context, PID look-up, `UploadRules.authorise` with the provide level, idempotency by
-uniqueId and SHA-1, encryption, one ATC_DOC_CREATE record per document), but they share one
+uniqueId and SHA-1 — answered with the stored copy only to whom may name it, `UploadRules.may_name`,
+else the one refusal `document_batches.uniqueid_in_use` — encryption, one ATC_DOC_CREATE record per
+document), but they share one
 transaction, one ledger append (one lock, one head read, one multi-row insert) and one commit. Each
 submission is all-or-nothing: a refused one is audited (outcome 4, in the same transaction) and
 leaves nothing stored, without affecting the others.
@@ -29,7 +31,7 @@ from sqlalchemy import Connection
 
 from adapters.cara.crypto import Sealed
 from adapters.cara.errors import RecordError, UnknownPatient
-from adapters.cara.model import Submission
+from adapters.cara.model import DocumentEntry, Submission
 from adapters.cara.store.document_batches import BatchItem, ProvideResult, SealedAhead
 from adapters.cara.store.documents import DatabaseDocumentStore
 from adapters.cara.store.patients import DatabasePatientIndex
@@ -192,8 +194,12 @@ class DocumentProvider:
             if within is not None:
                 within(connection, outcomes)  # type: ignore[arg-type]
 
-        self._documents.provide_many([BatchItem(stored, pid) for _, stored, pid in authorised], within=in_transaction,
-                                     sealed_bodies=batch.sealed_bodies, sealed=batch.sealed)
+        def may_reuse(stored: DocumentEntry, pid: str) -> bool:
+            # The idempotent answer names the stored entry and confirms its bytes: only to whom may name it.
+            return self.rules.may_name(principal, stored, pid=pid)
+
+        self._documents.provide_many([BatchItem(stored, pid) for _, stored, pid in authorised], may_reuse=may_reuse,
+                                     within=in_transaction, sealed_bodies=batch.sealed_bodies, sealed=batch.sealed)
         for pid in {pid for index, _, pid in authorised if outcomes[index] is not None and outcomes[index].created}:
             self._pages.documents_changed(pid)
         return outcomes  # type: ignore[return-value]

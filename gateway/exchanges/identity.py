@@ -23,7 +23,6 @@ from adapters.cara.store.identity_reviews import IdentityReview
 from adapters.cara.store.patients import DatabasePatientIndex
 from adapters.cara.vocabulary import SPID_SYSTEM
 from consent.principal import Principal
-from gateway.exchanges.access import AccessControl
 from gateway.exchanges.auditing import Auditor, audited
 from gateway.auth.errors import AccessRefused
 from gateway.exchanges.search_pages import NoSearchPages, SearchPages
@@ -103,10 +102,9 @@ class IdentityExchange:
                 raise AccessRefused(f"targetSystem {system} is not a patient identifier domain this MPI discloses")
         pid = self._resolve(source)
         record = self.patients.get(pid) if pid else None
-        if record is None:
+        if record is None or not _in_context(principal, record):
             raise NotFound(f"sourceIdentifier {source.system}|… is not known to this MPI",
                            location="sourceIdentifier")
-        AccessControl.require_patient_context(principal, record.spid)
         known = [i for i in self._identifiers(record) if i != source]
         # In the order the domains were asked for (as the CH PIXm example answers); without targetSystem
         # (CH PIXm IN requires 1..2), the two domains of the EPR: the SPID and this community's MPI-PID.
@@ -164,9 +162,8 @@ class IdentityExchange:
     def read(self, *, principal: Principal, pid: str) -> dict[str, Any]:
         _require_role(principal, IDENTITY_READERS, "read patient identities")
         record = self.patients.get(pid)
-        if record is None:
+        if record is None or not _in_context(principal, record):
             raise NotFound(f"Patient/{pid} is not known")
-        AccessControl.require_patient_context(principal, record.spid)
         self.auditor.write_now([self.auditor.record("ITI-78", principal, action="R", patient_spid=record.spid)])
         return patient_mapping.with_version(self._resource(record), self.patients.version_of(record.pid))
 
@@ -306,6 +303,13 @@ def _source_identifier(value: str | None) -> Identifier:
         raise InvalidInput("ITI-104 needs ?identifier=<system>|<value> naming the source identifier",
                            location="identifier")
     return Identifier(system, local)
+
+
+def _in_context(principal: Principal, record: PatientRecord) -> bool:
+    """Whether a token bound to a patient (extended token) may be answered about this one. Another
+    patient is answered exactly like one the MPI does not know (404), never with a 403 that would
+    confirm the identifier exists."""
+    return principal.patient_spid is None or principal.patient_spid == record.spid
 
 
 def _require_role(principal: Principal, roles: frozenset[str], what: str) -> None:

@@ -4,8 +4,10 @@ read up front in a few IN-list queries, and each submission is decided in memory
 plus what the batch accepted before it, so a refused submission leaves nothing behind and does not
 touch the others (no savepoints). The rows go in as one multi-row INSERT per table.
 
-The store decides no consent: whether a caller may name a target or be answered with an existing
-copy is the use-case layer's decision, taken before (`gateway/exchanges/upload_rules.py`).
+The store decides no consent: whether a caller may name a target is the use-case layer's decision,
+taken before (`gateway/exchanges/upload_rules.py`); whether a uniqueId already stored may be answered
+with its stored copy is asked of the use-case layer here (`may_reuse`), in the transaction that finds
+the copy, so no concurrent provide slips between the decision and the answer.
 """
 
 from __future__ import annotations
@@ -71,14 +73,29 @@ def stored_entry(document: NewDocument, patient_pid: str, submission_set_id: str
     return replace(document.entry, patient_pid=patient_pid, relations=relations, submission_set_id=submission_set_id)
 
 
+# Whether a submitter may be answered with the copy a uniqueId already has (its stored entry, the
+# submission's MPI-PID): the idempotent answer names the entry and confirms its bytes.
+MayReuse = Callable[[DocumentEntry, str], bool]
+
+
 @dataclass
 class _Known:
-    """What the batch knows of a uniqueId: stored before the batch or accepted earlier in it."""
+    """What the batch knows of a uniqueId: stored before the batch (`stored`: its entry as stored) or
+    accepted earlier in it (`stored` None: the batch's own submitter's)."""
 
     entry_id: str
     patient_pid: str
     sha1: str
     status: str
+    stored: DocumentEntry | None = None
+
+
+def uniqueid_in_use(unique_id: str) -> Conflict:
+    """The answer for a uniqueId the record already holds, to a submitter who may not be answered with
+    that copy: the same whatever the copy holds and whoever's it is. The uniqueId cannot be stored twice;
+    saying more would name the entry or confirm its bytes (an existence oracle)."""
+    return Conflict(f"document uniqueId {unique_id} is already used in this record: a new document needs a new "
+                    "uniqueId", location="DocumentReference.masterIdentifier")
 
 
 # The batch's rows as tuples in these column orders (see `_BatchProvide.write`).
@@ -124,10 +141,11 @@ class _BatchProvide:
     """One batch inside one transaction (see the module's docstring)."""
 
     def __init__(self, connection: Connection, keyring: Keyring, open_entry: Callable[[SealedEntry], DocumentEntry],
-                 items: list[BatchItem], sealed_bodies: dict[str, Sealed] | None = None,
+                 items: list[BatchItem], may_reuse: MayReuse, sealed_bodies: dict[str, Sealed] | None = None,
                  sealed: SealedAhead | None = None):
         self.keyring = keyring
         self.open_entry = open_entry
+        self.may_reuse = may_reuse
         self.sealed_bodies = sealed_bodies or {}
         self.sealed = sealed or SealedAhead({}, {})
         self.connection = connection
@@ -160,7 +178,8 @@ class _BatchProvide:
                     row = _LoadedRow(*row)
                     stored = self.open_entry(SealedEntry(row.id, row.unique_id, row.status, row.sealed_key,
                                                          row.sealed, row.version))
-                    self.by_unique_id[row.unique_id] = _Known(row.id, row.patient_pid, stored.sha1, row.status)
+                    self.by_unique_id[row.unique_id] = _Known(row.id, row.patient_pid, stored.sha1, row.status,
+                                                              replace(stored, patient_pid=row.patient_pid))
                     self.by_entry_id[row.id] = row.unique_id
         for chunk in in_chunks(sorted(set_ids)):
             sql = f"SELECT unique_id FROM submission_set WHERE unique_id IN {in_list(len(chunk))}"
@@ -180,6 +199,8 @@ class _BatchProvide:
             unique_id = document.entry.unique_id
             known = accepted.get(unique_id) or self.by_unique_id.get(unique_id)
             if known is not None:
+                if known.stored is not None and not self.may_reuse(known.stored, patient_pid):
+                    raise uniqueid_in_use(unique_id)
                 if known.sha1 != document.entry.sha1 or known.patient_pid != patient_pid:
                     raise Conflict(f"document uniqueId {unique_id} is already stored with other content",
                                    location="DocumentReference.masterIdentifier")
@@ -289,22 +310,23 @@ def _driver_instant(value, dialect: str):
 
 
 def provide_many(*, engine: Engine, keyring: Keyring, open_entry: Callable[[SealedEntry], DocumentEntry],
-                 items: list[BatchItem], within: Callable[[Connection, list], None] | None = None,
+                 items: list[BatchItem], may_reuse: MayReuse, within: Callable[[Connection, list], None] | None = None,
                  sealed_bodies: dict[str, Sealed] | None = None, sealed: SealedAhead | None = None) -> list:
     """Store many submissions in one transaction: for each, its ProvideResult or the RecordError that
     refused it (nothing of a refused one is stored). `within(connection, results)` runs before the
     commit (the audit records, a migration's journal); if it raises, nothing is stored. A unique-key
-    race with a concurrent writer is retried once, so the loser sees the winner's copy and answers
-    idempotently."""
+    race with a concurrent writer is retried once, so the loser sees the winner's copy and answers as
+    `may_reuse` allows (idempotently, or `uniqueid_in_use`)."""
+    arguments = (engine, keyring, open_entry, items, may_reuse, within, sealed_bodies, sealed)
     try:
-        return _provide_many_once(engine, keyring, open_entry, items, within, sealed_bodies, sealed)
+        return _provide_many_once(*arguments)
     except IntegrityError:
-        return _provide_many_once(engine, keyring, open_entry, items, within, sealed_bodies, sealed)
+        return _provide_many_once(*arguments)
 
 
-def _provide_many_once(engine, keyring, open_entry, items, within, sealed_bodies, sealed) -> list:
+def _provide_many_once(engine, keyring, open_entry, items, may_reuse, within, sealed_bodies, sealed) -> list:
     with engine.begin() as connection:
-        batch = _BatchProvide(connection, keyring, open_entry, items, sealed_bodies, sealed)
+        batch = _BatchProvide(connection, keyring, open_entry, items, may_reuse, sealed_bodies, sealed)
         batch.load()
         results: list = []
         for submission, patient_pid in items:

@@ -25,7 +25,7 @@ from adapters.cara.mhd_search import DocumentQuery
 from adapters.cara.model import DocumentEntry, NewDocument, Submission
 from adapters.cara.store import document_batches, search_sql
 from adapters.cara.store.database import for_driver
-from adapters.cara.store.document_batches import BatchItem, SealedAhead, stored_entry
+from adapters.cara.store.document_batches import BatchItem, MayReuse, SealedAhead, stored_entry
 from adapters.cara.store.metadata_versions import MetadataVersions
 from adapters.cara.store.schema import document_body, document_entry
 from adapters.cara.store.sealed_entries import (
@@ -74,13 +74,16 @@ class DatabaseDocumentStore:
                                          forget=self._forget)
 
     # -- provide (documents in: see document_batches) ------------------------------------------
-    def provide_many(self, items: list[BatchItem], *, within: Callable[[Connection, list], None] | None = None,
+    def provide_many(self, items: list[BatchItem], *, may_reuse: MayReuse,
+                     within: Callable[[Connection, list], None] | None = None,
                      sealed_bodies: dict[str, Sealed] | None = None, sealed: SealedAhead | None = None) -> list:
-        """Many submissions in one transaction (`document_batches.provide_many`). `sealed_bodies`: entry
-        id → the body as `seal_body` sealed it beforehand (outside the transaction); `sealed`: metadata
-        and submission sets sealed beforehand the same way; whatever is missing is sealed there."""
+        """Many submissions in one transaction (`document_batches.provide_many`). `may_reuse`: whether a
+        uniqueId already stored may be answered with its copy (the use-case layer's rule). `sealed_bodies`:
+        entry id → the body as `seal_body` sealed it beforehand (outside the transaction); `sealed`:
+        metadata and submission sets sealed beforehand the same way; whatever is missing is sealed there."""
         return document_batches.provide_many(engine=self._engine, keyring=self._keyring, open_entry=self._open,
-                                             items=items, within=within, sealed_bodies=sealed_bodies, sealed=sealed)
+                                             items=items, may_reuse=may_reuse, within=within,
+                                             sealed_bodies=sealed_bodies, sealed=sealed)
 
     def seal_body(self, document: NewDocument) -> Sealed:
         """A document's body sealed under its own data key, bound to its entry id and uniqueId."""

@@ -143,7 +143,9 @@ def prepare_data(data_dir: Path, database_url: str | None) -> dict[str, str]:
         env["EPR_DATABASE_URL"] = database_url
     settings = prepare(Settings(data_dir=data_dir, database_url=database_url)).settings
     runtime = build_runtime(settings)
-    load_demo_data(runtime.services.exchange, runtime.services.policies, base_url="https://127.0.0.1:8443/fhir")
+    services = runtime.services
+    load_demo_data(documents=services.exchange, identities=services.identities, policies=services.policies,
+                   base_url="https://127.0.0.1:8443/fhir")
     runtime.close()
     return {**env, "EPR_MLLP_SENDERS": str(settings.mllp_senders), "_local_system": DEMO_LOCAL_SYSTEM}
 

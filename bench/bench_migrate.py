@@ -6,7 +6,7 @@ against a raw baseline doing only the unavoidable work on the same files, in the
     /path/to/python bench/bench_migrate.py --documents 20000 --pg-documents 0
 
 End to end = `MigrationJob.run` as `epr-gateway migrate` runs it: ZIP members read, METADATA.XML
-parsed (defusedxml), codes mapped, patient resolved through the MPI, `Exchange.provide_many` (access
+parsed (defusedxml), codes mapped, patient resolved through the MPI, `DocumentExchange.provide_many` (access
 decision, provide level, idempotency check, metadata and body sealed with AES-256-GCM, registry rows,
 one ATC_DOC_CREATE per document in the hash-chained ledger), journal rows, one commit per batch.
 Baseline = per document: read the member, SHA-1, AES-256-GCM; per batch: one multi-row INSERT and a

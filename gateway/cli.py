@@ -156,7 +156,8 @@ def _welcome(prepared, services) -> None:
 
     settings = prepared.settings
     base = f"https://{settings.host}:{settings.port}/fhir"
-    if settings.demo_data and load_demo_data(services.exchange, services.policies, base_url=base):
+    if settings.demo_data and load_demo_data(documents=services.exchange, identities=services.identities,
+                                            policies=services.policies, base_url=base):
         typer.echo(f"Loaded demonstration documents for patient {DEMO_SPID}.")
     common = dict(data_dir=settings.data_dir, issuer_url=dev_issuer_url(settings), audience=settings.audience)
     hcp = mint_token(role="HCP", gln=DEMO_GLN, name="Dr. Demo Favre", **common)

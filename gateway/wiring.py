@@ -32,10 +32,11 @@ from audit.witness import WitnessWriter
 from gateway.exchanges.access import AccessControl
 from gateway.exchanges.trail import AuditTrail
 from gateway.exchanges.auditing import Auditor
-from gateway.exchanges.documents import Exchange
+from gateway.exchanges.documents import DocumentExchange
 from gateway.exchanges.identity import IdentityExchange
 from gateway.exchanges.metadata import MetadataExchange
 from gateway.exchanges.policies import PolicyExchange
+from gateway.exchanges.record_changes import RecordChanges
 from gateway.exchanges.portal import PortalExchange
 from gateway.exchanges.paging_cursors import PageCursors
 from gateway.exchanges.search_pages import InProcessSearchPages, NoSearchPages, RedisSearchPages, SearchPages
@@ -88,8 +89,11 @@ def build_runtime(settings: Settings) -> Runtime:
     pages = search_pages(settings, documents=documents)
     limits = json_limits(settings)
     cursors = PageCursors(keyring=keyring)
-    exchange = Exchange(documents=documents, patients=patients, access=access, auditor=auditor,
-                        community_oid=settings.community_oid, cursors=cursors, pages=pages, json_limits=limits)
+    # One set of in-transaction participants for every change to the record's documents (record_changes).
+    changes = RecordChanges()
+    exchange = DocumentExchange(documents=documents, patients=patients, access=access, auditor=auditor,
+                                community_oid=settings.community_oid, cursors=cursors, pages=pages, json_limits=limits,
+                                changes=changes)
     # The directory names whom a policy names in the patient's trail (and what the portal offers to choose).
     directory = load_directory(settings.portal_directory)
     policies = PolicyExchange(engine=engine, patients=patients, access=access, auditor=auditor, json_limits=limits,
@@ -102,7 +106,7 @@ def build_runtime(settings: Settings) -> Runtime:
     identities = IdentityExchange(patients=patients, auditor=auditor, community_oid=settings.community_oid,
                                   pages=pages, json_limits=limits)
     metadata = MetadataExchange(documents=documents, patients=patients, access=access, auditor=auditor, pages=pages,
-                                json_limits=limits)
+                                json_limits=limits, changes=changes)
     transactions = TransactionExchange(documents=exchange, policies=policies, metadata=metadata, auditor=auditor,
                                        json_limits=limits)
     services = Services(exchange=exchange, identities=identities, policies=policies, metadata=metadata, trail=trail,
@@ -133,7 +137,7 @@ def release_held_messages(runtime: Runtime) -> None:
         bridge.release_held_quietly(pid)
 
     services = runtime.services
-    services.exchange.patient_fed.append(follow)
+    services.identities.patient_fed.append(follow)
     services.identities.review_resolved.append(follow)
     services.policies.onboarded.append(follow)
 

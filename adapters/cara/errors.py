@@ -128,3 +128,10 @@ class UnmodifiableMetadata(ProfileViolation):
 
     def __init__(self, message: str, *, issues: list[Issue] | None = None):
         super().__init__(message, issues=issues, details_code="UnmodifiableMetadataError")
+
+
+def unknown_relation_target(key: str) -> UnknownRelationTarget:
+    """The one answer for a relation target (relatesTo of any code, an HL7 v2 parent, an XDM RPLC/APND)
+    that does not exist, is another patient's, was deleted, or may not be named by the submitter: the
+    same class, status and words on every path, so the answer reveals nothing (no existence oracle)."""
+    return UnknownRelationTarget(key)

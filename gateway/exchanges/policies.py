@@ -60,7 +60,7 @@ class PolicyExchange:
         self._patients = patients
         self._access = access
         self.auditor = auditor
-        # Called with the MPI-PID once a patient's EPR is opened (onboarding; see Exchange.patient_fed).
+        # Called with the MPI-PID once a patient's EPR is opened (onboarding; see IdentityExchange.patient_fed).
         self.onboarded: list[Callable[[str], None]] = []
 
     # -- PPQ-3 / PPQ-4 ------------------------------------------------------------------------

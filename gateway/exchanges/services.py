@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.exchanges.auditing import Auditor
-from gateway.exchanges.documents import Exchange
+from gateway.exchanges.documents import DocumentExchange
 from gateway.exchanges.identity import IdentityExchange
 from gateway.exchanges.metadata import MetadataExchange
 from gateway.exchanges.policies import PolicyExchange
@@ -22,7 +22,7 @@ from gateway.exchanges.transaction import TransactionExchange
 
 @dataclass(frozen=True)
 class Services:
-    exchange: Exchange  # documents: ITI-65 (one and many), ITI-67, reads, ITI-68, ITI-104
+    exchange: DocumentExchange  # documents: ITI-65 (one and many), ITI-67, reads, ITI-68, ITI-104
     identities: IdentityExchange  # PIXm, PDQm, $match, merge/unmerge, identity reviews
     policies: PolicyExchange  # PPQ-3/4/5, onboarding, notifications
     metadata: MetadataExchange  # CH:MHD-1

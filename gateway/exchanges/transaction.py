@@ -15,7 +15,7 @@ from adapters.cara.errors import RecordError
 from adapters.cara.fhir_mapping import parse_resource
 from consent.principal import Principal
 from gateway.exchanges.auditing import Auditor
-from gateway.exchanges.documents import Exchange, is_consent_bundle
+from gateway.exchanges.documents import DocumentExchange, is_consent_bundle
 from gateway.exchanges.metadata import MetadataExchange, is_metadata_update_bundle
 from gateway.exchanges.policies import PolicyExchange
 

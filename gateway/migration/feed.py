@@ -27,7 +27,7 @@ def feed_patients(services, file: Path, *, onboard: bool) -> dict[str, int]:
             local = next(i for i in resource["identifier"] if i["system"] != SPID_SYSTEM)
             spid = next((i["value"] for i in resource["identifier"] if i["system"] == SPID_SYSTEM), None)
             try:
-                services.exchange.register_patient(principal=FEEDER, identifier_param=f"{local['system']}|{local['value']}",
+                services.identities.register_patient(principal=FEEDER, identifier_param=f"{local['system']}|{local['value']}",
                                                    body=line)
             except (RecordError, AccessRefused):
                 counts["refused"] += 1  # audited by the use-case; the identity review keeps the case

@@ -5,7 +5,7 @@ metadata order):
   read + map (reader processes, `reading.py`: file I/O, SHA-1, XML) → a batch → its patients
   (`ImportExchange.patients_for_import`, together)
   → relation targets (entryUUID → uniqueId, across packages and runs, in order)
-  → `Exchange.provide_many` as the TCU acting for `--as-gln`, whose transaction also journals every
+  → `DocumentExchange.provide_many` as the TCU acting for `--as-gln`, whose transaction also journals every
   document of the batch (stored, already present, held with its sealed copy, rejected).
 Because the journal commits with the documents, a run killed at any point and started again skips
 exactly what was committed and ends in the state of an uninterrupted run. Decisions that depend on
@@ -32,7 +32,7 @@ from adapters.infomed.xdm.codes import CodeTables
 from adapters.infomed.xdm.mapping import with_relations
 from consent.principal import Principal
 from gateway.auth.errors import AccessRefused
-from gateway.exchanges.documents import Exchange
+from gateway.exchanges.documents import DocumentExchange
 from gateway.exchanges.imports import ImportExchange, PatientRequest
 from gateway.exchanges.media_refusals import MediaRefusal, record_refusals
 from gateway.migration.collector import collector_held_back
@@ -75,7 +75,7 @@ class Counts:
 
 
 class MigrationJob:
-    def __init__(self, *, exchange: Exchange, imports: ImportExchange, journal: Journal, tables: CodeTables,
+    def __init__(self, *, exchange: DocumentExchange, imports: ImportExchange, journal: Journal, tables: CodeTables,
                  principal: Principal, batch: int = 200, workers: int = 2, dry_run: bool = False,
                  on_progress: Callable[[Counts], None] | None = None):
         if batch < 1 or workers < 0:

@@ -1,4 +1,4 @@
-"""`Exchange.provide_many`: many submissions in one transaction, each all-or-nothing, each audited."""
+"""`DocumentExchange.provide_many`: many submissions in one transaction, each all-or-nothing, each audited."""
 
 import base64
 from dataclasses import replace

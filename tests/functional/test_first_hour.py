@@ -170,7 +170,8 @@ def test_token_from_another_shell_is_for_the_running_gateway_and_the_banner_tell
 def test_the_demonstration_documents_name_the_mpi_patient_with_one_display_per_type(sqlite_gateway):
     from gateway.demo import DEMO_FAMILY, DEMO_GIVEN, DEMO_SPID, load_demo_data
 
-    assert load_demo_data(sqlite_gateway.services.exchange, sqlite_gateway.services.policies,
+    services = sqlite_gateway.services
+    assert load_demo_data(documents=services.exchange, identities=services.identities, policies=services.policies,
                           base_url="https://testserver/fhir")
     patient = sqlite_gateway.services.exchange.patients.pid_for_spid(DEMO_SPID)
     found = sqlite_gateway.client.get("/fhir/DocumentReference", params={"patient.identifier": DEMO_SEARCH},

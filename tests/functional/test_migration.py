@@ -235,7 +235,7 @@ def test_a_patient_fed_and_onboarded_later_gets_its_held_documents(tmp_path, exp
             spid = f"7613376109{number:08d}"
             patient["identifier"].append({"system": "urn:oid:2.16.756.5.30.1.127.3.10.3", "value": spid})
             local = patient["identifier"][0]
-            services.exchange.register_patient(principal=migration_principal(HCP_GLN),
+            services.identities.register_patient(principal=migration_principal(HCP_GLN),
                                                identifier_param=f"{local['system']}|{local['value']}",
                                                body=json.dumps(patient).encode())
             services.policies.onboard(principal=POLICY_ADMIN, spid=spid)

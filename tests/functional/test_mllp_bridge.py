@@ -346,7 +346,7 @@ def test_an_a08_registers_demographics_and_a_conflict_is_held_for_review(sqlite_
     assert msa(conflict) == ["AA", "P2"]
     assert "held for identity review (demographics-differ)" in ack_fields(conflict)["MSA"][3]
     assert ack_fields(conflict)["ERR"][4] == "W"
-    assert [r.reason for r in record.open_reviews()] == ["demographics-differ"]
+    assert [r.reason for r in record.reviews.open_reviews()] == ["demographics-differ"]
     assert record.get(pid).birth_date == "1970-01-01"
 
 

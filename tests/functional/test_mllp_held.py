@@ -105,7 +105,7 @@ def test_resolving_the_identity_review_that_held_a_message_stores_it(bridge):
     conflicting = patient_feed(spid=SPID, local_system=LOCAL_SYSTEM, local_id="L-1", family="Muster",
                                given="Anna", birth_date="1999-01-01", gender="female")
     put_patient(gateway, conflicting, "L-1")  # demographics differ: an identity review case is opened
-    [review] = gateway.services.exchange.patients.open_reviews()
+    [review] = gateway.services.exchange.patients.reviews.open_reviews()
     send(address, mdm(control_id="R-1", unique_id="urn:oid:2.25.921").encode())
     assert [(c, r) for c, r, _ in held(gateway)] == [("R-1", "under-review")]
     assert "urn:oid:2.25.921" not in found(gateway, SPID)
@@ -124,7 +124,7 @@ def test_bridge_held_lists_and_bridge_retry_releases_what_nothing_else_released(
     conflicting = patient_feed(spid=SPID, local_system=LOCAL_SYSTEM, local_id="L-1", family="Muster",
                                given="Anna", birth_date="1999-01-01", gender="female")
     put_patient(gateway, conflicting, "L-1")
-    [review] = gateway.services.exchange.patients.open_reviews()
+    [review] = gateway.services.exchange.patients.reviews.open_reviews()
     send(address, mdm(control_id="C-1", unique_id="urn:oid:2.25.931").encode())
     settings = gateway.runtime.settings
     for name, value in (("EPR_DATA_DIR", settings.data_dir), ("EPR_DATABASE_URL", settings.database_url),
@@ -140,7 +140,7 @@ def test_bridge_held_lists_and_bridge_retry_releases_what_nothing_else_released(
     assert waiting.exit_code == 0, waiting.output
     assert "1 held" in waiting.output and "identity review still names the patient" in waiting.output
 
-    gateway.services.exchange.patients.resolve_review(review.id)  # resolved in the store: no use-case told
+    gateway.services.exchange.patients.reviews.resolve(review.id)  # resolved in the store: no use-case told
     assert [(c, r) for c, r, _ in held(gateway)] == [("C-1", "under-review")]
     released = CliRunner().invoke(app, ["bridge", "retry"])
 

@@ -127,7 +127,7 @@ def test_a_technical_user_replaces_what_it_submitted_itself_only(gateway, record
 
 
 def test_the_provide_path_without_http_applies_the_same_rule(gateway, record):
-    """`Exchange.provide_submission` (XDM migration, HL7 v2 bridge) passes the same check."""
+    """`DocumentExchange.provide_submission` (XDM migration, HL7 v2 bridge) passes the same check."""
     from adapters.cara import fhir_mapping
     from adapters.cara.errors import ProfileViolation
     from consent.principal import Principal

@@ -46,10 +46,7 @@ SIDEWAYS = {
                                   "`routes.common.run_use_case` and answers with the statuses of the one error table",
 }
 # Circles that another branch removes; each must still exist (else it is taken off this list).
-KNOWN_CIRCLES = {
-    frozenset({"gateway.exchanges.documents", "gateway.exchanges.batch_provide"}):
-        "the provide seam (issue 23 item 1, branch w1/seams) gives batch_provide its own public API",
-}
+KNOWN_CIRCLES: dict = {}
 STORES = ("adapters.cara.store", "consent.store", "audit.ledger")
 # Where a face imports a store module on purpose, and why (anything else fails).
 STORE_ALLOWED = {
@@ -58,8 +55,6 @@ STORE_ALLOWED = {
 MAX_LINES = 450
 # Modules another branch splits (issue 23 item 2); each must still be over the limit.
 KNOWN_OVERSIZE = {
-    "adapters/cara/store/documents.py": "split by the provide seam (branch w1/seams)",
-    "adapters/cara/store/patients.py": "split by the provide seam (branch w1/seams)",
     "gateway/exchanges/hl7v2.py": "split by the HL7 v2 channel (branch w1/channel)",
 }
 

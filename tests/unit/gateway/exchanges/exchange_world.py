@@ -39,7 +39,7 @@ def feed(services, *, spid: str | None = SPID, local_id: str = "L-1", family: st
     """ITI-104 as an HCP's system feeds it; returns the MPI-PID."""
     body = patient_feed(spid=spid, local_system=LOCAL_SYSTEM, local_id=local_id, family=family, given=given,
                         birth_date="1980-05-17", gender="female")
-    services.exchange.register_patient(principal=HCP, identifier_param=f"{LOCAL_SYSTEM}|{local_id}",
+    services.identities.register_patient(principal=HCP, identifier_param=f"{LOCAL_SYSTEM}|{local_id}",
                                        body=orjson.dumps(body))
     return pid_of(services, local_id)
 

@@ -7,7 +7,7 @@ and a SIEM outage only makes the position wait: the shipper retries with growing
 everything after it once the SIEM is back. The position moves only after the TLS connection took
 the batch, so delivery is at least once (a crash between the two resends that batch; the AuditEvent
 id in each message tells duplicates apart). A batch the receiver refuses or drops right away (TLS
-alert, close) is not counted as delivered (`_confirm`).
+alert, close) is not counted as delivered (`_confirm`, `audit.syslog.confirm_taken`).
 
 Several workers: with PostgreSQL one of them ships at a time (a session advisory lock held on the
 shipper's own connection; if that worker dies the lock goes and another takes over). SQLite is one
@@ -22,33 +22,18 @@ import ssl
 import threading
 from datetime import UTC, datetime
 from itertools import islice
-from select import select as wait_until_readable
 
 from sqlalchemy import Connection, Engine, insert, select, text, update
 
 from audit.export import export, head_syslog_line
 from audit.ledger import read_head
 from audit.schema import audit_shipping
+from audit.syslog import client_ssl_context, confirm_taken, frame
+
+__all__ = ["SyslogShipper", "client_ssl_context", "frame"]
 
 log = logging.getLogger("epr.audit.shipping")
 _SHIPPER_LOCK = 7342003  # 7342001 migrations, 7342002 ledger appends
-
-
-def frame(message: str) -> bytes:
-    """RFC 5425 octet counting: the message's length in bytes, a space, the message."""
-    data = message.encode("utf-8")
-    return str(len(data)).encode() + b" " + data
-
-
-def client_ssl_context(ca_file: str | None, client_cert: str | None = None,
-                       client_key: str | None = None) -> ssl.SSLContext:
-    """TLS 1.2+ to the SIEM, its certificate verified (ATNA node authentication: with a client
-    certificate when one is configured)."""
-    context = ssl.create_default_context(cafile=ca_file)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if client_cert:
-        context.load_cert_chain(client_cert, client_key)
-    return context
 
 
 class SyslogShipper:
@@ -122,24 +107,9 @@ class SyslogShipper:
         return shipped
 
     def _confirm(self, connection: ssl.SSLSocket) -> None:
-        """RFC 5425 has no acknowledgement and `sendall` returning only means the bytes are in our
-        kernel. A receiver never writes back, so anything readable soon after is a refusal (a TLS
-        alert, e.g. our client certificate refused after a TLS 1.3 handshake) or a close: the batch
-        then counts as not delivered. A loss later than this window cannot be seen over syslog."""
-        readable, _, _ = wait_until_readable([connection], [], [], self._confirm_seconds)
-        if not readable:
-            return
-        connection.settimeout(self._confirm_seconds)
-        try:
-            data = connection.recv(1)
-        except TimeoutError:
-            return  # TLS 1.3 session tickets made it readable: no application data, no refusal
-        except (ssl.SSLError, OSError) as exc:
-            raise ConnectionError(f"the SIEM refused the batch: {type(exc).__name__}") from exc
-        finally:
-            connection.settimeout(self._timeout)
-        if not data:
-            raise ConnectionError("the SIEM closed the connection")
+        """A batch the SIEM refuses or drops right away is not delivered (`audit.syslog.confirm_taken`
+        raises ConnectionError, which `_run` treats as the SIEM being unreachable)."""
+        confirm_taken(connection, wait_seconds=self._confirm_seconds, timeout_seconds=self._timeout)
 
     def position(self) -> int:
         with self._engine.connect() as connection:

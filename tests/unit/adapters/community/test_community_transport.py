@@ -121,8 +121,10 @@ def test_no_answer_in_time(server, transport):
 
 def test_a_reset_in_the_middle_of_the_answer(server, transport):
     text = failure(transport, f"{server.url}/reset")
+    # Which words depends on how much of the answer the client had read when the reset came.
     assert text in (f"{server.url}/reset: RemoteProtocolError: peer closed connection without sending complete message "
-                    "body (received 5 bytes, expected 1000)",  # the 5 bytes read before the reset
+                    "body (received 5 bytes, expected 1000)",
+                    f"{server.url}/reset: RemoteProtocolError: Server disconnected without sending a response.",
                     f"{server.url}/reset: ReadError: [Errno 104] Connection reset by peer"), text
 
 

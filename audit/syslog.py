@@ -7,6 +7,7 @@ tokens, the client TLS context and the check that the receiver took a batch are 
 
 from __future__ import annotations
 
+import socket
 import ssl
 from select import select as wait_until_readable
 
@@ -55,3 +56,48 @@ def confirm_taken(connection: ssl.SSLSocket, *, wait_seconds: float, timeout_sec
         connection.settimeout(timeout_seconds)
     if not data:
         raise ConnectionError("the receiver closed the connection")
+
+
+class SyslogConnection:
+    """One TLS connection to a syslog receiver: opened when first needed, checked before each send
+    (a receiver that closed it while idle is reached again, not written into), dropped on any failure.
+    `send` raises OSError/ssl.SSLError (ConnectionError for a refusal) when the receiver did not take
+    the bytes; the caller keeps them."""
+
+    def __init__(self, host: str, port: int, context: ssl.SSLContext, *, timeout_seconds: float):
+        self._host, self._port = host, port
+        self._context = context
+        self._timeout = timeout_seconds
+        self._socket: ssl.SSLSocket | None = None
+
+    def send(self, data: bytes, *, confirm_seconds: float) -> None:
+        try:
+            connection = self._connection()
+            connection.sendall(data)
+            confirm_taken(connection, wait_seconds=confirm_seconds, timeout_seconds=self._timeout)
+        except (OSError, ssl.SSLError):
+            self.close()
+            raise
+
+    def _connection(self) -> ssl.SSLSocket:
+        if self._socket is not None and wait_until_readable([self._socket], [], [], 0)[0]:
+            try:  # readable while idle: the receiver closed the connection (or sent a TLS 1.3 ticket)
+                confirm_taken(self._socket, wait_seconds=0.01, timeout_seconds=self._timeout)
+            except ConnectionError:
+                self.close()
+        if self._socket is None:
+            raw = socket.create_connection((self._host, self._port), timeout=self._timeout)
+            try:
+                self._socket = self._context.wrap_socket(raw, server_hostname=self._host)
+            except (OSError, ssl.SSLError):
+                raw.close()
+                raise
+        return self._socket
+
+    def close(self) -> None:
+        if self._socket is not None:
+            try:
+                self._socket.close()
+            except OSError:
+                pass
+            self._socket = None

@@ -26,13 +26,12 @@ import socket
 import ssl
 import threading
 from dataclasses import dataclass
-from select import select as wait_until_readable
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from lxml import etree
 
-from audit.syslog import AUTHPRIV, client_ssl_context, confirm_taken, frame, syslog_token
+from audit.syslog import AUTHPRIV, SyslogConnection, client_ssl_context, frame, syslog_token
 from adapters.community.config import Community
 from adapters.community.soap import ANONYMOUS
 from adapters.community.xua import IssuedAssertion, spid_cx
@@ -207,13 +206,12 @@ class AtnaSender:
 
     def __init__(self, community: Community, *, hostname: str | None = None, timeout_seconds: float = 10.0,
                  confirm_seconds: float = 0.05):
-        self._host, self._port = community.atna_host, community.atna_port
-        self._context = client_ssl_context(str(community.tls.ca), str(community.tls.client_cert),
-                                           str(community.tls.client_key))
+        self._address = community.atna_address
+        context = client_ssl_context(str(community.tls.ca), str(community.tls.client_cert), str(community.tls.client_key))
+        self._connection = SyslogConnection(community.atna_host, community.atna_port, context,
+                                            timeout_seconds=timeout_seconds)
         self._hostname = hostname or socket.gethostname()
-        self._timeout = timeout_seconds
         self._confirm = confirm_seconds
-        self._socket: ssl.SSLSocket | None = None
         self._lock = threading.Lock()
 
     def send(self, messages: list[AuditMessage]) -> None:
@@ -221,36 +219,10 @@ class AtnaSender:
         data = b"".join(frame(m.syslog(self._hostname)) for m in messages)
         with self._lock:
             try:
-                connection = self._connection()
-                connection.sendall(data)
-                confirm_taken(connection, wait_seconds=self._confirm, timeout_seconds=self._timeout)
+                self._connection.send(data, confirm_seconds=self._confirm)
             except (OSError, ssl.SSLError) as exc:  # ConnectionError is an OSError
-                self._disconnect()
-                raise AtnaUnavailable(f"{self._host}:{self._port}: {type(exc).__name__}: {exc}") from None
-
-    def _connection(self) -> ssl.SSLSocket:
-        if self._socket is not None and wait_until_readable([self._socket], [], [], 0)[0]:
-            try:  # readable while idle: the repository closed the connection (or sent a TLS 1.3 ticket)
-                confirm_taken(self._socket, wait_seconds=0.01, timeout_seconds=self._timeout)
-            except ConnectionError:
-                self._disconnect()
-        if self._socket is None:
-            raw = socket.create_connection((self._host, self._port), timeout=self._timeout)
-            try:
-                self._socket = self._context.wrap_socket(raw, server_hostname=self._host)
-            except (OSError, ssl.SSLError):
-                raw.close()
-                raise
-        return self._socket
-
-    def _disconnect(self) -> None:
-        if self._socket is not None:
-            try:
-                self._socket.close()
-            except OSError:
-                pass
-            self._socket = None
+                raise AtnaUnavailable(f"{self._address}: {type(exc).__name__}: {exc}") from None
 
     def close(self) -> None:
         with self._lock:
-            self._disconnect()
+            self._connection.close()

@@ -34,11 +34,13 @@ from unit.adapters.community.community_fixtures import (
     document,
     make_pki,
     outgoing,
+    provide_and_register_schema,
     read_mtom,
     registry_answer,
     soap_fault,
     submission_set,
     xds_fixture,
+    xop_reconstructed,
 )
 
 NOW = dt.datetime(2025, 9, 1, 8, 0, tzinfo=dt.UTC)
@@ -64,6 +66,10 @@ class RecordedCommunity:
         if url == self.community.iti40_sts_url:
             return self._next(self.sts) or self._sts_answer()
         assert url == self.community.iti41_url
+        mtom = read_mtom(content_type, body)  # every request the facade sends is valid against the XSDs
+        request = etree.fromstring(mtom.root).find("{http://www.w3.org/2003/05/soap-envelope}Body")[0]
+        schema = provide_and_register_schema()
+        assert schema.validate(xop_reconstructed(request, mtom.parts)), schema.error_log
         return self._next(self.iti41) or registry_answer(status="Success")
 
     @staticmethod

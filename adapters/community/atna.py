@@ -77,7 +77,8 @@ class AuditSite:
 
 def provide_and_register(*, site: AuditSite, endpoint: str, when: datetime, outcome: str, mpi_cx: str,
                          submission_set_unique_id: str, assertion: IssuedAssertion | None) -> AuditMessage:
-    """ITI-41 as Document Source: Export (110106), action R."""
+    """ITI-41 as Document Source: Export (110106), action R; the submission set by its URN-encoded
+    uniqueId (files/Atna.md)."""
     message, event = _event(when, outcome, "R", ("110106", "Export"), ("ITI-41", "Provide and Register Document Set-b"),
                             assertion)
     _source_and_destination(message, site, endpoint)

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from adapters.cara.identifier_syntax import is_gln, is_oid, is_oid_urn
 
@@ -269,7 +270,7 @@ class _Checker:
         key = self.file("technical_user", "key", section["key"])
         cert = self.file("technical_user", "cert", section["cert"])
         if key is not None and cert is not None:
-            self.key_pair("technical_user", cert, key)
+            self.key_pair("technical_user", cert, key, rsa_only=True)
         return TechnicalUser(oid, key, cert, section["principal_gln"], name) if not self.problems else None
 
     def pem_certificates(self, what: str, path: Path) -> None:
@@ -279,7 +280,7 @@ class _Checker:
         except ValueError:
             self.fail(f"{what} {str(path)!r} holds no PEM certificate")
 
-    def key_pair(self, section: str, cert_path: Path, key_path: Path) -> None:
+    def key_pair(self, section: str, cert_path: Path, key_path: Path, *, rsa_only: bool = False) -> None:
         """The certificate and its private key must belong together (a swapped file fails here, not
         at the first TLS handshake or signature hours later)."""
         try:
@@ -291,6 +292,9 @@ class _Checker:
             key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
         except (ValueError, TypeError) as exc:
             self.fail(f"{section} key {str(key_path)!r} is not an unencrypted PEM private key ({exc})")
+            return
+        if rsa_only and not isinstance(key, rsa.RSAPrivateKey):
+            self.fail(f"{section} key {str(key_path)!r} must be an RSA key (the assertion is signed RSA-SHA256)")
             return
         public = serialization.PublicFormat.SubjectPublicKeyInfo
         if (key.public_key().public_bytes(serialization.Encoding.DER, public)

@@ -12,6 +12,7 @@ Answers are read with a hardened parser: no DTD, no entity, no network (an answe
 
 from __future__ import annotations
 
+import threading
 import uuid
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
@@ -78,18 +79,19 @@ def serialise(element: etree._Element) -> bytes:
     return data.replace(b"\r", b"&#13;").replace(b"\n", b"&#10;")
 
 
-_parser = None
+_local = threading.local()
 
 
 def parse(data: bytes) -> etree._Element:
     """A SOAP answer's XML, hardened (no DTD or entities, nothing fetched, no huge trees)."""
-    global _parser
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         raise SoapAnswerUnreadable("the answer carries a DOCTYPE: refused")
-    if _parser is None:
-        _parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+    parser = getattr(_local, "parser", None)
+    if parser is None:  # one per thread: an lxml parser must not be used by two threads at once
+        parser = _local.parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                                                 huge_tree=False)
     try:
-        return etree.fromstring(data, parser=_parser)
+        return etree.fromstring(data, parser=parser)
     except etree.XMLSyntaxError as exc:
         raise SoapAnswerUnreadable(f"the answer is not XML ({exc})") from None
 

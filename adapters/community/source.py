@@ -104,7 +104,7 @@ class XdsDocumentSource:
         self._lock = threading.Lock()
         self._repository = Repository(community.repository_unique_id, community.pix_assigning_authority,
                                       community.source_id)
-        self._atna: atna.AtnaSender | None = None
+        self._atna = atna.AtnaSender(community)  # connects at the first send
 
     # -- the patient (ITI-45) ------------------------------------------------------------------
     def patient_id(self, spid: str) -> PatientLookup:
@@ -223,20 +223,17 @@ class XdsDocumentSource:
                      "transport": atna.SERIOUS_FAILURE}.get(outcome.kind, atna.MINOR_FAILURE)
         audit.append(atna.provide_and_register(site=self._site, endpoint=self.community.iti41_url, when=now,
                                                outcome=indicator, mpi_cx=mpi.cx,
-                                               submission_set_unique_id=attempt.submission_set_unique_id,
+                                               submission_set_unique_id=f"urn:oid:{attempt.submission_set_unique_id}",
                                                assertion=lookup.assertion))
         return answer(outcome)
 
     # -- ATNA -----------------------------------------------------------------------------------
     def send_audit(self, messages: list[atna.AuditMessage]) -> None:
         """Send audit messages to the community's repository; AtnaUnavailable if it did not take them."""
-        if self._atna is None:
-            self._atna = atna.AtnaSender(self.community)
         self._atna.send(messages)
 
     def close(self) -> None:
-        if self._atna is not None:
-            self._atna.close()
+        self._atna.close()
         close = getattr(self._http, "close", None)
         if close is not None:
             close()

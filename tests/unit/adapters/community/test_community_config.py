@@ -17,6 +17,7 @@ from adapters.community.config import (
     TlsFiles,
     load_communities,
 )
+from gateway.pki import ensure_dev_pki
 from unit.adapters.community.community_fixtures import MPI_OID, PRINCIPAL_GLN, TCU_OID, community_entry, make_pki
 
 
@@ -144,6 +145,18 @@ def test_files_that_cannot_be_read_or_do_not_belong_together(tmp_path, pki):
     assert "is not an unencrypted PEM private key" in problem(tmp_path, [not_a_key])
     not_a_ca = {**entry, "tls": {**entry["tls"], "ca": str(pki.ca_key)}}
     assert f"tls.ca '{pki.ca_key}' holds no PEM certificate" in problem(tmp_path, [not_a_ca])
+
+
+def test_the_technical_user_signs_with_an_rsa_key(tmp_path, pki):
+    ec = ensure_dev_pki(tmp_path / "ec")  # EC keys: fine for TLS, not for an RSA-SHA256 signature
+    entry = community_entry(pki)
+    entry["technical_user"] = {**entry["technical_user"], "key": str(ec.client_key), "cert": str(ec.client_cert)}
+    assert (f"technical_user key '{ec.client_key}' must be an RSA key (the assertion is signed RSA-SHA256)"
+            in problem(tmp_path, [entry]))
+    entry = community_entry(pki)
+    entry["tls"] = {**entry["tls"], "client_key": str(ec.client_key), "client_cert": str(ec.client_cert)}
+    (community,) = load_communities(write(tmp_path, [entry]))
+    assert community.tls.client_key == ec.client_key
 
 
 def test_every_problem_of_every_community_in_one_line(tmp_path, pki):

@@ -152,6 +152,8 @@ def test_a_first_delivery_asks_pix_and_sts_then_provides(world):
             answer.attempt.mpi_pid) == (SET_UNIQUE_ID, (ENTRY_UUID,), "normal", MPI_PID)
     assert re.fullmatch(r"urn:uuid:[0-9a-f-]{36}", answer.attempt.message_id)
     assert audited(answer) == [("ITI-45", "0"), ("ITI-40", "0"), ("ITI-41", "0")]
+    objects = etree.fromstring(answer.audit[2].xml).iter("ParticipantObjectIdentification")
+    assert [o.get("ParticipantObjectID") for o in objects] == [f"{MPI_PID}^^^&{MPI_OID}&ISO", f"urn:oid:{SET_UNIQUE_ID}"]
     url, body, content_type = recorded.calls[2]
     issued = xua.issued_assertion(recorded._sts_answer())
     assert sent_assertion(body, content_type) == issued.xml  # the STS's bytes, untouched

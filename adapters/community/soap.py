@@ -97,7 +97,7 @@ def parse(data: bytes) -> etree._Element:
 
 
 def body_of(root: etree._Element) -> etree._Element:
-    """The first element in the Body, or a SoapFault raised as the value of `fault_of`."""
+    """The first element in the Body (a SOAP Fault too: `fault_of` tells)."""
     if root.tag != f"{{{SOAP12}}}Envelope":
         raise SoapAnswerUnreadable(f"the answer is not a SOAP 1.2 envelope (root {root.tag})")
     body = root.find(f"{{{SOAP12}}}Body")

@@ -2,7 +2,8 @@
 
 The reverse of the XDM reader (`adapters/infomed/xdm/ebrim.py` + `mapping.py`), through the same
 table (`xds_table.py`). What the community insists on (cara-community.md): the community's MPI-PID as
-`patientId` (never the SPID: an SPID anywhere in the metadata is refused here, before sending),
+`patientId` (never the SPID: an MPI domain that is the SPID's is refused, and a document whose local
+id is an SPID names the patient by the MPI-PID in sourcePatientId and PID-3 too),
 `sourcePatientInfo` with PID-5, authors with a GLN and institutions with an OID, every code under a
 coding scheme of the affinity domain, hash and size, the repository's uniqueId, and a replacement as
 an RPLC association to the entryUUID the community gave the original.

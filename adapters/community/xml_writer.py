@@ -1,9 +1,10 @@
 """A small streaming XML writer: one line of UTF-8, every value escaped, no line break anywhere.
 
-Why not lxml for writing: the ebRIM of one document is some 150 elements, and building them as an
-lxml tree costs about ten times writing them as text (measured: ~0.7 ms against ~0.07 ms a document
-on this machine), on the deliverer's hot path. What is written here is held to the same bar as a tree
-would be: the tests parse every request, validate it against the XSDs and read it back.
+Why not lxml for writing: the ebRIM of one document is some 150 elements, each an lxml call that
+resolves its namespace; written as text the whole request costs about half (measured side by side,
+one document: 1.6–3.3 ms against 3.6–4.6 ms with a tree, on 2 cores under a load of 8), on the
+deliverer's hot path. What is written here is held to the same bar as a tree would be: the tests
+parse every request, validate it against the XSDs and read it back.
 
 Escaping: `&`, `<`, `>` and (in attributes) `"` as entities; line breaks and tabs as character
 references, so the platform's one-line rule holds whatever a value holds. A character XML 1.0 cannot

@@ -82,7 +82,7 @@ def outcome_of(answer: HttpAnswer, submission: OutgoingSubmission) -> Outcome:
         return TransportFailure(_short(f"HTTP {answer.status}: no RegistryResponse ({exc})"))
     fault = soap.fault_of(content)
     if fault is not None:
-        return TransportFailure(_short(f"HTTP {answer.status}: {fault}"))
+        return TransportFailure(_short(f"HTTP {answer.status}: {fault}"), soap_fault=True)
     if content.tag != f"{{{RS}}}RegistryResponse":
         return TransportFailure(_short(f"HTTP {answer.status}: the answer holds {content.tag}, not a RegistryResponse"))
     return _registry_outcome(content, submission)

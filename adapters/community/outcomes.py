@@ -74,6 +74,7 @@ class Rejected:
 @dataclass(frozen=True)
 class TransportFailure:
     text: str
+    soap_fault: bool = False  # the repository answered a SOAP fault (it may be about the assertion)
     kind = "transport"
 
 

@@ -214,7 +214,7 @@ class XdsDocumentSource:
             outcome = iti41.outcome_of(http, built.submission)
         except TransportError as exc:
             outcome = TransportFailure(f"ITI-41 {exc.text}")
-        if isinstance(outcome, TransportFailure) and "SOAP fault" in outcome.text:
+        if isinstance(outcome, TransportFailure) and outcome.soap_fault:
             self._assertions.drop(request.spid)
         if isinstance(outcome, Rejected) and outcome.code == "XDSUnknownPatientId":
             self.forget_patient(request.spid)

@@ -137,6 +137,7 @@ def test_failure_without_any_error():
 def test_anything_that_says_nothing_about_the_document_is_transport_class(answer, text):
     outcome = outcome_of(answer, submission())
     assert isinstance(outcome, TransportFailure) and outcome.text.startswith(text), outcome
+    assert outcome.soap_fault == ("SOAP fault" in text)
 
 
 def test_a_client_error_that_is_not_soap_is_rejected():

@@ -31,8 +31,8 @@ from sqlalchemy import Engine, func, select
 
 from audit.events import fhir_instant, naive_utc
 from audit.schema import audit_checkpoint, audit_record
-from audit.syslog import AUTHPRIV as _AUTHPRIV
-from audit.syslog import syslog_token as _syslog_token
+from adapters.syslog import AUTHPRIV as _AUTHPRIV
+from adapters.syslog import syslog_token as _syslog_token
 
 _PAGE = 1000
 _APP_NAME = "epr-gateway"

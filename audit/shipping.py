@@ -7,7 +7,7 @@ and a SIEM outage only makes the position wait: the shipper retries with growing
 everything after it once the SIEM is back. The position moves only after the TLS connection took
 the batch, so delivery is at least once (a crash between the two resends that batch; the AuditEvent
 id in each message tells duplicates apart). A batch the receiver refuses or drops right away (TLS
-alert, close) is not counted as delivered (`audit.syslog.SyslogConnection.send`).
+alert, close) is not counted as delivered (`adapters.syslog.SyslogConnection.send`).
 
 Several workers: with PostgreSQL one of them ships at a time (a session advisory lock held on the
 shipper's own connection; if that worker dies the lock goes and another takes over). SQLite is one
@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, insert, select, text, update
 from audit.export import export, head_syslog_line
 from audit.ledger import read_head
 from audit.schema import audit_shipping
-from audit.syslog import SyslogConnection, client_ssl_context, frame
+from adapters.syslog import SyslogConnection, client_ssl_context, frame
 
 __all__ = ["SyslogShipper", "client_ssl_context", "frame"]
 

@@ -13,6 +13,6 @@ deliverer calls `source.XdsDocumentSource` with a `ProvideRequest` and acts on t
   iti41.py          the MTOM request (soap.py, mtom.py) and its answer → outcome (outcomes.py)
   xua.py            ITI-40: the RST, the issued assertion as received, the cache (tcu_assertion.py signs)
   pix_v3.py         ITI-45 by SPID → MPI-PID
-  atna.py           ITI-20 audit messages and the syslog-TLS sender (audit/syslog.py)
+  atna.py           ITI-20 audit messages and the syslog-TLS sender (adapters/syslog.py)
   transport.py      HTTPS with mutual TLS; failures below SOAP as TransportError
 """

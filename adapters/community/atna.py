@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from lxml import etree
 
-from audit.syslog import AUTHPRIV, SyslogConnection, client_ssl_context, frame, syslog_token
+from adapters.syslog import AUTHPRIV, SyslogConnection, client_ssl_context, frame, syslog_token
 from adapters.community.config import Community
 from adapters.community.soap import ANONYMOUS
 from adapters.community.xua import IssuedAssertion, spid_cx

@@ -198,8 +198,8 @@ def policy_cache(settings: Settings) -> PolicyCache:
 def hl7_exchange(services: Services):
     """The HL7 v2 use-case on these services (the MLLP listener's one door)."""
     from adapters.cara.store.message_inbox import DatabaseMessageInbox
-    from gateway.exchanges.hl7v2 import Hl7Exchange
-    from gateway.exchanges.senders import SenderRegistry
+    from gateway.mllp.channel import Hl7Exchange
+    from gateway.mllp.senders import SenderRegistry
 
     return Hl7Exchange(exchange=services.exchange, identities=services.identities,
                        inbox=DatabaseMessageInbox(engine=services.engine, keyring=services.keyring),

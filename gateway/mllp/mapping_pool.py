@@ -23,7 +23,7 @@ from adapters.infomed.hl7v2 import documents
 from adapters.infomed.hl7v2.errors import MessageError
 from adapters.infomed.hl7v2.message import Message
 from adapters.infomed.hl7v2.structures import structure_for
-from gateway.exchanges.senders import SenderRegistry
+from gateway.mllp.senders import SenderRegistry
 
 log = logging.getLogger("epr.mllp")
 DOCUMENT_CODES = ("MDM", "ORU")

@@ -3,7 +3,7 @@ use-case (None), which answers and audits it."""
 
 from functional.mllp_helpers import HOSPITAL, mdm
 from gateway.mllp.mapping_pool import read_document
-from gateway.exchanges.senders import SenderRegistry
+from gateway.mllp.senders import SenderRegistry
 from conftest import HCP_GLN, LOCAL_SYSTEM
 
 REGISTRY = SenderRegistry.from_json({"senders": [

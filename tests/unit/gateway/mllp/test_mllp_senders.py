@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from gateway.exchanges.senders import SenderRegistry, SendersFileInvalid, ensure_dev_senders
+from gateway.mllp.senders import SenderRegistry, SendersFileInvalid, ensure_dev_senders
 
 GLN = "7601000000002"
 

@@ -33,7 +33,7 @@ from gateway.exchanges.auditing import Auditor
 from gateway.auth.errors import AccessRefused
 from gateway.exchanges.documents import Exchange
 from gateway.exchanges.identity import IdentityExchange
-from gateway.exchanges.senders import Sender, SenderRegistry
+from gateway.mllp.senders import Sender, SenderRegistry
 
 log = logging.getLogger("epr.mllp")
 

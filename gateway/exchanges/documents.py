@@ -187,7 +187,8 @@ class Exchange:
         a document that does not exist, so the answer is no oracle, and nothing is changed."""
         key = entry_id or unique_id or ""
         target = self.documents.named_entry(entry_id=entry_id, unique_id=unique_id)
-        if target is None or self.patients.surviving_pid(target.patient_pid) != pid:
+        # A deleted document is nobody's to name (it answers 404/410 to reads): the unknown's answer.
+        if target is None or target.status == "deleted" or self.patients.surviving_pid(target.patient_pid) != pid:
             raise unknown_relation_target(key)
         if target.submitter is not None and target.submitter == submitter_of(principal):
             return target

@@ -336,9 +336,10 @@ class DatabaseDocumentStore:
         if not key:
             return None
         with self._engine.connect() as connection:
-            row = connection.execute(
+            row = connection.execute(  # its version: a relabelled or deleted entry opens with its own (MHD-1)
                 select(document_entry.c.id, document_entry.c.unique_id, document_entry.c.status,
-                       document_entry.c.patient_pid, document_entry.c.sealed_key, document_entry.c.sealed)
+                       document_entry.c.patient_pid, document_entry.c.sealed_key, document_entry.c.sealed,
+                       document_entry.c.version)
                 .where(column == key)
             ).one_or_none()
         return None if row is None else replace(self._open_entry(row), patient_pid=row.patient_pid)

@@ -83,15 +83,16 @@ def mdm(*, control_id: str, unique_id: str, local_id: str = "L-1", trigger: str 
         content: bytes = b"%PDF-1.4 test", facility: str = HOSPITAL, encoding: str = "Base64",
         data: str | None = None, charset: str = "", family: str = "Muster", given: str = "Anna",
         doc_type: str = "DS", confidentiality: str = "", title: str = "Lettre de sortie",
-        separator: str = "\r") -> str:
-    """An MDM message (text; encode it as the test needs)."""
+        separator: str = "\r", birth: str = "19800517", sex: str = "F", sent: str = "20261120100000+0100",
+        activity: str = "20261120093000+0100") -> str:
+    """An MDM message (text; encode it as the test needs). `sent` is MSH-7, `activity` TXA-4."""
     data = base64.b64encode(content).decode() if data is None else data
     segments = [
-        f"MSH|^~\\&|KIS|{facility}|EPR|EPR|20261120100000+0100||MDM^{trigger}^MDM_T02|{control_id}|P|2.5|||||CHE|{charset}",
+        f"MSH|^~\\&|KIS|{facility}|EPR|EPR|{sent}||MDM^{trigger}^MDM_T02|{control_id}|P|2.5|||||CHE|{charset}",
         "EVN|T02|20261120100000+0100",
-        f"PID|1||{local_id}||{family}^{given}||19800517|F",
+        f"PID|1||{local_id}||{family}^{given}||{birth}|{sex}",
         "PV1|1|I",
-        f"TXA|1|{doc_type}|AP|20261120093000+0100|||||7601000000002^Favre^Luc|||{unique_id}|{parent}||||AU|{confidentiality}|AV||||||{title}",
+        f"TXA|1|{doc_type}|AP|{activity}|||||7601000000002^Favre^Luc|||{unique_id}|{parent}||||AU|{confidentiality}|AV||||||{title}",
         f"OBX|1|ED|DOC^Document||^application^pdf^{encoding}^{data}||||||F",
     ]
     return separator.join(segments) + separator

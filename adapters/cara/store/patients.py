@@ -403,6 +403,11 @@ class DatabasePatientIndex:
 
     # -- identity vigilance: the review list ------------------------------------------------------
     def _refuse(self, reason: str, pid: str | None, source: Identifier, incoming: PatientRecord) -> None:
+        raise identity.IdentityConflict(reason, review_id=self.open_review(reason, pid, source, incoming))
+
+    def open_review(self, reason: str, pid: str | None, source: Identifier, incoming: PatientRecord) -> str:
+        """A new open case on the review list: the incoming identity (sealed) beside the patient it
+        collided with. Its id."""
         review_id = uuid.uuid4().hex
         details = {"reason": reason, "source": {"system": source.system, "value": source.value},
                    "incoming": _record_json(incoming), "pid": pid}
@@ -411,7 +416,19 @@ class DatabasePatientIndex:
             connection.execute(insert(identity_review).values(
                 id=review_id, created_at=_now(), reason=reason, pid=pid, status="open", resolved_at=None,
                 sealed_key=sealed.wrapped_key, sealed=sealed.ciphertext))
-        raise identity.IdentityConflict(reason, review_id=review_id)
+        return review_id
+
+    def reviews_of(self, pids: tuple[str, ...], *, reason: str | None = None,
+                   status: str | None = None) -> list[IdentityReview]:
+        """The cases (open and resolved, or of `status`) naming these patients, oldest first, opened."""
+        query = select(identity_review).where(identity_review.c.pid.in_(pids))
+        if reason is not None:
+            query = query.where(identity_review.c.reason == reason)
+        if status is not None:
+            query = query.where(identity_review.c.status == status)
+        with self._engine.connect() as connection:
+            rows = connection.execute(query.order_by(identity_review.c.created_at, identity_review.c.id)).all()
+        return [self._open_review(r) for r in rows]
 
     def open_reviews(self) -> list[IdentityReview]:
         with self._engine.connect() as connection:

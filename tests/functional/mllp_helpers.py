@@ -11,7 +11,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from conftest import HCP_GLN, LOCAL_SYSTEM
+from conftest import HCP_GLN, LOCAL_SYSTEM, SPID, running_gateway
 from gateway.mllp.framing import END, START
 from gateway.wiring import mllp_listener
 
@@ -96,3 +96,49 @@ def mdm(*, control_id: str, unique_id: str, local_id: str = "L-1", trigger: str 
         f"OBX|1|ED|DOC^Document||^application^pdf^{encoding}^{data}||||||F",
     ]
     return separator.join(segments) + separator
+
+
+@contextmanager
+def running_bridge(tmp_path: Path, database_url: str, *extra_senders: dict):
+    """(gateway, MLLP address): the test patient registered (and granting the test HCP), the listener
+    running with the test hospital (and `extra_senders`) in its senders file."""
+    with running_gateway(tmp_path, database_url, mllp_senders=senders_file(tmp_path, *extra_senders)) as gateway:
+        gateway.register_patient()
+        with running_listener(gateway.services) as address:
+            yield gateway, address
+
+
+def send_one(address, message: bytes) -> bytes:
+    """One message on a connection of its own; its ACK."""
+    client = MllpClient(address)
+    try:
+        return client.send(message)
+    finally:
+        client.close()
+
+
+def send_together(address, messages: list[bytes]) -> list[bytes]:
+    """Each message on its own connection, all sent before any ACK is read: they share a group commit."""
+    clients = [MllpClient(address) for _ in messages]
+    try:
+        for client, message in zip(clients, messages, strict=True):
+            client.send_raw(START + message + END)
+        return [client.ack() for client in clients]
+    finally:
+        for client in clients:
+            client.close()
+
+
+def stored_unique_ids(gateway, spid: str = SPID) -> set[str]:
+    """The uniqueIds ITI-67 finds for the test HCP."""
+    response = gateway.find(spid, _count="100")
+    assert response.status_code == 200, response.text
+    return {e["resource"]["masterIdentifier"]["value"] for e in response.json().get("entry", [])}
+
+
+def cli_environment(monkeypatch, gateway) -> None:
+    """The command line (CliRunner) on this gateway's data, database and senders file."""
+    settings = gateway.services.settings
+    for name, value in (("EPR_DATA_DIR", settings.data_dir), ("EPR_DATABASE_URL", settings.database_url),
+                        ("EPR_MLLP_SENDERS", settings.mllp_senders), ("EPR_DEMO_DATA", "false")):
+        monkeypatch.setenv(name, str(value))

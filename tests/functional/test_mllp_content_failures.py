@@ -6,39 +6,24 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import LOCAL_SYSTEM, SPID
+from conftest import LOCAL_SYSTEM, fresh_postgres_url
 from functional.helpers import row_counts
-from functional.mllp_helpers import HOSPITAL, MllpClient, ack_fields, mdm, running_listener, senders_file
-from conftest import running_gateway
-from gateway.mllp.framing import END, START
+from functional.mllp_helpers import (
+    HOSPITAL,
+    ack_fields,
+    mdm,
+    running_bridge,
+    send_together,
+    stored_unique_ids,
+)
 
 NEIGHBOURS = 3
 
 
 @pytest.fixture
 def bridge(tmp_path, database_url):
-    with running_gateway(tmp_path, database_url, mllp_senders=senders_file(tmp_path)) as gateway:
-        gateway.register_patient()
-        with running_listener(gateway.services) as address:
-            yield gateway, address
-
-
-def stored_unique_ids(gateway) -> set[str]:
-    response = gateway.find(SPID, _count="100")
-    assert response.status_code == 200, response.text
-    return {e["resource"]["masterIdentifier"]["value"] for e in response.json().get("entry", [])}
-
-
-def send_together(address, messages: list[bytes]) -> list[bytes]:
-    """Each message on its own connection, all sent before any ACK is read: they share a group commit."""
-    clients = [MllpClient(address) for _ in messages]
-    try:
-        for client, message in zip(clients, messages, strict=True):
-            client.send_raw(START + message + END)
-        return [client.ack() for client in clients]
-    finally:
-        for client in clients:
-            client.close()
+    with running_bridge(tmp_path, database_url) as running:
+        yield running
 
 
 def failures(gateway, since: int) -> list[tuple[str, str]]:
@@ -88,16 +73,12 @@ COLUMN_LIMITS = {
 @pytest.mark.postgres
 @pytest.mark.parametrize("kind", list(COLUMN_LIMITS))
 def test_a_value_the_database_refuses_fails_its_own_message_only(tmp_path, kind):
-    from conftest import fresh_postgres_url
-
     change, location = COLUMN_LIMITS[kind]
-    with running_gateway(tmp_path, fresh_postgres_url(), mllp_senders=senders_file(tmp_path)) as gateway:
-        gateway.register_patient()
-        with running_listener(gateway.services) as address:
-            good = [mdm(control_id=f"OK{n}", unique_id=f"urn:oid:2.25.71{n}").encode() for n in range(NEIGHBOURS)]
-            bad = mdm(control_id="BAD-2", **change).encode()
-            *acks, refused = send_together(address, [*good, bad])
-            again = send_together(address, [bad])[0]
+    with running_bridge(tmp_path, fresh_postgres_url()) as (gateway, address):
+        good = [mdm(control_id=f"OK{n}", unique_id=f"urn:oid:2.25.71{n}").encode() for n in range(NEIGHBOURS)]
+        bad = mdm(control_id="BAD-2", **change).encode()
+        *acks, refused = send_together(address, [*good, bad])
+        again = send_together(address, [bad])[0]
 
         assert [ack_fields(a)["MSA"][1] for a in acks] == ["AA"] * NEIGHBOURS
         err = ack_fields(refused)["ERR"]

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import HCP_GLN, LOCAL_SYSTEM, POLICY_ADMIN, SPID, running_gateway, sqlite_url
-from functional.mllp_helpers import HOSPITAL, MllpClient, ack_fields, mdm, running_listener, senders_file
+from functional.mllp_helpers import HOSPITAL, MllpClient, ack_fields, cli_environment, mdm, running_listener, senders_file
 from gateway.cli import app
 from gateway.samples import patient_feed
 
@@ -130,10 +130,7 @@ def test_bridge_held_lists_and_bridge_retry_releases_what_nothing_else_released(
     put_patient(gateway, conflicting, "L-1")
     [review] = gateway.services.exchange.patients.open_reviews()
     send(address, mdm(control_id="C-1", unique_id="urn:oid:2.25.931").encode())
-    settings = gateway.services.settings
-    for name, value in (("EPR_DATA_DIR", settings.data_dir), ("EPR_DATABASE_URL", settings.database_url),
-                        ("EPR_MLLP_SENDERS", settings.mllp_senders), ("EPR_DEMO_DATA", "false")):
-        monkeypatch.setenv(name, str(value))
+    cli_environment(monkeypatch, gateway)
 
     listed = CliRunner().invoke(app, ["bridge", "held"])
     assert listed.exit_code == 0, listed.output

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import LOCAL_SYSTEM, OTHER_SPID, SPID, running_gateway
 from functional.helpers import row_counts
-from functional.mllp_helpers import HOSPITAL, MllpClient, ack_fields, running_listener, senders_file
+from functional.mllp_helpers import HOSPITAL, ack_fields, running_bridge, running_listener, send_one, senders_file
 
 OWN = LOCAL_SYSTEM.removeprefix("urn:oid:")  # the test hospital's authority (its senders file entry)
 OTHER = "2.16.756.5.30.1.999.7.7"  # another institution's
@@ -19,15 +19,13 @@ CLINIC = {"facility": "CLINIQUE-BRIG", "user_id": "brig-feed", "principal_gln": 
 
 @pytest.fixture
 def bridge(tmp_path, database_url):
-    with running_gateway(tmp_path, database_url, mllp_senders=senders_file(tmp_path, CLINIC)) as gateway:
-        gateway.register_patient()
+    with running_bridge(tmp_path, database_url, CLINIC) as (gateway, address):
         gateway.register_patient(spid=OTHER_SPID, local_id="L-2", family="Muster", given="Annette")
         patients = gateway.services.exchange.patients
         # the clinic knows both patients under its own ids too
         for spid, local in ((SPID, "B-1"), (OTHER_SPID, "B-2")):
             patients.register(_id(OTHER, local), patients.get(patients.pid_for_spid(spid)), complete=False)
-        with running_listener(gateway.services) as address:
-            yield gateway, address
+        yield gateway, address
 
 
 def _id(oid: str, value: str):
@@ -47,12 +45,7 @@ def cx(value: str, oid: str) -> str:
     return f"{value}^^^X&{oid}&ISO^PI"
 
 
-def send(address, message: bytes) -> bytes:
-    client = MllpClient(address)
-    try:
-        return client.send(message)
-    finally:
-        client.close()
+send = send_one
 
 
 def refusals(gateway, since: int) -> list[tuple[str, str]]:

@@ -7,24 +7,16 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import LOCAL_SYSTEM, SPID, running_gateway
+from conftest import LOCAL_SYSTEM
 from functional.helpers import row_counts
-from functional.mllp_helpers import HOSPITAL, MllpClient, ack_fields, mdm, running_listener, senders_file
-from gateway.mllp.framing import END, START
+from functional.mllp_helpers import HOSPITAL, MllpClient, ack_fields, mdm, running_bridge, send_together
+from functional.mllp_helpers import stored_unique_ids as stored
 
 
 @pytest.fixture
 def bridge(tmp_path, database_url):
-    with running_gateway(tmp_path, database_url, mllp_senders=senders_file(tmp_path)) as gateway:
-        gateway.register_patient()
-        with running_listener(gateway.services) as address:
-            yield gateway, address
-
-
-def stored(gateway) -> set[str]:
-    response = gateway.find(SPID, _count="100")
-    assert response.status_code == 200, response.text
-    return {e["resource"]["masterIdentifier"]["value"] for e in response.json().get("entry", [])}
+    with running_bridge(tmp_path, database_url) as running:
+        yield running
 
 
 def msa(ack: bytes) -> list[str]:
@@ -53,12 +45,7 @@ def test_two_systems_of_one_facility_sending_the_same_id_at_once_are_both_stored
     gateway, address = bridge
     pacs = mdm(control_id="1", unique_id="urn:oid:2.25.8101", content=b"%PDF-1.4 pacs").encode()
     ris = mdm(control_id="1", unique_id="urn:oid:2.25.8102", content=b"%PDF-1.4 ris").encode()
-    clients = [MllpClient(address) for _ in range(2)]
-    for client, message in zip(clients, (pacs, ris), strict=True):
-        client.send_raw(START + message + END)
-    acks = [client.ack() for client in clients]
-    for client in clients:
-        client.close()
+    acks = send_together(address, [pacs, ris])
 
     assert [msa(a) for a in acks] == [["AA", "1"], ["AA", "1"]]
     assert stored(gateway) == {"urn:oid:2.25.8101", "urn:oid:2.25.8102"}

@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 
 from adapters.infomed.generate.export import generate
 from adapters.infomed.xdm.codes import CodeTables
-from conftest import HCP_GLN, LOCAL_SYSTEM, POLICY_ADMIN, SPID, running_gateway, sqlite_url
-from functional.mllp_helpers import MllpClient, ack_fields, mdm, running_listener, senders_file
+from conftest import HCP_GLN, LOCAL_SYSTEM, POLICY_ADMIN, running_gateway, sqlite_url
+from functional.mllp_helpers import ack_fields, cli_environment, mdm, running_bridge, send_one
+from functional.mllp_helpers import stored_unique_ids as stored
 from gateway.cli import app
 from gateway.exchanges.imports import ImportExchange
 from gateway.migration.feed import feed_patients
@@ -27,30 +28,18 @@ NEW_SPID = "761337610455555558"
 
 @pytest.fixture
 def bridge(tmp_path, database_url):
-    with running_gateway(tmp_path, database_url, mllp_senders=senders_file(tmp_path)) as gateway:
-        gateway.register_patient()
-        with running_listener(gateway.services) as address:
-            yield gateway, address
+    with running_bridge(tmp_path, database_url) as running:
+        yield running
 
 
 def send(address, message: str) -> bytes:
-    client = MllpClient(address)
-    try:
-        return client.send(message.encode())
-    finally:
-        client.close()
+    return send_one(address, message.encode())
 
 
 def held(gateway) -> list[tuple[str, str]]:
     from gateway.wiring import hl7_exchange
 
     return [(m.control_id, m.reason) for m in hl7_exchange(gateway.services).held_messages()]
-
-
-def stored(gateway, spid: str = SPID) -> set[str]:
-    response = gateway.find(spid, _count="100")
-    assert response.status_code == 200, response.text
-    return {e["resource"]["masterIdentifier"]["value"] for e in response.json().get("entry", [])}
 
 
 def admin(gateway) -> dict:
@@ -122,10 +111,7 @@ def test_bridge_held_names_the_way_out_and_release_processes_them_again(bridge, 
     feed_without_onboarding(gateway, spid=NEW_SPID, local_id="L-9")
     send(address, mdm(control_id="W-1", unique_id="urn:oid:2.25.9501", local_id="L-9", family="Sans",
                       given="Dossier", birth="19500101", sex="M"))
-    settings = gateway.services.settings
-    for name, value in (("EPR_DATA_DIR", settings.data_dir), ("EPR_DATABASE_URL", settings.database_url),
-                        ("EPR_MLLP_SENDERS", settings.mllp_senders), ("EPR_DEMO_DATA", "false")):
-        monkeypatch.setenv(name, str(value))
+    cli_environment(monkeypatch, gateway)
 
     listed = CliRunner().invoke(app, ["bridge", "held"])
     assert listed.exit_code == 0, listed.output

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from adapters.cara.store.message_inbox import DatabaseMessageInbox, HeldMessage
 from adapters.cara.store.patients import DatabasePatientIndex
+from consent.principal import Principal
 from gateway.auth.errors import AccessRefused
 from gateway.exchanges.auditing import Auditor
 from gateway.exchanges.documents import Exchange
@@ -37,7 +38,7 @@ from gateway.exchanges.patient_readiness import (
     Readiness,
 )
 
-__all__ = ["HeldMessage", "HeldMessages", "Released", "waiting"]
+__all__ = ["HeldMessage", "HeldMessages", "Released", "Unreadable", "waiting"]
 log = logging.getLogger("epr.mllp")
 RELEASE_COMMAND = "`epr-gateway bridge held --release`"
 # Why a held message processed again may still wait, besides its patient (the bridge's own reasons).
@@ -68,9 +69,18 @@ class Released:
     detail: str
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """A held message that no longer reads as a document (the code tables changed since it arrived)."""
+
+    principal: Principal
+    transaction: str
+    error: Exception
+
+
 # How the face reads a held message again: the document as it would take it now (mapped with today's
-# code tables), an error it would answer with (the tables changed), or None (its sender is gone).
-Reread = Callable[[HeldMessage], "IncomingDocument | Exception | None"]
+# code tables), why it no longer reads, or None (its sender is gone from the senders file).
+Reread = Callable[[HeldMessage], "IncomingDocument | Unreadable | None"]
 
 
 def waiting(held: HeldMessage) -> str:
@@ -126,9 +136,9 @@ class HeldMessages:
         if read is None:
             self._inbox.still_held(held.id, UNKNOWN_SENDER, held.pid)
             return answer("held", WAITS_FOR[UNKNOWN_SENDER][0])
-        if isinstance(read, Exception):  # it read when it arrived; the code tables changed since
-            self._refuse(held, "HL7v2", None, read)
-            return answer("refused", getattr(read, "text", None) or type(read).__name__)
+        if isinstance(read, Unreadable):  # it read when it arrived; nobody can be told now
+            self._refuse(held, read.transaction, read.principal, read.error)
+            return answer("refused", getattr(read.error, "text", None) or type(read.error).__name__)
         item = read
         readiness = self._readiness.check_many([item.claim])[item.claim]
         if not readiness.ready:

@@ -57,9 +57,10 @@ class PatientRequest:
 
 
 class ImportExchange:
-    def __init__(self, *, exchange: Exchange):
+    def __init__(self, *, exchange: Exchange, dry_run: bool = False):
         self.exchange = exchange
-        self.readiness = PatientReadiness(patients=exchange.patients, access=exchange.access)
+        # A dry run stores nothing: not even the review case a conflict would open.
+        self.readiness = PatientReadiness(patients=exchange.patients, access=exchange.access, open_cases=not dry_run)
 
     def patients_for_import(self, *, principal: Principal,
                             requests: list[PatientRequest]) -> dict[PatientRequest, ImportPatient]:

@@ -96,9 +96,11 @@ def differences(claim: PatientClaim, record: PatientRecord) -> list[str]:
 
 
 class PatientReadiness:
-    def __init__(self, *, patients: DatabasePatientIndex, access: AccessControl):
+    def __init__(self, *, patients: DatabasePatientIndex, access: AccessControl, open_cases: bool = True):
         self._patients = patients
         self._access = access
+        # False for a dry run (the migration's --dry-run): a conflict is reported, no case is opened.
+        self._open_cases = open_cases
 
     def check_many(self, claims: list[PatientClaim]) -> dict[PatientClaim, Readiness]:
         """Each claim's readiness, for a batch: the MPI asked once for all (`resolve_many`); review
@@ -124,8 +126,9 @@ class PatientReadiness:
                 cases[key] = self._case_for(pid, claim)
             if cases[key] is not None:
                 verb = "differs" if len(differ) == 1 else "differ"
+                case = f"identity review case {cases[key]}" if cases[key] else "a review case is opened when it is held"
                 return Readiness(pid, None, IDENTITY_CONFLICT, f"its {' and '.join(differ)} {verb} from the MPI's "
-                                 f"(identity review case {cases[key]})", cases[key])
+                                 f"({case})", cases[key] or None)
         if resolved.under_review:
             # A case about a document's claim holds that claim's documents only (above), not the patient's.
             opened = [case for case in self._patients.reviews_of(self._patients.pids_for(pid), status="open")
@@ -136,14 +139,16 @@ class PatientReadiness:
         return Readiness(pid, record.spid, None)
 
     def _case_for(self, pid: str, claim: PatientClaim) -> str | None:
-        """The open case for this patient and claimed identity (opened now if there is none), or None
-        when a resolved one accepted it."""
+        """The open case for this patient and claimed identity (opened now if there is none; "" when
+        none may be opened), or None when a resolved one accepted it."""
         matching = [case for case in self._patients.reviews_of((pid,), reason=DOCUMENT_DEMOGRAPHICS_DIFFER)
                     if _claimed(case.details["incoming"]) == claim.demographics]
         if any(case.status == "resolved" for case in matching):
             return None
         if matching:
             return matching[0].id
+        if not self._open_cases:
+            return ""
         incoming = PatientRecord(pid="", spid=None, family=claim.family, given=claim.given,
                                  birth_date=claim.birth_date, gender=claim.gender, identifiers=())
         return self._patients.open_review(DOCUMENT_DEMOGRAPHICS_DIFFER, pid, claim.identifiers[0], incoming)

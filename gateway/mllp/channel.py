@@ -24,7 +24,7 @@ from consent.principal import Principal
 from gateway.auth.errors import AccessRefused
 from gateway.exchanges.auditing import Auditor
 from gateway.exchanges.failures import is_content_failure, is_dependency_failure, where_raised
-from gateway.exchanges.held_messages import HeldMessage, HeldMessages, Released
+from gateway.exchanges.held_messages import HeldMessage, HeldMessages, Released, Unreadable
 from gateway.exchanges.message_answers import MessageAnswers, MessageKey
 from gateway.exchanges.message_documents import DocumentMessages
 from gateway.exchanges.message_outcomes import IncomingDocument, Outcome, Refused, TryAgain
@@ -163,16 +163,20 @@ class Hl7Channel:
         except Exception:
             log.exception("held HL7 v2 messages of a changed patient could not be processed again")
 
-    def _reread(self, held: HeldMessage) -> IncomingDocument | Exception | None:
+    def _reread(self, held: HeldMessage) -> IncomingDocument | Unreadable | None:
         sender = self.senders.by_key(held.sender)
         if sender is None:
             return None
+        principal = sender.principal(sender.certificate_subject)
+        transaction = "HL7v2"
         try:
             message = Message.parse(held.raw)
+            code, trigger, _ = message.message_type
+            transaction = f"HL7v2 {code}^{trigger}"
             key = MessageKey(sender.key, message.control_id, reading.digest(message))
-            return self._document(message, held.raw, sender, sender.principal(sender.certificate_subject), key)
+            return self._document(message, held.raw, sender, principal, key)
         except MessageError as error:
-            return error
+            return Unreadable(principal, transaction, error)
 
 
 def _answer_for(item: IncomingDocument, outcome: Outcome):

@@ -176,3 +176,22 @@ def test_the_migration_opens_a_review_case_for_differing_demographics_and_resolv
 
         rows = migrate(gateway.services, made.media, retry=True)
         assert {rows[s].outcome for s in conflicting} == {"migrated"}
+
+
+def test_a_dry_run_reports_a_conflict_but_opens_no_review_case(tmp_path):
+    export = tmp_path / "export"
+    made = generate(out=export, documents=40, patients=4, seed=3, quirks=1.0)
+    manifest = json.loads(made.manifest_file.read_text())
+    conflicting = {s for s, d in manifest["documents"].items() if d["quirk"] == "conflicting-demographics"}
+    with running_gateway(tmp_path, sqlite_url(tmp_path)) as gateway:
+        feed_patients(gateway.services, made.patients_file, onboard=True)
+        journal = Journal(engine=gateway.services.engine, keyring=gateway.services.keyring)
+        job = MigrationJob(exchange=gateway.services.exchange,
+                           imports=ImportExchange(exchange=gateway.services.exchange, dry_run=True), journal=journal,
+                           tables=CodeTables.load(), principal=migration_principal(HCP_GLN), workers=0, dry_run=True)
+        job.run(made.media)
+
+        rows = {row.source: row for row in job.dry_rows}
+        assert {(rows[s].outcome, rows[s].reason_code) for s in conflicting} == {("held", "identity-conflict")}
+        assert all("a review case is opened when it is held" in rows[s].reason for s in conflicting)
+        assert reviews(gateway) == []

@@ -63,11 +63,10 @@ def require_possible_dates(message: Message, fields: tuple[tuple[str, int], ...]
         value = segment.value(number) if segment is not None else ""
         if not value:
             continue
-        converted = fhir_datetime(value, where=(segment_name, number))
         try:
-            value_range(converted)
-        except ValueError:
-            raise SenderMustFix(f"{segment_name}-{number} is not a possible date/time", code=DATA_TYPE_ERROR,
+            value_range(fhir_datetime(value, where=(segment_name, number)))
+        except (MessageError, ValueError):  # its words would quote the value (a birth date is the patient's)
+            raise SenderMustFix(f"{segment_name}-{number} is not a possible HL7 date/time", code=DATA_TYPE_ERROR,
                                 segment=segment_name, field=number) from None
 
 

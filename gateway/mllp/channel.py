@@ -107,11 +107,9 @@ class Hl7Channel:
     # -- routes -----------------------------------------------------------------------------------
     def _document(self, message: Message, raw: bytes, sender: Sender, principal: Principal,
                   key: MessageKey) -> IncomingDocument:
-        mapped = documents.document_message(message, sender_key=sender.key, profile=sender.profile,
-                                            tables=self.senders.tables)
-        reading.require_possible_dates(message, reading.DOCUMENT_DATES)
-        mapped = reading.with_message_identity(mapped, sender_key=sender.key, control_id=message.control_id,
-                                               message_digest=key.digest)
+        mapped = documents.document_message(message, sender_key=reading.set_key(sender.key, key.digest),
+                                            profile=sender.profile, tables=self.senders.tables)
+        reading.require_storable_dates(message, mapped)
         code, trigger, _ = message.message_type
         return IncomingDocument(key, principal, mapped.submission, reading.claim(message, mapped.patient_identifiers),
                                 raw, f"HL7v2 {code}^{trigger}", message)

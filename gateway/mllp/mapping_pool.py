@@ -58,12 +58,10 @@ def read_document(raw: bytes, registry: SenderRegistry, certificate_subject: str
         if sender is None:
             return None
         structure_for(code, trigger)
-        mapped = documents.document_message(message, sender_key=sender.key, profile=sender.profile,
-                                            tables=registry.tables)
-        reading.require_possible_dates(message, reading.DOCUMENT_DATES)
         digest = reading.digest(message)
-        mapped = reading.with_message_identity(mapped, sender_key=sender.key, control_id=message.control_id,
-                                               message_digest=digest)
+        mapped = documents.document_message(message, sender_key=reading.set_key(sender.key, digest),
+                                            profile=sender.profile, tables=registry.tables)
+        reading.require_storable_dates(message, mapped)
         claim = reading.claim(message, mapped.patient_identifiers)
     except MessageError:
         return None

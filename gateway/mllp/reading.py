@@ -8,8 +8,6 @@ Pure: no store, no decision; the listener's thread and the mapping worker proces
 from __future__ import annotations
 
 import hashlib
-import uuid
-from dataclasses import replace
 
 from adapters.cara.fhir_dates import value_range
 from adapters.cara.model import Identifier
@@ -70,23 +68,37 @@ def require_possible_dates(message: Message, fields: tuple[tuple[str, int], ...]
                                 segment=segment_name, field=number) from None
 
 
+def require_storable_dates(message: Message, mapped: DocumentMessage) -> None:
+    """`require_possible_dates` for a mapped document, cheaply: the dates the mapping made are checked,
+    and only when one is impossible are the fields read again to name it."""
+    submission = mapped.submission
+    try:
+        for document in submission.documents:
+            value_range(document.entry.creation_time)
+        if submission.submission_set.submission_time:
+            value_range(submission.submission_set.submission_time)
+    except ValueError:
+        require_possible_dates(message, DOCUMENT_DATES)  # AE naming the field
+        raise  # a date the mapping took from elsewhere: the message's content refusal, unnamed
+
+
 def claim(message: Message, identifiers: tuple[Identifier, ...]) -> PatientClaim:
-    """Who the message says its patient is: PID-3 (mapped) and PID-5, PID-7, PID-8."""
+    """Who the message says its patient is: PID-3 (mapped) and PID-5, PID-7 (a possible date, or AE), PID-8."""
     pid = message.require("PID")
     given = pid.component(5, 2)
+    birth_date = None
+    if pid.value(7):
+        require_possible_dates(message, FEED_DATES)
+        birth_date = fhir_date(pid.value(7), where=("PID", 7))
     return PatientClaim(identifiers, pid.component(5, 1, subcomponent=1) or None, (given,) if given else (),
-                        fhir_date(pid.value(7), where=("PID", 7)), GENDERS.get(pid.value(8).upper()))
+                        birth_date, GENDERS.get(pid.value(8).upper()))
 
 
-def with_message_identity(mapped: DocumentMessage, *, sender_key: str, control_id: str,
-                          message_digest: str) -> DocumentMessage:
-    """The submission set's uniqueId derived from the message (sender, MSH-10 and digest): the same
-    message again names the same set (the record answers it idempotently), another message with a
-    reused MSH-10 another set."""
-    name = f"mllp:{sender_key}:{control_id}:{message_digest}"
-    submission = mapped.submission
-    submission_set = replace(submission.submission_set, unique_id=f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, name)}")
-    return replace(mapped, submission=replace(submission, submission_set=submission_set))
+def set_key(sender_key: str, message_digest: str) -> str:
+    """What the mapping derives the submission set's uniqueId from (with MSH-10): the sender and the
+    message's digest, so the same message again names the same set (the record answers it
+    idempotently) and another message with a reused MSH-10 another set."""
+    return f"{sender_key}#{message_digest}"
 
 
 def content_refusal(message: Message | None, error: Exception) -> MessageError:

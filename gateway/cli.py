@@ -127,13 +127,19 @@ def _bridge_use_case():
 
 
 @bridge_app.command("held")
-def bridge_held() -> None:
-    """List the HL7 v2 messages held for identity review: sender, MSH-10, since when, why."""
+def bridge_held(release: bool = typer.Option(False, "--release", help="process them again (as `bridge retry`)"),
+                patient: str = typer.Option(None, help="with --release: only this patient's (MPI-PID)")) -> None:
+    """List the HL7 v2 messages held until their patient is ready: sender, MSH-10, since when, why, and
+    what releases each; with --release, process them again."""
+    if release:
+        return bridge_retry(patient)
+    from gateway.exchanges.held_messages import waiting
+
     held = _bridge_use_case().held_messages()
     typer.echo(f"{len(held)} messages held")
     for message in held:
-        typer.echo(f"{message.id}  {message.held_at:%Y-%m-%d %H:%M:%S}  {message.reason:<16} "
-                   f"{message.sender}  MSH-10 {message.control_id}")
+        typer.echo(f"{message.id}  {message.held_at:%Y-%m-%d %H:%M:%S}  {message.reason:<17} "
+                   f"{message.sender}  MSH-10 {message.control_id}\n    {waiting(message)}")
 
 
 @bridge_app.command("retry")

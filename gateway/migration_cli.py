@@ -87,7 +87,7 @@ def _run(paths, principal, tables, *, retry: bool, report_file, workers, batch, 
     services = runtime.services
     journal = Journal(engine=runtime.engine, keyring=runtime.keyring)
     view = MigrationProgress(len(journal.held_summary()) if retry else estimate_documents(paths)) if show else None
-    job = MigrationJob(exchange=services.exchange, imports=ImportExchange(exchange=services.exchange),
+    job = MigrationJob(exchange=services.exchange, imports=ImportExchange(exchange=services.exchange, dry_run=dry_run),
                        journal=journal, tables=tables, principal=principal, batch=batch, workers=workers,
                        dry_run=dry_run, on_progress=view.update if view else None)
     if view:

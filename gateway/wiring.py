@@ -120,8 +120,8 @@ def build_runtime(settings: Settings) -> Runtime:
 
 def release_held_messages(runtime: Runtime) -> None:
     """A feed (ITI-104, A08), an onboarding or a resolved identity review may fix what holds HL7 v2 messages: the
-    bridge's use-case processes that patient's held messages again. It is built only when some message
-    is held (one indexed query per feed), so a bulk ITI-104 feed does not read the senders file each time."""
+    bridge's use-case processes that patient's held messages again. The channel is built only when some
+    message is held (one indexed query per feed), so a bulk ITI-104 feed does not read the senders file each time."""
     from adapters.cara.store.message_inbox import DatabaseMessageInbox
 
     inbox = DatabaseMessageInbox(engine=runtime.engine, keyring=runtime.keyring)
@@ -131,7 +131,7 @@ def release_held_messages(runtime: Runtime) -> None:
             if not inbox.any_held():
                 return
             bridge = hl7_exchange(runtime)
-        except Exception:  # the feed is done and answered; `bridge retry` processes them later
+        except Exception:  # the feed is done and answered; `bridge held --release` processes them later
             log.exception("held HL7 v2 messages could not be looked up after an identity change")
             return
         bridge.release_held_quietly(pid)
@@ -191,15 +191,27 @@ def policy_cache(settings: Settings) -> PolicyCache:
 
 
 def hl7_exchange(runtime: Runtime):
-    """The HL7 v2 use-case on these services (the MLLP listener's one door)."""
+    """The HL7 v2 channel on these services (the MLLP listener's one door), over its use-cases."""
     from adapters.cara.store.message_inbox import DatabaseMessageInbox
-    from gateway.exchanges.hl7v2 import Hl7Exchange
-    from gateway.exchanges.senders import SenderRegistry
+    from gateway.exchanges.held_messages import HeldMessages
+    from gateway.exchanges.message_answers import MessageAnswers
+    from gateway.exchanges.message_documents import DocumentMessages
+    from gateway.exchanges.message_patients import PatientMessages
+    from gateway.exchanges.patient_readiness import PatientReadiness
+    from gateway.mllp.channel import Hl7Channel
+    from gateway.mllp.senders import SenderRegistry
 
     services = runtime.services
-    return Hl7Exchange(exchange=services.exchange, identities=services.identities,
-                       inbox=DatabaseMessageInbox(engine=runtime.engine, keyring=runtime.keyring),
-                       auditor=services.auditor, senders=SenderRegistry.load(runtime.settings.mllp_senders))
+    exchange, auditor, patients = services.exchange, services.auditor, services.exchange.patients
+    answers = MessageAnswers(inbox=DatabaseMessageInbox(engine=runtime.engine, keyring=runtime.keyring))
+    readiness = PatientReadiness(patients=patients, access=exchange.access)
+    held = HeldMessages(inbox=answers.inbox, answers=answers, readiness=readiness, exchange=exchange,
+                        patients=patients, auditor=auditor)
+    return Hl7Channel(documents=DocumentMessages(exchange=exchange, readiness=readiness, held=held, answers=answers,
+                                                 auditor=auditor),
+                      patients=PatientMessages(exchange=exchange, identities=services.identities, patients=patients),
+                      held=held, answers=answers, auditor=auditor,
+                      senders=SenderRegistry.load(runtime.settings.mllp_senders))
 
 
 @contextlib.contextmanager

@@ -23,12 +23,16 @@ SPID_DIFFERS = "spid-differs"  # known local id, its patient has another EPR-SPI
 SPID_LINKED_ELSEWHERE = "spid-linked-elsewhere"  # the SPID belongs to another patient than the local id
 AHVN13_LINKED_ELSEWHERE = "ahvn13-linked-elsewhere"  # the AHVN13 is already another patient's
 IDENTIFIER_LINKED_ELSEWHERE = "identifier-linked-elsewhere"  # another id of the feed is another patient's
+# A document (HL7 v2 PID, XDM sourcePatientInfo) names a known patient with other demographics.
+DOCUMENT_DEMOGRAPHICS_DIFFER = "document-demographics-differ"
 REVIEW_REASONS = {
     DEMOGRAPHICS_DIFFER: "the local identifier is known with another birth date or name",
     SPID_DIFFERS: "the local identifier belongs to a patient with another EPR-SPID",
     SPID_LINKED_ELSEWHERE: "the EPR-SPID is linked to another patient than the local identifier",
     AHVN13_LINKED_ELSEWHERE: "the AHVN13 is already linked to another patient",
     IDENTIFIER_LINKED_ELSEWHERE: "an identifier of this feed is already linked to another patient",
+    DOCUMENT_DEMOGRAPHICS_DIFFER: "documents name this patient with another birth date, name or gender; they are "
+                                  "held, and resolving the case files them under the patient",
 }
 
 

@@ -59,7 +59,9 @@ def bridge(tmp_path):
     senders = tmp_path / "senders.json"
     senders.write_text(json.dumps({"senders": SENDERS}))
     with running_gateway(tmp_path, sqlite_url(tmp_path), mllp_senders=senders) as gateway:
-        gateway.register_patient(local_id="987654321")
+        # as the samples' PID names the patient (the bridge checks a document's demographics against the MPI)
+        gateway.register_patient(local_id="987654321", family="PROSOLV", given="SAMPLE", birth_date="1972-12-01",
+                                 gender="male")
         feed = patient_feed(spid=ORU_SPID, local_system=ORU_SYSTEM, local_id="14", family="Finn",
                             given="Huckleberry", birth_date="1963-08-15", gender="male")
         assert gateway.client.put(f"/fhir/Patient?identifier={ORU_SYSTEM}|14", content=orjson.dumps(feed),

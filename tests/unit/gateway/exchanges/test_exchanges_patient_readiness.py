@@ -48,13 +48,13 @@ def test_each_reason_in_its_order(sqlite_gateway):
     assert [checked[c].hold for c in claims] == ["unknown-patient", "no-epr", "epr-not-opened", "identity-conflict",
                                                  None]
     assert checked[claims[-1]].spid == SPID
-    [case] = services.exchange.patients.open_reviews()
+    [case] = services.exchange.patients.reviews.open_reviews()
     assert checked[claims[3]].review_id == case.id and case.reason == "document-demographics-differ"
     assert "birth date" in checked[claims[3]].detail and "1980-05-18" not in checked[claims[3]].detail
 
     again = readiness.check_many([claim(birth_date="1980-05-18"), claim(birth_date="1980-05-18", gender="male")])
     assert [r.review_id for r in again.values()][0] == case.id  # the same claim: the same case, not a new one
-    assert len(services.exchange.patients.open_reviews()) == 2  # another claimed identity: its own case
+    assert len(services.exchange.patients.reviews.open_reviews()) == 2  # another claimed identity: its own case
 
     services.identities.resolve_review(principal=POLICY_ADMIN, review_id=case.id)
     accepted = readiness.check_many([claim(birth_date="1980-05-18")])

@@ -103,7 +103,7 @@ class Hl7Exchange:
             code, trigger, _ = message.message_type
         except MessageError as error:  # unreadable: answered, audited, nothing else
             self.auditor.failure("HL7v2", None, error)
-            return build_ack(None, "AR", text=error.text, error=error)
+            return build_ack(None, error.ack_code, text=error.text, error=error)
         msh = message.msh
         sender = self.senders.identify(facility=(msh.component(4, 1), msh.component(4, 2)),
                                        application=msh.component(3, 1), certificate_subject=certificate_subject)

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     clock_skew_seconds: int = 60
     max_token_lifetime_seconds: int = Field(3600, gt=0)  # exp - iat of a user's token (401 beyond)
     max_tcu_token_lifetime_seconds: int = Field(900, gt=0)  # the same for technical users (TCU)
-    # Refused authentications per client address (gateway/http/auth_refusals.py): one record per window
+    # Refused authentications per client address (gateway/exchanges/refusal_windows.py): one record per window
     # plus one summary with the count; past the limit, 429 until the window ends.
     auth_failure_interval_seconds: float = Field(10.0, gt=0)
     auth_failure_limit: int = Field(20, ge=1)

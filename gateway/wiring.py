@@ -28,7 +28,7 @@ from audit.witness import WitnessWriter
 from gateway.exchanges.access import AccessControl
 from gateway.exchanges.trail import AuditTrail
 from gateway.exchanges.auditing import Auditor
-from gateway.http.auth_refusals import AuthRefusals
+from gateway.exchanges.refusal_windows import AuthRefusals
 from gateway.exchanges.documents import Exchange, is_consent_bundle
 from gateway.exchanges.identity import IdentityExchange
 from gateway.exchanges.metadata import MetadataExchange, is_metadata_update_bundle

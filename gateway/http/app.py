@@ -15,7 +15,7 @@ from gateway.http import outcomes
 from gateway.http.access_log import AccessLog
 from gateway.exchanges.audit_commit import AuditUnavailable
 from gateway.auth.errors import AccessRefused
-from gateway.http.auth_refusals import RefusalFlusher
+from gateway.exchanges.refusal_windows import RefusalFlusher
 from gateway.http.limits import BodySizeLimit, BodyTooLarge
 from gateway import portal
 from gateway.http.rest_conventions import RestConventions, allowed_methods

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from gateway.http.auth_refusals import MAX_REASONS, OTHER_SOURCES, RATE_LIMITED, AuthRefusals
+from gateway.exchanges.refusal_windows import MAX_REASONS, OTHER_SOURCES, RATE_LIMITED, AuthRefusals
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

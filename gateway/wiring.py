@@ -28,7 +28,7 @@ from audit.witness import WitnessWriter
 from gateway.exchanges.access import AccessControl
 from gateway.exchanges.trail import AuditTrail
 from gateway.exchanges.auditing import Auditor
-from gateway.exchanges.refusal_windows import AuthRefusals
+from gateway.exchanges.refusal_windows import RefusalWindows
 from gateway.exchanges.documents import Exchange, is_consent_bundle
 from gateway.exchanges.identity import IdentityExchange
 from gateway.exchanges.metadata import MetadataExchange, is_metadata_update_bundle
@@ -55,7 +55,7 @@ class Services:
     auditor: Auditor
     verifier: TokenVerifier
     identities: IdentityExchange
-    auth_refusals: AuthRefusals = field(default_factory=AuthRefusals)
+    auth_refusals: RefusalWindows = field(default_factory=RefusalWindows)
     metadata: MetadataExchange | None = None  # CH:MHD-1 (gateway/exchanges/metadata.py)
     portal: PortalExchange | None = None  # the patient's web page's own use-cases (sign-in, notifications seen)
     directory: Directory = field(default_factory=Directory)  # EPR_PORTAL_DIRECTORY: professionals and groups
@@ -113,7 +113,7 @@ def build_services(settings: Settings) -> Services:
                                   pages=pages, json_limits=limits)
     metadata = MetadataExchange(documents=documents, patients=patients, access=access, auditor=auditor, pages=pages,
                                 json_limits=limits)
-    refusals = AuthRefusals(interval_seconds=settings.auth_failure_interval_seconds,
+    refusals = RefusalWindows(interval_seconds=settings.auth_failure_interval_seconds,
                             limit=settings.auth_failure_limit, max_sources=settings.auth_failure_sources)
     services = Services(settings=settings, engine=engine, keyring=keyring, exchange=exchange, policies=policies,
                         trail=trail, access=access, auditor=auditor, verifier=verifier, identities=identities,

@@ -1,14 +1,19 @@
-"""Failed-authentication floods: every refusal accountable, without one ledger write per attacker request.
+"""Refusal floods at a face's door: every refusal accountable, without one ledger write per attacker request.
 
-Per client address, a *window* opens at its first refused authentication and lasts
-`EPR_AUTH_FAILURE_INTERVAL_SECONDS`. The first refusal of a window is recorded at once, as any refusal
-was before (the address, the path, the reason); the ones after it in the same window are only counted,
-by reason, and written as one aggregate record with the count when the window closes (a background
-task on the event loop, and a last drain when the app stops). An address with more than
-`EPR_AUTH_FAILURE_LIMIT` refusals in its window is answered 429 + OperationOutcome (`Retry-After`)
-before its token is even parsed, until the window ends; those 429s are counted into the same
-aggregate. So 14,000 bad tokens in 15 s from one address cost two or three ledger records, not
-14,000 fsyncs, and the ledger still says how many there were, from where, and why.
+Used by the HTTP face for refused authentications and by the MLLP face for what its door refuses
+(oversized, timed-out or malformed frames, connections over the limit, failed TLS handshakes, unknown
+senders): one `RefusalWindows` table per face, each naming what it counts and the transaction its
+records carry.
+
+Per client address, a *window* opens at its first refusal and lasts `EPR_AUTH_FAILURE_INTERVAL_SECONDS`.
+The first refusal of a window is recorded at once, as any refusal was before (the address, what was
+refused, the reason); the ones after it in the same window are only counted, by reason, and written as
+one aggregate record with the count when the window closes (a background task on the event loop, and a
+last drain when the face stops). An address with more than `EPR_AUTH_FAILURE_LIMIT` refusals in its
+window is turned away before its request is even read (HTTP: 429 + OperationOutcome with `Retry-After`
+before its token is parsed; MLLP: its new connections closed at once), until the window ends; those are
+counted into the same aggregate. So 14,000 bad tokens in 15 s from one address cost two or three ledger
+records, not 14,000 fsyncs, and the ledger still says how many there were, from where, and why.
 
 The table is bounded (`max_sources`): past it, new addresses share one bucket ("other addresses"),
 so an attacker spreading addresses cannot grow memory. Each worker process keeps its own table.
@@ -26,9 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from starlette.concurrency import run_in_threadpool
-
-log = logging.getLogger("epr.gateway.auth")
+log = logging.getLogger("epr.gateway.refusals")
 OTHER_SOURCES = "other addresses"
 MAX_REASONS = 16
 RATE_LIMITED = "rate-limited (429)"
@@ -51,19 +54,29 @@ class RefusalSummary:
     last: datetime
     count: int
     reasons: tuple[tuple[str, int], ...]
+    transaction: str = "authentication"  # the audit record's transaction
+    what: str = "refused authentication(s)"  # what was counted, as the record's description says it
 
     def description(self) -> str:
         by_reason = "; ".join(f"{reason} ×{n}" for reason, n in self.reasons)
-        return (f"{self.count} further refused authentication(s) from {self.address} between "
+        return (f"{self.count} further {self.what} from {self.address} between "
                 f"{self.first.isoformat(timespec='seconds')} and {self.last.isoformat(timespec='seconds')}: "
                 f"{by_reason}")[:500]
 
 
-class AuthRefusals:
+class RefusalWindows:
+    """One face's table of windows. `transaction` and `what` name its summaries (see RefusalSummary);
+    `turned_away` is the reason counted for a request refused because its address is over the limit."""
+
     def __init__(self, *, interval_seconds: float = 10.0, limit: int = 20, max_sources: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], datetime] = lambda: datetime.now(UTC)):
+                 transaction: str = "authentication", what: str = "refused authentication(s)",
+                 turned_away: str = RATE_LIMITED, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], datetime] = lambda: datetime.now(UTC)):
         if interval_seconds <= 0 or limit < 1 or max_sources < 1:
             raise ValueError("interval, limit and max_sources must be positive")
+        self.transaction = transaction
+        self.what = what
+        self.turned_away = turned_away
         self.interval = interval_seconds
         self.limit = limit
         self.max_sources = max_sources
@@ -78,18 +91,19 @@ class AuthRefusals:
         return OTHER_SOURCES
 
     def retry_after(self, address: str | None) -> int | None:
-        """Seconds until `address` may try again when it is over the limit (the 429 is counted), else None."""
+        """Seconds until `address` may try again when it is over the limit (the request turned away is
+        counted), else None."""
         key = self._key(address)
         window = self._windows.get(key)
         now = self._clock()
         if window is None or now - window.opened >= self.interval or window.refusals < self.limit:
             return None
         window.refusals += 1
-        window.repeats[RATE_LIMITED] += 1
+        window.repeats[self.turned_away] += 1
         return max(1, int(window.opened + self.interval - now + 0.999))
 
     def refused(self, address: str | None, reason: str) -> bool:
-        """Count one refused authentication; True when it opens a window and must be recorded now."""
+        """Count one refusal; True when it opens a window and must be recorded now."""
         key = self._key(address)
         now = self._clock()
         window = self._windows.get(key)
@@ -117,13 +131,14 @@ class AuthRefusals:
                     last = window.opened_at + timedelta(seconds=min(now - window.opened, self.interval))
                     summaries.append(RefusalSummary(
                         address=key.split("\x00", 1)[0], first=window.opened_at, last=last,
-                        count=sum(window.repeats.values()), reasons=tuple(window.repeats.most_common())))
+                        count=sum(window.repeats.values()), reasons=tuple(window.repeats.most_common()),
+                        transaction=self.transaction, what=self.what))
         return summaries
 
 
 def write_summaries(auditor, summaries: list[RefusalSummary]) -> None:
     """One ledger record per closed window (outcome 4, like each refusal), committed before returning."""
-    auditor.write_now([replace(auditor.record("authentication", None, outcome="4",
+    auditor.write_now([replace(auditor.record(summary.transaction, None, outcome="4",
                                               outcome_description=summary.description()),
                                client_address=summary.address) for summary in summaries])
 
@@ -132,7 +147,7 @@ class RefusalFlusher:
     """The background task that writes closed windows (every half interval) and, at stop, all of them.
     A ledger that cannot be written keeps them pending for the next round (and says so in the log)."""
 
-    def __init__(self, refusals: AuthRefusals, auditor):
+    def __init__(self, refusals: RefusalWindows, auditor):
         self._refusals = refusals
         self._auditor = auditor
         self._pending: list[RefusalSummary] = []
@@ -144,10 +159,10 @@ class RefusalFlusher:
             return
         batch, self._pending = self._pending, []
         try:
-            await run_in_threadpool(write_summaries, self._auditor, batch)
+            await asyncio.get_running_loop().run_in_executor(None, write_summaries, self._auditor, batch)
         except Exception:  # AuditUnavailable and its causes: retried, never dropped silently
-            log.exception("could not record %d summaries of refused authentications; kept for the next round",
-                          len(batch))
+            log.exception("could not record %d summaries of %s; kept for the next round", len(batch),
+                          self._refusals.what)
             self._pending = batch + self._pending
 
     async def _run(self) -> None:

@@ -195,15 +195,17 @@ def policy_cache(settings: Settings) -> PolicyCache:
     return InProcessPolicyCache() if settings.workers == 1 else UncachedPolicies()
 
 
-def hl7_exchange(services: Services):
-    """The HL7 v2 use-case on these services (the MLLP listener's one door)."""
+def hl7_exchange(services: Services, *, door_refusals=None):
+    """The HL7 v2 use-case on these services (the MLLP listener's one door). `door_refusals`: the
+    listener's refusal windows, which count its unknown senders (gateway/mllp/door.py)."""
     from adapters.cara.store.message_inbox import DatabaseMessageInbox
     from gateway.exchanges.hl7v2 import Hl7Exchange
     from gateway.exchanges.senders import SenderRegistry
 
     return Hl7Exchange(exchange=services.exchange, identities=services.identities,
                        inbox=DatabaseMessageInbox(engine=services.engine, keyring=services.keyring),
-                       auditor=services.auditor, senders=SenderRegistry.load(services.settings.mllp_senders))
+                       auditor=services.auditor, senders=SenderRegistry.load(services.settings.mllp_senders),
+                       door_refusals=door_refusals)
 
 
 @contextlib.contextmanager
@@ -225,6 +227,8 @@ def background_checkpoints(services: Services):
 def mllp_listener(services: Services, *, port: int | None = None, reuse_port: bool = False):
     """The MLLP listener (EPR_MLLP_*): TLS with the gateway's certificate when EPR_MLLP_TLS=1."""
     from adapters.cara.store.wal_checkpoint import WalCheckpointer
+    from gateway.mllp.door import MllpDoor, refusal_windows
+    from gateway.mllp.limits import MllpLimits
     from gateway.mllp.listener import MllpListener
     from gateway.pki import server_ssl_context
 
@@ -234,9 +238,12 @@ def mllp_listener(services: Services, *, port: int | None = None, reuse_port: bo
     # SQLite has one writer: one thread avoids lock waits; PostgreSQL takes several.
     threads = 1 if services.store_in_process else 4
     processes = settings.mllp_map_processes
-    return MllpListener(handler=hl7_exchange(services), host=settings.mllp_host,
-                        port=settings.mllp_port if port is None else port, ssl_context=context, threads=threads,
-                        reuse_port=reuse_port, mapping_processes=processes,
+    windows = refusal_windows(settings)
+    return MllpListener(handler=hl7_exchange(services, door_refusals=windows),
+                        door=MllpDoor(windows=windows, auditor=services.auditor), host=settings.mllp_host,
+                        port=settings.mllp_port if port is None else port, ssl_context=context,
+                        limits=MllpLimits.from_settings(settings), threads=threads, reuse_port=reuse_port,
+                        mapping_processes=processes,
                         checkpointer=WalCheckpointer(services.engine) if services.store_in_process else None)
 
 

@@ -29,7 +29,7 @@ from adapters.infomed.hl7v2.errors import (
 from adapters.infomed.hl7v2.message import Message
 from adapters.infomed.hl7v2.structures import structure_for
 from consent.principal import Principal
-from gateway.exchanges.auditing import Auditor
+from gateway.exchanges.auditing import Auditor, current_request
 from gateway.auth.errors import AccessRefused
 from gateway.exchanges.documents import Exchange
 from gateway.exchanges.identity import IdentityExchange
@@ -86,8 +86,11 @@ class PendingDocument:
 
 class Hl7Exchange:
     def __init__(self, *, exchange: Exchange, identities: IdentityExchange, inbox: DatabaseMessageInbox,
-                 auditor: Auditor, senders: SenderRegistry):
+                 auditor: Auditor, senders: SenderRegistry, door_refusals=None):
         self.exchange = exchange
+        # The MLLP door's refusal windows (gateway/mllp/door.py): an unknown sender is recorded once per
+        # window and address, the rest counted into its summary, so a flood costs no ledger write each.
+        self.door_refusals = door_refusals
         self.identities = identities
         self.inbox = inbox
         self.auditor = auditor
@@ -110,7 +113,9 @@ class Hl7Exchange:
         if sender is None:
             error = CannotProcess("unknown sender: MSH-4/MSH-3 (and client certificate) are not in the senders file",
                                   code=APPLICATION_ERROR, segment="MSH", field=4)
-            self.auditor.failure(f"HL7v2 {code}^{trigger}", None, error)
+            address = current_request.get().client_address
+            if self.door_refusals is None or self.door_refusals.refused(address, "unknown sender"):
+                self.auditor.failure(f"HL7v2 {code}^{trigger}", None, error)
             return build_ack(message, "AR", text=error.text, error=error)
         if not message.control_id:
             error = SenderMustFix("MSH-10 (message control id) is required", code="101", segment="MSH", field=10)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -83,6 +84,8 @@ class RefusalWindows:
         self._clock = clock
         self._wall = wall
         self._windows: dict[str, _Window] = {}
+        # The MLLP face counts on its event loop and in the threads where its use-case runs.
+        self._lock = threading.Lock()
 
     def _key(self, address: str | None) -> str:
         address = address or "-"
@@ -93,47 +96,50 @@ class RefusalWindows:
     def retry_after(self, address: str | None) -> int | None:
         """Seconds until `address` may try again when it is over the limit (the request turned away is
         counted), else None."""
-        key = self._key(address)
-        window = self._windows.get(key)
-        now = self._clock()
-        if window is None or now - window.opened >= self.interval or window.refusals < self.limit:
-            return None
-        window.refusals += 1
-        window.repeats[self.turned_away] += 1
-        return max(1, int(window.opened + self.interval - now + 0.999))
+        with self._lock:
+            key = self._key(address)
+            window = self._windows.get(key)
+            now = self._clock()
+            if window is None or now - window.opened >= self.interval or window.refusals < self.limit:
+                return None
+            window.refusals += 1
+            window.repeats[self.turned_away] += 1
+            return max(1, int(window.opened + self.interval - now + 0.999))
 
     def refused(self, address: str | None, reason: str) -> bool:
         """Count one refusal; True when it opens a window and must be recorded now."""
-        key = self._key(address)
-        now = self._clock()
-        window = self._windows.get(key)
-        if window is not None and now - window.opened < self.interval:
-            window.refusals += 1
-            if reason not in window.repeats and len(window.repeats) >= MAX_REASONS:
-                reason = "other reasons"  # bounded: an attacker varying the reason cannot grow the table
-            window.repeats[reason] += 1
-            return False
-        # A window that ended with repeats is summarised by `closed` first (the flush task runs every
-        # interval/2); replacing it here would lose its count, so keep it for the flush under a new key.
-        if window is not None and window.repeats:
-            self._windows[f"{key}\x00{window.opened}"] = window
-        self._windows[key] = _Window(opened=now, opened_at=self._wall())
-        return True
+        with self._lock:
+            key = self._key(address)
+            now = self._clock()
+            window = self._windows.get(key)
+            if window is not None and now - window.opened < self.interval:
+                window.refusals += 1
+                if reason not in window.repeats and len(window.repeats) >= MAX_REASONS:
+                    reason = "other reasons"  # bounded: an attacker varying the reason cannot grow the table
+                window.repeats[reason] += 1
+                return False
+            # A window that ended with repeats is summarised by `closed` first (the flush task runs every
+            # interval/2); replacing it here would lose its count, so keep it for the flush under a new key.
+            if window is not None and window.repeats:
+                self._windows[f"{key}\x00{window.opened}"] = window
+            self._windows[key] = _Window(opened=now, opened_at=self._wall())
+            return True
 
     def closed(self, *, everything: bool = False) -> list[RefusalSummary]:
         """The windows that ended (all of them when `everything`), removed; those with repeats summarised."""
-        now = self._clock()
-        summaries = []
-        for key, window in list(self._windows.items()):
-            if everything or now - window.opened >= self.interval:
-                del self._windows[key]
-                if window.repeats:
-                    last = window.opened_at + timedelta(seconds=min(now - window.opened, self.interval))
-                    summaries.append(RefusalSummary(
-                        address=key.split("\x00", 1)[0], first=window.opened_at, last=last,
-                        count=sum(window.repeats.values()), reasons=tuple(window.repeats.most_common()),
-                        transaction=self.transaction, what=self.what))
-        return summaries
+        with self._lock:
+            now = self._clock()
+            summaries = []
+            for key, window in list(self._windows.items()):
+                if everything or now - window.opened >= self.interval:
+                    del self._windows[key]
+                    if window.repeats:
+                        last = window.opened_at + timedelta(seconds=min(now - window.opened, self.interval))
+                        summaries.append(RefusalSummary(
+                            address=key.split("\x00", 1)[0], first=window.opened_at, last=last,
+                            count=sum(window.repeats.values()), reasons=tuple(window.repeats.most_common()),
+                            transaction=self.transaction, what=self.what))
+            return summaries
 
 
 def write_summaries(auditor, summaries: list[RefusalSummary]) -> None:

@@ -268,6 +268,21 @@ def test_a_failed_tls_handshake_is_accounted(tmp_path):
     assert description.startswith("TLS handshake refused: ")
 
 
+def test_a_tls_handshake_that_does_not_come_is_cut_at_the_read_timeout_and_accounted(tmp_path):
+    pki = ensure_dev_pki(tmp_path / "data" / "pki")
+    with running_gateway(tmp_path, sqlite_url(tmp_path), mllp_senders=senders_file(tmp_path),
+                         mllp_read_timeout_seconds=1.0) as gateway:
+        context = server_ssl_context(pki.server_cert, pki.server_key, pki.ca_cert, False)
+        with started_listener(gateway.services, ssl_context=context) as (_, address):
+            before = ledger_size(gateway)
+            silent = socket.create_connection(address, timeout=TIMEOUT)  # connects, never says hello
+            closed_after = closed_by_server(silent, within=8)
+            silent.close()
+            records = eventually(lambda: door_records(gateway, before), bool)
+    assert closed_after is not None and 0.8 <= closed_after < 5, closed_after
+    assert [(r[0], r[2]) for r in records] == [("HL7v2", "TLS handshake not complete within 1 s")]
+
+
 def test_a_peer_without_the_required_client_certificate_is_refused_and_accounted(tmp_path):
     pki = ensure_dev_pki(tmp_path / "data" / "pki")
     with running_gateway(tmp_path, sqlite_url(tmp_path), mllp_senders=senders_file(tmp_path)) as gateway:

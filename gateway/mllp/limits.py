@@ -27,7 +27,9 @@ class MllpLimits:
 
     @classmethod
     def from_settings(cls, settings) -> "MllpLimits":
-        return cls(max_frame_bytes=settings.mllp_max_frame_bytes, max_buffered_bytes=settings.mllp_max_buffered_bytes,
+        # A frame larger than the whole budget could only ever be answered "send it again later".
+        frame_bytes = min(settings.mllp_max_frame_bytes, settings.mllp_max_buffered_bytes)
+        return cls(max_frame_bytes=frame_bytes, max_buffered_bytes=settings.mllp_max_buffered_bytes,
                    read_timeout_seconds=settings.mllp_read_timeout_seconds,
                    idle_timeout_seconds=settings.mllp_idle_timeout_seconds,
                    max_connections=connection_limit(settings.mllp_max_connections))

@@ -251,49 +251,51 @@ def test_a_flood_from_an_unknown_sender_costs_one_record_and_a_summary_not_one_e
     assert refusals[1][2].endswith(": unknown sender ×29")
 
 
-def test_a_failed_tls_handshake_is_accounted(tmp_path):
+@pytest.fixture
+def tls_door(tmp_path):
+    """(gateway, address, pki) of a listener over TLS that requires a client certificate (read timeout 1 s)."""
     pki = ensure_dev_pki(tmp_path / "data" / "pki")
-    with running_gateway(tmp_path, sqlite_url(tmp_path), mllp_senders=senders_file(tmp_path)) as gateway:
+    with running_gateway(tmp_path, sqlite_url(tmp_path), mllp_senders=senders_file(tmp_path),
+                         mllp_read_timeout_seconds=1.0) as gateway:
         required = server_ssl_context(pki.server_cert, pki.server_key, pki.ca_cert, True)
         with started_listener(gateway.services, ssl_context=required) as (_, address):
-            before = ledger_size(gateway)
-            plain = socket.create_connection(address, timeout=TIMEOUT)  # MLLP without TLS
-            plain.sendall(START + mdm(control_id="P1", unique_id="urn:oid:2.25.7501").encode() + END)
-            assert closed_by_server(plain, within=5) is not None
-            plain.close()
-            records = eventually(lambda: door_records(gateway, before), bool)
-    assert len(records) == 1
-    transaction, outcome, description, addresses = records[0]
+            yield gateway, address, pki
+
+
+def test_a_failed_tls_handshake_is_accounted(tls_door):
+    gateway, address, _ = tls_door
+    before = ledger_size(gateway)
+    plain = socket.create_connection(address, timeout=TIMEOUT)  # MLLP without TLS
+    plain.sendall(START + mdm(control_id="P1", unique_id="urn:oid:2.25.7501").encode() + END)
+    assert closed_by_server(plain, within=5) is not None
+    plain.close()
+
+    [(transaction, outcome, description, addresses)] = eventually(lambda: door_records(gateway, before), bool)
     assert (transaction, outcome, addresses) == ("HL7v2", "4", ["127.0.0.1"])
     assert description.startswith("TLS handshake refused: ")
 
 
-def test_a_tls_handshake_that_does_not_come_is_cut_at_the_read_timeout_and_accounted(tmp_path):
-    pki = ensure_dev_pki(tmp_path / "data" / "pki")
-    with running_gateway(tmp_path, sqlite_url(tmp_path), mllp_senders=senders_file(tmp_path),
-                         mllp_read_timeout_seconds=1.0) as gateway:
-        context = server_ssl_context(pki.server_cert, pki.server_key, pki.ca_cert, False)
-        with started_listener(gateway.services, ssl_context=context) as (_, address):
-            before = ledger_size(gateway)
-            silent = socket.create_connection(address, timeout=TIMEOUT)  # connects, never says hello
-            closed_after = closed_by_server(silent, within=8)
-            silent.close()
-            records = eventually(lambda: door_records(gateway, before), bool)
+def test_a_tls_handshake_that_does_not_come_is_cut_at_the_read_timeout_and_accounted(tls_door):
+    gateway, address, _ = tls_door
+    before = ledger_size(gateway)
+    silent = socket.create_connection(address, timeout=TIMEOUT)  # connects, never says hello
+    closed_after = closed_by_server(silent, within=8)
+    silent.close()
+
     assert closed_after is not None and 0.8 <= closed_after < 5, closed_after
+    records = eventually(lambda: door_records(gateway, before), bool)
     assert [(r[0], r[2]) for r in records] == [("HL7v2", "TLS handshake not complete within 1 s")]
 
 
-def test_a_peer_without_the_required_client_certificate_is_refused_and_accounted(tmp_path):
-    pki = ensure_dev_pki(tmp_path / "data" / "pki")
-    with running_gateway(tmp_path, sqlite_url(tmp_path), mllp_senders=senders_file(tmp_path)) as gateway:
-        required = server_ssl_context(pki.server_cert, pki.server_key, pki.ca_cert, True)
-        with started_listener(gateway.services, ssl_context=required) as (_, address):
-            before = ledger_size(gateway)
-            context = ssl.create_default_context(cafile=str(pki.ca_cert))
-            with pytest.raises((ssl.SSLError, ConnectionError)):
-                client = MllpClient(address, context=context)  # TLS 1.3: refused at the first read
-                client.send(mdm(control_id="C1", unique_id="urn:oid:2.25.7502").encode())
-            records = eventually(lambda: door_records(gateway, before), bool)
+def test_a_peer_without_the_required_client_certificate_is_refused_and_accounted(tls_door):
+    gateway, address, pki = tls_door
+    before = ledger_size(gateway)
+    context = ssl.create_default_context(cafile=str(pki.ca_cert))
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        client = MllpClient(address, context=context)  # TLS 1.3: refused at the first read
+        client.send(mdm(control_id="C1", unique_id="urn:oid:2.25.7502").encode())
+
+    records = eventually(lambda: door_records(gateway, before), bool)
     assert [(r[0], r[2]) for r in records] == [("HL7v2", "TLS handshake refused: PEER_DID_NOT_RETURN_A_CERTIFICATE")]
 
 

@@ -28,6 +28,12 @@ def test_the_limits_come_from_the_settings_with_safe_defaults():
                                 idle_timeout_seconds=30.0, max_connections=7)
 
 
+def test_a_frame_is_never_allowed_more_than_the_whole_budget():
+    """Else it could only ever be answered AR "send it again later" instead of AE."""
+    limits = MllpLimits.from_settings(Settings(mllp_max_frame_bytes=8192, mllp_max_buffered_bytes=4096))
+    assert (limits.max_frame_bytes, limits.max_buffered_bytes) == (4096, 4096)
+
+
 @pytest.mark.parametrize("setting", [{"mllp_read_timeout_seconds": 0}, {"mllp_idle_timeout_seconds": -1},
                                      {"mllp_max_connections": 0}, {"mllp_max_frame_bytes": 10},
                                      {"mllp_max_buffered_bytes": 0}])

@@ -4,9 +4,9 @@ whatever the peer sends (`limits.py`), and each refusal is accounted by the door
 The life of a connection: admitted (or refused over the connection limit, or turned away when its
 address is over its refusal limit); TLS when configured, the handshake done here so that a failed one
 is seen and accounted (`loop.start_tls`, within the read timeout); then frames, one at a time as MLLP's
-original mode has it: while a message is answered the connection is not read (TCP pushes back on the
-sender), and the next frame is read once its ACK is written. Between frames the idle timeout runs; from
-a start block to its end block the read timeout. Bytes held (the frame being read, the frames being
+original mode has it: a peer that sends on while a message is answered is not read until its ACK is
+written (TCP pushes back on the sender). Between frames the idle timeout runs; from a start block to
+its end block the read timeout. Bytes held (the frame being read, the frames being
 answered) count against the listener's budget: the frame that would pass it is refused (AR, "send it
 again later") and read to its end unheld.
 """
@@ -51,6 +51,7 @@ class MllpConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timing: str | None = None  # "idle" or "read": which timeout `_timer` is
         self._writable: asyncio.Future | None = None  # set while the transport's write buffer is full
+        self._reading_paused = False  # while a peer sending on is answered
         self._eof = False  # the peer has sent all it will (its ACKs may still be owed)
         self._closed = False
 
@@ -85,11 +86,15 @@ class MllpConnection(asyncio.Protocol):
                 if isinstance(event, Frame):
                     self._waiting_bytes += len(event.body)
         self._count_held()
-        if self._waiting:
-            if self._worker is None:
+        if self._worker is not None:
+            # The peer sends on while its last message is answered (senders wait for their ACK, so this is
+            # rare): not read until then, so that TCP pushes back instead of frames piling up here.
+            if not self._reading_paused:
                 self._transport.pause_reading()
-                self._time(None)
-                self._worker = asyncio.get_running_loop().create_task(self._answer_waiting())
+                self._reading_paused = True
+        elif self._waiting:
+            self._time(None)
+            self._worker = asyncio.get_running_loop().create_task(self._answer_waiting())
         elif self._parser.in_frame and self._timing != "read":
             self._time("read")  # a frame started: it must end within the read timeout
 
@@ -159,7 +164,9 @@ class MllpConnection(asyncio.Protocol):
             self._close(graceful=True)  # its ACKs written: flushed, then closed
         elif not self._closed:
             self._time("read" if self._parser.in_frame else "idle")
-            self._transport.resume_reading()
+            if self._reading_paused:
+                self._reading_paused = False
+                self._transport.resume_reading()
 
     async def _written(self) -> bool:
         """Wait for a full write buffer to drain; a peer that does not take its ACKs is let go."""

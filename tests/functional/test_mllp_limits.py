@@ -173,6 +173,17 @@ def test_frames_held_across_connections_stay_under_the_total_and_the_one_past_it
     assert [(r[0], r[2]) for r in door_records(gateway, before) if r[0] == "HL7v2"] == [("HL7v2", busy)]
 
 
+def test_frames_sent_without_waiting_for_their_acks_are_answered_in_order(door):
+    gateway, listener, address = door
+    client = MllpClient(address)
+    client.send_raw(b"".join(START + mdm(control_id=f"P-{n}", unique_id=f"urn:oid:2.25.780{n}").encode() + END
+                             for n in range(5)))
+    answers = [ack_fields(client.ack())["MSA"][1:3] for _ in range(5)]
+    client.close()
+    assert answers == [["AA", f"P-{n}"] for n in range(5)]
+    assert eventually(lambda: listener.budget.used, lambda used: used == 0) == 0
+
+
 # -- connections ---------------------------------------------------------------------------------------
 @limits(mllp_max_connections=3, auth_failure_limit=1000, auth_failure_interval_seconds=0.5)
 def test_connections_over_the_limit_are_closed_at_once_and_counted_and_those_within_are_served(door):

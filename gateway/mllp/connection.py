@@ -6,9 +6,9 @@ address is over its refusal limit); TLS when configured, the handshake done here
 is seen and accounted (`loop.start_tls`, within the read timeout); then frames, one at a time as MLLP's
 original mode has it: a peer that sends on while a message is answered is not read until its ACK is
 written (TCP pushes back on the sender). Between frames the idle timeout runs; from a start block to
-its end block the read timeout. Bytes held (the frame being read, the frames being
-answered) count against the listener's budget: the frame that would pass it is refused (AR, "send it
-again later") and read to its end unheld.
+its end block the read timeout. Bytes held (the frame being read, the frames being answered) count
+against the listener's budget: the frame that would pass it is refused (AR, "send it again later")
+and read to its end unheld.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ class MllpConnection(asyncio.Protocol):
         self._waiting: collections.deque[Frame | Discarded] = collections.deque()  # to be answered, in order
         self._waiting_bytes = 0
         self._held = 0  # bytes counted against the listener's budget
-        self._worker: asyncio.Task | None = None  # the TLS handshake, then answering the waiting frames
+        self._handshake_task: asyncio.Task | None = None
+        self._worker: asyncio.Task | None = None  # answering the waiting frames
         self._timer: asyncio.TimerHandle | None = None
         self._timing: str | None = None  # "idle" or "read": which timeout `_timer` is
         self._writable: asyncio.Future | None = None  # set while the transport's write buffer is full
@@ -70,7 +71,7 @@ class MllpConnection(asyncio.Protocol):
             return
         if self._listener.ssl_context is not None:
             transport.pause_reading()  # nothing is read before the handshake (start_tls resumes)
-            self._worker = asyncio.get_running_loop().create_task(self._handshake())
+            self._handshake_task = asyncio.get_running_loop().create_task(self._handshake())
         else:
             self._time("idle")
 
@@ -133,7 +134,7 @@ class MllpConnection(asyncio.Protocol):
             self._finish()
             return
         finally:
-            self._worker = None
+            self._handshake_task = None
         self._subject = certificate_subject(self._transport)
         self._time("idle")
 
@@ -240,4 +241,5 @@ class MllpConnection(asyncio.Protocol):
 
     @property
     def worker(self) -> asyncio.Task | None:
+        """The task answering this connection's messages, if one is under way (a stop waits for it)."""
         return self._worker

@@ -190,8 +190,9 @@ def policy_cache(settings: Settings) -> PolicyCache:
     return InProcessPolicyCache() if settings.workers == 1 else UncachedPolicies()
 
 
-def hl7_exchange(runtime: Runtime):
-    """The HL7 v2 channel on these services (the MLLP listener's one door), over its use-cases."""
+def hl7_exchange(runtime: Runtime, *, door_refusals=None):
+    """The HL7 v2 channel on these services (the MLLP listener's one door), over its use-cases.
+    `door_refusals`: the listener's refusal windows, which count its unknown senders (gateway/mllp/door.py)."""
     from adapters.cara.store.message_inbox import DatabaseMessageInbox
     from gateway.exchanges.held_messages import HeldMessages
     from gateway.exchanges.message_answers import MessageAnswers
@@ -211,7 +212,7 @@ def hl7_exchange(runtime: Runtime):
                                                  auditor=auditor),
                       patients=PatientMessages(exchange=exchange, identities=services.identities, patients=patients),
                       held=held, answers=answers, auditor=auditor,
-                      senders=SenderRegistry.load(runtime.settings.mllp_senders))
+                      senders=SenderRegistry.load(runtime.settings.mllp_senders), door_refusals=door_refusals)
 
 
 @contextlib.contextmanager
@@ -233,6 +234,8 @@ def background_checkpoints(runtime: Runtime):
 def mllp_listener(runtime: Runtime, *, port: int | None = None, reuse_port: bool = False):
     """The MLLP listener (EPR_MLLP_*): TLS with the gateway's certificate when EPR_MLLP_TLS=1."""
     from adapters.cara.store.wal_checkpoint import WalCheckpointer
+    from gateway.mllp.door import MllpDoor, refusal_windows
+    from gateway.mllp.limits import MllpLimits
     from gateway.mllp.listener import MllpListener
     from gateway.pki import server_ssl_context
 
@@ -242,9 +245,12 @@ def mllp_listener(runtime: Runtime, *, port: int | None = None, reuse_port: bool
     # SQLite has one writer: one thread avoids lock waits; PostgreSQL takes several.
     threads = 1 if runtime.store_in_process else 4
     processes = settings.mllp_map_processes
-    return MllpListener(handler=hl7_exchange(runtime), host=settings.mllp_host,
-                        port=settings.mllp_port if port is None else port, ssl_context=context, threads=threads,
-                        reuse_port=reuse_port, mapping_processes=processes,
+    windows = refusal_windows(settings)
+    return MllpListener(handler=hl7_exchange(runtime, door_refusals=windows),
+                        door=MllpDoor(windows=windows, auditor=runtime.services.auditor), host=settings.mllp_host,
+                        port=settings.mllp_port if port is None else port, ssl_context=context,
+                        limits=MllpLimits.from_settings(settings), threads=threads, reuse_port=reuse_port,
+                        mapping_processes=processes,
                         checkpointer=WalCheckpointer(runtime.engine) if runtime.store_in_process else None)
 
 

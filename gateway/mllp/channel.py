@@ -22,7 +22,7 @@ from adapters.infomed.hl7v2.message import Message
 from adapters.infomed.hl7v2.structures import structure_for
 from consent.principal import Principal
 from gateway.auth.errors import AccessRefused
-from gateway.exchanges.auditing import Auditor
+from gateway.exchanges.auditing import Auditor, current_request
 from gateway.exchanges.failures import is_content_failure, is_dependency_failure, where_raised
 from gateway.exchanges.held_messages import HeldMessage, HeldMessages, Released, Unreadable
 from gateway.exchanges.message_answers import MessageAnswers, MessageKey
@@ -38,13 +38,22 @@ DOCUMENT_CODES = ("MDM", "ORU")
 
 class Hl7Channel:
     def __init__(self, *, documents: DocumentMessages, patients: PatientMessages, held: HeldMessages,
-                 answers: MessageAnswers, auditor: Auditor, senders: SenderRegistry):
+                 answers: MessageAnswers, auditor: Auditor, senders: SenderRegistry, door_refusals=None):
         self.documents = documents
+        # The MLLP door's refusal windows (gateway/mllp/door.py): an unknown sender is recorded once per
+        # window and address, the rest counted into its summary, so a flood costs no ledger write each.
+        self.door_refusals = door_refusals
         self.patients = patients
         self.held = held
         self.answers = answers
         self.auditor = auditor
         self.senders = senders
+
+    def _first_refusal_of_window(self, reason: str) -> bool:
+        """Whether this refusal is recorded now (the first of its address's window), or only counted."""
+        if self.door_refusals is None:
+            return True
+        return self.door_refusals.refused(current_request.get().client_address, reason)
 
     def handle(self, raw: bytes, *, certificate_subject: str | None = None,
                defer_documents: bool = False) -> bytes | IncomingDocument:
@@ -68,7 +77,8 @@ class Hl7Channel:
                                     "file", code=APPLICATION_ERROR, segment="MSH", field=4)
             reading.require_control_id(message)
         except MessageError as error:  # nothing to keep the answer under: answered and audited only
-            self.auditor.failure(transaction, principal, error)
+            if sender is not None or self._first_refusal_of_window("unknown sender"):
+                self.auditor.failure(transaction, principal, error)
             return acks.answer(message, Refused(error)).ack
         key = MessageKey(sender.key, message.control_id, reading.digest(message))
         document = code in DOCUMENT_CODES

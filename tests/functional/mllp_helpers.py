@@ -31,15 +31,22 @@ def senders_file(directory: Path, *extra: dict) -> Path:
 @contextmanager
 def running_listener(runtime, *, ssl_context=None):
     """(host, port) of a listener running on its own event loop thread; stopped on exit."""
+    with started_listener(runtime, ssl_context=ssl_context) as (_, address):
+        yield address
+
+
+@contextmanager
+def started_listener(runtime, *, ssl_context=None):
+    """(listener, (host, port)), the listener running on its own event loop thread; stopped on exit."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     listener = mllp_listener(runtime, port=0)
     if ssl_context is not None:
-        listener._ssl = ssl_context
+        listener.ssl_context = ssl_context
     try:
         address = asyncio.run_coroutine_threadsafe(listener.start(), loop).result(TIMEOUT)
-        yield address
+        yield listener, address
     finally:
         asyncio.run_coroutine_threadsafe(listener.stop(), loop).result(TIMEOUT)
         loop.call_soon_threadsafe(loop.stop)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from adapters.cara.identifier_syntax import is_oid
 from adapters.cara.model import Identifier
-from adapters.infomed.hl7v2.errors import REQUIRED_FIELD_MISSING, TABLE_VALUE_NOT_FOUND, SenderMustFix
+from adapters.infomed.hl7v2.errors import DATA_TYPE_ERROR, REQUIRED_FIELD_MISSING, TABLE_VALUE_NOT_FOUND, SenderMustFix
 from adapters.infomed.hl7v2.message import Segment
 
+# Identifiers taken from one CX list (PID-3, MRG-1). A patient has a handful (the local id, AHVN13, the
+# SPID, the ids of merged records); each one costs the MPI a look-up and a row, so a list of thousands is
+# refused (AE naming the field) before any of them is looked up.
+MAX_IDENTIFIERS = 32
 
 
 def cx_identifiers(segment: Segment, field: int, *, default_system: str | None = None) -> list[Identifier]:
@@ -16,6 +20,9 @@ def cx_identifiers(segment: Segment, field: int, *, default_system: str | None =
     found: list[Identifier] = []
     unmapped: list[str] = []
     reps = segment.repetitions(field)
+    if len(reps) > MAX_IDENTIFIERS:
+        raise SenderMustFix(f"{segment.name}-{field} has {len(reps)} repetitions: at most {MAX_IDENTIFIERS} "
+                            "identifiers are taken", code=DATA_TYPE_ERROR, segment=segment.name, field=field)
     for index in range(len(reps)):
         value = segment.component(field, 1, repetition=index)
         if not value:

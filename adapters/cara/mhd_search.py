@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from adapters.cara.errors import InvalidInput
-from adapters.cara.fhir_dates import value_range
+from adapters.cara.dates import InvalidDate, value_range
 from adapters.cara.identifier_syntax import ascii_int, is_spid
 from adapters.cara.vocabulary import DOCUMENT_STATUSES, SPID_SYSTEM
 
@@ -153,9 +153,8 @@ def _date(name: str, value: str) -> DateFilter:
     literal = value[2:] if value[:2] in DATE_PREFIXES else value
     try:
         start, end = value_range(literal)
-    except ValueError:
-        raise InvalidInput(f"{name}={value!r} is not a FHIR date search value (e.g. ge2024-01-01)",
-                           location=name) from None
+    except InvalidDate as refused:
+        raise InvalidInput(f"{name}: {refused.reason} (e.g. ge2024-01-01)", location=name) from None
     return DateFilter(name, prefix, start, end)
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from adapters.cara.crypto import DecryptionFailed, Keyring, Sealed
 from adapters.cara.errors import Conflict, IntegrityFailure, ProfileViolation, RecordError
-from adapters.cara.fhir_dates import fhir_instant, instant
+from adapters.cara.dates import fhir_instant, instant
 from adapters.cara.mhd_search import DocumentQuery, normalise_name
 from adapters.cara.model import DocumentEntry, NewDocument, Relation, Submission
 from adapters.cara.store import search_sql

@@ -19,8 +19,12 @@ SCRIPTS = {"full-width": 0xFF10, "arabic-indic": 0x0660, "mathematical-bold": 0x
 
 
 def spoiled(value: str) -> dict[str, str]:
+    middle = len(value) // 2
     variants = {"trailing newline": value + "\n", "trailing CRLF": value + "\r\n", "leading space": " " + value,
-                "trailing space": value + " ", "nul": value + "\x00"}
+                "trailing space": value + " ", "nul": value + "\x00", "tab inside": value[:middle] + "\t" + value[middle:],
+                "nbsp inside": value[:middle] + "\u00a0" + value[middle:],
+                "zero-width space inside": value[:middle] + "\u200b" + value[middle:],
+                "10,000 characters": value + value[-1] * (10_000 - len(value))}
     for script, zero in SCRIPTS.items():
         variants[script] = "".join(chr(zero + int(c)) if c in "0123456789" else c for c in value)
         # One digit only: a value that is mostly ASCII must not slip through either.
@@ -58,7 +62,8 @@ def test_identifier_problem_names_the_syntax_of_known_systems():
     assert "GS1" in identifier_problem(GLN_SYSTEM, "7601000000003")
     assert "not an OID" in identifier_problem("urn:oid:２.16", "x")
     assert identifier_problem("urn:oid:2.16.756.5.30.1.999.2.1", "L-1 a") is None  # a local id may hold a space
-    assert "control" in identifier_problem("urn:oid:2.16.756.5.30.1.999.2.1", "L\n1")
+    assert "printable ASCII" in identifier_problem("urn:oid:2.16.756.5.30.1.999.2.1", "L\n1")
+    assert "plain text" in identifier_problem("http://example.org/ids", "L\u200b1")
 
 
 # The shortcuts that caused the class: `\d` (Unicode digits), `isdigit()`/`isdecimal()`/`isnumeric()`

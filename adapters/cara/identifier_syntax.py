@@ -7,6 +7,14 @@ even `²`, which `int()` then refuses). An identifier that passes here is printa
 go into a header (`Location`), a URL or a log line as it is. `tests/unit/adapters/test_identifier_syntax.py`
 walks every predicate below with such values, and checks that no validating module goes back to
 `\\d`, `isdigit()` or `re.match`.
+
+One `IdentifierKind` per kind of identifier (uniqueId, entryUUID, sourceId, local patient id, GLN,
+EPR-SPID, AHVN13, MPI-PID, OID): every face checks a field of that kind with that object, after its own
+decoding (JSON, HL7 escapes, XML references), and names the field in its own refusal
+(`tests/functional/test_hostile_identifiers.py` walks every (face, field) with the same hostile values).
+HL7 v2 and XDS write uniqueIds and sourceIds as bare OIDs; `IdentifierKind.read` gives the one form the
+record keeps and MHD serves (`urn:oid:…`, `urn:uuid:…`), so the same document has one uniqueId whichever
+face brought it.
 """
 
 from __future__ import annotations

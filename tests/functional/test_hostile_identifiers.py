@@ -12,7 +12,7 @@ import uuid
 import orjson
 import pytest
 
-from conftest import HCP_GLN, LOCAL_SYSTEM, SPID, running_gateway, sqlite_url
+from conftest import HCP_GLN, LOCAL_SYSTEM, fresh_postgres_url, running_gateway, sqlite_url
 from functional.helpers import one_document_bundle, row_counts
 from functional.hostile_faces import (
     DOCUMENT_TABLES,
@@ -119,10 +119,19 @@ HTTP_CASES = [(field, hostile) for field in HTTP_FIELDS for hostile in HOSTILE] 
     ("author Practitioner GLN", "bad check digit")]
 
 
-@pytest.fixture(scope="module")
-def http_gateway(tmp_path_factory):
+def _database(request, tmp_path) -> str:
+    return sqlite_url(tmp_path) if request.param == "sqlite" else fresh_postgres_url()
+
+
+# Both stores: on PostgreSQL a NUL or a 10,000-character value would not even insert (String(256), text
+# without NUL), so a value let through there is a 500, not a stored forgery.
+DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def http_gateway(request, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("http")
-    with running_gateway(tmp_path, sqlite_url(tmp_path)) as gateway:
+    with running_gateway(tmp_path, _database(request, tmp_path)) as gateway:
         gateway.register_patient()
         yield gateway
 
@@ -192,6 +201,7 @@ MLLP_CASES = [(field, hostile) for field in MLLP_FIELDS for hostile in HOSTILE] 
 
 @pytest.fixture(scope="module")
 def bridge(tmp_path_factory):
+    """On SQLite only: one module-scoped gateway on the shared PostgreSQL at a time (the HTTP one)."""
     tmp_path = tmp_path_factory.mktemp("mllp")
     with running_gateway(tmp_path, sqlite_url(tmp_path), mllp_senders=senders_file(tmp_path)) as gateway:
         gateway.register_patient()

@@ -13,6 +13,7 @@ from adapters.infomed.generate import metadata as md
 from adapters.infomed.xdm import ebrim
 from adapters.infomed.xdm.codes import CodeTables
 from conftest import HCP_GLN, LOCAL_SYSTEM
+from functional.helpers import row_counts
 from functional.mllp_helpers import HOSPITAL, MllpClient, ack_fields, mdm
 from gateway.exchanges.imports import ImportExchange
 from gateway.migration.job import MigrationJob, migration_principal
@@ -23,6 +24,20 @@ from gateway.samples import pdf_document
 LOCAL_OID = LOCAL_SYSTEM.removeprefix("urn:oid:")
 DOCUMENT_TABLES = ("submission_set", "document_entry", "document_body", "document_relation", "patient",
                    "patient_identifier", "patient_link")
+
+
+def document_rows(gateway) -> dict[str, int]:
+    """The rows of the record's documents and patients (the ledger and the bridge's answers aside)."""
+    counts = row_counts(gateway.services)
+    return {table: counts[table] for table in DOCUMENT_TABLES}
+
+
+def control_ids(prefix: str):
+    """MSH-10 values, one per message: the bridge remembers each (sender, MSH-10)."""
+    n = 0
+    while True:
+        n += 1
+        yield f"{prefix}-{n}"
 
 
 # -- HL7 v2 ----------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import LOCAL_SYSTEM, SEARCH, SPID, grant_consent, running_gateway, sqlite_url
 from functional.helpers import one_document_bundle, row_counts
-from functional.hostile_faces import DOCUMENT_TABLES, a08_with, mdm_with, migrate, send, xdm_package
+from functional.hostile_faces import a08_with, control_ids, document_rows, mdm_with, migrate, send, xdm_package
 from functional.mllp_helpers import running_listener, senders_file
 from gateway.samples import new_oid_unique_id, patient_feed
 
@@ -117,23 +117,11 @@ def test_ppq3_and_iti104_refuse_a_date_that_does_not_exist(gateway, hostile):
 
 
 # -- HL7 v2 over MLLP ------------------------------------------------------------------------------
-def _control_ids():
-    n = 0
-    while True:
-        n += 1
-        yield f"D-{n}"
-
-
-CONTROL = _control_ids()
+CONTROL = control_ids("D")
 MLLP_FIELDS = {
     "MSH-7": (lambda v: mdm_with(control_id=next(CONTROL), unique_id=new_oid_unique_id(), sent=v), "MSH^1^7"),
     "TXA-4": (lambda v: mdm_with(control_id=next(CONTROL), unique_id=new_oid_unique_id(), activity=v), "TXA^1^4"),
 }
-
-
-def _document_rows(running):
-    counts = row_counts(running.services)
-    return {table: counts[table] for table in DOCUMENT_TABLES}
 
 
 @pytest.mark.parametrize("hostile", sorted(HOSTILE))
@@ -141,18 +129,18 @@ def _document_rows(running):
 def test_mllp_answers_ae_naming_the_date_field_and_stores_nothing(gateway, field, hostile):
     running, address = gateway
     message, location = MLLP_FIELDS[field]
-    before = _document_rows(running)
+    before = document_rows(running)
     assert send(address, message(HOSTILE[hostile][1])) == ("AE", location, "102")
-    assert _document_rows(running) == before
+    assert document_rows(running) == before
 
 
 @pytest.mark.parametrize("hostile", sorted(HOSTILE_DAYS))
 def test_mllp_a08_refuses_a_birth_date_that_does_not_exist(gateway, hostile):
     running, address = gateway
-    before = _document_rows(running)
+    before = document_rows(running)
     assert send(address, a08_with(control_id=next(CONTROL), local_id="L-1", birth=HOSTILE_DAYS[hostile][1])) == (
         "AE", "PID^1^7", "102")
-    assert _document_rows(running) == before
+    assert document_rows(running) == before
 
 
 def _stored(running, unique_id: str) -> dict:

@@ -15,8 +15,9 @@ import pytest
 from conftest import HCP_GLN, LOCAL_SYSTEM, fresh_postgres_url, running_gateway, sqlite_url
 from functional.helpers import one_document_bundle, row_counts
 from functional.hostile_faces import (
-    DOCUMENT_TABLES,
     a08_with,
+    control_ids,
+    document_rows,
     a40_with,
     mdm_with,
     migrate,
@@ -173,14 +174,7 @@ def test_iti104_refuses_a_hostile_local_patient_id_and_creates_no_patient(http_g
 
 
 # -- over MLLP -------------------------------------------------------------------------------------
-def _counter():
-    n = 0
-    while True:
-        n += 1
-        yield f"H-{n}"
-
-
-CONTROL_IDS = _counter()
+CONTROL_IDS = control_ids("H")
 # field → (message with the value in that field, good value, ERR-2 location)
 MLLP_FIELDS = {
     "TXA-12 (uniqueId)": (lambda v: mdm_with(control_id=next(CONTROL_IDS), unique_id=v), good_unique_id, "TXA^1^12"),
@@ -209,11 +203,6 @@ def bridge(tmp_path_factory):
             yield gateway, address
 
 
-def _document_rows(gateway) -> dict[str, int]:
-    counts = row_counts(gateway.services)
-    return {table: counts[table] for table in DOCUMENT_TABLES}
-
-
 @pytest.mark.parametrize("field", ["TXA-12 (uniqueId)", "PID-3 (local patient id, MDM)", "TXA-9 (author GLN)",
                                    "PID-3 (local patient id, A08)"])
 def test_mllp_control_row_is_accepted(bridge, field):
@@ -226,9 +215,9 @@ def test_mllp_control_row_is_accepted(bridge, field):
 def test_mllp_answers_ae_naming_the_field_and_stores_nothing(bridge, field, hostile):
     gateway, address = bridge
     message, good, location = MLLP_FIELDS[field]
-    before = _document_rows(gateway)
+    before = document_rows(gateway)
     assert send(address, message(_spoiled(hostile, good()))) == ("AE", location, "102")
-    assert _document_rows(gateway) == before
+    assert document_rows(gateway) == before
 
 
 # -- through an XDM migration ----------------------------------------------------------------------
@@ -259,9 +248,9 @@ def migrated(tmp_path_factory):
             directory = tmp_path / "export" / f"media-{n:03d}"
             sources[field, hostile] = xdm_package(directory, **{keyword: value})
             media.append(directory)
-        before = _document_rows(gateway)
+        before = document_rows(gateway)
         report = migrate(gateway.services, media)
-        yield report, sources, before, _document_rows(gateway)
+        yield report, sources, before, document_rows(gateway)
 
 
 @pytest.mark.parametrize("field", sorted(XDM_FIELDS))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC
 
-from adapters.cara.dates import SWISS_LOCAL_TIME, InvalidDate, parse_hl7
+from adapters.cara.dates import SWISS_LOCAL_TIME, InvalidDate, Moment, parse_hl7
 from adapters.infomed.hl7v2.errors import DATA_TYPE_ERROR, SenderMustFix
 
 SENDER_ZONE = SWISS_LOCAL_TIME
@@ -18,22 +18,18 @@ SENDER_ZONE = SWISS_LOCAL_TIME
 
 def fhir_datetime(value: str, *, where: tuple[str, int]) -> str | None:
     """The FHIR dateTime (or date, at a date's precision) of field `where` = (segment, field); None if empty."""
-    if not value:
-        return None
-    try:
-        return parse_hl7(value.strip(" "), zone=SENDER_ZONE).fhir()
-    except InvalidDate as refused:
-        raise SenderMustFix(f"{where[0]}-{where[1]} {refused.reason}", code=DATA_TYPE_ERROR, segment=where[0],
-                            field=where[1]) from None
+    return _read(value, where, SENDER_ZONE).fhir() if value else None
 
 
 def fhir_date(value: str, *, where: tuple[str, int]) -> str | None:
     """A date field (PID-7 birth date): its date part as written; a time sent with it is checked but not
     moved into any zone (a birth date is the date on the local calendar)."""
-    if not value:
-        return None
+    return _read(value, where, UTC).fhir_date() if value else None
+
+
+def _read(value: str, where: tuple[str, int], zone) -> Moment:
     try:
-        return parse_hl7(value.strip(" "), zone=UTC).fhir_date()
+        return parse_hl7(value.strip(" "), zone=zone)
     except InvalidDate as refused:
         raise SenderMustFix(f"{where[0]}-{where[1]} {refused.reason}", code=DATA_TYPE_ERROR, segment=where[0],
                             field=where[1]) from None

@@ -62,12 +62,14 @@ _ISO_FORMS = {
 
 
 class InvalidDate(Exception):
-    """A date or time the gateway does not take; `reason` says why (the value is in it, quoted)."""
+    """A date or time the gateway does not take. `reason` says why, the value quoted; `why` says it
+    without the value, for a birth date (it identifies a patient: refusals reach the ACK and the ledger)."""
 
     def __init__(self, value: object, reason: str):
         super().__init__(f"{value!r}: {reason}")
         self.value = value
         self.reason = f"{_shown(value)} {reason}"
+        self.why = f"the date {reason}"
 
 
 @dataclass(frozen=True)
@@ -138,13 +140,13 @@ def parse_fhir(value: object, *, kind: str) -> Moment:
     uses = _ISO_USES[kind]
     match = _ISO.fullmatch(value) if isinstance(value, str) else None
     if match is None:
-        raise InvalidDate(value, f"is not a {_KIND_NAMES[kind]} ({_ISO_FORMS[kind]})")
+        raise InvalidDate(value, f"is not {_KIND_NAMES[kind]} ({_ISO_FORMS[kind]})")
     year, month, day, hour, minute, second, fraction, zone = match.groups()
     has_time = hour is not None
     if (kind == "date" and has_time) or (kind == "instant" and not has_time) or (
             kind == "cli" and day is None) or (has_time and uses is not None and (
             (uses[0] and second is None) or (uses[1] and zone is None))):
-        raise InvalidDate(value, f"is not a {_KIND_NAMES[kind]} ({_ISO_FORMS[kind]})")
+        raise InvalidDate(value, f"is not {_KIND_NAMES[kind]} ({_ISO_FORMS[kind]})")
     offset = None
     if has_time:
         offset = timedelta(0) if zone in (None, "Z") else _offset(value, zone[0], zone[1:3], zone[4:6])
@@ -201,8 +203,8 @@ def fhir_instant(value: datetime) -> str:
 
 
 # -- the one check -------------------------------------------------------------------------------
-_KIND_NAMES = {"date": "FHIR date", "dateTime": "FHIR dateTime", "instant": "FHIR instant",
-               "search": "FHIR date search value", "cli": "date or date-time"}
+_KIND_NAMES = {"date": "a FHIR date", "dateTime": "a FHIR dateTime", "instant": "a FHIR instant",
+               "search": "a FHIR date search value", "cli": "an ISO date or date-time"}
 
 
 def _moment(value: object, year: str, month: str | None, day: str | None, hour: str | None, minute: str | None,

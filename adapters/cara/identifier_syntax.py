@@ -143,17 +143,19 @@ def identifier_problem(system: object, value: object) -> str | None:
         return f"identifier system {shown(system)} is not an OID (urn:oid: and ASCII digits, at most 64)"
     if not is_printable_id(system):
         return "an identifier system is a URI: printable ASCII without spaces"
-    if system == SPID_SYSTEM:
-        return SPID.problem(value)
-    if system == GLN_SYSTEM:
-        return GLN.problem(value)
-    if system == AHVN13_SYSTEM:
-        return None if is_ahvn13(value.replace(".", "")) else AHVN13.problem(value)
+    if system == SPID_SYSTEM and not is_spid(value):
+        return "an EPR-SPID is 18 ASCII digits"
+    if system == GLN_SYSTEM and not is_gln(value):
+        return "a GLN is 13 ASCII digits with a valid GS1 check digit"
+    if system == AHVN13_SYSTEM and not is_ahvn13(value.replace(".", "")):
+        return "the AHVN13 must be 13 digits starting with 756 with a valid EAN-13 check digit"
+    if system in (SPID_SYSTEM, GLN_SYSTEM, AHVN13_SYSTEM):
+        return None
     if system.startswith("urn:oid:"):
         return LOCAL_PATIENT_ID.problem(value)
     if not value or len(value) > 256 or value != value.strip() or not _is_plain_text(value):
-        return (f"the identifier value {shown(value)} is not 1 to 256 characters of plain text (no control, "
-                "format or invisible character, no digit of another script, no leading or trailing blank)")
+        return ("an identifier value is 1 to 256 characters of plain text (no control, format or invisible "
+                "character, no digit of another script, no leading or trailing blank)")
     return None
 
 
@@ -190,10 +192,16 @@ class IdentifierKind:
     accepts: Callable[[object], bool]
     spelled: Callable[[object], str | None] | None = None
     spelled_rule: str = ""
+    # A patient's identifier is never repeated in a refusal: refusals reach the audit ledger (kept in the
+    # clear, no local ids) and the sender's ACK; the field's name and the rule say what to fix.
+    names_a_patient: bool = False
 
     def problem(self, value: object) -> str | None:
         """Why `value` is not this kind in its canonical form (FHIR carries that form), or None."""
-        return None if self.accepts(value) else f"the {self.name} {shown(value)} is not {self.rule}"
+        return None if self.accepts(value) else f"{self._the(value)} is not {self.rule}"
+
+    def _the(self, value: object) -> str:
+        return f"the {self.name}" if self.names_a_patient else f"the {self.name} {shown(value)}"
 
     def read(self, value: object) -> str:
         """`value` as the record keeps it, from any spelling of this kind; InvalidIdentifier otherwise."""
@@ -202,7 +210,7 @@ class IdentifierKind:
         canonical = self.spelled(value) if self.spelled else None
         if canonical is None:
             rule = self.spelled_rule or self.rule
-            raise InvalidIdentifier(self, value, f"the {self.name} {shown(value)} is not {rule}")
+            raise InvalidIdentifier(self, value, f"{self._the(value)} is not {rule}")
         return canonical
 
 
@@ -213,11 +221,13 @@ ENTRY_UUID = IdentifierKind("entryUUID", "urn:uuid: and a UUID", is_uuid_urn)
 SOURCE_ID = IdentifierKind("sourceId", f"urn:oid: and an OID of at most {MAX_OID} characters", is_oid_urn,
                            canonical_oid_urn, f"an OID of at most {MAX_OID} characters (bare or as urn:oid:)")
 LOCAL_PATIENT_ID = IdentifierKind("local patient id", "1 to 64 printable ASCII characters (spaces inside only)",
-                                  is_local_patient_id)
+                                  is_local_patient_id, names_a_patient=True)
 GLN = IdentifierKind("GLN", "13 ASCII digits with a valid GS1 check digit", is_gln)
-SPID = IdentifierKind("EPR-SPID", "18 ASCII digits", is_spid)
-AHVN13 = IdentifierKind("AHVN13", "13 ASCII digits starting with 756 with a valid EAN-13 check digit", is_ahvn13)
-MPI_PID = IdentifierKind("MPI-PID", "a FHIR id (1 to 64 characters of A-Z, a-z, 0-9, - and .)", is_fhir_id)
+SPID = IdentifierKind("EPR-SPID", "18 ASCII digits", is_spid, names_a_patient=True)
+AHVN13 = IdentifierKind("AHVN13", "13 ASCII digits starting with 756 with a valid EAN-13 check digit", is_ahvn13,
+                        names_a_patient=True)
+MPI_PID = IdentifierKind("MPI-PID", "a FHIR id (1 to 64 characters of A-Z, a-z, 0-9, - and .)", is_fhir_id,
+                         names_a_patient=True)
 OID = IdentifierKind("OID", f"an OID (ASCII digits and dots, at most {MAX_OID} characters)", is_oid)
 KINDS = {kind.name: kind for kind in (UNIQUE_ID, ENTRY_UUID, SOURCE_ID, LOCAL_PATIENT_ID, GLN, SPID, AHVN13,
                                       MPI_PID, OID)}

@@ -63,8 +63,7 @@ def validate_incoming(record: PatientRecord) -> None:
     if record.gender is not None and record.gender not in GENDERS:
         raise InvalidInput(f"gender must be one of {', '.join(GENDERS)}", location="Patient.gender")
     if record.birth_date is not None and not _is_full_date(record.birth_date):
-        raise InvalidInput(f"birthDate must be a full date (YYYY-MM-DD): {record.birth_date!r:.40} is not one",
-                           location="Patient.birthDate")
+        raise InvalidInput("birthDate must be a full date (YYYY-MM-DD) that exists", location="Patient.birthDate")
 
 
 def _is_full_date(value: str) -> bool:

@@ -42,8 +42,8 @@ def _identifier(number: str, authority: str) -> dict | None:
     if authority == GLN_OID or (not authority and _THIRTEEN_DIGITS.fullmatch(number)):
         return {"system": GLN_SYSTEM, "value": GLN.read(number)}
     if not LOCAL_PATIENT_ID.accepts(number):
-        raise InvalidIdentifier(LOCAL_PATIENT_ID, number, f"the author's id {_shown(number)} is not a GLN nor "
-                                "1 to 64 printable ASCII characters")
+        raise InvalidIdentifier(LOCAL_PATIENT_ID, number, f"the author's id {_shown(number)} is neither a GLN "
+                                "nor 1 to 64 printable ASCII characters")
     if is_oid(authority):
         return {"system": f"urn:oid:{authority}", "value": number}
     return None

@@ -139,7 +139,7 @@ def _birth_date(value: str) -> str:
     try:
         return parse_hl7(value, zone=UTC).fhir_date()
     except InvalidDate as refused:
-        raise Refused(f"sourcePatientInfo PID-7: {refused.reason}") from None
+        raise Refused(f"sourcePatientInfo PID-7: {refused.why}") from None
 
 
 def _demographics(values: list[str]) -> Demographics:

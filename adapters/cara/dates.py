@@ -28,6 +28,7 @@ import calendar
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from adapters.cara.identifier_syntax import shown as _shown
@@ -137,8 +138,17 @@ class Moment:
 # -- the grammars --------------------------------------------------------------------------------
 def parse_fhir(value: object, *, kind: str) -> Moment:
     """A FHIR `date`, `dateTime`, `instant`, a search value (`search`) or a command-line moment (`cli`)."""
+    if not isinstance(value, str):
+        raise InvalidDate(value, f"is not {_KIND_NAMES[kind]} ({_ISO_FORMS[kind]})")
+    return _parse_fhir(value, kind)
+
+
+@lru_cache(maxsize=4096)
+def _parse_fhir(value: str, kind: str) -> Moment:
+    """Remembered (a Moment never changes; what is refused is not remembered): an ITI-65 Bundle checks
+    and then maps its dates, mostly the same few, and the hot searches repeat theirs."""
     uses = _ISO_USES[kind]
-    match = _ISO.fullmatch(value) if isinstance(value, str) else None
+    match = _ISO.fullmatch(value)
     if match is None:
         raise InvalidDate(value, f"is not {_KIND_NAMES[kind]} ({_ISO_FORMS[kind]})")
     year, month, day, hour, minute, second, fraction, zone = match.groups()

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from adapters.cara.errors import Conflict, InvalidInput
-from adapters.cara.identifier_syntax import AHVN13_SYSTEM, ascii_int, identifier_problem, is_full_date, is_spid
+from adapters.cara.dates import InvalidDate, parse_full_date
+from adapters.cara.identifier_syntax import AHVN13_SYSTEM, ascii_int, identifier_problem, is_spid
 from adapters.cara.identifier_syntax import is_ahvn13 as _is_ahvn13
 from adapters.cara.model import Identifier, PatientRecord
 
@@ -65,8 +66,16 @@ def validate_incoming(record: PatientRecord) -> None:
             raise InvalidInput(problem, location="Patient.identifier")
     if record.gender is not None and record.gender not in GENDERS:
         raise InvalidInput(f"gender must be one of {', '.join(GENDERS)}", location="Patient.gender")
-    if record.birth_date is not None and not is_full_date(record.birth_date):
-        raise InvalidInput("birthDate must be a full date (YYYY-MM-DD)", location="Patient.birthDate")
+    if record.birth_date is not None and not _is_full_date(record.birth_date):
+        raise InvalidInput("birthDate must be a full date (YYYY-MM-DD) that exists", location="Patient.birthDate")
+
+
+def _is_full_date(value: str) -> bool:
+    try:
+        parse_full_date(value)
+    except InvalidDate:
+        return False
+    return True
 
 
 def canonical(record: PatientRecord) -> PatientRecord:
@@ -159,7 +168,7 @@ def parse_pdq(params: list[tuple[str, str]]) -> PatientSearch:
             identifiers.append(tuple(_identifier(v) for v in alternatives))
         elif param == "birthdate":
             dates = tuple(v.removeprefix("eq") for v in alternatives)
-            if not all(is_full_date(d) for d in dates):
+            if not all(_is_full_date(d) for d in dates):
                 raise InvalidInput("birthdate must be a full date (YYYY-MM-DD, optionally eq); ranges are not "
                                    "supported on keyed hashes", location="birthdate")
             demographics.append(("birthdate", dates))

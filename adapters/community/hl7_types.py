@@ -7,7 +7,7 @@ holding `^` or `&` cannot shift the components a registry reads.
 
 from __future__ import annotations
 
-from adapters.cara.fhir_dates import value_range
+from adapters.cara.dates import value_range
 from adapters.community.xds_table import GLN_OID
 
 _ESCAPES = str.maketrans({"\\": "\\E\\", "|": "\\F\\", "^": "\\S\\", "&": "\\T\\", "~": "\\R\\",

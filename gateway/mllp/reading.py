@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from adapters.cara.fhir_dates import value_range
+from adapters.cara.dates import value_range
 from adapters.cara.model import Identifier
 from adapters.infomed.hl7v2.adt import GENDERS
 from adapters.infomed.hl7v2.dates import fhir_date, fhir_datetime

@@ -37,7 +37,8 @@ EXPECTED = {
     "MDM-T02-01.hl7": (("AE", "101"), ("AA", None)),  # empty ED; with a PDF: stored
     "MDM-T02-02.hl7": (("AA", None), None),  # TX observations: a plain-text document
     "MDM-T10-01.hl7": (("AE", "101"), ("AE", "204")),  # with a PDF: TXA-13 names no document here
-    "ORU-R01-01.hl7": (("AE", "101"), ("AA", None)),
+    # TXA-12 `018840` is neither an OID nor a UUID: the CH masterIdentifier has no form for it (AE 102)
+    "ORU-R01-01.hl7": (("AE", "101"), ("AE", "102")),
 }
 
 
@@ -93,8 +94,8 @@ def test_a_sample_with_a_pdf_injected_into_its_empty_ed(bridge, sample):
 
 
 @pytest.mark.parametrize(("sample", "spid", "unique_id", "mime", "content"), [
-    ("MDM-T02-01.hl7", SPID, "1.2.840.317.5947431.51.20080131160038", "application/pdf", PDF),
-    ("ORU-R01-01.hl7", ORU_SPID, "018840", "application/octet-stream", PDF),
+    # TXA-12 sent as a bare OID is served as the uniqueId MHD knows: urn:oid:…
+    ("MDM-T02-01.hl7", SPID, "urn:oid:1.2.840.317.5947431.51.20080131160038", "application/pdf", PDF),
 ])
 def test_the_stored_samples_are_findable_by_iti_67_and_retrievable(bridge, sample, spid, unique_id, mime, content):
     gateway, address = bridge

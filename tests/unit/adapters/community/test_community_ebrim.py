@@ -14,7 +14,7 @@ from dataclasses import replace
 import pytest
 from lxml import etree
 
-from adapters.cara.fhir_dates import value_range
+from adapters.cara.dates import value_range
 from adapters.cara.model import Code, Identifier
 from adapters.community import hl7_types
 from adapters.community.authors import ResponsibleProfessional

@@ -130,11 +130,22 @@ def test_an_oru_without_an_embedded_report_cannot_be_processed():
     assert refused.value.ack_code == "AR"
 
 
+def oru(filler: str) -> Message:
+    return Message.parse(("MSH|^~\\&|LIS|H|EPR|EPR|20261120||ORU^R01|C|P|2.5\rPID|1||L-1\r"
+                          f"OBR|1||{filler}\rOBX|1|ED|R||^AP^PDF^Base64^{base64.b64encode(PDF).decode()}").encode())
+
+
 def test_an_oru_report_is_a_laboratory_report_named_by_txa_12_or_obr_3():
-    message = Message.parse(("MSH|^~\\&|LIS|H|EPR|EPR|20261120||ORU^R01|C|P|2.5\rPID|1||L-1\r"
-                             f"OBR|1||FILLER-77\rOBX|1|ED|R||^AP^PDF^Base64^{base64.b64encode(PDF).decode()}").encode())
-    entry = mapped(message).submission.documents[0].entry
-    assert (entry.unique_id, entry.type_code.code, entry.creation_time) == ("FILLER-77", "4241000179101", "2026-11-20")
+    entry = mapped(oru("1.2.756.77.2024")).submission.documents[0].entry
+    assert (entry.unique_id, entry.type_code.code, entry.creation_time) == (
+        "urn:oid:1.2.756.77.2024", "4241000179101", "2026-11-20")
+
+
+def test_an_oru_named_by_a_filler_number_that_is_no_oid_nor_uuid_is_refused_at_obr_3():
+    """The CH profile's masterIdentifier is urn:oid: or urn:uuid:; a bare order number has no form there."""
+    with pytest.raises(SenderMustFix) as refused:
+        mapped(oru("FILLER-77"))
+    assert (refused.value.ack_code, refused.value.code, refused.value.location) == ("AE", "102", "OBR^1^3")
 
 
 def test_code_tables_are_configurable_and_an_unmapped_code_is_not_defaulted():

@@ -133,9 +133,24 @@ def test_what_the_ack_escapes_reads_back_unchanged(text):
 @pytest.mark.parametrize(("value", "expected"), [
     ("200801311555+0215", "2008-01-31T15:55:00+02:15"), ("20261120", "2026-11-20"),
     ("20261120093000.123-0500", "2026-11-20T09:30:00.123-05:00"), ("2026", "2026"), ("202611", "2026-11"),
-    ("2026112010", "2026-11-20T10:00:00+00:00"), ("", None)])
+    ("2026112010", "2026-11-20T10:00:00+01:00"), ("2026072010", "2026-07-20T10:00:00+02:00"), ("", None)])
 def test_hl7_timestamps_become_fhir_dates(value, expected):
     assert fhir_datetime(value, where=("TXA", 4)) == expected
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ("20161301", "month 13"), ("20160230", "day 30"), ("2016123124", "hour 24"), ("00000101", "year 0000"),
+    ("20260329023000", "did not exist in Europe/Zurich")])
+def test_an_impossible_timestamp_is_an_ae_naming_its_field(value, reason):
+    with pytest.raises(SenderMustFix) as error:
+        fhir_datetime(value, where=("TXA", 4))
+    assert (error.value.ack_code, error.value.code, error.value.location) == ("AE", "102", "TXA^1^4")
+    assert reason in error.value.text
+
+
+def test_a_birth_date_is_the_date_written_whatever_time_follows():
+    assert fhir_date("202603290230", where=("PID", 7)) == "2026-03-29"  # a skipped local hour: the date stands
+    assert fhir_date("18900101000000", where=("PID", 7)) == "1890-01-01"
 
 
 def test_a_timestamp_that_is_not_one_is_an_error_naming_its_field():

@@ -46,6 +46,14 @@ DOCUMENT_DATES = (("date", "instant"), ("context.period.start", "dateTime"), ("c
                   ("content[0].attachment.creation", "dateTime"))
 
 
+
+def provider_role_rule(role: str | None = None) -> str:
+    """What a client sends as originalProviderRole, in one sentence: the profile check here and the role
+    check of the use-case (`gateway/exchanges/provenance.py`) say the same."""
+    token_role = f" ({role})" if role else ""
+    return (f"send the role of your token{token_role} in the system {ROLE_SYSTEM}: the gateway stores the "
+            "authenticated user's role, never another")
+
 def extension(resource: dict[str, Any], url: str) -> dict[str, Any] | None:
     return next((e for e in resource.get("extension", []) if e.get("url") == url), None)
 
@@ -189,7 +197,7 @@ def _check_document_reference(found: _Findings, i: int, doc: dict[str, Any], sub
                   f"{where}.securityLabel")
     role = (extension(doc, EXT_AUTHOR_ROLE) or {}).get("valueCoding") or {}
     found.require(role.get("system") == ROLE_SYSTEM and role.get("code") in ROLES,
-                  f"extension originalProviderRole ({EXT_AUTHOR_ROLE}) with an EPR role code is required",
+                  f"extension originalProviderRole ({EXT_AUTHOR_ROLE}) is required (CH MHD): {provider_role_rule()}",
                   f"{where}.extension")
     context = doc.get("context") or {}
     for element in ("facilityType", "practiceSetting"):

@@ -6,7 +6,9 @@ against its CH:ATC profile. Beside it, each record has the shape of its profile'
 and restful interaction), the agent types, the entities' (type, role); the patient's trail is checked
 against the official examples elsewhere (test_ch_epr_atc_fixtures) and is unchanged."""
 
+import copy
 import json
+import re
 
 import orjson
 import pytest
@@ -182,6 +184,29 @@ def test_the_structure_check_sees_the_ch_parents_rules_and_says_what_it_cannot_t
         'in the required value set http://fhir.ch/ig/ch-epr-fhir/ValueSet/EprParticipant']
     assert unchecked_slices(load_profile("ChAuditEventIti67Responder")) == [
         "AuditEvent.agent:client", "AuditEvent.agent:server", "AuditEvent.entity:patient"]
+
+
+def test_the_iti68_record_names_the_binary_by_url_and_the_trail_names_the_document_by_uniqueid(every_record):
+    """ChAuditEventIti68Responder requires `entity:data.what.reference` (the IG's example: the document's URL);
+    the checker recognises that slice by the role its IHE parent gives it (Report), so a record without the
+    reference is refused. The patient's trail shows the document as before: its uniqueId, role Report."""
+    profile = load_profile("ChAuditEventIti68Responder")
+    assert "AuditEvent.entity:data" not in unchecked_slices(profile)
+    retrievals = every_record[profile["url"]]
+    for event in retrievals:
+        [data] = [e for e in event["entity"] if e["type"]["code"] == "2" and e["role"]["code"] == "3"]
+        assert re.fullmatch(r"https://testserver/fhir/Binary/[0-9a-f-]{36}", data["what"]["reference"])
+        assert data["what"]["identifier"]["system"] == "urn:ihe:iti:xds:2013:uniqueId"
+        without = copy.deepcopy(event)
+        without["entity"] = [{**e, "what": {"identifier": e["what"]["identifier"]}} if e is data else e
+                             for e in event["entity"]]
+        assert check(without, profile) == ["AuditEvent.entity:data.what.reference: 0 found, cardinality 1..*"]
+    reads = [e for e in every_record[CH_PROFILES + "DocumentAuditEvent"] if e["subtype"][0]["code"] == "ATC_DOC_READ"]
+    assert len(reads) >= len(retrievals)
+    for event in reads:
+        [document] = [e for e in event["entity"] if e["type"]["code"] == "2" and e["role"]["code"] != "26"]
+        assert (document["role"]["code"], list(document["what"])) == ("3", ["identifier"])
+        assert document["what"]["identifier"]["system"] == "urn:ihe:iti:xds:2013:uniqueId"
 
 
 def codings(values) -> set[tuple[str, str]]:

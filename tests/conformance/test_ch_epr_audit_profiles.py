@@ -14,6 +14,7 @@ import orjson
 import pytest
 from fhir.resources.R4B.auditevent import AuditEvent
 
+from audit.events import atc_view
 from conftest import HCP_GLN, LOCAL_SYSTEM, SPID, grant_consent
 from functional.helpers import document_ids, one_document_bundle
 from gateway.samples import patient_feed, pdf_document, provide_bundle
@@ -237,18 +238,64 @@ def test_each_transactions_record_has_the_shape_of_its_profiles_example(every_re
             "https://testserver"]
 
 
-def test_a_ppq4_bundle_is_recorded_as_one_ppq3_event_per_change(tmp_path):
+def _policy_set_id(consent: dict) -> str:
+    return next(i["value"] for i in consent["identifier"] if i["type"]["coding"][0]["code"] == "policySetId")
+
+
+def _ppq4(method: str, consents: list[dict]) -> dict:
+    def request(consent: dict) -> dict:
+        url = "Consent" if method == "POST" else f"Consent?identifier={_policy_set_id(consent)}"
+        return {"method": method, "url": url}
+    return {"resourceType": "Bundle", "type": "transaction",
+            "entry": [{**({"resource": c} if method != "DELETE" else {}), "request": request(c)} for c in consents]}
+
+
+def test_a_ppq4_bundle_is_recorded_as_one_ppq3_event_per_change_with_its_entries_interaction(tmp_path):
+    """PPQ-4 entries are audited one PPQ-3 event each (the IG's PPQ-4 audit example), with the restful
+    interaction of the entry's method: POST create (ChAuditEventPpq3Create), PUT update (ChAuditEventPpq3Update)
+    also where the PUT creates the policy set (the IG's PpqmFeedRequestBundleUpdate sent to a record that has
+    none of them yet: FHIR's update interaction, answered 201), DELETE delete. The patient's trail tells a new
+    authorisation from a changed one whatever the method. A single PPQ-3 PUT follows the same rule."""
     from conftest import running_gateway, sqlite_url
 
     with running_gateway(tmp_path, sqlite_url(tmp_path)) as gateway:
         gateway.register_patient(grant_hcp=None)
         patient = gateway.tokens.headers(gateway.tokens.patient())
-        consents = [grant_consent(spid=SPID, gln=gln, level="normal") for gln in (HCP_GLN, "7601000000019")]
-        bundle = {"resourceType": "Bundle", "type": "transaction",
-                  "entry": [{"resource": c, "request": {"method": "POST", "url": "Consent"}} for c in consents]}
-        before = len(gateway.services.auditor.ledger.all_records())
-        assert gateway.provide(bundle, headers=patient).status_code == 200
-        recorded = gateway.services.auditor.ledger.all_records()[before:]
-    assert [(next(c["code"] for c in e["subtype"] if c["system"] == "urn:e-health-suisse:event-type-code"),
-             e["meta"]["profile"][0].rsplit("/", 1)[1]) for e in recorded] == [
-        ("PPQ-3", "ChAuditEventPpq3Create"), ("PPQ-3", "ChAuditEventPpq3Create")]
+        created = [grant_consent(spid=SPID, gln=gln, level="normal") for gln in (HCP_GLN, "7601000000019")]
+        updated = [dict(created[0], policyRule={"coding": [{"system": "urn:ietf:rfc:3986", "code":
+                   "urn:e-health-suisse:2015:policies:access-level:restricted"}]}),
+                   grant_consent(spid=SPID, gln="7601000000026", level="normal")]  # a PUT that creates
+        single = grant_consent(spid=SPID, gln="7601000000033", level="normal")
+        ledger = gateway.services.auditor.ledger
+        recorded = []
+        for bundle in (_ppq4("POST", created), _ppq4("PUT", updated), _ppq4("DELETE", updated)):
+            before = len(ledger.all_records())
+            answer = gateway.provide(bundle, headers=patient)
+            assert answer.status_code == 200, answer.text
+            recorded.append((ledger.all_records()[before:],
+                             [e["response"]["status"] for e in answer.json()["entry"]]))
+        before = len(ledger.all_records())
+        put = gateway.client.put(f"/fhir/Consent?identifier={_policy_set_id(single)}", content=orjson.dumps(single),
+                                 headers=patient)
+        assert put.status_code == 201, put.text
+        recorded.append((ledger.all_records()[before:], ["201 Created"]))
+        trail = gateway.client.get("/fhir/AuditEvent", params={
+            "entity.identifier": f"urn:oid:2.16.756.5.30.1.127.3.10.3|{SPID}", "_count": "100"}, headers=patient).json()
+
+    interaction = "http://hl7.org/fhir/restful-interaction"
+    assert [([(e["action"], next(c["code"] for c in e["subtype"] if c["system"] == interaction),
+               e["meta"]["profile"][0].rsplit("/", 1)[1]) for e in events], statuses) for events, statuses in recorded] == [
+        ([("C", "create", "ChAuditEventPpq3Create")] * 2, ["201 Created"] * 2),
+        ([("U", "update", "ChAuditEventPpq3Update")] * 2, ["200 OK", "201 Created"]),
+        ([("D", "delete", "ChAuditEventPpq3Delete")] * 2, ["204 No Content"] * 2),
+        ([("U", "update", "ChAuditEventPpq3Update")], ["201 Created"])]
+    for events, _ in recorded:
+        for event in events:
+            assert check(event, load_profile(event["meta"]["profile"][0].rsplit("/", 1)[1])) == []
+            assert {(c["system"], c["code"]) for c in event["subtype"]} >= {
+                ("urn:e-health-suisse:event-type-code", "PPQ-3")}
+    assert [[atc_view(e)["subtype"][0]["code"] for e in events] for events, _ in recorded] == [
+        ["ATC_POL_CREATE_AUT_PART_AL"] * 2, ["ATC_POL_UPDATE_AUT_PART_AL", "ATC_POL_CREATE_AUT_PART_AL"],
+        ["ATC_POL_REMOVE_AUT_PART_AL"] * 2, ["ATC_POL_CREATE_AUT_PART_AL"]]
+    served = {e["resource"]["id"] for e in trail["entry"]}
+    assert {e["id"] for events, _ in recorded for e in events} <= served

@@ -235,7 +235,7 @@ def _rest_interaction(record: AuditRecord, action: str) -> str | None:
     """The FHIR restful interaction a REST transaction's record names, or None (not REST-profiled)."""
     if record.transaction in ("ITI-83", "ITI-119", "PPQ-5"):  # ITI-119 is a search too (its IG example)
         return "search"
-    if record.transaction == "ITI-67":
+    if record.transaction in ("ITI-67", "ITI-66"):
         return "search" if record.query is not None else "read"
     if record.transaction == "ITI-68":
         return "read"

@@ -139,9 +139,20 @@ def _check_spid(found: _Findings, subject: dict[str, Any] | None, where: str) ->
     return value if ok else None
 
 
-def _check_submission_set(found: _Findings, listed: tuple[int, str, dict[str, Any]]) -> str | None:
+def check_submission_set(resource: dict[str, Any]) -> list[Issue]:
+    """The CH MHD Comprehensive rules of a SubmissionSet List on its own: what an ITI-65 List must meet,
+    and what the Lists the gateway answers (ITI-66, `List/{id}`) are held to."""
+    found = _Findings()
+    _check_submission_set(found, (0, resource.get("id", ""), resource), where="List")
+    found.require(bool(resource.get("entry")) and all((e.get("item") or {}).get("reference") for e in resource["entry"]),
+                  "a SubmissionSet lists its DocumentReferences (entry.item.reference, 1..*)", "List.entry")
+    return found.issues
+
+
+def _check_submission_set(found: _Findings, listed: tuple[int, str, dict[str, Any]], *,
+                          where: str | None = None) -> str | None:
     i, _, resource = listed
-    where = f"Bundle.entry[{i}].resource"
+    where = where or f"Bundle.entry[{i}].resource"
     code = first_coding(resource.get("code")) or {}
     found.require(code.get("system") == LIST_TYPES_SYSTEM and code.get("code") == "submissionset",
                   "the List must be a SubmissionSet (code submissionset); Folders are not accepted", f"{where}.code")

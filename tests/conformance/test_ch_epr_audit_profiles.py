@@ -20,7 +20,7 @@ from functional.helpers import document_ids, one_document_bundle
 from gateway.samples import patient_feed, pdf_document, provide_bundle
 from profile_check import CH_PROFILES, IG, check, load_profile, unchecked_slices
 
-SHAPES = json.loads((IG / "audit-event-shapes.json").read_text())["shapes"]
+SHAPES = json.loads((IG / "audit-event-shapes.json").read_text())["shapes"]  # ITI-66's from IHE MHD (no CH one)
 RESP = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 
 
@@ -46,6 +46,8 @@ def every_record(tmp_path_factory):
                                  headers=gateway.tokens.headers(gateway.tokens.tcu()))
         assert by_tcu.status_code == 200, by_tcu.text  # ITI-65 by a technical user for the HCP (delegatedUser)
         assert gateway.find().status_code == 200  # ITI-67
+        assert gateway.client.get("/fhir/List", params={"patient.identifier": f"urn:oid:2.16.756.5.30.1.127.3.10.3|{SPID}",
+                                                        "code": "submissionset"}, headers=hcp).status_code == 200  # ITI-66
         assert gateway.client.get(f"/fhir/Binary/{entry_id}", headers=hcp).status_code == 200  # ITI-68
         assert gateway.client.get("/fhir/Patient/$ihe-pix", params={"sourceIdentifier": f"{LOCAL_SYSTEM}|L-1"},
                                   headers=hcp).status_code == 200  # ITI-83

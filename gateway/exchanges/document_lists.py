@@ -61,15 +61,13 @@ class DocumentLists:
         levels = self._visible_levels(principal, members)
         audit = self.auditor.record(TRANSACTION, principal, atc_code="ATC_DOC_SEARCH", patient_spid=spid,
                                     query=tuple(params))
-        found = [(stored, shown) for stored in (self.sets.of_patients([p for p, _ in members]) if levels else ())
-                 if (shown := _visible(stored, levels)) and matches(query, stored.submission_set,
-                                                                  answered_date=_date(stored))]
+        found = self._matching(query, members, levels)
         through, after = position if position is not None else (None, None)
         if through is None and found:
             through = found[0][0].submitted_at  # the first page's newest set: later pages count the same
-        counted = [f for f in found if through is None or f[0].submitted_at <= through]
-        following = [f for f in counted if after is None or (f[0].submitted_at, f[0].submission_set.submission_set_id)
-                     < after]
+        counted = [(stored, shown) for stored, shown in found if through is None or stored.submitted_at <= through]
+        following = [(stored, shown) for stored, shown in counted
+                     if after is None or (stored.submitted_at, stored.submission_set.submission_set_id) < after]
         page = following[:query.count]
         self.auditor.write_now([audit])
         # As ITI-67: an emergency search is notified whether or not it found anything.
@@ -109,6 +107,20 @@ class DocumentLists:
         return self._list(stored, shown, surviving_spid)
 
     # -- helpers ------------------------------------------------------------------------------
+    def _matching(self, query: ListQuery, members: Members, levels: dict[str, frozenset[str]]):
+        """(set, its documents this principal may see) of every set of the record that shows at least
+        one document and matches the query, newest first. Sets are matched in memory on the List they
+        answer (their dates, designations and authors are sealed): a record holds at most as many sets as
+        documents, and the store keeps opened sets per process."""
+        if not any(levels.values()):
+            return []
+        found = []
+        for stored in self.sets.of_patients([pid for pid, _ in members]):
+            shown = _visible(stored, levels)
+            if shown and matches(query, stored.submission_set, answered_date=_date(stored)):
+                found.append((stored, shown))
+        return found
+
     def _visible_levels(self, principal: Principal, members: Members) -> dict[str, frozenset[str]]:
         """Per patient of the record, the levels this principal may read (each on its own policies)."""
         return {p: self.access.visible_levels(principal, spid=s, pid=p, group=members) if s else frozenset()

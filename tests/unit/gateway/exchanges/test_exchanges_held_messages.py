@@ -63,7 +63,7 @@ def test_a_message_is_held_sealed_with_its_answer_and_its_record(services, runti
         "kis", "C-1", "epr-not-opened", pid, None)  # a listing does not open the message
     assert bridge.held.any_held()
     assert waiting(listed) == ("the patient's EPR is not opened yet (no onboarding policies); it waits until the "
-                               "patient's EPR is opened (onboarding) (or by `epr-gateway bridge held --release`)")
+                               f"patient's EPR is opened (onboarding){THEN}")
     # one record of the message taken in (a success: the ledger's events carry no outcomeDesc for those)
     assert (records(runtime) - before, last_record(runtime)) == (1, ("C", "0", ""))
 

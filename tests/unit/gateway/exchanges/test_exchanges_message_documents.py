@@ -5,6 +5,8 @@ member's content never failing its neighbours, and a dependency failure answered
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlalchemy import text
 
 from functional.helpers import row_counts
@@ -109,3 +111,19 @@ def test_a_dependency_failure_answers_every_member_try_again_and_keeps_nothing(s
         connection.execute(text("ALTER TABLE mllp_answer_away RENAME TO mllp_answer"))
     assert bridge.answers.earlier_many([item.key for item in items]) == {}  # nothing kept: sent again, taken afresh
     assert bridge.documents.commit(items, answer_for=answer_for) == [b"AA|C-1|Stored", b"AA|C-2|Stored"]
+
+
+def test_an_impossible_date_the_store_cannot_take_is_that_members_refusal(services, runtime, bridge):
+    """A face maps dates before the use-cases; one that still reaches the store impossible (month 13) is
+    the member's content, like any value the code below cannot take: AE, kept, never "try again"."""
+    open_record(services)
+    good, after = incoming("Before", control_id="C-1"), incoming("After", control_id="C-3")
+    bad = incoming("Month 13", control_id="C-2")
+    document = bad.submission.documents[0]
+    bad = replace(bad, submission=replace(bad.submission, documents=(
+        replace(document, entry=replace(document.entry, date="2026-13-01T09:30:00+01:00")),)))
+
+    acks = bridge.documents.commit([good, bad, after], answer_for=answer_for)
+
+    assert acks == [b"AA|C-1|Stored", b"AE|C-2|Refused|InvalidDate", b"AA|C-3|Stored"]
+    assert bridge.answers.earlier(bad.key) == b"AE|C-2|Refused|InvalidDate"

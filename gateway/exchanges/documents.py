@@ -179,8 +179,7 @@ class DocumentExchange:
         decision = self.access.decide(principal, spid=owner_spid, pid=owner, action="read", group=members,
                                       confidentiality=min(by_patient[owner], key=CONFIDENTIALITY_RANK.__getitem__))
         self.auditor.write_now([audit])
-        self.access.fulfil(decision, principal, pid=pid, what="search",
-                           documents=tuple(e.unique_id for e in entries))
+        self.access.fulfil(decision, principal, pid=pid, what="search", documents=entries)
         matches = [self._entry_json(e, updated, request.spid, base_url)
                    for e, updated in zip(entries, page.last_updated or (None,) * len(entries))]
         next_url = None
@@ -310,7 +309,7 @@ class DocumentExchange:
         self.auditor.write_now([self.auditor.record(transaction, principal, atc_code=ATC_OF_READ[transaction],
                                                     action="R", patient_spid=spid,
                                                     documents=(self.auditor.document(entry),))])
-        self.access.fulfil(decision, principal, pid=entry.patient_pid, what=what, documents=(entry.unique_id,))
+        self.access.fulfil(decision, principal, pid=entry.patient_pid, what=what, documents=(entry,))
 
 
 def _search_url(base_url: str, params: list[tuple[str, str]]) -> str:

@@ -22,7 +22,9 @@ def test_a_known_patient_signs_in_and_it_is_audited(services, runtime):
     open_record(services)
     principal = patient_principal(spid=SPID, name="Anna Muster")
 
-    assert services.portal.sign_in(principal=principal) == principal
+    signed_in = services.portal.sign_in(principal=principal)
+
+    assert (signed_in.principal, signed_in.patient_name) == (principal, "Anna Muster")  # the MPI's name
     assert ledger(runtime)[-1] == ("portal-sign-in", "E", "0")
 
 

@@ -85,8 +85,8 @@ def test_the_patient_sees_decides_and_reads_who_looked(server, browser):
     # My documents: the demo record's three documents, newest first, then filtered by type.
     assert browser.check_page("documents") == []
     assert browser.text(".count") == "3 documents"
-    assert sorted(browser.all_text(".document-link")) == ["Clinical consultation report", "Discharge summary",
-                                                          "Laboratory report"]
+    assert sorted(browser.all_text(".document-link")) == ["Discharge summary", "Laboratory report",
+                                                          "Specialist consultation report"]
     browser.driver.find_element("css selector", "#type option[value='4241000179101']").click()
     browser.click(".filters button[type=submit]")
     assert browser.all_text(".document-link") == ["Laboratory report"]
@@ -103,7 +103,9 @@ def test_the_patient_sees_decides_and_reads_who_looked(server, browser):
     assert len(found_ids(server, favre)) == 2
     assert "no professional, not even in an emergency" in browser.text("label[for=level-secret]")
     browser.driver.find_element("css selector", "#level-secret").click()
-    browser.click("#change-level")
+    browser.click("#change-level")  # explained and confirmed like every other change (issue 27 item 14)
+    assert "This document will be secret" in browser.text("#effect")
+    browser.click("#confirm")
     assert browser.text("#current-level") == "Secret"
     assert "The confidentiality level was changed." in browser.text(".notice")
     normal_ids = found_ids(server, favre)
@@ -126,7 +128,7 @@ def test_the_patient_sees_decides_and_reads_who_looked(server, browser):
     # Block a professional by GLN (checked: a wrong check digit is refused first).
     browser.type("#block-gln", "7601000000018")
     browser.click("#block-review")
-    assert "valid check digit" in browser.text(".problem")
+    assert "valid check digit" in browser.text("#block-gln-problem")
     browser.type("#block-gln", CLAIRE[0])
     review_and_confirm(browser, "#block-review", f"{CLAIRE[1]} will see nothing of your record")
     assert CLAIRE[1] in browser.text("#blocks")
@@ -215,9 +217,10 @@ def test_a_representative_acts_for_the_patient_within_their_303(server, browser)
     browser.click("a[href='/portal/trail']")
     rows = browser.all_text("#trail tbody tr")
     assert any(NADIA[1] in row and "searched your documents" in row for row in rows)
-    assert any("switched emergency access off" in row for row in rows)
+    browser.click("#include-own")  # what the representative did themselves, one click away
+    assert any("switched emergency access off" in row and "You" in row for row in browser.all_text("#trail tbody tr"))
     browser.click("button[name=lang][value=it]")
-    assert browser.text("h1") == "Chi ha consultato"
+    assert browser.text("h1") == "Chi ha consultato la cartella della persona rappresentata: Valérie Demo"
     assert browser.check_page("rep-trail-it") == []
     browser.click(".who button[type=submit]")
     assert browser.path() == "/portal/sign-in"

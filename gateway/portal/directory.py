@@ -20,6 +20,7 @@ confirms: a 303 is the most powerful grant there is.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, replace
 from datetime import date
@@ -58,27 +59,41 @@ class Directory:
     representatives: tuple[Representative, ...] = ()
 
     def name_of(self, subject_id: str | None) -> str | None:
-        for professional in self.professionals:
-            if professional.gln == subject_id:
-                return professional.name
-        for group in self.groups:
-            if group.id == subject_id:
-                return group.name
-        representative = self.representative(subject_id)
-        return representative.name if representative else None
+        return self._names.get(subject_id or "")
 
     def organisation_of(self, gln: str | None) -> str | None:
-        return next((p.organisation for p in self.professionals if p.gln == gln and p.organisation), None)
+        return next((p.organisation for p in self._professionals.get(gln or "", ()) if p.organisation), None)
 
     def representative(self, representative_id: str | None) -> Representative | None:
-        return next((r for r in self.representatives if r.id == representative_id), None)
+        return self._representatives.get(representative_id or "")
 
     def with_authors(self, authors: list[Professional]) -> Directory:
         """The directory plus the record's authors not yet in it (authors first: the patient knows them).
         A GLN in both keeps the directory's name (one name per professional on every page)."""
-        known = {p.gln for p in self.professionals}
-        extra = tuple({a.gln: a for a in reversed(authors) if a.gln not in known}.values())[::-1]
-        return replace(self, professionals=extra + self.professionals)
+        extra: dict[str, Professional] = {}
+        for author in authors:
+            if author.gln not in self._professionals:
+                extra.setdefault(author.gln, author)
+        return replace(self, professionals=tuple(extra.values()) + self.professionals)
+
+    # Looked up for every line of a trail (thousands a page): indexed once per directory.
+    @functools.cached_property
+    def _professionals(self) -> dict[str, tuple[Professional, ...]]:
+        found: dict[str, tuple[Professional, ...]] = {}
+        for professional in self.professionals:
+            found[professional.gln] = (*found.get(professional.gln, ()), professional)
+        return found
+
+    @functools.cached_property
+    def _names(self) -> dict[str, str]:
+        names = {r.id: r.name for r in self.representatives}
+        names |= {g.id: g.name for g in reversed(self.groups)}
+        names |= {p.gln: p.name for p in reversed(self.professionals)}  # the first one listed wins
+        return names
+
+    @functools.cached_property
+    def _representatives(self) -> dict[str, Representative]:
+        return {r.id: r for r in reversed(self.representatives)}
 
 
 class DirectoryInvalid(ValueError):

@@ -28,6 +28,7 @@ async def emergency_notices(request: Request, principal) -> list[dict]:
     notices = await run_use_case(request, portal(request).services.portal.emergency_notices, principal=principal,
                                  spid=principal.patient_spid)
     return [{"id": n.id, "at": n.at, "who": directory.name_of(n.by_id) or n.by_name,
+             "acting_for": (directory.name_of(n.acting_for) or n.acting_for) if n.acting_for else "",
              "organisation": directory.organisation_of(n.by_id) or n.organisation or "",
              "what": WHAT.get(n.what, WHAT["retrieve"]), "seen": n.seen,
              "documents": [{"id": entry_id, "type": type_label(system, code) or OTHER}

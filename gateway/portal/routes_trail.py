@@ -112,18 +112,22 @@ def event_row(event: dict, *, principal, directory: Directory) -> dict:
     professional = role in PROFESSIONALS
     organisation = next((a.get("name") for a in event.get("agent", [])
                          if ((a.get("role") or [{}])[0].get("coding") or [{}])[0].get("code") == "GRP"), "")
-    documents = []
+    documents, subjects = [], []
     for entity in event.get("entity", []):
         details = {d.get("type"): d.get("valueString") or _decoded(d.get("valueBase64Binary"))
                    for d in entity.get("detail", [])}
         if "EprDocumentTypeCode" in details or "title" in details:
             documents.append(type_label(None, details.get("EprDocumentTypeCode")) or OTHER)
+        elif code.startswith("ATC_POL") and entity.get("name"):  # whom the policy names (professional, group…)
+            value = entity.get("what", {}).get("identifier", {}).get("value") or ""
+            subjects.append(directory.name_of(value) or entity["name"])
     # A search naming one document is the read of its details (a DocumentReference read, ITI-67).
     what = "ATC_DOC_DETAILS" if code == "ATC_DOC_SEARCH" and documents else code
     name = (directory.name_of(user_id) if professional else None) or requestor.get("name", "")
     return {"code": code, "what": what, "when": _moment(event.get("recorded")), "who": name, "role": role,
             "institution": organisation or (directory.organisation_of(user_id) if professional else "") or "",
-            "emergency": purpose == "EMER", "documents": documents, "outcome_ok": event.get("outcome") == "0",
+            "emergency": purpose == "EMER", "documents": documents, "subjects": subjects,
+            "outcome_ok": event.get("outcome") == "0",
             "own": role == principal.role and user_id == principal.user_id}
 
 

@@ -301,6 +301,8 @@ def test_one_name_per_professional_and_the_institution_not_the_facility_type(pag
     page.find()
     assert any("Dr. Luc Favre-Rey Cabinet Favre, Sion Healthcare professional searched your documents" in row
                for row in rows(client.get("/portal/trail").text))
+    assert any(row.endswith("gave access to your record: Dr. Luc Favre-Rey")
+               for row in rows(client.get("/portal/trail?who=all").text))  # whom a policy names, same name
     everywhere = "".join(client.get(p).text for p in ("/portal/documents", f"/portal/documents/{page.letter}",
                                                       "/portal/sharing", "/portal/trail?who=all"))
     assert "Luc Favre<" not in everywhere and ">Luc Favre" not in everywhere and "Hospital" not in everywhere

@@ -22,7 +22,8 @@ from gateway.portal.filters import past_the_end, read_filters
 from gateway.portal.i18n import N_
 from gateway.portal.pages import portal, render, signed_in
 from gateway.portal.routes_notices import emergency_notices
-from gateway.portal.sharing import FormProblem, current_policies
+from gateway.portal.routes_sharing import policies_of
+from gateway.portal.sharing import FormProblem
 
 PAGE_SIZE = 20
 LEVELS = ("normal", "restricted", "secret")
@@ -99,10 +100,7 @@ async def content(request: Request, principal) -> Response:
 @signed_in
 async def preview_confidentiality(request: Request, principal, form: dict[str, str]) -> Response:
     """The change of level explained (what it means, who gains or loses the document) before it is saved."""
-    entry_id = request.path_params["entry_id"]
-    level = form.get("level", "")
-    if level not in LEVELS:
-        raise NotFound("no such level")  # a crafted form: answered like a missing document
+    entry_id, level = request.path_params["entry_id"], _level(form)
     services = portal(request).services
     resource = await run_use_case(request, services.exchange.read_reference, principal=principal,
                                   entry_id=entry_id, base_url=base_url(request))
@@ -110,11 +108,8 @@ async def preview_confidentiality(request: Request, principal, form: dict[str, s
     if level == current:
         problem = FormProblem(N_("This document already has this level: choose another one."), "level")
         return await _document_page(request, principal, problem=problem, status=400, chosen=level)
-    consents = await run_use_case(request, services.policies.retrieve, principal=principal,
-                                  params=[("patient:identifier", f"{SPID_SYSTEM}|{principal.patient_spid}")],
-                                  base_url=base_url(request))
-    summary = summarise(current_policies(consents), spid=principal.patient_spid, today=services.policies.today(),
-                        name_of=portal(request).directory.name_of)
+    summary = summarise(await policies_of(request, principal), spid=principal.patient_spid,
+                        today=services.policies.today(), name_of=portal(request).directory.name_of)
     return render(request, "confirm.html", message=LEVEL_EFFECTS[level], values={},
                   consequences=_consequences(summary, current, level), fields={"level": level}, person=None,
                   apply_url=f"/portal/documents/{entry_id}/confidentiality", cancel_url=f"/portal/documents/{entry_id}")
@@ -122,13 +117,16 @@ async def preview_confidentiality(request: Request, principal, form: dict[str, s
 
 @signed_in
 async def change_confidentiality(request: Request, principal, form: dict[str, str]) -> Response:
-    entry_id = request.path_params["entry_id"]
-    level = form.get("level", "")
-    if level not in LEVELS:
-        raise NotFound("no such level")  # a crafted form: answered like a missing document
+    entry_id, level = request.path_params["entry_id"], _level(form)
     await run_use_case(request, portal(request).services.metadata.change_confidentiality, principal=principal,
                        entry_id=entry_id, level=level)
     return RedirectResponse(f"/portal/documents/{entry_id}?done=confidentiality", status_code=303)
+
+
+def _level(form: dict[str, str]) -> str:
+    if form.get("level", "") not in LEVELS:
+        raise NotFound("no such level")  # a crafted form: answered like a missing document
+    return form["level"]
 
 
 def _consequences(summary, current: str, level: str) -> list[tuple[str, str]]:

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from adapters.cara.vocabulary import SPID_SYSTEM
+from consent.policies import Policy
 from consent.ppqm import consent_from_policy
 from gateway.portal import csrf
 from gateway.portal.access_summary import summarise
@@ -66,7 +67,7 @@ async def apply(request: Request, principal, form: dict[str, str]) -> Response:
 
 
 async def _planned(request: Request, principal, form: dict[str, str]):
-    policies = await _policies(request, principal)
+    policies = await policies_of(request, principal)
     directory = portal(request).directory
     gln = (form.get("gln") or form.get("directory_gln") or "").strip()
     if form.get("action") in ("grant-professional", "block") and gln and directory.name_of(gln) is None:
@@ -78,7 +79,8 @@ async def _planned(request: Request, principal, form: dict[str, str]):
     return change, directory
 
 
-async def _policies(request: Request, principal):
+async def policies_of(request: Request, principal) -> list[Policy]:
+    """The patient's policies as PPQ-5 answers them (audited as that search)."""
     consents = await run_use_case(request, portal(request).services.policies.retrieve, principal=principal,
                                   params=[("patient:identifier", f"{SPID_SYSTEM}|{principal.patient_spid}")],
                                   base_url=base_url(request))
@@ -95,7 +97,7 @@ async def _with_record_authors(request: Request, principal, directory):
 async def _sharing_page(request: Request, principal, *, problem: FormProblem | None, form: dict[str, str],
                         status: int, done: bool):
     services = portal(request).services
-    policies = await _policies(request, principal)
+    policies = await policies_of(request, principal)
     directory = await _with_record_authors(request, principal, portal(request).directory)
     today = services.policies.today()
     summary = summarise(policies, spid=principal.patient_spid, today=today, name_of=directory.name_of)

@@ -114,6 +114,19 @@ class GatewayServer:
             self.process.wait(timeout=10)
 
 
+def serving(tmp_path_factory, name: str, directory: dict):
+    """A gateway with its own data directory and this EPR_PORTAL_DIRECTORY, stopped after the module."""
+    data_dir = tmp_path_factory.mktemp(name) / "data"
+    data_dir.mkdir(parents=True)
+    path = data_dir / "directory.json"
+    path.write_text(json.dumps(directory), encoding="utf-8")
+    running = GatewayServer(data_dir, EPR_PORTAL_DIRECTORY=str(path))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
 class Browser:
     """One headless Chromium with a fresh profile, English first (the tests switch languages themselves)."""
 

@@ -7,11 +7,9 @@ test-output/portal/ (the README's are copied from there)."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from browser.portal_driver import Browser, GatewayServer
+from browser.portal_driver import Browser, serving
 from gateway.demo import DEMO_GLN, DEMO_SPID
 from gateway.samples import provide_bundle
 
@@ -26,24 +24,11 @@ HEADER_ON_A_PHONE = 150  # px of the 844 a phone shows (it was 270)
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("portal-first-hour") / "data"
-    data_dir.mkdir(parents=True)
-    directory = data_dir / "directory.json"
-    directory.write_text(json.dumps({
+    yield from serving(tmp_path_factory, "portal-first-hour", {
         "professionals": [{"gln": FAVRE[0], "name": FAVRE[1], "organisation": "Hôpital de Sion"},
                           {"gln": MARC[0], "name": MARC[1], "organisation": "Hôpital du Valais, urgences"}],
         "representatives": [{"id": REPRESENTATIVE[0], "name": REPRESENTATIVE[1], "birth_date": "1961-03-12",
-                             "locality": "Sion"}]}))
-    running = GatewayServer(data_dir, EPR_PORTAL_DIRECTORY=str(directory))
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def browser(server):
-    opened = Browser(server)
-    yield opened
-    opened.quit()
+                             "locality": "Sion"}]})
 
 
 def sign_in_as_patient(browser: Browser) -> None:

@@ -5,14 +5,12 @@ under test-output/portal/."""
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import orjson
 import pytest
 from selenium.webdriver.common.keys import Keys
 
-from browser.portal_driver import Browser, GatewayServer
+from browser.portal_driver import Browser, GatewayServer, serving
 from gateway.auth.dev_issuer import mint_token
 from gateway.demo import DEMO_GLN, DEMO_SPID
 
@@ -27,23 +25,10 @@ REPRESENTATIVE = "rep-jean-demo"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("portal") / "data"
-    data_dir.mkdir(parents=True)
-    directory = data_dir / "directory.json"
-    directory.write_text(json.dumps({
+    yield from serving(tmp_path_factory, "portal", {
         "professionals": [{"gln": CLAIRE[0], "name": CLAIRE[1], "organisation": "Hôpital de Sion"},
                           {"gln": NADIA[0], "name": NADIA[1], "organisation": "Cabinet Berclaz"}],
-        "groups": [{"id": GROUP[0], "name": GROUP[1]}]}))
-    running = GatewayServer(data_dir, EPR_PORTAL_DIRECTORY=str(directory))
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def browser(server):
-    opened = Browser(server)
-    yield opened
-    opened.quit()
+        "groups": [{"id": GROUP[0], "name": GROUP[1]}]})
 
 
 def found_ids(server, who, purpose="NORM") -> set[str]:

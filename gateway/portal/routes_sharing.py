@@ -22,7 +22,7 @@ from gateway.http.routes.common import base_url, run_use_case
 
 FORM_FIELDS = ("action", "gln", "directory_gln", "group", "level", "end", "emergency", "provide_level",
                "representative", "consent_id")
-# Where each form sits on the page (its section's id): the in-page navigation, Cancel, a problem's place.
+# Where each form sits on the page (its section's id): where a confirmation's Cancel goes back to.
 SECTIONS = {"grant-professional": "grant-pro", "grant-group": "grant-group", "block": "block",
             "emergency": "emergency", "provide-level": "provide", "representative": "represent", "revoke": "now"}
 
@@ -104,6 +104,6 @@ async def _sharing_page(request: Request, principal, *, problem: FormProblem | N
     emergency = next((p.level for p in policies if p.template == 202), None) or "off"
     action = form.get("action", "") if problem else ""
     return render(request, "sharing.html", status, summary=summary, emergency=emergency, directory=directory,
-                  problem=problem, problem_action=action if action in ACTIONS else "", sections=SECTIONS,
+                  problem=problem, problem_action=action if action in ACTIONS else "",
                   kept={k: v for k, v in form.items() if k in FORM_FIELDS} if problem else {},
                   done=done, today=today.isoformat())

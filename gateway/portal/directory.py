@@ -27,7 +27,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from adapters.cara.identifier_syntax import is_full_date, is_oid_urn, is_printable_id
+from adapters.cara.dates import InvalidDate, parse_full_date
+from adapters.cara.identifier_syntax import is_oid_urn, is_printable_id
 from consent.policies import is_valid_gln
 
 
@@ -137,8 +138,8 @@ def _representative(entry: Any, index: int) -> Representative:
 
 def _date_or_none(value: Any) -> date | None:
     try:
-        return date.fromisoformat(value) if is_full_date(value) else None
-    except ValueError:
+        return parse_full_date(value)
+    except InvalidDate:
         return None
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from adapters.cara.dates import InvalidDate, parse_full_date
 from gateway.http.document_headers import INLINE_TYPES
 from gateway.portal.directory import Directory
 from gateway.portal.document_types import OTHER, type_label
@@ -66,7 +67,8 @@ def person_name(resource: dict[str, Any]) -> str:
 
 
 def day(value: str | None) -> date | None:
+    """A served date's first ten characters as a date (the one date parser), else None."""
     try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
+        return parse_full_date(value) if value else None
+    except InvalidDate:
         return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from adapters.cara.dates import InvalidDate, parse_full_date
 from adapters.cara.identifier_syntax import ascii_int
 from gateway.portal.i18n import N_
 from gateway.portal.sharing import FormProblem
@@ -49,7 +50,8 @@ def past_the_end(filters: Filters, pages: int) -> FormProblem | None:
 
 
 def _day(value: str) -> date | None:
+    """A `YYYY-MM-DD` as typed in the form (the one date parser), else None."""
     try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
+        return parse_full_date(value) if value else None
+    except InvalidDate:
         return None

@@ -9,12 +9,13 @@ the page says how many it left out."""
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from adapters.cara.dates import InvalidDate, parse_fhir
 from adapters.cara.vocabulary import SPID_SYSTEM
 from consent.roles import PROFESSIONALS
 from gateway.exchanges.trail import MAX_COUNT
@@ -139,7 +140,8 @@ def _decoded(value: str | None) -> str:
 
 
 def _moment(value: str | None) -> datetime | None:
+    """A served FHIR dateTime/instant as an aware UTC datetime (the page shows it in Swiss time), else None."""
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-    except ValueError:
+        return parse_fhir(value, kind="dateTime").start.replace(tzinfo=UTC) if value else None
+    except InvalidDate:
         return None

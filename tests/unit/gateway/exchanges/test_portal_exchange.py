@@ -58,7 +58,7 @@ def test_emergency_notices_name_who_what_which_documents_and_whether_seen(servic
     pid = open_record(services, grant=None)
     entry_id = provide(services)
     emergency = replace(HCP, purpose_of_use="EMER", organisation="Hôpital de Sion")
-    services.exchange.retrieve(principal=emergency, entry_id=entry_id)
+    services.exchange.retrieve(principal=emergency, entry_id=entry_id, base_url="https://gateway.test/fhir")
     patient = patient_principal(spid=SPID, name=None)
 
     [notice] = services.portal.emergency_notices(principal=patient, spid=SPID)

@@ -285,15 +285,16 @@ def start_gateway(args, work: Path, processes: list[subprocess.Popen], *, extra_
 
 
 def start_baseline(args, work: Path, gateway: dict[str, Any], bundle: bytes,
-                   processes: list[subprocess.Popen], *, store: str | None = None) -> dict[str, Any]:
+                   processes: list[subprocess.Popen], *, store: str | None = None,
+                   name: str = "baseline") -> dict[str, Any]:
     """bench/baseline_app.py with the gateway's certificate and worker count; `store`: where its ITI-65
     baseline stores (default: an SQLite file of its own in `work`, as the embedded gateway)."""
-    body = work / "baseline_bundle.json"
+    body = work / f"{name}_bundle.json"
     body.write_bytes(bundle)
     port = free_port()
     settings = gateway["settings"]
-    log = work / "baseline.log"
-    store = store or f"sqlite:///{work / 'baseline.sqlite3'}"
+    log = work / f"{name}.log"
+    store = store or f"sqlite:///{work / f'{name}.sqlite3'}"
     process = start_process([sys.executable, str(BENCH / "baseline_app.py"), "--port", str(port), "--workers",
                              str(args.workers), "--body", str(body), "--certfile", str(settings.tls_cert),
                              "--keyfile", str(settings.tls_key), "--store", store],

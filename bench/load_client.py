@@ -82,7 +82,7 @@ class ProvideBodies:
     def next(self) -> tuple[bytes, str]:
         """(body, the document's uniqueId)."""
         number = next(self._numbers)
-        stem = f"urn:oid:2.25.{self.run:018d}{number:012d}"  # as long as the placeholders: no shift
+        stem = f"urn:oid:2.25.1{self.run % 10**18:018d}{number:012d}"  # an OID arc has no leading zero
         body = self.templates[number % len(self.templates)]
         return body.replace(self._DOCUMENT.encode(), f"{stem}1".encode()).replace(
             self._SET.encode(), f"{stem}2".encode()), f"{stem}1"
@@ -93,6 +93,17 @@ class ProvideBodies:
 def tree_cpu_seconds(root_pid: int) -> float:
     """user+system CPU of a process and its descendants (uvicorn workers), from /proc."""
     return sum(tree_cpu_by_pid(root_pid).values())
+
+
+def tree_cpu_with_reaped(root_pid: int) -> float:
+    """As `tree_cpu_seconds`, plus the CPU of the children the root has reaped: a server that forks a
+    process per connection (PostgreSQL) would otherwise lose the CPU of every backend that ended."""
+    try:
+        stat = Path(f"/proc/{root_pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2:].split()
+    return tree_cpu_seconds(root_pid) + (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
 
 
 def tree_cpu_by_pid(root_pid: int) -> dict[int, float]:

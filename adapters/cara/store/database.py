@@ -59,10 +59,20 @@ def multi_row_insert(table: str, columns: tuple[str, ...], rows: int, dialect: s
 
 
 def insert_rows(connection, table: str, columns: tuple[str, ...], rows: Sequence[tuple]) -> None:
-    """`rows` (tuples in `columns` order, datetimes already `driver_datetime`) in as few INSERT
-    statements as the driver's parameter limit allows, in the caller's transaction."""
-    per_statement = max(1, MAX_BOUND_PARAMETERS // len(columns))
+    """`rows` (tuples in `columns` order, datetimes already `driver_datetime`) in the caller's transaction.
+
+    SQLite: as few multi-row INSERTs as the parameter limit allows. PostgreSQL: the one-row INSERT,
+    executemany'd (psycopg 3 sends the rows in one pipeline): psycopg converts a statement's `%s` into
+    `$n` by a regex pass over the whole statement and remembers the result only for statements of at
+    most 50 parameters and 4 KiB (psycopg._queries), so a batch's multi-row INSERT was converted afresh
+    every time — about a fifth of the PostgreSQL migration's interpreter time (bench/README.md)."""
     dialect = connection.dialect.name
+    if not rows:
+        return
+    if dialect == "postgresql":
+        connection.exec_driver_sql(multi_row_insert(table, columns, 1, dialect), list(rows))
+        return
+    per_statement = max(1, MAX_BOUND_PARAMETERS // len(columns))
     for start in range(0, len(rows), per_statement):
         chunk = rows[start:start + per_statement]
         connection.exec_driver_sql(multi_row_insert(table, columns, len(chunk), dialect),

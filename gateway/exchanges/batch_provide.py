@@ -166,8 +166,8 @@ class DocumentProvider:
         pids = {spid: self._patients.pid_for_spid(spid) for spid in dict.fromkeys(s.spid for s in submissions)}
         consent = contextlib.nullcontext()
         if fresh_policies:  # the consent of these patients and of those merged with them, as stored now
-            consent = self._access.read_fresh([member for pid in dict.fromkeys(pids.values()) if pid is not None
-                                               for member, _ in self._patients.record_of(pid)])
+            records = self._patients.records_of([pid for pid in pids.values() if pid is not None])
+            consent = self._access.read_fresh([member for members in records.values() for member, _ in members])
         with consent:
             for index, submission in enumerate(submissions):
                 try:

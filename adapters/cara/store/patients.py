@@ -134,6 +134,36 @@ class DatabasePatientIndex:
             self._records[pid] = members  # keyed by the pid asked: no look-up of the survivor either
         return members
 
+    def records_of(self, pids: list[str]) -> dict[str, tuple[tuple[str, str | None], ...]]:
+        """`record_of` of each of `pids` (a batch's patients): the ones not remembered yet resolved
+        together on one connection — links, members and their SPIDs in a few statements, however many
+        patients — instead of three queries each."""
+        self.links.follow_changes()
+        found = {pid: self._records[pid] for pid in dict.fromkeys(pids) if pid in self._records}
+        missing = [pid for pid in dict.fromkeys(pids) if pid not in found]
+        if not missing:
+            return found
+        connection = self._engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            dialect = self._engine.dialect.name
+            surviving = self.links.surviving_many(cursor, dialect, set(missing))
+            members = self.links.members_many(cursor, dialect, set(surviving.values()))
+            everyone = sorted({pid for group in members.values() for pid in group})
+            spids: dict[str, str | None] = {}
+            for chunk in in_chunks(everyone, _IN_CHUNK):
+                cursor.execute(for_driver(f"SELECT pid, sealed_key, sealed FROM patient WHERE pid IN "
+                                          f"{in_list(len(chunk))}", dialect), tuple(chunk))
+                spids.update((row[0], self._open(_PatientRow(*row)).spid) for row in cursor.fetchall())
+            cursor.close()
+        finally:
+            connection.close()  # back to the pool (which ends the read transaction)
+        if len(self._records) + len(missing) >= PID_LINKS_CACHED:
+            self._records.clear()
+        for pid in missing:
+            found[pid] = self._records[pid] = tuple((p, spids.get(p)) for p in members[surviving[pid]])
+        return found
+
     def system_known(self, system: str) -> bool:
         """Whether any patient has a local identifier in `system` (a PIXm target domain we know)."""
         with self._engine.connect() as connection:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Sequence
 from datetime import datetime
@@ -128,3 +129,14 @@ def is_reachable(engine: Engine) -> bool:
     except Exception:  # noqa: BLE001 - any failure means not ready
         return False
 
+
+@contextlib.contextmanager
+def driver_cursor(engine: Engine):
+    """A driver cursor on a pooled connection, and the dialect: batch look-ups in plain SQL (`for_driver`)."""
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        yield cursor, engine.dialect.name
+        cursor.close()
+    finally:
+        connection.close()  # back to the pool (which ends the read transaction)

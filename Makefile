@@ -58,5 +58,5 @@ clean:
 portal-messages: $(STAMP)
 	$(BIN)/pybabel extract -F gateway/portal/babel.cfg -k N_ --no-location --omit-header \
 		-o gateway/portal/locales/messages.pot gateway/portal
-	$(BIN)/pybabel update --no-location -i gateway/portal/locales/messages.pot -d gateway/portal/locales
+	$(BIN)/pybabel update --no-fuzzy-matching --ignore-obsolete -i gateway/portal/locales/messages.pot -d gateway/portal/locales
 	$(BIN)/pybabel compile -d gateway/portal/locales

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 
+from adapters.cara.model import DocumentEntry
 from consent import pdp
 from consent.cache import PolicyCache
 from consent.policies import Policy
@@ -104,12 +105,14 @@ class AccessControl:
         return pdp.apply_provide_level(requested=requested, policies=policies, mode=self.provide_level_mode)
 
     def fulfil(self, decision: pdp.Decision, principal: Principal, *, pid: str, what: str,
-               documents: tuple[str, ...] = ()) -> None:
+               documents: Sequence[DocumentEntry] = ()) -> None:
         if pdp.NOTIFY_PATIENT in decision.obligations:
             self.notifications.add(pid=pid, notice={
                 "kind": "emergency-access",
                 "what": what,
-                "documents": list(documents),
+                "documents": [d.unique_id for d in documents],
+                # What the patient's page names each document by (its link and its type), sealed as the rest.
+                "entries": [{"id": d.entry_id, "type": [d.type_code.system, d.type_code.code]} for d in documents],
                 "by": {"role": principal.role, "id": principal.user_id, "name": principal.name,
                        "organisation": principal.organisation, "acting_for": principal.acting_for},
                 "purpose_of_use": principal.purpose_of_use,

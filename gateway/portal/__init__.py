@@ -13,7 +13,7 @@ from pathlib import Path
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gateway.portal import routes_documents, routes_sharing, routes_signin, routes_trail
+from gateway.portal import routes_documents, routes_notices, routes_sharing, routes_signin, routes_trail
 from gateway.portal.directory import Directory
 from gateway.portal.headers import PortalHeaders
 from gateway.portal.oidc import oidc_client
@@ -36,7 +36,10 @@ ROUTES = [
     Route("/portal/documents", routes_documents.documents, methods=["GET"]),
     Route("/portal/documents/{entry_id}", routes_documents.document, methods=["GET"]),
     Route("/portal/documents/{entry_id}/content", routes_documents.content, methods=["GET"]),
+    Route("/portal/documents/{entry_id}/confidentiality/preview", routes_documents.preview_confidentiality,
+          methods=["POST"]),
     Route("/portal/documents/{entry_id}/confidentiality", routes_documents.change_confidentiality, methods=["POST"]),
+    Route("/portal/notifications/seen", routes_notices.mark_seen, methods=["POST"]),
     Route("/portal/sharing", routes_sharing.sharing, methods=["GET"]),
     Route("/portal/sharing/preview", routes_sharing.preview, methods=["POST"]),
     Route("/portal/sharing/apply", routes_sharing.apply, methods=["POST"]),

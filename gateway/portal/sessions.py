@@ -33,6 +33,7 @@ class PortalSession:
     role: str = ""  # PAT or REP once signed in
     user_id: str = ""  # SPID (PAT) or representative id (REP)
     patient_spid: str = ""
+    patient_name: str = ""  # the patient represented, named in the header and headings (a representative)
     name: str = ""
     lang: str = ""
     login: dict = field(default_factory=dict)  # OIDC: state, nonce, code_verifier, redirect_uri

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install services stop-services bench bench-pix bench-migrate bench-bridge clean portal-messages
+.PHONY: run test install services stop-services bench bench-pix bench-migrate bench-bridge bench-scale clean portal-messages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,13 @@ bench-migrate: $(STAMP)
 	. .test-services/env && $(BIN)/python bench/bench_migrate.py $(BENCH_ARGS)
 bench-bridge: $(STAMP)
 	$(BIN)/python bench/bench_bridge.py
+
+# The gateway on PostgreSQL + Redis (the test services' database, reset, and Redis, flushed) with 1, 2
+# and 4 workers and as two nodes, beside a bare baseline on as many workers, the invariants checked
+# under the mixed load (bench/README.md).
+bench-scale: $(STAMP)
+	scripts/test_services.sh start
+	. .test-services/env && $(BIN)/python bench/bench_scale.py $(BENCH_ARGS)
 
 clean:
 	scripts/test_services.sh stop || true

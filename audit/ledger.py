@@ -26,7 +26,6 @@ ever fail, the second insert of a position raises instead of forking the chain.
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,7 +35,7 @@ from typing import NamedTuple
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import Connection, Engine, func, insert, select
 
-from adapters.cara.store.database import driver_datetime, for_driver
+from adapters.cara.store.database import driver_datetime, for_driver, insert_rows
 from audit.events import AuditRecord, atc_view, canonical_json, ledger_columns, naive_utc, to_audit_event
 from audit.schema import audit_checkpoint, audit_head, audit_record
 from audit.signing import (
@@ -63,25 +62,17 @@ def lock_ledger(connection: Connection) -> None:
 
 
 # Appending is on every exchange's path, reads included: the statements go to the driver as written
-# (no statement compilation), in its placeholder style, and a batch is one multi-row INSERT (one
-# statement: the driver releases and retakes the GIL once, not once per row).
+# (no statement compilation), in its placeholder style, and a batch is multi-row INSERTs (`insert_rows`:
+# the driver releases and retakes the GIL once a statement, not once a row).
 _HEAD_SQL = "SELECT seq, record_hash FROM audit_record ORDER BY seq DESC LIMIT 1"
 _INSERT_COLUMNS = ("seq", "recorded_at", "patient_key", "event_type", "subtype", "outcome", "record_json",
                    "prev_hash", "record_hash")
-
-
-@functools.lru_cache(maxsize=64)
-def _insert_sql(dialect: str, rows: int) -> str:
-    row = "(" + ", ".join("?" * len(_INSERT_COLUMNS)) + ")"
-    return for_driver(f"INSERT INTO audit_record ({', '.join(_INSERT_COLUMNS)}) VALUES " + ", ".join([row] * rows),
-                      dialect)
 
 
 _HEAD_COLUMNS = "seq = ?, record_hash = ?, signed_at = ?, key_id = ?, signature = ?"
 _HEAD_UPDATE = {d: for_driver(f"UPDATE audit_head SET {_HEAD_COLUMNS} WHERE id = 1", d) for d in ("sqlite", "postgresql")}
 _HEAD_INSERT = {d: for_driver("INSERT INTO audit_head (seq, record_hash, signed_at, key_id, signature, id) "
                               "VALUES (?, ?, ?, ?, ?, 1)", d) for d in ("sqlite", "postgresql")}
-_MAX_ROWS_PER_INSERT = 200  # SQLite binds at most 32766 parameters per statement (9 a row)
 
 
 class TrailPage(NamedTuple):
@@ -160,9 +151,7 @@ class DatabaseAuditLedger:
             if seq % self._checkpoint_every == 0:
                 checkpoints.append((seq, record_hash))
             prev_hash = record_hash
-        for start in range(0, len(rows), _MAX_ROWS_PER_INSERT):
-            chunk = rows[start:start + _MAX_ROWS_PER_INSERT]
-            connection.exec_driver_sql(_insert_sql(dialect, len(chunk)), tuple(v for row in chunk for v in row))
+        insert_rows(connection, "audit_record", _INSERT_COLUMNS, rows)
         for checkpoint_seq, checkpoint_hash in checkpoints:
             self._write_checkpoint(connection, checkpoint_seq, checkpoint_hash)
         self._sign_head(connection, seq, prev_hash)

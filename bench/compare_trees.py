@@ -145,7 +145,7 @@ def provide_round(servers: list[dict], documents: int, connections: int, first_i
 
     from gateway.samples import provide_bundle
 
-    bodies = [orjson.dumps(provide_bundle(spid=bench_mhd.SPID, documents=[bench_mhd.document_spec(i)]))
+    bodies = [orjson.dumps(provide_bundle(spid=bench_mhd.SPID, documents=[bench_mhd.document_spec(i, local_id=bench_mhd.LOCAL_ID)]))
               for i in range(first_index, first_index + documents)]
     before = [bench_mhd.tree_cpu_seconds(s["pid"]) for s in servers]
 

@@ -20,6 +20,7 @@ from adapters.cara.errors import StoreUnavailable
 from consent.policies import Policy
 
 Loader = Callable[[], list[Policy]]
+ManyLoader = Callable[[list[str]], dict[str, list[Policy]]]  # pids → their policies (every pid answered)
 
 
 class PolicyCacheUnavailable(StoreUnavailable):
@@ -29,12 +30,19 @@ class PolicyCacheUnavailable(StoreUnavailable):
 class PolicyCache(Protocol):
     def get(self, pid: str, load: Loader) -> list[Policy]: ...
 
+    def get_many(self, pids: list[str], load: ManyLoader) -> dict[str, list[Policy]]:
+        """`get` of each of `pids` (distinct); those not served from the cache loaded by one `load` call."""
+        ...
+
     def invalidate(self, pid: str) -> None: ...
 
 
 class UncachedPolicies:
     def get(self, pid: str, load: Loader) -> list[Policy]:
         return load()
+
+    def get_many(self, pids: list[str], load: ManyLoader) -> dict[str, list[Policy]]:
+        return load(pids) if pids else {}
 
     def invalidate(self, pid: str) -> None:
         return None
@@ -56,6 +64,18 @@ class InProcessPolicyCache:
                 self._entries.clear()
             self._entries[pid] = policies
         return policies
+
+    def get_many(self, pids: list[str], load: ManyLoader) -> dict[str, list[Policy]]:
+        found = {pid: self._entries[pid] for pid in pids if pid in self._entries}
+        missing = [pid for pid in pids if pid not in found]
+        if missing:
+            loaded = load(missing)
+            with self._lock:
+                if len(self._entries) + len(missing) >= self._max_entries:
+                    self._entries.clear()
+                for pid in missing:
+                    self._entries[pid] = found[pid] = loaded[pid]
+        return found
 
     def invalidate(self, pid: str) -> None:
         with self._lock:
@@ -83,6 +103,31 @@ class RedisPolicyCache:
                 self._entries.clear()
             self._entries[pid] = (version, policies)
         return policies
+
+    def get_many(self, pids: list[str], load: ManyLoader) -> dict[str, list[Policy]]:
+        # As `get`: every version is read (one MGET) before the store, so a write landing in between
+        # leaves a copy that the next request replaces.
+        if not pids:
+            return {}
+        try:
+            versions = dict(zip(pids, self._redis.mget([self._prefix + pid for pid in pids])))
+        except redis.RedisError as exc:
+            raise PolicyCacheUnavailable("the policy cache (Redis) cannot be asked") from exc
+        found: dict[str, list[Policy]] = {}
+        for pid in pids:
+            cached = self._entries.get(pid)
+            if cached is not None and cached[0] == versions[pid]:
+                found[pid] = cached[1]
+        missing = [pid for pid in pids if pid not in found]
+        if missing:
+            loaded = load(missing)
+            with self._lock:
+                if len(self._entries) + len(missing) >= self._max_entries:
+                    self._entries.clear()
+                for pid in missing:
+                    self._entries[pid] = (versions[pid], loaded[pid])
+                    found[pid] = loaded[pid]
+        return found
 
     def invalidate(self, pid: str) -> None:
         try:

@@ -39,7 +39,7 @@ from audit.ledger import PreparedRecord
 from consent.principal import Principal
 from gateway.auth.errors import AccessRefused
 from gateway.exchanges.access import AccessControl
-from gateway.exchanges.auditing import Auditor
+from gateway.exchanges.auditing import Auditor, RequestContext, current_request
 from gateway.exchanges.record_changes import RecordChanges, StoredDocument, StoredSubmission
 from gateway.exchanges.search_pages import SearchPages
 from gateway.exchanges.upload_rules import UploadRules
@@ -79,12 +79,51 @@ class AuthorisedBatch:
     sealed: SealedAhead = field(default_factory=lambda: SealedAhead({}, {}))
     prepared_refusals: list[PreparedRecord] = field(default_factory=list)
     prepared_created: dict[int, list[PreparedRecord]] = field(default_factory=dict)
+    # The request each submission came with: its trace and address go into the records made for it in
+    # the transaction, whichever thread runs it (batches of several requests may be `combined`).
+    requests: list[RequestContext] | None = None
+
+    def request_of(self, index: int) -> RequestContext | None:
+        return self.requests[index] if self.requests is not None else None
 
     @property
     def names(self) -> frozenset[tuple[str, str]]:
         """(MPI-PID, uniqueId) of every document authorised here: a later batch of the same principal
         may name them before this one has committed (see `authorise_many`'s `in_flight`)."""
         return frozenset((pid, d.entry.unique_id) for _, stored, pid in self.authorised for d in stored.documents)
+
+
+def combined(batches: Sequence[AuthorisedBatch]) -> AuthorisedBatch:
+    """Batches of one principal authorised apart (concurrent ITI-65 requests) as one, to be stored in
+    one transaction; `split` gives each its outcomes back. Each submission keeps its own decisions,
+    sealing, prepared records and request context, so each gets the answer and records it would get
+    alone (the store decides each against what those before it in the batch accepted, as in any batch)."""
+    principal = batches[0].principal
+    if any(batch.principal != principal for batch in batches):
+        raise ValueError("only the batches of one principal are stored together")
+    whole = AuthorisedBatch(principal, [], [], [], [], {}, SealedAhead({}, {}), [], {}, [])
+    for batch in batches:
+        offset = len(whole.submissions)
+        whole.submissions = [*whole.submissions, *batch.submissions]
+        whole.outcomes += batch.outcomes
+        whole.refusals += batch.refusals
+        whole.authorised += [(offset + index, stored, pid) for index, stored, pid in batch.authorised]
+        whole.sealed_bodies.update(batch.sealed_bodies)
+        whole.sealed.metadata.update(batch.sealed.metadata)
+        whole.sealed.submission_sets.update(batch.sealed.submission_sets)
+        whole.prepared_refusals += batch.prepared_refusals
+        whole.prepared_created.update({offset + index: records for index, records in batch.prepared_created.items()})
+        whole.requests += batch.requests or [current_request.get()] * len(batch.submissions)
+    return whole
+
+
+def split(batches: Sequence[AuthorisedBatch], outcomes: list[BatchOutcome]) -> list[list[BatchOutcome]]:
+    """The outcomes of `combined(batches)`, batch by batch."""
+    parts, offset = [], 0
+    for batch in batches:
+        parts.append(outcomes[offset:offset + len(batch.submissions)])
+        offset += len(batch.submissions)
+    return parts
 
 
 class DocumentProvider:
@@ -127,8 +166,8 @@ class DocumentProvider:
         pids = {spid: self._patients.pid_for_spid(spid) for spid in dict.fromkeys(s.spid for s in submissions)}
         consent = contextlib.nullcontext()
         if fresh_policies:  # the consent of these patients and of those merged with them, as stored now
-            consent = self._access.read_fresh([member for pid in dict.fromkeys(pids.values()) if pid is not None
-                                               for member, _ in self._patients.record_of(pid)])
+            records = self._patients.records_of([pid for pid in pids.values() if pid is not None])
+            consent = self._access.read_fresh([member for members in records.values() for member, _ in members])
         with consent:
             for index, submission in enumerate(submissions):
                 try:
@@ -158,7 +197,8 @@ class DocumentProvider:
         created = {index: auditor.prepare_many([_created_record(auditor, principal, stored, stored.documents)])
                    for index, stored, _ in authorised}
         return AuthorisedBatch(principal, submissions, outcomes, refusals, authorised, bodies,
-                               SealedAhead(metadata, sets), auditor.prepare_many(refusals), created)
+                               SealedAhead(metadata, sets), auditor.prepare_many(refusals), created,
+                               [current_request.get()] * len(submissions))
 
     def store_authorised(self, batch: AuthorisedBatch, *, within: Within | None = None) -> list[BatchOutcome]:
         """Phase 2: one transaction — the store's checks against its state (existing copies, relation
@@ -173,18 +213,8 @@ class DocumentProvider:
         def in_transaction(connection: Connection, results: list) -> None:
             prepared = list(batch.prepared_refusals)
             for (index, stored, _pid), result in zip(authorised, results, strict=True):
-                submission = submissions[index]
-                if isinstance(result, ProvideResult):
-                    outcomes[index] = BatchOutcome(submission, result, stored, None)
-                    created = [d for d, p in zip(stored.documents, result.documents, strict=True) if p.created]
-                    if len(created) == len(stored.documents) and index in batch.prepared_created:
-                        prepared += batch.prepared_created[index]  # as prepared ahead: every document is new
-                    else:
-                        prepared += auditor.prepare_many([_created_record(auditor, principal, stored, created)])
-                else:
-                    outcomes[index] = BatchOutcome(submission, None, None, result)
-                    prepared += auditor.prepare_many([auditor.failure_record("ITI-65", principal, result,
-                                                                             patient_spid=stored.spid)])
+                with _request(batch.request_of(index)):
+                    prepared += _records_of(index, stored, result)
             auditor.write_prepared(connection, prepared)
             if self.changes.wants_documents:  # (only then: the stored forms cost nothing on the hot path)
                 stored_now = [self._stored_submission(principal, outcomes[index], pid)
@@ -193,6 +223,20 @@ class DocumentProvider:
                     self.changes.documents_stored(connection, stored_now)
             if within is not None:
                 within(connection, outcomes)  # type: ignore[arg-type]
+
+        def _records_of(index: int, stored: Submission, result) -> list[PreparedRecord]:
+            """The submission's outcome, and its records: as prepared ahead, or afresh when the store's
+            checks changed what it gets (a document already present, a refusal)."""
+            submission = submissions[index]
+            if isinstance(result, ProvideResult):
+                outcomes[index] = BatchOutcome(submission, result, stored, None)
+                created = [d for d, p in zip(stored.documents, result.documents, strict=True) if p.created]
+                if len(created) == len(stored.documents) and index in batch.prepared_created:
+                    return batch.prepared_created[index]  # as prepared ahead: every document is new
+                return auditor.prepare_many([_created_record(auditor, principal, stored, created)])
+            outcomes[index] = BatchOutcome(submission, None, None, result)
+            return auditor.prepare_many([auditor.failure_record("ITI-65", principal, result,
+                                                                patient_spid=stored.spid)])
 
         def may_reuse(stored: DocumentEntry, pid: str) -> bool:
             # The idempotent answer names the stored entry and confirms its bytes: only to whom may name it.
@@ -213,6 +257,19 @@ class DocumentProvider:
         return StoredSubmission(principal, spid, replace(stored.submission_set, patient_pid=pid),
                                 tuple(StoredDocument(provided.entry, content[provided.entry_id])
                                       for provided in result.documents if provided.created))
+
+
+@contextlib.contextmanager
+def _request(context: RequestContext | None):
+    """Records made in a combined batch's transaction carry the request of their own submission."""
+    if context is None:
+        yield
+        return
+    token = current_request.set(context)
+    try:
+        yield
+    finally:
+        current_request.reset(token)
 
 
 def _created_record(auditor: Auditor, principal: Principal, stored: Submission, created_documents):

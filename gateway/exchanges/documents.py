@@ -32,6 +32,8 @@ from gateway.exchanges.access import AccessControl
 from gateway.exchanges.auditing import Auditor, audited
 from gateway.auth.errors import AccessRefused
 from gateway.exchanges.batch_provide import AuthorisedBatch, BatchOutcome, DocumentProvider, Within
+from gateway.exchanges.failures import is_dependency_failure
+from gateway.exchanges.grouped_provides import GroupedProvides
 from gateway.exchanges.record_changes import RecordChanges
 from gateway.exchanges.upload_rules import UploadRules
 from gateway.exchanges.paging_cursors import NOT_ISSUED, PAGING_PARAMS, PageCursors
@@ -75,6 +77,8 @@ class DocumentExchange:
         # The one provide seam; `changes`: who else must know, in its transaction, what was stored.
         self.provider = DocumentProvider(rules=self.rules, documents=documents, patients=patients, access=access,
                                          auditor=auditor, pages=self.pages, changes=changes or RecordChanges())
+        # Concurrent ITI-65 requests of one principal share a transaction (see grouped_provides).
+        self._grouped = GroupedProvides(self.provider.store_authorised, is_dependency_failure)
         self._rendered_cache: dict[tuple, bytes] = {}
         self._parsed_finds: dict[tuple, Any] = {}
 
@@ -93,7 +97,11 @@ class DocumentExchange:
         """ITI-65: the Bundle's submission as a batch of one. Its consent comes from the process's
         policy cache, which in the gateway follows every change (see `DocumentProvider.authorise_many`)."""
         submission = fhir_mapping.submission_from_bundle(bundle)
-        submission, result = self._provide_one(principal, submission, fresh_policies=False)
+        authorised = self.provider.authorise_many(principal=principal, submissions=[submission], fresh_policies=False)
+        [outcome] = self._grouped.store(authorised)
+        if outcome.error is not None:
+            raise outcome.error
+        submission, result = outcome.stored, outcome.result
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         locations = fhir_mapping.transaction_locations(bundle, submission, result, base_url=base_url)
         return Provided(fhir_mapping.transaction_response(locations, last_modified=now), result, submission.spid)

@@ -108,16 +108,18 @@ class PatientReadiness:
         distinct = list(dict.fromkeys(claims))
         resolved = self._patients.resolve_many([claim.identifiers for claim in distinct])
         cases: dict[tuple, str | None] = {}  # (pid, demographics) → open case id, None when accepted
-        return {claim: self._check(claim, resolved[claim.identifiers], cases) for claim in distinct}
+        # Whether each EPR is open: the policies of the batch's patients, those not cached read together.
+        policies = self._access.policies_many(r.pid for r in resolved.values() if r and r.record and r.record.spid)
+        return {claim: self._check(claim, resolved[claim.identifiers], cases, policies) for claim in distinct}
 
-    def _check(self, claim: PatientClaim, resolved, cases: dict) -> Readiness:
+    def _check(self, claim: PatientClaim, resolved, cases: dict, policies: dict) -> Readiness:
         if resolved is None:
             systems = ", ".join(sorted({i.system for i in claim.identifiers}))
             return Readiness(None, None, UNKNOWN_PATIENT, f"no patient id it names ({systems}) is in the MPI")
         pid, record = resolved.pid, resolved.record
         if record is None or not record.spid:
             return Readiness(pid, None, NO_EPR, "the patient has no EPR (no EPR-SPID)")
-        if not self._access.policies(pid):
+        if not policies[pid]:
             return Readiness(pid, None, EPR_NOT_OPENED, "the patient's EPR is not opened yet (no onboarding policies)")
         differ = differences(claim, record)
         if differ:

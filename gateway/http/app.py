@@ -34,7 +34,7 @@ def create_app(services: Services, face: HttpFace, *, lifespan=None,
     app.state.services = services
     app.state.http = face
     app.router.redirect_slashes = False  # it would redirect to the Host header's site: see trailing_slash
-    app.router.routes[:0] = mhd.reads  # first: the hottest routes are matched before any other
+    app.router.routes[:0] = mhd.hot  # first: the hottest routes are matched before any other
     app.include_router(meta.router)
     app.include_router(mhd.router)
     app.include_router(lists.router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Sequence
 from datetime import datetime
@@ -59,10 +60,20 @@ def multi_row_insert(table: str, columns: tuple[str, ...], rows: int, dialect: s
 
 
 def insert_rows(connection, table: str, columns: tuple[str, ...], rows: Sequence[tuple]) -> None:
-    """`rows` (tuples in `columns` order, datetimes already `driver_datetime`) in as few INSERT
-    statements as the driver's parameter limit allows, in the caller's transaction."""
-    per_statement = max(1, MAX_BOUND_PARAMETERS // len(columns))
+    """`rows` (tuples in `columns` order, datetimes already `driver_datetime`) in the caller's transaction.
+
+    SQLite: as few multi-row INSERTs as the parameter limit allows. PostgreSQL: the one-row INSERT,
+    executemany'd (psycopg 3 sends the rows in one pipeline): psycopg converts a statement's `%s` into
+    `$n` by a regex pass over the whole statement and remembers the result only for statements of at
+    most 50 parameters and 4 KiB (psycopg._queries), so a batch's multi-row INSERT was converted afresh
+    every time — about a fifth of the PostgreSQL migration's interpreter time (bench/README.md)."""
     dialect = connection.dialect.name
+    if not rows:
+        return
+    if dialect == "postgresql":
+        connection.exec_driver_sql(multi_row_insert(table, columns, 1, dialect), list(rows))
+        return
+    per_statement = max(1, MAX_BOUND_PARAMETERS // len(columns))
     for start in range(0, len(rows), per_statement):
         chunk = rows[start:start + per_statement]
         connection.exec_driver_sql(multi_row_insert(table, columns, len(chunk), dialect),
@@ -118,3 +129,14 @@ def is_reachable(engine: Engine) -> bool:
     except Exception:  # noqa: BLE001 - any failure means not ready
         return False
 
+
+@contextlib.contextmanager
+def driver_cursor(engine: Engine):
+    """A driver cursor on a pooled connection, and the dialect: batch look-ups in plain SQL (`for_driver`)."""
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        yield cursor, engine.dialect.name
+        cursor.close()
+    finally:
+        connection.close()  # back to the pool (which ends the read transaction)

@@ -75,13 +75,33 @@ class PatientLinks:
             raise Conflict("the merge chain of this patient is too long to resolve")
         return current
 
+    def members_many(self, cursor, dialect: str, survivors: set[str]) -> dict[str, tuple[str, ...]]:
+        """`pids_for` of each surviving patient, on a driver cursor (one statement per link level): the
+        survivor first, then the patients merged into it, level by level."""
+        members = {pid: [pid] for pid in survivors}
+        root = {pid: pid for pid in survivors}
+        frontier = sorted(survivors)
+        for _ in range(MAX_LINK_DEPTH):
+            if not frontier:
+                break
+            cursor.execute(for_driver("SELECT surviving_pid, retired_pid FROM patient_link WHERE active AND "
+                                      f"surviving_pid IN {in_list(len(frontier))} ORDER BY retired_pid", dialect),
+                           tuple(frontier))
+            found = cursor.fetchall()
+            for surviving, retired in found:
+                root[retired] = root[surviving]
+                members[root[retired]].append(retired)
+            frontier = sorted({retired for _, retired in found})
+        return {pid: tuple(group) for pid, group in members.items()}
+
     def pids_for(self, pid: str) -> tuple[str, ...]:
         """The patient and every patient merged into it (transitively, links active): whose documents are its."""
         found, frontier = [pid], [pid]
         with self._engine.connect() as connection:
             for _ in range(MAX_LINK_DEPTH):
                 frontier = connection.execute(select(patient_link.c.retired_pid).where(
-                    patient_link.c.surviving_pid.in_(frontier), patient_link.c.active)).scalars().all()
+                    patient_link.c.surviving_pid.in_(frontier), patient_link.c.active)
+                    .order_by(patient_link.c.retired_pid)).scalars().all()
                 if not frontier:
                     break
                 found += frontier

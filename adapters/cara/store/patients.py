@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from adapters.cara import identity
 from adapters.cara.crypto import Keyring, Sealed
 from adapters.cara.model import Identifier, OrganizationRef, PatientRecord
-from adapters.cara.store.database import for_driver, in_chunks, in_list
+from adapters.cara.store.database import driver_cursor, for_driver, in_chunks, in_list
 from adapters.cara.store.identity_reviews import UNDER_REVIEW_SQL, IdentityReviews
 from adapters.cara.store.link_versions import InProcessLinkVersion, LinkVersion
 from adapters.cara.store.patient_links import PatientLinks
@@ -124,15 +124,34 @@ class DatabasePatientIndex:
         every patient merged into it. One patient alone is a record of one. Remembered per process
         until a link changes (in any worker): every exchange asks it."""
         self.links.follow_changes()
-        members = self._records.get(pid)
-        if members is None:
-            pids = self.pids_for(self.surviving_pid(pid))
-            spids = {r.pid: r.spid for r in self.get_many(pids)}
-            members = tuple((p, spids.get(p)) for p in pids)
-            if len(self._records) >= PID_LINKS_CACHED:
-                self._records.clear()
-            self._records[pid] = members  # keyed by the pid asked: no look-up of the survivor either
-        return members
+        members = self._records.get(pid)  # keyed by the pid asked: no look-up of the survivor either
+        return members if members is not None else self.records_of([pid])[pid]
+
+    def records_of(self, pids: list[str]) -> dict[str, tuple[tuple[str, str | None], ...]]:
+        """`record_of` of each of `pids` (a batch's patients): those not remembered resolved together on
+        one connection (links, members, SPIDs: a few statements however many patients)."""
+        self.links.follow_changes()
+        found = {pid: self._records[pid] for pid in dict.fromkeys(pids) if pid in self._records}
+        if not (missing := [pid for pid in dict.fromkeys(pids) if pid not in found]):
+            return found
+        with driver_cursor(self._engine) as (cursor, dialect):
+            surviving = self.links.surviving_many(cursor, dialect, set(missing))
+            members = self.links.members_many(cursor, dialect, set(surviving.values()))
+            records = self._records_by_pid(cursor, dialect, sorted({p for group in members.values() for p in group}))
+        if len(self._records) + len(missing) >= PID_LINKS_CACHED:
+            self._records.clear()
+        for pid in missing:
+            found[pid] = self._records[pid] = tuple((p, getattr(records.get(p), "spid", None))
+                                                    for p in members[surviving[pid]])
+        return found
+
+    def _records_by_pid(self, cursor, dialect: str, pids: list[str]) -> dict[str, PatientRecord]:
+        records: dict[str, PatientRecord] = {}
+        for chunk in in_chunks(pids, _IN_CHUNK):
+            cursor.execute(for_driver(f"SELECT pid, sealed_key, sealed FROM patient WHERE pid IN "
+                                      f"{in_list(len(chunk))}", dialect), tuple(chunk))
+            records.update((row[0], self._open(_PatientRow(*row))) for row in cursor.fetchall())
+        return records
 
     def system_known(self, system: str) -> bool:
         """Whether any patient has a local identifier in `system` (a PIXm target domain we know)."""
@@ -380,10 +399,7 @@ class DatabasePatientIndex:
         hashes = {i: self._identifier_hash(i) for i in local}
         by_spid = {i: self.pid_for_spid(i.value) for identifiers in distinct for i in identifiers
                    if i.system == SPID_SYSTEM}  # remembered per process (see pid_for_spid)
-        connection = self._engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            dialect = self._engine.dialect.name
+        with driver_cursor(self._engine) as (cursor, dialect):
             raw: dict[tuple[str, str], str] = {}
             if hashes:
                 pairs = sorted({(i.system, h) for i, h in hashes.items()})
@@ -399,17 +415,10 @@ class DatabasePatientIndex:
                     by_spid[i] if i.system == SPID_SYSTEM else surviving.get(raw.get((i.system, hashes[i])))
                     for i in identifiers) if pid), None)
             pids = sorted({pid for pid in found.values() if pid})
-            records: dict[str, PatientRecord] = {}
-            reviewed: set[str] = set()
+            records, reviewed = self._records_by_pid(cursor, dialect, pids), set()
             for chunk in in_chunks(pids, _IN_CHUNK):
-                cursor.execute(for_driver(f"SELECT pid, sealed_key, sealed FROM patient WHERE pid IN "
-                                          f"{in_list(len(chunk))}", dialect), tuple(chunk))
-                records.update((row[0], self._open(_PatientRow(*row))) for row in cursor.fetchall())
                 cursor.execute(for_driver(UNDER_REVIEW_SQL.format(pids=in_list(len(chunk))), dialect), tuple(chunk))
                 reviewed.update(pid for pid, in cursor.fetchall())
-            cursor.close()
-        finally:
-            connection.close()  # back to the pool (which ends the read transaction)
         return {identifiers: None if pid is None else Resolved(pid, records.get(pid), pid in reviewed)
                 for identifiers, pid in found.items()}
 

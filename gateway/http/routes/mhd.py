@@ -22,13 +22,17 @@ from gateway.http.versioning import if_match, read_response, version_number, wri
 router = APIRouter(dependencies=[Depends(require_principal)])
 
 
-@router.post("/fhir", summary="ITI-65 Provide Document Bundle, or PPQ-4 (a Bundle of Consents)")
-@router.post("/fhir/", include_in_schema=False)
-async def transaction(request: Request, principal: Principal = Depends(require_principal)) -> Response:
+async def transaction(request: Request, principal: Principal) -> Response:
+    """ITI-65 Provide Document Bundle, or PPQ-4 (a Bundle of Consents), or CH:MHD-1 (a Bundle of PUTs)."""
     body = await fhir_body(request)
     answer = await run_use_case(request, services(request).transactions.submit, principal=principal, body=body,
                                 base_url=base_url(request))
     return fhir_response(answer, 200)
+
+
+@router.post("/fhir/", include_in_schema=False)
+async def transaction_slashed(request: Request, principal: Principal = Depends(require_principal)) -> Response:
+    return await transaction(request, principal)
 
 
 @router.put("/fhir/DocumentReference/{entry_id}", summary="CH:MHD-1 Update Document Metadata")
@@ -41,10 +45,10 @@ async def update_document_reference(entry_id: str, request: Request,
     return write_response(request, resource, 200, base_url=base_url(request))
 
 
-# The three reads are the gateway's hottest exchanges: plain Starlette routes behind the same door
-# (`authenticated`), without FastAPI's per-request dependency solving and route walk (a fair share
-# of a search's time in process: bench/README.md). The middleware and error handlers are the
-# app's, as for every route; the deny-by-default test checks these are guarded too.
+# The three reads and POST [base] (ITI-65) are the gateway's hottest exchanges: plain Starlette routes
+# behind the same door (`authenticated`), without FastAPI's per-request dependency solving and route walk
+# (a fair share of a search's time in process: bench/README.md). The middleware and error handlers are
+# the app's, as for every route; the deny-by-default test checks these are guarded too.
 async def find_document_references(request: Request, principal: Principal) -> Response:
     """ITI-67 Find Document References."""
     bundle = await run_use_case(request, services(request).exchange.find, inline=True, principal=principal,
@@ -79,7 +83,8 @@ async def retrieve_document(request: Request, principal: Principal) -> Response:
     return Response(retrieved.content, media_type=media_type, headers=headers)
 
 
-reads = [
+hot = [
+    Route("/fhir", authenticated(transaction), methods=["POST"]),
     Route("/fhir/DocumentReference", authenticated(find_document_references), methods=["GET"]),
     Route("/fhir/DocumentReference/{entry_id}", authenticated(read_document_reference), methods=["GET"]),
     Route("/fhir/DocumentReference/{entry_id}/_history/{vid}", authenticated(vread_document_reference),

@@ -17,7 +17,9 @@ from unit.gateway.exchanges.exchange_world import (  # noqa: F401 (fixtures)
     OTHER_HCP,
     OTHER_SPID,
     PATIENT,
+    POLICY_ADMIN,
     SPID,
+    feed,
     open_record,
     provide,
     runtime,
@@ -89,3 +91,26 @@ def test_an_emergency_read_notifies_the_patient(services):
         "emergency-access", "ITI-68", [entry.unique_id], HCP.user_id, "EMER")
     # What the patient's page names the document by: its link and its type code (never its free-text title).
     assert notice["entries"] == [{"id": entry.entry_id, "type": ["http://snomed.info/sct", "373942005"]}]
+
+
+def test_policies_many_answers_as_policies_and_reads_what_is_not_cached_together(runtime, services, monkeypatch):
+    first = open_record(services, grant="normal")
+    second = feed(services, spid=OTHER_SPID, local_id="L-2", family="Other")
+    services.policies.onboard(principal=POLICY_ADMIN, spid=OTHER_SPID)
+    access = services.exchange.access
+    expected = {pid: sorted(p.policy_set_id for p in access.store.policies_for(pid)) for pid in (first, second)}
+    access.policies(first)  # cached; the second is not
+    reads: list[list[str]] = []
+    many = access.store.policies_for_many
+    monkeypatch.setattr(access.store, "policies_for_many", lambda pids: reads.append(list(pids)) or many(pids))
+    monkeypatch.setattr(access.store, "policies_for", lambda pid: pytest.fail("read one by one"))
+
+    found = access.policies_many([first, second, first, "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"])
+    again = access.policies_many([second])  # now cached too: nothing read
+
+    assert {pid: sorted(p.policy_set_id for p in found[pid]) for pid in (first, second)} == expected
+    assert found["0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"] == []  # an unknown patient has none
+    assert reads == [[second, "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"]]
+    assert sorted(p.policy_set_id for p in again[second]) == expected[second]
+    with access.read_fresh([first]):
+        assert access.policies_many([first])[first] == access.policies(first)

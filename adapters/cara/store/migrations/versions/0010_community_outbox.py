@@ -1,0 +1,73 @@
+"""The community outbox: a delivery row per stored document and configured community, every attempt
+with the community's answer, and the durable queue of ATNA messages to the community.
+
+Revision ID: 0010_community_outbox
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0010_community_outbox"
+down_revision = "0009_versioning"
+
+ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "community_delivery",
+        sa.Column("id", ID, primary_key=True, autoincrement=True),
+        sa.Column("community", sa.String(64), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("entry_id", sa.String(64), nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("unique_id", sa.String(256), nullable=False),
+        sa.Column("patient_pid", sa.String(64), nullable=False),
+        sa.Column("depends_on", ID, nullable=True),
+        sa.Column("state", sa.String(20), nullable=False),
+        sa.Column("submission_set_unique_id", sa.String(128), nullable=False),
+        sa.Column("submission_set_uuid", sa.String(45), nullable=False),
+        sa.Column("entry_uuid", sa.String(45), nullable=False),
+        sa.Column("confidentiality", sa.String(16), nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime, nullable=False),
+        sa.Column("lease_owner", sa.String(64), nullable=True),
+        sa.Column("lease_until", sa.DateTime, nullable=True),
+        sa.Column("community_patient_id", sa.String(128), nullable=True),
+        sa.Column("last_code", sa.String(128), nullable=True),
+        sa.Column("last_text", sa.String(2000), nullable=True),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+        sa.Column("updated_at", sa.DateTime, nullable=False),
+        sa.Column("delivered_at", sa.DateTime, nullable=True),
+        sa.Column("receipt", sa.Text, nullable=True),
+    )
+    op.create_index("ix_community_delivery_due", "community_delivery", ["community", "state", "next_attempt_at"])
+    op.create_index("ix_community_delivery_patient", "community_delivery", ["community", "patient_pid", "id"])
+    op.create_index("ix_community_delivery_unique_id", "community_delivery", ["unique_id"])
+    op.create_index("ux_community_delivery_entry", "community_delivery", ["community", "entry_id", "version", "kind"],
+                    unique=True)
+    op.create_table(
+        "community_delivery_attempt",
+        sa.Column("delivery_id", ID, primary_key=True),
+        sa.Column("attempt", sa.Integer, primary_key=True),
+        sa.Column("started_at", sa.DateTime, nullable=False),
+        sa.Column("finished_at", sa.DateTime, nullable=False),
+        sa.Column("submission_set_unique_id", sa.String(128), nullable=False),
+        sa.Column("entry_uuid", sa.String(45), nullable=False),
+        sa.Column("confidentiality", sa.String(16), nullable=False),
+        sa.Column("outcome", sa.String(24), nullable=False),
+        sa.Column("code", sa.String(128), nullable=True),
+        sa.Column("text", sa.String(2000), nullable=True),
+        sa.Column("answer", sa.Text, nullable=True),
+    )
+    op.create_table(
+        "community_audit_message",
+        sa.Column("id", ID, primary_key=True, autoincrement=True),
+        sa.Column("community", sa.String(64), nullable=False),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+        sa.Column("message", sa.LargeBinary, nullable=False),
+        sa.Column("sent_at", sa.DateTime, nullable=True),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("last_error", sa.String(500), nullable=True),
+    )
+    op.create_index("ix_community_audit_message_unsent", "community_audit_message", ["community", "sent_at", "id"])

@@ -64,8 +64,8 @@ def sign(*, private_key: Ed25519PrivateKey, message: bytes) -> bytes:
 
 class Signer:
     """Ed25519 signatures with one key, made by libsodium (PyNaCl). Why not `sign`: the ledger signs
-    its head at every commit batch, on the path every answer waits for, and libsodium signs in about
-    two thirds of the time (measured here: 27 against 42 µs). Ed25519 is deterministic, so the
+    its head at every commit batch, on the path every answer waits for, and libsodium signs in clearly
+    less time (figures in bench/README.md). Ed25519 is deterministic, so the
     signatures are the very bytes `sign` makes (a test holds both to it) and verify as before."""
 
     def __init__(self, private_key: Ed25519PrivateKey):

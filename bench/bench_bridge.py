@@ -34,7 +34,8 @@ for path in (ROOT, BENCH):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from bench_mhd import free_port, make_pdf, start_process, stop_process, tail, tree_cpu_seconds  # noqa: E402
+from bench_mhd import free_port, make_pdf, tail, tree_cpu_seconds  # noqa: E402
+from processes import start_process, stop_on_signals, stop_process  # noqa: E402
 
 READY_TIMEOUT_S = 90.0
 START, END = b"\x0b", b"\x1c\x0d"
@@ -135,19 +136,22 @@ def prepare_data(data_dir: Path, database_url: str | None) -> dict[str, str]:
     from gateway.demo import DEMO_LOCAL_SYSTEM, load_demo_data
     from gateway.first_start import prepare
     from gateway.settings import Settings
-    from gateway.wiring import build_services
+    from gateway.wiring import build_runtime
 
     env = {"EPR_DATA_DIR": str(data_dir), "EPR_DEMO_DATA": "false"}
     if database_url:
         env["EPR_DATABASE_URL"] = database_url
     settings = prepare(Settings(data_dir=data_dir, database_url=database_url)).settings
-    services = build_services(settings)
-    load_demo_data(services.exchange, services.policies, base_url="https://127.0.0.1:8443/fhir")
-    services.engine.dispose()
+    runtime = build_runtime(settings)
+    services = runtime.services
+    load_demo_data(documents=services.exchange, identities=services.identities, policies=services.policies,
+                   base_url="https://127.0.0.1:8443/fhir")
+    runtime.close()
     return {**env, "EPR_MLLP_SENDERS": str(settings.mllp_senders), "_local_system": DEMO_LOCAL_SYSTEM}
 
 
 def main() -> None:
+    stop_on_signals()  # a SIGTERM/SIGHUP still stops the bridge and the echo server below (finally)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)

@@ -108,31 +108,12 @@ def search_paths() -> list[str]:
 
 
 # -- processes ------------------------------------------------------------------------------------
+from processes import start_process, stop_on_signals, stop_process  # noqa: E402,F401 - shared by every benchmark
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def start_process(argv: list[str], *, env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen:
-    with open(log, "wb") as out:
-        # A session of its own, so that stopping it reaches uvicorn's worker processes too.
-        return subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-
-
-def stop_process(process: subprocess.Popen | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
-    except ProcessLookupError:
-        pass
 
 
 def wait_ready(url: str, ssl_context: ssl.SSLContext, process: subprocess.Popen, log: Path) -> None:
@@ -463,9 +444,9 @@ def token_verification_cost(settings, mint, rounds: int = 200) -> dict[str, Any]
     """In-process cost of IUA token verification: `first` for a token never seen (signature checked),
     `repeat` for the same token again (what a client re-using its token pays if the verifier caches)."""
     try:
-        from gateway.wiring import build_services
+        from gateway.wiring import build_runtime
 
-        verifier = build_services(settings).verifier
+        verifier = build_runtime(settings).verifier
         fresh = [mint() for _ in range(rounds + 1)]  # distinct jti: each is new to the verifier
         verifier.verify(fresh.pop())
         started = time.perf_counter()
@@ -522,6 +503,7 @@ def start_baseline(args, work: Path, gateway: dict[str, Any], bundle: bytes,
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop_on_signals()  # a SIGTERM/SIGHUP still stops the servers below (finally)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=200, help="documents to provide (default 200)")
     parser.add_argument("--docs-per-bundle", type=int, default=1, help="documents per ITI-65 Bundle (default 1)")

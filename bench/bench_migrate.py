@@ -6,7 +6,7 @@ against a raw baseline doing only the unavoidable work on the same files, in the
     /path/to/python bench/bench_migrate.py --documents 20000 --pg-documents 0
 
 End to end = `MigrationJob.run` as `epr-gateway migrate` runs it: ZIP members read, METADATA.XML
-parsed (defusedxml), codes mapped, patient resolved through the MPI, `Exchange.provide_many` (access
+parsed (defusedxml), codes mapped, patient resolved through the MPI, `DocumentExchange.provide_many` (access
 decision, provide level, idempotency check, metadata and body sealed with AES-256-GCM, registry rows,
 one ATC_DOC_CREATE per document in the hash-chained ledger), journal rows, one commit per batch.
 Baseline = per document: read the member, SHA-1, AES-256-GCM; per batch: one multi-row INSERT and a
@@ -32,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from processes import stop_on_signals  # noqa: E402 - bench/ is this script's folder
 
 GLN = "7601000000002"
 
@@ -77,18 +79,19 @@ def phase_migrate(export: Path, data_dir: Path, database_url: str | None, batch:
     from gateway.migration.job import MigrationJob, migration_principal
     from gateway.migration.journal import Journal
     from gateway.settings import Settings
-    from gateway.wiring import background_checkpoints, build_services
+    from gateway.wiring import background_checkpoints, build_runtime
 
     settings = prepare(Settings(data_dir=data_dir, database_url=database_url, demo_data=False)).settings
-    services = build_services(settings)
+    runtime = build_runtime(settings)
+    services = runtime.services
     feed_started = time.perf_counter()
     fed = feed_patients(services, export / "patients.ndjson", onboard=True)
     feed_seconds = time.perf_counter() - feed_started
     job = MigrationJob(exchange=services.exchange, imports=ImportExchange(exchange=services.exchange),
-                       journal=Journal(engine=services.engine, keyring=services.keyring), tables=CodeTables.load(),
+                       journal=Journal(engine=runtime.engine, keyring=runtime.keyring), tables=CodeTables.load(),
                        principal=migration_principal(GLN), batch=batch, workers=workers)
     started, cpu = time.perf_counter(), cpu_seconds()
-    with background_checkpoints(services):  # as `epr-gateway migrate` runs it
+    with background_checkpoints(runtime):  # as `epr-gateway migrate` runs it
         job.run(media(export))
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "cpu_seconds": cpu_seconds() - cpu, "documents": job.counts.documents,
@@ -199,6 +202,7 @@ def print_table(results: list[dict]) -> None:
 
 
 def main() -> None:
+    stop_on_signals()  # a SIGTERM/SIGHUP raises SystemExit: the running phase's child is killed with it
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--documents", type=int, default=100_000, help="into the embedded default (SQLite)")
     parser.add_argument("--pg-documents", type=int, default=20_000, help="into PostgreSQL (0: skip)")

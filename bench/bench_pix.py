@@ -96,6 +96,7 @@ def scenario_paths(count: int) -> dict[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    bench_mhd.stop_on_signals()  # a SIGTERM/SIGHUP still stops the servers below (finally)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=100_000, help="patients in the MPI (default 100000)")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each scenario (default 10)")

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import ssl
 import subprocess
 import sys
@@ -36,13 +35,18 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import bench_mhd  # noqa: E402 - this tree's client and /proc helpers drive both servers
+from processes import ProcessGroup, stop_on_signals  # noqa: E402
 
 SERVER = """
 import argparse, asyncio, json, signal, sys, tempfile
 from pathlib import Path
 tree, out, docs = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 sys.path[:0] = [str(tree / "bench"), str(tree)]
-import bench_mhd as b
+import bench_mhd as b  # the compared tree's own (an older tree has no bench/processes.py)
+def leave(signum, frame):  # SIGTERM from compare_trees raises SystemExit, so `finally` stops the gateway
+    raise SystemExit(128 + signum)
+for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+    signal.signal(signum, leave)
 processes = []
 try:
     gateway = b.start_gateway(argparse.Namespace(workers=1, no_search_cache=False),
@@ -59,18 +63,18 @@ try:
     out.write_text(json.dumps({"base": base, "ca": gateway["ca"], "token": tokens["HCP"],
                                "pid": gateway["process"].pid, "search": b.search_paths(),
                                "read": [f"/fhir/Binary/{i}" for i in provided["ids"]]}))
-    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    signal.pause()
 finally:
     for process in processes:
         b.stop_process(process)
 """
 
 
-def start(tree: Path, docs: int, out: Path) -> tuple[subprocess.Popen, Path]:
+def start(group: ProcessGroup, tree: Path, docs: int, out: Path) -> tuple[subprocess.Popen, Path]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     process = subprocess.Popen([sys.executable, "-c", SERVER, str(tree), str(out), str(docs)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    return process, out
+    return group.adopt(process), out
 
 
 def wait_for(process: subprocess.Popen, out: Path, timeout: float = 240.0) -> dict:
@@ -165,6 +169,7 @@ async def round_of(servers: list[dict], seconds: float, connections: int, scenar
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop_on_signals()  # SIGTERM/SIGHUP/Ctrl-C leave through the ProcessGroup below, which stops both servers
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("first", type=Path, help="the reference tree (a checkout of the commit compared with)")
     parser.add_argument("second", type=Path, help="the tree measured against it")
@@ -178,9 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--provide-docs", type=int, default=100)
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="compare-trees-"))
-    started = [start(tree.resolve(), args.docs, work / f"server-{n}.json")
-               for n, tree in enumerate((args.first, args.second))]
-    try:
+    # Each server script stops its own gateway when it is sent SIGTERM (it may take a while: the
+    # group's grace below); this script's own SIGTERM, SIGHUP or Ctrl-C stop both of them.
+    with ProcessGroup(grace_seconds=60) as group:
+        started = [start(group, tree.resolve(), args.docs, work / f"server-{n}.json")
+                   for n, tree in enumerate((args.first, args.second))]
         servers = [wait_for(process, out) for process, out in started]
         ratios = []
         for number in range(1, args.rounds + 1):
@@ -195,14 +202,6 @@ def main(argv: list[str] | None = None) -> int:
                   f"ratio {ratios[-1]:.3f} (load {load})", flush=True)
         print(f"mean ratio {mean(ratios):.3f} over {len(ratios)} rounds ({args.scenario})")
         return 0
-    finally:
-        for process, _ in started:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
 
 
 if __name__ == "__main__":

@@ -50,13 +50,13 @@ from adapters.cara.vocabulary import CONFIDENTIALITY_RANK
 from consent.errors import ProvideLevelViolation
 from consent.policies import NORMAL, RESTRICTED, Policy, is_enforceable, validate_policy
 from consent.principal import Principal
+from consent.roles import PROFESSIONAL_AUTHORS, TECHNICAL_PURPOSES
 
 LEVELS = ("normal", "restricted", "secret")
 ACTIONS = ("read", "write", "manage-policies", "read-audit", "change-confidentiality", "administer-metadata")
 NOTIFY_PATIENT = "notify-patient"
 READ_PURPOSES = frozenset({"NORM", "EMER"})
 PROFESSIONAL_WRITE_PURPOSES = frozenset({"NORM", "AUTO", "DICOM_AUTO"})
-TECHNICAL_PURPOSES = frozenset({"AUTO", "DICOM_AUTO"})
 # Levels a professional may file a document at, per provide level (base policy sets 108, 107, 109).
 WRITABLE = {"normal": ("normal", "restricted"), "restricted": ("restricted",), "secret": ("secret",)}
 
@@ -96,7 +96,7 @@ def decide(*, principal: Principal, patient_spid: str, action: str, confidential
         if mandate is None:
             return _deny(f"no representative policy (303) in force for {principal.user_id}")
         return Decision(True, f"representative under policy set {mandate.policy_set_id}")
-    if role in ("HCP", "ASS", "TCU"):
+    if role in PROFESSIONAL_AUTHORS:
         return _professional(principal, action, confidentiality, mine, today)
     if role == "PADM":
         if action == "manage-policies":

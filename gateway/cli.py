@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer 0.29 carries its own click
 
 from gateway.log_format import configure_logging
-from gateway.settings import Settings
+from gateway.settings import Settings, settings_problem
 
 app = typer.Typer(help="Gateway from the Valais health network into the intercantonal EPR.", no_args_is_help=True)
 keys_app = typer.Typer(help="Key-encryption keys of the document store.", no_args_is_help=True)
@@ -30,7 +31,7 @@ def serve(workers: int = typer.Option(None, help="worker processes (default EPR_
     from adapters.cara.store.database import make_engine, migrate
     from gateway.http import server
     from gateway.first_start import prepare
-    from gateway.wiring import build_services
+    from gateway.wiring import build_runtime
 
     configure_logging()
     prepared = prepare(Settings())
@@ -41,10 +42,12 @@ def serve(workers: int = typer.Option(None, help="worker processes (default EPR_
         listening = server.bind_socket(settings)
     except OSError as error:
         typer.echo(f"epr-gateway serve: cannot listen on {settings.host}:{settings.port}: "
-                   f"{error.strerror or error}", err=True)
-        raise typer.Exit(1) from None
+                   f"{error.strerror or error}{_listen_hint(error)}", err=True)
+        raise typer.Exit(2) from None
     if not settings.is_production:
-        _welcome(prepared, build_services(settings))
+        runtime = build_runtime(settings)
+        _welcome(prepared, runtime.services)
+        runtime.close()
         _write_running_note(settings)
     # HL7 v2 over MLLP beside HTTPS: each worker's app starts the listener (EPR_MLLP_*).
     settings = settings.model_copy(update={"mllp_serve": True})
@@ -55,16 +58,29 @@ def serve(workers: int = typer.Option(None, help="worker processes (default EPR_
     finally:
         if not settings.is_production:
             from gateway.running_note import remove_note
-            remove_note(os.getpid())
+            remove_note(os.getpid(), settings.data_dir)
+
+
+def _listen_hint(error: OSError) -> str:
+    """The setting to change when the address cannot be listened on (a setting's mistake: exit 2)."""
+    if error.errno == errno.EADDRINUSE:
+        return " (another program listens there: set EPR_PORT to a free port, e.g. EPR_PORT=8444 make run)"
+    if error.errno == errno.EACCES:
+        return " (ports below 1024 need privileges: set EPR_PORT to a port above 1023)"
+    if error.errno == errno.EADDRNOTAVAIL:
+        return " (not an address of this machine: set EPR_HOST)"
+    return " (check EPR_HOST and EPR_PORT)"
 
 
 def _write_running_note(settings: Settings) -> None:
+    import time
+
     from gateway.first_start import dev_issuer_url
     from gateway.running_note import RunningGateway, write_note
 
     write_note(RunningGateway(pid=os.getpid(), data_dir=str(settings.data_dir.resolve()),
                               issuer_url=dev_issuer_url(settings), audience=settings.audience,
-                              base_url=f"https://{settings.host}:{settings.port}/fhir"))
+                              base_url=f"https://{settings.host}:{settings.port}/fhir", started=time.time()))
 
 
 bridge_app = typer.Typer(help="The HL7 v2 bridge: `bridge` runs the MLLP listener alone; `held`, `retry`.",
@@ -80,14 +96,14 @@ def bridge(ctx: typer.Context, port: int = typer.Option(None, help="MLLP port (d
     import asyncio
 
     from gateway.first_start import prepare
-    from gateway.wiring import build_services, mllp_listener
+    from gateway.wiring import build_runtime, mllp_listener
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = prepare(Settings()).settings
-    services = build_services(settings)
+    runtime = build_runtime(settings)
 
     async def run() -> None:
-        listener = mllp_listener(services, port=port)
+        listener = mllp_listener(runtime, port=port)
         host, bound = await listener.start()
         typer.echo(f"MLLP (HL7 v2) on {host}:{bound}{' with TLS' if settings.mllp_tls else ''};"
                    f" senders file {settings.mllp_senders}", err=True)
@@ -95,7 +111,7 @@ def bridge(ctx: typer.Context, port: int = typer.Option(None, help="MLLP port (d
             await asyncio.Event().wait()
         finally:
             await listener.stop()
-            services.auditor.ledger.checkpoint()
+            runtime.ledger.checkpoint()
 
     try:
         asyncio.run(run())
@@ -105,9 +121,9 @@ def bridge(ctx: typer.Context, port: int = typer.Option(None, help="MLLP port (d
 
 def _bridge_use_case():
     from gateway.first_start import prepare
-    from gateway.wiring import build_services, hl7_exchange
+    from gateway.wiring import build_runtime, hl7_exchange
 
-    return hl7_exchange(build_services(prepare(Settings()).settings))
+    return hl7_exchange(build_runtime(prepare(Settings()).settings))
 
 
 @bridge_app.command("held")
@@ -140,7 +156,8 @@ def _welcome(prepared, services) -> None:
 
     settings = prepared.settings
     base = f"https://{settings.host}:{settings.port}/fhir"
-    if settings.demo_data and load_demo_data(services.exchange, services.policies, base_url=base):
+    if settings.demo_data and load_demo_data(documents=services.exchange, identities=services.identities,
+                                            policies=services.policies, base_url=base):
         typer.echo(f"Loaded demonstration documents for patient {DEMO_SPID}.")
     common = dict(data_dir=settings.data_dir, issuer_url=dev_issuer_url(settings), audience=settings.audience)
     hcp = mint_token(role="HCP", gln=DEMO_GLN, name="Dr. Demo Favre", **common)
@@ -284,20 +301,22 @@ def token(role: str = typer.Option(..., help="PAT, REP, HCP, ASS, TCU, DADM or P
           ttl: int = typer.Option(None, help="lifetime in seconds (default 3600, 900 for TCU: the verifier's maxima)")) -> None:
     """Print a token signed by the DEVELOPMENT issuer (never in production). The token is the last line.
 
-    It is minted for the development gateway running on this machine (whatever this shell's
-    EPR_PORT or working directory), else for the EPR_* settings of this shell."""
+    It is minted for a development gateway running on this machine: the one of this shell's
+    EPR_DATA_DIR or EPR_PORT when set, else the one of ./var, else the only one running, else the one
+    started last (said). With no gateway running there, for the EPR_* settings of this shell."""
     from gateway.auth.dev_issuer import mint_token
     from gateway.auth.errors import AccessRefused, AuthenticationFailed
     from gateway.auth.iua import principal_from_claims
     from gateway.first_start import dev_issuer_url, prepare
-    from gateway.running_note import read_note
+    from gateway.running_note import choose
 
     role = role.upper()
     _check_token_options(role=role, gln=gln, purpose=purpose, spid=spid, principal_gln=principal_gln,
                          user_id=user_id, ttl=ttl)
     settings = Settings()
     _refuse_in_production(settings, "token")
-    running = read_note()
+    choice = choose(os.environ)
+    running = choice.gateway
     if running is not None:
         data_dir, issuer_url, audience = Path(running.data_dir), running.issuer_url, running.audience
     else:
@@ -314,21 +333,24 @@ def token(role: str = typer.Option(..., help="PAT, REP, HCP, ASS, TCU, DADM or P
         raise UsageError(f"the gateway would refuse this token: {refused}") from None
     where = f"the gateway running at {running.base_url}" if running else f"issuer {issuer_url}"
     typer.echo(f"# DEVELOPMENT token for {role}, valid {ttl or (900 if role == 'TCU' else 3600)} s, for {where}")
+    for line in choice.says:
+        typer.echo(f"# {line}")
     typer.echo(signed)
 
 
 def _check_token_options(*, role: str, gln: str | None, purpose: str | None, spid: str | None,
                          principal_gln: str | None, user_id: str | None, ttl: int) -> None:
     """Each mistake named by its option (mint_token itself validates nothing, for tests' sake)."""
-    from gateway.auth.identifiers import PURPOSES, ROLES, gln_is_valid, spid_is_well_formed
+    from consent.roles import PATIENT, PROFESSIONALS, ROLES
+    from gateway.auth.identifiers import PURPOSES, gln_is_valid, spid_is_well_formed
 
     if role not in ROLES:
         raise typer.BadParameter(f"{role!r} is not a role; one of {', '.join(sorted(ROLES))}", param_hint="--role")
-    if role in ("HCP", "ASS") and not gln:
+    if role in PROFESSIONALS and not gln:
         raise UsageError(f"a {role} token needs --gln")
     if role == "PAT" and not spid:
         raise UsageError("a PAT token needs --spid (the patient's EPR-SPID)")
-    if role in ("REP", "TCU", "DADM", "PADM") and not user_id:
+    if role not in PROFESSIONALS | {PATIENT} and not user_id:
         raise UsageError(f"a {role} token needs --user-id")
     for option, value in (("--gln", gln), ("--principal-gln", principal_gln)):
         if value is not None and not gln_is_valid(value):
@@ -349,8 +371,8 @@ def _refuse_in_production(settings: Settings, command: str) -> None:
         raise typer.Exit(2)
 
 
-# The migration's commands (`migrate`, `infomed generate|feed`) live with the migration.
-from gateway.migration.cli import register as _register_migration  # noqa: E402
+# The migration's commands (`migrate`, `infomed generate|feed`) are in their own module of the root.
+from gateway.migration_cli import register as _register_migration  # noqa: E402
 
 _register_migration(app)
 def main(argv: list[str] | None = None) -> None:
@@ -380,11 +402,3 @@ def main(argv: list[str] | None = None) -> None:
         code = 1
     sys.exit(code if isinstance(code, int) else 0)
 
-
-def settings_problem(invalid: pydantic.ValidationError) -> str:
-    """`EPR_PORT='notaport': Input should be a valid integer, …` — the variable, its value, the rule."""
-    problems = []
-    for error in invalid.errors()[:3]:
-        variable = "EPR_" + "_".join(str(part) for part in error["loc"]).upper()
-        problems.append(f"{variable}={error.get('input')!r}: {error['msg']}")
-    return "; ".join(problems)

@@ -10,7 +10,8 @@ import orjson
 
 from consent.policies import NORMAL, Policy
 from consent.principal import Principal
-from gateway.exchanges.documents import Exchange
+from gateway.exchanges.documents import DocumentExchange
+from gateway.exchanges.identity import IdentityExchange
 from gateway.exchanges.policies import PolicyChange, PolicyExchange
 from gateway.samples import patient_feed, pdf_document, provide_bundle
 
@@ -40,21 +41,22 @@ DEMO_VIEWS = {
 }
 
 
-def load_demo_data(exchange: Exchange, policies: PolicyExchange, *, base_url: str) -> bool:
+def load_demo_data(*, documents: DocumentExchange, identities: IdentityExchange, policies: PolicyExchange,
+                   base_url: str) -> bool:
     """Returns False when the demonstration patient is already there (loaded on an earlier start).
 
     The patient is onboarded (201/202/203) and grants the demo HCP the normal level, so the HCP finds
     two of the three documents; the restricted one needs a restricted grant.
     """
-    if exchange.patients.pid_for_spid(DEMO_SPID):
+    if identities.patients.pid_for_spid(DEMO_SPID):
         return False
     patient = patient_feed(spid=DEMO_SPID, local_system=DEMO_LOCAL_SYSTEM, local_id="DEMO-0001", family=DEMO_FAMILY,
                            given=DEMO_GIVEN, birth_date="1970-04-12", gender="female")
-    exchange.register_patient(principal=DEMO_LOADER, identifier_param=f"{DEMO_LOCAL_SYSTEM}|DEMO-0001",
-                              body=orjson.dumps(patient))
+    identities.register_patient(principal=DEMO_LOADER, identifier_param=f"{DEMO_LOCAL_SYSTEM}|DEMO-0001",
+                                body=orjson.dumps(patient))
     # The documents name the MPI's patient (same local id, same name) and each type its own display.
     same_patient = {"local_id": "DEMO-0001", "patient_family": DEMO_FAMILY, "patient_given": DEMO_GIVEN}
-    documents = [
+    letters = [
         {"title": "Discharge letter", "type_code": "373942005", "type_display": "Discharge summary", **same_patient,
          "content": pdf_document("Discharge letter", ["Hospital of Sion, internal medicine.", "Stay 2026-11-10 to 2026-11-18."])},
         {"title": "Laboratory report", "type_code": "4241000179101", "type_display": "Laboratory report",
@@ -70,6 +72,6 @@ def load_demo_data(exchange: Exchange, policies: PolicyExchange, *, base_url: st
     patient = Principal(role="PAT", user_id=DEMO_SPID, user_id_qualifier="urn:e-health-suisse:2015:epr-spid",
                         patient_spid=DEMO_SPID, name="Valérie Demo")
     policies.apply(principal=patient, changes=[PolicyChange("POST", grant.policy_set_id, grant)])
-    bundle = provide_bundle(spid=DEMO_SPID, author_role=DEMO_LOADER.role, documents=documents)
-    exchange.provide(principal=DEMO_LOADER, body=orjson.dumps(bundle), base_url=base_url)
+    bundle = provide_bundle(spid=DEMO_SPID, author_role=DEMO_LOADER.role, documents=letters)
+    documents.provide(principal=DEMO_LOADER, body=orjson.dumps(bundle), base_url=base_url)
     return True

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EPR_", extra="ignore")
 
-    env: str = Field("development", description="'production' refuses development keys and the token command")
+    # Fail closed: only the two known values; `prod`, `Production` or a typo is refused at start (one
+    # line, exit 2) instead of running as development with development keys and sign-in.
+    env: Literal["development", "production"] = Field(
+        "development", description="'production' refuses development keys, the development sign-in and `token`")
     data_dir: Path = Path("var")
     database_url: str | None = None  # default: SQLite file in data_dir
     host: str = "127.0.0.1"
@@ -60,7 +64,7 @@ class Settings(BaseSettings):
     mllp_tls: bool = False  # TLS with the gateway's certificate; client certificates from EPR_CLIENT_CA
     mllp_senders: Path | None = None  # the senders file; default: a DEVELOPMENT one naming the demo HCP
     # Worker processes reading and mapping document messages off the listener's GIL (0: in its thread).
-    # Off by default: on the shared 2-core machine it measured slower (no core to spare; ARCHITECTURE.md).
+    # Off by default: on the shared 2-core machine it measured slower (no core to spare; bench/README.md).
     mllp_map_processes: int = 0
     mllp_serve: bool = False  # set by `epr-gateway serve`: the app's workers also listen for MLLP
     # -- the patient's web page (/portal) --
@@ -95,6 +99,13 @@ class Settings(BaseSettings):
         return f"https://{self.host}:{self.port}/fhir"
 
     @property
+    def public_origin(self) -> str:
+        """`scheme://host[:port]` of the public base URL: the origin of the pages, of their redirects and
+        OIDC callback, and the only Origin a page's form may come from — never the request's Host."""
+        scheme, _, rest = self.fhir_base_url.partition("://")
+        return f"{scheme}://{rest.split('/', 1)[0]}"
+
+    @property
     def keyring_path(self) -> Path:
         return self.keyring or self.data_dir / "keyring.json"
 
@@ -117,3 +128,12 @@ class Settings(BaseSettings):
     @property
     def mtls_roles(self) -> frozenset[str]:
         return frozenset(r.strip() for r in self.require_mtls_for.split(",") if r.strip())
+
+
+def settings_problem(invalid: ValidationError) -> str:
+    """`EPR_PORT='notaport': Input should be a valid integer, …` — the variable, its value, the rule."""
+    problems = []
+    for error in invalid.errors()[:3]:
+        variable = "EPR_" + "_".join(str(part) for part in error["loc"]).upper()
+        problems.append(f"{variable}={error.get('input')!r}: {error['msg']}")
+    return "; ".join(problems)

@@ -1,17 +1,21 @@
-"""Builds the gateway's services from settings: store, keyring, MPI, token verifier, use-cases."""
+"""The composition root: builds every part of the gateway once per process, from settings.
+
+Above every floor (root → faces → use-cases → adapters/consent/audit): `build_runtime` makes the
+infrastructure (engine, keyring, ledger, token verifier, directory) and the use-cases (`Services`),
+and the functions below hand each face what it owns — the FHIR app (`gateway/composition.py`), the
+MLLP listener, the migration's checkpointer. No face imports this module.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
 from adapters.cara.client_json import JsonLimits
 from adapters.cara.crypto import Keyring
-from adapters.cara.errors import RecordError
-from adapters.cara.fhir_mapping import parse_resource
 from adapters.cara.identifier_syntax import ascii_int
 from adapters.cara.store.database import make_engine, migrate, store_in_process
 from adapters.cara.store.documents import DatabaseDocumentStore
@@ -28,15 +32,17 @@ from audit.witness import WitnessWriter
 from gateway.exchanges.access import AccessControl
 from gateway.exchanges.trail import AuditTrail
 from gateway.exchanges.auditing import Auditor
-from gateway.http.auth_refusals import AuthRefusals
-from gateway.exchanges.documents import Exchange, is_consent_bundle
+from gateway.exchanges.documents import DocumentExchange
 from gateway.exchanges.identity import IdentityExchange
-from gateway.exchanges.metadata import MetadataExchange, is_metadata_update_bundle
+from gateway.exchanges.metadata import MetadataExchange
 from gateway.exchanges.policies import PolicyExchange
-from gateway.portal.directory import Directory, load_directory
+from gateway.exchanges.record_changes import RecordChanges
 from gateway.exchanges.portal import PortalExchange
 from gateway.exchanges.paging_cursors import PageCursors
 from gateway.exchanges.search_pages import InProcessSearchPages, NoSearchPages, RedisSearchPages, SearchPages
+from gateway.exchanges.services import Services
+from gateway.exchanges.transaction import TransactionExchange
+from gateway.portal.directory import Directory, load_directory
 from gateway.settings import Settings
 
 
@@ -44,42 +50,27 @@ log = logging.getLogger("epr.gateway")
 
 
 @dataclass
-class Services:
+class Runtime:
+    """What `build_runtime` made: the infrastructure, kept here at the root, and the use-cases."""
+
     settings: Settings
     engine: Engine
     keyring: Keyring
-    exchange: Exchange
-    policies: PolicyExchange
-    trail: AuditTrail
-    access: AccessControl
-    auditor: Auditor
-    verifier: TokenVerifier
-    identities: IdentityExchange
-    auth_refusals: AuthRefusals = field(default_factory=AuthRefusals)
-    metadata: MetadataExchange | None = None  # CH:MHD-1 (gateway/exchanges/metadata.py)
-    portal: PortalExchange | None = None  # the patient's web page's own use-cases (sign-in, notifications seen)
-    directory: Directory = field(default_factory=Directory)  # EPR_PORTAL_DIRECTORY: professionals and groups
+    ledger: DatabaseAuditLedger
+    verifier: TokenVerifier  # the FHIR face's door
+    directory: Directory  # EPR_PORTAL_DIRECTORY: professionals and groups (the trail's names, the portal's choices)
+    services: Services
 
     @property
     def store_in_process(self) -> bool:
         """SQLite: the store runs inside this process (see `routes.common.run_use_case`)."""
         return store_in_process(self.engine)
 
-    def transaction(self, *, principal, body: bytes, base_url: str) -> dict:
-        """POST [base]: a Bundle of Consents is PPQ-4, anything else an ITI-65 Provide Document Bundle."""
-        try:
-            bundle = parse_resource(body, "Bundle", limits=self.exchange.json_limits)
-        except RecordError as error:  # not even a Bundle: still an exchange, and refused ones are audited
-            self.auditor.failure("ITI-65", principal, error)
-            raise
-        if self.metadata is not None and is_metadata_update_bundle(bundle):  # CH:MHD-1
-            return self.metadata.update_bundle(principal=principal, bundle=bundle, base_url=base_url)
-        if is_consent_bundle(bundle):
-            return self.policies.transaction(principal=principal, bundle=bundle)
-        return self.exchange.provide_bundle(principal=principal, bundle=bundle, base_url=base_url).response
+    def close(self) -> None:
+        self.engine.dispose()
 
 
-def build_services(settings: Settings) -> Services:
+def build_runtime(settings: Settings) -> Runtime:
     """Expects the keyring and trusted-issuers files to exist (`first_start.prepare` makes the dev ones)."""
     engine = make_engine(settings.resolved_database_url)
     migrate(engine)
@@ -98,8 +89,11 @@ def build_services(settings: Settings) -> Services:
     pages = search_pages(settings, documents=documents)
     limits = json_limits(settings)
     cursors = PageCursors(keyring=keyring)
-    exchange = Exchange(documents=documents, patients=patients, access=access, auditor=auditor,
-                        community_oid=settings.community_oid, cursors=cursors, pages=pages, json_limits=limits)
+    # One set of in-transaction participants for every change to the record's documents (record_changes).
+    changes = RecordChanges()
+    exchange = DocumentExchange(documents=documents, patients=patients, access=access, auditor=auditor,
+                                community_oid=settings.community_oid, cursors=cursors, pages=pages, json_limits=limits,
+                                changes=changes)
     # The directory names whom a policy names in the patient's trail (and what the portal offers to choose).
     directory = load_directory(settings.portal_directory)
     policies = PolicyExchange(engine=engine, patients=patients, access=access, auditor=auditor, json_limits=limits,
@@ -112,37 +106,38 @@ def build_services(settings: Settings) -> Services:
     identities = IdentityExchange(patients=patients, auditor=auditor, community_oid=settings.community_oid,
                                   pages=pages, json_limits=limits)
     metadata = MetadataExchange(documents=documents, patients=patients, access=access, auditor=auditor, pages=pages,
-                                json_limits=limits)
-    refusals = AuthRefusals(interval_seconds=settings.auth_failure_interval_seconds,
-                            limit=settings.auth_failure_limit, max_sources=settings.auth_failure_sources)
-    services = Services(settings=settings, engine=engine, keyring=keyring, exchange=exchange, policies=policies,
-                        trail=trail, access=access, auditor=auditor, verifier=verifier, identities=identities,
-                        metadata=metadata, directory=directory,
+                                json_limits=limits, changes=changes)
+    transactions = TransactionExchange(documents=exchange, policies=policies, metadata=metadata, auditor=auditor,
+                                       json_limits=limits)
+    services = Services(exchange=exchange, identities=identities, policies=policies, metadata=metadata, trail=trail,
                         portal=PortalExchange(patients=patients, access=access, auditor=auditor),
-                        auth_refusals=refusals)
-    release_held_messages(services)
-    return services
+                        transactions=transactions, auditor=auditor)
+    runtime = Runtime(settings=settings, engine=engine, keyring=keyring, ledger=ledger, verifier=verifier,
+                      directory=directory, services=services)
+    release_held_messages(runtime)
+    return runtime
 
 
-def release_held_messages(services: Services) -> None:
+def release_held_messages(runtime: Runtime) -> None:
     """A feed (ITI-104, A08), an onboarding or a resolved identity review may fix what holds HL7 v2 messages: the
     bridge's use-case processes that patient's held messages again. It is built only when some message
     is held (one indexed query per feed), so a bulk ITI-104 feed does not read the senders file each time."""
     from adapters.cara.store.message_inbox import DatabaseMessageInbox
 
-    inbox = DatabaseMessageInbox(engine=services.engine, keyring=services.keyring)
+    inbox = DatabaseMessageInbox(engine=runtime.engine, keyring=runtime.keyring)
 
     def follow(pid: str) -> None:
         try:
             if not inbox.any_held():
                 return
-            bridge = hl7_exchange(services)
+            bridge = hl7_exchange(runtime)
         except Exception:  # the feed is done and answered; `bridge retry` processes them later
             log.exception("held HL7 v2 messages could not be looked up after an identity change")
             return
         bridge.release_held_quietly(pid)
 
-    services.exchange.patient_fed.append(follow)
+    services = runtime.services
+    services.identities.patient_fed.append(follow)
     services.identities.review_resolved.append(follow)
     services.policies.onboarded.append(follow)
 
@@ -195,26 +190,27 @@ def policy_cache(settings: Settings) -> PolicyCache:
     return InProcessPolicyCache() if settings.workers == 1 else UncachedPolicies()
 
 
-def hl7_exchange(services: Services):
+def hl7_exchange(runtime: Runtime):
     """The HL7 v2 use-case on these services (the MLLP listener's one door)."""
     from adapters.cara.store.message_inbox import DatabaseMessageInbox
     from gateway.exchanges.hl7v2 import Hl7Exchange
     from gateway.exchanges.senders import SenderRegistry
 
+    services = runtime.services
     return Hl7Exchange(exchange=services.exchange, identities=services.identities,
-                       inbox=DatabaseMessageInbox(engine=services.engine, keyring=services.keyring),
-                       auditor=services.auditor, senders=SenderRegistry.load(services.settings.mllp_senders))
+                       inbox=DatabaseMessageInbox(engine=runtime.engine, keyring=runtime.keyring),
+                       auditor=services.auditor, senders=SenderRegistry.load(runtime.settings.mllp_senders))
 
 
 @contextlib.contextmanager
-def background_checkpoints(services: Services):
+def background_checkpoints(runtime: Runtime):
     """SQLite WAL checkpoints in a thread for the duration of a bulk write (the migration), instead of
     inside its commits: the commit that passes 1,000 WAL pages would also copy them into the database
-    file and fsync it (measured on 20,000 documents: 878/932 → 1,015/997 documents/s). The
-    checkpointer does nothing on PostgreSQL."""
+    file and fsync it (the migration's figures with and without: bench/README.md). The checkpointer
+    does nothing on PostgreSQL."""
     from adapters.cara.store.wal_checkpoint import WalCheckpointer
 
-    checkpointer = WalCheckpointer(services.engine)
+    checkpointer = WalCheckpointer(runtime.engine)
     checkpointer.start()
     try:
         yield
@@ -222,22 +218,22 @@ def background_checkpoints(services: Services):
         checkpointer.stop()
 
 
-def mllp_listener(services: Services, *, port: int | None = None, reuse_port: bool = False):
+def mllp_listener(runtime: Runtime, *, port: int | None = None, reuse_port: bool = False):
     """The MLLP listener (EPR_MLLP_*): TLS with the gateway's certificate when EPR_MLLP_TLS=1."""
     from adapters.cara.store.wal_checkpoint import WalCheckpointer
     from gateway.mllp.listener import MllpListener
     from gateway.pki import server_ssl_context
 
-    settings = services.settings
+    settings = runtime.settings
     context = (server_ssl_context(settings.tls_cert, settings.tls_key, settings.client_ca, settings.require_client_cert)
                if settings.mllp_tls else None)
     # SQLite has one writer: one thread avoids lock waits; PostgreSQL takes several.
-    threads = 1 if services.store_in_process else 4
+    threads = 1 if runtime.store_in_process else 4
     processes = settings.mllp_map_processes
-    return MllpListener(handler=hl7_exchange(services), host=settings.mllp_host,
+    return MllpListener(handler=hl7_exchange(runtime), host=settings.mllp_host,
                         port=settings.mllp_port if port is None else port, ssl_context=context, threads=threads,
                         reuse_port=reuse_port, mapping_processes=processes,
-                        checkpointer=WalCheckpointer(services.engine) if services.store_in_process else None)
+                        checkpointer=WalCheckpointer(runtime.engine) if runtime.store_in_process else None)
 
 
 def link_version(settings: Settings) -> LinkVersion:

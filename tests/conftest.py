@@ -4,6 +4,8 @@ driven over HTTP, and real signed tokens from the development issuer."""
 from __future__ import annotations
 
 import os
+import signal
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,19 +18,20 @@ from starlette.testclient import TestClient
 
 from consent.principal import Principal
 from consent.ppqm import IDENTIFIER_TYPE_SYSTEM as PPQM_IDENTIFIER_TYPES
-from gateway.http.app import create_app
+from gateway.composition import create_app
 from gateway.auth.dev_issuer import mint_token
 from gateway.first_start import dev_issuer_url, prepare
 from gateway.samples import patient_feed
 from gateway.settings import Settings
-from gateway.wiring import Services, build_services
+from gateway.exchanges.services import Services
+from gateway.wiring import Runtime, build_runtime
 
 SPID = "761337610411353650"
 OTHER_SPID = "761337610499999991"
 LOCAL_SYSTEM = "urn:oid:2.16.756.5.30.1.999.2.1"
 HCP_GLN = "7601000000002"
 SEARCH = "urn:oid:2.16.756.5.30.1.127.3.10.3|"
-from official_examples import FIXTURES, examples_expected  # noqa: E402  (one place decides skip or fail)
+from official_examples import FIXTURES, examples_expected, is_example, require_examples  # noqa: E402  (one place decides skip or fail)
 
 
 def postgres_url() -> str:
@@ -85,9 +88,13 @@ class Tokens:
 @dataclass
 class Gateway:
     client: TestClient
-    services: Services
+    runtime: Runtime  # what the composition root built: infrastructure (engine, keyring, ledger, …) and services
     tokens: Tokens
     data_dir: Path
+
+    @property
+    def services(self) -> Services:
+        return self.runtime.services
 
     def as_hcp(self) -> dict[str, str]:
         return self.tokens.headers(self.tokens.hcp())
@@ -164,12 +171,12 @@ def make_settings(data_dir: Path, database_url: str, **overrides) -> Settings:
 def running_gateway(tmp_path: Path, database_url: str, **overrides):
     data_dir = tmp_path / "data"
     settings = prepare(make_settings(data_dir, database_url, **overrides)).settings
-    services = build_services(settings)
+    runtime = build_runtime(settings)
     try:
-        with TestClient(create_app(services), base_url="https://testserver") as client:
-            yield Gateway(client, services, Tokens(settings), data_dir)
+        with TestClient(create_app(runtime), base_url="https://testserver") as client:
+            yield Gateway(client, runtime, Tokens(settings), data_dir)
     finally:
-        services.engine.dispose()
+        runtime.close()
 
 
 @pytest.fixture
@@ -196,3 +203,121 @@ def pytest_report_header(config):
         return f"official examples: {FIXTURES}"
     then = "their absence fails (CI or EPR_FIXTURES set)" if examples_expected() else "their tests skip"
     return f"official examples: not found at {FIXTURES}; {then} (set EPR_FIXTURES to their folder)"
+
+
+
+# The README's rule for every test that reads the official examples, whether or not it asked
+# `require_examples` first: a file missing under FIXTURES skips the test with one line (and fails it
+# under CI or EPR_FIXTURES), in the test's fixtures as in its body.
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    try:
+        return (yield)
+    except FileNotFoundError as error:
+        _require_missing_example(error)
+        raise
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    try:
+        return (yield)
+    except FileNotFoundError as error:
+        _require_missing_example(error)
+        raise
+
+
+def _require_missing_example(error: FileNotFoundError) -> None:
+    """Skips (or fails, where the examples are expected) when `error` is about an official example."""
+    if is_example(error.filename):
+        path = Path(error.filename)
+        require_examples(path.parent, (path.name,))
+
+
+# -- every test stops every process it started --------------------------------------------------------
+# A process left behind is found at the end of each test module: one of this session's process group
+# that is neither pytest, nor one of its ancestors (make, the shell), nor one of its descendants, nor
+# there before the session began (a `tee` beside `make test` in a pipeline) — i.e. an orphan (a migration reader whose writer was SIGKILLed, a server whose parent died). It is
+# given a few seconds to end (a reader notices its parent's death within one), then killed and
+# reported as an error of the module's last test. At the end of the session, descendants still
+# running (a server a test never stopped) are killed and fail the session; multiprocessing's own
+# helpers (its resource tracker, a forkserver) are the interpreter's and end with it.
+SESSION_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+
+
+def _processes() -> dict[int, tuple[int, int, str]]:
+    """pid → (ppid, process group, command line) of every process this user can see."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        found[int(entry.name)] = (int(fields[1]), int(fields[2]), command)
+    return found
+
+
+def _related(processes: dict[int, tuple[int, int, str]]) -> tuple[set[int], set[int]]:
+    """(this process and its ancestors, its descendants)."""
+    ancestors, pid = set(), os.getpid()
+    while pid in processes and pid not in ancestors:
+        ancestors.add(pid)
+        pid = processes[pid][0]
+    descendants, frontier = set(), {os.getpid()}
+    while frontier:
+        frontier = {p for p, (ppid, _, _) in processes.items() if ppid in frontier} - descendants
+        descendants |= frontier
+    return ancestors, descendants
+
+
+def _group_members(processes: dict[int, tuple[int, int, str]]) -> set[int]:
+    group = os.getpgid(0)
+    return {pid for pid, (_, pgrp, _) in processes.items() if pgrp == group}
+
+
+GROUP_AT_START = _group_members(_processes())
+
+
+def _left_behind() -> dict[int, str]:
+    processes = _processes()
+    ancestors, descendants = _related(processes)
+    return {pid: processes[pid][2] for pid in _group_members(processes) - ancestors - descendants - GROUP_AT_START
+            if processes[pid][2]}
+
+
+def _kill(pids) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    result = yield
+    if nextitem is None or nextitem.module is not item.module:
+        deadline = time.monotonic() + 5
+        while (left := _left_behind()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if left:
+            _kill(left)
+            pytest.fail(f"{item.module.__name__} left processes behind (killed now): "
+                        + "; ".join(f"{pid} {command[:120]}" for pid, command in sorted(left.items())), pytrace=False)
+    return result
+
+
+def pytest_sessionfinish(session, exitstatus):
+    processes = _processes()
+    _, descendants = _related(processes)
+    running = {pid: processes[pid][2] for pid in descendants
+               if pid in processes and not any(helper in processes[pid][2] for helper in SESSION_HELPERS)}
+    if running:
+        _kill(running)
+        print("\nprocesses the tests started and never stopped (killed now): "
+              + "; ".join(f"{pid} {command[:120]}" for pid, command in sorted(running.items())))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

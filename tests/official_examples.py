@@ -29,3 +29,22 @@ def require_examples(path: Path, names: tuple[str, ...] = ()) -> Path:
     if examples_expected():
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
+
+
+def example_files(folder: str, pattern: str) -> list:
+    """The examples of `folder` matching `pattern`, for `parametrize` at collection time. Absent, one
+    parameter stands for them all and skips (or fails) with the one line of `require_examples` when run,
+    instead of pytest's "got empty parameter set"."""
+    found = sorted((FIXTURES / folder).glob(pattern))
+    if found:
+        return [pytest.param(path, id=path.name) for path in found]
+    return [pytest.param(FIXTURES / folder / pattern, id="examples-absent")]
+
+
+def is_example(path: object) -> bool:
+    """Whether `path` (a FileNotFoundError's filename) lies under the examples' folder."""
+    try:
+        Path(str(path)).resolve().relative_to(FIXTURES.resolve())
+    except (TypeError, ValueError, OSError):
+        return False
+    return True

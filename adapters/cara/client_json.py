@@ -9,7 +9,7 @@ has 200,000 extensions is refused at its 20,000th member, before the parse is ov
 FHIR validation would spend seconds on it.
 
 The first pass is the standard library's C parser with an `object_pairs_hook` (it sees each object's
-members in order, duplicates included; ~4× cheaper than a token scan in Python). Only when that pass
+members in order, duplicates included; several times cheaper than a token scan in Python). Only when that pass
 finds a problem does `_scan`, a byte-level walk, run to name the problem's FHIRPath. orjson then
 parses the body for use, so what is used is what orjson reads (UTF-8 only, no NaN, no lone surrogates).
 """

@@ -36,6 +36,17 @@ class ProfileViolation(RecordError):
     code = "business-rule"
 
 
+class UnknownRelationTarget(ProfileViolation):
+    """A relatesTo target that does not exist, is another patient's, or may not be named by the
+    submitter: one class and one text for all of them, so the answer reveals nothing (no oracle), and
+    so callers that treat it apart (the migration holds the document until its target arrives) tell
+    it by type, not by the words of its location."""
+
+    def __init__(self, key: str):
+        super().__init__(f"relatesTo target {key} is not a document of this patient",
+                         location="DocumentReference.relatesTo.target")
+
+
 class UnknownPatient(RecordError):
     """The SPID or local id is not in the MPI (XDSPatientIDReconciliationError)."""
 
@@ -117,3 +128,10 @@ class UnmodifiableMetadata(ProfileViolation):
 
     def __init__(self, message: str, *, issues: list[Issue] | None = None):
         super().__init__(message, issues=issues, details_code="UnmodifiableMetadataError")
+
+
+def unknown_relation_target(key: str) -> UnknownRelationTarget:
+    """The one answer for a relation target (relatesTo of any code, an HL7 v2 parent, an XDM RPLC/APND)
+    that does not exist, is another patient's, was deleted, or may not be named by the submitter: the
+    same class, status and words on every path, so the answer reveals nothing (no existence oracle)."""
+    return UnknownRelationTarget(key)

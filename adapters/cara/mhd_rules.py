@@ -13,6 +13,7 @@ import hashlib
 from typing import Any
 
 from adapters.cara.base64_strict import b64decode_strict
+from adapters.cara.document_content import content_problem
 from adapters.cara.errors import Issue
 from adapters.cara.identifier_syntax import identifier_problem, is_media_type, is_spid, is_unique_id
 from adapters.cara.vocabulary import (
@@ -235,7 +236,8 @@ def _check_binary(found: _Findings, attachment: dict[str, Any], binary: dict[str
     except (binascii.Error, ValueError):
         found.issues.append(Issue("Binary.data is not valid base64", where.replace(".attachment", "")))
         return
-    found.require(bool(content), "the Binary is empty", where)
+    problem = content_problem(content)
+    found.require(problem is None, problem or "", where)
     found.require(binary.get("contentType") == attachment.get("contentType"),
                   "Binary.contentType differs from attachment.contentType", f"{where}.contentType")
     if "size" in attachment:

@@ -3,8 +3,8 @@
 Why not uuid4: every index keyed by an entry id (the entry's and the body's primary keys, the token
 and relation indexes) then receives each new id at a random place, so a batch of a few hundred
 documents dirties a page per document in every such index, and on SQLite each of those pages is
-written to the WAL and fsynced again at the commit (measured: about as many bytes as the documents
-themselves, on a large record). Time-ordered ids land at the right edge of those indexes. They are
+written to the WAL and fsynced again at the commit (on a large record, about as many bytes as the
+documents themselves). Time-ordered ids land at the right edge of those indexes. They are
 still unguessable enough (74 random bits) and reveal only the creation time, which the entry's
 metadata holds anyway; access never depends on an id being secret.
 """

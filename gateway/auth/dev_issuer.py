@@ -23,6 +23,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from consent.principal import Group
+from consent.roles import PROFESSIONALS
 from gateway.auth.identifiers import (
     GLN_QUALIFIER,
     PURPOSE_OF_USE_SYSTEM,
@@ -117,7 +118,7 @@ def _subject(*, role: str, gln: str | None, spid: str | None, user_id: str | Non
         if not spid:
             raise ValueError("a PAT token needs spid (the patient's EPR-SPID)")
         return spid, SPID_QUALIFIER
-    if role in ("HCP", "ASS"):
+    if role in PROFESSIONALS:
         if not gln:
             raise ValueError(f"a {role} token needs gln")
         return gln, GLN_QUALIFIER

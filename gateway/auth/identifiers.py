@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from adapters.cara.identifier_syntax import is_gln, is_oid_urn, is_spid
 from adapters.cara.vocabulary import PURPOSE_OF_USE_SYSTEM, ROLE_SYSTEM, SPID_SYSTEM
+from consent.roles import ROLES
 
 __all__ = [
     "GLN_QUALIFIER", "SPID_QUALIFIER", "REPRESENTATIVE_QUALIFIER", "ROLE_SYSTEM", "PURPOSE_OF_USE_SYSTEM",
@@ -19,7 +20,6 @@ GLN_QUALIFIER = "urn:gs1:gln"
 SPID_QUALIFIER = "urn:e-health-suisse:2015:epr-spid"
 REPRESENTATIVE_QUALIFIER = "urn:e-health-suisse:representative-id"
 
-ROLES = frozenset({"PAT", "REP", "HCP", "ASS", "TCU", "DADM", "PADM"})
 PURPOSES = frozenset({"NORM", "EMER", "AUTO", "DICOM_AUTO"})
 
 _PERSON_ID_SUFFIX = f"^^^&{SPID_SYSTEM.removeprefix('urn:oid:')}&ISO"

@@ -28,6 +28,7 @@ from joserfc.errors import BadSignatureError, JoseError, UnsupportedAlgorithmErr
 from joserfc.jws import JWSRegistry
 
 from consent.principal import Group, Principal
+from consent.roles import DELEGATING, EMERGENCY_USERS, TECHNICAL_PURPOSES, TECHNICAL_USER
 from gateway.auth.errors import AccessRefused, AuthenticationFailed
 from gateway.auth.identifiers import (
     GLN_QUALIFIER,
@@ -48,8 +49,6 @@ __all__ = ["ALLOWED_ALGORITHMS", "TokenVerifier", "gln_is_valid", "principal_fro
 
 ALLOWED_ALGORITHMS = ("ES256", "RS256", "EdDSA")
 MAX_TOKEN_CHARS = 32 * 1024
-_DELEGATING_ROLES = frozenset({"ASS", "TCU"})
-_TECHNICAL_PURPOSES = frozenset({"AUTO", "DICOM_AUTO"})
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _PRINTABLE_ALG = re.compile(r"[A-Za-z0-9_+-]{1,20}")
 
@@ -296,7 +295,7 @@ def _principal_from(claims: dict[str, Any]) -> Principal:
     user_id, qualifier = _user(epr, role)
 
     acting_for = acting_for_name = None
-    if role in _DELEGATING_ROLES:  # for other roles a delegation has no meaning and is not carried on
+    if role in DELEGATING:  # for other roles a delegation has no meaning and is not carried on
         delegation = _object(extensions, "ch_delegation", "extensions.ch_delegation", required=False) or {}
         acting_for = _gln(delegation, "principal_id", "extensions.ch_delegation.principal_id",
                           required_because=role)
@@ -373,11 +372,11 @@ def _groups(extensions: dict[str, Any]) -> tuple[Group, ...]:
 
 def _check_role_rules(principal: Principal) -> None:
     role, purpose = principal.role, principal.purpose_of_use
-    if role == "TCU" and purpose not in _TECHNICAL_PURPOSES:
+    if role == TECHNICAL_USER and purpose not in TECHNICAL_PURPOSES:
         raise AccessRefused(f"role TCU may only act with purpose of use AUTO or DICOM_AUTO, not {purpose}")
-    if purpose == "EMER" and role not in ("HCP", "ASS"):
+    if purpose == "EMER" and role not in EMERGENCY_USERS:
         raise AccessRefused(f"purpose of use EMER is reserved to HCP and ASS, not {role}")
-    if purpose in _TECHNICAL_PURPOSES and role != "TCU":
+    if purpose in TECHNICAL_PURPOSES and role != TECHNICAL_USER:
         raise AccessRefused(f"purpose of use {purpose} is reserved to TCU, not {role}")
 
 

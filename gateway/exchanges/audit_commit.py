@@ -1,17 +1,16 @@
 """How the audit records of reads reach the ledger: batched, and committed before the answer leaves.
 
-Why batches: a commit (lock, head read, insert, fsync) is a fixed cost; a batch of concurrent reads
-shares one. Why two stages: handing each request's record to a writer thread and waking the event
-loop for each answer cost more than the database work itself (measured: ~0.28 ms of a search's
-~0.4 ms of audit). So on the event loop a `LoopBatcher` gathers the records of the requests in
-progress, with no thread involved, and hands them to the `GroupCommit` writer thread as one batch
-with one future: one thread hand-off and one loop wake-up per batch. Callers outside an HTTP route
-(command line, bridge) use `GroupCommit.submit`, which blocks until committed.
+Why batches: a commit (lock, head read, insert, fsync) is a fixed cost; a batch of concurrent reads shares
+one. Why two stages: handing each request's record to a writer thread and waking the event loop for each
+answer cost more than the database work itself (bench/README.md). So on the event loop a `LoopBatcher` gathers
+the records of the requests in progress, with no thread involved, and hands them to the `GroupCommit` writer
+thread as one batch with one future: one thread hand-off and one loop wake-up per batch. Callers outside an
+HTTP route (command line, bridge) use `GroupCommit.submit`, which blocks until committed.
 
 With SQLite (`write_on_loop`) there is no hand-off at all: the store is in-process, so the event loop
 writes the batch itself, right after the requests of the current loop iteration have added their
 records. The GIL is then never passed between the loop and a writer thread at each commit (that
-hand-off, not the writing, was what a search waited for: measured +20 % requests/s), at the price
+hand-off, not the writing, was what a search waited for; figures in bench/README.md), at the price
 that the loop stops while the batch commits — a fraction of a millisecond, or as long as a change
 in the thread pool holds SQLite's single write lock. That is the embedded default's trade-off;
 PostgreSQL keeps the writer thread.

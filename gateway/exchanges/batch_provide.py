@@ -1,38 +1,50 @@
-"""Many provides in one transaction: the batch use-case behind `Exchange.provide_many`.
+"""The one way documents enter the record: many submissions in one transaction, and one document
+alone (ITI-65, a single HL7 v2 message) as a batch of one. Every path that stores a document — ITI-65,
+the HL7 v2 bridge, the XDM migration — passes here, so each gets the same decisions, the same
+refusals (one error class and text per case, whatever the face), the same sealing and one place
+where "documents were stored" is known in the transaction (`record_changes`).
 
-Why: one ITI-65 document costs a transaction, a ledger lock and an fsync (~8 ms on SQLite). A
-migration or an HL7 v2 listener has thousands of submissions waiting; each one still gets exactly
-the steps of `Exchange.provide_submission` (patient context, PID look-up, `_authorise_upload` with the
-provide level, idempotency by uniqueId and SHA-1, encryption, one ATC_DOC_CREATE record per document),
-but they share one transaction, one ledger append (one lock, one head read, one multi-row insert) and
-one commit. Each submission is all-or-nothing: a refused one is audited (outcome 4, in the same
-transaction) and leaves nothing stored, without affecting the others.
+Why batches: one document costs a transaction, a ledger lock and an fsync (~8 ms on SQLite). A
+migration or an HL7 v2 listener has thousands of submissions waiting; each still gets every step
+(patient context, PID look-up, `UploadRules.authorise` with the provide level, idempotency by
+uniqueId and SHA-1 — answered with the stored copy only to whom may name it, `UploadRules.may_name`,
+else the one refusal `document_batches.uniqueid_in_use` — encryption, one ATC_DOC_CREATE record per
+document), but they share one
+transaction, one ledger append (one lock, one head read, one multi-row insert) and one commit. Each
+submission is all-or-nothing: a refused one is audited (outcome 4, in the same transaction) and
+leaves nothing stored, without affecting the others.
 
 Two phases, so a caller with many batches (the migration) can pipeline them: `authorise_many` (the
 decisions, the sealing of bodies, metadata and submission sets, the audit records prepared; no
 transaction) and `store_authorised` (one transaction: the store's checks, the rows, the prepared
-records chained — or prepared afresh for a submission whose outcome differs — and its commit).
-`provide_many` is the two in a row.
+records chained — or prepared afresh for a submission whose outcome differs — the participants,
+the caller's `within`, and the commit). `provide_many` is the two in a row.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Connection
 
 from adapters.cara.crypto import Sealed
 from adapters.cara.errors import RecordError, UnknownPatient
-from adapters.cara.model import Submission
-from adapters.cara.store.documents import BatchItem, ProvideResult, SealedAhead
+from adapters.cara.model import DocumentEntry, Submission
+from adapters.cara.store.document_batches import BatchItem, ProvideResult, SealedAhead
+from adapters.cara.store.documents import DatabaseDocumentStore
+from adapters.cara.store.patients import DatabasePatientIndex
 from audit.ledger import PreparedRecord
 from consent.principal import Principal
 from gateway.auth.errors import AccessRefused
+from gateway.exchanges.access import AccessControl
+from gateway.exchanges.auditing import Auditor
+from gateway.exchanges.record_changes import RecordChanges, StoredDocument, StoredSubmission
+from gateway.exchanges.search_pages import SearchPages
+from gateway.exchanges.upload_rules import UploadRules
 
-if TYPE_CHECKING:
-    from gateway.exchanges.documents import Exchange
+Within = Callable[[Connection, list["BatchOutcome"]], None]
 
 
 @dataclass(frozen=True)
@@ -75,103 +87,137 @@ class AuthorisedBatch:
         return frozenset((pid, d.entry.unique_id) for _, stored, pid in self.authorised for d in stored.documents)
 
 
-def provide_many(exchange: Exchange, *, principal: Principal, submissions: Sequence[Submission],
-                 within: Callable[[Connection, list[BatchOutcome]], None] | None = None) -> list[BatchOutcome]:
-    """See `Exchange.provide_many`. `within(connection, outcomes)` runs in the batch's transaction
-    after the audit records (a migration journals its progress there, so that progress and documents
-    commit together)."""
-    return store_authorised(exchange, authorise_many(exchange, principal=principal, submissions=submissions),
-                            within=within)
+class DocumentProvider:
+    """The seam itself; `DocumentExchange` offers it to the faces (audited) as `provide_many`,
+    `authorise_many`, `store_authorised`, `provide_submission` and ITI-65's `provide`."""
+
+    def __init__(self, *, rules: UploadRules, documents: DatabaseDocumentStore, patients: DatabasePatientIndex,
+                 access: AccessControl, auditor: Auditor, pages: SearchPages, changes: RecordChanges):
+        self.rules = rules
+        self._documents = documents
+        self._patients = patients
+        self._access = access
+        self._auditor = auditor
+        self._pages = pages
+        self.changes = changes
+
+    def provide_many(self, *, principal: Principal, submissions: Sequence[Submission], within: Within | None = None,
+                     fresh_policies: bool = True) -> list[BatchOutcome]:
+        return self.store_authorised(self.authorise_many(principal=principal, submissions=submissions,
+                                                         fresh_policies=fresh_policies), within=within)
+
+    def authorise_many(self, *, principal: Principal, submissions: Sequence[Submission],
+                       in_flight: frozenset[tuple[str, str]] = frozenset(),
+                       fresh_policies: bool = True) -> AuthorisedBatch:
+        """Phase 1, no transaction: per submission the patient context, its PID, `UploadRules.authorise`
+        (provenance, provide level, write decision, the documents it names), then its bodies sealed.
+        `in_flight`: the `names` of this principal's batch being stored meanwhile (a pipelined caller
+        decides batch N+1 while batch N commits); the store still checks that such a target was accepted.
+        Why sealing here: it is most of a document's CPU and needs no database state, so a pipelined
+        caller does it while the previous batch's transaction waits on the disk.
+        `fresh_policies`: the decisions use the batch's patients' policies read from the store for this
+        batch, not the process's cache (`AccessControl.read_fresh`), for a caller that may run beside
+        the gateway in another process (the migration, the bridge). ITI-65 runs in the gateway, whose
+        cache follows every policy change (in-process, or Redis across workers), and skips the read."""
+        outcomes: list[BatchOutcome | None] = [None] * len(submissions)
+        refusals = []  # audit records of submissions refused before the store was asked
+        authorised: list[tuple[int, Submission, str]] = []
+        earlier: set[tuple[str, str]] = set(in_flight)  # (MPI-PID, uniqueId) authorised above, nameable below
+        # SPID → MPI-PID within this batch (one look-up per patient).
+        pids = {spid: self._patients.pid_for_spid(spid) for spid in dict.fromkeys(s.spid for s in submissions)}
+        consent = contextlib.nullcontext()
+        if fresh_policies:  # the consent of these patients and of those merged with them, as stored now
+            consent = self._access.read_fresh([member for pid in dict.fromkeys(pids.values()) if pid is not None
+                                               for member, _ in self._patients.record_of(pid)])
+        with consent:
+            for index, submission in enumerate(submissions):
+                try:
+                    self._access.require_patient_context(principal, submission.spid)
+                    pid = pids[submission.spid]
+                    if pid is None:
+                        raise UnknownPatient(f"EPR-SPID {submission.spid} is not registered in this community",
+                                             location="List.subject.identifier")
+                    stored = self.rules.authorise(principal, submission, pid, earlier_in_batch=frozenset(earlier))
+                    authorised.append((index, stored, pid))
+                    earlier.update((pid, document.entry.unique_id) for document in stored.documents)
+                except (RecordError, AccessRefused) as error:
+                    outcomes[index] = BatchOutcome(submission, None, None, error)
+                    refusals.append(self._auditor.failure_record("ITI-65", principal, error))
+        documents, auditor = self._documents, self._auditor
+        bodies = {document.entry.entry_id: documents.seal_body(document)
+                  for _, stored, _ in authorised for document in stored.documents}
+        metadata = {}
+        for _, stored, pid in authorised:
+            for document in stored.documents:
+                sealed_entry = documents.seal_metadata(document, patient_pid=pid,
+                                                       submission_set_id=stored.submission_set.submission_set_id)
+                if sealed_entry is not None:
+                    metadata[document.entry.entry_id] = sealed_entry
+        sets = {stored.submission_set.submission_set_id: documents.seal_submission_set(stored, patient_pid=pid)
+                for _, stored, pid in authorised}
+        created = {index: auditor.prepare_many([_created_record(auditor, principal, stored, stored.documents)])
+                   for index, stored, _ in authorised}
+        return AuthorisedBatch(principal, submissions, outcomes, refusals, authorised, bodies,
+                               SealedAhead(metadata, sets), auditor.prepare_many(refusals), created)
+
+    def store_authorised(self, batch: AuthorisedBatch, *, within: Within | None = None) -> list[BatchOutcome]:
+        """Phase 2: one transaction — the store's checks against its state (existing copies, relation
+        targets), the rows, one ATC_DOC_CREATE record per created document (and the refusals'), the
+        participants told what was stored (`record_changes`), `within`, one commit; then the changed
+        patients' search pages are dropped. `within(connection, outcomes)`: the caller's own rows in
+        the same transaction (a migration's journal, the bridge's kept answers)."""
+        principal, submissions, outcomes = batch.principal, batch.submissions, batch.outcomes
+        authorised = batch.authorised
+        auditor = self._auditor
+
+        def in_transaction(connection: Connection, results: list) -> None:
+            prepared = list(batch.prepared_refusals)
+            for (index, stored, _pid), result in zip(authorised, results, strict=True):
+                submission = submissions[index]
+                if isinstance(result, ProvideResult):
+                    outcomes[index] = BatchOutcome(submission, result, stored, None)
+                    created = [d for d, p in zip(stored.documents, result.documents, strict=True) if p.created]
+                    if len(created) == len(stored.documents) and index in batch.prepared_created:
+                        prepared += batch.prepared_created[index]  # as prepared ahead: every document is new
+                    else:
+                        prepared += auditor.prepare_many([_created_record(auditor, principal, stored, created)])
+                else:
+                    outcomes[index] = BatchOutcome(submission, None, None, result)
+                    prepared += auditor.prepare_many([auditor.failure_record("ITI-65", principal, result,
+                                                                             patient_spid=stored.spid)])
+            auditor.write_prepared(connection, prepared)
+            if self.changes.wants_documents:  # (only then: the stored forms cost nothing on the hot path)
+                stored_now = [self._stored_submission(principal, outcomes[index], pid)
+                              for index, _, pid in authorised if outcomes[index].created]
+                if stored_now:
+                    self.changes.documents_stored(connection, stored_now)
+            if within is not None:
+                within(connection, outcomes)  # type: ignore[arg-type]
+
+        def may_reuse(stored: DocumentEntry, pid: str) -> bool:
+            # The idempotent answer names the stored entry and confirms its bytes: only to whom may name it.
+            return self.rules.may_name(principal, stored, pid=pid)
+
+        self._documents.provide_many([BatchItem(stored, pid) for _, stored, pid in authorised], may_reuse=may_reuse,
+                                     within=in_transaction, sealed_bodies=batch.sealed_bodies, sealed=batch.sealed)
+        for pid in {pid for index, _, pid in authorised if outcomes[index] is not None and outcomes[index].created}:
+            self._pages.documents_changed(pid)
+        return outcomes  # type: ignore[return-value]
+
+    def _stored_submission(self, principal: Principal, outcome: BatchOutcome, pid: str) -> StoredSubmission:
+        """What a participant is told of a submission that created documents: the entries as the store
+        sealed them (relations resolved), with their bytes, filed under the surviving patient."""
+        stored, result = outcome.stored, outcome.result
+        content = {document.entry.entry_id: document.content for document in stored.documents}
+        spid = self._patients.record_of(pid)[0][1] or stored.spid
+        return StoredSubmission(principal, spid, replace(stored.submission_set, patient_pid=pid),
+                                tuple(StoredDocument(provided.entry, content[provided.entry_id])
+                                      for provided in result.documents if provided.created))
 
 
-def authorise_many(exchange: Exchange, *, principal: Principal, submissions: Sequence[Submission],
-                   in_flight: frozenset[tuple[str, str]] = frozenset()) -> AuthorisedBatch:
-    """Phase 1, no transaction: per submission the patient context, its PID, `_authorise_upload`
-    (provenance, provide level, write decision, the documents it names), then its bodies sealed.
-    `in_flight`: the `names` of this principal's batch being stored meanwhile (a pipelined caller
-    decides batch N+1 while batch N commits); the store still checks that such a target was accepted.
-    Why sealing here: it is most of a document's CPU and needs no database state, so a pipelined
-    caller does it while the previous batch's transaction waits on the disk.
-    The decisions use the batch's patients' policies read from the store for this batch, not the
-    process's cache (`AccessControl.read_fresh`: the caller may run beside the gateway)."""
-    outcomes: list[BatchOutcome | None] = [None] * len(submissions)
-    refusals = []  # audit records of submissions refused before the store was asked
-    authorised: list[tuple[int, Submission, str]] = []
-    earlier: set[tuple[str, str]] = set(in_flight)  # (MPI-PID, uniqueId) authorised above, nameable below
-    # SPID → MPI-PID within this batch (one look-up per patient); the batch is decided against the
-    # consent of these patients and of those merged with them as stored now (`read_fresh`).
-    pids = {spid: exchange.patients.pid_for_spid(spid) for spid in dict.fromkeys(s.spid for s in submissions)}
-    members = [member for pid in dict.fromkeys(pids.values()) if pid is not None
-               for member, _ in exchange.patients.record_of(pid)]
-    with exchange.access.read_fresh(members):
-        for index, submission in enumerate(submissions):
-            try:
-                exchange.access.require_patient_context(principal, submission.spid)
-                pid = pids[submission.spid]
-                if pid is None:
-                    raise UnknownPatient(f"EPR-SPID {submission.spid} is not registered in this community",
-                                         location="List.subject.identifier")
-                stored = exchange._authorise_upload(principal, submission, pid, earlier_in_batch=frozenset(earlier))
-                authorised.append((index, stored, pid))
-                earlier.update((pid, document.entry.unique_id) for document in stored.documents)
-            except (RecordError, AccessRefused) as error:
-                outcomes[index] = BatchOutcome(submission, None, None, error)
-                refusals.append(exchange.auditor.failure_record("ITI-65", principal, error))
-    documents, auditor = exchange.documents, exchange.auditor
-    bodies = {document.entry.entry_id: documents.seal_body(document)
-              for _, stored, _ in authorised for document in stored.documents}
-    metadata = {}
-    for _, stored, pid in authorised:
-        for document in stored.documents:
-            sealed_entry = documents.seal_metadata(document, patient_pid=pid,
-                                                   submission_set_id=stored.submission_set.submission_set_id)
-            if sealed_entry is not None:
-                metadata[document.entry.entry_id] = sealed_entry
-    sets = {stored.submission_set.submission_set_id: documents.seal_submission_set(stored, patient_pid=pid)
-            for _, stored, pid in authorised}
-    created = {index: auditor.prepare_many([_created_record(auditor, principal, stored, stored.documents)])
-               for index, stored, _ in authorised}
-    return AuthorisedBatch(principal, submissions, outcomes, refusals, authorised, bodies, SealedAhead(metadata, sets),
-                           auditor.prepare_many(refusals), created)
-
-
-def _created_record(auditor, principal: Principal, stored: Submission, created_documents):
+def _created_record(auditor: Auditor, principal: Principal, stored: Submission, created_documents):
     """The ITI-65 record of a stored submission: ATC_DOC_CREATE naming the documents it created."""
     created = [document.entry for document in created_documents]
     return auditor.record("ITI-65", principal, atc_code="ATC_DOC_CREATE" if created else None,
                           patient_spid=stored.spid, documents=tuple(auditor.document(e) for e in created),
                           submission_set_unique_id=stored.submission_set.unique_id)
-
-
-def store_authorised(exchange: Exchange, batch: AuthorisedBatch, *,
-                     within: Callable[[Connection, list[BatchOutcome]], None] | None = None) -> list[BatchOutcome]:
-    """Phase 2: one transaction — the store's checks against its state (existing copies, relation
-    targets), the rows, one ATC_DOC_CREATE record per created document (and the refusals'), `within`,
-    one commit; then the changed patients' search pages are dropped."""
-    principal, submissions, outcomes, authorised = batch.principal, batch.submissions, batch.outcomes, batch.authorised
-    auditor = exchange.auditor
-
-    def in_transaction(connection: Connection, results: list) -> None:
-        prepared = list(batch.prepared_refusals)
-        for (index, stored, _pid), result in zip(authorised, results, strict=True):
-            submission = submissions[index]
-            if isinstance(result, ProvideResult):
-                outcomes[index] = BatchOutcome(submission, result, stored, None)
-                created = [d for d, p in zip(stored.documents, result.documents, strict=True) if p.created]
-                if len(created) == len(stored.documents) and index in batch.prepared_created:
-                    prepared += batch.prepared_created[index]  # as prepared ahead: every document is new
-                else:
-                    prepared += auditor.prepare_many([_created_record(auditor, principal, stored, created)])
-            else:
-                outcomes[index] = BatchOutcome(submission, None, None, result)
-                prepared += auditor.prepare_many([auditor.failure_record("ITI-65", principal, result,
-                                                                         patient_spid=stored.spid)])
-        auditor.write_prepared(connection, prepared)
-        if within is not None:
-            within(connection, outcomes)  # type: ignore[arg-type]
-
-    exchange.documents.provide_many([BatchItem(stored, pid) for _, stored, pid in authorised], within=in_transaction,
-                                    sealed_bodies=batch.sealed_bodies, sealed=batch.sealed)
-    for pid in {pid for index, _, pid in authorised if outcomes[index] is not None and outcomes[index].created}:
-        exchange.pages.documents_changed(pid)
-    return outcomes  # type: ignore[return-value]

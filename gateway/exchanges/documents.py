@@ -1,7 +1,9 @@
-"""The use-case layer: every exchange with the shared record passes here, whoever calls it (HTTP
-routes, the migration CLI, the MLLP bridge). Each use-case takes the acting principal, asks the
-policy decision point (`gateway.exchanges.access`), does the work through the record's stores and answers in
-FHIR terms. PPQm use-cases are in `policies.py`.
+"""The document exchange: documents in (ITI-65, and the provide seam the HL7 v2 bridge and the
+migration call: `batch_provide`), found (ITI-67), read and retrieved (ITI-68), whoever calls it (HTTP
+routes, the migration CLI, the MLLP bridge, the patient's page). Each use-case takes the acting
+principal, asks the policy decision point (`gateway.exchanges.access`), does the work through the
+record's stores and answers in FHIR terms. Identities are `identity.py`, PPQm `policies.py`,
+metadata changes `metadata.py`.
 """
 
 from __future__ import annotations
@@ -9,41 +11,34 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
 import orjson
 
-from adapters.cara import fhir_mapping, patient_mapping
+from adapters.cara import fhir_mapping
 from adapters.cara.client_json import DEFAULT_LIMITS, JsonLimits
-from adapters.cara.errors import Gone, InvalidInput, NotFound, UnknownPatient
+from adapters.cara.errors import Gone, InvalidInput, NotFound
 from adapters.cara.mhd_search import DocumentQuery, parse_find_request
-from adapters.cara.model import DocumentEntry, Identifier, PatientRecord, Submission
+from adapters.cara.model import DocumentEntry, Submission
 from adapters.cara.fhir_dates import fhir_instant
-from adapters.cara.store.documents import (
-    DatabaseDocumentStore,
-    MetadataVersions,
-    ProvideResult,
-    unknown_relation_target,
-)
+from adapters.cara.store.document_batches import ProvideResult
+from adapters.cara.store.documents import DatabaseDocumentStore
 from adapters.cara.store.patients import DatabasePatientIndex
 from adapters.cara.vocabulary import CONFIDENTIALITY_RANK
-from consent.pdp import Decision
 from consent.principal import Principal
 from gateway.exchanges.access import AccessControl
 from gateway.exchanges.auditing import Auditor, audited
 from gateway.auth.errors import AccessRefused
-from gateway.exchanges.batch_provide import AuthorisedBatch, BatchOutcome, authorise_many as _authorise_many
-from gateway.exchanges.batch_provide import provide_many as _provide_many, store_authorised as _store_authorised
-from gateway.exchanges.provenance import submitter_of, with_provenance
+from gateway.exchanges.batch_provide import AuthorisedBatch, BatchOutcome, DocumentProvider, Within
+from gateway.exchanges.record_changes import RecordChanges
+from gateway.exchanges.upload_rules import UploadRules
 from gateway.exchanges.paging_cursors import NOT_ISSUED, PAGING_PARAMS, PageCursors
 from gateway.exchanges.search_pages import NoSearchPages, SearchPages
 
 RENDERED_CACHED = 5_000
 PARSED_FINDS_CACHED = 5_000
-# Who may feed identities (ITI-104): systems and professionals, not patients or representatives.
-IDENTITY_FEEDERS = frozenset({"HCP", "ASS", "TCU", "PADM", "DADM"})
 
 
 @dataclass(frozen=True)
@@ -60,10 +55,10 @@ class Provided:
     spid: str
 
 
-class Exchange:
+class DocumentExchange:
     def __init__(self, *, documents: DatabaseDocumentStore, patients: DatabasePatientIndex, access: AccessControl,
                  auditor: Auditor, community_oid: str, cursors: PageCursors, pages: SearchPages | None = None,
-                 json_limits: JsonLimits = DEFAULT_LIMITS):
+                 json_limits: JsonLimits = DEFAULT_LIMITS, changes: RecordChanges | None = None):
         self.json_limits = json_limits
         self.cursors = cursors
         self.documents = documents
@@ -72,13 +67,18 @@ class Exchange:
         self.access = access
         self.auditor = auditor
         self.community_oid = community_oid
+        self.rules = UploadRules(documents=documents, patients=patients, access=access)
+        # The one provide seam; `changes`: who else must know, in its transaction, what was stored.
+        self.provider = DocumentProvider(rules=self.rules, documents=documents, patients=patients, access=access,
+                                         auditor=auditor, pages=self.pages, changes=changes or RecordChanges())
         self._rendered_cache: dict[tuple, bytes] = {}
         self._parsed_finds: dict[tuple, Any] = {}
-        # Called with the MPI-PID after a feed committed (ITI-104, A08): what waits on a patient's
-        # identity (the bridge's held messages) is processed again. Each must not raise.
-        self.patient_fed: list[Callable[[str], None]] = []
 
-    # -- ITI-65 -------------------------------------------------------------------------------
+    @property
+    def changes(self) -> RecordChanges:
+        return self.provider.changes
+
+    # -- ITI-65 and every other way documents come in (see batch_provide: one seam) -------------
     @audited("ITI-65")
     def provide(self, *, principal: Principal, body: bytes, base_url: str) -> Provided:
         bundle = fhir_mapping.parse_resource(body, "Bundle", limits=self.json_limits)
@@ -86,45 +86,38 @@ class Exchange:
 
     @audited("ITI-65")
     def provide_bundle(self, *, principal: Principal, bundle: dict[str, Any], base_url: str) -> Provided:
+        """ITI-65: the Bundle's submission as a batch of one. Its consent comes from the process's
+        policy cache, which in the gateway follows every change (see `DocumentProvider.authorise_many`)."""
         submission = fhir_mapping.submission_from_bundle(bundle)
-        submission, result = self.provide_submission(principal=principal, submission=submission)
+        submission, result = self._provide_one(principal, submission, fresh_policies=False)
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         locations = fhir_mapping.transaction_locations(bundle, submission, result, base_url=base_url)
         return Provided(fhir_mapping.transaction_response(locations, last_modified=now), result, submission.spid)
 
     @audited("ITI-65")
     def provide_submission(self, *, principal: Principal, submission: Submission) -> tuple[Submission, ProvideResult]:
-        """Provide a submission already in the record's model (ITI-65 after mapping, an HL7 v2 MDM, an
-        XDM package): identity, consent (provide level), storage and the ATC_DOC_CREATE record in one
-        transaction. Returns the submission as stored (levels raised) and the store's result."""
-        self.access.require_patient_context(principal, submission.spid)
-        pid = self.patients.pid_for_spid(submission.spid)
-        if pid is None:
-            raise UnknownPatient(f"EPR-SPID {submission.spid} is not registered in this community",
-                                 location="List.subject.identifier")
-        submission = self._authorise_upload(principal, submission, pid)
+        """One submission already in the record's model (an HL7 v2 MDM, an XDM package) as a batch of
+        one: identity, consent (provide level), storage and the ATC_DOC_CREATE record in one
+        transaction. Returns the submission as stored (levels raised) and the store's result; a
+        refusal is raised (already audited)."""
+        return self._provide_one(principal, submission, fresh_policies=True)
 
-        def audit_in_transaction(connection, result: ProvideResult) -> None:
-            created = [d.entry for d, p in zip(submission.documents, result.documents, strict=True) if p.created]
-            record = self.auditor.record("ITI-65", principal, atc_code="ATC_DOC_CREATE" if created else None,
-                                         patient_spid=submission.spid,
-                                         documents=tuple(self.auditor.document(e) for e in created),
-                                         submission_set_unique_id=submission.submission_set.unique_id)
-            self.auditor.write(connection, [record])
-
-        result = self.documents.provide(submission, patient_pid=pid, within=audit_in_transaction)
-        if any(provided.created for provided in result.documents):
-            self.pages.documents_changed(pid)
-        return submission, result
+    def _provide_one(self, principal: Principal, submission: Submission, *,
+                     fresh_policies: bool) -> tuple[Submission, ProvideResult]:
+        [outcome] = self.provider.provide_many(principal=principal, submissions=[submission],
+                                               fresh_policies=fresh_policies)
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.stored, outcome.result
 
     @audited("ITI-65")
     def provide_many(self, *, principal: Principal, submissions: Sequence[Submission],
-                     within: Callable | None = None) -> list[BatchOutcome]:
+                     within: Within | None = None) -> list[BatchOutcome]:
         """Many submissions in ONE database transaction with their audit records (one ATC_DOC_CREATE
         record per document) and one commit; each submission is all-or-nothing; a refused one is
         audited and does not affect the others; search pages invalidated for the patients changed.
         `within(connection, outcomes)` runs in that transaction before the commit (see batch_provide)."""
-        return _provide_many(self, principal=principal, submissions=submissions, within=within)
+        return self.provider.provide_many(principal=principal, submissions=submissions, within=within)
 
     @audited("ITI-65")
     def authorise_many(self, *, principal: Principal, submissions: Sequence[Submission],
@@ -132,69 +125,15 @@ class Exchange:
         """`provide_many`'s first half, for a caller that pipelines batches: every decision (patient
         context, provide level, write, named documents) and the bodies sealed, no transaction. The
         result goes to `store_authorised`; `in_flight` = the `names` of the batch still being stored."""
-        return _authorise_many(self, principal=principal, submissions=submissions, in_flight=in_flight)
+        return self.provider.authorise_many(principal=principal, submissions=submissions, in_flight=in_flight)
 
     @audited("ITI-65")
     def store_authorised(self, *, principal: Principal, batch: AuthorisedBatch,
-                         within: Callable | None = None) -> list[BatchOutcome]:
+                         within: Within | None = None) -> list[BatchOutcome]:
         """`provide_many`'s second half: the authorised batch in one transaction with its audit records."""
         if batch.principal != principal:
             raise AccessRefused("a batch is stored by the principal it was authorised for")
-        return _store_authorised(self, batch, within=within)
-
-    def _authorise_upload(self, principal: Principal, submission: Submission, pid: str, *,
-                          earlier_in_batch: frozenset[tuple[str, str]] = frozenset()) -> Submission:
-        """Provenance from the principal (`provenance`), each document raised to the record's provide
-        level (never lowered), then the write decided at the level it will be stored with, then every
-        document the submission names (`authorise_relations`). Any refusal refuses the whole
-        submission. Every provide path (ITI-65, XDM, HL7 v2, batches) passes here.
-        `earlier_in_batch`: (MPI-PID, uniqueId) of the documents this principal submits earlier in the
-        same batch, not stored yet (see `authorise_relations`)."""
-        members = self.patients.record_of(pid)
-        spid = members[0][1] or submission.spid  # the surviving patient's: documents stay with it
-        documents = []
-        for document in submission.documents:
-            document = with_provenance(principal, document)
-            level = self.access.upload_level(document.entry.confidentiality_level, pid=pid, spid=spid, group=members)
-            self.access.require(principal, spid=spid, pid=pid, action="write", confidentiality=level, group=members)
-            if level != document.entry.confidentiality_level:
-                document = replace(document, entry=document.entry.with_confidentiality_level(level))
-            documents.append(document)
-        submission = replace(submission, documents=tuple(documents))
-        self.authorise_relations(principal, submission, pid, earlier_in_batch=earlier_in_batch)
-        return submission
-
-    def authorise_relations(self, principal: Principal, submission: Submission, pid: str, *,
-                            earlier_in_batch: frozenset[tuple[str, str]] = frozenset()) -> None:
-        """Every document a submission names (relatesTo of any code) must be nameable by `principal`
-        (`require_nameable`); otherwise the answer is the one for a target that does not exist. A
-        target the same principal submits earlier in the same batch is its own submission, like a
-        stored one it submitted (the store still checks that it is accepted before this one)."""
-        for document in submission.documents:
-            for relation in document.relations:
-                if relation.target_unique_id and (pid, relation.target_unique_id) in earlier_in_batch:
-                    continue
-                self.require_nameable(principal, pid=pid, entry_id=relation.target_entry_id,
-                                      unique_id=relation.target_unique_id)
-
-    def require_nameable(self, principal: Principal, *, pid: str, entry_id: str | None = None,
-                         unique_id: str | None = None) -> DocumentEntry:
-        """The one rule for a request that names another document (replace, append, transform, sign;
-        a metadata update; an HL7 v2 T06/T10): the target must be a document of the patient `pid`
-        (surviving MPI-PID) that the principal may read, or one the same user submitted earlier on
-        behalf of the same responsible professional (a technical user never reads, but may replace
-        what it migrated or sent itself). Otherwise `unknown_relation_target`: the same answer as for
-        a document that does not exist, so the answer is no oracle, and nothing is changed."""
-        key = entry_id or unique_id or ""
-        target = self.documents.named_entry(entry_id=entry_id, unique_id=unique_id)
-        if target is None or self.patients.surviving_pid(target.patient_pid) != pid:
-            raise unknown_relation_target(key)
-        if target.submitter is not None and target.submitter == submitter_of(principal):
-            return target
-        decision, _, _ = self._read_decision(principal, target)
-        if not decision.permit:
-            raise unknown_relation_target(key)
-        return target
+        return self.provider.store_authorised(batch, within=within)
 
     # -- ITI-67 -------------------------------------------------------------------------------
     @audited("ITI-67")
@@ -280,14 +219,14 @@ class Exchange:
         (relabelling a document restricted must not leave its old version readable)."""
         entry, spid, decision = self._readable_entry(principal, entry_id, "DocumentReference", "ITI-67",
                                                      gone_if_permitted=True)
-        versions = MetadataVersions(self.documents)
+        versions = self.documents.versions
         if version is not None and version != entry.version:
             kept = {v.version: v for v in versions.history(entry.entry_id)}.get(version)
             if kept is None:
                 raise NotFound(f"DocumentReference/{entry_id} has no version {version}",
                                location="DocumentReference.meta.versionId")
             kept = replace(kept, patient_pid=entry.patient_pid)
-            if not self._read_decision(principal, kept)[0].permit:
+            if not self.rules.read_decision(principal, kept)[0].permit:
                 refusal = NotFound(f"DocumentReference/{entry_id} has no version {version}")
                 self.auditor.failure("ITI-67", principal, refusal, atc_code="ATC_DOC_READ", patient_spid=spid,
                                      documents=(self.auditor.document(entry),))
@@ -308,41 +247,6 @@ class Exchange:
         self._record_read("ITI-68", principal, entry, spid, decision, what="retrieve")
         return Retrieved(content, entry.mime_type, entry)
 
-    # -- ITI-104 ------------------------------------------------------------------------------
-    @audited("ITI-104")
-    def register_patient(self, *, principal: Principal, identifier_param: str | None,
-                         body: bytes) -> tuple[dict[str, Any], bool]:
-        if principal.role not in IDENTITY_FEEDERS:
-            raise AccessRefused(f"role {principal.role} may not feed patient identities")
-        source = _source_identifier(identifier_param)
-        resource = fhir_mapping.parse_resource(body, "Patient", limits=self.json_limits)
-        incoming = patient_mapping.patient_from_resource(resource)
-        record, created = self.patients.register(source, incoming)
-        # The ledger is in the clear: the record names the patient by SPID only, no local id, no demographics.
-        self.auditor.write_now([self.auditor.record("ITI-104", principal, action="C" if created else "U",
-                                                    patient_spid=record.spid)])
-        self._fed(record.pid)
-        return patient_mapping.with_version(patient_mapping.patient_resource(record, community_oid=self.community_oid),
-                                            self.patients.version_of(record.pid)), created
-
-    @audited("ITI-104")
-    def register_patient_record(self, *, principal: Principal, source: Identifier,
-                                incoming: PatientRecord) -> tuple[PatientRecord, bool]:
-        """ITI-104 at the model level (an HL7 v2 ADT^A08 after mapping): the same feeder rule, identity
-        vigilance (a conflict raises IdentityConflict with its review case) and audit record."""
-        if principal.role not in IDENTITY_FEEDERS:
-            raise AccessRefused(f"role {principal.role} may not feed patient identities")
-        # An ADT message carries no birth name nor managing organisation: the MPI keeps the ones it has.
-        record, created = self.patients.register(source, incoming, complete=False)
-        self.auditor.write_now([self.auditor.record("ITI-104", principal, action="C" if created else "U",
-                                                    patient_spid=record.spid)])
-        self._fed(record.pid)
-        return record, created
-
-    def _fed(self, pid: str) -> None:
-        for follower in self.patient_fed:
-            follower(pid)
-
     # -- helpers ------------------------------------------------------------------------------
     def _entry_json(self, entry: DocumentEntry, last_updated: str | None, spid: str, base_url: str) -> bytes:
         """The searchset entry of an entry, serialised once per version and status (entries are
@@ -361,18 +265,6 @@ class Exchange:
             self._rendered_cache[key] = serialised
         return serialised
 
-    def _read_decision(self, principal: Principal, entry: DocumentEntry):
-        """(decision, the entry's own patient's SPID, its merged record) for reading `entry`: decided
-        under its own patient's policies and every restriction of the patients merged with it
-        (`AccessControl.owner_policies`), never under another patient's grants."""
-        members = self.patients.record_of(entry.patient_pid)
-        spid = dict(members).get(entry.patient_pid)
-        if spid is None:
-            return Decision(False, "the document's patient has no SPID"), None, members
-        decision = self.access.decide(principal, spid=spid, pid=entry.patient_pid, action="read",
-                                      confidentiality=entry.confidentiality_level, group=members)
-        return decision, spid, members
-
     def _readable_entry(self, principal: Principal, entry_id: str, kind: str, transaction: str, *,
                         gone_if_permitted: bool = False):
         """(entry, its patient's SPID, the permit), or NotFound — the same answer for a document that
@@ -386,7 +278,7 @@ class Exchange:
         entry = self.documents.get_entry(entry_id)
         if entry is None or (entry.status == "deleted" and not gone_if_permitted):
             raise NotFound(f"{kind}/{entry_id} is not known")
-        decision, spid, members = self._read_decision(principal, entry)
+        decision, spid, members = self.rules.read_decision(principal, entry)
         if entry.status == "deleted" and principal.role == "DADM" and spid is not None:
             # The document administrator reaches a document through its metadata (CH:MHD-1), not a
             # read: it is told Gone where it could have deleted it, as the patient and the readers are.
@@ -414,14 +306,6 @@ class Exchange:
         self.auditor.write_now([self.auditor.record(transaction, principal, atc_code="ATC_DOC_READ",
                                                     patient_spid=spid, documents=(self.auditor.document(entry),))])
         self.access.fulfil(decision, principal, pid=entry.patient_pid, what=what, documents=(entry.unique_id,))
-
-
-def _source_identifier(value: str | None) -> Identifier:
-    system, _, local = (value or "").partition("|")
-    if not system or not local:
-        raise InvalidInput("ITI-104 needs ?identifier=<system>|<value> naming the source identifier",
-                           location="identifier")
-    return Identifier(system, local)
 
 
 def _search_url(base_url: str, params: list[tuple[str, str]]) -> str:

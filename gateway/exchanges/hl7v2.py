@@ -31,7 +31,7 @@ from adapters.infomed.hl7v2.structures import structure_for
 from consent.principal import Principal
 from gateway.exchanges.auditing import Auditor
 from gateway.auth.errors import AccessRefused
-from gateway.exchanges.documents import Exchange
+from gateway.exchanges.documents import DocumentExchange
 from gateway.exchanges.identity import IdentityExchange
 from gateway.exchanges.senders import Sender, SenderRegistry
 
@@ -85,7 +85,7 @@ class PendingDocument:
 
 
 class Hl7Exchange:
-    def __init__(self, *, exchange: Exchange, identities: IdentityExchange, inbox: DatabaseMessageInbox,
+    def __init__(self, *, exchange: DocumentExchange, identities: IdentityExchange, inbox: DatabaseMessageInbox,
                  auditor: Auditor, senders: SenderRegistry):
         self.exchange = exchange
         self.identities = identities
@@ -381,7 +381,7 @@ class Hl7Exchange:
     def _demographics(self, message: Message, sender: Sender, principal):
         feed = adt.patient_feed(message, assigning_authority=sender.profile.assigning_authority)
         try:
-            self.exchange.register_patient_record(principal=principal, source=feed.source, incoming=feed.incoming)
+            self.identities.register_patient_record(principal=principal, source=feed.source, incoming=feed.incoming)
         except IdentityConflict as conflict:
             # The MPI kept the case (durable): accepted, held for review, and the sender is told why.
             text = f"held for identity review ({conflict.reason}), case {conflict.review_id}"

@@ -1,5 +1,5 @@
-"""Patient identity use-cases: PIXm (ITI-83), PDQm (ITI-78 search and read), merge and unmerge,
-and the identity review list. The ITI-104 feed stays in `documents.py`.
+"""Patient identity use-cases: the ITI-104 feed (FHIR, and HL7 v2 ADT at the model level), PIXm
+(ITI-83), PDQm (ITI-78 search and read, ITI-119 $match), merge and unmerge, and the identity review list.
 
 Looking identities up is for professionals and systems, never for patients or representatives (403);
 a token bound to one patient (extended token) sees that patient only. Every query is audited (ITI-83,
@@ -19,17 +19,15 @@ from adapters.cara.store.patient_match import shared_demographics
 from adapters.cara.client_json import DEFAULT_LIMITS, JsonLimits
 from adapters.cara.errors import InvalidInput, NotFound
 from adapters.cara.model import Identifier, PatientRecord
-from adapters.cara.store.patients import DatabasePatientIndex, IdentityReview
+from adapters.cara.store.identity_reviews import IdentityReview
+from adapters.cara.store.patients import DatabasePatientIndex
 from adapters.cara.vocabulary import SPID_SYSTEM
 from consent.principal import Principal
-from gateway.exchanges.access import AccessControl
+from consent.roles import IDENTITY_FEEDERS, IDENTITY_READERS, MERGERS, REVIEWERS
 from gateway.exchanges.auditing import Auditor, audited
 from gateway.auth.errors import AccessRefused
 from gateway.exchanges.search_pages import NoSearchPages, SearchPages
 
-IDENTITY_READERS = frozenset({"HCP", "ASS", "TCU", "DADM", "PADM"})
-MERGERS = frozenset({"DADM", "PADM", "TCU"})
-REVIEWERS = frozenset({"DADM", "PADM"})
 PIX_PARAMS = ("sourceIdentifier", "targetSystem")
 
 
@@ -42,8 +40,44 @@ class IdentityExchange:
         self.pages = pages or NoSearchPages()
         self.mpi_system = f"urn:oid:{community_oid}"
         self.community_oid = community_oid
-        # Called with the MPI-PID after an identity review naming it was resolved (see Exchange.patient_fed).
+        # Called with the MPI-PID after a feed committed (ITI-104, A08): what waits on a patient's
+        # identity (the bridge's held messages) is processed again. Each must not raise.
+        self.patient_fed: list[Callable[[str], None]] = []
+        # Called with the MPI-PID after an identity review naming it was resolved (as `patient_fed`).
         self.review_resolved: list[Callable[[str], None]] = []
+
+    # -- ITI-104 ------------------------------------------------------------------------------
+    @audited("ITI-104")
+    def register_patient(self, *, principal: Principal, identifier_param: str | None,
+                         body: bytes) -> tuple[dict[str, Any], bool]:
+        _require_role(principal, IDENTITY_FEEDERS, "feed patient identities")
+        source = _source_identifier(identifier_param)
+        resource = fhir_mapping.parse_resource(body, "Patient", limits=self.json_limits)
+        incoming = patient_mapping.patient_from_resource(resource)
+        record, created = self.patients.register(source, incoming)
+        # The ledger is in the clear: the record names the patient by SPID only, no local id, no demographics.
+        self.auditor.write_now([self.auditor.record("ITI-104", principal, action="C" if created else "U",
+                                                    patient_spid=record.spid)])
+        self._fed(record.pid)
+        return patient_mapping.with_version(patient_mapping.patient_resource(record, community_oid=self.community_oid),
+                                            self.patients.version_of(record.pid)), created
+
+    @audited("ITI-104")
+    def register_patient_record(self, *, principal: Principal, source: Identifier,
+                                incoming: PatientRecord) -> tuple[PatientRecord, bool]:
+        """ITI-104 at the model level (an HL7 v2 ADT^A08 after mapping): the same feeder rule, identity
+        vigilance (a conflict raises IdentityConflict with its review case) and audit record."""
+        _require_role(principal, IDENTITY_FEEDERS, "feed patient identities")
+        # An ADT message carries no birth name nor managing organisation: the MPI keeps the ones it has.
+        record, created = self.patients.register(source, incoming, complete=False)
+        self.auditor.write_now([self.auditor.record("ITI-104", principal, action="C" if created else "U",
+                                                    patient_spid=record.spid)])
+        self._fed(record.pid)
+        return record, created
+
+    def _fed(self, pid: str) -> None:
+        for follower in self.patient_fed:
+            follower(pid)
 
     # -- ITI-83 -------------------------------------------------------------------------------
     @audited("ITI-83")
@@ -64,10 +98,9 @@ class IdentityExchange:
                 raise AccessRefused(f"targetSystem {system} is not a patient identifier domain this MPI discloses")
         pid = self._resolve(source)
         record = self.patients.get(pid) if pid else None
-        if record is None:
+        if record is None or not _in_context(principal, record):
             raise NotFound(f"sourceIdentifier {source.system}|… is not known to this MPI",
                            location="sourceIdentifier")
-        AccessControl.require_patient_context(principal, record.spid)
         known = [i for i in self._identifiers(record) if i != source]
         # In the order the domains were asked for (as the CH PIXm example answers); without targetSystem
         # (CH PIXm IN requires 1..2), the two domains of the EPR: the SPID and this community's MPI-PID.
@@ -125,9 +158,8 @@ class IdentityExchange:
     def read(self, *, principal: Principal, pid: str) -> dict[str, Any]:
         _require_role(principal, IDENTITY_READERS, "read patient identities")
         record = self.patients.get(pid)
-        if record is None:
+        if record is None or not _in_context(principal, record):
             raise NotFound(f"Patient/{pid} is not known")
-        AccessControl.require_patient_context(principal, record.spid)
         self.auditor.write_now([self.auditor.record("ITI-78", principal, action="R", patient_spid=record.spid)])
         return patient_mapping.with_version(self._resource(record), self.patients.version_of(record.pid))
 
@@ -135,7 +167,7 @@ class IdentityExchange:
         group = self.patients.pids_for(record.pid)
         local = [i for r in self.patients.get_many(group) for i in r.identifiers]
         return patient_mapping.pdqm_patient(record, community_oid=self.community_oid, identifiers=local,
-                                            replaced_by=self.patients.replaced_by(record.pid), replaces=group[1:])
+                                            replaced_by=self.patients.links.replaced_by(record.pid), replaces=group[1:])
 
     # -- ITI-119 ------------------------------------------------------------------------------
     @audited("ITI-119")
@@ -210,7 +242,7 @@ class IdentityExchange:
                                                                 patient_spid=records[p].spid)
                                             for p in (source, target) if p in records])
 
-        change = self.patients.unmerge if undo else self.patients.merge
+        change = self.patients.links.unmerge if undo else self.patients.links.merge
         change(retired=source, surviving=target, within=audit_in_transaction)
         self.pages.identities_changed()  # whose documents a search finds has changed
         surviving = self.patients.get(target)
@@ -246,19 +278,34 @@ class IdentityExchange:
         if params:  # strict like every search: a filter the list does not apply is an error, not ignored
             raise InvalidInput("the identity review list takes no search parameters",
                                location="identity-reviews?" + "&".join(sorted({n for n, _ in params})))
-        reviews = self.patients.open_reviews()
+        reviews = self.patients.reviews.open_reviews()
         self.auditor.write_now([self.auditor.record("identity-review", principal, action="R")])
         return {"reviews": [_review_json(r) for r in reviews]}
 
     @audited("identity-review")
     def resolve_review(self, *, principal: Principal, review_id: str) -> dict[str, Any]:
         _require_role(principal, REVIEWERS, "resolve identity reviews")
-        review = self.patients.resolve_review(review_id)
+        review = self.patients.reviews.resolve(review_id)
         self.auditor.write_now([self.auditor.record("identity-review", principal, action="U")])
         if review.pid:
             for follower in self.review_resolved:
                 follower(review.pid)
         return _review_json(review)
+
+
+def _source_identifier(value: str | None) -> Identifier:
+    system, _, local = (value or "").partition("|")
+    if not system or not local:
+        raise InvalidInput("ITI-104 needs ?identifier=<system>|<value> naming the source identifier",
+                           location="identifier")
+    return Identifier(system, local)
+
+
+def _in_context(principal: Principal, record: PatientRecord) -> bool:
+    """Whether a token bound to a patient (extended token) may be answered about this one. Another
+    patient is answered exactly like one the MPI does not know (404), never with a 403 that would
+    confirm the identifier exists."""
+    return principal.patient_spid is None or principal.patient_spid == record.spid
 
 
 def _require_role(principal: Principal, roles: frozenset[str], what: str) -> None:

@@ -1,4 +1,4 @@
-"""Use-cases of a bulk import (the Infomed migration) beside `Exchange.provide_many`.
+"""Use-cases of a bulk import (the Infomed migration) beside `DocumentExchange.provide_many`.
 
 - `patients_for_import`: each document's local patient id (ITI-104 fed) → the patient's SPID, or why
   its documents must wait: unknown patient, no EPR (no SPID, or never onboarded), an open identity
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from adapters.cara.model import Identifier
 from consent.principal import Principal
 from gateway.auth.errors import AccessRefused
-from gateway.exchanges.documents import Exchange
+from gateway.exchanges.documents import DocumentExchange
 
 UNKNOWN_PATIENT = "unknown-patient"
 NO_EPR = "no-epr"
@@ -49,7 +49,7 @@ def _fold(value: str | None) -> str | None:
 
 
 class ImportExchange:
-    def __init__(self, *, exchange: Exchange):
+    def __init__(self, *, exchange: DocumentExchange):
         self.exchange = exchange
 
     def patients_for_import(self, *, principal: Principal,

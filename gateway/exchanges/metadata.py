@@ -1,13 +1,13 @@
 """CH:MHD-1 Update Document Metadata as a use-case: who may change which metadata of a stored entry.
 
-Every change is a new metadata version (the replaced one is kept, see `store.documents.MetadataVersions`),
+Every change is a new metadata version (the replaced one is kept, see `store.metadata_versions`),
 decided by the PDP, recorded in the same transaction as CH:MHD-1 with the patient's trail entry
 (ATC_DOC_UPDATE, or ATC_DOC_DELETE when a document administrator deletes), and followed by a bump of
 the patient's search pages. The HTTP face (PUT DocumentReference, a Bundle of PUTs) and the patient's
 page call the same methods.
 
 Which document may be named: one the principal may read (the PDP's read decision at the entry's
-level, as `Exchange._readable_entry` asks) or, for a document administrator, one it may administer.
+level, as `DocumentExchange._readable_entry` asks) or, for a document administrator, one it may administer.
 Any other answers 404 exactly like a document that does not exist, so a refusal reveals nothing.
 """
 
@@ -31,18 +31,17 @@ from adapters.cara.metadata_update import (
     read_update,
 )
 from adapters.cara.model import DocumentEntry
-from adapters.cara.store.documents import DatabaseDocumentStore, MetadataVersions
+from adapters.cara.store.documents import DatabaseDocumentStore
 from adapters.cara.store.patients import DatabasePatientIndex
 from consent.pdp import LEVELS
 from consent.principal import Principal
+from consent.roles import PATIENT_SIDE, PROFESSIONAL_AUTHORS, PROFESSIONALS
 from gateway.exchanges.access import AccessControl
 from gateway.exchanges.auditing import Auditor, audited
+from gateway.exchanges.record_changes import ChangedEntry, RecordChanges
 from gateway.auth.errors import AccessRefused
 from gateway.exchanges.search_pages import NoSearchPages, SearchPages
 
-PATIENT_SIDE = frozenset({"PAT", "REP"})
-PROFESSIONALS = frozenset({"HCP", "ASS"})
-PROFESSIONAL_AUTHORS = frozenset({"HCP", "ASS", "TCU"})
 PROFILE_UPDATE_REQUEST = "http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/ch-mhd-1-updatedocumentmetadatatransactionrequest"
 PROFILE_UPDATE_RESPONSE = ("http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/"
                            "ch-mhd-1-updatedocumentmetadatatransactionresponse")
@@ -67,10 +66,12 @@ TRANSACTION = "CH-MHD-1"  # its code in urn:e-health-suisse:event-type-code
 
 class MetadataExchange:
     def __init__(self, *, documents: DatabaseDocumentStore, patients: DatabasePatientIndex, access: AccessControl,
-                 auditor: Auditor, pages: SearchPages | None = None, json_limits: JsonLimits = DEFAULT_LIMITS):
+                 auditor: Auditor, pages: SearchPages | None = None, json_limits: JsonLimits = DEFAULT_LIMITS,
+                 changes: RecordChanges | None = None):
         self.json_limits = json_limits
+        self.changes = changes or RecordChanges()  # told in the transaction what each change stored
         self.documents = documents
-        self.versions = MetadataVersions(documents)
+        self.versions = documents.versions
         self.patients = patients
         self.access = access
         self.auditor = auditor
@@ -221,6 +222,9 @@ class MetadataExchange:
             self.auditor.write(connection, [
                 self.auditor.record(TRANSACTION, principal, atc_code=change.atc_code, action="U",
                                     patient_spid=change.spid, documents=(document(entry),))
+                for change, entry in zip(pending, stored, strict=True)])
+            self.changes.metadata_changed(connection, [
+                ChangedEntry(principal, change.spid, change.current, entry)
                 for change, entry in zip(pending, stored, strict=True)])
 
         stored = iter(self.versions.update_all(

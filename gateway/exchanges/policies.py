@@ -11,6 +11,7 @@ from collections.abc import Callable
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 from urllib.parse import urlencode
 
@@ -59,7 +60,7 @@ class PolicyExchange:
         self._patients = patients
         self._access = access
         self.auditor = auditor
-        # Called with the MPI-PID once a patient's EPR is opened (onboarding; see Exchange.patient_fed).
+        # Called with the MPI-PID once a patient's EPR is opened (onboarding; see IdentityExchange.patient_fed).
         self.onboarded: list[Callable[[str], None]] = []
 
     # -- PPQ-3 / PPQ-4 ------------------------------------------------------------------------
@@ -250,6 +251,20 @@ class PolicyExchange:
         if role == "HCP" and principal.acting_for == subject and principal.acting_for_name:
             return principal.acting_for_name
         return None
+
+    def today(self) -> date:
+        """The day policies are judged against: the decision point's clock (a page that shows which
+        policies are in force must use the same day as the decisions)."""
+        return self._access.today()
+
+    def onboard_unless_open(self, *, principal: Principal, spid: str) -> bool:
+        """Onboard (see `onboard`) a registered patient whose EPR is not open yet, i.e. who has no
+        policies; False for an unknown SPID or an EPR already open (nothing written)."""
+        pid = self._patients.pid_for_spid(spid)
+        if pid is None or self._access.policies(pid):
+            return False
+        self.onboard(principal=principal, spid=spid)
+        return True
 
     def onboard(self, *, principal: Principal, spid: str) -> tuple[Policy, ...]:
         """The bootstrap set (201 full access, 202 emergency normal, 203 provide normal)."""

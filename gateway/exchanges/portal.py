@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from adapters.cara.store.patients import DatabasePatientIndex
 from consent.principal import Principal
+from consent.roles import PATIENT_SIDE
 from gateway.exchanges.access import AccessControl
 from gateway.exchanges.auditing import Auditor, audited
 from gateway.auth.errors import AccessRefused
@@ -27,7 +28,7 @@ class PortalExchange:
         """A patient or representative, as the identity provider (or the development page) named them,
         becomes the page's principal only if the MPI knows the patient and, for a representative, a
         303 naming them is in force. Refused: AccessRefused (the same answer for both reasons)."""
-        if principal.role not in ("PAT", "REP") or not principal.patient_spid:
+        if principal.role not in PATIENT_SIDE or not principal.patient_spid:
             raise AccessRefused("the patient's page is for patients and their representatives")
         pid = self._patients.pid_for_spid(principal.patient_spid)
         if pid is None:

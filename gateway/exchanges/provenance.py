@@ -8,7 +8,7 @@ that states another one is refused with a finding at its FHIRPath (422) and noth
 request (or an HL7 v2 / XDM mapping) that leaves it out gets the principal's role.
 
 The submitter (role, user id, responsible GLN) is recorded beside it, so that a technical user may
-later name what it submitted itself (see `Exchange.require_nameable`).
+later name what it submitted itself (see `upload_rules.UploadRules.may_name`).
 """
 
 from __future__ import annotations

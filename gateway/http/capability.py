@@ -24,7 +24,7 @@ IMPLEMENTATION_GUIDE = f"{CH_EPR}/ImplementationGuide/ch.fhir.ig.ch-epr-fhir"
 # The CH EPR FHIR CapabilityStatements of the actors this gateway implements.
 INSTANTIATES = tuple(f"{CH_EPR}/CapabilityStatement/{actor}" for actor in (
     "CH.MHD.DocumentRecipient", "CH.MHD.DocumentResponder", "CH.PIXm.Manager", "CH.PDQm.Supplier",
-    "CH.PPQm.PolicyRepository", "CH.ATNA.AuditRecordRepository"))
+    "CH.PPQm.PolicyRepository", "PatientAuditRecordRepositoryCapabilityStatement"))  # the last: CH:ATC (ITI-81)
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 
 PROFILES = {
@@ -52,7 +52,7 @@ def capability_statement(routes, *, base: str, date: str, version: str, oauth: d
     resources: dict[str, dict[str, Any]] = {}
     system: dict[str, str] = {}
     for route in every_route(routes):
-        if route.path.startswith("/fhir") and route.path != "/fhir/metadata":
+        if route.path.startswith("/fhir") and route.path != "/fhir/metadata" and "/.well-known/" not in route.path:
             for method in sorted((route.methods or set()) - {"HEAD"}):
                 _declare(route, method, resources, system)
     rest: dict[str, Any] = {

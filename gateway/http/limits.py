@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from adapters.cara.errors import Issue
 from adapters.cara.identifier_syntax import ascii_int
-from gateway.http.outcomes import fhir_response, operation_outcome
+from gateway.http.outcomes import HttpProblem, problem_response
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HttpProblem):
+    """Raised while the body streams in; answered 413 by the app's HttpProblem handler (audited)."""
+
+    def __init__(self, max_bytes: int):
+        super().__init__(413, "too-costly", f"the request body exceeds the limit of {max_bytes} bytes")
 
 
 class BodySizeLimit:
@@ -36,7 +38,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -51,6 +53,6 @@ class BodySizeLimit:
                 await self._reject(scope, receive, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        outcome = operation_outcome([Issue(f"the request body exceeds the limit of {self.max_bytes} bytes")],
-                                    code="too-costly")
-        await fhir_response(outcome, 413, {"Connection": "close"})(scope, receive, send)
+        refusal = BodyTooLarge(self.max_bytes)
+        refusal.headers = {"Connection": "close"}
+        await problem_response(refusal)(scope, receive, send)

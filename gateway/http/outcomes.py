@@ -1,6 +1,11 @@
-"""Every error leaves the gateway as a FHIR OperationOutcome, built here, with one status mapping.
+"""Every error leaves the FHIR face as an OperationOutcome, built here, with one status mapping.
 
-Internal details (stack traces, SQL, key ids) go to the log; the client gets what it can act on.
+The record's refusals (`RecordError` subclasses) map by type (`STATUS_BY_ERROR`); the face's own
+refusals are `HttpProblem`s carrying their status; `install_error_handlers` is the app's whole error
+table (a middleware that must answer before the app, e.g. the body limit, renders through
+`problem_response` too). Internal details (stack traces, SQL, key ids) go to the log; the client gets
+what it can act on. `tests/unit/gateway/http/test_error_table.py` keeps other HTTP modules from building
+error answers.
 """
 
 from __future__ import annotations
@@ -9,6 +14,8 @@ import logging
 from typing import Any
 
 import orjson
+from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -26,6 +33,10 @@ from adapters.cara.errors import (
     TooLarge,
     UnknownPatient,
 )
+from gateway.auth.errors import AccessRefused
+from gateway.exchanges.audit_commit import AuditUnavailable
+from gateway.http.route_table import methods_for_path
+from gateway.http.trailing_slash import slash_redirect
 
 FHIR_JSON = "application/fhir+json"
 log = logging.getLogger("epr.gateway")
@@ -92,8 +103,38 @@ async def handle_record_error(_request: Request, exc: RecordError) -> Response:
     return record_error_response(exc)
 
 
-async def handle_problem(_request: Request, exc: HttpProblem) -> Response:
-    return problem_response(exc)
+async def handle_problem(request: Request, problem: HttpProblem) -> Response:
+    """A refusal at the HTTP face (media type, size, …; `limits.BodyTooLarge` is one) is audited like
+    any other, unless authentication already recorded it; an unwritable ledger turns it into a 503."""
+    if not getattr(problem, "audited", False):
+        try:
+            described = HttpProblem(problem.status, problem.code,
+                                    f"{request.method} {request.url.path}: {problem.message}")
+            await run_in_threadpool(request.app.state.services.auditor.failure, "HTTP",
+                                    getattr(request.state, "principal", None), described)
+        except AuditUnavailable as unavailable:
+            return record_error_response(unavailable)
+    return problem_response(problem)
+
+
+async def handle_invalid_request(_request: Request, exc: RequestValidationError) -> Response:
+    """FastAPI's own parameter validation (a path or query value of the wrong type)."""
+    issues = [Issue(e["msg"], ".".join(str(p) for p in e["loc"])) for e in exc.errors()[:10]]
+    return fhir_response(operation_outcome(issues, code="invalid"), 400)
+
+
+async def handle_not_found(request: Request, _exc: Exception) -> Response:
+    redirect = slash_redirect(request)  # the same path without its trailing slash, relative
+    if redirect is not None:
+        return redirect
+    message = f"no such resource or interaction: {request.method} {request.url.path}"
+    return fhir_response(operation_outcome([Issue(message)], code="not-found"), 404)
+
+
+async def handle_not_allowed(request: Request, _exc: Exception) -> Response:
+    message = f"{request.method} is not supported on {request.url.path}"
+    allowed = ", ".join(sorted(methods_for_path(request.app.router.routes, request.url.path)))
+    return fhir_response(operation_outcome([Issue(message)], code="not-supported"), 405, {"Allow": allowed})
 
 
 async def handle_unexpected(_request: Request, exc: Exception) -> Response:
@@ -102,6 +143,17 @@ async def handle_unexpected(_request: Request, exc: Exception) -> Response:
                                            code="exception"), 500)
 
 
-async def handle_refused(_request: Request, exc) -> Response:
+async def handle_refused(_request: Request, exc: AccessRefused) -> Response:
     """A valid principal that may not do this (AccessRefused): 403 with the decision's reason."""
     return problem_response(HttpProblem(403, "forbidden", exc.reason))
+
+
+def install_error_handlers(app) -> None:
+    """The FHIR face's error table: each kind of failure and the handler that answers it."""
+    app.add_exception_handler(RecordError, handle_record_error)
+    app.add_exception_handler(HttpProblem, handle_problem)
+    app.add_exception_handler(AccessRefused, handle_refused)
+    app.add_exception_handler(RequestValidationError, handle_invalid_request)
+    app.add_exception_handler(404, handle_not_found)
+    app.add_exception_handler(405, handle_not_allowed)
+    app.add_exception_handler(Exception, handle_unexpected)

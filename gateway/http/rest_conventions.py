@@ -26,7 +26,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.cara.errors import Issue
-from gateway.http.outcomes import fhir_response, operation_outcome
+from gateway.http.outcomes import HttpProblem, operation_outcome, problem_response
 from gateway.http.route_table import methods_for_path
 from gateway.http.search_parameters import search_for_path
 from adapters.cara.identifier_syntax import ascii_int
@@ -58,17 +58,15 @@ class RestConventions:
         params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
         refusal = _format_refusal(params, headers.get("accept", ""))
         if refusal is not None:
-            await fhir_response(operation_outcome([Issue(refusal)], code="not-supported"), 406)(scope, receive, send)
+            await problem_response(HttpProblem(406, "not-supported", refusal))(scope, receive, send)
             return
         asked_format = next((value for name, value in params if name == "_format"), None)
         params = [(name, value) for name, value in params if name != "_format"]
         path, method = scope["path"], scope["method"]
         if method == "POST" and path.rstrip("/").endswith("/_search"):
             form = await _search_form(headers, receive)
-            if isinstance(form, str):
-                status = 413 if "exceeds" in form else 415
-                outcome = operation_outcome([Issue(form, "Content-Type")], code="not-supported")
-                await fhir_response(outcome, status)(scope, receive, send)
+            if isinstance(form, HttpProblem):
+                await problem_response(form)(scope, receive, send)
                 return
             params += form
             path, method, receive = path.rstrip("/").removesuffix("/_search"), "GET", _empty_body
@@ -86,8 +84,8 @@ class RestConventions:
         if search is not None:
             result = _search_result(params, search)
             if isinstance(result, str):
-                outcome = operation_outcome([Issue(result, "_summary")], code="not-supported")
-                await fhir_response(outcome, 400)(scope, receive, send)
+                await problem_response(HttpProblem(400, "not-supported", result, location="_summary"))(scope, receive,
+                                                                                                     send)
                 return
             params, count_only = result
         # `fhir_format`: a JSON _format was asked (Binary answers a resource then, see document_headers).
@@ -139,22 +137,26 @@ def _lenient(headers: Headers) -> bool:
     return "handling=lenient" in {p.replace(" ", "") for p in preferences}
 
 
-async def _search_form(headers: Headers, receive: Receive) -> list[tuple[str, str]] | str:
+async def _search_form(headers: Headers, receive: Receive) -> list[tuple[str, str]] | HttpProblem:
     media_type = headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type not in (FORM, ""):
-        return f"POST [type]/_search takes the parameters as {FORM}"
+        return _form_refused(415, f"POST [type]/_search takes the parameters as {FORM}")
     body = b""
     while True:
         message = await receive()
         body += message.get("body", b"")
         if len(body) > MAX_SEARCH_FORM_BYTES:
-            return f"the search form exceeds {MAX_SEARCH_FORM_BYTES} bytes"
+            return _form_refused(413, f"the search form exceeds {MAX_SEARCH_FORM_BYTES} bytes")
         if not message.get("more_body", False):
             break
     try:
         return parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
-        return "the search form is not UTF-8"
+        return _form_refused(415, "the search form is not UTF-8")
+
+
+def _form_refused(status: int, message: str) -> HttpProblem:
+    return HttpProblem(status, "not-supported", message, location="Content-Type")
 
 
 async def _empty_body() -> Message:

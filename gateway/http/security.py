@@ -22,27 +22,27 @@ from gateway.http.outcomes import HttpProblem
 
 # Public metadata only (no patient data): the CapabilityStatement, the SMART configuration, health, and the
 # OpenAPI description with its page (switchable off: EPR_API_DOCS=false; off by default in production).
-PUBLIC_PATHS = frozenset({"/fhir/metadata", "/.well-known/smart-configuration", "/health/live", "/health/ready",
-                          "/openapi.json", "/docs"})
+PUBLIC_PATHS = frozenset({"/fhir/metadata", "/.well-known/smart-configuration", "/fhir/.well-known/smart-configuration",
+                          "/health/live", "/health/ready", "/openapi.json", "/docs"})
 log = logging.getLogger("epr.gateway.auth")
 
 
 def authenticate(request: Request) -> Principal:
     """Bearer IUA token (+ client certificate when mutual TLS is on) → Principal, or 401/403."""
-    services = request.app.state.services
+    face = request.app.state.http
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("no bearer token: this exchange needs an IUA access token")
     try:
-        principal = services.verifier.verify(token.strip())
+        principal = face.verifier.verify(token.strip())
     except AuthenticationFailed as exc:
         log.info("token refused: %s", exc.reason)  # the reason only: the token never reaches the log
         raise _unauthorized(f"invalid token: {exc.reason}") from None
     except AccessRefused as exc:
         raise HttpProblem(403, "forbidden", exc.reason) from None
     subject = getattr(request.state, "tls_client_subject", None)
-    if principal.role in services.settings.mtls_roles and not subject:
+    if principal.role in face.settings.mtls_roles and not subject:
         raise HttpProblem(403, "forbidden", f"role {principal.role} must connect with a client certificate "
                                             "(mutual TLS)")
     if subject:
@@ -59,7 +59,7 @@ async def require_principal(request: Request) -> Principal:
     verifier's cache in microseconds) costs no thread hop; a refusal is audited in the thread pool."""
     principal = getattr(request.state, "principal", None)
     if principal is None:
-        refusals = request.app.state.services.auth_refusals
+        refusals = request.app.state.http.refusals
         address = request.client.host if request.client else None
         wait = refusals.retry_after(address)
         if wait is not None:  # too many refusals from this address: not even parsed (see auth_refusals)

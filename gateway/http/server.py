@@ -65,9 +65,9 @@ def run(settings: Settings, *, workers: int = 1, sock: socket.socket | None = No
         timeout_keep_alive=30, log_config=LOG_CONFIG,
     )
     if sock is None:
-        uvicorn.run("gateway.http.asgi:create", **options)
+        uvicorn.run("gateway.asgi:create", **options)
         return
-    config = uvicorn.Config("gateway.http.asgi:create", **options)
+    config = uvicorn.Config("gateway.asgi:create", **options)
     try:
         if workers > 1:
             Multiprocess(config, sockets=[sock]).run()

@@ -5,8 +5,8 @@ Why: a migrated document is a few hundred small container objects (its ebRIM val
 model, rows, audit records) that live for one batch and are freed by reference counting; almost none
 are cyclic. With CPython's default thresholds (700, 10, 10) they trigger a young collection every
 few documents and a full one, which walks every object of the process (code tables, caches, the
-imported FHIR models: over a million), every few thousand. Measured on 20,000 documents into SQLite:
-the main process's CPU 0.96 → 0.75 ms a document, 1,055 → 1,286 documents/s.
+imported FHIR models: over a million), every few thousand (what it cost the migration:
+bench/README.md).
 So, while the run lasts: what exists before it is frozen out of the collector (`gc.freeze`: it
 survived the start-up and stays), and the thresholds are raised; garbage cycles are still collected,
 only less often. Both are undone when the run ends (or fails).

@@ -27,15 +27,12 @@ def feed_patients(services, file: Path, *, onboard: bool) -> dict[str, int]:
             local = next(i for i in resource["identifier"] if i["system"] != SPID_SYSTEM)
             spid = next((i["value"] for i in resource["identifier"] if i["system"] == SPID_SYSTEM), None)
             try:
-                services.exchange.register_patient(principal=FEEDER, identifier_param=f"{local['system']}|{local['value']}",
+                services.identities.register_patient(principal=FEEDER, identifier_param=f"{local['system']}|{local['value']}",
                                                    body=line)
             except (RecordError, AccessRefused):
                 counts["refused"] += 1  # audited by the use-case; the identity review keeps the case
                 continue
             counts["fed"] += 1
-            if onboard and spid:
-                pid = services.exchange.patients.pid_for_spid(spid)
-                if pid and not services.access.policies(pid):
-                    services.policies.onboard(principal=ONBOARDING, spid=spid)
-                    counts["onboarded"] += 1
+            if onboard and spid and services.policies.onboard_unless_open(principal=ONBOARDING, spid=spid):
+                counts["onboarded"] += 1
     return counts

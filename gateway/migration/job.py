@@ -5,7 +5,7 @@ metadata order):
   read + map (reader processes, `reading.py`: file I/O, SHA-1, XML) → a batch → its patients
   (`ImportExchange.patients_for_import`, together)
   → relation targets (entryUUID → uniqueId, across packages and runs, in order)
-  → `Exchange.provide_many` as the TCU acting for `--as-gln`, whose transaction also journals every
+  → `DocumentExchange.provide_many` as the TCU acting for `--as-gln`, whose transaction also journals every
   document of the batch (stored, already present, held with its sealed copy, rejected).
 Because the journal commits with the documents, a run killed at any point and started again skips
 exactly what was committed and ends in the state of an uninterrupted run. Decisions that depend on
@@ -16,26 +16,40 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from adapters.cara.errors import Conflict, ProfileViolation, RecordError, UnknownPatient
+import redis
+from sqlalchemy import exc as sql_errors
+
+from adapters.cara.errors import (Conflict, RecordError, StoreUnavailable, UnknownPatient,
+                                  UnknownRelationTarget)
 from adapters.cara.model import Submission
 from adapters.infomed.xdm import ebrim
 from adapters.infomed.xdm.codes import CodeTables
 from adapters.infomed.xdm.mapping import with_relations
 from consent.principal import Principal
 from gateway.auth.errors import AccessRefused
-from gateway.exchanges.documents import Exchange
+from gateway.exchanges.documents import DocumentExchange
 from gateway.exchanges.imports import ImportExchange, PatientRequest
+from gateway.exchanges.media_refusals import MediaRefusal, record_refusals
 from gateway.migration.collector import collector_held_back
 from gateway.migration.journal import Journal, JournalRow
-from gateway.migration.reading import HeldSource, Prepared, map_prepared, prepared_documents
+from gateway.migration.reading import HeldSource, Prepared, described, map_prepared, prepared_documents
 
 MAX_BATCH_BYTES = 64 * 1024 * 1024  # a batch's documents are in memory together
 RELATION_TARGET = "relation-target"
 PATIENTS_CACHED = 100_000
+# What stops a run (to be started again once the dependency is back): the database, the ledger, the
+# cache or the MPI's link versions unreachable. Anything else raised while a batch is decided or
+# stored is taken to be about a document of it: the batch is split until that document is found,
+# and it alone is rejected with the error.
+DEPENDENCY_FAILURES = (StoreUnavailable, sql_errors.OperationalError, sql_errors.InterfaceError,
+                       sql_errors.DisconnectionError, sql_errors.TimeoutError, redis.RedisError, ConnectionError,
+                       TimeoutError)
+log = logging.getLogger("epr.migration")
 
 
 def migration_principal(gln: str, *, user_id: str = "infomed-migration") -> Principal:
@@ -49,15 +63,19 @@ class Counts:
     bytes: int = 0
     skipped: int = 0  # already journaled by an earlier (interrupted) run
     outcomes: dict[str, int] = field(default_factory=dict)
+    reasons: dict[tuple[str, str], int] = field(default_factory=dict)  # (held|rejected, reason code) → count
 
     def add(self, row: JournalRow, size: int) -> None:
         self.documents += 1
         self.bytes += size
         self.outcomes[row.outcome] = self.outcomes.get(row.outcome, 0) + 1
+        if row.outcome in ("held", "rejected"):
+            key = (row.outcome, row.reason_code or "other")
+            self.reasons[key] = self.reasons.get(key, 0) + 1
 
 
 class MigrationJob:
-    def __init__(self, *, exchange: Exchange, imports: ImportExchange, journal: Journal, tables: CodeTables,
+    def __init__(self, *, exchange: DocumentExchange, imports: ImportExchange, journal: Journal, tables: CodeTables,
                  principal: Principal, batch: int = 200, workers: int = 2, dry_run: bool = False,
                  on_progress: Callable[[Counts], None] | None = None):
         if batch < 1 or workers < 0:
@@ -78,6 +96,7 @@ class MigrationJob:
         self._pending_bytes = 0
         self._pending_submissions = 0
         self._in_flight: concurrent.futures.Future | None = None  # the batch the writer thread is storing
+        self._in_flight_pending: list[Prepared] = []  # its documents (split and stored again if it fails)
         self._in_flight_names: frozenset[tuple[str, str]] = frozenset()
         self._patients: dict = {}  # PatientRequest → ImportPatient, for this run
 
@@ -105,12 +124,22 @@ class MigrationJob:
     def _retry_held(self) -> None:
         for held in self.journal.held():
             payload = held.payload
-            document = ebrim.RegistryObject.from_json(payload["document"])
-            subset = ebrim.RegistryObject.from_json(payload["submission_set"]) if payload["submission_set"] else None
-            associations = [ebrim.Association(**a) for a in payload["associations"]]
             media = held.source.split("/", 1)[0]
-            prepared = map_prepared(held.source, media, document, subset, associations, payload["content"],
-                                    self.tables, HeldSource(None, document.id, payload["content"], payload))
+            source = HeldSource(None, payload["document"]["id"], payload["content"], payload)
+            try:
+                document = ebrim.RegistryObject.from_json(payload["document"])
+                subset = ebrim.RegistryObject.from_json(payload["submission_set"]) if payload["submission_set"] \
+                    else None
+                associations = [ebrim.Association(**a) for a in payload["associations"]]
+                prepared = map_prepared(held.source, media, document, subset, associations, payload["content"],
+                                        self.tables, source)
+            except Exception as error:  # noqa: BLE001 - this document stays held (its copy kept), the rest go on
+                log.exception("retrying %s failed", held.source)
+                ids = payload["document"].get("external_ids") or {}
+                prepared = Prepared(JournalRow(held.source, media, "held", unique_id=ids.get(ebrim.DOCUMENT_UNIQUE_ID),
+                                               entry_uuid=payload["document"].get("id"), reason_code="error",
+                                               reason=f"could not be mapped again: {described(error)}"),
+                                    len(payload["content"]), held=source)
             self._add(prepared)
         self._flush()
 
@@ -141,14 +170,33 @@ class MigrationJob:
             self._patients.clear()
             wanted = needed
         if wanted:
-            self._patients.update(self.imports.patients_for_import(principal=self.principal, requests=wanted))
+            self._look_up(wanted)
         return [self._with_targets(self._with_patient(p)) for p in pending]
+
+    def _look_up(self, wanted: list[PatientRequest]) -> None:
+        """The patients of `wanted` together; if the look-up raises for what one of them holds, each on
+        its own, and that one's documents are rejected with the error (the others go on)."""
+        try:
+            self._patients.update(self.imports.patients_for_import(principal=self.principal, requests=wanted))
+        except DEPENDENCY_FAILURES:
+            raise
+        except Exception as error:  # noqa: BLE001 - about one patient's values: found below
+            if len(wanted) > 1:
+                for request in wanted:
+                    self._look_up([request])
+                return
+            log.warning("the patient of a document could not be looked up: %s", described(error))
+            self._patients[wanted[0]] = error
 
     def _with_patient(self, prepared: Prepared) -> Prepared:
         """The document's local patient id → its SPID through the MPI (looked up by `_resolved`), or held."""
         if prepared.mapped is None:
             return prepared
         patient = self._patients[_patient_request(prepared.mapped)]
+        if isinstance(patient, Exception):
+            return replace(prepared, mapped=None, row=replace(
+                prepared.row, outcome="rejected", reason_code="error",
+                reason=f"its patient could not be looked up: {described(patient)}"))
         if patient.spid is None:
             return replace(prepared, mapped=None,
                            row=replace(prepared.row, reason_code=patient.hold_code, reason=patient.reason))
@@ -184,24 +232,32 @@ class MigrationJob:
         if not pending:
             return
         pending = self._resolved(pending)
-        to_store = [p for p in pending if p.mapped is not None]
-        submissions = [Submission(p.mapped.submission_set, (p.mapped.document,), p.spid) for p in to_store]
         if self.dry_run:
             rows = [p.row if p.mapped is None else replace(p.row, outcome="migrated", reason="dry run: not stored")
                     for p in pending]
+            record_refusals(auditor=self.exchange.auditor, principal=self.principal, refusals=_refusals(pending))
             self.dry_rows.extend(rows)
             self._count(pending, rows)
             return
         # Decided here while the writer thread still stores the previous batch, whose documents this
         # batch may name (`in_flight`); then stored in order, one batch in flight.
-        authorised = self.exchange.authorise_many(principal=self.principal, submissions=submissions,
-                                                  in_flight=self._in_flight_names)
+        try:
+            authorised = self.exchange.authorise_many(principal=self.principal, submissions=_submissions(pending),
+                                                      in_flight=self._in_flight_names)
+        except DEPENDENCY_FAILURES:
+            raise
+        except Exception:  # noqa: BLE001 - about a document of the batch: found by `_store_in_parts`
+            self._wait_for_writer()
+            self._store_in_parts(pending)
+            return
         self._wait_for_writer()
         self._in_flight_names = authorised.names
+        self._in_flight_pending = pending
         self._in_flight = self._writer.submit(self._store, pending, authorised)
 
     def _store(self, pending: list[Prepared], authorised) -> tuple[list[Prepared], list[JournalRow]]:
-        """On the writer thread: the batch's transaction, which also journals it."""
+        """On the writer thread: the batch's transaction, which also journals it and audits the
+        security refusals among its rows."""
         decided: list[JournalRow] = []
 
         def journal_in_transaction(connection, outcomes) -> None:
@@ -213,17 +269,55 @@ class MigrationJob:
                 if row.outcome == "held" and p.held is not None:
                     held.append((row, p.payload))
             self.journal.record(connection, rows, held)
+            record_refusals(auditor=self.exchange.auditor, principal=self.principal, refusals=_refusals(pending),
+                            connection=connection)
             decided[:] = rows
 
         self.exchange.store_authorised(principal=self.principal, batch=authorised, within=journal_in_transaction)
         return pending, decided
 
+    def _store_in_parts(self, pending: list[Prepared]) -> None:
+        """`pending` decided and stored now, in this thread (the writer is idle); if that raises for
+        anything but a dependency, each half of it the same way, down to the one document that cannot
+        be stored, which is rejected with the error. Halves keep the order: a document naming one
+        before it finds it stored. Costs a few transactions more, only for a batch that failed."""
+        submitted = [i for i, p in enumerate(pending) if p.mapped is not None]
+        try:
+            authorised = self.exchange.authorise_many(principal=self.principal, submissions=_submissions(pending))
+            self._committed(*self._store(pending, authorised))
+            return
+        except DEPENDENCY_FAILURES:
+            raise
+        except Exception as error:  # noqa: BLE001 - split below; with no document of its own, not content
+            if not submitted:
+                raise
+            if len(submitted) > 1:
+                middle = submitted[len(submitted) // 2]
+                self._store_in_parts(pending[:middle])
+                self._store_in_parts(pending[middle:])
+                return
+            log.warning("a document could not be stored: %s", described(error))
+            reason = f"the record could not store it: {described(error)}"
+        rejected = [p if p.mapped is None else replace(p, mapped=None, row=replace(
+            p.row, outcome="rejected", reason_code="error", reason=reason, replaces=None)) for p in pending]
+        self._committed(*self._store(rejected, self.exchange.authorise_many(principal=self.principal,
+                                                                            submissions=[])))
+
     def _wait_for_writer(self) -> None:
-        """The batch in flight committed (or its error raised here), then counted."""
+        """The batch in flight committed (or, failed for a document of it, stored in parts), then counted."""
         in_flight, self._in_flight = self._in_flight, None
         if in_flight is None:
             return
-        pending, decided = in_flight.result()
+        try:
+            pending, decided = in_flight.result()
+        except DEPENDENCY_FAILURES:
+            raise
+        except Exception:  # noqa: BLE001 - about a document of the batch: found by `_store_in_parts`
+            self._store_in_parts(self._in_flight_pending)
+            return
+        self._committed(pending, decided)
+
+    def _committed(self, pending: list[Prepared], decided: list[JournalRow]) -> None:
         for row in decided:  # what was not stored can no longer be a relation target
             if row.outcome not in ("migrated", "already_present") and row.entry_uuid in self._targets:
                 del self._targets[row.entry_uuid]
@@ -233,6 +327,14 @@ class MigrationJob:
         for p, row in zip(pending, rows, strict=True):
             self.counts.add(row, p.size)
         self.on_progress(self.counts)
+
+
+def _submissions(pending: list[Prepared]) -> list[Submission]:
+    return [Submission(p.mapped.submission_set, (p.mapped.document,), p.spid) for p in pending if p.mapped is not None]
+
+
+def _refusals(pending: list[Prepared]) -> list[MediaRefusal]:
+    return [MediaRefusal(p.row.media, p.row.source, p.security) for p in pending if p.security]
 
 
 def _patient_request(mapped) -> PatientRequest:
@@ -249,7 +351,7 @@ def _outcome_row(row: JournalRow, outcome) -> JournalRow:
                        reason=None if created else "the same uniqueId with the same bytes is already in the record")
     error = outcome.error
     reason = getattr(error, "message", None) or getattr(error, "reason", None) or type(error).__name__
-    if isinstance(error, ProfileViolation) and "relatesTo" in (error.issues[0].location or ""):
+    if isinstance(error, UnknownRelationTarget):
         return replace(row, outcome="held", reason_code=RELATION_TARGET, reason=reason, replaces=None)
     if isinstance(error, AccessRefused):
         return replace(row, outcome="held", reason_code="access-refused", reason=reason, replaces=None)

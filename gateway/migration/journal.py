@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import base64
+import hashlib
 
 import orjson
 from sqlalchemy import Connection, Engine, delete, insert, select
@@ -43,6 +44,39 @@ class HeldDocument:
     reason: str
     held_at: datetime
     payload: dict  # document, submission_set, associations (ebRIM values), content (bytes)
+
+
+# The journal's string columns and their sizes (schema.py): a value from the export is made to fit,
+# so that the row reporting a document is always written, whatever the export holds.
+_LIMITS = {"source": 1024, "media": 255, "unique_id": 256, "entry_uuid": 128, "reason_code": 32, "replaces": 256,
+           "entry_id": 64, "code_tables": 128, "reason": 4000}
+
+
+def storable(value: str | None, limit: int) -> str | None:
+    """`value` as the journal keeps it: UTF-8, no NUL (PostgreSQL refuses it in text), at most `limit`
+    characters; a longer value is cut and ends with a digest of the whole, so two long values that
+    share their beginning stay two keys. The same value always gives the same result (a rerun finds
+    its rows)."""
+    if value is None:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a file name's undecodable bytes (surrogates): written as escapes
+        value = value.encode("utf-8", "surrogatepass").decode("utf-8", "backslashreplace")
+    value = value.replace("\x00", "\\x00")
+    if len(value) <= limit:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8")).hexdigest()[:16]
+    return f"{value[:limit - 18]}…#{digest}"
+
+
+def storable_source(source: str) -> str:
+    return storable(source, _LIMITS["source"])
+
+
+def _storable_row(row: JournalRow, now: datetime) -> dict:
+    return {**{name: storable(value, _LIMITS[name]) if name in _LIMITS else value
+               for name, value in row.__dict__.items()}, "recorded_at": now}
 
 
 def _now() -> datetime:
@@ -108,13 +142,14 @@ class Journal:
             chunk = sources[start:start + 500]
             connection.execute(delete(migration_journal).where(migration_journal.c.source.in_(chunk)))
             connection.execute(delete(migration_held).where(migration_held.c.source.in_(chunk)))
-        connection.execute(insert(migration_journal), [{**r.__dict__, "recorded_at": now} for r in rows])
+        connection.execute(insert(migration_journal), [_storable_row(r, now) for r in rows])
         if held:
             values = []
             for row, payload in held:
                 plain = orjson.dumps({**payload, "content": base64.b64encode(payload["content"]).decode()})
                 sealed = self._keyring.seal(plain, _held_context(row.source))
-                values.append({"source": row.source, "reason_code": row.reason_code, "reason": row.reason,
+                values.append({"source": row.source, "reason_code": row.reason_code,
+                               "reason": storable(row.reason, _LIMITS["reason"]),
                                "held_at": now, "sealed_key": sealed.wrapped_key, "sealed": sealed.ciphertext})
             connection.execute(insert(migration_held), values)
 

@@ -15,23 +15,29 @@ writer, through the use-case layer.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import multiprocessing
 import queue as queue_module
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from adapters.cara.document_content import content_problem
+from adapters.cara.fhir_dates import instant
 from adapters.infomed.xdm import ebrim
 from adapters.infomed.xdm.codes import CodeTables
 from adapters.infomed.xdm.mapping import MappedDocument, Refused, document_unique_id, map_document
 from adapters.infomed.xdm.media import MediaProblem, MemberRefused, Package, open_media
 from gateway.migration.collector import collector_held_back
-from gateway.migration.journal import JournalRow
+from gateway.migration.journal import JournalRow, storable_source
 
 CHUNK_DOCUMENTS = 64
 CHUNK_BYTES = 8 * 1024 * 1024
 QUEUED_CHUNKS = 4
+WRITER_CHECK_SECONDS = 1.0  # how often a reader waiting on a full queue checks that its writer still runs
 _END = "end"
+log = logging.getLogger("epr.migration")
 _FAILED = "failed"
 
 
@@ -70,6 +76,7 @@ class Prepared:
     mapped: MappedDocument | None = None
     spid: str | None = None
     held: HeldSource | None = None  # what the holding area keeps if it ends up held
+    security: str | None = None  # the kind, when the row is a refusal that guards the gateway (audited)
 
     @property
     def payload(self) -> dict | None:
@@ -78,21 +85,56 @@ class Prepared:
 
 # -- the pure part (any process) ------------------------------------------------------------------------
 def read_media(path: Path, tables: CodeTables) -> Iterator[Prepared]:
-    for item in open_media(path):
-        yield from read_package(item, tables)
+    """Every document of one source, or the rows saying why none (or not all) could be read: a source
+    is never left out of the report. An error nobody foresaw ends this source with a row naming it
+    (what was read before it stays read); it never stops the reader, nor the run."""
+    media = path.name
+    sources: set[str] = set()
+    try:
+        for item in open_media(path):  # a package, or a problem: never nothing (see media.py)
+            for prepared in read_package(item, tables):
+                yield _named_once(prepared, sources)
+    except Exception as exc:  # noqa: BLE001 - per source: the run goes on with the next one
+        log.exception("reading %s stopped", media)
+        yield _named_once(Prepared(JournalRow(media, media, "rejected", reason_code="media", reason=(
+            f"reading the media stopped: {described(exc)}; what follows is unread"))), sources)
+
+
+def _named_once(prepared: Prepared, sources: set[str]) -> Prepared:
+    """Each row of a media under a source name of its own, as the journal keeps it (its key): a second
+    problem of the same part (a truncated ZIP with nothing readable in it, say) is numbered, never
+    dropped; a name the journal cannot hold as it is (too long, NUL) is made to fit here, so that a
+    rerun recognises it."""
+    named = storable_source(prepared.row.source)
+    source, number = named, 1
+    while source in sources:
+        number += 1
+        source = storable_source(f"{named}#{number}")
+    sources.add(source)
+    return prepared if source == prepared.row.source else replace(prepared, row=replace(prepared.row, source=source))
 
 
 def read_package(item: Package | MediaProblem, tables: CodeTables) -> Iterator[Prepared]:
     if isinstance(item, MediaProblem):
         media = item.source.split("/", 1)[0]
-        yield Prepared(JournalRow(item.source, media, "rejected", reason_code="media", reason=item.reason))
+        yield Prepared(JournalRow(item.source, media, "rejected", reason_code="media", reason=item.reason),
+                       security=item.security)
         return
     media = item.source.split("/", 1)[0]
     try:
         metadata = ebrim.parse_metadata(item.metadata)
     except ebrim.MetadataRefused as exc:
         yield Prepared(JournalRow(f"{item.source}/METADATA.XML", media, "rejected", reason_code="metadata",
-                                  reason=str(exc)))
+                                  reason=str(exc)), security=exc.security)
+        return
+    except Exception as exc:  # noqa: BLE001 - per package: the media's other packages go on
+        log.exception("reading %s/METADATA.XML failed", item.source)
+        yield Prepared(JournalRow(f"{item.source}/METADATA.XML", media, "rejected", reason_code="error",
+                                  reason=f"could not be read: {described(exc)}"))
+        return
+    if not metadata.documents:
+        yield Prepared(JournalRow(f"{item.source}/METADATA.XML", media, "rejected", reason_code="metadata",
+                                  reason="METADATA.XML lists no document (no ExtrinsicObject)"))
         return
     seen = set()
     for document in metadata.documents:
@@ -101,15 +143,28 @@ def read_package(item: Package | MediaProblem, tables: CodeTables) -> Iterator[P
         if source in seen:  # two entries naming one file: each is still accounted for once
             source = f"{source}#{document.id}"
         seen.add(source)
+        yield read_document(item, metadata, document, source, media, tables)
+
+
+def read_document(item: Package, metadata: ebrim.Metadata, document: ebrim.RegistryObject, source: str, media: str,
+                  tables: CodeTables) -> Prepared:
+    """One document read and mapped, or its row saying why not. Whatever reading or mapping it raises
+    is this document's outcome: its siblings, its package and the run go on."""
+    try:
         try:
-            content = item.read(uri)
+            content = item.read(document.slot("URI") or "")
         except MemberRefused as exc:
-            yield Prepared(JournalRow(source, media, "rejected", unique_id=document_unique_id(document),
-                                      entry_uuid=document.id, reason_code="file", reason=str(exc)))
-            continue
+            return Prepared(JournalRow(source, media, "rejected", unique_id=document_unique_id(document),
+                                       entry_uuid=document.id, reason_code="file", reason=str(exc)),
+                            security=exc.security)
         own = [a for a in metadata.associations if a.source == document.id or a.target == document.id]
-        yield map_prepared(source, media, document, metadata.submission_set, own, content, tables,
-                           HeldSource(item.metadata, document.id, content))
+        return map_prepared(source, media, document, metadata.submission_set, own, content, tables,
+                            HeldSource(item.metadata, document.id, content))
+    except Exception as exc:  # noqa: BLE001 - per document (see above); logged for whoever reads the log
+        log.exception("reading %s failed", source)
+        return Prepared(JournalRow(source, media, "rejected", unique_id=document_unique_id(document),
+                                   entry_uuid=document.id, reason_code="error",
+                                   reason=f"could not be read or mapped: {described(exc)}"))
 
 
 def map_prepared(source: str, media: str, document: ebrim.RegistryObject, subset: ebrim.RegistryObject | None,
@@ -118,7 +173,11 @@ def map_prepared(source: str, media: str, document: ebrim.RegistryObject, subset
     row = JournalRow(source, media, "held", unique_id=document_unique_id(document), entry_uuid=document.id,
                      code_tables=tables.version)
     try:
+        problem = content_problem(content)
+        if problem:
+            raise Refused(problem)
         mapped = map_document(document, subset, associations, content, tables)
+        _require_storable_dates(mapped, document, subset)
     except Refused as refused:
         if refused.held:
             return Prepared(replace(row, reason_code=refused.code, reason=refused.reason), len(content), held=held)
@@ -127,14 +186,59 @@ def map_prepared(source: str, media: str, document: ebrim.RegistryObject, subset
     return Prepared(row, len(content), mapped, held=held)
 
 
+def _require_storable_dates(mapped: MappedDocument, document: ebrim.RegistryObject,
+                            subset: ebrim.RegistryObject | None) -> None:
+    """Each date of the mapped document read as the record will store it (`fhir_dates.instant`), so a
+    date that is well-formed but impossible (month 13, 30 February, hour 24, a leap second, year 0)
+    is this document's rejection naming the slot and its value, not an error in a batch's transaction."""
+    entry = mapped.document.entry
+    dates = (("creationTime", document, entry.creation_time), ("serviceStartTime", document, entry.service_start),
+             ("serviceStopTime", document, entry.service_stop),
+             ("submissionTime", subset, mapped.submission_set.submission_time))
+    for slot, owner, value in dates:
+        try:
+            instant(value)
+        except ValueError as exc:
+            written = owner.slot(slot) if owner is not None else value
+            raise Refused(f"{slot} {written!r} is not a possible date/time ({exc})") from None
+
+
+def described(exc: BaseException) -> str:
+    """An error in a report line: its type and first line, bounded (never a traceback)."""
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
+
+
 # -- reader processes ---------------------------------------------------------------------------------
+class _WriterGone(Exception):
+    """The process that started this reader is gone: nothing will ever take from its queue."""
+
+
 def _reader(paths: list[tuple[int, str]], tables: CodeTables, out) -> None:
     """A reader process: its media in order, each as chunks then an end mark, on its own queue."""
     try:
         with collector_held_back():
             _read_into(paths, tables, out)
+    except _WriterGone:
+        out.cancel_join_thread()  # what is still buffered for the pipe will never be read: do not wait on it
+        return
     except BaseException as exc:  # noqa: BLE001 - reported to the writer, which stops the run
-        out.put((-1, (_FAILED, f"{type(exc).__name__}: {exc}")))
+        with contextlib.suppress(_WriterGone):
+            _put(out, (-1, (_FAILED, f"{type(exc).__name__}: {exc}")))
+
+
+def _put(out, item) -> None:
+    """Onto the bounded queue, waiting while it is full — but not for a writer that is gone: killed
+    (SIGKILL included: no `finally` of its runs), it leaves its readers blocked on a full queue for ever
+    unless they look. A reader whose writer is gone ends."""
+    writer = multiprocessing.parent_process()
+    while True:
+        try:
+            out.put(item, timeout=WRITER_CHECK_SECONDS)
+            return
+        except queue_module.Full:
+            if writer is not None and not writer.is_alive():
+                raise _WriterGone from None
 
 
 def _read_into(paths: list[tuple[int, str]], tables: CodeTables, out) -> None:
@@ -145,11 +249,11 @@ def _read_into(paths: list[tuple[int, str]], tables: CodeTables, out) -> None:
             chunk.append(prepared)
             size += prepared.size
             if len(chunk) >= CHUNK_DOCUMENTS or size >= CHUNK_BYTES:
-                out.put((index, chunk))
+                _put(out, (index, chunk))
                 chunk, size = [], 0
         if chunk:
-            out.put((index, chunk))
-        out.put((index, _END))
+            _put(out, (index, chunk))
+        _put(out, (index, _END))
 
 
 class ReaderFailed(Exception):

@@ -41,3 +41,25 @@ def summary(report: dict) -> str:
     for (outcome, code), count in sorted(reasons.items()):
         lines.append(f"  {outcome:9} {count:7}  {code}")
     return "\n".join(lines)
+
+
+def _counted(outcomes: dict[str, int], reasons: dict[tuple[str, str], int], *, held: str = "held") -> list[str]:
+    """The outcomes on one line, then one line per (held|rejected, reason code)."""
+    words = {**{o: o.replace("_", " ") for o in OUTCOMES}, "held": held}
+    lines = [", ".join(f"{outcomes[o]} {words[o]}" for o in OUTCOMES if outcomes.get(o))]
+    return lines + [f"  {outcome:9} {count:7}  {code}" for (outcome, code), count in sorted(reasons.items())]
+
+
+def this_run(counts) -> str:
+    """What this run did (a `job.Counts`), where the report also holds what earlier runs journaled."""
+    first, *reasons = _counted(counts.outcomes, counts.reasons)
+    return "\n".join([f"this run: {counts.documents} source documents processed" + (f": {first}" if first else "")
+                      + f"; {counts.skipped} skipped (journaled by an earlier run)", *reasons])
+
+
+def retried(counts) -> str:
+    """What `migrate retry` did with the held documents (a `job.Counts`), not the media's totals."""
+    if not counts.documents:
+        return "nothing held: nothing to retry"
+    first, *reasons = _counted(counts.outcomes, counts.reasons, held="still held")
+    return "\n".join([f"retried {counts.documents} held documents: {first}", *reasons])

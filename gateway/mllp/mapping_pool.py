@@ -1,9 +1,9 @@
 """Reading and mapping document messages in worker processes, off the listener's GIL.
 
-Why: on the bridge's hot path a document message costs ~0.5–1 ms of pure Python to read and map
-(normalise, tokenize, Base64, MDM → Submission), and the group commit's writer thread needs the same
-GIL for its inserts. In one process the two threads queue behind each other (measured: the writer's
-CPU per batch doubled under that contention). A worker process reads and maps on the other core; the
+Why: on the bridge's hot path reading and mapping a document message is pure Python (normalise,
+tokenize, Base64, MDM → Submission), and the group commit's writer thread needs the same GIL for its
+inserts. In one process the two threads queue behind each other (the writer's CPU per batch rose
+markedly under that contention; figures in bench/README.md). A worker process reads and maps on the other core; the
 listener gets the mapped document back (pickled) and only hands it to the group commit.
 
 Only the happy path is done here, and it is pure: no store, no audit, no decision. Anything else (not a

@@ -1,9 +1,9 @@
 """The patient's web page, served by the gateway under /portal on the same TLS origin.
 
-`install(app, services)` adds its routes (plain Starlette routes, each behind `pages.signed_in` or in
-`PUBLIC_PATHS`), its static assets and its security headers to the gateway's app. The pages call the
-use-case layer only (`services.exchange`, `.policies`, `.trail`, `.portal`, `.metadata`): the same
-decisions and audit records as the FHIR face, no other door to the store.
+`install(app, services=…, …)`, called by the composition root, adds its routes (plain Starlette routes, each
+behind `pages.signed_in` or in `PUBLIC_PATHS`), its static assets and its security headers to the gateway's
+app. The pages call the use-case layer only (`services.exchange`, `.policies`, `.trail`, `.portal`,
+`.metadata`): the same decisions and audit records as the FHIR face, no other door to the store.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gateway.portal import routes_documents, routes_sharing, routes_signin, routes_trail
+from gateway.portal.directory import Directory
 from gateway.portal.headers import PortalHeaders
 from gateway.portal.oidc import oidc_client
 from gateway.portal.pages import Portal
@@ -43,12 +44,14 @@ ROUTES = [
 ]
 
 
-def install(app, services) -> None:
-    settings = services.settings
+def install(app, *, services, settings, directory: Directory, demo_spid: str) -> None:
+    """Called by the composition root with the use-cases, the settings, the directory of professionals
+    and groups, and the SPID the development sign-in offers (never offered in production)."""
     sessions = Sessions(store=session_store(settings), idle_seconds=settings.portal_session_idle_seconds,
                         absolute_seconds=settings.portal_session_absolute_seconds)
-    app.state.portal = Portal(services=services, sessions=sessions, directory=services.directory,
-                              oidc=oidc_client(settings))
+    app.state.portal = Portal(services=services, sessions=sessions, directory=directory,
+                              oidc=oidc_client(settings), dev_sign_in=not settings.is_production,
+                              demo_spid=demo_spid, public_origin=settings.public_origin)
     app.router.routes.extend(ROUTES)
     app.router.routes.append(Mount("/portal/static", StaticFiles(directory=str(STATIC)), name="portal_static"))
     app.add_middleware(PortalHeaders)

@@ -16,8 +16,9 @@ def valid(expected: str, presented: str | None) -> bool:
     return bool(presented) and hmac.compare_digest(expected.encode(), presented.encode())
 
 
-def same_origin(origin: str | None, host: str | None, scheme: str) -> bool:
-    """No Origin (some same-origin navigations omit it): rely on the token. Else it must be ours."""
+def same_origin(origin: str | None, public_origin: str) -> bool:
+    """No Origin (some same-origin navigations omit it): rely on the token. Else it must be the gateway's
+    public origin (`Settings.public_origin`), not whatever the request's Host header claims."""
     if not origin:
         return True
-    return origin == f"{scheme}://{host}"
+    return origin == public_origin

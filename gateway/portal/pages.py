@@ -18,6 +18,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -28,6 +29,7 @@ from gateway.http.outcomes import STATUS_BY_ERROR
 from gateway.portal import csrf, i18n
 from gateway.portal.i18n import N_
 from gateway.portal.sessions import COOKIE, PortalSession, Sessions
+from gateway.exchanges.audit_commit import AuditUnavailable
 from gateway.exchanges.portal import patient_principal, representative_principal
 
 log = logging.getLogger("epr.gateway.portal")
@@ -37,13 +39,18 @@ environment = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=se
 
 
 class Portal:
-    """The portal's own state, kept on the app: sessions, the directory, the OIDC client."""
+    """The portal's own state, kept on the app: the use-cases, sessions, the directory, the OIDC client,
+    whether the development sign-in is offered (never in production) and the demo patient it proposes."""
 
-    def __init__(self, *, services, sessions: Sessions, directory, oidc):
+    def __init__(self, *, services, sessions: Sessions, directory, oidc, dev_sign_in: bool, demo_spid: str,
+                 public_origin: str):
         self.services = services
+        self.public_origin = public_origin  # of redirects, the OIDC callback and the Origin check (never Host)
         self.sessions = sessions
         self.directory = directory
         self.oidc = oidc
+        self.dev_sign_in = dev_sign_in
+        self.demo_spid = demo_spid
 
 
 def portal(request: Request) -> Portal:
@@ -84,7 +91,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         _=gettext, gettext=gettext, ngettext=translations.ngettext, lang=lang, languages=i18n.NAMES,
         session=session, csrf_field=csrf_field, date=lambda v: i18n.format_date(v, lang),
         datetime=lambda v: i18n.format_datetime(v, lang), path=request.url.path,
-        dev_sign_in=not portal(request).services.settings.is_production, **context)
+        dev_sign_in=portal(request).dev_sign_in, **context)
     return HTMLResponse(body, status_code=status)
 
 
@@ -93,7 +100,22 @@ async def form_of(request: Request) -> dict[str, str]:
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
-def _csrf_refused(request: Request) -> HTMLResponse:
+CSRF_REFUSAL = "portal form refused: no CSRF token of this session, or sent from another origin"
+
+
+async def _csrf_refused(request: Request, principal: Principal | None = None) -> HTMLResponse:
+    """403 page for a form without this session's token or from another origin — accounted like a
+    refused authentication (the first of a window per client address recorded at once, the rest
+    counted into one summary record: a flood of forged posts cannot flood the ledger)."""
+    services = portal(request).services
+    address = request.client.host if request.client else None
+    # The FHIR face's per-address windows (the portal is served by the same app: portal → http is allowed).
+    if request.app.state.http.refusals.refused(address, CSRF_REFUSAL):
+        refusal = AccessRefused(f"{request.method} {request.url.path}: {CSRF_REFUSAL}")
+        try:
+            await run_in_threadpool(services.auditor.failure, "portal-form", principal, refusal)
+        except AuditUnavailable as unavailable:  # a refusal that cannot be audited: 503, as on the FHIR face
+            return error_page(request, unavailable)
     return render(request, "error.html", 403, title_key="refused",
                   message_key=N_("This form has expired or did not come from this page. Please try again."))
 
@@ -103,7 +125,7 @@ async def checked_form(request: Request, session: PortalSession) -> dict[str, st
     form = await form_of(request)
     if not csrf.valid(session.csrf, form.get(csrf.FIELD)):
         return None
-    if not csrf.same_origin(request.headers.get("origin"), request.headers.get("host"), request.url.scheme):
+    if not csrf.same_origin(request.headers.get("origin"), portal(request).public_origin):
         return None
     return form
 
@@ -123,7 +145,7 @@ def signed_in(endpoint: Callable[..., Awaitable[Response]]) -> Callable[[Request
         if request.method == "POST":
             form = await checked_form(request, session)
             if form is None:
-                return _csrf_refused(request)
+                return await _csrf_refused(request, principal_of(session))
         principal = principal_of(session)
         request.state.principal = principal
         try:
@@ -151,7 +173,7 @@ def public(endpoint: Callable[..., Awaitable[Response]]) -> Callable[[Request], 
         if request.method == "POST":
             form = await checked_form(request, session)
             if form is None:
-                response = _csrf_refused(request)
+                response = await _csrf_refused(request)
                 if fresh:
                     set_cookie(response, session_id, request)
                 return response

@@ -30,7 +30,7 @@ async def preview(request: Request, principal, form: dict[str, str]) -> Response
     policies, directory = await _state(request, principal)
     try:
         change = plan(form, spid=principal.patient_spid, policies=policies,
-                      today=portal(request).services.access.today(), name_of=directory.name_of)
+                      today=portal(request).services.policies.today(), name_of=directory.name_of)
     except FormProblem as problem:
         return await _sharing_page(request, principal, problem=problem, status=400, done=False)
     fields = {k: v for k, v in form.items() if k in FORM_FIELDS and k != csrf.FIELD}
@@ -43,7 +43,7 @@ async def apply(request: Request, principal, form: dict[str, str]) -> Response:
     policies, directory = await _state(request, principal)
     try:  # the preview is not trusted: the same fields are checked again against the policies as they are now
         change = plan(form, spid=principal.patient_spid, policies=policies,
-                      today=portal(request).services.access.today(), name_of=directory.name_of)
+                      today=portal(request).services.policies.today(), name_of=directory.name_of)
     except FormProblem as problem:
         return await _sharing_page(request, principal, problem=problem, status=400, done=False)
     exchange = portal(request).services.policies
@@ -74,7 +74,7 @@ async def _sharing_page(request: Request, principal, *, problem: FormProblem | N
                                params=[("patient.identifier", f"{SPID_SYSTEM}|{principal.patient_spid}"),
                                        ("_count", "100")], base_url=base_url(request))
     directory = directory.with_authors(authors_of([e["resource"] for e in orjson.loads(found).get("entry", [])]))
-    today = services.access.today()
+    today = services.policies.today()
     emergency = next((p.level for p in policies if p.template == 202), None) or "off"
     provide = next((p.provide_level for p in policies if p.template == 203), None) or "normal"
 

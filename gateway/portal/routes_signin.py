@@ -34,15 +34,13 @@ async def home(request: Request) -> Response:
 
 @public
 async def sign_in_page(request: Request) -> Response:
-    from gateway.demo import DEMO_SPID
-
     return render(request, "sign_in.html", expired=request.query_params.get("expired") == "1",
-                  oidc=portal(request).oidc is not None, demo_spid=DEMO_SPID, problem=None)
+                  oidc=portal(request).oidc is not None, demo_spid=portal(request).demo_spid, problem=None)
 
 
 @public
 async def dev_sign_in(request: Request, form: dict[str, str]) -> Response:
-    if portal(request).services.settings.is_production:
+    if not portal(request).dev_sign_in:
         return render(request, "error.html", 403, title_key="refused",
                       message_key=N_("The development sign-in is not available in production."))
     spid = (form.get("spid") or "").strip()
@@ -65,7 +63,8 @@ async def oidc_login(request: Request) -> Response:
     if client is None:
         return render(request, "error.html", 404, title_key="not-found",
                       message_key=N_("No identity provider is configured."))
-    url, login = await client.start(str(request.url_for("portal_oidc_callback")))
+    # The callback on the public origin, never on the request's Host (EPR_PORTAL_OIDC_REDIRECT_URL wins).
+    url, login = await client.start(f"{portal(request).public_origin}/portal/oidc/callback")
     session_id = request.state.portal_session_id
     portal(request).sessions.update(session_id, _with_login(request.state.portal_session, login))
     response = RedirectResponse(url, status_code=303)
@@ -129,10 +128,8 @@ async def _complete(request: Request, principal) -> Response:
 
 
 def _refused(request: Request, message: str) -> Response:
-    from gateway.demo import DEMO_SPID
-
     return render(request, "sign_in.html", 403, expired=False, oidc=portal(request).oidc is not None,
-                  demo_spid=DEMO_SPID, problem=message)
+                  demo_spid=portal(request).demo_spid, problem=message)
 
 
 def _with_login(session, login):

@@ -82,4 +82,4 @@ def test_unknown_patient_error_matches_the_official_operation_outcome(gateway, c
     OperationOutcome.model_validate(response.json())
     ours, theirs = response.json()["issue"][0], official["issue"][0]
     assert (ours["severity"], ours["code"], ours["details"]) == (theirs["severity"], theirs["code"], theirs["details"])
-    assert row_counts(gateway.services)["document_entry"] == 0
+    assert row_counts(gateway.runtime)["document_entry"] == 0

@@ -66,7 +66,7 @@ def bridge(tmp_path):
                                   headers=gateway.as_hcp()).status_code == 201
         gateway.services.policies.onboard(principal=POLICY_ADMIN, spid=ORU_SPID)
         gateway.grant(ORU_SPID, HCP_GLN, "restricted")
-        with running_listener(gateway.services) as address:
+        with running_listener(gateway.runtime) as address:
             yield gateway, address
 
 

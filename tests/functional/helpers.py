@@ -17,9 +17,9 @@ def one_document_bundle(spid: str = SPID, author_role: str = "HCP", **document) 
     return provide_bundle(spid=spid, author_role=author_role, documents=[document])
 
 
-def row_counts(services) -> dict[str, int]:
+def row_counts(runtime) -> dict[str, int]:
     """Rows per table of the record (the audit ledger aside: a refused exchange is recorded there)."""
-    with services.engine.connect() as connection:
+    with runtime.engine.connect() as connection:
         return {name: connection.execute(select(func.count()).select_from(table)).scalar_one()
                 for name, table in metadata.tables.items() if not name.startswith("audit_")}
 

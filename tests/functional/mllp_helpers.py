@@ -29,12 +29,12 @@ def senders_file(directory: Path, *extra: dict) -> Path:
 
 
 @contextmanager
-def running_listener(services, *, ssl_context=None):
+def running_listener(runtime, *, ssl_context=None):
     """(host, port) of a listener running on its own event loop thread; stopped on exit."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    listener = mllp_listener(services, port=0)
+    listener = mllp_listener(runtime, port=0)
     if ssl_context is not None:
         listener._ssl = ssl_context
     try:

@@ -59,7 +59,7 @@ def provide_two() -> dict:
 
 
 def cli(gateway: Gateway, *args: str) -> subprocess.CompletedProcess:
-    settings = gateway.services.settings
+    settings = gateway.runtime.settings
     env = {"PATH": "/usr/bin:/bin", "EPR_DATA_DIR": str(settings.data_dir),
            "EPR_DATABASE_URL": settings.resolved_database_url, "EPR_DEMO_DATA": "false",
            "EPR_AUDIT_SIGNING_KEY": str(settings.audit_signing_key_path),
@@ -69,7 +69,7 @@ def cli(gateway: Gateway, *args: str) -> subprocess.CompletedProcess:
 
 
 def ledger_size(gateway: Gateway) -> tuple[int, int]:
-    with gateway.services.engine.connect() as connection:
+    with gateway.runtime.engine.connect() as connection:
         return (connection.execute(select(func.count()).select_from(audit_record)).scalar_one(),
                 connection.execute(select(func.count()).select_from(audit_checkpoint)).scalar_one())
 
@@ -185,7 +185,7 @@ def forge_checkpoint(connection) -> str:
 @pytest.mark.parametrize("tamper", [change_one_field, hide_from_trail, delete_one, swap_two, truncate_tail,
                                     rebuild_chain, rebuild_chain_and_drop_checkpoints, forge_checkpoint])
 def test_verify_names_the_tampered_record(checkpointed, tamper):
-    with checkpointed.services.engine.begin() as connection:
+    with checkpointed.runtime.engine.begin() as connection:
         problem = tamper(connection)
 
     verified = cli(checkpointed, "audit", "verify")
@@ -199,7 +199,7 @@ def test_verify_names_the_tampered_record(checkpointed, tamper):
 # -- export ------------------------------------------------------------------------------------
 def test_export_ndjson_carries_the_proof_checkable_elsewhere(checkpointed):
     records, checkpoints = ledger_size(checkpointed)
-    key_id, key = load_signing_key(checkpointed.services.settings.audit_signing_key_path)  # trusted out of band
+    key_id, key = load_signing_key(checkpointed.runtime.settings.audit_signing_key_path)  # trusted out of band
 
     exported = cli(checkpointed, "audit", "export", "--format", "ndjson")
 
@@ -250,7 +250,7 @@ def test_export_syslog_is_rfc_5424_with_the_audit_event(checkpointed):
 
 
 def test_export_since_starts_at_the_first_record_of_that_moment(checkpointed):
-    with checkpointed.services.engine.connect() as connection:
+    with checkpointed.runtime.engine.connect() as connection:
         middle = connection.execute(select(audit_record.c.recorded_at).where(
             audit_record.c.seq == seq_of(connection, "ITI-68", "ATC_DOC_READ"))).scalar_one()
         expected = connection.execute(select(audit_record.c.seq).where(audit_record.c.recorded_at >= middle)).all()

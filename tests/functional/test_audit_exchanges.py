@@ -61,7 +61,7 @@ def test_a_full_scenario_leaves_exactly_its_audit_records(gateway):
     ]
     refused_auth = gateway.services.auditor.ledger.all_records()[-1]
     assert "GET /fhir/DocumentReference: invalid token: malformed token" in refused_auth["outcomeDesc"]
-    assert verify_ledger(engine=gateway.services.engine, public_keys=gateway.services.auditor.ledger.public_keys).ok
+    assert verify_ledger(engine=gateway.runtime.engine, public_keys=gateway.services.auditor.ledger.public_keys).ok
 
 
 def test_every_stored_event_is_a_valid_r4_audit_event_with_trace_and_token_id(gateway):
@@ -79,7 +79,7 @@ def test_every_stored_event_is_a_valid_r4_audit_event_with_trace_and_token_id(ga
     assert {"what": {"identifier": {"value": traceparent}}} == {"what": search["entity"][-1]["what"]}
     user = next(a for a in search["agent"] if a.get("requestor"))
     assert user["policy"][0].startswith("urn:ietf:params:oauth:jti:")
-    assert search["source"]["site"] == gateway.services.settings.audit_source_oid
+    assert search["source"]["site"] == gateway.runtime.settings.audit_source_oid
 
 
 def test_a_traceparent_is_made_when_the_caller_sent_none(gateway):
@@ -91,7 +91,7 @@ def test_a_traceparent_is_made_when_the_caller_sent_none(gateway):
 
 def test_when_the_ledger_cannot_be_written_a_provide_stores_nothing_and_answers_503(gateway, monkeypatch):
     gateway.register_patient()
-    before = row_counts(gateway.services)
+    before = row_counts(gateway.runtime)
 
     def broken(*_args, **_kwargs):
         raise OSError("audit disk full")
@@ -102,7 +102,7 @@ def test_when_the_ledger_cannot_be_written_a_provide_stores_nothing_and_answers_
 
     assert response.status_code == 503
     assert response.json()["issue"][0]["code"] == "transient"
-    assert row_counts(gateway.services) == before
+    assert row_counts(gateway.runtime) == before
 
 
 def test_when_the_ledger_cannot_be_written_a_read_answers_503_without_the_document(gateway, monkeypatch):
@@ -127,7 +127,7 @@ def test_when_the_ledger_cannot_be_written_a_policy_change_is_not_made(gateway, 
     gateway.register_patient(grant_hcp=None)
     gateway.provide(provide_bundle(spid=SPID, author_role="TCU", documents=[
         {"title": "L", "content": pdf_document("L", ["x"])}]), headers=gateway.tokens.headers(gateway.tokens.tcu()))
-    before = row_counts(gateway.services)
+    before = row_counts(gateway.runtime)
 
     def broken(*_args, **_kwargs):
         raise OSError("audit disk full")
@@ -138,7 +138,7 @@ def test_when_the_ledger_cannot_be_written_a_policy_change_is_not_made(gateway, 
     monkeypatch.undo()
 
     assert response.status_code == 503
-    assert row_counts(gateway.services) == before
+    assert row_counts(gateway.runtime) == before
     assert gateway.find().json()["total"] == 0
 
 

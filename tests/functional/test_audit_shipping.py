@@ -212,7 +212,7 @@ def test_the_gateway_ships_its_exchanges_when_a_siem_is_configured(tmp_path):
                              siem_ca=pki.ca_cert) as gateway:
             gateway.register_patient()  # ITI-104, PPQ policies, …: each recorded, then shipped
             messages = receiver.wait_for(3)
-            with gateway.services.engine.connect() as connection:
+            with gateway.runtime.engine.connect() as connection:
                 recorded = connection.exec_driver_sql("SELECT COUNT(*) FROM audit_record").scalar()
     finally:
         receiver.close()

@@ -17,7 +17,7 @@ from functional.test_audit_cli import cli, exchanges
 
 def wait_for_witness(gateway, seq: int, seconds: float = 10.0) -> list[str]:
     """The witness writer appends within its interval (1 s by default) of a commit."""
-    path = gateway.services.settings.audit_witness_path
+    path = gateway.runtime.settings.audit_witness_path
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if path.exists() and f'"seq":{seq},' in path.read_text():
@@ -29,7 +29,7 @@ def wait_for_witness(gateway, seq: int, seconds: float = 10.0) -> list[str]:
 def test_verify_names_a_cut_that_the_database_alone_cannot_see(tmp_path):
     with running_gateway(tmp_path, sqlite_url(tmp_path), audit_checkpoint_every=3) as gateway:
         gateway.register_patient()
-        engine = gateway.services.engine
+        engine = gateway.runtime.engine
         with engine.connect() as connection:
             cut_at = connection.execute(select(audit_head.c.seq)).scalar_one()
             kept_head = connection.execute(select(audit_head.c.seq, audit_head.c.record_hash, audit_head.c.signed_at,
@@ -39,7 +39,7 @@ def test_verify_names_a_cut_that_the_database_alone_cannot_see(tmp_path):
             last = connection.execute(select(audit_head.c.seq)).scalar_one()
         wait_for_witness(gateway, last)
         elsewhere = tmp_path / "copied-witness.jsonl"
-        shutil.copy(gateway.services.settings.audit_witness_path, elsewhere)
+        shutil.copy(gateway.runtime.settings.audit_witness_path, elsewhere)
 
         intact = cli(gateway, "audit", "verify")
         with engine.begin() as connection:  # the attack: back to the head seen at `cut_at`

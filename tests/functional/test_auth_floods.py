@@ -21,7 +21,7 @@ def test_a_flood_costs_two_ledger_records_and_every_refusal_is_counted(tmp_path,
         gw.register_patient()
         before = len(gw.services.auditor.ledger.all_records())
         commits = []
-        event.listen(gw.services.engine, "commit", lambda _connection: commits.append(1))
+        event.listen(gw.runtime.engine, "commit", lambda _connection: commits.append(1))
         answers = [gw.client.get(FIND, headers=BAD) for _ in range(300)]
         flood_commits = len(commits)
         during = gw.services.auditor.ledger.all_records()[before:]

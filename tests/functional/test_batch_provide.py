@@ -1,4 +1,4 @@
-"""`Exchange.provide_many`: many submissions in one transaction, each all-or-nothing, each audited."""
+"""`DocumentExchange.provide_many`: many submissions in one transaction, each all-or-nothing, each audited."""
 
 import base64
 from dataclasses import replace
@@ -17,7 +17,7 @@ from consent.principal import Principal
 from functional.helpers import row_counts
 from gateway.auth.errors import AccessRefused
 from gateway.samples import pdf_document, provide_bundle
-from gateway.wiring import build_services
+from gateway.wiring import build_runtime
 
 TCU = Principal(role="TCU", user_id="infomed-migration", name="Migration", purpose_of_use="AUTO",
                 acting_for="7601000000002")
@@ -39,8 +39,8 @@ def replacing(new, old):
     return replace(new, documents=(replace(document, relations=(relation,)),))
 
 
-def ledger(services) -> list[tuple[str, str | None, str]]:
-    with services.engine.connect() as connection:
+def ledger(runtime) -> list[tuple[str, str | None, str]]:
+    with runtime.engine.connect() as connection:
         return [tuple(r) for r in connection.execute(
             select(audit_record.c.event_type, audit_record.c.subtype, audit_record.c.outcome)
             .where(audit_record.c.event_type == "ITI-65").order_by(audit_record.c.seq))]
@@ -55,7 +55,7 @@ def test_a_batch_stores_the_good_submissions_and_refuses_each_bad_one_alone(gate
     other_bytes = submission("other bytes", unique_id="urn:oid:2.25.1001")
     unknown = submission("unknown patient", spid=OTHER_SPID)
     again = submission("first", unique_id="urn:oid:2.25.1001", content=stored_before.documents[0].content)
-    before = row_counts(gateway.services)
+    before = row_counts(gateway.runtime)
 
     outcomes = exchange.provide_many(principal=TCU, submissions=[good, other_bytes, unknown, again])
 
@@ -65,14 +65,14 @@ def test_a_batch_stores_the_good_submissions_and_refuses_each_bad_one_alone(gate
     assert [d.created for d in outcomes[0].result.documents] == [True]
     assert [d.created for d in outcomes[3].result.documents] == [False]
     assert "already stored with other content" in outcomes[1].error.message
-    after = row_counts(gateway.services)
+    after = row_counts(gateway.runtime)
     assert {t: after[t] - before[t] for t in ("submission_set", "document_entry", "document_body")} == {
         "submission_set": 1, "document_entry": 1, "document_body": 1}
     # one ATC_DOC_CREATE per created document, one refusal each, a record for the resubmission
-    assert ledger(gateway.services)[-4:] == [("ITI-65", None, "4"), ("ITI-65", "ATC_DOC_CREATE", "0"),
+    assert ledger(gateway.runtime)[-4:] == [("ITI-65", None, "4"), ("ITI-65", "ATC_DOC_CREATE", "0"),
                                              ("ITI-65", None, "4"), ("ITI-65", None, "0")]
     keys = gateway.services.auditor.ledger.public_keys
-    assert verify_ledger(engine=gateway.services.engine, public_keys=keys).ok
+    assert verify_ledger(engine=gateway.runtime.engine, public_keys=keys).ok
 
 
 def test_what_a_batch_stores_is_found_and_retrieved_byte_for_byte(gateway):
@@ -126,12 +126,12 @@ def test_a_replacement_in_the_same_batch_supersedes_and_a_second_one_is_refused(
 def test_the_provide_level_raises_and_a_refused_principal_stores_nothing(gateway):
     gateway.register_patient()
     patient = Principal(role="PAT", user_id=OTHER_SPID, patient_spid=OTHER_SPID)
-    before = row_counts(gateway.services)
+    before = row_counts(gateway.runtime)
 
     refused = gateway.services.exchange.provide_many(principal=patient, submissions=[submission("x")])
 
     assert isinstance(refused[0].error, AccessRefused)
-    assert row_counts(gateway.services) == before
+    assert row_counts(gateway.runtime) == before
     outcome, = gateway.services.exchange.provide_many(principal=TCU, submissions=[submission("y")])
     # onboarding wrote 203 "normal": a normal upload stays normal, and `stored` is what was stored
     assert outcome.stored.documents[0].entry.confidentiality_level == "normal"
@@ -139,7 +139,7 @@ def test_the_provide_level_raises_and_a_refused_principal_stores_nothing(gateway
 
 def test_a_failure_inside_the_transaction_leaves_nothing_stored_nor_audited(gateway):
     gateway.register_patient()
-    before_rows, before_ledger = row_counts(gateway.services), ledger(gateway.services)
+    before_rows, before_ledger = row_counts(gateway.runtime), ledger(gateway.runtime)
 
     def journal(connection, outcomes):
         raise RuntimeError("the journal cannot be written")
@@ -148,9 +148,9 @@ def test_a_failure_inside_the_transaction_leaves_nothing_stored_nor_audited(gate
         gateway.services.exchange.provide_many(principal=TCU, submissions=[submission("a"), submission("b")],
                                                within=journal)
 
-    assert row_counts(gateway.services) == before_rows
+    assert row_counts(gateway.runtime) == before_rows
     # the failed call is audited once (outside the rolled-back transaction), nothing else
-    assert ledger(gateway.services) == before_ledger + [("ITI-65", None, "8")]
+    assert ledger(gateway.runtime) == before_ledger + [("ITI-65", None, "8")]
 
 
 def test_a_batch_body_is_sealed_like_a_single_provide(gateway):
@@ -158,7 +158,7 @@ def test_a_batch_body_is_sealed_like_a_single_provide(gateway):
     content = pdf_document("sealed", ["Anna Muster secret words"])
     gateway.services.exchange.provide_many(principal=TCU, submissions=[submission("sealed", content=content)])
 
-    with gateway.services.engine.connect() as connection:
+    with gateway.runtime.engine.connect() as connection:
         from adapters.cara.store.schema import document_body, document_entry
         blobs = [r for row in connection.execute(select(document_body.c.sealed, document_entry.c.sealed)
                                                  .join(document_entry, document_entry.c.id == document_body.c.entry_id))
@@ -176,7 +176,7 @@ def test_a_batch_of_new_documents_is_sealed_and_its_records_prepared_before_its_
     exchange = gateway.services.exchange
     submissions = [submission(f"ahead {n}") for n in range(3)]
     batch = exchange.authorise_many(principal=TCU, submissions=submissions)
-    ledger_before = ledger(gateway.services)
+    ledger_before = ledger(gateway.runtime)
 
     def not_in_the_transaction(*args, **kwargs):
         raise AssertionError("sealed or prepared inside the batch's transaction")
@@ -187,7 +187,7 @@ def test_a_batch_of_new_documents_is_sealed_and_its_records_prepared_before_its_
     monkeypatch.undo()
 
     assert [(o.error, [d.created for d in o.result.documents]) for o in outcomes] == [(None, [True])] * 3
-    assert ledger(gateway.services) == ledger_before + [("ITI-65", "ATC_DOC_CREATE", "0")] * 3
+    assert ledger(gateway.runtime) == ledger_before + [("ITI-65", "ATC_DOC_CREATE", "0")] * 3
     found = gateway.find().json()
     assert {e["resource"]["masterIdentifier"]["value"] for e in found["entry"]} == {
         s.documents[0].entry.unique_id for s in submissions}
@@ -195,7 +195,7 @@ def test_a_batch_of_new_documents_is_sealed_and_its_records_prepared_before_its_
     binary = gateway.client.get(f"/fhir/Binary/{entry_id}", headers=gateway.as_hcp())
     assert binary.content == submissions[0].documents[0].content
     keys = gateway.services.auditor.ledger.public_keys
-    assert verify_ledger(engine=gateway.services.engine, public_keys=keys).ok
+    assert verify_ledger(engine=gateway.runtime.engine, public_keys=keys).ok
 
 
 def test_a_batch_resubmitting_a_document_whose_metadata_was_updated_finds_it(gateway):
@@ -234,17 +234,17 @@ def test_a_batch_is_decided_on_the_consent_as_stored_not_as_another_process_reme
     each with its own policy cache (no Redis). The patient raises the provide level in the gateway
     between two batches of the other process: the next batch is stored at the raised level."""
     gateway.register_patient()
-    beside = build_services(gateway.services.settings)  # the other process's services: caches of its own
+    beside = build_runtime(gateway.runtime.settings)  # the other process's services: caches of its own
     try:
-        before, = beside.exchange.provide_many(principal=TCU, submissions=[submission("before")])
+        before, = beside.services.exchange.provide_many(principal=TCU, submissions=[submission("before")])
         raise_provide_level(gateway, "restricted")
-        after, = beside.exchange.provide_many(principal=TCU, submissions=[submission("after")])
+        after, = beside.services.exchange.provide_many(principal=TCU, submissions=[submission("after")])
     finally:
-        beside.engine.dispose()
+        beside.close()
 
     assert before.stored.documents[0].entry.confidentiality_level == "normal"
     assert after.stored.documents[0].entry.confidentiality_level == "restricted"
-    with gateway.services.engine.connect() as connection:
+    with gateway.runtime.engine.connect() as connection:
         from adapters.cara.store.schema import document_entry
         stored = dict(connection.execute(select(document_entry.c.unique_id, document_entry.c.confidentiality)).all())
     assert stored == {before.stored.documents[0].entry.unique_id: "normal",

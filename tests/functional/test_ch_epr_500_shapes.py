@@ -36,7 +36,7 @@ def test_a_4_0_1_subject_reference_is_answered_with_what_to_send_instead(gateway
     for entry in bundle["entry"]:
         if entry["resource"]["resourceType"] == "DocumentReference":
             entry["resource"]["subject"] = {"reference": "Patient/123"}
-    before = row_counts(gateway.services)
+    before = row_counts(gateway.runtime)
 
     response = gateway.provide(bundle)
 
@@ -44,7 +44,7 @@ def test_a_4_0_1_subject_reference_is_answered_with_what_to_send_instead(gateway
     [issue] = [i for i in response.json()["issue"] if "subject" in i["expression"][0]]
     assert issue["expression"] == ["Bundle.entry[1].resource.subject.reference"]
     assert "by subject.identifier" in issue["diagnostics"] and "4.0.1" in issue["diagnostics"]
-    assert row_counts(gateway.services) == before
+    assert row_counts(gateway.runtime) == before
 
 
 def test_the_trail_names_the_represented_patient_beside_the_representative_and_its_profile(gateway):
@@ -70,7 +70,7 @@ def test_pixm_answers_the_ch_out_parameters_at_most_two_identifiers_and_no_targe
     from conftest import LOCAL_SYSTEM
 
     gateway.register_patient()
-    systems = [LOCAL_SYSTEM, f"urn:oid:{gateway.services.settings.community_oid}"]
+    systems = [LOCAL_SYSTEM, f"urn:oid:{gateway.runtime.settings.community_oid}"]
     source = ("sourceIdentifier", f"urn:oid:2.16.756.5.30.1.127.3.10.3|{SPID}")
     answer = gateway.client.get("/fhir/Patient/$ihe-pix", headers=gateway.as_hcp(),
                                 params=[source, *[("targetSystem", s) for s in systems]]).json()

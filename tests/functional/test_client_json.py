@@ -32,12 +32,12 @@ def _list_with_two_subjects(spid_first: str) -> bytes:
 def test_iti65_refuses_a_duplicate_member_and_stores_nothing(sqlite_gateway, body, where):
     sqlite_gateway.register_patient()
     sqlite_gateway.register_patient(spid=OTHER_SPID, local_id="L-2", family="Other")
-    before = row_counts(sqlite_gateway.services)
+    before = row_counts(sqlite_gateway.runtime)
     response = sqlite_gateway.client.post("/fhir", content=body, headers=sqlite_gateway.as_hcp())
     assert response.status_code == 400, response.text
     assert response.json()["issue"][0]["expression"] == [where]
     assert "twice" in response.json()["issue"][0]["diagnostics"]
-    assert row_counts(sqlite_gateway.services) == before
+    assert row_counts(sqlite_gateway.runtime) == before
 
 
 def _twice(document: dict, member: str) -> bytes:
@@ -59,7 +59,7 @@ def test_every_client_body_refuses_a_duplicate_member(sqlite_gateway):
         {"name": "target-patient", "valueIdentifier": {"system": LOCAL_SYSTEM, "value": "L-7"}}]}
     ppq4 = {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": consent, "request": {"method": "POST", "url": "Consent"}}]}
-    before = row_counts(sqlite_gateway.services)
+    before = row_counts(sqlite_gateway.runtime)
     answers = [
         sqlite_gateway.client.post("/fhir/Consent", content=_twice(consent, "patient"), headers=patient),
         sqlite_gateway.client.put(f"/fhir/Patient?identifier={LOCAL_SYSTEM}|L-7", content=_twice(feed, "birthDate"),
@@ -70,7 +70,7 @@ def test_every_client_body_refuses_a_duplicate_member(sqlite_gateway):
     assert [(a.status_code, a.json()["resourceType"], a.json()["issue"][0]["expression"]) for a in answers] == [
         (400, "OperationOutcome", ["Consent.patient"]), (400, "OperationOutcome", ["Patient.birthDate"]),
         (400, "OperationOutcome", ["Parameters.parameter"]), (400, "OperationOutcome", ["Bundle.entry"])]
-    assert row_counts(sqlite_gateway.services) == before
+    assert row_counts(sqlite_gateway.runtime) == before
 
 
 # -- the metadata budget (item 9) ------------------------------------------------------------------
@@ -84,12 +84,12 @@ def _document_with_extensions(count: int) -> bytes:
 
 def test_200000_extensions_are_refused_with_413_before_validation(sqlite_gateway):
     sqlite_gateway.register_patient()
-    before = row_counts(sqlite_gateway.services)
+    before = row_counts(sqlite_gateway.runtime)
     response = sqlite_gateway.client.post("/fhir", content=_document_with_extensions(200_000),
                                           headers=sqlite_gateway.as_hcp())
     assert (response.status_code, response.json()["issue"][0]["code"]) == (413, "too-costly")
     assert "20000 members" in response.json()["issue"][0]["diagnostics"]
-    assert row_counts(sqlite_gateway.services) == before
+    assert row_counts(sqlite_gateway.runtime) == before
     assert sqlite_gateway.find().json()["total"] == 0
 
 
@@ -109,11 +109,11 @@ def test_over_deep_json_is_refused_with_422(sqlite_gateway):
     for _ in range(40):
         nested = {"url": "urn:example:nest", "extension": [nested]}
     doc["extension"].append(nested)
-    before = row_counts(sqlite_gateway.services)
+    before = row_counts(sqlite_gateway.runtime)
     response = sqlite_gateway.provide(bundle)
     assert (response.status_code, response.json()["resourceType"]) == (422, "OperationOutcome")
     assert response.json()["issue"][0]["expression"][0].startswith("Bundle.entry[1].resource.extension[1].extension[0]")
-    assert row_counts(sqlite_gateway.services) == before
+    assert row_counts(sqlite_gateway.runtime) == before
 
 
 def test_document_content_is_not_metadata(sqlite_gateway):
@@ -144,7 +144,7 @@ def test_every_client_body_is_read_under_the_configured_budget(tmp_path):
         document = {"resourceType": "DocumentReference", "status": "current", "extension": filler}
         match = {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": {
             "resourceType": "Patient", "extension": filler}}]}
-        before = row_counts(gateway.services)
+        before = row_counts(gateway.runtime)
         answers = [
             gateway.client.put("/fhir/Consent?identifier=urn:ietf:rfc:3986|urn:uuid:6c9b7c4e-3c65-4c0e-9f2b-0a1b2c3d4e5f",
                                content=orjson.dumps(consent), headers=patient),
@@ -154,4 +154,4 @@ def test_every_client_body_is_read_under_the_configured_budget(tmp_path):
         ]
         assert [(a.status_code, a.json()["issue"][0]["code"], "8192 bytes" in a.json()["issue"][0]["diagnostics"])
                 for a in answers] == [(413, "too-costly", True)] * 3
-        assert row_counts(gateway.services) == before
+        assert row_counts(gateway.runtime) == before

@@ -10,11 +10,11 @@ from starlette.testclient import TestClient
 from conftest import HCP_GLN, SPID, Gateway, Tokens, fresh_postgres_url, make_settings
 from consent.cache import RedisPolicyCache
 from functional.helpers import document_ids
-from gateway.http.app import create_app
+from gateway.composition import create_app
 from gateway.first_start import prepare
 from gateway.exchanges.search_pages import RedisSearchPages
 from gateway.samples import pdf_document, provide_bundle
-from gateway.wiring import build_services
+from gateway.wiring import build_runtime
 
 pytestmark = pytest.mark.postgres
 
@@ -32,17 +32,17 @@ def two_workers(tmp_path):
     settings = prepare(make_settings(tmp_path / "data", database, redis_url=redis_url(), workers=2)).settings
     workers = []
     for _ in range(2):
-        services = build_services(settings)
-        client = TestClient(create_app(services), base_url="https://testserver")
-        workers.append(Gateway(client.__enter__(), services, Tokens(settings), tmp_path / "data"))
+        runtime = build_runtime(settings)
+        client = TestClient(create_app(runtime), base_url="https://testserver")
+        workers.append(Gateway(client.__enter__(), runtime, Tokens(settings), tmp_path / "data"))
     yield workers
     for worker in workers:
         worker.client.__exit__(None, None, None)
-        worker.services.engine.dispose()
+        worker.runtime.close()
 
 
 def test_both_workers_cache_policies_in_redis_mode(two_workers):
-    assert [type(w.services.access.cache) for w in two_workers] == [RedisPolicyCache, RedisPolicyCache]
+    assert [type(w.services.exchange.access.cache) for w in two_workers] == [RedisPolicyCache, RedisPolicyCache]
 
 
 def test_revocation_through_one_worker_is_enforced_by_the_other_at_once(two_workers):
@@ -92,7 +92,7 @@ def test_a_document_provided_through_one_worker_is_found_by_the_other_at_once(tw
 def test_redis_down_fails_closed_with_503(two_workers, monkeypatch):
     first, second = two_workers
     first.register_patient()
-    cache = second.services.access.cache
+    cache = second.services.exchange.access.cache
     monkeypatch.setattr(cache, "_redis", __import__("redis").Redis.from_url("redis://127.0.0.1:1/0",
                                                                               socket_connect_timeout=0.2))
 

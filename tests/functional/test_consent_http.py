@@ -104,7 +104,7 @@ def test_grant_to_one_hcp_does_not_open_the_record_to_another(gateway, record):
 
 def test_emergency_access_reads_normal_and_notifies_the_patient(gateway, record):
     emergency = gateway.tokens.headers(gateway.tokens.hcp(purpose="EMER"))
-    before = row_counts(gateway.services)["patient_notification"]
+    before = row_counts(gateway.runtime)["patient_notification"]
 
     found = visible(gateway, emergency)
     read = gateway.client.get(f"/fhir/Binary/{record['normal']}", headers=emergency)
@@ -113,7 +113,7 @@ def test_emergency_access_reads_normal_and_notifies_the_patient(gateway, record)
     assert found == names(record, "normal")
     assert read.status_code == 200
     assert refused.status_code == 404
-    assert row_counts(gateway.services)["patient_notification"] == before + 2
+    assert row_counts(gateway.runtime)["patient_notification"] == before + 2
     notices = gateway.client.get("/fhir/Communication", params={"recipient.identifier":
                                  f"urn:oid:2.16.756.5.30.1.127.3.10.3|{SPID}"}, headers=patient_headers(gateway))
     assert notices.status_code == 200
@@ -191,14 +191,14 @@ def test_group_grant_without_end_date_is_a_422_naming_the_end_date(gateway, reco
     actor.pop("system")
     actor["type"]["coding"][0]["code"] = "urn:oasis:names:tc:xspa:1.0:subject:organization-id"
     actor["value"] = "urn:oid:2.16.756.5.30.1.999.77"
-    before = row_counts(gateway.services)
+    before = row_counts(gateway.runtime)
 
     response = gateway.client.post("/fhir/Consent", content=orjson.dumps(consent), headers=patient_headers(gateway))
 
     assert response.status_code == 422
     assert "end" in response.json()["issue"][0]["diagnostics"]
     assert response.json()["issue"][0]["expression"] == ["Consent.provision.period.end"]
-    assert row_counts(gateway.services) == before
+    assert row_counts(gateway.runtime) == before
 
 
 def test_group_grant_opens_the_record_to_group_members_within_its_period(gateway, record):
@@ -223,14 +223,14 @@ def consent_bundle(*entries) -> dict:
 def test_ppq4_stores_a_bundle_of_changes_all_or_nothing(gateway, record):
     good = grant_consent(spid=SPID, gln=HCP_GLN, level="normal")
     bad = grant_consent(spid=SPID, gln=OTHER_GLN, level="normal", template=304)  # 304 needs an end date
-    before = row_counts(gateway.services)
+    before = row_counts(gateway.runtime)
 
     refused = gateway.client.post("/fhir", content=orjson.dumps(consent_bundle(
         {"resource": good, "request": {"method": "POST", "url": "Consent"}},
         {"resource": bad, "request": {"method": "POST", "url": "Consent"}})), headers=patient_headers(gateway))
 
     assert refused.status_code == 422
-    assert row_counts(gateway.services) == before
+    assert row_counts(gateway.runtime) == before
     assert visible(gateway, gateway.as_hcp()) == set()
 
     accepted = gateway.client.post("/fhir", content=orjson.dumps(consent_bundle(

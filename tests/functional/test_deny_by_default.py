@@ -51,7 +51,8 @@ def test_a_plain_route_without_the_guard_would_be_found():
 
 
 def test_public_list_is_exactly_metadata_discovery_and_health():
-    assert PUBLIC_PATHS == {"/fhir/metadata", "/.well-known/smart-configuration", "/health/live", "/health/ready",
+    assert PUBLIC_PATHS == {"/fhir/metadata", "/.well-known/smart-configuration", "/fhir/.well-known/smart-configuration",
+                            "/health/live", "/health/ready",
                             "/openapi.json", "/docs"}
 
 

@@ -33,7 +33,8 @@ def test_the_statement_declares_every_fhir_route_of_the_app(sqlite_gateway, stat
     declared = {(r["type"], i["code"]) for r in statement["rest"][0]["resource"] for i in r["interaction"]}
     operations = {(r["type"], o["name"]) for r in statement["rest"][0]["resource"] for o in r.get("operation", [])}
     routes = [r for r in every_route(sqlite_gateway.client.app.routes)
-              if r.path.startswith("/fhir/") and r.path.rstrip("/") not in ("/fhir", "/fhir/metadata")]
+              if r.path.startswith("/fhir/") and r.path.rstrip("/") not in ("/fhir", "/fhir/metadata")
+              and "/.well-known/" not in r.path]  # discovery (public, SMART) is no FHIR interaction
 
     for route in routes:
         kind, _, rest = route.path.removeprefix("/fhir/").partition("/")
@@ -78,12 +79,14 @@ def test_the_statement_names_the_actors_the_guide_and_the_security(tmp_path):
                                                 "token_endpoint": "https://iam.example/token",
                                                 "authorization_endpoint": "https://iam.example/authorize"}]}))
     with running_gateway(tmp_path, sqlite_url(tmp_path)) as gateway:
-        gateway.services.settings.trusted_issuers = issuers
+        gateway.runtime.settings.trusted_issuers = issuers
         statement = gateway.client.get("/fhir/metadata").json()
         smart = gateway.client.get("/.well-known/smart-configuration")
 
     CapabilityStatement.model_validate(statement)
     assert statement["instantiates"] == list(INSTANTIATES)
+    assert "http://fhir.ch/ig/ch-epr-fhir/CapabilityStatement/PatientAuditRecordRepositoryCapabilityStatement" in \
+        statement["instantiates"]  # CH:ATC's actor (ITI-81), not the ATNA repository the gateway is not
     assert statement["implementationGuide"] == [IMPLEMENTATION_GUIDE]
     assert statement["rest"][0]["security"]["extension"] == [{"url": OAUTH_URIS, "extension": [
         {"url": "authorize", "valueUri": "https://iam.example/authorize"},
@@ -98,6 +101,9 @@ def test_the_statement_names_the_actors_the_guide_and_the_security(tmp_path):
 
 def test_smart_configuration_is_public_and_names_the_scopes(sqlite_gateway):
     smart = sqlite_gateway.client.get("/.well-known/smart-configuration")
+    at_base = sqlite_gateway.client.get("/fhir/.well-known/smart-configuration")  # where SMART clients look
+
+    assert (at_base.status_code, at_base.json()) == (200, smart.json())
 
     assert smart.status_code == 200
     assert smart.json()["issuer"].endswith("/dev-issuer")

@@ -16,7 +16,7 @@ from gateway.samples import pdf_document, provide_bundle
 BODY_MARKER = "Diagnosis-Zebra-Quokka-4711"
 FAMILY, GIVEN, LOCAL_ID = "Zwygart", "Philomena", "LOCAL-778899"
 # The SPID is not among them: the audit ledger names the patient by SPID, as the CH:ATC trail shows it
-# (see ARCHITECTURE.md); the document tables never hold it (test_no_spid_in_any_document_table).
+# (see docs/design-notes.md); the document tables never hold it (test_no_spid_in_any_document_table).
 NEEDLES = [BODY_MARKER, FAMILY, GIVEN, LOCAL_ID]
 
 
@@ -29,7 +29,7 @@ def store_sensitive_data(gateway) -> list[str]:
 
 def raw_database_text(gateway) -> bytes:
     """Every row of every table as the database renders it (bytea as hex, so search hex too)."""
-    with gateway.services.engine.connect() as connection:
+    with gateway.runtime.engine.connect() as connection:
         rows = [connection.execute(text(f"SELECT CAST(t AS text) FROM {name} t")).scalars().all()
                 for name in metadata.tables]
     return "\n".join(r for table in rows for r in table).encode()
@@ -41,7 +41,7 @@ def needles_in(haystack: bytes) -> list[str]:
 
 def test_no_plaintext_in_the_data_directory(sqlite_gateway):
     store_sensitive_data(sqlite_gateway)
-    with sqlite_gateway.services.engine.connect() as connection:  # the WAL may still hold the latest pages
+    with sqlite_gateway.runtime.engine.connect() as connection:  # the WAL may still hold the latest pages
         wal_pages = connection.execute(text("PRAGMA wal_checkpoint")).one()
 
     files = [p for p in Path(sqlite_gateway.data_dir).rglob("*") if p.is_file()]
@@ -63,7 +63,7 @@ def test_no_spid_in_any_document_table(gateway):
     store_sensitive_data(gateway)
     document_tables = [t for t in metadata.tables if t.startswith(("document_", "submission_"))]
 
-    with gateway.services.engine.connect() as connection:
+    with gateway.runtime.engine.connect() as connection:
         for table in document_tables:
             columns = metadata.tables[table].columns
             for row in connection.execute(metadata.tables[table].select()):
@@ -74,19 +74,19 @@ def test_no_spid_in_any_document_table(gateway):
 
 def test_key_rotation_rewraps_without_touching_ciphertexts_and_documents_stay_readable(gateway):
     ids = store_sensitive_data(gateway)
-    keyring_path = gateway.services.settings.keyring_path
-    with gateway.services.engine.connect() as connection:
+    keyring_path = gateway.runtime.settings.keyring_path
+    with gateway.runtime.engine.connect() as connection:
         before = connection.execute(text("SELECT entry_id, sealed FROM document_body")).all()
     new_key = Keyring.add_key_to_file(keyring_path)
     rotated = Keyring.load(keyring_path)
 
-    counts = rewrap_data_keys(engine=gateway.services.engine, keyring=rotated)
+    counts = rewrap_data_keys(engine=gateway.runtime.engine, keyring=rotated)
 
     # onboarding (201, 202, 203) and the test HCP's grant: four policies
     assert counts == {"patient": 1, "submission_set": 1, "document_entry": 1, "document_body": 1,
                       "consent_policy": 4, "patient_notification": 0, "identity_review": 0,
                       "mllp_held_message": 0, "document_entry_version": 0}
-    with gateway.services.engine.connect() as connection:
+    with gateway.runtime.engine.connect() as connection:
         after = connection.execute(text("SELECT entry_id, sealed, sealed_key FROM document_body")).all()
     assert [(r.entry_id, r.sealed) for r in after] == [(r.entry_id, r.sealed) for r in before]
     assert all(r.sealed_key.startswith(new_key.encode() + b":") for r in after)
@@ -94,4 +94,4 @@ def test_key_rotation_rewraps_without_touching_ciphertexts_and_documents_stay_re
     response = gateway.client.get(f"/fhir/Binary/{ids[0]}", headers=gateway.as_hcp())
     assert response.status_code == 200
     assert BODY_MARKER.encode() in response.content
-    assert set(rewrap_data_keys(engine=gateway.services.engine, keyring=rotated).values()) == {0}
+    assert set(rewrap_data_keys(engine=gateway.runtime.engine, keyring=rotated).values()) == {0}

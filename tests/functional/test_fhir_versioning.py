@@ -80,12 +80,12 @@ def test_a_consent_update_with_a_stale_if_match_is_412_and_changes_nothing(gatew
     assert updated.headers["location"] == f"{BASE}/Consent/{cid}/_history/2"
 
     # A second writer who read version 1 must not overwrite version 2.
-    before, recorded = row_counts(gateway.services), successes(gateway, "PPQ-3")
+    before, recorded = row_counts(gateway.runtime), successes(gateway, "PPQ-3")
     consent["policyRule"]["coding"][0]["code"] = NORMAL
     stale = gateway.client.put(f"/fhir/Consent/{cid}", content=orjson.dumps(consent),
                                headers={**patient, "If-Match": 'W/"1"'})
     assert outcome(stale) == (412, "conflict")
-    assert row_counts(gateway.services) == before
+    assert row_counts(gateway.runtime) == before
     assert successes(gateway, "PPQ-3") == recorded  # no change audited as made
     now = gateway.client.get(f"/fhir/Consent/{cid}", headers=patient)
     assert (validated(now, Consent)["meta"]["versionId"], now.json()["policyRule"]["coding"][0]["code"]) == (
@@ -96,7 +96,7 @@ def test_a_consent_update_with_a_stale_if_match_is_412_and_changes_nothing(gatew
     assert outcome(conditional) == (412, "conflict")
     assert outcome(gateway.client.delete(f"/fhir/Consent/{cid}", headers={**patient, "If-Match": 'W/"1"'})) == (
         412, "conflict")
-    assert row_counts(gateway.services) == before
+    assert row_counts(gateway.runtime) == before
     malformed = gateway.client.put(f"/fhir/Consent/{cid}", content=orjson.dumps(consent),
                                    headers={**patient, "If-Match": "version one"})
     assert outcome(malformed) == (400, "invalid")
@@ -146,17 +146,17 @@ def test_a_deleted_consent_reads_410_and_deleting_it_again_is_204(sqlite_gateway
     assert gateway.client.delete(f"/fhir/Consent/{cid}", headers={**patient, "If-Match": 'W/"1"'}).status_code == 204
     assert outcome(gateway.client.get(f"/fhir/Consent/{cid}", headers=patient)) == (410, "deleted")
     assert outcome(gateway.client.get(f"/fhir/Consent/{cid}/_history/1", headers=patient)) == (410, "deleted")
-    before, deletions = row_counts(gateway.services), successes(gateway, "PPQ-3")
+    before, deletions = row_counts(gateway.runtime), successes(gateway, "PPQ-3")
     again = gateway.client.delete(f"/fhir/Consent/{cid}", headers=patient)
     assert (again.status_code, again.content) == (204, b"")
-    assert row_counts(gateway.services) == before
+    assert row_counts(gateway.runtime) == before
     assert successes(gateway, "PPQ-3") == deletions + 1  # the request is recorded; nothing was changed
     # To anyone who could not manage these policies, a deleted id is as unknown as a never-stored one.
     other = patient_headers(gateway, OTHER_SPID)
     assert outcome(gateway.client.get(f"/fhir/Consent/{cid}", headers=other)) == (404, "not-found")
     assert outcome(gateway.client.delete(f"/fhir/Consent/{cid}", headers=other)) == (404, "not-found")
     assert outcome(gateway.client.delete(f"/fhir/Consent/{uuid.uuid4()}", headers=patient)) == (404, "not-found")
-    assert row_counts(gateway.services) == before
+    assert row_counts(gateway.runtime) == before
     # Created again under the same id, it continues its versions (1 created, 2 deleted, 3 now).
     again = gateway.client.put(f"/fhir/Consent/{cid}", content=orjson.dumps(consent), headers=patient)
     assert (again.status_code, validated(again, Consent)["meta"]["versionId"]) == (201, "3")
@@ -214,12 +214,12 @@ def test_an_mhd1_update_with_a_stale_if_match_is_412_and_changes_nothing(gateway
     assert (validated(updated, DocumentReference)["meta"]["versionId"], updated.headers["etag"]) == ("2", 'W/"2"')
     assert updated.headers["location"] == f"{BASE}/DocumentReference/{letter}/_history/2"
 
-    before = row_counts(gateway.services)
+    before = row_counts(gateway.runtime)
     first["description"] = "A lost update"
     stale = gateway.client.put(f"/fhir/DocumentReference/{letter}", content=orjson.dumps(first),
                                headers={**hcp, "If-Match": 'W/"1"'})
     assert outcome(stale) == (412, "conflict")
-    assert row_counts(gateway.services) == before
+    assert row_counts(gateway.runtime) == before
     assert [v.description for v in gateway.services.metadata.versions.history(letter)] == [None, "Corrected letter"]
     assert gateway.client.get(f"/fhir/DocumentReference/{letter}", headers=hcp).json() == updated.json()
 

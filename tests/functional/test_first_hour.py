@@ -99,7 +99,7 @@ def serve(tmp_path: Path, port: int, **env: str) -> subprocess.Popen:
                             env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
 
 
-def test_a_busy_port_is_one_line_and_exit_1_before_any_banner(tmp_path):
+def test_a_busy_port_is_one_line_naming_the_setting_and_exit_2_before_any_banner(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -107,10 +107,12 @@ def test_a_busy_port_is_one_line_and_exit_1_before_any_banner(tmp_path):
         process = serve(tmp_path, port)
         out, err = process.communicate(timeout=60)
 
-    assert process.returncode == 1
+    assert process.returncode == 2  # a setting's mistake, like any other (EPR_PORT)
     assert "Example tokens" not in out
-    assert err.splitlines()[-1] == f"epr-gateway serve: cannot listen on 127.0.0.1:{port}: Address already in use"
-    assert "Traceback" not in err
+    assert err.splitlines()[-1] == (f"epr-gateway serve: cannot listen on 127.0.0.1:{port}: Address already in use "
+                                    "(another program listens there: set EPR_PORT to a free port, e.g. "
+                                    "EPR_PORT=8444 make run)")
+    assert "Traceback" not in err and "Warning" not in err
 
 
 def test_token_from_another_shell_is_for_the_running_gateway_and_the_banner_tells_the_truth(tmp_path, monkeypatch):
@@ -133,8 +135,8 @@ def test_token_from_another_shell_is_for_the_running_gateway_and_the_banner_tell
                               ("TCU", ["--user-id", "mig", "--principal-gln", "7601000000002"])):
             minted = subprocess.run(
                 [sys.executable, "-c", "from gateway.cli import main; main()", "token", "--role", role, *options],
-                env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "HOME": str(tmp_path / "home"),
-                     "EPR_PORT": "9"}, capture_output=True, text=True, timeout=60, cwd=elsewhere)
+                env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "HOME": str(tmp_path / "home")},
+                capture_output=True, text=True, timeout=60, cwd=elsewhere)
             assert minted.returncode == 0, minted.stderr
             assert minted.stdout.splitlines()[0].endswith(f"for the gateway running at https://127.0.0.1:{port}/fhir")
             answer = httpx.get(f"https://127.0.0.1:{port}/fhir/DocumentReference", verify=tls, timeout=10,
@@ -142,6 +144,17 @@ def test_token_from_another_shell_is_for_the_running_gateway_and_the_banner_tell
                                headers={"Authorization": f"Bearer {minted.stdout.splitlines()[-1]}"})
             assert answer.status_code == 200, answer.text
             seen[role] = answer.json()["total"]
+        # A port set in the shell wins over the running gateway: that shell meant another gateway.
+        explicit = subprocess.run(
+            [sys.executable, "-c", "from gateway.cli import main; main()", "token", "--role", "HCP", "--gln",
+             "7601000000002"], env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "HOME": str(tmp_path / "home"),
+                                    "EPR_PORT": "9"}, capture_output=True, text=True, timeout=60, cwd=elsewhere)
+        assert explicit.returncode == 0, explicit.stderr
+        assert explicit.stdout.splitlines()[0].endswith("for issuer https://127.0.0.1:9/dev-issuer"), explicit.stdout
+        refused = httpx.get(f"https://127.0.0.1:{port}/fhir/DocumentReference", verify=tls, timeout=10,
+                            params={"patient.identifier": DEMO_SEARCH},
+                            headers={"Authorization": f"Bearer {explicit.stdout.splitlines()[-1]}"})
+        assert refused.status_code == 401
     finally:
         process.terminate()
         out, _ = process.communicate(timeout=30)
@@ -151,13 +164,14 @@ def test_token_from_another_shell_is_for_the_running_gateway_and_the_banner_tell
     for role, view in DEMO_VIEWS.items():
         assert f"{role} ({view.says}):" in out
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert read_note() is None  # the stopped gateway's note no longer counts
+    assert read_note(tmp_path / "data") is None  # the stopped gateway's note no longer counts
 
 
 def test_the_demonstration_documents_name_the_mpi_patient_with_one_display_per_type(sqlite_gateway):
     from gateway.demo import DEMO_FAMILY, DEMO_GIVEN, DEMO_SPID, load_demo_data
 
-    assert load_demo_data(sqlite_gateway.services.exchange, sqlite_gateway.services.policies,
+    services = sqlite_gateway.services
+    assert load_demo_data(documents=services.exchange, identities=services.identities, policies=services.policies,
                           base_url="https://testserver/fhir")
     patient = sqlite_gateway.services.exchange.patients.pid_for_spid(DEMO_SPID)
     found = sqlite_gateway.client.get("/fhir/DocumentReference", params={"patient.identifier": DEMO_SEARCH},

@@ -51,13 +51,13 @@ def _with_spid(value):
         "author-gln-newline", "spid-mathematical"])
 def test_iti65_refuses_spoiled_identifiers_and_stores_nothing(sqlite_gateway, bundle, where):
     sqlite_gateway.register_patient()
-    before = row_counts(sqlite_gateway.services)
+    before = row_counts(sqlite_gateway.runtime)
     response = sqlite_gateway.provide(bundle)
     assert response.status_code == 422, response.text
     outcome = response.json()
     assert outcome["resourceType"] == "OperationOutcome"
     assert any(where in e for issue in outcome["issue"] for e in issue.get("expression", [])), outcome
-    assert row_counts(sqlite_gateway.services) == before
+    assert row_counts(sqlite_gateway.runtime) == before
 
 
 def test_iti65_stores_an_id_once_not_beside_its_newline_twin(sqlite_gateway):
@@ -73,11 +73,11 @@ def test_ppq3_refuses_a_policy_set_id_with_a_newline_and_nothing_is_in_force(sql
     sqlite_gateway.register_patient(grant_hcp=None)
     consent = grant_consent(spid=SPID, gln=HCP_GLN, level="normal")
     consent["identifier"][0]["value"] += "\n"
-    before = row_counts(sqlite_gateway.services)
+    before = row_counts(sqlite_gateway.runtime)
     response = sqlite_gateway.client.post("/fhir/Consent", content=orjson.dumps(consent),
                                           headers=sqlite_gateway.tokens.headers(sqlite_gateway.tokens.patient()))
     assert (response.status_code, response.json()["resourceType"]) == (422, "OperationOutcome")
-    assert row_counts(sqlite_gateway.services) == before
+    assert row_counts(sqlite_gateway.runtime) == before
     assert sqlite_gateway.find().status_code == 403 or sqlite_gateway.find().json()["total"] == 0
 
 
@@ -96,11 +96,11 @@ def test_iti104_refuses_spoiled_identifiers_and_creates_no_patient(sqlite_gatewa
     body = patient_feed(spid=SPID, local_system=LOCAL_SYSTEM, local_id="L-9", family="Muster", given="Anna",
                         birth_date="1980-05-17", gender="female")
     body["identifier"] = identifiers
-    before = row_counts(sqlite_gateway.services)
+    before = row_counts(sqlite_gateway.runtime)
     response = sqlite_gateway.client.put(f"/fhir/Patient?identifier={LOCAL_SYSTEM}|L-9", content=orjson.dumps(body),
                                          headers=sqlite_gateway.as_hcp())
     assert (response.status_code, response.json()["resourceType"]) == (400, "OperationOutcome"), response.text
-    assert row_counts(sqlite_gateway.services) == before
+    assert row_counts(sqlite_gateway.runtime) == before
 
 
 # -- ITI-81 pages like ITI-67 (item 6) --------------------------------------------------------------

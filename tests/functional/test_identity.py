@@ -250,7 +250,7 @@ def test_an_ambiguous_demographic_match_links_nothing(gateway):
 def test_a_conflicting_identity_is_refused_and_put_on_the_review_list(gateway, case, reason, collided_with):
     patients = {"first": feed(gateway, "L-1", spid=SPID, extra=[(AHVN13_SYSTEM, AHVN13)]).json()["id"],
                 "second": feed(gateway, "L-2", spid=OTHER_SPID, given="Berta").json()["id"]}
-    before = row_counts(gateway.services)
+    before = row_counts(gateway.runtime)
     source, conflicting = {
         "birth date": ("L-1", lambda: feed(gateway, "L-1", spid=SPID, birth_date="1980-05-18")),
         "family": ("L-1", lambda: feed(gateway, "L-1", spid=SPID, family="Meier")),
@@ -274,7 +274,7 @@ def test_a_conflicting_identity_is_refused_and_put_on_the_review_list(gateway, c
     assert (review["reason"], review["status"], review["patient"]) == (
         reason, "open", f"Patient/{patients[collided_with]}")
     assert review["incoming"]["source"] == {"system": LOCAL_SYSTEM, "value": source}
-    after = row_counts(gateway.services)
+    after = row_counts(gateway.runtime)
     assert {t: after[t] for t in PATIENT_TABLES} == {t: before[t] for t in PATIENT_TABLES}
     assert after["identity_review"] == before["identity_review"] + 1
 
@@ -285,7 +285,7 @@ def test_an_invalid_ahvn13_is_a_400_and_no_review(gateway):
     assert response.status_code == 400
     assert outcome(response) == ([("error", "invalid")], "the AHVN13 must be 13 digits starting with 756 with a "
                                                          "valid EAN-13 check digit")
-    assert row_counts(gateway.services)["identity_review"] == 0
+    assert row_counts(gateway.runtime)["identity_review"] == 0
 
 
 def test_reviews_are_listed_and_resolved_by_administrators_only(gateway):
@@ -418,7 +418,7 @@ def test_demographics_and_spid_never_appear_in_clear_columns(gateway):
     feed(gateway, "L-1", spid=SPID, birth_date="1999-12-31")  # a review row too
 
     record_tables = [t for name, t in metadata.tables.items() if not name.startswith("audit_")]
-    with gateway.services.engine.connect() as connection:
+    with gateway.runtime.engine.connect() as connection:
         rows = [(column.name, value) for table in record_tables for row in connection.execute(select(table))
                 for value, column in zip(row, table.columns, strict=True)]
     raw = b"\n".join(v if isinstance(v, bytes) else str(v).encode() for _, v in rows)
@@ -427,7 +427,7 @@ def test_demographics_and_spid_never_appear_in_clear_columns(gateway):
     assert SPID.encode() not in raw and AHVN13.encode() not in raw
     for secret in (SPID, AHVN13, "Muster", "muster", "Anna", "anna", "1980-05-17", "1999-12-31", "L-1", "female"):
         assert secret not in text, secret
-    with gateway.services.engine.connect() as connection:
+    with gateway.runtime.engine.connect() as connection:
         assert connection.execute(select(identity_review.c.reason)).scalars().all() == ["demographics-differ"]
 
 
@@ -440,7 +440,7 @@ def test_bulk_loaded_patients_are_found_like_fed_ones_and_a_duplicate_fails_the_
     loaded = patients.load_new_patients([
         (Identifier(LOCAL_SYSTEM, "B-1"), PatientRecord("", SPID, "Muster", ("Anna",), "1980-05-17", "female")),
         (Identifier(LOCAL_SYSTEM, "B-2"), PatientRecord("", OTHER_SPID, "Meier", ("Hans",), "1970-01-01", "male"))])
-    counts = row_counts(gateway.services)
+    counts = row_counts(gateway.runtime)
 
     found = pdq(gateway, {"family": "meier", "birthdate": "1970-01-01"}).json()
     with pytest.raises(IntegrityError):
@@ -450,4 +450,4 @@ def test_bulk_loaded_patients_are_found_like_fed_ones_and_a_duplicate_fails_the_
     assert [e["resource"]["id"] for e in found["entry"]] == [loaded[1].pid]
     assert pix(gateway, sourceIdentifier=f"{LOCAL_SYSTEM}|B-1").json()["parameter"][-1]["valueIdentifier"] == {
         "system": MPI_SYSTEM, "value": loaded[0].pid}
-    assert row_counts(gateway.services) == counts
+    assert row_counts(gateway.runtime) == counts

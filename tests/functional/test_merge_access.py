@@ -51,7 +51,7 @@ def post(p: Policy) -> PolicyChange:
 
 def delete_template(gateway, side: str, template: int) -> None:
     pid = gateway.services.exchange.patients.pid_for_spid(SPIDS[side])
-    existing = [p for p in gateway.services.access.store.policies_for(pid) if p.template == template]
+    existing = [p for p in gateway.services.exchange.access.store.policies_for(pid) if p.template == template]
     write(gateway, *[PolicyChange("DELETE", p.policy_set_id, None) for p in existing])
 
 

@@ -36,7 +36,7 @@ def found(worker, spid: str) -> set[str]:
 
 
 def test_both_workers_follow_the_links_in_redis(two_workers):
-    assert [type(w.services.exchange.patients._links) for w in two_workers] == [RedisLinkVersion, RedisLinkVersion]
+    assert [type(w.services.exchange.patients.links.version) for w in two_workers] == [RedisLinkVersion, RedisLinkVersion]
 
 
 def test_a_merge_and_unmerge_through_one_worker_reach_the_others_spid_cache(two_workers):
@@ -70,7 +70,7 @@ def test_a_block_of_the_retired_patient_holds_in_the_other_worker_at_once(two_wo
 def test_the_links_fail_closed_when_redis_cannot_be_asked(two_workers, monkeypatch):
     first, second = two_workers
     prepare(first)
-    links = second.services.exchange.patients._links
+    links = second.services.exchange.patients.links.version
     monkeypatch.setattr(links, "_redis", redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2))
 
     response = second.find(SPID, headers=second.tokens.headers(second.tokens.patient(SPID)))

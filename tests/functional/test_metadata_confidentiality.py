@@ -56,10 +56,10 @@ def test_the_patient_makes_a_document_secret_and_the_professional_loses_it(gatew
 
 
 def test_a_professional_who_reads_the_document_is_refused_and_nothing_changes(gateway, lab_report):
-    before = row_counts(gateway.services)
+    before = row_counts(gateway.runtime)
     with pytest.raises(AccessRefused):
         gateway.services.metadata.change_confidentiality(principal=HCP, entry_id=lab_report, level="normal")
-    assert row_counts(gateway.services) == before
+    assert row_counts(gateway.runtime) == before
     assert ledger(gateway)[-1][:3] == ("CH-MHD-1", None, "4")
 
 
@@ -67,13 +67,13 @@ def test_a_professional_who_reads_the_document_is_refused_and_nothing_changes(ga
 def test_a_document_the_principal_may_not_read_is_not_found_like_a_missing_one(gateway, lab_report, principal):
     metadata = gateway.services.metadata
     metadata.change_confidentiality(principal=PATIENT, entry_id=lab_report, level="secret")  # beyond the HCP's grant
-    before = row_counts(gateway.services)
+    before = row_counts(gateway.runtime)
     with pytest.raises(NotFound) as refused:
         metadata.change_confidentiality(principal=principal, entry_id=lab_report, level="normal")
     with pytest.raises(NotFound) as missing:
         metadata.change_confidentiality(principal=principal, entry_id="no-such-entry", level="normal")
     assert str(refused.value) == str(missing.value).replace("no-such-entry", lab_report)
-    assert row_counts(gateway.services) == before
+    assert row_counts(gateway.runtime) == before
 
 
 def test_an_unknown_level_is_invalid_input(gateway, lab_report):

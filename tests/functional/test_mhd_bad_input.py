@@ -85,7 +85,7 @@ def test_bad_bundle_is_refused_precisely_and_nothing_is_stored(gateway, case):
     mutate, status, code, expression, words = PROFILE_CASES[case]
     bundle = copy.deepcopy(one_document_bundle())
     mutate(bundle)
-    before = row_counts(gateway.services)
+    before = row_counts(gateway.runtime)
 
     response = gateway.provide(bundle)
 
@@ -96,7 +96,7 @@ def test_bad_bundle_is_refused_precisely_and_nothing_is_stored(gateway, case):
     assert matching, outcome
     assert {i["code"] for i in outcome["issue"]} == {code}
     assert any(words in i["diagnostics"] for i in matching), outcome
-    assert row_counts(gateway.services) == before
+    assert row_counts(gateway.runtime) == before
 
 
 @pytest.mark.parametrize("body, words", [
@@ -105,14 +105,14 @@ def test_bad_bundle_is_refused_precisely_and_nothing_is_stored(gateway, case):
     (orjson.dumps({"resourceType": "Patient"}), "expected a Bundle"),
 ])
 def test_malformed_body_is_a_400(gateway, body, words):
-    before = row_counts(gateway.services)
+    before = row_counts(gateway.runtime)
 
     response = gateway.client.post("/fhir", content=body, headers=gateway.as_hcp())
 
     assert response.status_code == 400
     assert response.json()["issue"][0]["code"] == "invalid"
     assert words in response.json()["issue"][0]["diagnostics"]
-    assert row_counts(gateway.services) == before
+    assert row_counts(gateway.runtime) == before
 
 
 def test_other_media_type_is_a_415(gateway):
@@ -126,18 +126,18 @@ def test_other_media_type_is_a_415(gateway):
 
 def test_oversized_body_is_a_413_and_nothing_is_stored(gateway):
     gateway.register_patient()
-    limit = gateway.services.settings.max_body_bytes
-    before = row_counts(gateway.services)
+    limit = gateway.runtime.settings.max_body_bytes
+    before = row_counts(gateway.runtime)
 
     response = gateway.client.post("/fhir", content=b" " * (limit + 1), headers=gateway.as_hcp())
 
     assert response.status_code == 413
     assert response.json()["issue"][0]["code"] == "too-costly"
-    assert row_counts(gateway.services) == before
+    assert row_counts(gateway.runtime) == before
 
 
 def test_oversized_body_without_content_length_is_cut_off(gateway):
-    limit = gateway.services.settings.max_body_bytes
+    limit = gateway.runtime.settings.max_body_bytes
 
     def chunks():
         for _ in range(limit // (1 << 20) + 2):
@@ -156,13 +156,13 @@ def test_all_or_nothing_when_the_second_document_is_bad(gateway):
     second_docref["content"][0]["attachment"]["hash"] = "2jmj7l5rSw0yVb/vlWAYkK/YBwk="
     bundle["entry"][0]["resource"]["entry"].append(second["entry"][0]["resource"]["entry"][0])
     bundle["entry"].extend(second["entry"][1:])
-    before = row_counts(gateway.services)
+    before = row_counts(gateway.runtime)
 
     response = gateway.provide(bundle)
 
     assert response.status_code == 422
     assert [i["expression"] for i in response.json()["issue"]] == [["Bundle.entry[3].resource.content[0].attachment.hash"]]
-    assert row_counts(gateway.services) == before
+    assert row_counts(gateway.runtime) == before
 
 
 def test_unknown_search_parameter_is_a_400(gateway):

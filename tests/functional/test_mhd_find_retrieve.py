@@ -53,7 +53,7 @@ def found(response) -> set[str]:
     ({"date": "2026-03"}, {"lab"}),
     ({"author.family": "favre"}, {"discharge", "operation"}),
     ({"author.family": "FAVRE", "author.given": "Marie"}, {"operation"}),
-    ({"author.family": "Fav"}, set()),  # exact match on keyed hashes (see ARCHITECTURE.md)
+    ({"author.family": "Fav"}, set()),  # exact match on keyed hashes (see docs/design-notes.md)
 ])
 def test_find_filters_by_each_mhd_parameter(gateway, three_documents, params, expected):
     response = gateway.find(**params)
@@ -124,7 +124,7 @@ def test_a_body_moved_onto_another_entry_is_never_served(gateway):
     ids = document_ids(gateway.provide(provide_bundle(spid=SPID, documents=[
         {"title": "A", "content": pdf_document("A", ["first"])},
         {"title": "B", "content": pdf_document("B", ["second"])}])).json())
-    with gateway.services.engine.begin() as connection:
+    with gateway.runtime.engine.begin() as connection:
         stolen = connection.execute(document_body.select().where(document_body.c.entry_id == ids[1])).one()
         connection.execute(update(document_body).where(document_body.c.entry_id == ids[0])
                            .values(sealed_key=stolen.sealed_key, sealed=stolen.sealed))

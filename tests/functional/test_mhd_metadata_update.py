@@ -97,12 +97,12 @@ def test_a_refused_update_answers_the_igs_error_and_changes_nothing(gateway, two
     letter = current(gateway, two_letters[0])
     changed = copy.deepcopy(letter)
     change(changed)
-    before = row_counts(gateway.services)
+    before = row_counts(gateway.runtime)
 
     response = put(gateway, changed, entry_id=two_letters[0])
 
     assert error(response) == expected
-    assert row_counts(gateway.services) == before
+    assert row_counts(gateway.runtime) == before
     assert current(gateway, two_letters[0]) == letter
     assert [record[:3] for record in updates(gateway)] == [("CH-MHD-1", None, "4")]
 
@@ -197,11 +197,11 @@ def test_a_bundle_of_updates_is_stored_whole_or_not_at_all(gateway, two_letters)
     letter["description"], lab["description"] = "first", "second"
     broken = copy.deepcopy(lab)
     broken["masterIdentifier"]["value"] = "urn:oid:1.2.3.999"
-    before = row_counts(gateway.services)
+    before = row_counts(gateway.runtime)
 
     refused = gateway.provide(update_bundle(letter, broken))
     assert error(refused) == (422, "processing", "XDSMetadataIdentifierError")
-    assert row_counts(gateway.services) == before
+    assert row_counts(gateway.runtime) == before
 
     accepted = gateway.provide(update_bundle(letter, lab))
     assert accepted.status_code == 200, accepted.text

@@ -35,7 +35,7 @@ def test_provide_answers_a_transaction_response_with_a_location_per_entry(gatewa
     ids = [e.response.location.rsplit("/", 1)[1] for e in answer.entry]
     assert ids[1] == ids[2] and ids[3] == ids[4] and ids[1] != ids[3]
     # per document: category, type, setting, facility, format, security-label, author.family, author.given
-    counts = row_counts(gateway.services)
+    counts = row_counts(gateway.runtime)
     assert {table: counts[table] for table in RECORD_TABLES} == {
         "patient": 1, "patient_identifier": 1, "submission_set": 1, "document_entry": 2,
         "document_token": 2 * 8, "document_relation": 0, "document_body": 2}
@@ -45,21 +45,21 @@ def test_same_unique_id_and_bytes_again_is_success_without_a_second_copy(gateway
     gateway.register_patient()
     bundle = one_document_bundle()
     first = gateway.provide(bundle)
-    counts = row_counts(gateway.services)
+    counts = row_counts(gateway.runtime)
 
     again = gateway.provide(bundle)
 
     assert again.status_code == 200
     assert [e["response"]["status"] for e in again.json()["entry"]] == ["200 OK"] * 3
     assert document_ids(again.json()) == document_ids(first.json())
-    assert row_counts(gateway.services) == counts
+    assert row_counts(gateway.runtime) == counts
 
 
 def test_same_unique_id_with_other_bytes_is_a_conflict_and_stores_nothing(gateway):
     gateway.register_patient()
     first = one_document_bundle(unique_id="urn:oid:2.25.4242")
     gateway.provide(first)
-    counts = row_counts(gateway.services)
+    counts = row_counts(gateway.runtime)
     changed = one_document_bundle(unique_id="urn:oid:2.25.4242", content=pdf_document("Other", ["changed"]))
 
     response = gateway.provide(changed)
@@ -68,7 +68,7 @@ def test_same_unique_id_with_other_bytes_is_a_conflict_and_stores_nothing(gatewa
     issue = response.json()["issue"][0]
     assert issue["code"] == "conflict"
     assert "urn:oid:2.25.4242" in issue["diagnostics"]
-    assert row_counts(gateway.services) == counts
+    assert row_counts(gateway.runtime) == counts
 
 
 def test_relates_to_replaces_supersedes_the_old_entry(gateway):
@@ -92,13 +92,13 @@ def test_replacing_a_superseded_document_is_a_conflict(gateway):
     gateway.register_patient()
     old_id = document_ids(gateway.provide(one_document_bundle(title="v1")).json())[0]
     gateway.provide(one_document_bundle(title="v2", replaces=old_id))
-    counts = row_counts(gateway.services)
+    counts = row_counts(gateway.runtime)
 
     response = gateway.provide(one_document_bundle(title="v3", replaces=old_id))
 
     assert response.status_code == 409
     assert "superseded" in response.json()["issue"][0]["diagnostics"]
-    assert row_counts(gateway.services) == counts
+    assert row_counts(gateway.runtime) == counts
 
 
 def test_unknown_spid_is_refused_with_the_ch_reconciliation_error(gateway):
@@ -108,7 +108,7 @@ def test_unknown_spid_is_refused_with_the_ch_reconciliation_error(gateway):
     issue = response.json()["issue"][0]
     assert issue["code"] == "processing"
     assert issue["details"] == {"text": "XDSPatientIDReconciliationError"}
-    assert row_counts(gateway.services)["document_entry"] == 0
+    assert row_counts(gateway.runtime)["document_entry"] == 0
 
 
 def test_hash_and_size_in_the_answer_describe_the_stored_bytes(gateway):

@@ -51,8 +51,9 @@ def manifest(export: Path) -> dict:
     return json.loads((export / "manifest.json").read_text())
 
 
-def run_migration(services, sources, *, tables=(), batch=16, dry_run=False) -> tuple[MigrationJob, dict]:
-    journal = Journal(engine=services.engine, keyring=services.keyring)
+def run_migration(runtime, sources, *, tables=(), batch=16, dry_run=False) -> tuple[MigrationJob, dict]:
+    journal = Journal(engine=runtime.engine, keyring=runtime.keyring)
+    services = runtime.services
     job = MigrationJob(exchange=services.exchange, imports=ImportExchange(exchange=services.exchange),
                        journal=journal, tables=CodeTables.load(list(tables)), principal=migration_principal(HCP_GLN),
                        batch=batch, workers=2, dry_run=dry_run)
@@ -61,9 +62,9 @@ def run_migration(services, sources, *, tables=(), batch=16, dry_run=False) -> t
     return job, build_report(rows, code_tables=job.tables.version, dry_run=dry_run)
 
 
-def record_state(services) -> dict:
+def record_state(runtime) -> dict:
     """What the record holds, comparable across databases (entry ids and MPI-PIDs are random)."""
-    with services.engine.connect() as connection:
+    with runtime.engine.connect() as connection:
         entries = sorted(tuple(r) for r in connection.execute(
             select(document_entry.c.unique_id, document_entry.c.status, document_entry.c.confidentiality)))
         bodies = connection.execute(select(func.count()).select_from(document_body)).scalar_one()
@@ -79,7 +80,7 @@ def migrated(request, tmp_path_factory, export):
     url = sqlite_url(tmp_path) if request.param == "sqlite" else fresh_postgres_url()
     with running_gateway(tmp_path, url) as gateway:
         feed_patients(gateway.services, export / "patients.ndjson", onboard=True)
-        job, report = run_migration(gateway.services, media(export))
+        job, report = run_migration(gateway.runtime, media(export))
         yield gateway, job, report
 
 
@@ -156,24 +157,24 @@ def test_migrated_documents_are_found_retrieved_byte_for_byte_and_audited(migrat
         with zipfile.ZipFile(export / name) as archive:
             assert binary.content == archive.read(member)
     # one ATC_DOC_CREATE per stored document, naming the TCU and the GLN it acted for
-    with services.engine.connect() as connection:
+    with gateway.runtime.engine.connect() as connection:
         records = [json.loads(r) for r in connection.execute(select(audit_record.c.record_json).where(
             audit_record.c.subtype == "ATC_DOC_CREATE")).scalars()]
     assert len(records) == len(stored)
     assert all("infomed-migration" in json.dumps(r) and HCP_GLN in json.dumps(r) for r in records)
-    assert verify_ledger(engine=services.engine, public_keys=services.auditor.ledger.public_keys).ok
+    assert verify_ledger(engine=gateway.runtime.engine, public_keys=services.auditor.ledger.public_keys).ok
     assert all(expected[d["source"]]["outcome"] == d["outcome"] for d in stored)
 
 
 def test_a_second_run_adds_nothing(migrated, export):
     gateway, _, report = migrated
-    before = record_state(gateway.services)
+    before = record_state(gateway.runtime)
 
-    job, again = run_migration(gateway.services, media(export))
+    job, again = run_migration(gateway.runtime, media(export))
 
     assert job.counts.documents == 0 and job.counts.skipped == len(report["documents"])
     assert again == report
-    assert record_state(gateway.services) == before
+    assert record_state(gateway.runtime) == before
 
 
 def test_the_same_documents_under_other_media_names_are_already_present(migrated, export, tmp_path):
@@ -182,9 +183,9 @@ def test_the_same_documents_under_other_media_names_are_already_present(migrated
     for path in media(export)[:2]:
         copies.append(tmp_path / f"again-{path.name}")
         shutil.copy(path, copies[-1])
-    before = record_state(gateway.services)
+    before = record_state(gateway.runtime)
 
-    _, again = run_migration(gateway.services, copies)
+    _, again = run_migration(gateway.runtime, copies)
 
     first = {d["source"].split("/", 1)[1]: d["outcome"] for d in report["documents"]
              if d["source"].split("/", 1)[0] in {p.name for p in media(export)[:2]}}
@@ -192,15 +193,15 @@ def test_the_same_documents_under_other_media_names_are_already_present(migrated
     assert {s for s, o in second.items() if o == "migrated"} == set()
     assert {s for s, o in first.items() if o in ("migrated", "superseded")} <= {
         s for s, o in second.items() if o in ("already_present", "rejected")}
-    assert record_state(gateway.services)["entries"] == before["entries"]
+    assert record_state(gateway.runtime)["entries"] == before["entries"]
 
 
 def test_held_documents_are_retried_after_the_cause_is_fixed(tmp_path, export):
     with running_gateway(tmp_path, sqlite_url(tmp_path)) as gateway:
         services = gateway.services
         feed_patients(services, export / "patients.ndjson", onboard=True)
-        run_migration(services, media(export))
-        journal = Journal(engine=services.engine, keyring=services.keyring)
+        run_migration(gateway.runtime, media(export))
+        journal = Journal(engine=gateway.runtime.engine, keyring=gateway.runtime.keyring)
         held = journal.held_summary()
         unmapped = {s for s, code, _ in held if code == "unmapped-code"}
         assert unmapped and all("NOTFALLBERICHT" in r for _, c, r in held if c == "unmapped-code")
@@ -224,8 +225,8 @@ def test_a_patient_fed_and_onboarded_later_gets_its_held_documents(tmp_path, exp
     with running_gateway(tmp_path, sqlite_url(tmp_path)) as gateway:
         services = gateway.services
         feed_patients(services, export / "patients.ndjson", onboard=True)
-        run_migration(services, media(export))
-        journal = Journal(engine=services.engine, keyring=services.keyring)
+        run_migration(gateway.runtime, media(export))
+        journal = Journal(engine=gateway.runtime.engine, keyring=gateway.runtime.keyring)
         no_epr = [s for s, code, _ in journal.held_summary() if code == "no-epr"]
         assert no_epr
         # open the EPR of every patient without one: a SPID fed through ITI-104, then onboarding
@@ -234,7 +235,7 @@ def test_a_patient_fed_and_onboarded_later_gets_its_held_documents(tmp_path, exp
             spid = f"7613376109{number:08d}"
             patient["identifier"].append({"system": "urn:oid:2.16.756.5.30.1.127.3.10.3", "value": spid})
             local = patient["identifier"][0]
-            services.exchange.register_patient(principal=migration_principal(HCP_GLN),
+            services.identities.register_patient(principal=migration_principal(HCP_GLN),
                                                identifier_param=f"{local['system']}|{local['value']}",
                                                body=json.dumps(patient).encode())
             services.policies.onboard(principal=POLICY_ADMIN, spid=spid)
@@ -250,21 +251,35 @@ def test_a_patient_fed_and_onboarded_later_gets_its_held_documents(tmp_path, exp
 def test_a_dry_run_reports_and_stores_nothing(tmp_path, export):
     with running_gateway(tmp_path, sqlite_url(tmp_path)) as gateway:
         feed_patients(gateway.services, export / "patients.ndjson", onboard=True)
-        before = record_state(gateway.services)
+        before = record_state(gateway.runtime)
 
-        _, report = run_migration(gateway.services, media(export), dry_run=True)
+        _, report = run_migration(gateway.runtime, media(export), dry_run=True)
 
         assert report["dryRun"] and report["totals"]["source"] == len(report["documents"])
         assert report["totals"]["held"] > 0 and report["totals"]["rejected"] > 0
-        assert record_state(gateway.services) == before
-        with gateway.services.engine.connect() as connection:
+        assert record_state(gateway.runtime) == before
+        with gateway.runtime.engine.connect() as connection:
             assert connection.execute(select(func.count()).select_from(migration_journal)).scalar_one() == 0
 
 
 def _cli(data_dir: Path, *args: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "EPR_DATA_DIR": str(data_dir), "EPR_DEMO_DATA": "false"}
     return subprocess.Popen([sys.executable, "-c", "from gateway.cli import app; app()", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            **kwargs)
+
+
+def process_group_ended(leader: int, timeout: float = 30) -> bool:
+    """Whether every process of the command's group (its readers, multiprocessing's helper) is gone."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(leader, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    os.killpg(leader, signal.SIGKILL)  # the test fails below; nothing is left running either way
+    return False
 
 
 def test_a_run_killed_with_sigkill_and_resumed_ends_like_an_uninterrupted_one(tmp_path, export):
@@ -272,8 +287,8 @@ def test_a_run_killed_with_sigkill_and_resumed_ends_like_an_uninterrupted_one(tm
     # the uninterrupted run
     with running_gateway(tmp_path / "whole", sqlite_url(tmp_path / "whole")) as whole:
         feed_patients(whole.services, export / "patients.ndjson", onboard=True)
-        _, uninterrupted = run_migration(whole.services, media(export))
-        expected_state = record_state(whole.services)
+        _, uninterrupted = run_migration(whole.runtime, media(export))
+        expected_state = record_state(whole.runtime)
     # the interrupted one, through the command line, killed part-way
     with running_gateway(tmp_path / "cut", sqlite_url(tmp_path / "cut")) as cut:
         feed_patients(cut.services, export / "patients.ndjson", onboard=True)
@@ -282,7 +297,7 @@ def test_a_run_killed_with_sigkill_and_resumed_ends_like_an_uninterrupted_one(tm
                        "--no-progress")
         journaled = 0
         deadline = time.monotonic() + 60
-        with cut.services.engine.connect() as connection:
+        with cut.runtime.engine.connect() as connection:
             while journaled < 20 and time.monotonic() < deadline and process.poll() is None:
                 time.sleep(0.02)
                 journaled = connection.execute(select(func.count()).select_from(migration_journal)).scalar_one()
@@ -290,7 +305,8 @@ def test_a_run_killed_with_sigkill_and_resumed_ends_like_an_uninterrupted_one(tm
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         assert process.returncode == -signal.SIGKILL
-        with cut.services.engine.connect() as connection:
+        assert process_group_ended(process.pid)  # its reader processes saw it go and ended too
+        with cut.runtime.engine.connect() as connection:
             at_kill = connection.execute(select(func.count()).select_from(migration_journal)).scalar_one()
         assert 0 < at_kill < len(uninterrupted["documents"])  # killed part-way, not before or after
 
@@ -301,7 +317,7 @@ def test_a_run_killed_with_sigkill_and_resumed_ends_like_an_uninterrupted_one(tm
         assert resumed.returncode == 0, err
         assert "skipped" in out
         assert json.loads(report_file.read_text())["documents"] == uninterrupted["documents"]
-        assert record_state(cut.services) == expected_state
+        assert record_state(cut.runtime) == expected_state
         verify = _cli(data_dir, "audit", "verify")
         assert verify.wait(timeout=120) == 0, verify.stderr.read()
         check = _cli(data_dir, "migrate", "verify", *sources, "--as-gln", HCP_GLN)

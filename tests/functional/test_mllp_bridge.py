@@ -29,7 +29,7 @@ def bridge(tmp_path, database_url):
     """(gateway, MLLP address) with the test patient registered and granting the test HCP."""
     with running_gateway(tmp_path, database_url, mllp_senders=senders_file(tmp_path)) as gateway:
         gateway.register_patient()
-        with running_listener(gateway.services) as address:
+        with running_listener(gateway.runtime) as address:
             yield gateway, address
 
 
@@ -37,7 +37,7 @@ def bridge(tmp_path, database_url):
 def sqlite_bridge(tmp_path):
     with running_gateway(tmp_path, sqlite_url(tmp_path), mllp_senders=senders_file(tmp_path)) as gateway:
         gateway.register_patient()
-        with running_listener(gateway.services) as address:
+        with running_listener(gateway.runtime) as address:
             yield gateway, address
 
 
@@ -60,7 +60,7 @@ def content_of(gateway, reference: dict) -> bytes:
 
 
 def counts(gateway) -> dict[str, int]:
-    every = row_counts(gateway.services)
+    every = row_counts(gateway.runtime)
     return {t: every[t] for t in RECORD_TABLES}
 
 
@@ -279,10 +279,10 @@ def test_a_patient_without_an_epr_is_held_for_identity_review_and_acknowledged(s
 
     assert msa(ack) == ["AA", "H-1"]
     assert "held for identity review" in ack_fields(ack)["MSA"][3]
-    held = DatabaseMessageInbox(engine=gateway.services.engine, keyring=gateway.services.keyring).held()
+    held = DatabaseMessageInbox(engine=gateway.runtime.engine, keyring=gateway.runtime.keyring).held()
     assert [(reason, raw) for _, reason, _, raw in held] == [("no-epr", message)]
     assert counts(gateway)["document_entry"] == 0
-    with gateway.services.engine.connect() as connection:  # sealed: the content is not in the clear
+    with gateway.runtime.engine.connect() as connection:  # sealed: the content is not in the clear
         raw_row = connection.exec_driver_sql("SELECT sealed FROM mllp_held_message").scalar_one()
     assert b"Muster" not in raw_row and base64.b64encode(b"%PDF-1.4 test") not in raw_row
 
@@ -346,7 +346,7 @@ def test_an_a08_registers_demographics_and_a_conflict_is_held_for_review(sqlite_
     assert msa(conflict) == ["AA", "P2"]
     assert "held for identity review (demographics-differ)" in ack_fields(conflict)["MSA"][3]
     assert ack_fields(conflict)["ERR"][4] == "W"
-    assert [r.reason for r in record.open_reviews()] == ["demographics-differ"]
+    assert [r.reason for r in record.reviews.open_reviews()] == ["demographics-differ"]
     assert record.get(pid).birth_date == "1970-01-01"
 
 
@@ -359,7 +359,7 @@ def tls_bridge(tmp_path):
     with running_gateway(tmp_path, sqlite_url(tmp_path), mllp_senders=senders_file(tmp_path, bound)) as gateway:
         gateway.register_patient()
         context = server_ssl_context(pki.server_cert, pki.server_key, pki.ca_cert, False)
-        with running_listener(gateway.services, ssl_context=context) as address:
+        with running_listener(gateway.runtime, ssl_context=context) as address:
             yield gateway, address, pki
 
 
@@ -467,7 +467,7 @@ def test_the_use_case_alone_stores_one_message_and_keeps_its_answer(sqlite_bridg
     from gateway.wiring import hl7_exchange
 
     gateway, _ = sqlite_bridge
-    bridge = hl7_exchange(gateway.services)
+    bridge = hl7_exchange(gateway.runtime)
     message = mdm(control_id="UC-1", unique_id="urn:oid:2.25.1301").encode()
     first = bridge.handle(message)
     assert msa(first) == ["AA", "UC-1"]

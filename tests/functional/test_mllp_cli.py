@@ -17,9 +17,9 @@ from gateway.demo import DEMO_SPID
 from gateway.pki import ensure_dev_pki
 
 LOAD_DEMO = ("from gateway.first_start import prepare\nfrom gateway.settings import Settings\n"
-             "from gateway.wiring import build_services\nfrom gateway.demo import load_demo_data\n"
-             "s = build_services(prepare(Settings()).settings)\n"
-             "load_demo_data(s.exchange, s.policies, base_url='https://127.0.0.1/fhir')")
+             "from gateway.wiring import build_runtime\nfrom gateway.demo import load_demo_data\n"
+             "s = build_runtime(prepare(Settings()).settings).services\n"
+             "load_demo_data(documents=s.exchange, identities=s.identities, policies=s.policies, base_url='https://127.0.0.1/fhir')")
 
 
 def demo_document(control_id: str) -> bytes:

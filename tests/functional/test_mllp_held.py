@@ -23,7 +23,7 @@ def bridge(tmp_path):
     senders = senders_file(tmp_path)
     with running_gateway(tmp_path, sqlite_url(tmp_path), mllp_senders=senders) as gateway:
         gateway.register_patient()
-        with running_listener(gateway.services) as address:
+        with running_listener(gateway.runtime) as address:
             yield gateway, address, tmp_path
 
 
@@ -38,7 +38,7 @@ def send(address, message: bytes) -> bytes:
 def held(gateway) -> list[tuple[str, str, str]]:
     from gateway.wiring import hl7_exchange
 
-    return [(m.control_id, m.reason, m.sender) for m in hl7_exchange(gateway.services).held_messages()]
+    return [(m.control_id, m.reason, m.sender) for m in hl7_exchange(gateway.runtime).held_messages()]
 
 
 def found(gateway, spid: str) -> set[str]:
@@ -105,7 +105,7 @@ def test_resolving_the_identity_review_that_held_a_message_stores_it(bridge):
     conflicting = patient_feed(spid=SPID, local_system=LOCAL_SYSTEM, local_id="L-1", family="Muster",
                                given="Anna", birth_date="1999-01-01", gender="female")
     put_patient(gateway, conflicting, "L-1")  # demographics differ: an identity review case is opened
-    [review] = gateway.services.exchange.patients.open_reviews()
+    [review] = gateway.services.exchange.patients.reviews.open_reviews()
     send(address, mdm(control_id="R-1", unique_id="urn:oid:2.25.921").encode())
     assert [(c, r) for c, r, _ in held(gateway)] == [("R-1", "under-review")]
     assert "urn:oid:2.25.921" not in found(gateway, SPID)
@@ -124,9 +124,9 @@ def test_bridge_held_lists_and_bridge_retry_releases_what_nothing_else_released(
     conflicting = patient_feed(spid=SPID, local_system=LOCAL_SYSTEM, local_id="L-1", family="Muster",
                                given="Anna", birth_date="1999-01-01", gender="female")
     put_patient(gateway, conflicting, "L-1")
-    [review] = gateway.services.exchange.patients.open_reviews()
+    [review] = gateway.services.exchange.patients.reviews.open_reviews()
     send(address, mdm(control_id="C-1", unique_id="urn:oid:2.25.931").encode())
-    settings = gateway.services.settings
+    settings = gateway.runtime.settings
     for name, value in (("EPR_DATA_DIR", settings.data_dir), ("EPR_DATABASE_URL", settings.database_url),
                         ("EPR_MLLP_SENDERS", settings.mllp_senders), ("EPR_DEMO_DATA", "false")):
         monkeypatch.setenv(name, str(value))
@@ -140,7 +140,7 @@ def test_bridge_held_lists_and_bridge_retry_releases_what_nothing_else_released(
     assert waiting.exit_code == 0, waiting.output
     assert "1 held" in waiting.output and "identity review still names the patient" in waiting.output
 
-    gateway.services.exchange.patients.resolve_review(review.id)  # resolved in the store: no use-case told
+    gateway.services.exchange.patients.reviews.resolve(review.id)  # resolved in the store: no use-case told
     assert [(c, r) for c, r, _ in held(gateway)] == [("C-1", "under-review")]
     released = CliRunner().invoke(app, ["bridge", "retry"])
 

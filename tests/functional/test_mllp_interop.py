@@ -20,7 +20,7 @@ def test_mllp_send_delivers_a_file_of_messages_and_receives_their_acks(tmp_path)
     batch.write_text("".join(messages), encoding="utf-8")
     with running_gateway(tmp_path, sqlite_url(tmp_path), mllp_senders=senders_file(tmp_path)) as gateway:
         gateway.register_patient()
-        with running_listener(gateway.services) as (host, port):
+        with running_listener(gateway.runtime) as (host, port):
             done = subprocess.run([str(MLLP_SEND), "--loose", "-f", str(batch), "-p", str(port), host],
                                   capture_output=True, timeout=60, check=True)
         found = gateway.find().json()

@@ -9,7 +9,7 @@ def test_documents_mapped_in_a_worker_process_are_stored_and_refusals_still_answ
     with running_gateway(tmp_path, sqlite_url(tmp_path), mllp_senders=senders_file(tmp_path),
                          mllp_map_processes=1) as gateway:
         gateway.register_patient()
-        with running_listener(gateway.services) as address:
+        with running_listener(gateway.runtime) as address:
             client = MllpClient(address)
             stored = client.send(mdm(control_id="W-1", unique_id="urn:oid:2.25.701").encode())
             repeat = client.send(mdm(control_id="W-1", unique_id="urn:oid:2.25.701").encode())

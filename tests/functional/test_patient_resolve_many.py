@@ -50,12 +50,12 @@ def test_resolve_many_answers_as_the_single_look_ups_merges_and_reviews_included
     assert before == {m: one_by_one(patients, m) for m in messages}
 
     # B merged into A; a conflicting feed for C opens a review naming C; C merged into A too.
-    patients.merge(retired=b, surviving=a)
+    patients.links.merge(retired=b, surviving=a)
     conflicting = {**UNFED, "birthDate": "1951-02-02"}
     put(gateway, conflicting, "L-9")
-    assert [r.pid for r in patients.open_reviews()] == [c]
+    assert [r.pid for r in patients.reviews.open_reviews()] == [c]
     assert patients.resolve_many([(local("L-9"),)])[(local("L-9"),)].under_review is True
-    patients.merge(retired=c, surviving=a)
+    patients.links.merge(retired=c, surviving=a)
 
     after = patients.resolve_many(messages)
 

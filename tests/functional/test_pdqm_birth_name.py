@@ -91,7 +91,7 @@ def test_an_hl7v2_update_which_cannot_carry_them_keeps_them(gateway):
     pid = feed(gateway, names=[OFFICIAL, CH_CORE_BIRTH_NAME], organization=ORGANIZATION).json()["id"]
     feeder = Principal(role="HCP", user_id="7601000000002", user_id_qualifier="urn:gs1:gln", name="Dr. Luc Favre")
 
-    gateway.services.exchange.register_patient_record(
+    gateway.services.identities.register_patient_record(
         principal=feeder, source=Identifier(LOCAL_SYSTEM, "L-1"),
         incoming=PatientRecord("", SPID, "Muster", ("Anna",), "1980-05-17", "female"))
 
@@ -102,7 +102,7 @@ def test_they_are_kept_sealed_with_the_demographics(gateway):
     pid = feed(gateway, names=[OFFICIAL, CH_CORE_BIRTH_NAME], organization=ORGANIZATION).json()["id"]
 
     assert everything_pdqm_answers(gateway, pid)[0] == ([NAME_OUT, BIRTH_NAME_OUT], ORGANIZATION)  # kept, and
-    with gateway.services.engine.connect() as connection:
+    with gateway.runtime.engine.connect() as connection:
         raw = b"\n".join(v if isinstance(v, bytes) else str(v).encode()
                          for name, table in metadata.tables.items() for row in connection.execute(select(table))
                          for v in row)

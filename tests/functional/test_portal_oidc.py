@@ -26,12 +26,12 @@ from starlette.testclient import TestClient
 from browser.portal_driver import free_port
 from conftest import POLICY_ADMIN, SPID, make_settings, running_gateway, sqlite_url
 from consent.policies import FULL, Policy
-from gateway.http.app import create_app
+from gateway.composition import create_app
 from gateway.first_start import prepare
 from gateway.pki import ensure_dev_pki
 from gateway.exchanges.policies import PolicyChange
 from gateway.portal.sessions import COOKIE
-from gateway.wiring import build_services
+from gateway.wiring import build_runtime
 
 CLIENT_ID, CLIENT_SECRET = "epr-portal", secrets.token_urlsafe(16)
 
@@ -117,12 +117,12 @@ def portal(tmp_path, provider):
                          subject_id="rep-7")
         gateway.services.policies.apply(principal=POLICY_ADMIN,
                                         changes=[PolicyChange("POST", mandate.policy_set_id, mandate)])
-    services = build_services(settings.model_copy(update={
+    runtime = build_runtime(settings.model_copy(update={
         "env": "production", "portal_oidc_issuer": provider.issuer, "portal_oidc_client_id": CLIENT_ID,
         "portal_oidc_client_secret": CLIENT_SECRET, "portal_oidc_ca": provider.ca}))
-    with TestClient(create_app(services), base_url="https://testserver", headers={"Accept-Language": "en"}) as client:
+    with TestClient(create_app(runtime), base_url="https://testserver", headers={"Accept-Language": "en"}) as client:
         yield client
-    services.engine.dispose()
+    runtime.close()
 
 
 def log_in(client, provider, claims: dict[str, str], *, state: str | None = None):
@@ -188,3 +188,10 @@ def test_an_id_token_for_another_login_is_refused(portal, provider):
 def test_the_sign_in_page_offers_only_the_identity_provider_in_production(portal):
     page = portal.get("/portal/sign-in")
     assert 'href="/portal/oidc/login"' in page.text and "dev-sign-in" not in page.text
+
+
+def test_the_callback_is_on_the_public_origin_whatever_the_host_header(portal, provider):
+    start = portal.get("/portal/oidc/login", headers={"Host": "evil.example"}, follow_redirects=False)
+
+    query = {k: v[0] for k, v in parse_qs(urlsplit(start.headers["location"]).query).items()}
+    assert query["redirect_uri"] == "https://testserver/portal/oidc/callback"

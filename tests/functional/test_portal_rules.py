@@ -15,10 +15,10 @@ from conftest import HCP_GLN, OTHER_SPID, POLICY_ADMIN, SPID, make_settings, run
 from consent.policies import FULL, Policy
 from functional.helpers import document_ids, one_document_bundle
 from gateway.samples import pdf_document, provide_bundle
-from gateway.http.app import create_app
+from gateway.composition import create_app
 from gateway.first_start import prepare
 from gateway.portal.sessions import COOKIE
-from gateway.wiring import build_services
+from gateway.wiring import build_runtime
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -35,7 +35,7 @@ def sign_in(client, spid: str = SPID, **extra):
 
 def policy_count(gateway, spid: str = SPID) -> int:
     pid = gateway.services.exchange.patients.pid_for_spid(spid)
-    return len(gateway.services.access.store.policies_for(pid))
+    return len(gateway.services.exchange.access.store.policies_for(pid))
 
 
 @pytest.fixture
@@ -148,8 +148,8 @@ def test_the_development_sign_in_is_refused_in_production(tmp_path):
     with running_gateway(tmp_path, sqlite_url(tmp_path)) as gateway:
         gateway.register_patient()
     # The same keys and store, configured as production (the files exist, so nothing is a default).
-    services = build_services(settings.model_copy(update={"env": "production"}))
-    with TestClient(create_app(services), base_url="https://testserver", headers={"Accept-Language": "en"}) as client:
+    runtime = build_runtime(settings.model_copy(update={"env": "production"}))
+    with TestClient(create_app(runtime), base_url="https://testserver", headers={"Accept-Language": "en"}) as client:
         page = client.get("/portal/sign-in")
         assert "dev-sign-in" not in page.text
         assert "No identity provider is configured." in page.text  # and no other way in: fail closed
@@ -158,7 +158,7 @@ def test_the_development_sign_in_is_refused_in_production(tmp_path):
         assert answer.status_code == 403
         assert "not available in production" in answer.text
         assert client.get("/portal/documents", follow_redirects=False).headers["location"] == "/portal/sign-in"
-    services.engine.dispose()
+    runtime.close()
 
 
 def test_security_headers_on_every_portal_answer(portal):
@@ -278,8 +278,8 @@ def test_emergency_notifications_are_shown_new_once_then_marked_read(tmp_path, d
         assert second.text.count('<span class="badge">New</span>') == 0
         assert "Emergency access to your record" in second.text  # still listed, no longer new
         pid = gateway.services.exchange.patients.pid_for_spid(SPID)
-        [(notification_id, _, _)] = gateway.services.access.notifications.for_patient(pid)
-        assert gateway.services.access.notifications.seen(pid) == {notification_id}
+        [(notification_id, _, _)] = gateway.services.exchange.access.notifications.for_patient(pid)
+        assert gateway.services.exchange.access.notifications.seen(pid) == {notification_id}
 
 
 def test_documents_and_trail_come_in_pages(sqlite_gateway):
@@ -300,3 +300,27 @@ def test_documents_and_trail_come_in_pages(sqlite_gateway):
         client.get("/portal/documents?page=99")  # each search is in the trail: more than a page of it
     trail = client.get("/portal/trail")
     assert "Page 1 of" in trail.text and trail.text.count("<tr") == 26  # header + 25 entries
+
+
+def test_a_refused_form_is_in_the_ledger_and_a_flood_of_them_is_counted_not_written_each(tmp_path):
+    with running_gateway(tmp_path, sqlite_url(tmp_path), auth_failure_interval_seconds=60,
+                         auth_failure_limit=1000) as gateway:
+        gateway.register_patient()
+        client = gateway.client
+        sign_in(client)
+        token = csrf_of(client, "/portal/sharing")
+        before = len(gateway.services.auditor.ledger.all_records())
+
+        answers = [client.post("/portal/sharing/apply", data={"csrf_token": token, "action": "block", "gln": HCP_GLN},
+                               headers={"Origin": "https://evil.example"}) for _ in range(40)]
+        during = gateway.services.auditor.ledger.all_records()[before:]
+
+        assert {a.status_code for a in answers} == {403}
+        assert [(r["outcome"], r["outcomeDesc"]) for r in during] == [
+            ("4", "POST /portal/sharing/apply: portal form refused: no CSRF token of this session, or sent from "
+                  "another origin")]
+        assert [a["altId"] for a in during[0]["agent"] if a.get("requestor")] == [SPID]  # the signed-in patient
+    summaries = [r["outcomeDesc"] for r in gateway.services.auditor.ledger.all_records()[before:]
+                 if "further refused" in r.get("outcomeDesc", "")]
+    assert len(summaries) == 1 and summaries[0].startswith("39 further refused authentication(s) from testclient")
+    assert "portal form refused" in summaries[0]

@@ -44,9 +44,9 @@ def test_conditional_update_creates_then_replaces_and_conditional_delete_removes
     assert gateway.client.delete(url, headers=patient).status_code == 204
     assert stored(gateway, policy_set_id(consent), patient) == 0
     # FHIR: deleting what is already deleted changes nothing and succeeds; an id never stored is 404.
-    before = row_counts(gateway.services)
+    before = row_counts(gateway.runtime)
     assert gateway.client.delete(url, headers=patient).status_code == 204
-    assert row_counts(gateway.services) == before
+    assert row_counts(gateway.runtime) == before
     unknown = gateway.client.delete(f"/fhir/Consent?identifier=urn:uuid:{uuid.uuid4()}", headers=patient)
     assert (unknown.status_code, unknown.json()["issue"][0]["code"]) == (404, "not-found")
 
@@ -58,12 +58,12 @@ def test_conditional_update_creates_then_replaces_and_conditional_delete_removes
 ], ids=["missing", "not a uuid", "another policy set"])
 def test_a_conditional_update_naming_no_or_another_policy_set_is_refused(gateway, patient, identifier, message):
     consent = grant_consent(spid=SPID, gln=HCP_GLN, level="normal")
-    before = row_counts(gateway.services)
+    before = row_counts(gateway.runtime)
     response = gateway.client.put("/fhir/Consent", params={"identifier": identifier} if identifier else {},
                                   content=orjson.dumps(consent), headers=patient)
     assert response.status_code == 400
     assert response.json()["issue"][0]["diagnostics"].startswith(message)
-    assert row_counts(gateway.services) == before
+    assert row_counts(gateway.runtime) == before
 
 
 def bundle(*entries) -> dict:
@@ -102,11 +102,11 @@ def test_the_igs_ppq4_shapes_put_then_delete_by_conditional_url(gateway, patient
      "a PPQ-4 Bundle holds Consent resources only"),
 ], ids=["put url names another policy set", "mixed methods", "malformed identifier", "not a Consent"])
 def test_a_broken_ppq4_bundle_gets_ppqm_errors_not_mhd_ones_and_stores_nothing(gateway, patient, entries, message):
-    before = row_counts(gateway.services)
+    before = row_counts(gateway.runtime)
     response = gateway.provide(bundle(*entries(grant_consent(spid=SPID, gln=HCP_GLN, level="normal"))), headers=patient)
     assert response.status_code == 400
     assert response.json()["issue"][0]["diagnostics"].startswith(message)
-    assert row_counts(gateway.services) == before
+    assert row_counts(gateway.runtime) == before
 
 
 def test_a_bundle_with_documents_is_an_iti65_bundle_even_if_it_holds_a_consent(gateway, patient):

@@ -36,7 +36,7 @@ def bundle(author_role: str) -> dict:
 def test_every_other_role_in_the_request_is_refused_for_every_writer(sqlite_gateway):
     gateway = sqlite_gateway
     gateway.register_patient()
-    counts = row_counts(gateway.services)
+    counts = row_counts(gateway.runtime)
     answers = {}
     for role, headers in writers(gateway).items():
         for stated in ROLES:
@@ -46,19 +46,19 @@ def test_every_other_role_in_the_request_is_refused_for_every_writer(sqlite_gate
 
     assert set(answers.values()) == {(422, (f"Bundle.entry[1].resource.extension('{EXT_AUTHOR_ROLE}').valueCoding",))}
     assert len(answers) == 4 * (len(ROLES) - 1)
-    assert row_counts(gateway.services) == counts
+    assert row_counts(gateway.runtime) == counts
 
 
 def test_an_ungranted_hcp_and_a_tcu_cannot_pass_an_upload_off_as_the_patients(gateway):
     gateway.register_patient()
-    counts = row_counts(gateway.services)
+    counts = row_counts(gateway.runtime)
     tokens = writers(gateway)
 
     refused = [gateway.provide(bundle("PAT"), tokens[role]) for role in ("HCP", "TCU")]
 
     assert [r.status_code for r in refused] == [422, 422]
     assert all("is not the role of the authenticated user" in r.json()["issue"][0]["diagnostics"] for r in refused)
-    assert row_counts(gateway.services) == counts
+    assert row_counts(gateway.runtime) == counts
 
 
 def test_the_stated_role_when_it_matches_is_what_is_stored(gateway):
@@ -102,9 +102,9 @@ def test_a_model_level_provide_stating_another_role_is_refused_without_a_locatio
     submission = fhir_mapping.submission_from_bundle(bundle("PAT"))
     submission = replace(submission, documents=tuple(replace(d, location=None) for d in submission.documents))
     tcu = Principal(role="TCU", user_id="infomed-migration", acting_for=HCP_GLN, purpose_of_use="AUTO")
-    counts = row_counts(gateway.services)
+    counts = row_counts(gateway.runtime)
 
     with pytest.raises(ProfileViolation) as refused:
         gateway.services.exchange.provide_submission(principal=tcu, submission=submission)
     assert refused.value.issues[0].location == f"DocumentReference.extension('{EXT_AUTHOR_ROLE}').valueCoding"
-    assert row_counts(gateway.services) == counts
+    assert row_counts(gateway.runtime) == counts

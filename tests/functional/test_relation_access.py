@@ -61,7 +61,7 @@ def answer(response, key: str) -> tuple[int, str]:
 @pytest.mark.parametrize("code", CODES)
 def test_naming_an_unreadable_document_answers_like_naming_a_missing_one(gateway, record, code):
     ungranted = gateway.tokens.headers(gateway.tokens.hcp(gln=OTHER_GLN))
-    counts = row_counts(gateway.services)
+    counts = row_counts(gateway.runtime)
     missing_id, missing_uid = "no-such-document", new_oid_unique_id()
     expected = {answer(gateway.provide(naming({"id": missing_id}, code), ungranted), missing_id),
                 answer(gateway.provide(naming({"uniqueId": missing_uid}, code), ungranted), missing_uid)}
@@ -73,7 +73,7 @@ def test_naming_an_unreadable_document_answers_like_naming_a_missing_one(gateway
 
     assert answers == expected
     assert {status for status, _ in expected} == {422}
-    assert row_counts(gateway.services) == counts
+    assert row_counts(gateway.runtime) == counts
     patient = gateway.tokens.headers(gateway.tokens.patient())
     secret = gateway.client.get(f"/fhir/DocumentReference/{record['secret'][0]}", headers=patient).json()
     assert secret["status"] == "current"
@@ -81,13 +81,13 @@ def test_naming_an_unreadable_document_answers_like_naming_a_missing_one(gateway
 
 def test_a_granted_hcp_cannot_name_a_secret_document_either(gateway, record):
     granted = gateway.as_hcp()  # restricted grant: never secret
-    counts = row_counts(gateway.services)
+    counts = row_counts(gateway.runtime)
 
     response = gateway.provide(naming({"uniqueId": record["secret"][1]}, "replaces"), granted)
 
     assert response.status_code == 422
     assert response.json()["issue"][0]["expression"] == ["DocumentReference.relatesTo.target"]
-    assert row_counts(gateway.services) == counts
+    assert row_counts(gateway.runtime) == counts
 
 
 def test_a_readable_document_may_be_replaced_and_then_not_again(gateway, record):
@@ -105,7 +105,7 @@ def test_a_readable_document_may_be_replaced_and_then_not_again(gateway, record)
 
 def test_a_technical_user_replaces_what_it_submitted_itself_only(gateway, record):
     entry_id, unique_id = record["restricted"]  # submitted by infomed-migration for HCP_GLN
-    counts = row_counts(gateway.services)
+    counts = row_counts(gateway.runtime)
     other_user = gateway.provide(naming({"uniqueId": unique_id}, "replaces", author_role="TCU"),
                                  tcu_headers(gateway, user_id="hl7-bridge"))
     other_gln = gateway.provide(naming({"uniqueId": unique_id}, "replaces", author_role="TCU"),
@@ -117,7 +117,7 @@ def test_a_technical_user_replaces_what_it_submitted_itself_only(gateway, record
     assert {answer(r, k) for r, k in ((other_user, unique_id), (other_gln, unique_id),
                                       (secret, record["secret"][1]), (missing, "urn:oid:2.25.1"))} \
         == {answer(missing, "urn:oid:2.25.1")}
-    assert row_counts(gateway.services) == counts
+    assert row_counts(gateway.runtime) == counts
 
     own = gateway.provide(naming({"uniqueId": unique_id}, "replaces", author_role="TCU"), tcu_headers(gateway))
 
@@ -127,18 +127,18 @@ def test_a_technical_user_replaces_what_it_submitted_itself_only(gateway, record
 
 
 def test_the_provide_path_without_http_applies_the_same_rule(gateway, record):
-    """`Exchange.provide_submission` (XDM migration, HL7 v2 bridge) passes the same check."""
+    """`DocumentExchange.provide_submission` (XDM migration, HL7 v2 bridge) passes the same check."""
     from adapters.cara import fhir_mapping
     from adapters.cara.errors import ProfileViolation
     from consent.principal import Principal
 
     ungranted = Principal(role="HCP", user_id=OTHER_GLN)
     submission = fhir_mapping.submission_from_bundle(naming({"id": record["secret"][0]}, "appends"))
-    counts = row_counts(gateway.services)
+    counts = row_counts(gateway.runtime)
 
     with pytest.raises(ProfileViolation, match="is not a document of this patient"):
         gateway.services.exchange.provide_submission(principal=ungranted, submission=submission)
-    assert row_counts(gateway.services) == counts
+    assert row_counts(gateway.runtime) == counts
 
 
 def test_the_stored_entry_records_its_submitter(gateway, record):

@@ -1,17 +1,17 @@
-"""The MPI: patients by MPI-PID, with the SPID and demographics sealed and look-ups by keyed hash.
+"""The MPI: patients by MPI-PID, with the SPID and demographics sealed and look-ups by keyed hash;
+the ITI-104 feed (registration) and PDQm's search.
 
 Every value that could name a person (SPID, local ids, AHVN13, family and given names, birth date,
-gender) is looked up through `Keyring.index_hash` only. Merges are links (`patient_link`), never
-rewrites: a retired patient's ids and documents are found under the surviving one while the link is
-active, and an unmerge gives them back. Conflicting identities are never merged silently: they go
-to the review list (`identity_review`) and the feed is refused (`IdentityConflict`, 409).
+gender) is looked up through `Keyring.index_hash` only. Every look-up resolves merges to the surviving
+patient (`patient_links.PatientLinks`, the MPI's `links`). Conflicting identities are never merged
+silently: they go to the review list (`identity_reviews.IdentityReviews`, the MPI's `reviews`) and
+the feed is refused (`IdentityConflict`, 409).
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -21,11 +21,12 @@ from sqlalchemy.exc import IntegrityError
 
 from adapters.cara import identity
 from adapters.cara.crypto import Keyring, Sealed
-from adapters.cara.errors import Conflict, InvalidInput, NotFound
 from adapters.cara.model import Identifier, OrganizationRef, PatientRecord
 from adapters.cara.store.database import for_driver, in_chunks, in_list
+from adapters.cara.store.identity_reviews import UNDER_REVIEW_SQL, IdentityReviews
 from adapters.cara.store.link_versions import InProcessLinkVersion, LinkVersion
-from adapters.cara.store.schema import identity_review, patient, patient_identifier, patient_index, patient_link
+from adapters.cara.store.patient_links import PatientLinks
+from adapters.cara.store.schema import patient, patient_identifier, patient_index, patient_link
 from adapters.cara.vocabulary import SPID_SYSTEM
 
 
@@ -37,8 +38,7 @@ def _now() -> datetime:
 # unknown SPIDs are always asked again). Only a merge or an unmerge changes an answer: both clear the
 # cache here and move the link version, which makes every other worker clear its own (`link_versions`).
 PID_LINKS_CACHED = 100_000
-MAX_LINK_DEPTH = 32
-SELECTIVITY = ("birthdate", "family", "given", "gender")  # PDQm criteria, most selective first (usually)  # a merge chain longer than this is refused; it bounds every resolution loop
+SELECTIVITY = ("birthdate", "family", "given", "gender")  # PDQm criteria, most selective first (usually)
 
 
 @dataclass(frozen=True)
@@ -57,44 +57,20 @@ class _PatientRow(NamedTuple):
 
 
 _IN_CHUNK = 400  # pairs per IN (...) list: an identifier takes two values (system, hash)
-# The patients, each with every patient merged into it (active links), named by an open review.
-_UNDER_REVIEW = ("WITH RECURSIVE merged(root, pid) AS (SELECT pid, pid FROM patient WHERE pid IN {pids} "
-                 "UNION SELECT m.root, l.retired_pid FROM patient_link l JOIN merged m ON l.surviving_pid = m.pid "
-                 "WHERE l.active) "
-                 "SELECT DISTINCT m.root FROM merged m JOIN identity_review r ON r.pid = m.pid WHERE r.status = 'open'")
-
-
-@dataclass(frozen=True)
-class IdentityReview:
-    id: str
-    created_at: datetime
-    reason: str
-    pid: str | None
-    status: str
-    details: dict[str, Any]
 
 
 class DatabasePatientIndex:
     def __init__(self, *, engine: Engine, keyring: Keyring, links: LinkVersion | None = None):
         self._engine = engine
         self._keyring = keyring
-        self._links = links or InProcessLinkVersion()
-        self._links_seen: object = self._links.current()
         self._pid_by_spid_hash: dict[str, str] = {}
         self._records: dict[str, tuple[tuple[str, str | None], ...]] = {}
+        self.links = PatientLinks(engine=engine, version=links or InProcessLinkVersion(), on_change=self._forget_links)
+        self.reviews = IdentityReviews(engine=engine, keyring=keyring)
 
-    def _follow_link_changes(self) -> None:
-        """Drop what this process remembers of the links when any worker changed them since."""
-        version = self._links.current()
-        if version != self._links_seen:
-            self._pid_by_spid_hash.clear()
-            self._records.clear()
-            self._links_seen = version
-
-    def _links_changed(self) -> None:
+    def _forget_links(self) -> None:
         self._pid_by_spid_hash.clear()
         self._records.clear()
-        self._links.bump()
 
     # -- keyed hashes -----------------------------------------------------------------------------
     def _spid_hash(self, spid: str) -> str:
@@ -108,14 +84,14 @@ class DatabasePatientIndex:
 
     # -- look-ups (each resolves merges to the surviving patient) ---------------------------------
     def pid_for_spid(self, spid: str) -> str | None:
-        self._follow_link_changes()
+        self.links.follow_changes()
         spid_hash = self._spid_hash(spid)
         pid = self._pid_by_spid_hash.get(spid_hash)
         if pid is None:
             with self._engine.connect() as connection:
                 raw = connection.execute(select(patient.c.pid).where(patient.c.spid_hash == spid_hash)
                                          ).scalar_one_or_none()
-                pid = None if raw is None else self._surviving(connection, raw)
+                pid = None if raw is None else self.links.surviving(connection, raw)
             if pid is not None:
                 if len(self._pid_by_spid_hash) >= PID_LINKS_CACHED:
                     self._pid_by_spid_hash.clear()
@@ -129,34 +105,25 @@ class DatabasePatientIndex:
             raw = connection.execute(select(patient_identifier.c.pid).where(
                 patient_identifier.c.system == identifier.system,
                 patient_identifier.c.value_hash == self._identifier_hash(identifier))).scalar_one_or_none()
-            return raw if raw is None or not follow_merges else self._surviving(connection, raw)
+            return raw if raw is None or not follow_merges else self.links.surviving(connection, raw)
 
     def pid_for_mpi_pid(self, pid: str, *, follow_merges: bool = True) -> str | None:
         with self._engine.connect() as connection:
             known = connection.execute(select(patient.c.pid).where(patient.c.pid == pid)).scalar_one_or_none()
-            return known if known is None or not follow_merges else self._surviving(connection, known)
+            return known if known is None or not follow_merges else self.links.surviving(connection, known)
 
     def surviving_pid(self, pid: str) -> str:
-        with self._engine.connect() as connection:
-            return self._surviving(connection, pid)
+        return self.links.surviving_pid(pid)
 
     def pids_for(self, pid: str) -> tuple[str, ...]:
         """The patient and every patient merged into it (transitively, links active): whose documents are its."""
-        found, frontier = [pid], [pid]
-        with self._engine.connect() as connection:
-            for _ in range(MAX_LINK_DEPTH):
-                frontier = connection.execute(select(patient_link.c.retired_pid).where(
-                    patient_link.c.surviving_pid.in_(frontier), patient_link.c.active)).scalars().all()
-                if not frontier:
-                    break
-                found += frontier
-        return tuple(found)
+        return self.links.pids_for(pid)
 
     def record_of(self, pid: str) -> tuple[tuple[str, str | None], ...]:
         """The merged record `pid` belongs to: (MPI-PID, SPID) of its surviving patient first, then of
         every patient merged into it. One patient alone is a record of one. Remembered per process
         until a link changes (in any worker): every exchange asks it."""
-        self._follow_link_changes()
+        self.links.follow_changes()
         members = self._records.get(pid)
         if members is None:
             pids = self.pids_for(self.surviving_pid(pid))
@@ -167,26 +134,11 @@ class DatabasePatientIndex:
             self._records[pid] = members  # keyed by the pid asked: no look-up of the survivor either
         return members
 
-    def replaced_by(self, pid: str) -> str | None:
-        """The patient a retired patient was merged into (active link), else None."""
-        with self._engine.connect() as connection:
-            return connection.execute(select(patient_link.c.surviving_pid).where(
-                patient_link.c.retired_pid == pid, patient_link.c.active)).scalar_one_or_none()
-
     def system_known(self, system: str) -> bool:
         """Whether any patient has a local identifier in `system` (a PIXm target domain we know)."""
         with self._engine.connect() as connection:
             return connection.execute(select(patient_identifier.c.id).where(patient_identifier.c.system == system)
                                       .limit(1)).first() is not None
-
-    def _surviving(self, connection, pid: str) -> str:
-        for _ in range(MAX_LINK_DEPTH):
-            nxt = connection.execute(select(patient_link.c.surviving_pid).where(
-                patient_link.c.retired_pid == pid, patient_link.c.active)).scalar_one_or_none()
-            if nxt is None:
-                return pid
-            pid = nxt
-        raise Conflict("the merge chain of this patient is too long to resolve")
 
     def get(self, pid: str) -> PatientRecord | None:
         with self._engine.connect() as connection:
@@ -269,7 +221,7 @@ class DatabasePatientIndex:
             candidates = connection.execute(
                 select(patient_index.c.pid).where(or_(*pairs)).group_by(patient_index.c.pid)
                 .having(func.count() == len(wanted)).limit(10)).scalars().all()
-            active = [p for p in candidates if self._surviving(connection, p) == p]
+            active = [p for p in candidates if self.links.surviving(connection, p) == p]
         matches = [r.pid for r in self.get_many(active) if identity.same_person_by_demographics(r, incoming)]
         return matches[0] if len(matches) == 1 else None
 
@@ -401,34 +353,12 @@ class DatabasePatientIndex:
         if rows:
             connection.execute(insert(patient_index), rows)
 
-    # -- identity vigilance: the review list ------------------------------------------------------
+    # -- identity vigilance: a colliding feed opens a review case and is refused ------------------
     def _refuse(self, reason: str, pid: str | None, source: Identifier, incoming: PatientRecord) -> None:
-        review_id = uuid.uuid4().hex
         details = {"reason": reason, "source": {"system": source.system, "value": source.value},
                    "incoming": _record_json(incoming), "pid": pid}
-        sealed = self._keyring.seal(json.dumps(details).encode(), f"identity-review|{review_id}")
-        with self._engine.begin() as connection:
-            connection.execute(insert(identity_review).values(
-                id=review_id, created_at=_now(), reason=reason, pid=pid, status="open", resolved_at=None,
-                sealed_key=sealed.wrapped_key, sealed=sealed.ciphertext))
+        review_id = self.reviews.open_case(reason=reason, pid=pid, details=details)
         raise identity.IdentityConflict(reason, review_id=review_id)
-
-    def open_reviews(self) -> list[IdentityReview]:
-        with self._engine.connect() as connection:
-            rows = connection.execute(select(identity_review).where(identity_review.c.status == "open")
-                                      .order_by(identity_review.c.created_at, identity_review.c.id)).all()
-        return [self._open_review(r) for r in rows]
-
-    def resolve_review(self, review_id: str) -> IdentityReview:
-        with self._engine.begin() as connection:
-            row = connection.execute(select(identity_review).where(identity_review.c.id == review_id)).one_or_none()
-            if row is None:
-                raise NotFound(f"identity review {review_id} is not known")
-            if row.status != "resolved":
-                connection.execute(update(identity_review).where(identity_review.c.id == review_id)
-                                   .values(status="resolved", resolved_at=_now()))
-        review = self._open_review(row)
-        return IdentityReview(review.id, review.created_at, review.reason, review.pid, "resolved", review.details)
 
     def resolve_many(self, messages: list[tuple[Identifier, ...]]) -> dict[tuple[Identifier, ...], Resolved | None]:
         """For each message's identifiers (a PID-3 list, in its order): the surviving patient of the
@@ -454,7 +384,7 @@ class DatabasePatientIndex:
                                               + " OR ".join(["(system = ? AND value_hash = ?)"] * len(chunk)), dialect),
                                    tuple(v for pair in chunk for v in pair))
                     raw.update(((system, value_hash), pid) for system, value_hash, pid in cursor.fetchall())
-            surviving = self._surviving_many(cursor, dialect, set(raw.values()))
+            surviving = self.links.surviving_many(cursor, dialect, set(raw.values()))
             found: dict[tuple[Identifier, ...], str | None] = {}
             for identifiers in distinct:
                 found[identifiers] = next((pid for pid in (
@@ -467,7 +397,7 @@ class DatabasePatientIndex:
                 cursor.execute(for_driver(f"SELECT pid, sealed_key, sealed FROM patient WHERE pid IN "
                                           f"{in_list(len(chunk))}", dialect), tuple(chunk))
                 records.update((row[0], self._open(_PatientRow(*row))) for row in cursor.fetchall())
-                cursor.execute(for_driver(_UNDER_REVIEW.format(pids=in_list(len(chunk))), dialect), tuple(chunk))
+                cursor.execute(for_driver(UNDER_REVIEW_SQL.format(pids=in_list(len(chunk))), dialect), tuple(chunk))
                 reviewed.update(pid for pid, in cursor.fetchall())
             cursor.close()
         finally:
@@ -475,74 +405,9 @@ class DatabasePatientIndex:
         return {identifiers: None if pid is None else Resolved(pid, records.get(pid), pid in reviewed)
                 for identifiers, pid in found.items()}
 
-    def _surviving_many(self, cursor, dialect: str, pids: set[str]) -> dict[str, str]:
-        """pid → its surviving patient (itself when not merged), following active links like `_surviving`."""
-        current = {pid: pid for pid in pids}
-        frontier = set(pids)
-        for _ in range(MAX_LINK_DEPTH):
-            if not frontier:
-                return current
-            ordered = sorted(frontier)
-            cursor.execute(for_driver("SELECT retired_pid, surviving_pid FROM patient_link WHERE active AND "
-                                      f"retired_pid IN {in_list(len(ordered))}", dialect), tuple(ordered))
-            moved = dict(cursor.fetchall())
-            for start, now in current.items():
-                if now in moved:
-                    current[start] = moved[now]
-            frontier = set(moved.values())
-        if frontier:
-            raise Conflict("the merge chain of this patient is too long to resolve")
-        return current
-
     def under_review(self, pid: str) -> bool:
-        """Whether an open review names this patient (its documents wait: later issues' queues ask here)."""
-        with self._engine.connect() as connection:
-            return connection.execute(select(identity_review.c.id).where(
-                identity_review.c.pid.in_(self.pids_for(pid)), identity_review.c.status == "open").limit(1)
-            ).first() is not None
-
-    def _open_review(self, row) -> IdentityReview:
-        details = json.loads(self._keyring.open(Sealed(row.sealed_key, row.sealed), f"identity-review|{row.id}"))
-        return IdentityReview(row.id, row.created_at, row.reason, row.pid, row.status, details)
-
-    # -- merge and unmerge ------------------------------------------------------------------------
-    def merge(self, *, retired: str, surviving: str, within: Callable | None = None) -> None:
-        """Retire `retired` into `surviving`. `within(connection)` runs in the same transaction (audit)."""
-        if retired == surviving:
-            raise InvalidInput("source-patient and target-patient are the same patient", location="Parameters")
-        self._links.bump()  # before too: a worker reading the links during the change reads them again after
-        with self._engine.begin() as connection:
-            self._require_patients(connection, retired, surviving)
-            for pid, role in ((retired, "source-patient"), (surviving, "target-patient")):
-                into = connection.execute(select(patient_link.c.surviving_pid).where(
-                    patient_link.c.retired_pid == pid, patient_link.c.active)).scalar_one_or_none()
-                if into is not None:
-                    raise Conflict(f"the {role} Patient/{pid} is already merged into Patient/{into}")
-            connection.execute(delete(patient_link).where(patient_link.c.retired_pid == retired))
-            connection.execute(insert(patient_link).values(retired_pid=retired, surviving_pid=surviving,
-                                                           merged_at=_now(), active=True))
-            if within is not None:
-                within(connection)
-        self._links_changed()
-
-    def unmerge(self, *, retired: str, surviving: str, within: Callable | None = None) -> None:
-        self._links.bump()
-        with self._engine.begin() as connection:
-            self._require_patients(connection, retired, surviving)
-            changed = connection.execute(update(patient_link).where(
-                patient_link.c.retired_pid == retired, patient_link.c.surviving_pid == surviving,
-                patient_link.c.active).values(active=False)).rowcount
-            if changed != 1:
-                raise Conflict(f"Patient/{retired} is not merged into Patient/{surviving}")
-            if within is not None:
-                within(connection)
-        self._links_changed()
-
-    def _require_patients(self, connection, *pids: str) -> None:
-        known = set(connection.execute(select(patient.c.pid).where(patient.c.pid.in_(pids))).scalars())
-        missing = [p for p in pids if p not in known]
-        if missing:
-            raise NotFound(f"Patient/{missing[0]} is not known")
+        """Whether an open review names this patient or one merged into it (its documents wait)."""
+        return self.reviews.names_any(self.pids_for(pid))
 
 
 def _record_json(record: PatientRecord) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """Tables of the shared record (SQLAlchemy Core). Alembic migrations create them; this is the
 query-side description and must match the latest migration (a test compares them).
 
-What is stored in the clear and why (see ARCHITECTURE.md): codes, statuses and dates that the MHD
-search parameters need; the MPI-PID (a community pseudonym). Everything that identifies the patient
+What is stored in the clear and why (docs/design-notes.md, "Encryption at rest"): codes, statuses and
+dates that the MHD search parameters need; the MPI-PID (a community pseudonym). Everything that identifies the patient
 or holds document content is sealed (envelope-encrypted), and the values searched by exact match
 that could name a person (SPID, local ids, author names) are kept as keyed hashes only.
 """

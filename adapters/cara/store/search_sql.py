@@ -2,7 +2,7 @@
 
 Why not SQLAlchemy Core here, as everywhere else in the store: a search is the gateway's hottest
 path, and building, caching and executing a Core statement with expanding IN lists costs several
-times what SQLite takes to answer it (measured: ~390 µs against ~55 µs). The SQL below is built from
+times what SQLite takes to answer it (bench/README.md). The SQL below is built from
 a `DocumentQuery` only — every value is a bound parameter, never text — and is written once for both
 dialects; only the placeholder and the way datetimes are bound differ.
 

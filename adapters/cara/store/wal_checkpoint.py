@@ -1,9 +1,8 @@
 """SQLite WAL checkpoints in a background thread, not inside the writer's commits.
 
 Why: by default the commit that makes the WAL pass 1,000 pages (≈ 4 MB, ~60 documents of 50 KB) also
-copies the WAL into the database file and fsyncs both: that one commit takes 15–25 ms instead of 2–3
-(measured here: 200 transactions of 8 × 70 KB, mean commit 4.4 ms with automatic checkpoints, 2.9 ms
-without, p95 17.7 → 5.1 ms). The HL7 v2 bridge's ACKs wait for their batch's commit, so the
+copies the WAL into the database file and fsyncs both: that one commit takes several times as long as
+the others (bench/README.md). The HL7 v2 bridge's ACKs wait for their batch's commit, so the
 checkpoint lands on their latency. Here the writer's connections do no automatic checkpoint and a
 thread runs PASSIVE checkpoints, which never block the writer or readers (SQLite copies the frames
 no reader needs), and a RESTART once the WAL is long (`_checkpoint`: without it a writer that never

@@ -28,6 +28,7 @@ from adapters.infomed.xdm import ebrim
 INFOMED_PATIENT_OID = "2.16.756.5.30.1.145.1.2"
 INFOMED_SOURCE_OID = "2.16.756.5.30.1.145.1"
 SUBSETS_PER_MEDIA = 40
+MARKER = ".infomed-generate"  # in a directory `generate` wrote: the one kind it replaces unasked
 DOCS_PER_SUBSET = 5
 DOCUMENT_QUIRKS = ("hash-mismatch", "size-mismatch", "duplicate-same", "duplicate-different", "replacement",
                    "addendum", "missing-optional", "unmapped-code", "non-utf8-name", "escaping-uri")
@@ -117,12 +118,36 @@ class _Writer:
             self.archive.close()
 
 
+class OutputInUse(Exception):
+    """`out` holds something `generate` did not write: it is not replaced unless forced."""
+
+
+def _make_room(out: Path, *, force: bool) -> None:
+    """`out` ready to be written: new, empty, or an export written here before (its marker file) —
+    replaced; anything else only with `force`, since replacing it deletes what it holds."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_dir() and not out.is_symlink():
+        if not any(out.iterdir()):
+            return
+        if force or (out / MARKER).is_file():
+            shutil.rmtree(out)
+            return
+        raise OutputInUse(f"{out} is not empty and was not written by `infomed generate` (no {MARKER}): give a new "
+                          "or empty directory, or --force to delete what it holds and write there")
+    if not force:
+        raise OutputInUse(f"{out} exists and is not a directory: give a new or empty directory, or --force to "
+                          "replace it")
+    out.unlink()
+
+
 def generate(*, out: Path, documents: int, patients: int, seed: int = 1, as_zip: bool = False,
              quirks: float = 0.0, docs_per_subset: int = DOCS_PER_SUBSET,
-             subsets_per_media: int = SUBSETS_PER_MEDIA) -> GeneratedExport:
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+             subsets_per_media: int = SUBSETS_PER_MEDIA, force: bool = False) -> GeneratedExport:
+    _make_room(out, force=force)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by `epr-gateway infomed generate`: a later generate may replace this "
+                              "directory\n", encoding="utf-8")
     rng = random.Random(seed)
     bodies = Bodies(seed)
     population = [_patient(rng, n, epr=n % 10 != 9) for n in range(max(patients, 2))]

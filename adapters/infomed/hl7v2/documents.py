@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 
 from adapters.cara.base64_strict import b64decode_strict_wrapped
+from adapters.cara.document_content import EMPTY_DOCUMENT, content_problem
 from adapters.cara.record_ids import new_record_id
 from adapters.cara.model import (
     Author,
@@ -162,7 +163,7 @@ def _embedded(message: Message, sequence: int, obx: Segment) -> tuple[bytes, str
         raise SenderMustFix(f"OBX-5 type of data {data_type!r} / subtype {subtype!r} names no MIME type",
                             code=TABLE_VALUE_NOT_FOUND, segment="OBX", field=5, component=2, sequence=sequence)
     if not data:
-        raise SenderMustFix("OBX-5.5: the embedded document is empty", code=REQUIRED_FIELD_MISSING,
+        raise SenderMustFix(f"OBX-5.5: {EMPTY_DOCUMENT}", code=REQUIRED_FIELD_MISSING,
                             segment="OBX", field=5, component=5, sequence=sequence)
     encoding = encoding.upper()
     try:
@@ -178,8 +179,9 @@ def _embedded(message: Message, sequence: int, obx: Segment) -> tuple[bytes, str
     except (binascii.Error, ValueError):
         raise SenderMustFix(f"OBX-5.5 does not decode as {encoding}", code=DATA_TYPE_ERROR, segment="OBX",
                             field=5, component=5, sequence=sequence) from None
-    if not content:
-        raise SenderMustFix("OBX-5.5: the embedded document is empty", code=REQUIRED_FIELD_MISSING,
+    problem = content_problem(content)
+    if problem:
+        raise SenderMustFix(f"OBX-5.5: {problem}", code=REQUIRED_FIELD_MISSING,
                             segment="OBX", field=5, component=5, sequence=sequence)
     return content, mime
 

@@ -1,8 +1,8 @@
 """A focused HL7 v2 tokenizer: segments, fields, repetitions, components, as the mapping needs them.
 
-Why not hl7apy on this path: it costs 1–2 ms per segment (≈30 ms for a 13-segment MDM), which alone
-would cap two cores far below the 500 messages/s target; the mapping reads a dozen fields. hl7apy stays
-the reference parser (`structures.py`), used to check that what we read is what it reads.
+Why not hl7apy on this path: its parse of one document message costs tens of milliseconds (bench/README.md),
+which alone would cap two cores far below the 500 messages/s target; the mapping reads a dozen fields. hl7apy
+stays the reference parser (`structures.py`), used to check that what we read is what it reads.
 """
 
 from __future__ import annotations

@@ -36,8 +36,8 @@ def structure_for(code: str, trigger: str) -> str:
 
 def parse_with_hl7apy(text: str, *, code: str, trigger: str):
     """hl7apy's reading of a normalised message (TOLERANT: STRICT refuses any ED over 199 characters),
-    with MSH-9.3 replaced by the structure the trigger has. Costly (1–2 ms a segment): for checks and
-    tests, not the hot path."""
+    with MSH-9.3 replaced by the structure the trigger has. Costly (milliseconds a segment): for checks
+    and tests, not the hot path."""
     from hl7apy.consts import VALIDATION_LEVEL
     from hl7apy.parser import parse_message
 

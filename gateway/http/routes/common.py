@@ -1,4 +1,4 @@
-"""What every FHIR route needs: the services, the FHIR base URL, a JSON body."""
+"""What every FHIR route needs: the use-cases, the face's state, the FHIR base URL, a JSON body."""
 
 from __future__ import annotations
 
@@ -9,18 +9,24 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from gateway.exchanges.auditing import deferred_audits
+from gateway.exchanges.services import Services
+from gateway.http.face import HttpFace
 from gateway.http.outcomes import HttpProblem
 
 ACCEPTED_BODY_TYPES = ("application/fhir+json", "application/json")
 
 
-def services(request: Request):
+def services(request: Request) -> Services:
     return request.app.state.services
+
+
+def face(request: Request) -> HttpFace:
+    return request.app.state.http
 
 
 def base_url(request: Request) -> str:
     """From settings only (`Settings.fhir_base_url`): `Host: evil.example` must not move a link."""
-    return request.app.state.services.settings.fhir_base_url
+    return request.app.state.http.settings.fhir_base_url
 
 
 async def fhir_body(request: Request) -> bytes:
@@ -38,14 +44,13 @@ async def run_use_case(request: Request, use_case: Callable[..., Any], /, *, inl
     `inline`: a read runs on the event loop when the store is in-process (SQLite: its queries are CPU
     work with no I/O wait that a thread hop would cover); with PostgreSQL, and for changes, in the
     thread pool."""
-    services = request.app.state.services
     pending: list = []
     token = deferred_audits.set(pending)
     try:
-        if inline and services.store_in_process:
+        if inline and request.app.state.http.inline_reads:
             return use_case(**kwargs)
         return await run_in_threadpool(use_case, **kwargs)
     finally:
         deferred_audits.reset(token)
         if pending:
-            await services.auditor.written(pending)
+            await request.app.state.services.auditor.written(pending)

@@ -9,11 +9,10 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from adapters.cara.store.database import is_reachable
 from gateway.http.capability import capability_statement as generated_statement
 from gateway.http.discovery import oauth_uris, smart_configuration
 from gateway.http.outcomes import fhir_response
-from gateway.http.routes.common import base_url, services
+from gateway.http.routes.common import base_url, face
 
 router = APIRouter()
 _STARTED = datetime.now(UTC).isoformat(timespec="seconds")
@@ -31,18 +30,19 @@ async def live() -> Response:
 
 @router.get("/health/ready")
 async def ready(request: Request) -> Response:
-    ok = await run_in_threadpool(is_reachable, services(request).engine)
+    ok = await run_in_threadpool(face(request).store_ready)
     return fhir_response({"status": "ready" if ok else "store unreachable"}, 200 if ok else 503)
 
 
 def capability(request: Request) -> dict:
     """Generated from the app's routes (gateway.http.capability): it cannot declare what is not served."""
-    settings = services(request).settings
+    settings = face(request).settings
     return generated_statement(request.app.router.routes, base=base_url(request), date=_STARTED, version="0.1.0",
                                 oauth=oauth_uris(settings.trusted_issuers), cors=bool(settings.cors_origin_list))
 
 
 @router.get("/.well-known/smart-configuration", summary="SMART configuration: trusted issuers, endpoints, scopes")
+@router.get("/fhir/.well-known/smart-configuration", summary="SMART configuration at the FHIR base (SMART App Launch)")
 async def smart_config(request: Request) -> Response:
-    return Response(orjson.dumps(smart_configuration(services(request).settings.trusted_issuers)),
+    return Response(orjson.dumps(smart_configuration(face(request).settings.trusted_issuers)),
                     media_type="application/json")

@@ -26,7 +26,7 @@ router = APIRouter(dependencies=[Depends(require_principal)])
 @router.post("/fhir/", include_in_schema=False)
 async def transaction(request: Request, principal: Principal = Depends(require_principal)) -> Response:
     body = await fhir_body(request)
-    answer = await run_use_case(request, services(request).transaction, principal=principal, body=body,
+    answer = await run_use_case(request, services(request).transactions.submit, principal=principal, body=body,
                                 base_url=base_url(request))
     return fhir_response(answer, 200)
 
@@ -42,9 +42,9 @@ async def update_document_reference(entry_id: str, request: Request,
 
 
 # The three reads are the gateway's hottest exchanges: plain Starlette routes behind the same door
-# (`authenticated`), without FastAPI's per-request dependency solving and route walk (measured:
-# ~0.15 ms of a search's ~0.65 ms in process). The middleware and error handlers are the app's, as
-# for every route; the deny-by-default test checks these are guarded too.
+# (`authenticated`), without FastAPI's per-request dependency solving and route walk (a fair share
+# of a search's time in process: bench/README.md). The middleware and error handlers are the
+# app's, as for every route; the deny-by-default test checks these are guarded too.
 async def find_document_references(request: Request, principal: Principal) -> Response:
     """ITI-67 Find Document References."""
     bundle = await run_use_case(request, services(request).exchange.find, inline=True, principal=principal,

@@ -20,7 +20,7 @@ router = APIRouter(dependencies=[Depends(require_principal)])
 async def patient_identity_feed(request: Request, principal: Principal = Depends(require_principal)) -> Response:
     body = await fhir_body(request)
     resource, created = await run_use_case(
-        request, services(request).exchange.register_patient, principal=principal,
+        request, services(request).identities.register_patient, principal=principal,
         identifier_param=request.query_params.get("identifier"), body=body)
     return write_response(request, resource, 201 if created else 200, base_url=base_url(request))
 

@@ -15,7 +15,7 @@ from adapters.infomed.hl7v2.documents import SenderProfile, document_message
 from adapters.infomed.hl7v2.message import Message
 from adapters.infomed.hl7v2.normalise import decode
 from adapters.cara.model import Code
-from conftest import FIXTURES
+from official_examples import example_files
 
 
 class SplitSegment:
@@ -61,10 +61,7 @@ def assert_reads_as_split(message):
             split.repetitions(n)[0].split(message.delimiters.component) for n in range(1, fields + 1)]
 
 
-SAMPLES = sorted((FIXTURES / "hl7v2").glob("*.hl7"))
-
-
-@pytest.mark.parametrize("sample", SAMPLES, ids=[s.name for s in SAMPLES])
+@pytest.mark.parametrize("sample", example_files("hl7v2", "*.hl7"))
 def test_the_public_samples_read_as_splitting_them_does(sample):
     assert_reads_as_split(Message(*decode(sample.read_bytes())))
 

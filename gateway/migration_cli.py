@@ -1,6 +1,7 @@
 """`epr-gateway migrate …` and `epr-gateway infomed …`: the migration's commands (registered by
-gateway/cli.py). Every command builds the same services as the server (same EPR_* settings) and acts
-through the use-case layer; none of them opens the record's tables itself."""
+gateway/cli.py; part of the composition root, since they build the parts). Every command builds the
+same services as the server (same EPR_* settings) and acts through the use-case layer; none of them
+opens the record's tables itself (the migration's journal is the migration face's own table)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ infomed_app = typer.Typer(help="The Infomed platform's exports: a synthetic one,
 SUBCOMMANDS = ("status", "retry", "verify")
 
 
-def _services():
+def _runtime():
     from gateway.first_start import prepare
     from gateway.settings import Settings
-    from gateway.wiring import build_services
+    from gateway.wiring import build_runtime
 
-    return build_services(prepare(Settings()).settings)
+    return build_runtime(prepare(Settings()).settings)
 
 
 def _principal(as_gln: str | None):
@@ -75,28 +76,35 @@ def migrate(sources: list[str] = typer.Argument(..., help="XDM media (directorie
 
 def _run(paths, principal, tables, *, retry: bool, report_file, workers, batch, dry_run, show) -> None:
     from gateway.exchanges.imports import ImportExchange
-    from gateway.migration.job import MigrationJob
+    from gateway.migration.job import DEPENDENCY_FAILURES, MigrationJob
     from gateway.migration.journal import Journal
+    from gateway.migration.reading import ReaderFailed, described
     from gateway.migration.progress import MigrationProgress, estimate_documents
-    from gateway.migration.report import build_report, summary
+    from gateway.migration.report import build_report, retried, summary, this_run
     from gateway.wiring import background_checkpoints
 
-    services = _services()
-    journal = Journal(engine=services.engine, keyring=services.keyring)
-    view = MigrationProgress(None if retry else estimate_documents(paths)) if show else None
+    runtime = _runtime()
+    services = runtime.services
+    journal = Journal(engine=runtime.engine, keyring=runtime.keyring)
+    view = MigrationProgress(len(journal.held_summary()) if retry else estimate_documents(paths)) if show else None
     job = MigrationJob(exchange=services.exchange, imports=ImportExchange(exchange=services.exchange),
                        journal=journal, tables=tables, principal=principal, batch=batch, workers=workers,
                        dry_run=dry_run, on_progress=view.update if view else None)
     if view:
         view.__enter__()
     try:
-        with background_checkpoints(services):
+        with background_checkpoints(runtime):
             if retry:
                 media = {source.split("/", 1)[0] for source, _, _ in journal.held_summary()}
                 job.retry()
             else:
                 media = {p.name for p in paths}
                 job.run(paths)
+    except (*DEPENDENCY_FAILURES, ReaderFailed) as error:
+        what = "a reader process" if isinstance(error, ReaderFailed) else "the database, ledger or cache"
+        typer.echo(f"epr-gateway migrate: stopped, {what} failed ({described(error)}); every batch "
+                   "committed before is journaled: run the same command again to continue", err=True)
+        raise typer.Exit(1) from None
     finally:
         if view:
             view.__exit__(None, None, None)
@@ -104,16 +112,20 @@ def _run(paths, principal, tables, *, retry: bool, report_file, workers, batch, 
     result = build_report(rows, code_tables=tables.version, dry_run=dry_run)
     if report_file:
         report_file.write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
-    typer.echo(summary(result))
-    if job.counts.skipped:
-        typer.echo(f"({job.counts.skipped} documents were already journaled by an earlier run and skipped)")
+    if retry:  # what was retried, not the totals of every media that had a held document
+        typer.echo(retried(job.counts))
+    elif job.counts.skipped:  # a rerun or a resumed run: what it did, then where the media stand
+        typer.echo(this_run(job.counts))
+        typer.echo("these media, this run and earlier ones: " + summary(result))
+    else:
+        typer.echo(summary(result))
 
 
 def _status() -> None:
     from gateway.migration.journal import Journal
 
-    services = _services()
-    held = Journal(engine=services.engine, keyring=services.keyring).held_summary()
+    runtime = _runtime()
+    held = Journal(engine=runtime.engine, keyring=runtime.keyring).held_summary()
     by_reason: dict[str, int] = {}
     for _, code, _ in held:
         by_reason[code] = by_reason.get(code, 0) + 1
@@ -127,12 +139,12 @@ def _verify(paths, principal) -> None:
     from adapters.infomed.xdm import ebrim
     from adapters.infomed.xdm.media import MemberRefused, Package, open_media
     from gateway.exchanges.imports import ImportExchange
-    from gateway.migration.journal import Journal
+    from gateway.migration.journal import Journal, storable_source
 
-    services = _services()
-    journal = Journal(engine=services.engine, keyring=services.keyring)
+    runtime = _runtime()
+    journal = Journal(engine=runtime.engine, keyring=runtime.keyring)
     rows = journal.rows_for(p.name for p in paths)
-    imports = ImportExchange(exchange=services.exchange)
+    imports = ImportExchange(exchange=runtime.services.exchange)
     checked = 0
     for path in paths:
         for item in open_media(path):
@@ -143,7 +155,7 @@ def _verify(paths, principal) -> None:
             except ebrim.MetadataRefused:
                 continue
             for document in metadata.documents:
-                row = rows.get(f"{item.source}/{document.slot('URI') or document.id}")
+                row = rows.get(storable_source(f"{item.source}/{document.slot('URI') or document.id}"))
                 if row is None or row.outcome not in ("migrated", "already_present"):
                     continue
                 try:
@@ -160,17 +172,23 @@ def _verify(paths, principal) -> None:
 
 
 @infomed_app.command("generate")
-def generate(out: Path = typer.Option(..., "--out", help="directory to write (replaced)"),
+def generate(out: Path = typer.Option(..., "--out", help="directory to write: new, empty, or written by generate "
+                                                          "before (then replaced)"),
              documents: int = typer.Option(..., "--documents", min=1),
              patients: int = typer.Option(..., "--patients", min=2),
              seed: int = typer.Option(1, "--seed"),
              as_zip: bool = typer.Option(False, "--zip", help="ZIP files instead of directories"),
              quirks: float = typer.Option(0.0, "--quirks", min=0.0, max=1.0,
-                                          help="share of subsets/documents carrying a real export's quirks")) -> None:
+                                          help="share of subsets/documents carrying a real export's quirks"),
+             force: bool = typer.Option(False, "--force", help="replace --out even if generate did not write it")) -> None:
     """Write a synthetic Infomed export: XDM media, patients.ndjson (ITI-104) and manifest.json."""
-    from adapters.infomed.generate.export import generate as write_export
+    from adapters.infomed.generate.export import OutputInUse, generate as write_export
 
-    made = write_export(out=out, documents=documents, patients=patients, seed=seed, as_zip=as_zip, quirks=quirks)
+    try:
+        made = write_export(out=out, documents=documents, patients=patients, seed=seed, as_zip=as_zip, quirks=quirks,
+                            force=force)
+    except OutputInUse as refused:
+        raise typer.BadParameter(str(refused), param_hint="--out") from None
     typer.echo(f"{made.documents} documents ({made.total_bytes / 1e6:,.1f} MB) in {len(made.media)} media; "
                f"feed {made.patients_file}; manifest {made.manifest_file}")
 
@@ -182,7 +200,7 @@ def feed(file: Path = typer.Argument(..., help="patients.ndjson: one ITI-104 Pat
     """Feed the export's patients through ITI-104 (as the migration's technical user)."""
     from gateway.migration.feed import feed_patients
 
-    counts = feed_patients(_services(), file, onboard=onboard)
+    counts = feed_patients(_runtime().services, file, onboard=onboard)
     typer.echo(", ".join(f"{n} {what}" for what, n in counts.items()))
 
 

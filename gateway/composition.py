@@ -1,0 +1,62 @@
+"""The application a worker serves: the FHIR face and the patient's page on one origin, and the
+background workers that live as long as it does (the lifespan).
+
+Part of the composition root (beside `wiring.py`, which builds the parts): the faces below know
+nothing of one another or of what runs beside them.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from adapters.cara.store.database import is_reachable
+from gateway import portal
+from gateway.demo import DEMO_SPID
+from gateway.http.app import create_app as create_fhir_app
+from gateway.http.auth_refusals import RefusalFlusher
+from gateway.http.face import HttpFace
+from gateway.wiring import Runtime, audit_witness, mllp_listener, siem_shipper
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    settings, services = runtime.settings, runtime.services
+    face = HttpFace.from_settings(settings, verifier=runtime.verifier, inline_reads=runtime.store_in_process,
+                                  store_ready=functools.partial(is_reachable, runtime.engine))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        shipper = siem_shipper(settings, runtime.engine)
+        witness = audit_witness(settings, runtime.engine, runtime.ledger)
+        witness.start()
+        if shipper is not None:
+            shipper.start()
+        refusal_flusher = RefusalFlusher(face.refusals, services.auditor)
+        refusal_flusher.start()
+        bridge = None
+        if settings.mllp_serve:  # `epr-gateway serve`: HL7 v2 beside HTTPS (every worker shares the port)
+            bridge = mllp_listener(runtime, reuse_port=settings.workers > 1)
+            try:
+                await bridge.start()
+            except OSError as error:  # HTTPS still serves; senders retry until the port is fixed
+                logging.getLogger("epr.mllp").error("MLLP listener NOT started on %s:%s: %s",
+                                                    settings.mllp_host, settings.mllp_port, error)
+                await bridge.stop()
+                bridge = None
+        yield
+        if bridge is not None:
+            await bridge.stop()
+        await refusal_flusher.stop()  # every counted refusal reaches the ledger before the stop
+        if shipper is not None:
+            shipper.stop()
+        # A clean stop signs the ledger's head, so no record is left outside a signed checkpoint.
+        runtime.ledger.checkpoint()
+        witness.stop()
+
+    # The patient's web page under /portal: same use-cases, its own door.
+    patient_page = functools.partial(portal.install, services=services, settings=settings,
+                                     directory=runtime.directory, demo_spid=DEMO_SPID)
+    return create_fhir_app(services, face, lifespan=lifespan, mounts=[patient_page])

@@ -3,8 +3,8 @@
 A row is written in the same transaction that stores a document (the provide seam calls `enqueue`
 with the transaction's connection), so a document is stored if and only if its deliveries are due.
 Deliverers (inside `serve`, or `epr-gateway deliver` processes, several at once on PostgreSQL) `claim`
-due rows under a lease, send them, and `finish` them with the community's answer. Nothing is ever
-deleted: a delivered row keeps its receipt, every attempt its answer.
+due rows under a lease, send them, and `finish_many` them with the community's answers. Nothing is
+ever deleted: a delivered row keeps its receipt, every attempt its answer.
 
 Exactly once in the community: the submission set uniqueId, its entryUUIDs and the document's
 uniqueId are fixed when the row is written, and every attempt sends the same ones; after a lost
@@ -12,10 +12,12 @@ answer the community's "duplicate submission set" answer says the earlier attemp
 
 Order: per community and patient, a row is claimed only when no earlier row of the same patient is
 still on its way (pending, in flight or waiting for the patient), and a row that depends on another
-(a replacement on its original, a metadata update on the document) only once that one is delivered.
+(a replacement on its original, a metadata change on the document) only once that one is settled
+(delivered, withdrawn or not supported; a failed original holds it back until an operator retries).
 Claiming is one UPDATE over a sub-select (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite serialises
 writers), so two deliverers never hold the same row, and a lease that expires (a deliverer killed
-mid-send) makes the row due again.
+mid-send) makes the row due again. The operator's views are in `outbox_views.py`, the ATNA queue in
+`outbox_audit.py`.
 """
 
 from __future__ import annotations
@@ -27,15 +29,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
-from adapters.cara.store.database import driver_datetime, for_driver
-from adapters.cara.store.outbox_schema import community_audit_message, community_delivery, community_delivery_attempt
+from adapters.cara.store.database import driver_datetime, for_driver, in_chunks
+from adapters.cara.store.outbox_audit import AuditQueue
+from adapters.cara.store.outbox_rows import Attempt, Delivery, Finish, NewDelivery, deliveries, delivery_of
+from adapters.cara.store.outbox_schema import (
+    DELIVERED,
+    FAILED,
+    IN_FLIGHT,
+    NOT_SUPPORTED,
+    ON_ITS_WAY,
+    PENDING,
+    SENDS_DOCUMENT,
+    STATES,
+    WAITING_PATIENT,
+    WITHDRAWN,
+    community_delivery,
+    community_delivery_attempt,
+)
+from adapters.cara.store.outbox_views import OperatorViews
 
-PENDING, IN_FLIGHT, DELIVERED, FAILED, WAITING_PATIENT, NOT_SUPPORTED = (
-    "pending", "in-flight", "delivered", "failed", "waiting-patient", "not-supported")
-STATES = (PENDING, IN_FLIGHT, WAITING_PATIENT, DELIVERED, FAILED, NOT_SUPPORTED)
-ON_ITS_WAY = (PENDING, IN_FLIGHT, WAITING_PATIENT)  # an earlier row in one of these holds the later ones back
+HOLDS_DEPENDANTS = (*ON_ITS_WAY, FAILED)  # an original in one of these holds its replacement back
 KINDS = ("provide", "replace", "update", "delete")
 ANSWER_LIMIT = 64 * 1024
 
@@ -54,61 +69,6 @@ def new_entry_uuid() -> str:
 
 
 @dataclass(frozen=True)
-class NewDelivery:
-    """What the provide seam knows when a document (or a metadata version) is stored."""
-
-    community: str
-    kind: str  # provide | replace | update | delete
-    entry_id: str
-    version: int
-    unique_id: str
-    patient_pid: str
-    confidentiality: str  # the level it was stored with: the first attempt sends it
-    original_entry_id: str | None = None  # replace: the replaced entry; update/delete: the entry itself
-
-
-@dataclass(frozen=True)
-class Delivery:
-    id: int
-    community: str
-    kind: str
-    entry_id: str
-    version: int
-    unique_id: str
-    patient_pid: str
-    depends_on: int | None
-    state: str
-    submission_set_unique_id: str
-    submission_set_uuid: str
-    entry_uuid: str
-    confidentiality: str
-    attempts: int
-    next_attempt_at: datetime
-    lease_owner: str | None
-    community_patient_id: str | None
-    last_code: str | None
-    last_text: str | None
-    created_at: datetime
-    delivered_at: datetime | None
-    receipt: dict | None
-    original_entry_uuid: str | None = None  # the community entryUUID of what this row depends on, if delivered
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One try and what the community said (or why nothing was heard)."""
-
-    outcome: str  # delivered | already-delivered | raise-confidentiality | conflict | rejected | transport |
-    # waiting-patient | not-supported
-    started_at: datetime
-    finished_at: datetime
-    confidentiality: str
-    code: str | None = None
-    text: str | None = None
-    answer: str | None = None
-
-
-@dataclass(frozen=True)
 class Backoff:
     """Transport-class retries: exponential from `first_seconds`, at most `max_seconds`, with ±50 % jitter
     (many rows failing together must not come back together)."""
@@ -118,25 +78,19 @@ class Backoff:
     jitter: Callable[[], float] = field(default=random.random, compare=False)
 
     def delay(self, attempts: int) -> timedelta:
-        base = min(self.max_seconds, self.first_seconds * 2 ** max(0, attempts - 1))
+        base = min(self.max_seconds, self.first_seconds * 2 ** min(max(0, attempts - 1), 30))
         return timedelta(seconds=base * (0.5 + self.jitter()))
 
 
-@dataclass(frozen=True)
-class CommunityCounts:
-    community: str
-    by_state: dict[str, int]
-    oldest_due: datetime | None  # created_at of the oldest row still on its way
-
-
-class DatabaseOutbox:
+class DatabaseOutbox(OperatorViews, AuditQueue):
     def __init__(self, *, engine: Engine, clock: Callable[[], datetime] = utcnow):
         self._engine = engine
         self._clock = clock
 
     # -- written in the provide seam's transaction ------------------------------------------------------
     def enqueue(self, connection: Connection, deliveries: Sequence[NewDelivery]) -> None:
-        """One row per delivery, in the caller's transaction (its documents' transaction)."""
+        """One row per delivery, in the caller's transaction (its documents' transaction). A row naming an
+        original depends on the latest row that put that document into the same community."""
         if not deliveries:
             return
         now = self._clock()
@@ -146,10 +100,7 @@ class DatabaseOutbox:
                 raise ValueError(f"unknown delivery kind {delivery.kind!r}")
             depends_on = None
             if delivery.original_entry_id is not None:
-                depends_on = connection.execute(
-                    select(func.max(community_delivery.c.id)).where(
-                        community_delivery.c.community == delivery.community,
-                        community_delivery.c.entry_id == delivery.original_entry_id)).scalar()
+                depends_on = self.sending_row(connection, delivery.community, delivery.original_entry_id)
             rows.append(dict(
                 community=delivery.community, kind=delivery.kind, entry_id=delivery.entry_id,
                 version=delivery.version, unique_id=delivery.unique_id, patient_pid=delivery.patient_pid,
@@ -159,10 +110,12 @@ class DatabaseOutbox:
                 updated_at=now))
         connection.execute(insert(community_delivery), rows)
 
-    def queue_audit(self, connection: Connection, community: str, message: bytes) -> None:
-        """An ATNA message for the community's repository, kept until it is taken (see `unsent_audit`)."""
-        connection.execute(insert(community_audit_message).values(
-            community=community, created_at=self._clock(), message=message, attempts=0))
+    @staticmethod
+    def sending_row(connection: Connection, community: str, entry_id: str) -> int | None:
+        """The latest row that puts `entry_id` into `community` (provide or replace), if any."""
+        return connection.execute(select(func.max(community_delivery.c.id)).where(
+            community_delivery.c.community == community, community_delivery.c.entry_id == entry_id,
+            community_delivery.c.kind.in_(SENDS_DOCUMENT))).scalar()
 
     # -- the deliverer ------------------------------------------------------------------------------------
     def claim(self, *, owner: str, limit: int, lease_seconds: float,
@@ -174,142 +127,110 @@ class DatabaseOutbox:
         with self._engine.begin() as connection:
             dialect = connection.dialect.name
             sql, params = _claim_sql(dialect, limit, communities, now)
-            connection.exec_driver_sql(sql, (token, driver_datetime(now + timedelta(seconds=lease_seconds), dialect),
-                                             driver_datetime(now, dialect), *params))
-            rows = connection.execute(_deliveries().where(community_delivery.c.lease_owner == token)
+            ids = [row[0] for row in connection.exec_driver_sql(sql, (
+                token, driver_datetime(now + timedelta(seconds=lease_seconds), dialect),
+                driver_datetime(now, dialect), *params)).all()]
+            if not ids:
+                return []
+            rows = connection.execute(deliveries().where(community_delivery.c.id.in_(ids))
                                       .order_by(community_delivery.c.id)).all()
-        return [_delivery(row) for row in rows]
+        return [delivery_of(row) for row in rows]
+
+    def release(self, deliveries: Sequence[Delivery]) -> int:
+        """Give back rows claimed but not sent (a deliverer stopping): due again at once, the attempt the
+        claim counted taken back. Only while the claim still holds them."""
+        released = 0
+        now = self._clock()
+        with self._engine.begin() as connection:
+            for delivery in deliveries:
+                released += connection.execute(update(community_delivery).where(
+                    community_delivery.c.id == delivery.id, community_delivery.c.lease_owner == delivery.lease_owner,
+                    community_delivery.c.state == IN_FLIGHT).values(
+                    state=PENDING, lease_owner=None, lease_until=None, attempts=community_delivery.c.attempts - 1,
+                    updated_at=now)).rowcount
+        return released
 
     def finish(self, delivery: Delivery, *, attempt: Attempt, state: str, retry_at: datetime | None = None,
                confidentiality: str | None = None, community_patient_id: str | None = None,
                receipt: dict | None = None, within: Callable[[Connection], None] | None = None) -> bool:
-        """Record `attempt` and move the row to `state` — only while this claim still holds it (the lease
-        owner); returns False when another deliverer took it meanwhile (the attempt is kept anyway).
-        `within(connection)` runs in the same transaction (the ledger record, the ATNA message)."""
+        """`finish_many` of one."""
+        return self.finish_many([Finish(delivery, attempt, state, retry_at, confidentiality, community_patient_id,
+                                        receipt)], within=within)[0]
+
+    def finish_many(self, finishes: Sequence[Finish], *,
+                    within: Callable[[Connection], None] | None = None) -> list[bool]:
+        """Record each attempt and move each row to its state, in ONE transaction — a row only while the
+        claim that sent it still holds it (its lease owner): False for a row another deliverer took
+        meanwhile (its attempt is kept anyway). `within(connection)` runs in the same transaction (the
+        ledger records, the ATNA messages, a forward-only drop of the bytes)."""
         now = self._clock()
-        values: dict = dict(state=state, updated_at=now, lease_owner=None, lease_until=None,
-                            last_code=attempt.code, last_text=(attempt.text or None) and attempt.text[:2000])
-        if retry_at is not None:
-            values["next_attempt_at"] = retry_at
-        if confidentiality is not None:
-            values["confidentiality"] = confidentiality
-        if community_patient_id is not None:
-            values["community_patient_id"] = community_patient_id
-        if state == DELIVERED:
-            values["delivered_at"] = now
-            values["receipt"] = json.dumps(receipt or {}, sort_keys=True)
+        held = []
         with self._engine.begin() as connection:
-            connection.execute(insert(community_delivery_attempt).values(
-                delivery_id=delivery.id, attempt=delivery.attempts, started_at=attempt.started_at,
+            if finishes:
+                connection.execute(insert(community_delivery_attempt), [_attempt_row(f) for f in finishes])
+            for finish in finishes:
+                held.append(connection.execute(update(community_delivery).where(
+                    community_delivery.c.id == finish.delivery.id,
+                    community_delivery.c.lease_owner == finish.delivery.lease_owner)
+                    .values(**_next_state(finish, now))).rowcount == 1)
+            if within is not None:
+                within(connection)
+        return held
+
+    def delivered_entry_uuids(self, community: str, entry_ids: Sequence[str]) -> dict[str, str]:
+        """entry id → the entryUUID under which `community` holds it (its latest delivered provide or
+        replace): what a relation (APND, XFRM, signs) names there."""
+        found: dict[str, str] = {}
+        with self._engine.connect() as connection:
+            for chunk in in_chunks(list(dict.fromkeys(entry_ids))):
+                rows = connection.execute(select(community_delivery.c.entry_id, community_delivery.c.entry_uuid)
+                                          .where(community_delivery.c.community == community,
+                                                 community_delivery.c.entry_id.in_(chunk),
+                                                 community_delivery.c.kind.in_(SENDS_DOCUMENT),
+                                                 community_delivery.c.state == DELIVERED)
+                                          .order_by(community_delivery.c.id)).all()
+                found.update(dict(rows))
+        return found
+
+    @staticmethod
+    def undelivered_copies(connection: Connection, entry_id: str, *, besides: int) -> int:
+        """How many rows, other than `besides`, still have to put `entry_id` into a community."""
+        return connection.execute(select(func.count()).select_from(community_delivery).where(
+            community_delivery.c.entry_id == entry_id, community_delivery.c.kind.in_(SENDS_DOCUMENT),
+            community_delivery.c.id != besides, community_delivery.c.state != DELIVERED)).scalar_one()
+
+
+def _attempt_row(finish: Finish) -> dict:
+    attempt, delivery = finish.attempt, finish.delivery
+    return dict(delivery_id=delivery.id, attempt=delivery.attempts, started_at=attempt.started_at,
                 finished_at=attempt.finished_at, submission_set_unique_id=delivery.submission_set_unique_id,
                 entry_uuid=delivery.entry_uuid, confidentiality=attempt.confidentiality, outcome=attempt.outcome,
                 code=attempt.code and attempt.code[:128], text=attempt.text and attempt.text[:2000],
-                answer=attempt.answer and attempt.answer[:ANSWER_LIMIT]))
-            held = connection.execute(update(community_delivery).where(
-                community_delivery.c.id == delivery.id, community_delivery.c.lease_owner == delivery.lease_owner)
-                .values(**values)).rowcount
-            if within is not None:
-                within(connection)
-        return held == 1
-
-    # -- the operator -------------------------------------------------------------------------------------
-    def counts(self) -> list[CommunityCounts]:
-        with self._engine.connect() as connection:
-            rows = connection.execute(select(community_delivery.c.community, community_delivery.c.state, func.count())
-                                      .group_by(community_delivery.c.community, community_delivery.c.state)).all()
-            oldest = dict(connection.execute(
-                select(community_delivery.c.community, func.min(community_delivery.c.created_at))
-                .where(community_delivery.c.state.in_(ON_ITS_WAY)).group_by(community_delivery.c.community)).all())
-        by_community: dict[str, dict[str, int]] = {}
-        for community, state, count in rows:
-            by_community.setdefault(community, {})[state] = count
-        return [CommunityCounts(c, states, oldest.get(c)) for c, states in sorted(by_community.items())]
-
-    def find(self, unique_id: str) -> list[tuple[Delivery, list[dict]]]:
-        """Every delivery of the document `unique_id` (each community, each version) with its attempts."""
-        with self._engine.connect() as connection:
-            rows = connection.execute(_deliveries().where(community_delivery.c.unique_id == unique_id)
-                                      .order_by(community_delivery.c.id)).all()
-            found = []
-            for row in rows:
-                attempts = connection.execute(select(community_delivery_attempt).where(
-                    community_delivery_attempt.c.delivery_id == row.id).order_by(
-                    community_delivery_attempt.c.attempt)).mappings().all()
-                found.append((_delivery(row), [dict(a) for a in attempts]))
-        return found
-
-    def retry(self, *, unique_ids: Sequence[str] = (), failed: bool = False) -> int:
-        """Make rows due now: the failed ones (`failed`), and/or those of the named documents that are not
-        delivered. Their submission set, entryUUIDs and uniqueId stay as they were."""
-        if not unique_ids and not failed:
-            return 0
-        chosen = []
-        if failed:
-            chosen.append(community_delivery.c.state.in_((FAILED, NOT_SUPPORTED)))
-        if unique_ids:
-            chosen.append(and_(community_delivery.c.unique_id.in_(list(unique_ids)),
-                               community_delivery.c.state.in_((FAILED, NOT_SUPPORTED, PENDING, WAITING_PATIENT))))
-        now = self._clock()
-        with self._engine.begin() as connection:
-            return connection.execute(update(community_delivery).where(or_(*chosen)).values(
-                state=PENDING, next_attempt_at=now, updated_at=now)).rowcount
-
-    def states_of(self, entry_ids: Sequence[str]) -> dict[str, dict[str, str]]:
-        """entry id → community → the state of its latest delivery (the migration's report)."""
-        found: dict[str, dict[str, str]] = {}
-        if not entry_ids:
-            return found
-        with self._engine.connect() as connection:
-            rows = connection.execute(select(community_delivery.c.entry_id, community_delivery.c.community,
-                                             community_delivery.c.state)
-                                      .where(community_delivery.c.entry_id.in_(list(entry_ids)))
-                                      .order_by(community_delivery.c.id)).all()
-        for entry_id, community, state in rows:
-            found.setdefault(entry_id, {})[community] = state
-        return found
-
-    def delivered_entry_uuid(self, delivery_id: int) -> str | None:
-        with self._engine.connect() as connection:
-            return connection.execute(select(community_delivery.c.entry_uuid).where(
-                community_delivery.c.id == delivery_id, community_delivery.c.state == DELIVERED)).scalar()
-
-    # -- the ATNA queue -----------------------------------------------------------------------------------
-    def unsent_audit(self, community: str, limit: int = 100) -> list[tuple[int, bytes]]:
-        with self._engine.connect() as connection:
-            return [tuple(row) for row in connection.execute(
-                select(community_audit_message.c.id, community_audit_message.c.message).where(
-                    community_audit_message.c.community == community, community_audit_message.c.sent_at.is_(None))
-                .order_by(community_audit_message.c.id).limit(limit)).all()]
-
-    def audit_sent(self, ids: Sequence[int]) -> None:
-        with self._engine.begin() as connection:
-            connection.execute(update(community_audit_message).where(community_audit_message.c.id.in_(list(ids)))
-                               .values(sent_at=self._clock(), attempts=community_audit_message.c.attempts + 1))
-
-    def audit_not_sent(self, ids: Sequence[int], error: str) -> None:
-        with self._engine.begin() as connection:
-            connection.execute(update(community_audit_message).where(community_audit_message.c.id.in_(list(ids)))
-                               .values(attempts=community_audit_message.c.attempts + 1, last_error=error[:500]))
+                answer=attempt.answer and attempt.answer[:ANSWER_LIMIT])
 
 
-def _deliveries():
-    original = community_delivery.alias("original")
-    return (select(community_delivery, original.c.entry_uuid.label("original_entry_uuid"))
-            .select_from(community_delivery.outerjoin(original, and_(
-                original.c.id == community_delivery.c.depends_on, original.c.state == DELIVERED))))
-
-
-def _delivery(row) -> Delivery:
-    values = row._mapping
-    receipt = values["receipt"]
-    return Delivery(**{name: values[name] for name in Delivery.__dataclass_fields__ if name not in ("receipt",)},
-                    receipt=json.loads(receipt) if receipt else None)
+def _next_state(finish: Finish, now: datetime) -> dict:
+    attempt = finish.attempt
+    values: dict = dict(state=finish.state, updated_at=now, lease_owner=None, lease_until=None,
+                        last_code=attempt.code and attempt.code[:128], last_text=attempt.text and attempt.text[:2000])
+    if finish.retry_at is not None:
+        values["next_attempt_at"] = finish.retry_at
+    if finish.confidentiality is not None:
+        values["confidentiality"] = finish.confidentiality
+    if finish.community_patient_id is not None:
+        values["community_patient_id"] = finish.community_patient_id
+    if finish.state == DELIVERED:
+        values["delivered_at"] = now
+        values["receipt"] = json.dumps(finish.receipt or {}, sort_keys=True)
+    return values
 
 
 def _claim_sql(dialect: str, limit: int, communities: Sequence[str] | None, now: datetime) -> tuple[str, tuple]:
     """The claim as one statement: due rows, in order, none held back by an earlier row of its patient
-    or an undelivered original; on PostgreSQL the rows another claim holds are skipped, not waited for."""
+    or an unsettled original; on PostgreSQL the rows another claim holds are skipped, not waited for.
+    Both the outer scan and the look-back read the partial indexes of the rows still on their way."""
     on_its_way = ", ".join(f"'{state}'" for state in ON_ITS_WAY)
+    holding = ", ".join(f"'{state}'" for state in HOLDS_DEPENDANTS)
     only = ""
     params: tuple = ()
     if communities:
@@ -322,12 +243,19 @@ def _claim_sql(dialect: str, limit: int, communities: Sequence[str] | None, now:
                attempts = attempts + 1, updated_at = ?
         WHERE id IN (
             SELECT d.id FROM community_delivery d
-            WHERE ((d.state IN ('{PENDING}', '{WAITING_PATIENT}') AND d.next_attempt_at <= ?)
-                   OR (d.state = '{IN_FLIGHT}' AND d.lease_until < ?)){only}
+            WHERE d.state IN ({on_its_way}){only}
+              AND ((d.state IN ('{PENDING}', '{WAITING_PATIENT}') AND d.next_attempt_at <= ?)
+                   OR (d.state = '{IN_FLIGHT}' AND d.lease_until < ?))
               AND NOT EXISTS (SELECT 1 FROM community_delivery e
                               WHERE e.community = d.community AND e.patient_pid = d.patient_pid AND e.id < d.id
                                 AND e.state IN ({on_its_way}))
               AND (d.depends_on IS NULL OR NOT EXISTS (SELECT 1 FROM community_delivery o
-                                                       WHERE o.id = d.depends_on AND o.state <> '{DELIVERED}'))
-            ORDER BY d.id LIMIT {int(limit)}{lock})"""
-    return for_driver(sql, dialect), (due, due, *params)
+                                                       WHERE o.id = d.depends_on AND o.state IN ({holding})))
+            ORDER BY d.id LIMIT {int(limit)}{lock})
+        RETURNING id"""
+    return for_driver(sql, dialect), (*params, due, due)  # in the order of their placeholders
+
+
+__all__ = ["ANSWER_LIMIT", "Attempt", "Backoff", "DatabaseOutbox", "Delivery", "Finish", "NewDelivery", "DELIVERED",
+           "FAILED", "IN_FLIGHT", "KINDS", "NOT_SUPPORTED", "ON_ITS_WAY", "PENDING", "SENDS_DOCUMENT", "STATES",
+           "WAITING_PATIENT", "WITHDRAWN"]

@@ -3,16 +3,29 @@
 One `community_delivery` row per stored document (or metadata change) and configured community,
 written in the transaction that stores the document; `community_delivery_attempt` keeps every try
 and the community's answer; `community_audit_message` is the durable queue of the ATNA messages
-(ITI-20) for the community's audit record repository. Nothing here names a patient but by the
-MPI-PIDs (pseudonyms, in the clear elsewhere too); no document content.
+(ITI-20) for the community's audit record repository; `document_forwarded` names the documents
+whose bytes were dropped once delivered (EPR_DELIVERY=forward-only). Nothing here names a patient
+but by the MPI-PIDs (pseudonyms, in the clear elsewhere too); no document content.
+
+The partial indexes cover the rows still on their way only: a claim reads them in order and asks
+whether an earlier row of the same patient is still on its way, and both stay cheap however many
+delivered rows the table keeps (nothing is ever deleted).
 """
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, LargeBinary, String, Table, Text
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, LargeBinary, String, Table, Text, text
 
 from adapters.cara.store.schema import metadata
 
 # SQLite gives an INTEGER PRIMARY KEY its rowid (autoincrement); BIGINT would not be one there.
 Identity64 = BigInteger().with_variant(Integer(), "sqlite")
+# A delivery's states (what each means and what an operator does: README, "Delivering into a community").
+PENDING, IN_FLIGHT, DELIVERED, FAILED, WAITING_PATIENT, NOT_SUPPORTED, WITHDRAWN = (
+    "pending", "in-flight", "delivered", "failed", "waiting-patient", "not-supported", "withdrawn")
+STATES = (PENDING, IN_FLIGHT, WAITING_PATIENT, DELIVERED, FAILED, NOT_SUPPORTED, WITHDRAWN)
+ON_ITS_WAY = (PENDING, IN_FLIGHT, WAITING_PATIENT)  # an earlier row in one of these holds the later ones back
+SENDS_DOCUMENT = ("provide", "replace")  # the kinds of row that put a document into the community
+# The rows still on their way, as the partial indexes and the claim write them.
+OPEN_ROWS = "state IN ('pending', 'in-flight', 'waiting-patient')"
 
 community_delivery = Table(
     "community_delivery",
@@ -42,9 +55,12 @@ community_delivery = Table(
     Column("updated_at", DateTime, nullable=False),
     Column("delivered_at", DateTime, nullable=True),
     Column("receipt", Text, nullable=True),  # JSON: what the community answered when it took it
-    Index("ix_community_delivery_due", "community", "state", "next_attempt_at"),
-    Index("ix_community_delivery_patient", "community", "patient_pid", "id"),
+    Index("ix_community_delivery_open", "community", "id", sqlite_where=text(OPEN_ROWS),
+          postgresql_where=text(OPEN_ROWS)),
+    Index("ix_community_delivery_open_patient", "community", "patient_pid", "id", sqlite_where=text(OPEN_ROWS),
+          postgresql_where=text(OPEN_ROWS)),
     Index("ix_community_delivery_unique_id", "unique_id"),
+    Index("ix_community_delivery_lease", "lease_owner"),
     Index("ux_community_delivery_entry", "community", "entry_id", "version", "kind", unique=True),
 )
 
@@ -74,5 +90,17 @@ community_audit_message = Table(
     Column("sent_at", DateTime, nullable=True),
     Column("attempts", Integer, nullable=False),
     Column("last_error", String(500), nullable=True),
-    Index("ix_community_audit_message_unsent", "community", "sent_at", "id"),
+    # A sender takes unsent messages under a lease (several deliverer processes on PostgreSQL).
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", DateTime, nullable=True),
+    Index("ix_community_audit_message_unsent", "community", "id", sqlite_where=text("sent_at IS NULL"),
+          postgresql_where=text("sent_at IS NULL")),
+)
+
+document_forwarded = Table(
+    "document_forwarded",
+    metadata,
+    Column("entry_id", String(64), primary_key=True),  # its document_body row is gone: delivered, not kept
+    Column("forwarded_at", DateTime, nullable=False),
+    Column("communities", String(512), nullable=False),  # where it went (comma-separated community ids)
 )

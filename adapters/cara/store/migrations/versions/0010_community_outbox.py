@@ -1,5 +1,6 @@
 """The community outbox: a delivery row per stored document and configured community, every attempt
-with the community's answer, and the durable queue of ATNA messages to the community.
+with the community's answer, the durable queue of ATNA messages to the community, and the documents
+whose bytes were dropped once delivered (forward-only).
 
 Revision ID: 0010_community_outbox
 """
@@ -11,6 +12,7 @@ revision = "0010_community_outbox"
 down_revision = "0009_versioning"
 
 ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+OPEN_ROWS = "state IN ('pending', 'in-flight', 'waiting-patient')"  # rows still on their way
 
 
 def upgrade() -> None:
@@ -41,9 +43,13 @@ def upgrade() -> None:
         sa.Column("delivered_at", sa.DateTime, nullable=True),
         sa.Column("receipt", sa.Text, nullable=True),
     )
-    op.create_index("ix_community_delivery_due", "community_delivery", ["community", "state", "next_attempt_at"])
-    op.create_index("ix_community_delivery_patient", "community_delivery", ["community", "patient_pid", "id"])
+    open_rows = sa.text(OPEN_ROWS)
+    op.create_index("ix_community_delivery_open", "community_delivery", ["community", "id"],
+                    sqlite_where=open_rows, postgresql_where=open_rows)
+    op.create_index("ix_community_delivery_open_patient", "community_delivery", ["community", "patient_pid", "id"],
+                    sqlite_where=open_rows, postgresql_where=open_rows)
     op.create_index("ix_community_delivery_unique_id", "community_delivery", ["unique_id"])
+    op.create_index("ix_community_delivery_lease", "community_delivery", ["lease_owner"])
     op.create_index("ux_community_delivery_entry", "community_delivery", ["community", "entry_id", "version", "kind"],
                     unique=True)
     op.create_table(
@@ -69,5 +75,15 @@ def upgrade() -> None:
         sa.Column("sent_at", sa.DateTime, nullable=True),
         sa.Column("attempts", sa.Integer, nullable=False),
         sa.Column("last_error", sa.String(500), nullable=True),
+        sa.Column("lease_owner", sa.String(64), nullable=True),
+        sa.Column("lease_until", sa.DateTime, nullable=True),
     )
-    op.create_index("ix_community_audit_message_unsent", "community_audit_message", ["community", "sent_at", "id"])
+    unsent = sa.text("sent_at IS NULL")
+    op.create_index("ix_community_audit_message_unsent", "community_audit_message", ["community", "id"],
+                    sqlite_where=unsent, postgresql_where=unsent)
+    op.create_table(
+        "document_forwarded",
+        sa.Column("entry_id", sa.String(64), primary_key=True),
+        sa.Column("forwarded_at", sa.DateTime, nullable=False),
+        sa.Column("communities", sa.String(512), nullable=False),
+    )

@@ -64,6 +64,17 @@ class AuditMessage:
 
 
 @dataclass(frozen=True)
+class QueuedAuditMessage:
+    """An audit message as rendered when its exchange was made (`AuditMessage.syslog`: the header names
+    the process and host that made it), kept durably by the outbox and sent as it was rendered."""
+
+    data: bytes
+
+    def syslog(self, hostname: str) -> bytes:  # noqa: ARG002 - rendered already, with its own host
+        return self.data
+
+
+@dataclass(frozen=True)
 class AuditSite:
     """The gateway as it names itself in audit messages."""
 
@@ -215,7 +226,7 @@ class AtnaSender:
         self._confirm = confirm_seconds
         self._lock = threading.Lock()
 
-    def send(self, messages: list[AuditMessage]) -> None:
+    def send(self, messages: list[AuditMessage | QueuedAuditMessage]) -> None:
         """Send the messages in one write; AtnaUnavailable if the repository did not take them."""
         data = b"".join(frame(m.syslog(self._hostname)) for m in messages)
         with self._lock:

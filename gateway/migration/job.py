@@ -35,6 +35,7 @@ from gateway.auth.errors import AccessRefused
 from gateway.exchanges.documents import DocumentExchange
 from gateway.exchanges.imports import ImportExchange, PatientRequest
 from gateway.exchanges.media_refusals import MediaRefusal, record_refusals
+from gateway.exchanges.record_changes import ParticipantFailed
 from gateway.migration.collector import collector_held_back
 from gateway.migration.journal import Journal, JournalRow
 from gateway.migration.reading import HeldSource, Prepared, described, map_prepared, prepared_documents
@@ -46,9 +47,11 @@ PATIENTS_CACHED = 100_000
 # cache or the MPI's link versions unreachable. Anything else raised while a batch is decided or
 # stored is taken to be about a document of it: the batch is split until that document is found,
 # and it alone is rejected with the error.
+# ParticipantFailed: a participant of the provide seam (the community outbox) could not record a batch:
+# not about a document, so the run stops (and resumes) rather than rejecting documents one by one.
 DEPENDENCY_FAILURES = (StoreUnavailable, sql_errors.OperationalError, sql_errors.InterfaceError,
                        sql_errors.DisconnectionError, sql_errors.TimeoutError, redis.RedisError, ConnectionError,
-                       TimeoutError)
+                       TimeoutError, ParticipantFailed)
 log = logging.getLogger("epr.migration")
 
 

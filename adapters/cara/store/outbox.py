@@ -82,6 +82,9 @@ class Backoff:
         return timedelta(seconds=base * (0.5 + self.jitter()))
 
 
+Within = Callable[[Connection, list[bool]], None]
+
+
 class DatabaseOutbox(OperatorViews, AuditQueue):
     def __init__(self, *, engine: Engine, clock: Callable[[], datetime] = utcnow):
         self._engine = engine
@@ -152,17 +155,16 @@ class DatabaseOutbox(OperatorViews, AuditQueue):
 
     def finish(self, delivery: Delivery, *, attempt: Attempt, state: str, retry_at: datetime | None = None,
                confidentiality: str | None = None, community_patient_id: str | None = None,
-               receipt: dict | None = None, within: Callable[[Connection], None] | None = None) -> bool:
+               receipt: dict | None = None, within: Within | None = None) -> bool:
         """`finish_many` of one."""
         return self.finish_many([Finish(delivery, attempt, state, retry_at, confidentiality, community_patient_id,
                                         receipt)], within=within)[0]
 
-    def finish_many(self, finishes: Sequence[Finish], *,
-                    within: Callable[[Connection], None] | None = None) -> list[bool]:
+    def finish_many(self, finishes: Sequence[Finish], *, within: Within | None = None) -> list[bool]:
         """Record each attempt and move each row to its state, in ONE transaction — a row only while the
         claim that sent it still holds it (its lease owner): False for a row another deliverer took
-        meanwhile (its attempt is kept anyway). `within(connection)` runs in the same transaction (the
-        ledger records, the ATNA messages, a forward-only drop of the bytes)."""
+        meanwhile (its attempt is kept anyway). `within(connection, held)` runs in the same transaction
+        (the ledger records, the ATNA messages, a forward-only drop of the bytes where `held`)."""
         now = self._clock()
         held = []
         with self._engine.begin() as connection:
@@ -174,7 +176,7 @@ class DatabaseOutbox(OperatorViews, AuditQueue):
                     community_delivery.c.lease_owner == finish.delivery.lease_owner)
                     .values(**_next_state(finish, now))).rowcount == 1)
             if within is not None:
-                within(connection)
+                within(connection, held)
         return held
 
     def delivered_entry_uuids(self, community: str, entry_ids: Sequence[str]) -> dict[str, str]:

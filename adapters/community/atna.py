@@ -110,7 +110,10 @@ def pix_query(*, site: AuditSite, endpoint: str, when: datetime, outcome: str, s
     _source_and_destination(message, site, endpoint)
     _audit_source(message, site)
     _patient(message, spid_cx(spid))
-    queried = _object(message, "", "2", "24")
+    # The query by its queryId in CX form, as the sample names it ("1^^^&<root>&ISO"): pix_v3 writes the
+    # queryId as the message id's extension + ".q" under the same root.
+    root, _, extension = message_id.partition("^")
+    queried = _object(message, f"{extension}.q^^^&{root}&ISO", "2", "24")
     _code(queried, "ParticipantObjectIDTypeCode", "ITI-45", "IHE Transactions", "PIX Query")
     etree.SubElement(queried, "ParticipantObjectQuery").text = base64.b64encode(query).decode()
     etree.SubElement(queried, "ParticipantObjectDetail", type="MSH-10",

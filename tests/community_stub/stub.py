@@ -150,7 +150,7 @@ class CommunityStub:
     def community_config(self, community_id: str = "cara") -> dict:
         """One community in the format of issue 24 item 6, pointing at this stub."""
         return {
-            "id": community_id, "home_community_id": self.home_community_id,
+            "id": community_id, "home_community_id": f"urn:oid:{self.home_community_id}",  # as item 6 writes it
             "repository_unique_id": self.registry.repository_unique_id, "iti41_url": self.iti41_url,
             "iti40_sts_url": self.sts_url, "iti45_pix_url": self.pix_url,
             "pix_assigning_authority": self.registry.assigning_authority, "atna_address": self.atna_address,

@@ -20,9 +20,11 @@ level, on the policies as stored now). What is not sent:
   a provide level below secret) → `failed` with code `gateway:access-refused` and the reason.
 Each of these is recorded in the ledger like an attempt (outcome 4).
 
-The level sent is the highest of the document's current label, the level the community last asked
-for (raised after a consent-filter refusal, never lowered) and the patient's provide level now. The
-metadata sent is the document's current version (a relabelling before delivery travels with it).
+The decision is made at the level the record itself files the document at now (its current label,
+raised to the patient's provide level here); the level sent is that or, when higher, the level the
+community asked for (raised after a consent-filter refusal, never lowered: a higher level is never
+less private, so the community's own provide level may exceed the one known here). The metadata sent
+is the document's current version (a relabelling before delivery travels with it).
 """
 
 from __future__ import annotations
@@ -152,15 +154,16 @@ class DeliveryExchange:
             return self._waiting(delivery, target, started, "the patient has no EPR-SPID here", entry, spid)
         with self.access.read_fresh([pid for pid, _ in members]):  # another process may have changed them
             policies = self.access.owner_policies(spid=owner_spid, pid=entry.patient_pid, group=members)
-            level = max(entry.confidentiality_level, delivery.confidentiality, pdp.provide_level(policies),
-                        key=CONFIDENTIALITY_RANK.__getitem__)
+            own_level = _highest(entry.confidentiality_level, pdp.provide_level(policies))
             decision = self.access.decide(target.delivering, spid=owner_spid, pid=entry.patient_pid, action="write",
-                                          confidentiality=level, group=members)
+                                          confidentiality=own_level, group=members)
         if not policies:
             return self._waiting(delivery, target, started, "the patient's EPR is not open here (no onboarding "
                                  "policies): sent once it is", entry, spid)
         if not decision.permit:
-            return self._not_sent(delivery, target, started, FAILED, REFUSED, decision.reason, entry, spid, level)
+            return self._not_sent(delivery, target, started, FAILED, REFUSED, decision.reason, entry, spid, own_level)
+        # Decided at the level the record itself files it; the community's consent filter may only raise it.
+        level = _highest(own_level, delivery.confidentiality)
         try:
             request = self._request(delivery, entry, spid, level)
         except RecordError as error:  # dropped after an earlier delivery (forward-only), or failing its hash
@@ -312,3 +315,6 @@ class DeliveryExchange:
             self.documents.drop_content(connection, delivery.entry_id, communities=",".join(self.communities),
                                         now=self.clock())
 
+
+def _highest(*levels: str) -> str:
+    return max(levels, key=CONFIDENTIALITY_RANK.__getitem__)

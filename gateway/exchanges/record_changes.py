@@ -22,7 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from adapters.cara.model import DocumentEntry, SubmissionSet
 from consent.principal import Principal
@@ -58,6 +59,9 @@ class ChangedEntry:
     spid: str
     previous: DocumentEntry
     stored: DocumentEntry
+
+
+STORE_DOWN = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
 
 
 class ParticipantFailed(RuntimeError):
@@ -98,8 +102,9 @@ class RecordChanges:
 def _call(participant: Callable, connection: Connection, told: Sequence) -> None:
     try:
         participant(connection, told)
-    except SQLAlchemyError:
-        raise  # the store itself: answered as the store being down
-    except Exception as error:
+    except STORE_DOWN:
+        raise  # the store itself cannot be reached: answered as the store being down (503, AR, a stop)
+    except Exception as error:  # anything else, a constraint of its own table included: not the documents'
+
         raise ParticipantFailed(f"the change could not be recorded by {getattr(participant, '__qualname__', '?')}: "
                                 f"{error}") from error

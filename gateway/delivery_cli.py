@@ -56,6 +56,7 @@ def deliver(once: bool = typer.Option(False, "--once", help="deliver what is due
                    f"({runtime.settings.delivery_mode}); stop with SIGTERM", err=True)
         stopping.wait()
         running.stop()
+        typer.echo(f"{running.deliverer.recorded} delivery attempts recorded")
     finally:
         runtime.close()
 

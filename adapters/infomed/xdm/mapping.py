@@ -14,6 +14,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
+from adapters.cara.identifier_syntax import is_oid
 from adapters.cara.record_ids import new_record_id
 from adapters.cara.model import (
     Author,
@@ -118,9 +119,30 @@ def _author(classified: ebrim.Classified, index: int) -> tuple[Author, Code | No
         practitioner["name"] = [{k: v for k, v in (("family", family), ("given", [given] if given else None)) if v}]
     role = (classified.slots.get("authorRole") or [""])[0].split("^")[0]
     role_code = Code(ROLE_SYSTEM, role, ROLES[role]) if role in ROLES else None
-    author = Author({"reference": {"reference": f"#author{index}"}, "contained": [practitioner]},
+    contained = [practitioner]
+    organization = _institution((classified.slots.get("authorInstitution") or [""])[0], index)
+    if organization is not None:
+        # The institution (and its OID) is kept: the community's registry requires it of every document.
+        practitioner["id"] = f"author{index}-person"
+        contained = [{"resourceType": "PractitionerRole", "id": f"author{index}",
+                      "practitioner": {"reference": f"#author{index}-person"},
+                      "organization": {"reference": f"#{organization['id']}"}}, practitioner, organization]
+    author = Author({"reference": {"reference": f"#author{index}"}, "contained": contained},
                     (family,) if family else (), (given,) if given else ())
     return author, role_code
+
+
+def _institution(xon: str, index: int) -> dict | None:
+    """XON (name, XON.10 its OID) → a contained Organization, or None without a name."""
+    parts = xon.split("^")
+    name = parts[0].strip()
+    if not name:
+        return None
+    organization: dict = {"resourceType": "Organization", "id": f"author{index}-org", "name": name}
+    oid = parts[9].strip() if len(parts) > 9 else ""
+    if is_oid(oid):
+        organization["identifier"] = [{"system": "urn:ietf:rfc:3986", "value": f"urn:oid:{oid}"}]
+    return organization
 
 
 def map_document(obj: ebrim.RegistryObject, submission_set: ebrim.RegistryObject | None,

@@ -28,7 +28,7 @@ def _runtime():
 
 def deliver(once: bool = typer.Option(False, "--once", help="deliver what is due now, send the ATNA messages, exit"),
             concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1, max=64,
-                                                      help="attempts at once (default EPR_DELIVERY_CONCURRENCY)")) -> None:
+                                                      help="attempts at once (EPR_DELIVERY_CONCURRENCY)")) -> None:
     """Deliver the outbox into the configured communities (EPR_COMMUNITIES) until stopped (SIGTERM,
     Ctrl-C): beside `serve` (EPR_DELIVERY_IN_SERVE=false) or in several processes on PostgreSQL."""
     from gateway.wiring import deliverer

@@ -60,9 +60,9 @@ def delivery_exchange(settings: Settings, *, outbox: DatabaseOutbox, changes: Re
     targets = {community.id: target(community) for community in communities}
     if targets:
         DeliveryRows(outbox=outbox, communities=list(targets)).register(changes)
+    longest = max(3600.0, settings.delivery_retry_max_seconds)
     retries = Retries(transport=Backoff(settings.delivery_retry_seconds, settings.delivery_retry_max_seconds),
-                      waiting=Backoff(settings.delivery_patient_retry_seconds, max(3600.0,
-                                                                                   settings.delivery_retry_max_seconds)))
+                      waiting=Backoff(settings.delivery_patient_retry_seconds, longest))
     return DeliveryExchange(outbox=outbox, documents=documents, patients=patients, access=access, auditor=auditor,
                             targets=targets, mode=settings.delivery_mode, retries=retries)
 

@@ -1,8 +1,8 @@
 """The deliverer: a face like the MLLP listener, whose "requests" are the outbox's due rows.
 
 Three kinds of thread, sharing nothing but queues:
-- the claimer takes due rows under a lease (`DeliveryExchange.claim`), as many as keep the senders busy
-  (twice `concurrency` outstanding), and hands them to the senders;
+- the claimer takes due rows under a lease (`DeliveryExchange.claim`), in batches that keep the senders
+  busy (up to four times `concurrency` outstanding), and hands them to the senders;
 - `concurrency` senders each make one attempt at a time (`deliver`): the community answers in tens of
   milliseconds, so several attempts wait on it at once while the interpreter does the next one's work;
 - the recorder writes the attempts that came back in groups, one transaction each (`record`): one
@@ -108,10 +108,14 @@ class Deliverer:
     _idle_claims = 0  # consecutive claims that found nothing due (with nothing outstanding)
 
     def _claims(self) -> None:
+        # Rows are claimed in batches: up to four senders' worth outstanding, a claim once half of that is
+        # done. A claim is a write transaction (an fsync on SQLite) that reads the open rows in order: one
+        # per finished attempt would cost more than the attempt's own record.
+        depth = 4 * self.concurrency
         while not self._stopping.is_set():
             with self._changed:
-                room = 2 * self.concurrency - self._outstanding
-                if room <= 0:
+                room = depth - self._outstanding
+                if room < depth // 2:
                     self._changed.wait(self.poll_seconds)
                     continue
             if not self._may_deliver():

@@ -31,14 +31,15 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
 from adapters.cara.errors import ContentForwarded, IntegrityFailure, RecordError
-from adapters.cara.model import DocumentEntry, NewDocument
-from adapters.cara.store.documents import DatabaseDocumentStore
+from adapters.cara.model import DocumentEntry, NewDocument, PatientRecord
+from adapters.cara.store.documents import DatabaseDocumentStore, DeliveryRead
 from adapters.cara.store.outbox import (
     DELIVERED,
     FAILED,
@@ -105,6 +106,14 @@ class Sent:
 
 
 @dataclass(frozen=True)
+class _Ready:
+    read: DeliveryRead
+    members: tuple  # (MPI-PID, SPID) of the document's record, the surviving patient first
+    patient: PatientRecord | None  # the surviving patient (demographics for sourcePatientInfo)
+    policies: dict  # MPI-PID → policies, of every member, as stored when claimed
+
+
+@dataclass(frozen=True)
 class AuditDrained:
     sent: int
     error: str | None = None  # the repository did not take them (they stay queued)
@@ -122,6 +131,8 @@ class DeliveryExchange:
     retries: Retries = field(default_factory=lambda: Retries(transport=Backoff(), waiting=Backoff(60.0, 3600.0)))
     clock: Callable[[], datetime] = utcnow
     hostname: str = field(default_factory=socket.gethostname)
+    _ready: dict = field(default_factory=dict, repr=False)  # delivery id → what `_read_ahead` read for it
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def communities(self) -> tuple[str, ...]:
@@ -129,9 +140,15 @@ class DeliveryExchange:
 
     # -- the deliverer --------------------------------------------------------------------------------
     def claim(self, *, owner: str, limit: int, lease_seconds: float) -> list[Delivery]:
-        return self.outbox.claim(owner=owner, limit=limit, lease_seconds=lease_seconds, communities=self.communities)
+        """Due rows under a lease, and what their attempts will send read together (`_read_ahead`)."""
+        claimed = self.outbox.claim(owner=owner, limit=limit, lease_seconds=lease_seconds, communities=self.communities)
+        self._read_ahead(claimed)
+        return claimed
 
     def release(self, *, deliveries: Sequence[Delivery]) -> int:
+        with self._lock:
+            for delivery in deliveries:
+                self._ready.pop(delivery.id, None)
         return self.outbox.release(deliveries)
 
     def deliver(self, *, delivery: Delivery) -> Sent:
@@ -140,19 +157,19 @@ class DeliveryExchange:
         started = self.clock()
         if delivery.kind not in SENDS_DOCUMENT:
             return self._metadata_change(delivery, target, started)
-        entry = self.documents.get_entry(delivery.entry_id)
-        if entry is None:
+        ready = self._take(delivery)
+        if ready is None:
             return self._not_sent(delivery, target, started, FAILED, "gateway:document-missing",
                                   f"document {delivery.entry_id} is not in the record", None)
+        entry, members = ready.read.entry, ready.members
         if entry.status == "deleted":
             return self._not_sent(delivery, target, started, WITHDRAWN, "deleted",
                                   f"deleted in this record (version {entry.version}) before it was delivered: "
                                   "nothing sent", entry)
-        members = self.patients.record_of(entry.patient_pid)
         spid, owner_spid = members[0][1], dict(members).get(entry.patient_pid)
         if spid is None or owner_spid is None:
             return self._waiting(delivery, target, started, "the patient has no EPR-SPID here", entry, spid)
-        with self.access.read_fresh([pid for pid, _ in members]):  # another process may have changed them
+        with self.access.decided_on(ready.policies):  # as stored when the batch was claimed
             policies = self.access.owner_policies(spid=owner_spid, pid=entry.patient_pid, group=members)
             own_level = _highest(entry.confidentiality_level, pdp.provide_level(policies))
             decision = self.access.decide(target.delivering, spid=owner_spid, pid=entry.patient_pid, action="write",
@@ -164,11 +181,13 @@ class DeliveryExchange:
             return self._not_sent(delivery, target, started, FAILED, REFUSED, decision.reason, entry, spid, own_level)
         # Decided at the level the record itself files it; the community's consent filter may only raise it.
         level = _highest(own_level, delivery.confidentiality)
-        try:
-            request = self._request(delivery, entry, spid, level)
-        except RecordError as error:  # dropped after an earlier delivery (forward-only), or failing its hash
-            code = "gateway:content-forwarded" if isinstance(error, ContentForwarded) else "gateway:integrity-failure"
-            return self._not_sent(delivery, target, started, FAILED, code, error.message, entry, spid, level)
+        content, submission_set = ready.read.content, ready.read.submission_set
+        if submission_set is None:
+            content = IntegrityFailure(f"the submission set of document {entry.entry_id} is missing from the record")
+        if isinstance(content, RecordError):  # dropped after an earlier delivery (forward-only), or failing its hash
+            code = "gateway:content-forwarded" if isinstance(content, ContentForwarded) else "gateway:integrity-failure"
+            return self._not_sent(delivery, target, started, FAILED, code, content.message, entry, spid, level)
+        request = self._request(delivery, entry, spid, level, content, submission_set, ready.patient)
         try:
             answer = target.transport.provide(request)
         except Exception as error:  # noqa: BLE001 - a transport's bug: nothing known, the same submission later
@@ -233,12 +252,37 @@ class DeliveryExchange:
             target.transport.close()
 
     # -- pieces ---------------------------------------------------------------------------------------
-    def _request(self, delivery: Delivery, entry: DocumentEntry, spid: str, level: str) -> ProvideRequest:
-        content = self.documents.read_content(entry)
-        submission_set = self.documents.read_submission_set(entry.submission_set_id or "")
-        if submission_set is None:
-            raise IntegrityFailure(f"the submission set of document {entry.entry_id} is missing from the record")
-        patient = self.patients.get(self.patients.surviving_pid(entry.patient_pid))
+    def _read_ahead(self, claimed: Sequence[Delivery]) -> None:
+        """For a claimed batch, together: the entries, bytes and submission sets (`for_delivery`), the
+        patients of their records and those patients' policies as stored now — a few queries per batch
+        instead of several per document. Each sender takes its own (`_take`)."""
+        sending = [d for d in claimed if d.kind in SENDS_DOCUMENT]
+        if not sending:
+            return
+        reads = self.documents.for_delivery([d.entry_id for d in sending])
+        records = {pid: self.patients.record_of(pid) for pid in {r.entry.patient_pid for r in reads.values()}}
+        pids = list(dict.fromkeys(pid for members in records.values() for pid, _ in members))
+        patients = {record.pid: record for record in self.patients.get_many(pids)}
+        policies = self.access.store.policies_for_many(pids)
+        with self._lock:
+            for delivery in sending:
+                read = reads.get(delivery.entry_id)
+                if read is not None:
+                    members = records[read.entry.patient_pid]
+                    self._ready[delivery.id] = _Ready(read, members, patients.get(members[0][0]),
+                                                      {pid: policies[pid] for pid, _ in members})
+
+    def _take(self, delivery: Delivery) -> _Ready | None:
+        with self._lock:
+            ready = self._ready.pop(delivery.id, None)
+        if ready is None:  # not claimed here (a caller of `deliver` alone): read now
+            self._read_ahead([delivery])
+            with self._lock:
+                ready = self._ready.pop(delivery.id, None)
+        return ready
+
+    def _request(self, delivery: Delivery, entry: DocumentEntry, spid: str, level: str, content: bytes,
+                 submission_set, patient) -> ProvideRequest:
         relations = []
         others = [r.target_entry_id for r in entry.relations if r.code != "replaces"]
         held = self.outbox.delivered_entry_uuids(delivery.community, others) if others else {}
@@ -248,7 +292,8 @@ class DeliveryExchange:
                 relations.append(OutgoingRelation(relation.code, target))
         demographics = Demographics(patient.family, patient.given, patient.birth_date, patient.gender) if patient \
             else Demographics()
-        return ProvideRequest(spid=spid, submission_set=submission_set, submission_set_unique_id=delivery.submission_set_unique_id,
+        return ProvideRequest(spid=spid, submission_set=submission_set,
+                              submission_set_unique_id=delivery.submission_set_unique_id,
                               submission_set_entry_uuid=delivery.submission_set_uuid,
                               documents=(OutgoingDocument(NewDocument(entry, content), delivery.entry_uuid,
                                                           tuple(relations)),),
@@ -299,7 +344,8 @@ class DeliveryExchange:
         outcome = LEDGER_OUTCOME.get(attempt.outcome, "4")
         described = " ".join(part for part in (attempt.outcome, attempt.code, attempt.text) if part)
         record = self.auditor.record(
-            "ITI-41", target.delivering, outcome=outcome, outcome_description=described[:500] if outcome != "0" else None,
+            "ITI-41", target.delivering, outcome=outcome,
+            outcome_description=described[:500] if outcome != "0" else None,
             patient_spid=spid, documents=(self.auditor.document(entry),) if entry else (),
             submission_set_unique_id=f"urn:oid:{delivery.submission_set_unique_id}", server_address=target.endpoint,
             destination=target.id)

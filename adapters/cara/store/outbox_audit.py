@@ -10,10 +10,13 @@ import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, select, update
 
 from adapters.cara.store.database import driver_datetime, for_driver
 from adapters.cara.store.outbox_schema import community_audit_message
+
+
+_QUEUE_SQL = "INSERT INTO community_audit_message (community, created_at, message, attempts) VALUES (?, ?, ?, ?)"
 
 
 class AuditQueue:
@@ -23,9 +26,14 @@ class AuditQueue:
     def queue_audit(self, connection: Connection, community: str, messages: Sequence[bytes]) -> None:
         """ATNA messages (RFC 5424, ready to frame) for `community`'s repository, in the caller's transaction."""
         if messages:
-            now = self._clock()
-            connection.execute(insert(community_audit_message), [
-                dict(community=community, created_at=now, message=message, attempts=0) for message in messages])
+            dialect = connection.dialect.name
+            now = driver_datetime(self._clock(), dialect)
+            cursor = connection.connection.cursor()  # the driver's own: once per delivery (see outbox.finish_many)
+            try:
+                cursor.executemany(for_driver(_QUEUE_SQL, dialect),
+                                   [(community, now, message, 0) for message in messages])
+            finally:
+                cursor.close()
 
     def claim_audit(self, *, community: str, owner: str, limit: int = 200,
                     lease_seconds: float = 60.0) -> list[tuple[int, bytes]]:

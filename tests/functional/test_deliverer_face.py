@@ -107,3 +107,15 @@ def test_on_sqlite_one_deliverer_delivers_and_another_takes_over_when_it_stops(t
 
         assert second.single.held()
         second.stop()
+
+
+def test_inside_serve_the_apps_lifespan_runs_the_deliverer_and_stops_it(tmp_path, database_url):
+    with delivering_world(tmp_path, database_url, delivery_in_serve=True) as world:
+        world.provide({"title": "Letter"})  # nobody calls settle: the app's own deliverer sends it
+        deadline = time.monotonic() + 20
+        while world.on_its_way() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+        assert [r["state"] for r in world.rows()] == ["delivered"]
+        assert len(world.stub.stored) == 1
+        assert world.stub.audit.wait_for(3) and world.stub.audit.rejected == []

@@ -28,7 +28,7 @@ def _community_file(tmp_path, stub_config: dict, **changes) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("command", [("deliver", "--once"), ("outbox", "status"), ("migrate", "status"),
+@pytest.mark.parametrize("command", [("serve",), ("deliver", "--once"), ("outbox", "status"), ("migrate", "status"),
                                      ("bridge", "held")])
 @pytest.mark.parametrize(("problem", "says"), [
     ("missing file", "no such file (EPR_COMMUNITIES)"),

@@ -19,8 +19,8 @@ from typing import NamedTuple
 from sqlalchemy import Connection, Engine, delete, insert, select
 
 from adapters.cara.crypto import Keyring, Sealed
+from adapters.cara.dates import fhir_instant
 from adapters.cara.errors import ContentForwarded, IntegrityFailure, RecordError
-from adapters.cara.fhir_dates import fhir_instant
 from adapters.cara.mhd_search import DocumentQuery
 from adapters.cara.model import DocumentEntry, NewDocument, Submission, SubmissionSet
 from adapters.cara.store import document_batches, search_sql

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_community_outbox"
-down_revision = "0009_versioning"
+down_revision = "0010_mllp_answer_digest"
 
 ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 OPEN_ROWS = "state IN ('pending', 'in-flight', 'waiting-patient')"  # rows still on their way

@@ -1,4 +1,4 @@
-"""The community outbox's tables (migration 0010_community_outbox), on the shared record's metadata.
+"""The community outbox's tables (migration 0011_community_outbox), on the shared record's metadata.
 
 One `community_delivery` row per stored document (or metadata change) and configured community,
 written in the transaction that stores the document; `community_delivery_attempt` keeps every try

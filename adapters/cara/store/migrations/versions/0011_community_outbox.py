@@ -2,13 +2,13 @@
 with the community's answer, the durable queue of ATNA messages to the community, and the documents
 whose bytes were dropped once delivered (forward-only).
 
-Revision ID: 0010_community_outbox
+Revision ID: 0011_community_outbox
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010_community_outbox"
+revision = "0011_community_outbox"
 down_revision = "0010_mllp_answer_digest"
 
 ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")

@@ -20,6 +20,7 @@ from adapters.cara.identifier_syntax import ascii_int
 from adapters.cara.store.database import make_engine, migrate, store_in_process
 from adapters.cara.store.documents import DatabaseDocumentStore
 from adapters.cara.store.outbox import DatabaseOutbox
+from adapters.cara.store.submission_sets import DatabaseSubmissionSets
 from adapters.cara.store.link_versions import InProcessLinkVersion, LinkVersion, RedisLinkVersion, UncachedLinks
 from adapters.cara.store.patients import DatabasePatientIndex
 from gateway.auth.issuers import TrustedIssuers
@@ -35,6 +36,7 @@ from gateway.exchanges.access import AccessControl
 from gateway.exchanges.delivery import DeliveryExchange
 from gateway.exchanges.trail import AuditTrail
 from gateway.exchanges.auditing import Auditor
+from gateway.exchanges.document_lists import DocumentLists
 from gateway.exchanges.documents import DocumentExchange
 from gateway.exchanges.identity import IdentityExchange
 from gateway.exchanges.metadata import MetadataExchange
@@ -116,9 +118,11 @@ def build_runtime(settings: Settings) -> Runtime:
                                 json_limits=limits, changes=changes)
     transactions = TransactionExchange(documents=exchange, policies=policies, metadata=metadata, auditor=auditor,
                                        json_limits=limits)
+    lists = DocumentLists(sets=DatabaseSubmissionSets(engine=engine, keyring=keyring), patients=patients,
+                          access=access, auditor=auditor, cursors=cursors)
     services = Services(exchange=exchange, identities=identities, policies=policies, metadata=metadata, trail=trail,
                         portal=PortalExchange(patients=patients, access=access, auditor=auditor),
-                        transactions=transactions, auditor=auditor)
+                        transactions=transactions, lists=lists, auditor=auditor)
     # Delivery into the communities: the outbox's rows written by every change above (record_changes).
     delivery = delivery_exchange(settings, outbox=DatabaseOutbox(engine=engine), changes=changes, documents=documents,
                                  patients=patients, access=access, auditor=auditor)

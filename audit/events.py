@@ -106,6 +106,7 @@ class AuditRecord:
     traceparent: str | None = None
     client_address: str | None = None  # the caller's IP address
     server_address: str | None = None  # the URL the gateway answered on (the responder's network address)
+    destination: str | None = None  # the system the gateway sent to, when it is the client (ITI-41: a community)
     source_name: str = "EPR gateway"
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
@@ -279,6 +280,9 @@ def _agents(record: AuditRecord, interaction: str | None = None) -> list[dict]:
     agents.append(server)
     if record.transaction == "ITI-68":  # a retrieve: the data flows from the server to the client
         client["type"], server["type"] = _cc(DCM, "110152", "Destination Role ID"), _cc(DCM, "110153", "Source Role ID")
+    elif record.transaction == "ITI-41":  # the gateway is the Document Source, the community's repository the server
+        client["who"] = server["who"]
+        server["who"] = {"display": record.destination or "community"}
     elif record.transaction == "PPQ-3" and interaction == "delete":  # ChAuditEventPpq3Delete (BALP delete)
         client["type"] = _cc(DCM, "110150", "Application")
         server["type"] = _cc(PROVENANCE_PARTICIPANT, "custodian", "Custodian")

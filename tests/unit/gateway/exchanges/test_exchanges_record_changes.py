@@ -84,4 +84,5 @@ def test_a_failing_participant_takes_the_new_version_and_its_record_back(service
         (1, "normal")]
     assert services.exchange.read_reference(principal=HCP, entry_id=entry_id, base_url="https://gw")["meta"][
         "versionId"] == "1"
-    assert after == [("E", "8", "RuntimeError")]  # the failed exchange audited; its success record rolled back
+    # the failed exchange audited (a participant's failure is named as such); its success record rolled back
+    assert after == [("E", "8", "ParticipantFailed")]

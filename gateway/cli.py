@@ -378,6 +378,7 @@ _register_migration(app)
 def main(argv: list[str] | None = None) -> None:
     """The console entry point. A caller's mistake (an option, a setting) is one line on stderr and
     exit 2, never a traceback; a traceback means a bug."""
+    from gateway.auth.token_endpoint import TokenClientsInvalid
     from gateway.first_start import ProductionMisconfigured
 
     command = typer.main.get_command(app)
@@ -394,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     except pydantic.ValidationError as invalid:
         typer.echo(f"{name}: {settings_problem(invalid)}", err=True)
         code = 2
-    except ProductionMisconfigured as misconfigured:
+    except (ProductionMisconfigured, TokenClientsInvalid) as misconfigured:
         typer.echo(f"{name}: {misconfigured}", err=True)
         code = 2
     except typer.Abort:

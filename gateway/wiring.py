@@ -21,8 +21,10 @@ from adapters.cara.store.database import make_engine, migrate, store_in_process
 from adapters.cara.store.documents import DatabaseDocumentStore
 from adapters.cara.store.link_versions import InProcessLinkVersion, LinkVersion, RedisLinkVersion, UncachedLinks
 from adapters.cara.store.patients import DatabasePatientIndex
+from gateway.auth.dev_issuer import KEY_FILE
 from gateway.auth.issuers import TrustedIssuers
 from gateway.auth.iua import TokenVerifier
+from gateway.auth.token_endpoint import ClientCredentialsGrant, TokenClients
 from consent.cache import InProcessPolicyCache, PolicyCache, RedisPolicyCache, UncachedPolicies
 from consent.store import DatabaseNotificationStore, DatabasePolicyStore
 from audit.ledger import DatabaseAuditLedger
@@ -42,6 +44,7 @@ from gateway.exchanges.paging_cursors import PageCursors
 from gateway.exchanges.search_pages import InProcessSearchPages, NoSearchPages, RedisSearchPages, SearchPages
 from gateway.exchanges.services import Services
 from gateway.exchanges.transaction import TransactionExchange
+from gateway.first_start import dev_issuer_url
 from gateway.portal.directory import Directory, load_directory
 from gateway.settings import Settings
 
@@ -60,6 +63,7 @@ class Runtime:
     verifier: TokenVerifier  # the FHIR face's door
     directory: Directory  # EPR_PORTAL_DIRECTORY: professionals and groups (the trail's names, the portal's choices)
     services: Services
+    token_grant: ClientCredentialsGrant | None = None  # DEVELOPMENT: the issuer's token endpoint (dev_token_grant)
 
     @property
     def store_in_process(self) -> bool:
@@ -113,9 +117,22 @@ def build_runtime(settings: Settings) -> Runtime:
                         portal=PortalExchange(patients=patients, access=access, auditor=auditor),
                         transactions=transactions, auditor=auditor)
     runtime = Runtime(settings=settings, engine=engine, keyring=keyring, ledger=ledger, verifier=verifier,
-                      directory=directory, services=services)
+                      directory=directory, services=services, token_grant=dev_token_grant(settings))
     release_held_messages(runtime)
     return runtime
+
+
+def dev_token_grant(settings: Settings) -> ClientCredentialsGrant | None:
+    """DEVELOPMENT: the development issuer's token endpoint (client credentials over mutual TLS), so a
+    second gateway can obtain tokens from this one as from an IdP. Never in production; only where the
+    development issuer's key exists (the embedded default) and clients are registered. A registrations
+    file that cannot be used stops the start (TokenClientsInvalid, one line)."""
+    if settings.is_production or settings.dev_token_clients is None:
+        return None
+    if not (settings.data_dir / "auth" / KEY_FILE).exists():
+        return None
+    return ClientCredentialsGrant(clients=TokenClients.load(settings.dev_token_clients), data_dir=settings.data_dir,
+                                  issuer_url=dev_issuer_url(settings), audience=settings.audience)
 
 
 def release_held_messages(runtime: Runtime) -> None:

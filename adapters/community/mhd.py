@@ -40,11 +40,11 @@ from adapters.cara.vocabulary import CONFIDENTIALITY_RANK
 from adapters.community import mhd_answers
 from adapters.community.atna import AuditMessage
 from adapters.community.client_credentials import ClientCredentials, TokenRefused, TokenUnavailable
-from adapters.community.config import MhdCommunity
+from adapters.community.config import Community, MhdCommunity
 from adapters.community.ebrim import MetadataNotSendable
 from adapters.community.mhd_bundle import MhdSubmission, build_bundle, urn_oid
 from adapters.community.outcomes import Outcome, Rejected, TransportFailure
-from adapters.community.source import GATEWAY_REFUSAL, Attempt, ProvideAnswer, ProvideRequest
+from adapters.community.source import GATEWAY_REFUSAL, Attempt, ProvideAnswer, ProvideRequest, XdsDocumentSource
 from adapters.community.transport import HttpAnswer, HttpsTransport, Poster, TransportError
 
 FHIR_JSON = "application/fhir+json"
@@ -138,3 +138,11 @@ def certificate_common_name(path) -> str:
     if not names:
         raise ValueError(f"{path}: the client certificate has no CN; configure client_id")
     return str(names[0].value)
+
+
+def document_source(community: Community | MhdCommunity) -> XdsDocumentSource | MhdDocumentSource:
+    """The transport a configured community is reached by (`config.load_communities` tells them apart by
+    their keys): a remote MHD Document Recipient, or an XDS.b affinity domain over SOAP."""
+    if isinstance(community, MhdCommunity):
+        return MhdDocumentSource(community)
+    return XdsDocumentSource(community)

@@ -18,9 +18,9 @@ from adapters.cara.fhir_mapping import submission_from_bundle, transaction_respo
 from adapters.cara.mhd_rules import check_provide_bundle
 from adapters.community.config import MhdCommunity, parse_communities
 from adapters.community.ebrim import Demographics
-from adapters.community.mhd import MhdDocumentSource, certificate_common_name
+from adapters.community.mhd import MhdDocumentSource, certificate_common_name, document_source
 from adapters.community.outcomes import AlreadyDelivered, Delivered, Rejected, TransportFailure
-from adapters.community.source import GATEWAY_REFUSAL, Attempt, ProvideRequest
+from adapters.community.source import GATEWAY_REFUSAL, Attempt, ProvideRequest, XdsDocumentSource
 from adapters.community.transport import HttpAnswer, TransportError
 from unit.adapters.community.community_fixtures import (
     ENTRY_UUID,
@@ -28,6 +28,7 @@ from unit.adapters.community.community_fixtures import (
     SET_UNIQUE_ID,
     SPID,
     document,
+    community,
     make_pki,
     outgoing,
     submission_set,
@@ -227,3 +228,12 @@ def test_without_a_client_id_the_certificates_common_name_names_the_client(pki, 
     assert certificate_common_name(pki.client_cert) == "epr-gateway source"
     assert recipient.provides[0][1]["entry"][0]["resource"]["extension"][1]["valueIdentifier"]["value"] == (
         "urn:oid:2.16.756.5.30.1.145")  # no source_id configured: the submission set's own
+
+
+def test_the_configuration_chooses_the_transport(pki):
+    mhd, xds = document_source(mhd_community(pki)), document_source(community(pki))
+    try:
+        assert (type(mhd), type(xds)) == (MhdDocumentSource, XdsDocumentSource)
+    finally:
+        mhd.close()
+        xds.close()

@@ -46,8 +46,10 @@ async def token(request: Request) -> Response:
     auditor = services(request).auditor
     try:
         form = _form(request.headers.get("content-type", ""), await request.body())
-        issued = grant.issue(form=form, certificate_cn=getattr(request.state, "tls_client_common_name", None),
-                             certificate_subject=getattr(request.state, "tls_client_subject", None))
+        # Off the event loop: the signing key is read from disk and the token signed.
+        issued = await run_in_threadpool(grant.issue, form=form,
+                                         certificate_cn=getattr(request.state, "tls_client_common_name", None),
+                                         certificate_subject=getattr(request.state, "tls_client_subject", None))
     except TokenRequestRefused as refused:
         if gateway.refusals.refused(address, f"token endpoint: {refused.error}"):
             await run_in_threadpool(auditor.failure, "ITI-71", None, refused)

@@ -68,7 +68,7 @@ def prepare(settings: Settings) -> Prepared:
         updates["dev_token_clients"] = ensure_dev_token_clients(settings.data_dir, certificate_cn=CLIENT_COMMON_NAME,
                                                                 gln=DEMO_GLN, name="Dr. Demo Favre")
     if settings.mllp_senders is None:
-        from gateway.exchanges.senders import ensure_dev_senders
+        from gateway.mllp.senders import ensure_dev_senders
 
         updates["mllp_senders"] = ensure_dev_senders(settings.data_dir, gln=DEMO_GLN,
                                                      assigning_authority=DEMO_LOCAL_SYSTEM)

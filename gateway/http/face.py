@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from gateway.auth.iua import TokenVerifier
 from gateway.auth.token_endpoint import ClientCredentialsGrant
-from gateway.http.auth_refusals import AuthRefusals
+from gateway.exchanges.refusal_windows import RefusalWindows
 from gateway.settings import Settings
 
 
@@ -23,13 +23,13 @@ class HttpFace:
     verifier: TokenVerifier  # the door: IUA token → Principal (`security.authenticate`)
     inline_reads: bool  # the store is in-process (SQLite): reads run on the event loop
     store_ready: Callable[[], bool]  # /health/ready
-    refusals: AuthRefusals = field(default_factory=AuthRefusals)  # refused authentications per address
+    refusals: RefusalWindows = field(default_factory=RefusalWindows)  # refused authentications per address
     token_grant: ClientCredentialsGrant | None = None  # DEVELOPMENT token endpoint; None: not served (production)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, verifier: TokenVerifier, inline_reads: bool,
                       store_ready: Callable[[], bool], token_grant: ClientCredentialsGrant | None = None) -> HttpFace:
-        refusals = AuthRefusals(interval_seconds=settings.auth_failure_interval_seconds,
-                                limit=settings.auth_failure_limit, max_sources=settings.auth_failure_sources)
+        refusals = RefusalWindows(interval_seconds=settings.auth_failure_interval_seconds,
+                                  limit=settings.auth_failure_limit, max_sources=settings.auth_failure_sources)
         return cls(settings=settings, verifier=verifier, inline_reads=inline_reads, store_ready=store_ready,
                    refusals=refusals, token_grant=token_grant)

@@ -74,6 +74,7 @@ class Peers:
 
     def community_file(self) -> list:
         return [{"id": "cara-mhd", "mhd_url": self.cara_fhir, "token_url": f"{self.valais_issuer}/token",
+                 "principal_gln": HCP_GLN, "principal_name": "Dr. Luc Favre",
                  "tls": {"ca": str(self.trust), "client_cert": str(self.client_cert),
                          "client_key": str(self.client_key)}, "client_id": "valais-deliverer",
                  "source_id": "2.16.756.5.30.1.145.20.1", "timeout_seconds": 20}]

@@ -24,6 +24,7 @@ from adapters.community.source import GATEWAY_REFUSAL, Attempt, ProvideRequest, 
 from adapters.community.transport import HttpAnswer, TransportError
 from unit.adapters.community.community_fixtures import (
     ENTRY_UUID,
+    PRINCIPAL_GLN,
     SET_ENTRY_UUID,
     SET_UNIQUE_ID,
     SPID,
@@ -97,7 +98,8 @@ def pki(tmp_path_factory):
 
 
 def mhd_community(pki, **changes) -> MhdCommunity:
-    entry = {"id": "cara-mhd", "mhd_url": MHD_URL, "token_url": TOKEN_URL,
+    entry = {"id": "cara-mhd", "mhd_url": MHD_URL, "token_url": TOKEN_URL, "principal_gln": PRINCIPAL_GLN,
+             "principal_name": "Dr. Luc Favre",
              "tls": {"ca": str(pki.ca_cert), "client_cert": str(pki.client_cert), "client_key": str(pki.client_key)},
              **changes}
     (parsed,) = parse_communities([entry], base=pki.ca_cert.parent)

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install services stop-services bench bench-pix bench-migrate bench-bridge clean portal-messages
+.PHONY: run test install services stop-services bench bench-pix bench-migrate bench-bridge bench-delivery clean portal-messages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ bench-migrate: $(STAMP)
 	. .test-services/env && $(BIN)/python bench/bench_migrate.py $(BENCH_ARGS)
 bench-bridge: $(STAMP)
 	$(BIN)/python bench/bench_bridge.py
+
+# 20,000 documents delivered to the community stub (its own process) beside the raw baseline POSTing the
+# same MTOM bytes (BENCH_ARGS: --documents, --concurrency, --postgres, --with-migration).
+bench-delivery: $(STAMP)
+	scripts/test_services.sh start
+	. .test-services/env && $(BIN)/python bench/bench_delivery.py $(BENCH_ARGS)
 
 clean:
 	scripts/test_services.sh stop || true

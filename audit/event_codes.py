@@ -24,8 +24,11 @@ OUTCOMES = ("0", "4", "8", "12")  # success, minor (refused/bad request), seriou
 ACTIONS = ("C", "R", "U", "D", "E")
 
 # IHE/CH transaction -> (system, display, event type code in DCM). The type is the transaction's own
-# (the gateway is the responder/recipient); the ATC view replaces it with 110106.
+# (the gateway is the responder/recipient, but for ITI-41 where it is the source); the ATC view replaces
+# it with 110106.
 TRANSACTIONS = {
+    # The gateway as Document Source of a community (issue 24): it exports, the community imports.
+    "ITI-41": (IHE_EVENT_TYPE_SYSTEM, "Provide and Register Document Set-b", ("110106", "Export")),
     "ITI-65": (IHE_EVENT_TYPE_SYSTEM, "Provide Document Bundle", ("110107", "Import")),
     "ITI-67": (IHE_EVENT_TYPE_SYSTEM, "Find Document References", ("110112", "Query")),
     "ITI-68": (IHE_EVENT_TYPE_SYSTEM, "Retrieve Document", ("110106", "Export")),

@@ -104,6 +104,7 @@ class AuditRecord:
     traceparent: str | None = None
     client_address: str | None = None  # the caller's IP address
     server_address: str | None = None  # the URL the gateway answered on (the responder's network address)
+    destination: str | None = None  # the system the gateway sent to, when it is the client (ITI-41: a community)
     source_name: str = "EPR gateway"
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
@@ -144,6 +145,8 @@ def to_audit_event(record: AuditRecord) -> dict:
         raise ValueError("a CH:ATC document event names one document: use split_per_document")
     system, display, (type_code, type_display) = TRANSACTIONS.get(
         record.transaction, (IHE_EVENT_TYPE_SYSTEM, None, OTHER_TYPE))
+    if record.destination is not None:  # the gateway sent it (a delivery: ITI-41, or ITI-65 to an MHD recipient)
+        type_code, type_display = "110106", "Export"
     subtype = [_coding(system, record.transaction, display)]
     if record.atc_code:
         subtype.insert(0, _coding(ATC_SYSTEM, record.atc_code, ATC_EVENT_TYPES[record.atc_code][0]))
@@ -154,7 +157,7 @@ def to_audit_event(record: AuditRecord) -> dict:
     }
     if record.transaction in TRANSACTION_PROFILES:
         event["meta"] = {"profile": [TRANSACTION_PROFILES[record.transaction]]}
-    elif record.transaction in SUCCESS_PROFILES and record.outcome == "0":
+    elif record.transaction in SUCCESS_PROFILES and record.outcome == "0" and record.destination is None:
         event["meta"] = {"profile": [SUCCESS_PROFILES[record.transaction]]}
     interaction = _rest_interaction(record, record.action or default_action)
     if interaction is not None:
@@ -275,6 +278,9 @@ def _agents(record: AuditRecord, interaction: str | None = None) -> list[dict]:
     agents.append(server)
     if record.transaction == "ITI-68":  # a retrieve: the data flows from the server to the client
         client["type"], server["type"] = _cc(DCM, "110152", "Destination Role ID"), _cc(DCM, "110153", "Source Role ID")
+    elif record.destination is not None:  # the gateway is the Document Source, the community's recipient the server
+        client["who"] = server["who"]
+        server["who"] = {"display": record.destination or "community"}
     elif record.transaction == "PPQ-3" and interaction == "delete":  # ChAuditEventPpq3Delete (BALP delete)
         client["type"] = _cc(DCM, "110150", "Application")
         server["type"] = _cc(PROVENANCE_PARTICIPANT, "custodian", "Custodian")

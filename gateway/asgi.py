@@ -8,6 +8,7 @@ import sys
 import pydantic
 from fastapi import FastAPI
 
+from adapters.community.config import CommunityConfigError
 from gateway.composition import create_app
 from gateway.first_start import ProductionMisconfigured, prepare
 from gateway.log_format import configure_logging, lean_records
@@ -34,4 +35,9 @@ def create() -> FastAPI:
     except ProductionMisconfigured as misconfigured:
         print(f"epr-gateway worker: {misconfigured}", file=sys.stderr)
         raise SystemExit(2) from None
-    return create_app(build_runtime(settings))
+    try:
+        runtime = build_runtime(settings)
+    except CommunityConfigError as misconfigured:
+        print(f"epr-gateway worker: {misconfigured}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return create_app(runtime)

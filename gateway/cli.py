@@ -30,12 +30,14 @@ def serve(workers: int = typer.Option(None, help="worker processes (default EPR_
     """Start the gateway (HTTPS). The embedded default prepares its development keys and demo data."""
     from adapters.cara.store.database import make_engine, migrate
     from gateway.http import server
+    from gateway.delivery_setup import communities_of
     from gateway.first_start import prepare
     from gateway.wiring import build_runtime
 
     configure_logging()
     prepared = prepare(Settings())
     settings = prepared.settings
+    communities_of(settings)  # the communities file checked before anything listens (one line, exit 2)
     migrate(make_engine(settings.resolved_database_url))
     # Listen first: the banner (and its tokens) must not be printed for a gateway that cannot start.
     try:
@@ -383,13 +385,17 @@ def _refuse_in_production(settings: Settings, command: str) -> None:
         raise typer.Exit(2)
 
 
-# The migration's commands (`migrate`, `infomed generate|feed`) are in their own module of the root.
+# The migration's commands (`migrate`, `infomed generate|feed`) and delivery's (`deliver`, `outbox …`) are in
+# their own modules of the root.
+from gateway.delivery_cli import register as _register_delivery  # noqa: E402
 from gateway.migration_cli import register as _register_migration  # noqa: E402
 
 _register_migration(app)
+_register_delivery(app)
 def main(argv: list[str] | None = None) -> None:
     """The console entry point. A caller's mistake (an option, a setting) is one line on stderr and
     exit 2, never a traceback; a traceback means a bug."""
+    from adapters.community.config import CommunityConfigError
     from gateway.auth.token_endpoint import TokenClientsInvalid
     from gateway.first_start import ProductionMisconfigured
 
@@ -407,7 +413,7 @@ def main(argv: list[str] | None = None) -> None:
     except pydantic.ValidationError as invalid:
         typer.echo(f"{name}: {settings_problem(invalid)}", err=True)
         code = 2
-    except (ProductionMisconfigured, TokenClientsInvalid) as misconfigured:
+    except (ProductionMisconfigured, CommunityConfigError, TokenClientsInvalid) as misconfigured:
         typer.echo(f"{name}: {misconfigured}", err=True)
         code = 2
     except typer.Abort:

@@ -7,6 +7,7 @@ nothing of one another or of what runs beside them.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from contextlib import asynccontextmanager
@@ -19,7 +20,7 @@ from gateway.demo import DEMO_SPID
 from gateway.http.app import create_app as create_fhir_app
 from gateway.exchanges.refusal_windows import RefusalFlusher
 from gateway.http.face import HttpFace
-from gateway.wiring import Runtime, audit_witness, mllp_listener, siem_shipper
+from gateway.wiring import Runtime, audit_witness, deliverer, mllp_listener, siem_shipper
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -47,7 +48,13 @@ def create_app(runtime: Runtime) -> FastAPI:
                                                     settings.mllp_host, settings.mllp_port, error)
                 await bridge.stop()
                 bridge = None
+        # Into the communities (EPR_COMMUNITIES): each worker delivers (on SQLite one at a time).
+        delivering = deliverer(runtime) if settings.delivery_in_serve else None
+        if delivering is not None:
+            delivering.start()
         yield
+        if delivering is not None:
+            await asyncio.to_thread(delivering.stop)  # attempts in flight recorded, unsent rows given back
         if bridge is not None:
             await bridge.stop()
         await refusal_flusher.stop()  # every counted refusal reaches the ledger before the stop

@@ -111,8 +111,11 @@ def _run(paths, principal, tables, *, retry: bool, report_file, workers, batch, 
     finally:
         if view:
             view.__exit__(None, None, None)
-    rows = job.dry_rows if dry_run else journal.rows_for(media).values()
-    result = build_report(rows, code_tables=tables.version, dry_run=dry_run)
+    rows = list(job.dry_rows if dry_run else journal.rows_for(media).values())
+    delivery = None  # where each migrated document stands in its delivery to the communities
+    if runtime.delivery.communities and not dry_run:
+        delivery = runtime.delivery.states(unique_ids=[r.unique_id for r in rows if r.unique_id])
+    result = build_report(rows, code_tables=tables.version, dry_run=dry_run, delivery=delivery)
     if report_file:
         report_file.write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
     if retry:  # what was retried, not the totals of every media that had a held document
@@ -126,9 +129,11 @@ def _run(paths, principal, tables, *, retry: bool, report_file, workers, batch, 
 
 def _status() -> None:
     from gateway.migration.journal import Journal
+    from gateway.migration.report import delivery_counts, delivery_lines
 
     runtime = _runtime()
-    held = Journal(engine=runtime.engine, keyring=runtime.keyring).held_summary()
+    journal = Journal(engine=runtime.engine, keyring=runtime.keyring)
+    held = journal.held_summary()
     by_reason: dict[str, int] = {}
     for _, code, _ in held:
         by_reason[code] = by_reason.get(code, 0) + 1
@@ -136,6 +141,17 @@ def _status() -> None:
                                                  if held else ""))
     for source, code, reason in held:
         typer.echo(f"  {source}\t{code}\t{reason}")
+    if not runtime.delivery.communities:
+        return
+    in_record = journal.in_the_record()
+    states = runtime.delivery.states(unique_ids=[unique_id for _, unique_id in in_record])
+    typer.echo(f"{len(in_record)} migrated documents in the record; their delivery:")
+    for line in delivery_lines(delivery_counts(states.get(unique_id, {}) for _, unique_id in in_record)):
+        typer.echo(line)
+    for source, unique_id in in_record:  # each one an operator must look at (`outbox show UNIQUEID`)
+        for community, state in sorted(states.get(unique_id, {}).items()):
+            if state in ("failed", "not-supported"):
+                typer.echo(f"  {source}\t{unique_id}\t{community}: {state}")
 
 
 def _verify(paths, principal) -> None:

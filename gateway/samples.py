@@ -61,7 +61,8 @@ def provide_bundle(*, spid: str, documents: list[dict[str, Any]], source_id: str
     """An ITI-65 Bundle. Each document: content (bytes), title, and optionally unique_id, mime_type,
     confidentiality (normal/restricted/secret), type_code/type_display, class_code/class_display, local_id,
     patient_family/given,
-    author_family/given/gln, replaces (entry id), date."""
+    author_family/given/gln, author_institution ((name, OID): the author as a PractitionerRole of that
+    organisation, as a community wants it), replaces (entry id), date."""
     subject = {"identifier": {"system": SPID_SYSTEM, "value": spid}}
     role = {"system": ROLE_SYSTEM, "code": author_role}
     entries: list[dict[str, Any]] = []
@@ -106,9 +107,18 @@ def _document_entry(doc: dict[str, Any], doc_url: str, binary_url: str, subject:
     author = {"resourceType": "Practitioner", "id": "author",
               "identifier": [{"system": "urn:oid:2.51.1.3", "value": doc.get("author_gln", "7601000000002")}],
               "name": [{"family": doc.get("author_family", "Favre"), "given": [doc.get("author_given", "Luc")]}]}
+    contained = [patient, author]
+    if doc.get("author_institution"):
+        name, oid = doc["author_institution"]
+        author = {**author, "id": "author-person"}
+        organization = {"resourceType": "Organization", "id": "author-org", "name": name,
+                        "identifier": [{"system": RFC3986, "value": f"urn:oid:{oid}"}]}
+        contained = [patient, author, organization,
+                     {"resourceType": "PractitionerRole", "id": "author", "practitioner": {"reference": "#author-person"},
+                      "organization": {"reference": "#author-org"}}]
     resource: dict[str, Any] = {
         "resourceType": "DocumentReference",
-        "contained": [patient, author],
+        "contained": contained,
         "extension": [{"url": EXT_AUTHOR_ROLE, "valueCoding": role}],
         "masterIdentifier": {"system": RFC3986, "value": doc.get("unique_id") or new_oid_unique_id()},
         "status": "current",

@@ -90,6 +90,17 @@ class Settings(BaseSettings):
     portal_session_idle_seconds: int = Field(900, gt=0)  # signed out after 15 minutes without a request
     portal_session_absolute_seconds: int = Field(8 * 3600, gt=0)  # and after 8 hours whatever happens
     portal_directory: Path | None = None  # JSON: professionals and groups a patient may choose from
+    # -- delivering into communities (issue 24; README "Delivering into a community") --
+    communities: Path | None = None  # the JSON list of communities; absent: no delivery (its own record)
+    # off | store-and-forward (default with communities) | forward-only (bytes dropped once delivered)
+    delivery: Literal["off", "store-and-forward", "forward-only"] | None = None
+    delivery_in_serve: bool = True  # each `serve` worker delivers; false when `epr-gateway deliver` runs apart
+    delivery_concurrency: int = Field(8, ge=1, le=64)  # attempts waiting on the community at once, per process
+    delivery_lease_seconds: float = Field(120.0, gt=0)  # a claimed row's; longer than one attempt's timeouts
+    delivery_poll_seconds: float = Field(0.5, gt=0)  # how often an idle deliverer looks for due rows
+    delivery_retry_seconds: float = Field(2.0, gt=0)  # first retry after a transport failure (doubles, jitter)
+    delivery_retry_max_seconds: float = Field(600.0, gt=0)
+    delivery_patient_retry_seconds: float = Field(60.0, gt=0)  # first retry of a patient the community lacks
     cors_origins: str = ""  # comma-separated browser origins allowed to call the FHIR API; default none
     api_docs: bool | None = None  # /openapi.json and /docs; default: on except in production
 
@@ -115,6 +126,14 @@ class Settings(BaseSettings):
         OIDC callback, and the only Origin a page's form may come from — never the request's Host."""
         scheme, _, rest = self.fhir_base_url.partition("://")
         return f"{scheme}://{rest.split('/', 1)[0]}"
+
+    @property
+    def delivery_mode(self) -> str:
+        """off, store-and-forward or forward-only, as configured (store-and-forward when communities are
+        given and EPR_DELIVERY is not). Whether it is consistent is checked by `wiring.communities_of`."""
+        if self.delivery is not None:
+            return self.delivery
+        return "store-and-forward" if self.communities else "off"
 
     @property
     def keyring_path(self) -> Path:

@@ -19,6 +19,7 @@ from adapters.cara.crypto import Keyring
 from adapters.cara.identifier_syntax import ascii_int
 from adapters.cara.store.database import make_engine, migrate, store_in_process
 from adapters.cara.store.documents import DatabaseDocumentStore
+from adapters.cara.store.outbox import DatabaseOutbox
 from adapters.cara.store.link_versions import InProcessLinkVersion, LinkVersion, RedisLinkVersion, UncachedLinks
 from adapters.cara.store.patients import DatabasePatientIndex
 from gateway.auth.dev_issuer import KEY_FILE
@@ -31,7 +32,9 @@ from audit.ledger import DatabaseAuditLedger
 from audit.shipping import SyslogShipper, client_ssl_context
 from audit.signing import load_signing_key
 from audit.witness import WitnessWriter
+from gateway.delivery_setup import communities_of, delivery_exchange, running_delivery
 from gateway.exchanges.access import AccessControl
+from gateway.exchanges.delivery import DeliveryExchange
 from gateway.exchanges.trail import AuditTrail
 from gateway.exchanges.auditing import Auditor
 from gateway.exchanges.documents import DocumentExchange
@@ -63,6 +66,7 @@ class Runtime:
     verifier: TokenVerifier  # the FHIR face's door
     directory: Directory  # EPR_PORTAL_DIRECTORY: professionals and groups (the trail's names, the portal's choices)
     services: Services
+    delivery: DeliveryExchange  # into the configured communities (none: delivery off); the deliverer's door
     token_grant: ClientCredentialsGrant | None = None  # DEVELOPMENT: the issuer's token endpoint (dev_token_grant)
 
     @property
@@ -71,11 +75,14 @@ class Runtime:
         return store_in_process(self.engine)
 
     def close(self) -> None:
+        self.delivery.close()
         self.engine.dispose()
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    """Expects the keyring and trusted-issuers files to exist (`first_start.prepare` makes the dev ones)."""
+    """Expects the keyring and trusted-issuers files to exist (`first_start.prepare` makes the dev ones).
+    A communities file that cannot be used is a CommunityConfigError before anything else is built."""
+    communities_of(settings)
     engine = make_engine(settings.resolved_database_url)
     migrate(engine)
     keyring = Keyring.load(settings.keyring_path)
@@ -116,8 +123,11 @@ def build_runtime(settings: Settings) -> Runtime:
     services = Services(exchange=exchange, identities=identities, policies=policies, metadata=metadata, trail=trail,
                         portal=PortalExchange(patients=patients, access=access, auditor=auditor),
                         transactions=transactions, auditor=auditor)
+    # Delivery into the communities: the outbox's rows written by every change above (record_changes).
+    delivery = delivery_exchange(settings, outbox=DatabaseOutbox(engine=engine), changes=changes, documents=documents,
+                                 patients=patients, access=access, auditor=auditor)
     runtime = Runtime(settings=settings, engine=engine, keyring=keyring, ledger=ledger, verifier=verifier,
-                      directory=directory, services=services, token_grant=dev_token_grant(settings))
+                      directory=directory, services=services, delivery=delivery, token_grant=dev_token_grant(settings))
     release_held_messages(runtime)
     return runtime
 
@@ -287,3 +297,12 @@ def audit_witness(settings: Settings, engine: Engine, ledger: DatabaseAuditLedge
                            interval_seconds=settings.audit_witness_seconds)
     ledger.on_head_signed(writer.wake)
     return writer
+
+
+def deliverer(runtime: Runtime, *, concurrency: int | None = None):
+    """The deliverer and ATNA sender of this process (`serve`'s lifespan, `epr-gateway deliver`); None
+    when no community is configured."""
+    if not runtime.delivery.communities:
+        return None
+    return running_delivery(runtime.settings, runtime.delivery, store_in_process=runtime.store_in_process,
+                            concurrency=concurrency)

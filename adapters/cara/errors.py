@@ -79,6 +79,16 @@ class Gone(RecordError):
     code = "deleted"
 
 
+class ContentForwarded(Gone):
+    """The document's bytes were delivered to the community and not kept here (EPR_DELIVERY=forward-only):
+    its metadata and receipt remain; the bytes are retrieved from the community. Told only to whom may
+    read the document (410)."""
+
+    def __init__(self, entry_id: str, communities: str):
+        super().__init__(f"the content of document {entry_id} was delivered to the community ({communities}) and "
+                         "is not kept by this gateway (forward-only): retrieve it from the community")
+
+
 class IntegrityFailure(RecordError):
     """Stored bytes no longer match their recorded hash or fail to decrypt: never served."""
 

@@ -190,13 +190,15 @@ def _authors(resource: dict[str, Any]) -> list[Author]:
         if target is None:
             authors.append(Author({"reference": reference}))
             continue
-        named = target
+        named, organization = target, None
         if target["resourceType"] == "PractitionerRole":
             named = contained.get((target.get("practitioner") or {}).get("reference", ""), {})
+            # Its organisation is kept too: the author's institution (and its OID) a community requires.
+            organization = contained.get((target.get("organization") or {}).get("reference", ""))
         names = named.get("name", []) if named.get("resourceType") != "Organization" else []
         family = tuple(n["family"] for n in names if n.get("family"))
         given = tuple(g for n in names for g in n.get("given", []))
-        linked = [target] + ([named] if named is not target and named else [])
+        linked = [target] + ([named] if named is not target and named else []) + ([organization] if organization else [])
         authors.append(Author({"reference": reference, "contained": linked}, family, given))
     return authors
 

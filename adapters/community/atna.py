@@ -64,6 +64,17 @@ class AuditMessage:
 
 
 @dataclass(frozen=True)
+class QueuedAuditMessage:
+    """An audit message as rendered when its exchange was made (`AuditMessage.syslog`: the header names
+    the process and host that made it), kept durably by the outbox and sent as it was rendered."""
+
+    data: bytes
+
+    def syslog(self, hostname: str) -> bytes:  # noqa: ARG002 - rendered already, with its own host
+        return self.data
+
+
+@dataclass(frozen=True)
 class AuditSite:
     """The gateway as it names itself in audit messages."""
 
@@ -99,7 +110,10 @@ def pix_query(*, site: AuditSite, endpoint: str, when: datetime, outcome: str, s
     _source_and_destination(message, site, endpoint)
     _audit_source(message, site)
     _patient(message, spid_cx(spid))
-    queried = _object(message, "", "2", "24")
+    # The query by its queryId in CX form, as the sample names it ("1^^^&<root>&ISO"): pix_v3 writes the
+    # queryId as the message id's extension + ".q" under the same root.
+    root, _, extension = message_id.partition("^")
+    queried = _object(message, f"{extension}.q^^^&{root}&ISO", "2", "24")
     _code(queried, "ParticipantObjectIDTypeCode", "ITI-45", "IHE Transactions", "PIX Query")
     etree.SubElement(queried, "ParticipantObjectQuery").text = base64.b64encode(query).decode()
     etree.SubElement(queried, "ParticipantObjectDetail", type="MSH-10",
@@ -215,7 +229,7 @@ class AtnaSender:
         self._confirm = confirm_seconds
         self._lock = threading.Lock()
 
-    def send(self, messages: list[AuditMessage]) -> None:
+    def send(self, messages: list[AuditMessage | QueuedAuditMessage]) -> None:
         """Send the messages in one write; AtnaUnavailable if the repository did not take them."""
         data = b"".join(frame(m.syslog(self._hostname)) for m in messages)
         with self._lock:

@@ -54,8 +54,15 @@ class AccessControl:
         their consent (`epr-gateway migrate` beside the gateway on the embedded default, whose
         caches are per process without Redis): a raised provide level or a closed record must count
         from the next batch on. Patients outside `pids` are decided as usual (cache, then store)."""
+        with self.decided_on(self.store.policies_for_many(list(dict.fromkeys(pids)))):
+            yield
+
+    @contextlib.contextmanager
+    def decided_on(self, policies: dict[str, list[Policy]]):
+        """`read_fresh` with policies this caller read from the store itself (`store.policies_for_many`):
+        the deliverer reads a claimed batch's patients together, then decides each in its sender thread."""
         previous = getattr(self._fresh, "policies", None)
-        self._fresh.policies = self.store.policies_for_many(list(dict.fromkeys(pids)))
+        self._fresh.policies = policies
         try:
             yield
         finally:

@@ -10,7 +10,10 @@ the documents or not at all; if it raises, the whole change rolls back and the c
 for any failed store (the documents are not stored, nothing is half-done).
 
 A participant must be quick and must not commit, open another transaction on the same rows, or
-call back into the exchanges.
+call back into the exchanges. Its failure is not about the documents (they were fine): it surfaces as
+`ParticipantFailed` (the database's own errors as they are), which every face treats as a failed
+store — ITI-65 answers 500, the bridge "send it again" (AR), the migration stops and resumes — and
+never as a refusal of the documents.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from adapters.cara.model import DocumentEntry, SubmissionSet
 from consent.principal import Principal
@@ -56,6 +61,13 @@ class ChangedEntry:
     stored: DocumentEntry
 
 
+STORE_DOWN = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
+
+
+class ParticipantFailed(RuntimeError):
+    """A participant could not record the change (e.g. the outbox rows): nothing of it is stored."""
+
+
 DocumentsStored = Callable[[Connection, Sequence[StoredSubmission]], None]
 MetadataChanged = Callable[[Connection, Sequence[ChangedEntry]], None]
 
@@ -79,9 +91,20 @@ class RecordChanges:
     def documents_stored(self, connection: Connection, stored: Sequence[StoredSubmission]) -> None:
         """Called by the provide seam in its transaction when it created documents."""
         for participant in self._stored:
-            participant(connection, stored)
+            _call(participant, connection, stored)
 
     def metadata_changed(self, connection: Connection, changed: Sequence[ChangedEntry]) -> None:
         """Called by the metadata door in its transaction when it stored new versions."""
         for participant in self._changed:
-            participant(connection, changed)
+            _call(participant, connection, changed)
+
+
+def _call(participant: Callable, connection: Connection, told: Sequence) -> None:
+    try:
+        participant(connection, told)
+    except STORE_DOWN:
+        raise  # the store itself cannot be reached: answered as the store being down (503, AR, a stop)
+    except Exception as error:  # anything else, a constraint of its own table included: not the documents'
+
+        raise ParticipantFailed(f"the change could not be recorded by {getattr(participant, '__qualname__', '?')}: "
+                                f"{error}") from error

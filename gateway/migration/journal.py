@@ -112,6 +112,16 @@ class Journal:
                     migration_journal.c.entry_uuid.is_not(None),
                     migration_journal.c.outcome.in_(("migrated", "already_present"))))}
 
+    def in_the_record(self) -> list[tuple[str, str]]:
+        """(source, uniqueId) of every document the migration put in the record (`migrate status`: where
+        each stands in its delivery to the communities)."""
+        with self.engine.connect() as connection:
+            return [tuple(r) for r in connection.execute(
+                select(migration_journal.c.source, migration_journal.c.unique_id).where(
+                    migration_journal.c.unique_id.is_not(None),
+                    migration_journal.c.outcome.in_(("migrated", "already_present")))
+                .order_by(migration_journal.c.source))]
+
     def held(self) -> list[HeldDocument]:
         with self.engine.connect() as connection:
             rows = connection.execute(select(migration_held).order_by(migration_held.c.source)).all()

@@ -12,7 +12,10 @@ from collections.abc import Iterable
 from gateway.migration.journal import OUTCOMES, JournalRow
 
 
-def build_report(rows: Iterable[JournalRow], *, code_tables: str, dry_run: bool = False) -> dict:
+def build_report(rows: Iterable[JournalRow], *, code_tables: str, dry_run: bool = False,
+                 delivery: dict[str, dict[str, str]] | None = None) -> dict:
+    """`delivery`: uniqueId → community → the state of its delivery (None: delivery off). Each document in
+    the record then names where its delivery stands, and `deliveries` counts them per community."""
     rows = sorted(rows, key=lambda r: r.source)
     replaced = {r.replaces for r in rows if r.replaces and r.outcome == "migrated"}
     documents = []
@@ -24,9 +27,33 @@ def build_report(rows: Iterable[JournalRow], *, code_tables: str, dry_run: bool 
             outcome, reason = "superseded", "migrated, then replaced by a later document of the export"
         totals["source"] += 1
         totals[outcome] += 1
-        documents.append({"source": row.source, "uniqueId": row.unique_id, "outcome": outcome,
-                          "reason": reason, **({"reasonCode": row.reason_code} if row.reason_code else {})})
-    return {"totals": totals, "codeTables": code_tables, "dryRun": dry_run, "documents": documents}
+        document = {"source": row.source, "uniqueId": row.unique_id, "outcome": outcome, "reason": reason,
+                    **({"reasonCode": row.reason_code} if row.reason_code else {})}
+        if delivery is not None and outcome in IN_THE_RECORD:
+            document["delivery"] = delivery.get(row.unique_id or "", {})
+        documents.append(document)
+    report = {"totals": totals, "codeTables": code_tables, "dryRun": dry_run, "documents": documents}
+    if delivery is not None:
+        report["deliveries"] = delivery_counts(d.get("delivery", {}) for d in documents)
+    return report
+
+
+IN_THE_RECORD = ("migrated", "already_present", "superseded")
+
+
+def delivery_counts(states: Iterable[dict[str, str]]) -> dict[str, dict[str, int]]:
+    """community → state → documents (from each document's community → state)."""
+    counts: dict[str, dict[str, int]] = {}
+    for by_community in states:
+        for community, state in by_community.items():
+            counts.setdefault(community, {}).setdefault(state, 0)
+            counts[community][state] += 1
+    return counts
+
+
+def delivery_lines(counts: dict[str, dict[str, int]]) -> list[str]:
+    return [f"  delivery to {community}: " + ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+            for community, states in sorted(counts.items())]
 
 
 def summary(report: dict) -> str:
@@ -40,7 +67,7 @@ def summary(report: dict) -> str:
             reasons[key] = reasons.get(key, 0) + 1
     for (outcome, code), count in sorted(reasons.items()):
         lines.append(f"  {outcome:9} {count:7}  {code}")
-    return "\n".join(lines)
+    return "\n".join(lines + delivery_lines(report.get("deliveries", {})))
 
 
 def _counted(outcomes: dict[str, int], reasons: dict[tuple[str, str], int], *, held: str = "held") -> list[str]:

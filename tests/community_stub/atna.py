@@ -32,8 +32,8 @@ class AuditRepository(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, context: ssl.SSLContext, *, strict: bool = True):
-        super().__init__(("127.0.0.1", 0), _FrameReader)
+    def __init__(self, context: ssl.SSLContext, *, strict: bool = True, port: int = 0):
+        super().__init__(("127.0.0.1", port), _FrameReader)
         self.context, self.strict = context, strict
         self.messages: list[ReceivedAudit] = []
         self.rejected: list[ReceivedAudit] = []

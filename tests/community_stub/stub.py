@@ -107,6 +107,7 @@ class CommunityStub:
             thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
             thread.start()
             self._threads.append(thread)
+        self._audit_thread = self._threads[-1]
         return self
 
     def stop(self) -> None:
@@ -119,6 +120,25 @@ class CommunityStub:
         for thread in self._threads:
             thread.join(timeout=5)
         self._threads.clear()
+
+    def stop_audit(self) -> None:
+        """The audit record repository goes down (its port refuses connections) until `start_audit`."""
+        server, thread = self._audit, self._audit_thread
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    def start_audit(self) -> None:
+        """The repository back on the same port, with what it had received before."""
+        old = self._audit
+        context = server_ssl_context(self.keys.server_cert, self.keys.server_key, client_ca=self.client_ca,
+                                     require_client_cert=True)
+        new = AuditRepository(context, strict=self._atna_strict, port=old.server_address[1])
+        new.messages, new.rejected, new.handshake_failures = old.messages, old.rejected, old.handshake_failures
+        self._audit = new
+        self._audit_thread = threading.Thread(target=new.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._audit_thread.start()
+        self._threads.append(self._audit_thread)
 
     def __enter__(self) -> CommunityStub:
         return self.start()
@@ -150,7 +170,7 @@ class CommunityStub:
     def community_config(self, community_id: str = "cara") -> dict:
         """One community in the format of issue 24 item 6, pointing at this stub."""
         return {
-            "id": community_id, "home_community_id": self.home_community_id,
+            "id": community_id, "home_community_id": f"urn:oid:{self.home_community_id}",  # as item 6 writes it
             "repository_unique_id": self.registry.repository_unique_id, "iti41_url": self.iti41_url,
             "iti40_sts_url": self.sts_url, "iti45_pix_url": self.pix_url,
             "pix_assigning_authority": self.registry.assigning_authority, "atna_address": self.atna_address,

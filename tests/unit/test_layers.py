@@ -37,8 +37,8 @@ GRAPH = import_graph(MODULES)
 
 ROOT_MODULES = frozenset({"gateway", "gateway.cli", "gateway.migration_cli", "gateway.wiring", "gateway.composition",
                           "gateway.asgi", "gateway.first_start", "gateway.demo", "gateway.samples",
-                          "gateway.running_note"})
-FACES = ("http", "mllp", "portal", "migration")
+                          "gateway.running_note", "gateway.delivery_setup", "gateway.delivery_cli"})
+FACES = ("http", "mllp", "portal", "migration", "delivery")
 SUPPORT = ("gateway.auth", "gateway.settings", "gateway.pki", "gateway.log_format")
 # (importing unit, imported unit) on one floor, and why.
 SIDEWAYS = {

@@ -16,26 +16,36 @@ from dataclasses import replace
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, delete, insert, select
 
 from adapters.cara.crypto import Keyring, Sealed
-from adapters.cara.errors import IntegrityFailure
 from adapters.cara.dates import fhir_instant
+from adapters.cara.errors import ContentForwarded, IntegrityFailure, RecordError
 from adapters.cara.mhd_search import DocumentQuery
-from adapters.cara.model import DocumentEntry, NewDocument, Submission
+from adapters.cara.model import DocumentEntry, NewDocument, Submission, SubmissionSet
 from adapters.cara.store import document_batches, search_sql
-from adapters.cara.store.database import for_driver
+from adapters.cara.store.database import for_driver, in_chunks
 from adapters.cara.store.document_batches import BatchItem, MayReuse, SealedAhead, stored_entry
 from adapters.cara.store.metadata_versions import MetadataVersions
-from adapters.cara.store.schema import document_body, document_entry
+from adapters.cara.store.outbox_schema import document_forwarded
+from adapters.cara.store.schema import document_body, document_entry, submission_set
 from adapters.cara.store.sealed_entries import (
     SealedEntry,
     open_body,
     open_entry,
+    open_submission_set,
     seal_body,
     seal_entry,
     seal_submission_set,
 )
+
+
+class DeliveryRead(NamedTuple):
+    """A document as a delivery sends it (`for_delivery`)."""
+
+    entry: DocumentEntry
+    content: bytes | RecordError  # the error when its bytes cannot be served
+    submission_set: SubmissionSet | None
 
 
 class SearchResult(NamedTuple):
@@ -197,18 +207,88 @@ class DatabaseDocumentStore:
         return entry if entry.patient_pid == row.patient_pid else replace(entry, patient_pid=row.patient_pid)
 
     def read_content(self, entry: DocumentEntry) -> bytes:
-        """The document's bytes, decrypted and checked against the hash recorded at provide time."""
+        """The document's bytes, decrypted and checked against the hash recorded at provide time;
+        ContentForwarded when they were delivered and dropped (forward-only)."""
         with self._engine.connect() as connection:
             row = connection.execute(
                 select(document_body.c.sealed_key, document_body.c.sealed)
                 .where(document_body.c.entry_id == entry.entry_id)
             ).one_or_none()
+            forwarded = None if row is not None else connection.execute(
+                select(document_forwarded.c.communities).where(document_forwarded.c.entry_id == entry.entry_id)
+            ).scalar()
+        if forwarded is not None:
+            raise ContentForwarded(entry.entry_id, forwarded)
         if row is None:
             raise IntegrityFailure(f"the content of document {entry.entry_id} is missing from the repository")
         content = open_body(self._keyring, entry, Sealed(row.sealed_key, row.sealed))
         if hashlib.sha1(content).hexdigest() != entry.sha1 or len(content) != entry.size:
             raise IntegrityFailure(f"the content of document {entry.entry_id} does not match its recorded hash")
         return content
+
+    def for_delivery(self, entry_ids: list[str]) -> dict[str, DeliveryRead]:
+        """The entries, bytes and submission sets of documents to deliver, read together (a few IN-list
+        queries for a claimed batch, not several queries per document). Bytes that cannot be served
+        (forwarded, missing, failing their hash) are the error `read_content` would raise."""
+        found: dict[str, DeliveryRead] = {}
+        with self._engine.connect() as connection:
+            for chunk in in_chunks(list(dict.fromkeys(entry_ids))):
+                entries = {}
+                for row in connection.execute(select(*_SEALED_COLUMNS, document_entry.c.patient_pid)
+                                              .where(document_entry.c.id.in_(chunk))):
+                    entry = self._open(SealedEntry(*row[:6]))
+                    entries[row.id] = entry if entry.patient_pid == row.patient_pid else replace(
+                        entry, patient_pid=row.patient_pid)
+                bodies = {row.entry_id: Sealed(row.sealed_key, row.sealed) for row in connection.execute(
+                    select(document_body.c.entry_id, document_body.c.sealed_key, document_body.c.sealed)
+                    .where(document_body.c.entry_id.in_(chunk)))}
+                forwarded = dict(connection.execute(
+                    select(document_forwarded.c.entry_id, document_forwarded.c.communities)
+                    .where(document_forwarded.c.entry_id.in_(chunk))).all())
+                set_ids = list({e.submission_set_id for e in entries.values() if e.submission_set_id})
+                sets = {row.id: open_submission_set(self._keyring, row.id, row.unique_id,
+                                                    Sealed(row.sealed_key, row.sealed))
+                        for row in connection.execute(select(submission_set.c.id, submission_set.c.unique_id,
+                                                             submission_set.c.sealed_key, submission_set.c.sealed)
+                                                      .where(submission_set.c.id.in_(set_ids)))} if set_ids else {}
+                for entry_id, entry in entries.items():
+                    found[entry_id] = DeliveryRead(entry, self._checked_body(entry, bodies.get(entry_id),
+                                                                             forwarded.get(entry_id)),
+                                                   sets.get(entry.submission_set_id or ""))
+        return found
+
+    def _checked_body(self, entry: DocumentEntry, sealed: Sealed | None, forwarded: str | None) -> bytes | RecordError:
+        if forwarded is not None:
+            return ContentForwarded(entry.entry_id, forwarded)
+        if sealed is None:
+            return IntegrityFailure(f"the content of document {entry.entry_id} is missing from the repository")
+        try:
+            content = open_body(self._keyring, entry, sealed)
+        except IntegrityFailure as failure:
+            return failure
+        if hashlib.sha1(content).hexdigest() != entry.sha1 or len(content) != entry.size:
+            return IntegrityFailure(f"the content of document {entry.entry_id} does not match its recorded hash")
+        return content
+
+    def read_submission_set(self, submission_set_id: str) -> SubmissionSet | None:
+        """The submission set a document came in, opened (a delivery sends its title, authors, time)."""
+        with self._engine.connect() as connection:
+            row = connection.execute(select(submission_set.c.unique_id, submission_set.c.sealed_key,
+                                            submission_set.c.sealed)
+                                     .where(submission_set.c.id == submission_set_id)).one_or_none()
+        if row is None:
+            return None
+        return open_submission_set(self._keyring, submission_set_id, row.unique_id, Sealed(row.sealed_key, row.sealed))
+
+    @staticmethod
+    def drop_content(connection: Connection, entry_id: str, *, communities: str, now: datetime) -> bool:
+        """In the caller's transaction: the document's bytes removed, the entry marked forwarded to
+        `communities` (forward-only, once every community holds it). False when already dropped."""
+        removed = connection.execute(delete(document_body).where(document_body.c.entry_id == entry_id)).rowcount
+        if removed:
+            connection.execute(insert(document_forwarded).values(entry_id=entry_id, forwarded_at=now,
+                                                                 communities=communities[:512]))
+        return bool(removed)
 
     def _open(self, row: SealedEntry) -> DocumentEntry:
         """The entry of a row, from this process's opened copies when it holds the row's version."""

@@ -16,7 +16,7 @@ import orjson
 from adapters.cara.crypto import DecryptionFailed, Keyring, Sealed
 from adapters.cara.errors import IntegrityFailure
 from adapters.cara.mhd_search import normalise_name
-from adapters.cara.model import DocumentEntry, NewDocument, SubmissionSet
+from adapters.cara.model import Author, Code, DocumentEntry, NewDocument, SubmissionSet
 
 
 class SealedEntry(NamedTuple):
@@ -82,6 +82,17 @@ def open_body(keyring: Keyring, entry: DocumentEntry, sealed: Sealed) -> bytes:
 
 def seal_submission_set(keyring: Keyring, subset: SubmissionSet) -> Sealed:
     return keyring.seal(orjson.dumps(subset), set_context(subset.submission_set_id, subset.unique_id))
+
+
+def open_submission_set(keyring: Keyring, submission_set_id: str, unique_id: str, sealed: Sealed) -> SubmissionSet:
+    """The inverse of `seal_submission_set` (what a delivery sends of the submission a document came in)."""
+    try:
+        data = orjson.loads(keyring.open(sealed, set_context(submission_set_id, unique_id)))
+    except DecryptionFailed as exc:
+        raise IntegrityFailure(f"the submission set {submission_set_id} does not decrypt") from exc
+    data["content_type"] = Code.from_dict(data["content_type"])
+    data["authors"] = [Author(a["resource"], tuple(a["family"]), tuple(a["given"])) for a in data["authors"]]
+    return SubmissionSet(**data)
 
 
 def index_tokens(keyring: Keyring, entry: DocumentEntry) -> list[dict]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC
 
 from adapters.cara.dates import InvalidDate, parse_hl7, parse_xds
@@ -163,9 +163,31 @@ def _author(classified: ebrim.Classified, index: int) -> Author:
     parts = ((classified.slots.get("authorPerson") or [""])[0].split("^") + [""] * 9)[:9]
     authority = parts[8].split("&")[1] if "&" in parts[8] else parts[8]
     try:
-        return author_from_xcn(parts[0], parts[1], parts[2], authority, reference=f"author{index}")
+        author = author_from_xcn(parts[0], parts[1], parts[2], authority, reference=f"author{index}")
     except InvalidIdentifier as refused:
         raise Refused(f"authorPerson: {refused.reason}") from None
+    organization = _institution((classified.slots.get("authorInstitution") or [""])[0], index)
+    if organization is None:
+        return author
+    # The institution (and its OID) is kept: the community's registry requires it of every document.
+    practitioner = {**author.resource["contained"][0], "id": f"author{index}-person"}
+    role = {"resourceType": "PractitionerRole", "id": f"author{index}",
+            "practitioner": {"reference": f"#author{index}-person"},
+            "organization": {"reference": f"#{organization['id']}"}}
+    return replace(author, resource={**author.resource, "contained": [role, practitioner, organization]})
+
+
+def _institution(xon: str, index: int) -> dict | None:
+    """XON (name, XON.10 its OID) → a contained Organization, or None without a name."""
+    parts = xon.split("^")
+    name = parts[0].strip()
+    if not name:
+        return None
+    organization: dict = {"resourceType": "Organization", "id": f"author{index}-org", "name": name}
+    oid = parts[9].strip() if len(parts) > 9 else ""
+    if is_oid(oid):
+        organization["identifier"] = [{"system": "urn:ietf:rfc:3986", "value": f"urn:oid:{oid}"}]
+    return organization
 
 
 def map_document(obj: ebrim.RegistryObject, submission_set: ebrim.RegistryObject | None,

@@ -5,6 +5,7 @@ from sqlalchemy import create_engine, inspect
 from adapters.cara.store.database import migrate
 import audit.schema  # noqa: F401 - the audit ledger adds its tables to the shared metadata
 import gateway.migration.schema  # noqa: F401 - and so does the migration (journal, holding area)
+import adapters.cara.store.outbox_schema  # noqa: F401 - and the community outbox
 from adapters.cara.store.schema import metadata
 
 

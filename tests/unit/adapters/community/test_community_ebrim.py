@@ -119,9 +119,14 @@ def test_the_xdm_reader_reads_back_what_the_model_had():
         assert instant(getattr(back, moment)) == instant(getattr(model, moment))
     assert back.service_start == "2024-04-20"  # a date stays a date
     (author,) = back.authors
-    practitioner = author.resource["contained"][0]
+    role, practitioner, organization = author.resource["contained"]
     assert (practitioner["identifier"], author.family, author.given) == (
         [{"system": "urn:oid:2.51.1.3", "value": "7601000234438"}], ("Muster",), ("Hans",))
+    # The institution comes back with its OID (XON.10): the community requires it of every document.
+    assert (role["resourceType"], role["practitioner"], role["organization"]) == (
+        "PractitionerRole", {"reference": f"#{practitioner['id']}"}, {"reference": f"#{organization['id']}"})
+    assert (organization["name"], organization["identifier"]) == (
+        "Hôpital du Valais", [{"system": "urn:ietf:rfc:3986", "value": f"urn:oid:{INSTITUTION_OID}"}])
     assert instant(mapped.submission_set.submission_time) == SUBMITTED.replace(tzinfo=None)
     assert mapped.submission_set.source_id == f"urn:oid:{REPOSITORY.source_id}"  # the reader writes OIDs as URNs
     assert mapped.relation_targets == ()

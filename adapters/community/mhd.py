@@ -57,7 +57,7 @@ class MhdDocumentSource:
         self.community = community
         self._http = http if http is not None else HttpsTransport(community.tls)
         self._clock = clock
-        client_id = community.client_id or certificate_common_name(community.tls.client_cert)
+        self.client_id = client_id = community.client_id or certificate_common_name(community.tls.client_cert)
         self._tokens = tokens or ClientCredentials(token_url=community.token_url, client_id=client_id,
                                                    resource=community.mhd_url, http=self._http,
                                                    timeout=community.timeout_seconds)

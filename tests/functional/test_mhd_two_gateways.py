@@ -38,7 +38,8 @@ SENT_AT = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
 class Peers:
     """Valais and cara, each a `serve` process with its own data directory, CA and port."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, **valais_env):
+        self.root = root
         self.valais_dir, self.cara_dir = root / "valais", root / "cara"
         valais_pki, cara_pki = ensure_dev_pki(self.valais_dir / "pki"), ensure_dev_pki(self.cara_dir / "pki")
         self.valais_port, self.cara_port = free_port(), free_port()
@@ -55,8 +56,9 @@ class Peers:
         both_cas = root / "valais-and-cara-ca.pem"
         both_cas.write_bytes(valais_pki.ca_cert.read_bytes() + cara_pki.ca_cert.read_bytes())
         self.trust = both_cas
-        self.valais = Server(self.valais_dir, self.valais_port, EPR_CLIENT_CA=str(valais_pki.ca_cert),
-                             EPR_DEV_TOKEN_CLIENTS=str(clients))
+        self.valais_env = {"EPR_CLIENT_CA": str(valais_pki.ca_cert), "EPR_DEV_TOKEN_CLIENTS": str(clients),
+                           **valais_env}
+        self.valais = Server(self.valais_dir, self.valais_port, **self.valais_env)
         trusted = root / "cara-trusted-issuers.json"
         trusted.write_text(json.dumps({"issuers": [{"issuer": self.valais_issuer,
                                                     "jwks_file": str(self.valais_dir / "auth" / JWKS_FILE)}]}))

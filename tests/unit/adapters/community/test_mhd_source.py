@@ -223,13 +223,15 @@ def test_there_is_no_audit_message_to_send(source):
 
 def test_without_a_client_id_the_certificates_common_name_names_the_client(pki, recipient):
     source = MhdDocumentSource(mhd_community(pki), http=recipient)
+    named = MhdDocumentSource(mhd_community(pki, client_id="valais-deliverer"), http=recipient)
 
     source.provide(request())
 
-    assert recipient.token_requests[0]["client_id"] == ["epr-gateway source"]
+    assert recipient.token_requests[0]["client_id"] == ["epr-gateway source"] == [source.client_id]
     assert certificate_common_name(pki.client_cert) == "epr-gateway source"
     assert recipient.provides[0][1]["entry"][0]["resource"]["extension"][1]["valueIdentifier"]["value"] == (
         "urn:oid:2.16.756.5.30.1.145")  # no source_id configured: the submission set's own
+    assert named.client_id == "valais-deliverer"  # the deliverer acts as the client the token names
 
 
 def test_the_configuration_chooses_the_transport(pki):

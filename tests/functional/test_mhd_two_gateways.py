@@ -56,6 +56,9 @@ class Peers:
         both_cas = root / "valais-and-cara-ca.pem"
         both_cas.write_bytes(valais_pki.ca_cert.read_bytes() + cara_pki.ca_cert.read_bytes())
         self.trust = both_cas
+        # Valais's communities file (used when Valais delivers itself: test_mhd_delivery_through_the_outbox).
+        self.communities = root / "valais-communities.json"
+        self.communities.write_text(json.dumps(self.community_file()))
         self.valais_env = {"EPR_CLIENT_CA": str(valais_pki.ca_cert), "EPR_DEV_TOKEN_CLIENTS": str(clients),
                            **valais_env}
         self.valais = Server(self.valais_dir, self.valais_port, **self.valais_env)
@@ -91,6 +94,10 @@ class Peers:
 
     def patient(self, spid: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(self.cara_fhir, role='PAT', spid=spid, name='Anna Muster')}"}
+
+    def patient_at(self, server: Server, spid: str) -> dict[str, str]:
+        token = self.token(f"{server.base}/fhir", role="PAT", spid=spid, name="Anna Muster")
+        return {"Authorization": f"Bearer {token}"}
 
     def client(self, server: Server) -> httpx.Client:
         return httpx.Client(verify=server.client_context(with_certificate=True), timeout=20, base_url=server.base)

@@ -94,8 +94,11 @@ class ClientCredentials:
 
     def _fetch(self) -> tuple[str, float]:
         try:
+            # Connection: close — a token is asked for once per lifetime, so a kept connection only idles;
+            # an idle TLS connection holds the token endpoint's graceful shutdown (on a development
+            # gateway that is itself: its deliverer's connection kept `serve` from stopping).
             answer = self._http.post(self._url, body=self._form, content_type=FORM, timeout=self._timeout,
-                                     headers={"Accept": "application/json"})
+                                     headers={"Accept": "application/json", "Connection": "close"})
         except TransportError as exc:
             raise TokenUnavailable(f"token endpoint {exc.text}") from None
         try:

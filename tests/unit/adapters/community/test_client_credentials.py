@@ -34,7 +34,7 @@ class Endpoint:
 
     def post(self, url, *, body, content_type, timeout, headers=None):
         assert url == URL and content_type == "application/x-www-form-urlencoded"
-        assert headers == {"Accept": "application/json"}
+        assert headers == {"Accept": "application/json", "Connection": "close"}  # none kept idle
         form = parse_qs(body.decode(), strict_parsing=True)
         self.requests.append(form)
         time.sleep(self.delay)

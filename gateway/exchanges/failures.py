@@ -18,13 +18,9 @@ from sqlalchemy import exc as sql
 
 from adapters.cara.crypto import DecryptionFailed, KeyringError
 from adapters.cara.errors import StoreUnavailable
-from gateway.exchanges.record_changes import ParticipantFailed
 
-# ParticipantFailed: a participant of the provide seam (the community outbox) could not record the
-# change — not about any member's content, so every member is sent again later (the migration stops).
 DEPENDENCY_FAILURES = (OSError, MemoryError, RedisError, StoreUnavailable, KeyringError, DecryptionFailed,
-                       sql.OperationalError, sql.InterfaceError, sql.DisconnectionError, sql.TimeoutError,
-                       ParticipantFailed)
+                       sql.OperationalError, sql.InterfaceError, sql.DisconnectionError, sql.TimeoutError)
 CONTENT_FAILURES = (ValueError, TypeError, ArithmeticError, LookupError, sql.DataError, sql.IntegrityError)
 _CHAIN = 8  # causes followed: a dependency failure is often re-raised as another exception
 

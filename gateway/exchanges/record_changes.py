@@ -11,9 +11,10 @@ for any failed store (the documents are not stored, nothing is half-done).
 
 A participant must be quick and must not commit, open another transaction on the same rows, or
 call back into the exchanges. Its failure is not about the documents (they were fine): it surfaces as
-`ParticipantFailed` (the database's own errors as they are), which every face treats as a failed
-store — ITI-65 answers 500, the bridge "send it again" (AR), the migration stops and resumes — and
-never as a refusal of the documents.
+`ParticipantFailed` (the database being unreachable surfaces as itself: a dependency failure), which
+every face treats as the gateway's own failure (`failures.py`) — ITI-65 answers 500, the bridge "send it
+again" (AR), the migration holds the document sealed for `migrate retry` — and never as a refusal of
+the documents.
 """
 
 from __future__ import annotations

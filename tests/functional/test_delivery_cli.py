@@ -6,6 +6,7 @@ status` name each document's delivery state."""
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 
 import pytest
@@ -28,6 +29,18 @@ def _community_file(tmp_path, stub_config: dict, **changes) -> str:
     return str(path)
 
 
+@pytest.fixture
+def root_logging_kept():
+    """`serve` configures logging onto the stderr of its moment (capsys's, closed after the test): the
+    root logger's handlers are given back so later tests do not write into a closed stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("root_logging_kept")
 @pytest.mark.parametrize("command", [("serve",), ("deliver", "--once"), ("outbox", "status"), ("migrate", "status"),
                                      ("bridge", "held")])
 @pytest.mark.parametrize(("problem", "says"), [

@@ -58,6 +58,11 @@ def deliver_process(world, *args: str, log: Path) -> subprocess.Popen:
                             env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=str(log.parent))
 
 
+def banners(log: Path) -> int:
+    """How many deliverers writing to `log` got their SIGTERM handler (each prints its banner after)."""
+    return log.read_text(errors="replace").count("stop with SIGTERM") if log.exists() else 0
+
+
 def wait_until(condition, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -92,7 +97,9 @@ def test_sigkill_of_the_deliverer_mid_send_again_and_again_ends_with_every_docum
             kills += 1
         assert kills == 6, "the deliverer finished before it could be killed six times"
         stub.scenarios.clear()
+        before = banners(log)  # a killed deliverer may not have reached its banner
         finisher = deliver_process(world, log=log)
+        wait_until(lambda: banners(log) > before, 60)  # a SIGTERM before its handler would kill it, not stop it
         wait_until(lambda: not world.on_its_way(), 120)
         finisher.send_signal(signal.SIGTERM)
         assert finisher.wait(30) == 0, log.read_text()
@@ -117,6 +124,8 @@ def test_two_deliverer_processes_on_postgresql_never_send_the_same_row(tmp_path)
         logs = [tmp_path / "first.log", tmp_path / "second.log"]
 
         processes = [deliver_process(world, log=log) for log in logs]
+        for log in logs:
+            wait_until(lambda: banners(log) == 1, 60)
         wait_until(lambda: not world.on_its_way(), 120)
         for process in processes:
             process.send_signal(signal.SIGTERM)

@@ -59,14 +59,15 @@ class Peers:
         # Valais's communities file (used when Valais delivers itself: test_mhd_delivery_through_the_outbox).
         self.communities = root / "valais-communities.json"
         self.communities.write_text(json.dumps(self.community_file()))
+        # Each its own MLLP port (serve always listens for HL7 v2): not the default another gateway may hold.
         self.valais_env = {"EPR_CLIENT_CA": str(valais_pki.ca_cert), "EPR_DEV_TOKEN_CLIENTS": str(clients),
-                           **valais_env}
+                           "EPR_MLLP_PORT": str(free_port()), **valais_env}
         self.valais = Server(self.valais_dir, self.valais_port, **self.valais_env)
         trusted = root / "cara-trusted-issuers.json"
         trusted.write_text(json.dumps({"issuers": [{"issuer": self.valais_issuer,
                                                     "jwks_file": str(self.valais_dir / "auth" / JWKS_FILE)}]}))
         self.cara_env = {"EPR_TRUSTED_ISSUERS": str(trusted), "EPR_CLIENT_CA": str(both_cas),
-                         "EPR_REQUIRE_MTLS_FOR": "TCU"}
+                         "EPR_REQUIRE_MTLS_FOR": "TCU", "EPR_MLLP_PORT": str(free_port())}
         self.cara = Server(self.cara_dir, self.cara_port, **self.cara_env)
 
     def kill_cara(self) -> None:

@@ -33,6 +33,8 @@ TRANSACTIONS = {
     "ITI-66": (IHE_EVENT_TYPE_SYSTEM, "Find Document Lists", ("110112", "Query")),
     "ITI-67": (IHE_EVENT_TYPE_SYSTEM, "Find Document References", ("110112", "Query")),
     "ITI-68": (IHE_EVENT_TYPE_SYSTEM, "Retrieve Document", ("110106", "Export")),
+    # IUA Get Access Token: the development issuer's token endpoint (gateway/auth/token_endpoint.py).
+    "ITI-71": (IHE_EVENT_TYPE_SYSTEM, "Get Access Token", ("110114", "User Authentication")),
     "ITI-78": (IHE_EVENT_TYPE_SYSTEM, "Mobile Patient Demographics Query", ("110112", "Query")),
     "ITI-81": (IHE_EVENT_TYPE_SYSTEM, "Retrieve ATNA Audit Event", ("110112", "Query")),
     "ITI-83": (IHE_EVENT_TYPE_SYSTEM, "Mobile Patient Identifier Cross-reference Query", ("110112", "Query")),

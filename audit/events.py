@@ -147,6 +147,8 @@ def to_audit_event(record: AuditRecord) -> dict:
         raise ValueError("a CH:ATC document event names one document: use split_per_document")
     system, display, (type_code, type_display) = TRANSACTIONS.get(
         record.transaction, (IHE_EVENT_TYPE_SYSTEM, None, OTHER_TYPE))
+    if record.destination is not None:  # the gateway sent it (a delivery: ITI-41, or ITI-65 to an MHD recipient)
+        type_code, type_display = "110106", "Export"
     subtype = [_coding(system, record.transaction, display)]
     if record.atc_code:
         subtype.insert(0, _coding(ATC_SYSTEM, record.atc_code, ATC_EVENT_TYPES[record.atc_code][0]))
@@ -157,7 +159,7 @@ def to_audit_event(record: AuditRecord) -> dict:
     }
     if record.transaction in TRANSACTION_PROFILES:
         event["meta"] = {"profile": [TRANSACTION_PROFILES[record.transaction]]}
-    elif record.transaction in SUCCESS_PROFILES and record.outcome == "0":
+    elif record.transaction in SUCCESS_PROFILES and record.outcome == "0" and record.destination is None:
         event["meta"] = {"profile": [SUCCESS_PROFILES[record.transaction]]}
     interaction = _rest_interaction(record, record.action or default_action)
     if interaction is not None:
@@ -280,7 +282,7 @@ def _agents(record: AuditRecord, interaction: str | None = None) -> list[dict]:
     agents.append(server)
     if record.transaction == "ITI-68":  # a retrieve: the data flows from the server to the client
         client["type"], server["type"] = _cc(DCM, "110152", "Destination Role ID"), _cc(DCM, "110153", "Source Role ID")
-    elif record.transaction == "ITI-41":  # the gateway is the Document Source, the community's repository the server
+    elif record.destination is not None:  # the gateway is the Document Source, the community's recipient the server
         client["who"] = server["who"]
         server["who"] = {"display": record.destination or "community"}
     elif record.transaction == "PPQ-3" and interaction == "delete":  # ChAuditEventPpq3Delete (BALP delete)

@@ -141,7 +141,7 @@ def bridge_retry(patient: str = typer.Option(None, help="only this patient's (MP
 
 
 def _welcome(prepared, services) -> None:
-    from gateway.auth.dev_issuer import mint_token
+    from gateway.auth.dev_issuer import TRUSTED_ISSUERS_FILE, mint_token
     from gateway.demo import DEMO_GLN, DEMO_SPID, DEMO_VIEWS, load_demo_data
     from gateway.first_start import dev_issuer_url
 
@@ -150,11 +150,6 @@ def _welcome(prepared, services) -> None:
     if settings.demo_data and load_demo_data(documents=services.exchange, identities=services.identities,
                                             policies=services.policies, base_url=base):
         typer.echo(f"Loaded demonstration documents for patient {DEMO_SPID}.")
-    common = dict(data_dir=settings.data_dir, issuer_url=dev_issuer_url(settings), audience=settings.audience)
-    hcp = mint_token(role="HCP", gln=DEMO_GLN, name="Dr. Demo Favre", **common)
-    pat = mint_token(role="PAT", spid=DEMO_SPID, name="Valérie Demo", **common)
-    tcu = mint_token(role="TCU", user_id="infomed-migration", principal_gln=DEMO_GLN, name="Infomed migration",
-                     **common)
     ca = prepared.pki.ca_cert if prepared.pki else settings.tls_cert
     for line in prepared.generated:
         typer.echo(f"Generated {line}")
@@ -162,9 +157,20 @@ def _welcome(prepared, services) -> None:
 EPR gateway (embedded default, DEVELOPMENT keys) — FHIR base {base}
   patient's page:  https://{settings.host}:{settings.port}/portal   (development sign-in: demo patient {DEMO_SPID})
   data directory:  {settings.data_dir.resolve()}
-  development CA:  {Path(ca).resolve()}   (trust it with curl --cacert)
-  tokens:          epr-gateway token --role HCP --gln {DEMO_GLN} --name "Dr. Demo Favre"
+  development CA:  {Path(ca).resolve()}   (trust it with curl --cacert)""")
+    if settings.trusted_issuers != settings.data_dir / "auth" / TRUSTED_ISSUERS_FILE:
+        # EPR_TRUSTED_ISSUERS names other issuers (e.g. a second gateway's): tokens come from them, and the
+        # development issuer of this data directory (if any) is not trusted here: no example tokens.
+        typer.echo(f"  tokens:          from the issuers of EPR_TRUSTED_ISSUERS ({settings.trusted_issuers})\n")
+        return
+    common = dict(data_dir=settings.data_dir, issuer_url=dev_issuer_url(settings), audience=settings.audience)
+    hcp = mint_token(role="HCP", gln=DEMO_GLN, name="Dr. Demo Favre", **common)
+    pat = mint_token(role="PAT", spid=DEMO_SPID, name="Valérie Demo", **common)
+    tcu = mint_token(role="TCU", user_id="infomed-migration", principal_gln=DEMO_GLN, name="Infomed migration",
+                     **common)
+    typer.echo(f"""  tokens:          epr-gateway token --role HCP --gln {DEMO_GLN} --name "Dr. Demo Favre"
                    (--role PAT --spid …, --role TCU --user-id … --principal-gln …; see --help)
+                   or POST {dev_issuer_url(settings)}/token (client credentials, mutual TLS: README)
 
 Example tokens (1 hour):
   HCP ({DEMO_VIEWS["HCP"].says}):
@@ -379,6 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     """The console entry point. A caller's mistake (an option, a setting) is one line on stderr and
     exit 2, never a traceback; a traceback means a bug."""
     from adapters.community.config import CommunityConfigError
+    from gateway.auth.token_endpoint import TokenClientsInvalid
     from gateway.first_start import ProductionMisconfigured
 
     command = typer.main.get_command(app)
@@ -395,7 +402,7 @@ def main(argv: list[str] | None = None) -> None:
     except pydantic.ValidationError as invalid:
         typer.echo(f"{name}: {settings_problem(invalid)}", err=True)
         code = 2
-    except (ProductionMisconfigured, CommunityConfigError) as misconfigured:
+    except (ProductionMisconfigured, CommunityConfigError, TokenClientsInvalid) as misconfigured:
         typer.echo(f"{name}: {misconfigured}", err=True)
         code = 2
     except typer.Abort:

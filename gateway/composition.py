@@ -26,7 +26,8 @@ from gateway.wiring import Runtime, audit_witness, deliverer, mllp_listener, sie
 def create_app(runtime: Runtime) -> FastAPI:
     settings, services = runtime.settings, runtime.services
     face = HttpFace.from_settings(settings, verifier=runtime.verifier, inline_reads=runtime.store_in_process,
-                                  store_ready=functools.partial(is_reachable, runtime.engine))
+                                  store_ready=functools.partial(is_reachable, runtime.engine),
+                                  token_grant=runtime.token_grant)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from adapters.cara.store.outbox import Backoff, DatabaseOutbox
 from adapters.community.config import Community, CommunityConfigError, MhdCommunity, load_communities
+from adapters.community.mhd import MhdDocumentSource
 from adapters.community.source import XdsDocumentSource
 from consent.principal import Principal
 from consent.roles import TECHNICAL_USER
@@ -43,10 +44,12 @@ def communities_of(settings: Settings) -> tuple[Community | MhdCommunity, ...]:
 
 def target(community: Community | MhdCommunity) -> CommunityTarget:
     """The community's transport and the principal the deliverer acts as."""
-    if isinstance(community, MhdCommunity):
-        # The MHD Document Recipient transport (issue 24 item 7) plugs in here, with the same interface.
-        raise CommunityConfigError(f"community {community.id}: an MHD community (mhd_url) needs the MHD transport, "
-                                   "which this build does not have")
+    if isinstance(community, MhdCommunity):  # a remote MHD Document Recipient (issue 24 item 7)
+        source = MhdDocumentSource(community)
+        delivering = Principal(role=TECHNICAL_USER, user_id=source.client_id,
+                               name=f"technical user {source.client_id} ({community.id})", purpose_of_use="AUTO",
+                               acting_for=community.principal_gln, acting_for_name=community.principal_name)
+        return CommunityTarget(community.id, source, community.mhd_url, delivering, transaction="ITI-65")
     user = community.technical_user
     delivering = Principal(role=TECHNICAL_USER, user_id=user.oid, name=f"technical user {user.oid} ({community.id})",
                            purpose_of_use="AUTO", acting_for=user.principal_gln, acting_for_name=user.principal_name)

@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 from adapters.cara.crypto import Keyring
 from audit.signing import load_or_create_signing_key
 from gateway.auth.dev_issuer import ensure_dev_issuer
-from gateway.pki import DevPki, ensure_dev_pki
+from gateway.auth.token_endpoint import ensure_dev_token_clients
+from gateway.pki import CLIENT_COMMON_NAME, DevPki, ensure_dev_pki
 from gateway.settings import Settings
 
 log = logging.getLogger("epr.gateway")
@@ -61,8 +62,12 @@ def prepare(settings: Settings) -> Prepared:
         updates.update(tls_cert=pki.server_cert, tls_key=pki.server_key)
     if settings.trusted_issuers is None:
         updates["trusted_issuers"] = ensure_dev_issuer(settings.data_dir, dev_issuer_url(settings))
+    from gateway.demo import DEMO_GLN, DEMO_LOCAL_SYSTEM
+
+    if settings.dev_token_clients is None:
+        updates["dev_token_clients"] = ensure_dev_token_clients(settings.data_dir, certificate_cn=CLIENT_COMMON_NAME,
+                                                                gln=DEMO_GLN, name="Dr. Demo Favre")
     if settings.mllp_senders is None:
-        from gateway.demo import DEMO_GLN, DEMO_LOCAL_SYSTEM
         from gateway.mllp.senders import ensure_dev_senders
 
         updates["mllp_senders"] = ensure_dev_senders(settings.data_dir, gln=DEMO_GLN,

@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     audit_witness_seconds: float = Field(1.0, gt=0)  # at most one witness line per interval
     keyring: Path | None = None  # default: data_dir/keyring.json, generated on first start
     trusted_issuers: Path | None = None  # default: the development issuer, generated on first start
+    # The development issuer's token endpoint (POST /dev-issuer/token, client credentials + mutual TLS):
+    # its registered clients; default a DEVELOPMENT file naming the development client certificate.
+    # Never used in production (the endpoint is not served there).
+    dev_token_clients: Path | None = None
     audience: str = "https://127.0.0.1:8443/fhir"
     clock_skew_seconds: int = 60
     max_token_lifetime_seconds: int = Field(3600, gt=0)  # exp - iat of a user's token (401 beyond)

@@ -23,8 +23,10 @@ from adapters.cara.store.outbox import DatabaseOutbox
 from adapters.cara.store.submission_sets import DatabaseSubmissionSets
 from adapters.cara.store.link_versions import InProcessLinkVersion, LinkVersion, RedisLinkVersion, UncachedLinks
 from adapters.cara.store.patients import DatabasePatientIndex
+from gateway.auth.dev_issuer import KEY_FILE
 from gateway.auth.issuers import TrustedIssuers
 from gateway.auth.iua import TokenVerifier
+from gateway.auth.token_endpoint import ClientCredentialsGrant, TokenClients
 from consent.cache import InProcessPolicyCache, PolicyCache, RedisPolicyCache, UncachedPolicies
 from consent.store import DatabaseNotificationStore, DatabasePolicyStore
 from audit.ledger import DatabaseAuditLedger
@@ -47,6 +49,7 @@ from gateway.exchanges.paging_cursors import PageCursors
 from gateway.exchanges.search_pages import InProcessSearchPages, NoSearchPages, RedisSearchPages, SearchPages
 from gateway.exchanges.services import Services
 from gateway.exchanges.transaction import TransactionExchange
+from gateway.first_start import dev_issuer_url
 from gateway.portal.directory import Directory, load_directory
 from gateway.settings import Settings
 
@@ -66,6 +69,7 @@ class Runtime:
     directory: Directory  # EPR_PORTAL_DIRECTORY: professionals and groups (the trail's names, the portal's choices)
     services: Services
     delivery: DeliveryExchange  # into the configured communities (none: delivery off); the deliverer's door
+    token_grant: ClientCredentialsGrant | None = None  # DEVELOPMENT: the issuer's token endpoint (dev_token_grant)
 
     @property
     def store_in_process(self) -> bool:
@@ -127,9 +131,22 @@ def build_runtime(settings: Settings) -> Runtime:
     delivery = delivery_exchange(settings, outbox=DatabaseOutbox(engine=engine), changes=changes, documents=documents,
                                  patients=patients, access=access, auditor=auditor)
     runtime = Runtime(settings=settings, engine=engine, keyring=keyring, ledger=ledger, verifier=verifier,
-                      directory=directory, services=services, delivery=delivery)
+                      directory=directory, services=services, delivery=delivery, token_grant=dev_token_grant(settings))
     release_held_messages(runtime)
     return runtime
+
+
+def dev_token_grant(settings: Settings) -> ClientCredentialsGrant | None:
+    """DEVELOPMENT: the development issuer's token endpoint (client credentials over mutual TLS), so a
+    second gateway can obtain tokens from this one as from an IdP. Never in production; only where the
+    development issuer's key exists (the embedded default) and clients are registered. A registrations
+    file that cannot be used stops the start (TokenClientsInvalid, one line)."""
+    if settings.is_production or settings.dev_token_clients is None:
+        return None
+    if not (settings.data_dir / "auth" / KEY_FILE).exists():
+        return None
+    return ClientCredentialsGrant(clients=TokenClients.load(settings.dev_token_clients), data_dir=settings.data_dir,
+                                  issuer_url=dev_issuer_url(settings), audience=settings.audience)
 
 
 def release_held_messages(runtime: Runtime) -> None:

@@ -31,7 +31,7 @@ _HOST_PORT = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253}):(?P<
 _SOAP_KEYS = {"id", "home_community_id", "repository_unique_id", "iti41_url", "iti40_sts_url", "iti45_pix_url",
               "pix_assigning_authority", "atna_address", "tls", "technical_user", "source_id"}
 _SOAP_OPTIONAL = {"pix_receiver_oid", "timeout_seconds"}
-_MHD_KEYS = {"id", "mhd_url", "token_url", "tls"}
+_MHD_KEYS = {"id", "mhd_url", "token_url", "tls", "principal_gln", "principal_name"}
 _MHD_OPTIONAL = {"client_id", "source_id", "timeout_seconds"}
 _TLS_KEYS = {"ca", "client_cert", "client_key"}
 _USER_KEYS = {"oid", "key", "cert", "principal_gln", "principal_name"}
@@ -92,6 +92,10 @@ class MhdCommunity:
     mhd_url: str
     token_url: str
     tls: TlsFiles
+    # The responsible professional the token endpoint registers this client as acting for: the deliverer
+    # decides and records each delivery for them (as `TechnicalUser.principal_gln` does for XDS).
+    principal_gln: str
+    principal_name: str
     client_id: str | None = None
     source_id: str | None = None
     timeout_seconds: float = 30.0
@@ -170,9 +174,11 @@ class _Checker:
             if client_id is not None and not (isinstance(client_id, str) and client_id.strip() == client_id != ""):
                 self.fail("client_id must be a non-empty string without surrounding spaces")
             source_id = self.oid(item, "source_id") if "source_id" in item else None
+            gln, name = self.principal(item, "")
             if self.problems or tls is None:
                 return None
-            return MhdCommunity(item["id"], mhd_url, token_url, tls, client_id, source_id, timeout)
+            return MhdCommunity(item["id"], mhd_url, token_url, tls, principal_gln=gln, principal_name=name,
+                                client_id=client_id, source_id=source_id, timeout_seconds=timeout)
         home = item["home_community_id"]
         if not is_oid_urn(home):
             self.fail(f"home_community_id {home!r} must be urn:oid:<OID>")
@@ -184,6 +190,15 @@ class _Checker:
         if self.problems or tls is None or user is None:
             return None
         return Community(item["id"], home, oids[0], *urls, oids[1], host, port, tls, user, oids[2], receiver, timeout)
+
+    def principal(self, section: dict, prefix: str) -> tuple[str, str]:
+        """The responsible professional a technical user provides for: a GLN and a one-line name."""
+        gln, name = section["principal_gln"], section["principal_name"]
+        if not is_gln(gln):
+            self.fail(f"{prefix}principal_gln {gln!r} is not a GLN (13 digits, GS1 check digit)")
+        if not isinstance(name, str) or not name.strip() or name != name.strip() or any(ord(c) < 32 for c in name):
+            self.fail(f"{prefix}principal_name must be the responsible professional's name (one line)")
+        return gln, name
 
     def _keys(self, item: dict, required: set[str], optional: set[str], what: str) -> bool:
         missing = sorted(required - item.keys())
@@ -262,11 +277,7 @@ class _Checker:
         oid = section["oid"]
         if not is_oid(oid):
             self.fail(f"technical_user.oid {oid!r} must be an OID (the one registered with the community)")
-        if not is_gln(section["principal_gln"]):
-            self.fail(f"technical_user.principal_gln {section['principal_gln']!r} is not a GLN (13 digits, GS1 check digit)")
-        name = section["principal_name"]
-        if not isinstance(name, str) or not name.strip() or name != name.strip() or any(ord(c) < 32 for c in name):
-            self.fail("technical_user.principal_name must be the responsible professional's name (one line)")
+        _, name = self.principal(section, "technical_user.")
         key = self.file("technical_user", "key", section["key"])
         cert = self.file("technical_user", "cert", section["cert"])
         if key is not None and cert is not None:

@@ -73,6 +73,9 @@ class MetadataNotSendable(ValueError):
 class OutgoingRelation:
     code: str  # replaces | appends | transforms | signs
     target_entry_uuid: str  # the entryUUID the community holds for the target (urn:uuid:…)
+    # Where the community names documents by ids of its own (MHD): its reference of the target, as its
+    # answer to the target's delivery gave it (`outcomes.Delivered.locations`). Unused by ITI-41.
+    target_reference: str | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,11 @@ and text; `RaiseConfidentiality` retries at the next higher level (never lower);
 retries with backoff (the answer says nothing about the document: connection, timeout, HTTP 5xx,
 SOAP fault, an answer that cannot be read); `WaitingPatient` retries once the community knows the
 patient. Every registry error the community sent is kept with the outcome.
+
+`locations` (delivered, already delivered): where a community names documents by ids of its own (a
+remote MHD Document Recipient answers `DocumentReference/<id>`), each document's entryUUID with that
+reference, for the outbox to keep with the receipt and give back when a replacement names the
+document (`OutgoingRelation.target_reference`). Empty for XDS, where the entryUUID is the name.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class RegistryError:
 @dataclass(frozen=True)
 class Delivered:
     warnings: tuple[RegistryError, ...] = ()
+    locations: tuple[tuple[str, str], ...] = ()  # (entryUUID, the community's reference of the document)
     kind = "delivered"
 
 
@@ -36,6 +42,7 @@ class AlreadyDelivered:
     """The community already holds this submission set: the earlier attempt landed."""
 
     errors: tuple[RegistryError, ...]
+    locations: tuple[tuple[str, str], ...] = ()  # as Delivered's
     kind = "already-delivered"
 
 

@@ -11,6 +11,7 @@ The client is injectable (`Poster`): unit tests answer with recorded messages wi
 from __future__ import annotations
 
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -34,10 +35,14 @@ class HttpAnswer:
     status: int
     content_type: str
     body: bytes
+    www_authenticate: str = ""  # a 401's challenge (the MHD recipient says why it refused the token)
 
 
 class Poster(Protocol):
-    def post(self, url: str, *, body: bytes, content_type: str, timeout: float) -> HttpAnswer: ...
+    """`headers`: more request headers (the MHD transport's bearer token, Accept, traceparent)."""
+
+    def post(self, url: str, *, body: bytes, content_type: str, timeout: float,
+             headers: Mapping[str, str] | None = None) -> HttpAnswer: ...
 
 
 def client_context(tls: TlsFiles) -> ssl.SSLContext:
@@ -56,9 +61,11 @@ class HttpsTransport:
                                     timeout=httpx.Timeout(30.0, connect=connect_timeout))
         self._connect_timeout = connect_timeout
 
-    def post(self, url: str, *, body: bytes, content_type: str, timeout: float) -> HttpAnswer:
+    def post(self, url: str, *, body: bytes, content_type: str, timeout: float,
+             headers: Mapping[str, str] | None = None) -> HttpAnswer:
+        sent = {**(headers or {}), "Content-Type": content_type}
         try:
-            with self._client.stream("POST", url, content=body, headers={"Content-Type": content_type},
+            with self._client.stream("POST", url, content=body, headers=sent,
                                      timeout=httpx.Timeout(timeout, connect=min(timeout, self._connect_timeout))
                                      ) as response:
                 chunks, size = [], 0
@@ -67,7 +74,8 @@ class HttpsTransport:
                     if size > MAX_ANSWER_BYTES:
                         raise TransportError(f"the answer from {url} exceeds {MAX_ANSWER_BYTES} bytes")
                     chunks.append(chunk)
-                return HttpAnswer(response.status_code, response.headers.get("content-type", ""), b"".join(chunks))
+                return HttpAnswer(response.status_code, response.headers.get("content-type", ""), b"".join(chunks),
+                                  response.headers.get("www-authenticate", ""))
         except httpx.TimeoutException as exc:
             raise TransportError(f"{url}: no answer in time ({type(exc).__name__})") from None
         except httpx.TransportError as exc:

@@ -43,8 +43,10 @@ TRUSTED_ISSUERS_FILE = "trusted-issuers.json"
 
 def ensure_dev_issuer(data_dir: Path, issuer_url: str) -> Path:
     """Create (once) the development signing key, its JWKS and a trusted-issuers file naming
-    `issuer_url`; returns the trusted-issuers file. The key is never replaced; the JWKS and the
-    trusted-issuers file are rewritten only when they no longer match (e.g. another port)."""
+    `issuer_url` and its token endpoint (`<issuer_url>/token`, see token_endpoint.py: announced in the
+    SMART configuration and the CapabilityStatement); returns the trusted-issuers file. The key is
+    never replaced; the JWKS and the trusted-issuers file are rewritten only when they no longer match
+    (e.g. another port)."""
     auth_dir = Path(data_dir) / "auth"
     auth_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     key_path = auth_dir / KEY_FILE
@@ -59,7 +61,8 @@ def ensure_dev_issuer(data_dir: Path, issuer_url: str) -> Path:
     jwks = {"keys": [{**key.as_dict(private=False), "kid": key.thumbprint(), "use": "sig", "alg": "ES256"}]}
     _write_if_changed(auth_dir / JWKS_FILE, jwks)
     trusted = auth_dir / TRUSTED_ISSUERS_FILE
-    _write_if_changed(trusted, {"issuers": [{"issuer": issuer_url, "jwks_file": JWKS_FILE}]})
+    _write_if_changed(trusted, {"issuers": [{"issuer": issuer_url, "jwks_file": JWKS_FILE,
+                                             "token_endpoint": f"{issuer_url}/token"}]})
     return trusted
 
 

@@ -90,6 +90,7 @@ class CommunityTarget:
     transport: Transport
     endpoint: str  # where documents go (the ITI-41 URL): the ledger's destination
     delivering: Principal  # the technical user acting for the community's responsible professional
+    transaction: str = "ITI-41"  # what the ledger names each attempt: ITI-41 (XDS.b), ITI-65 (MHD)
 
 
 @dataclass(frozen=True)
@@ -286,10 +287,12 @@ class DeliveryExchange:
         relations = []
         others = [r.target_entry_id for r in entry.relations if r.code != "replaces"]
         held = self.outbox.delivered_entry_uuids(delivery.community, others) if others else {}
+        # Where the community names documents by ids of its own (MHD), the original's as its answer gave it.
+        references = (delivery.original_receipt or {}).get("locations") or {}
         for relation in entry.relations:
             target = delivery.original_entry_uuid if relation.code == "replaces" else held.get(relation.target_entry_id)
             if target is not None:  # a target the community does not hold is not named there
-                relations.append(OutgoingRelation(relation.code, target))
+                relations.append(OutgoingRelation(relation.code, target, references.get(target)))
         demographics = Demographics(patient.family, patient.given, patient.birth_date, patient.gender) if patient \
             else Demographics()
         return ProvideRequest(spid=spid, submission_set=submission_set,
@@ -344,7 +347,7 @@ class DeliveryExchange:
         outcome = LEDGER_OUTCOME.get(attempt.outcome, "4")
         described = " ".join(part for part in (attempt.outcome, attempt.code, attempt.text) if part)
         record = self.auditor.record(
-            "ITI-41", target.delivering, outcome=outcome,
+            target.transaction, target.delivering, outcome=outcome,
             outcome_description=described[:500] if outcome != "0" else None,
             patient_spid=spid, documents=(self.auditor.document(entry),) if entry else (),
             submission_set_unique_id=f"urn:oid:{delivery.submission_set_unique_id}", server_address=target.endpoint,

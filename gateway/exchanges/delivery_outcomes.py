@@ -63,6 +63,8 @@ def finish_of(delivery: Delivery, answer: ProvideAnswer, *, started: datetime, n
                        "entry_uuids": list(sent.entry_uuids), "confidentiality": sent.confidentiality,
                        "community_patient_id": patient, "message_id": sent.message_id, "version": version,
                        "registry_errors": [_error(e) for e in _errors(outcome)]}
+            if outcome.locations:  # the community's own reference of each document (MHD): a replacement names it
+                receipt["locations"] = dict(outcome.locations)
             return Finish(delivery, attempt, DELIVERED, community_patient_id=patient, receipt=receipt)
         case RaiseConfidentiality():
             return Finish(delivery, attempt, PENDING, retry_at=now, confidentiality=outcome.next_level,

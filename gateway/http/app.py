@@ -18,7 +18,7 @@ from gateway.http.face import HttpFace
 from gateway.http.limits import BodySizeLimit
 from gateway.http.rest_conventions import RestConventions
 from gateway.http.no_store import PatientDataNotStored
-from gateway.http.routes import audit, consents, lists, meta, mhd, patients
+from gateway.http.routes import audit, consents, dev_token, lists, meta, mhd, patients
 from gateway.http.trace import TraceContext
 
 
@@ -41,6 +41,7 @@ def create_app(services: Services, face: HttpFace, *, lifespan=None,
     app.include_router(patients.router)
     app.include_router(consents.router)
     app.include_router(audit.router)
+    app.include_router(dev_token.router)
     for mount in mounts:
         mount(app)
     outcomes.install_error_handlers(app)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway.auth.iua import TokenVerifier
+from gateway.auth.token_endpoint import ClientCredentialsGrant
 from gateway.exchanges.refusal_windows import RefusalWindows
 from gateway.settings import Settings
 
@@ -23,11 +24,12 @@ class HttpFace:
     inline_reads: bool  # the store is in-process (SQLite): reads run on the event loop
     store_ready: Callable[[], bool]  # /health/ready
     refusals: RefusalWindows = field(default_factory=RefusalWindows)  # refused authentications per address
+    token_grant: ClientCredentialsGrant | None = None  # DEVELOPMENT token endpoint; None: not served (production)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, verifier: TokenVerifier, inline_reads: bool,
-                      store_ready: Callable[[], bool]) -> HttpFace:
+                      store_ready: Callable[[], bool], token_grant: ClientCredentialsGrant | None = None) -> HttpFace:
         refusals = RefusalWindows(interval_seconds=settings.auth_failure_interval_seconds,
-                                limit=settings.auth_failure_limit, max_sources=settings.auth_failure_sources)
+                                  limit=settings.auth_failure_limit, max_sources=settings.auth_failure_sources)
         return cls(settings=settings, verifier=verifier, inline_reads=inline_reads, store_ready=store_ready,
-                   refusals=refusals)
+                   refusals=refusals, token_grant=token_grant)

@@ -33,7 +33,7 @@ from adapters.cara.errors import (
     TooLarge,
     UnknownPatient,
 )
-from gateway.auth.errors import AccessRefused
+from gateway.auth.errors import AccessRefused, TokenRequestRefused
 from gateway.exchanges.audit_commit import AuditUnavailable
 from gateway.http.route_table import methods_for_path
 from gateway.http.trailing_slash import slash_redirect
@@ -148,11 +148,20 @@ async def handle_refused(_request: Request, exc: AccessRefused) -> Response:
     return problem_response(HttpProblem(403, "forbidden", exc.reason))
 
 
+async def handle_token_refused(_request: Request, exc: TokenRequestRefused) -> Response:
+    """The development token endpoint's refusal in OAuth's terms (RFC 6749 §5.2), not an OperationOutcome:
+    its clients are OAuth clients. Audited by the route."""
+    body = orjson.dumps({"error": exc.error, "error_description": exc.reason})
+    return Response(body, status_code=exc.status, media_type="application/json",
+                    headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
 def install_error_handlers(app) -> None:
     """The FHIR face's error table: each kind of failure and the handler that answers it."""
     app.add_exception_handler(RecordError, handle_record_error)
     app.add_exception_handler(HttpProblem, handle_problem)
     app.add_exception_handler(AccessRefused, handle_refused)
+    app.add_exception_handler(TokenRequestRefused, handle_token_refused)
     app.add_exception_handler(RequestValidationError, handle_invalid_request)
     app.add_exception_handler(404, handle_not_found)
     app.add_exception_handler(405, handle_not_allowed)

@@ -22,8 +22,10 @@ from gateway.http.outcomes import HttpProblem
 
 # Public metadata only (no patient data): the CapabilityStatement, the SMART configuration, health, and the
 # OpenAPI description with its page (switchable off: EPR_API_DOCS=false; off by default in production).
+# And the development issuer's token endpoint: a token request carries no token, its client certificate is
+# the credential (routes/dev_token.py; 404 in production).
 PUBLIC_PATHS = frozenset({"/fhir/metadata", "/.well-known/smart-configuration", "/fhir/.well-known/smart-configuration",
-                          "/health/live", "/health/ready", "/openapi.json", "/docs"})
+                          "/health/live", "/health/ready", "/openapi.json", "/docs", "/dev-issuer/token"})
 log = logging.getLogger("epr.gateway.auth")
 
 

@@ -1,7 +1,9 @@
 """Runs the app under uvicorn with TLS 1.2+ and, when configured, client certificates (mutual TLS).
 
 uvicorn does not put the peer certificate in the ASGI scope, so the HTTP protocol is subclassed to
-copy the verified client certificate's subject into the connection's state (`request.state`).
+copy the verified client certificate's subject into the connection's state (`request.state`), and its
+common name apart (`tls_client_common_name`: the subject string cannot be split back safely when a
+value holds a comma; the development token endpoint binds a client to its certificate by CN).
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ class ClientCertificateProtocol(AutoHTTPProtocol):
         ssl_object = transport.get_extra_info("ssl_object")
         certificate = ssl_object.getpeercert() if ssl_object is not None else None
         if certificate:
-            subject = ",".join(f"{k}={v}" for rdn in certificate.get("subject", ()) for k, v in rdn)
-            self.app_state = {**self.app_state, "tls_client_subject": subject}
+            attributes = [(k, v) for rdn in certificate.get("subject", ()) for k, v in rdn]
+            subject = ",".join(f"{k}={v}" for k, v in attributes)
+            common_names = [v for k, v in attributes if k == "commonName"]
+            self.app_state = {**self.app_state, "tls_client_subject": subject,
+                              "tls_client_common_name": common_names[0] if len(common_names) == 1 else None}
         super().connection_made(transport)
 
 

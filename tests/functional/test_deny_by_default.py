@@ -50,10 +50,10 @@ def test_a_plain_route_without_the_guard_would_be_found():
     assert not guarded(Route("/fhir/Anything", endpoint))
 
 
-def test_public_list_is_exactly_metadata_discovery_and_health():
+def test_public_list_is_exactly_metadata_discovery_health_and_the_development_token_endpoint():
     assert PUBLIC_PATHS == {"/fhir/metadata", "/.well-known/smart-configuration", "/fhir/.well-known/smart-configuration",
                             "/health/live", "/health/ready",
-                            "/openapi.json", "/docs"}
+                            "/openapi.json", "/docs", "/dev-issuer/token"}
 
 
 @pytest.mark.parametrize("method, path", [

@@ -35,7 +35,7 @@ def write(tmp_path: Path, data) -> Path:
 def mhd_entry(pki) -> dict:
     return {"id": "canton-ge", "mhd_url": "https://127.0.0.1:8443/fhir", "token_url": "https://127.0.0.1:8443/token",
             "tls": {"ca": str(pki.ca_cert), "client_cert": str(pki.client_cert), "client_key": str(pki.client_key)},
-            "client_id": "valais-gateway"}
+            "principal_gln": PRINCIPAL_GLN, "principal_name": "Dr. Anna Verantwortlich", "client_id": "valais-gateway"}
 
 
 def test_both_kinds_are_read_whole(tmp_path, pki):
@@ -52,7 +52,8 @@ def test_both_kinds_are_read_whole(tmp_path, pki):
         source_id="2.16.756.5.30.1.145.20.1", pix_receiver_oid=MPI_OID, timeout_seconds=30.0)
     assert soap.atna_address == "atna.cara.ch:6514"
     assert mhd == MhdCommunity("canton-ge", "https://127.0.0.1:8443/fhir", "https://127.0.0.1:8443/token",
-                               TlsFiles(pki.ca_cert, pki.client_cert, pki.client_key), "valais-gateway", None, 30.0)
+                               TlsFiles(pki.ca_cert, pki.client_cert, pki.client_key), PRINCIPAL_GLN,
+                               "Dr. Anna Verantwortlich", "valais-gateway", None, 30.0)
 
 
 def test_optional_keys_and_relative_paths(tmp_path, pki):
@@ -178,3 +179,7 @@ def test_an_mhd_community_is_checked_as_strictly(tmp_path, pki):
     assert "source_id 'x' must be an OID" in problem(tmp_path, [{**entry, "source_id": "x"}])
     assert "has unknown key scope" in problem(tmp_path, [{**entry, "scope": "ITI-65"}])
     assert "has both MHD keys" in problem(tmp_path, [{**entry, "pix_assigning_authority": "1.2"}])
+    assert "community lacks principal_gln" in problem(tmp_path, [without(entry, "principal_gln")])
+    assert "principal_gln '7601000000001' is not a GLN" in problem(tmp_path, [{**entry, "principal_gln": "7601000000001"}])
+    assert "principal_name must be the responsible professional's name" in problem(
+        tmp_path, [{**entry, "principal_name": "Dr. X\nY"}])

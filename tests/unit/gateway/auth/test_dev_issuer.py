@@ -25,7 +25,8 @@ def test_creates_key_jwks_and_trusted_issuers(tmp_path):
     jwks = json.loads((tmp_path / "auth" / JWKS_FILE).read_text())
     assert (trusted, json.loads(trusted.read_text()), stat.S_IMODE((tmp_path / "auth" / KEY_FILE).stat().st_mode),
             [sorted(k) for k in jwks["keys"]]) == (
-        tmp_path / "auth" / TRUSTED_ISSUERS_FILE, {"issuers": [{"issuer": ISSUER, "jwks_file": JWKS_FILE}]}, 0o600,
+        tmp_path / "auth" / TRUSTED_ISSUERS_FILE,
+        {"issuers": [{"issuer": ISSUER, "jwks_file": JWKS_FILE, "token_endpoint": f"{ISSUER}/token"}]}, 0o600,
         [["alg", "crv", "kid", "kty", "use", "x", "y"]])
 
 

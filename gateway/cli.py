@@ -44,6 +44,8 @@ def serve(workers: int = typer.Option(None, help="worker processes (default EPR_
         typer.echo(f"epr-gateway serve: cannot listen on {settings.host}:{settings.port}: "
                    f"{error.strerror or error}{_listen_hint(error)}", err=True)
         raise typer.Exit(2) from None
+    # The metrics listener before anything is recorded (the workers inherit where to record).
+    metrics_listener = _start_metrics(settings)
     if not settings.is_production:
         runtime = build_runtime(settings)
         _welcome(prepared, runtime.services)
@@ -59,6 +61,21 @@ def serve(workers: int = typer.Option(None, help="worker processes (default EPR_
         if not settings.is_production:
             from gateway.running_note import remove_note
             remove_note(os.getpid(), settings.data_dir)
+        if metrics_listener is not None:
+            metrics_listener.stop()
+
+
+def _start_metrics(settings: Settings):
+    from gateway.metrics_listener import MetricsAddressInvalid, start_metrics, store_sources
+
+    try:
+        listener = start_metrics(settings, store_sources(settings))
+    except MetricsAddressInvalid as invalid:
+        typer.echo(f"epr-gateway serve: {invalid}", err=True)
+        raise typer.Exit(2) from None
+    if listener is not None:
+        typer.echo(f"metrics (Prometheus) on http://{listener.host}:{listener.port}/metrics")
+    return listener
 
 
 def _listen_hint(error: OSError) -> str:

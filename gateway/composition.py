@@ -13,19 +13,19 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from adapters.cara.store.database import is_reachable
 from gateway import portal
 from gateway.demo import DEMO_SPID
 from gateway.http.app import create_app as create_fhir_app
 from gateway.exchanges.refusal_windows import RefusalFlusher
 from gateway.http.face import HttpFace
+from gateway.readiness import readiness
 from gateway.wiring import Runtime, audit_witness, mllp_listener, siem_shipper
 
 
 def create_app(runtime: Runtime) -> FastAPI:
     settings, services = runtime.settings, runtime.services
     face = HttpFace.from_settings(settings, verifier=runtime.verifier, inline_reads=runtime.store_in_process,
-                                  store_ready=functools.partial(is_reachable, runtime.engine))
+                                  readiness=readiness(engine=runtime.engine, redis_url=settings.redis_url))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):

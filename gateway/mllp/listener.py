@@ -13,6 +13,7 @@ import logging
 import ssl
 from concurrent.futures import ThreadPoolExecutor
 
+from gateway import metrics
 from gateway.exchanges.auditing import RequestContext, current_request
 from gateway.mllp.connection import MllpConnection
 from gateway.mllp.door import MllpDoor
@@ -95,6 +96,13 @@ class MllpListener:
         self._connections.discard(connection)
 
     async def answer(self, raw: bytes, subject: str | None, context: RequestContext) -> bytes:
+        metrics.mllp_in_flight(+1)  # the inbox's depth: received, not answered yet
+        try:
+            return await self._answer(raw, subject, context)
+        finally:
+            metrics.mllp_in_flight(-1)
+
+    async def _answer(self, raw: bytes, subject: str | None, context: RequestContext) -> bytes:
         loop = asyncio.get_running_loop()
         if self._group is None:
             return await loop.run_in_executor(self._executor, self._handle, raw, subject, context)

@@ -56,13 +56,19 @@ def metrics_directory(data_dir: Path, pid: int | None = None) -> Path:
 
 
 def _alive(pid: int) -> bool:
+    """A zombie (exited, not yet reaped by its parent) is dead: its files are final."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
         return False
-    except PermissionError:  # another user's process: alive
+    except OSError:  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # another user's process: alive
+            return True
         return True
-    return True
 
 
 def prepare_directory(data_dir: Path) -> Path:

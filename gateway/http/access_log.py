@@ -5,7 +5,9 @@ Each request is one structured record (`fields`), written as one JSON line by `l
 is a JSON string, so a `%0A` in it cannot start a line of its own.
 
 The same place counts the request in the metrics, by the template of the route that answered it
-(`/fhir/Binary/{id}`), never by its path: ids in paths would make a series per document.
+(`/fhir/Binary/{id}`), never by its path: ids in paths would make a series per document. FastAPI names
+the route in the scope for its own routes only; `name_routes` makes the plain Starlette routes (the hot
+reads) and mounts do the same.
 """
 
 from __future__ import annotations
@@ -18,6 +20,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway import metrics
 
 log = logging.getLogger("epr.gateway.exchanges.access")
+
+
+def name_routes(routes) -> None:
+    """Each route that is not FastAPI's own puts itself in the scope when it answers (`scope["route"]`)."""
+    from fastapi.routing import APIRoute
+
+    for route in routes:
+        if not isinstance(route, APIRoute):
+            route.handle = _naming(route, route.handle)
+
+
+def _naming(route, handle):
+    async def named(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["route"] = route
+        await handle(scope, receive, send)
+    return named
 
 
 class AccessLog:

@@ -1,4 +1,5 @@
-"""`epr-gateway`: serve, keys, certs, token. Operators' commands; every one reads the EPR_* settings."""
+"""`epr-gateway`: serve, bridge, audit, certs, token (keys, backups and the migration in modules of their own).
+Operators' commands; every one reads the EPR_* settings."""
 
 from __future__ import annotations
 
@@ -19,8 +20,6 @@ from gateway.log_format import configure_logging
 from gateway.settings import Settings, settings_problem
 
 app = typer.Typer(help="Gateway from the Valais health network into the intercantonal EPR.", no_args_is_help=True)
-keys_app = typer.Typer(help="Key-encryption keys of the document store.", no_args_is_help=True)
-app.add_typer(keys_app, name="keys")
 audit_app = typer.Typer(help="The tamper-evident audit ledger.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 
@@ -113,11 +112,13 @@ def bridge(ctx: typer.Context, port: int = typer.Option(None, help="MLLP port (d
     import asyncio
 
     from gateway.first_start import prepare
-    from gateway.wiring import build_runtime, mllp_listener
+    from gateway.wiring import build_runtime, key_heartbeat, mllp_listener
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = prepare(Settings()).settings
     runtime = build_runtime(settings)
+    keys = key_heartbeat(runtime)  # the keys this process holds, for `keys promote|rewrap|retire`
+    keys.start()
 
     async def run() -> None:
         listener = mllp_listener(runtime, port=port)
@@ -134,6 +135,8 @@ def bridge(ctx: typer.Context, port: int = typer.Option(None, help="MLLP port (d
         asyncio.run(run())
     except KeyboardInterrupt:
         pass
+    finally:
+        keys.stop()
 
 
 def _bridge_use_case():
@@ -210,21 +213,6 @@ Try:
   curl --cacert {Path(ca).resolve()} -H "Authorization: Bearer {hcp}" \\
     "{base}/DocumentReference?patient.identifier=urn:oid:2.16.756.5.30.1.127.3.10.3|{DEMO_SPID}"
 """)
-
-
-@keys_app.command("rotate")
-def rotate_keys() -> None:
-    """Add a new key-encryption key (it becomes active) and re-wrap every data key under it."""
-    from adapters.cara.crypto import Keyring
-    from adapters.cara.store.database import make_engine, migrate
-    from adapters.cara.store.key_rotation import rewrap_data_keys
-
-    settings = Settings()
-    new_id = Keyring.add_key_to_file(settings.keyring_path)
-    engine = make_engine(settings.resolved_database_url)
-    migrate(engine)
-    counts = rewrap_data_keys(engine=engine, keyring=Keyring.load(settings.keyring_path))
-    typer.echo(f"active key {new_id}; re-wrapped " + ", ".join(f"{n} {t}" for t, n in counts.items()))
 
 
 @audit_app.command("verify")
@@ -394,10 +382,13 @@ def _refuse_in_production(settings: Settings, command: str) -> None:
         raise typer.Exit(2)
 
 
-# The migration's commands (`migrate`, `infomed generate|feed`) are in their own module of the root.
+# The migration's commands (`migrate`, `infomed generate|feed`), the keys (`keys add|promote|rewrap|retire`)
+# and the backups (`backup`, `restore`, `check-restore`) are in modules of their own in the root.
+from gateway.keys_cli import register as _register_keys  # noqa: E402
 from gateway.migration_cli import register as _register_migration  # noqa: E402
 
 _register_migration(app)
+_register_keys(app)
 def main(argv: list[str] | None = None) -> None:
     """The console entry point. A caller's mistake (an option, a setting) is one line on stderr and
     exit 2, never a traceback; a traceback means a bug."""

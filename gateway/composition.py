@@ -19,7 +19,7 @@ from gateway.http.app import create_app as create_fhir_app
 from gateway.exchanges.refusal_windows import RefusalFlusher
 from gateway.http.face import HttpFace
 from gateway.readiness import readiness
-from gateway.wiring import Runtime, audit_witness, mllp_listener, siem_shipper
+from gateway.wiring import Runtime, audit_witness, key_heartbeat, mllp_listener, siem_shipper
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -32,6 +32,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         shipper = siem_shipper(settings, runtime.engine)
         witness = audit_witness(settings, runtime.engine, runtime.ledger)
         witness.start()
+        keys = key_heartbeat(runtime)  # the keys this worker holds, for `keys promote|rewrap|retire`
+        keys.start()
         if shipper is not None:
             shipper.start()
         refusal_flusher = RefusalFlusher(face.refusals, services.auditor)
@@ -55,6 +57,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         # A clean stop signs the ledger's head, so no record is left outside a signed checkpoint.
         runtime.ledger.checkpoint()
         witness.stop()
+        keys.stop()
 
     # The patient's web page under /portal: same use-cases, its own door.
     patient_page = functools.partial(portal.install, services=services, settings=settings,

@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     # Prometheus metrics on their own listener (gateway/metrics_listener.py): host:port, or "off".
     # Default: 127.0.0.1:9464 in development, off in production unless set.
     metrics_address: str | None = None
+    # How often each process reports the key-encryption keys it holds (key rotation under load, keys_cli).
+    key_heartbeat_seconds: float = Field(5.0, gt=0)
 
     @property
     def is_production(self) -> bool:

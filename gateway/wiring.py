@@ -261,6 +261,14 @@ def link_version(settings: Settings) -> LinkVersion:
     return InProcessLinkVersion() if settings.workers == 1 else UncachedLinks()
 
 
+def key_heartbeat(runtime: Runtime):
+    """The thread reporting the key-encryption keys this process holds (started with the app and the bridge)."""
+    from adapters.cara.store.key_holders import KeyHeartbeat, KeyHolders
+
+    return KeyHeartbeat(keyring=runtime.keyring, holders=KeyHolders(engine=runtime.engine),
+                        interval_seconds=runtime.settings.key_heartbeat_seconds)
+
+
 def audit_witness(settings: Settings, engine: Engine, ledger: DatabaseAuditLedger) -> WitnessWriter:
     """The writer of the ledger's signed heads to the witness file (started with the app), woken by
     every commit batch."""

@@ -384,11 +384,13 @@ def _refuse_in_production(settings: Settings, command: str) -> None:
 
 # The migration's commands (`migrate`, `infomed generate|feed`), the keys (`keys add|promote|rewrap|retire`)
 # and the backups (`backup`, `restore`, `check-restore`) are in modules of their own in the root.
+from gateway.backup_cli import register as _register_backups  # noqa: E402
 from gateway.keys_cli import register as _register_keys  # noqa: E402
 from gateway.migration_cli import register as _register_migration  # noqa: E402
 
 _register_migration(app)
 _register_keys(app)
+_register_backups(app)
 def main(argv: list[str] | None = None) -> None:
     """The console entry point. A caller's mistake (an option, a setting) is one line on stderr and
     exit 2, never a traceback; a traceback means a bug."""

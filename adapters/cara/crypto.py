@@ -120,6 +120,10 @@ class Keyring:
         except InvalidTag as exc:
             raise DecryptionFailed("ciphertext does not open under its context") from exc
 
+    def check_unwraps(self, wrapped_key: bytes) -> None:
+        """DecryptionFailed unless this keyring unwraps the data key (a restore's check of its key set)."""
+        self._unwrap(wrapped_key)
+
     def rewrap(self, wrapped_key: bytes) -> bytes:
         """The same data key wrapped under the active KEK (key rotation)."""
         return self._wrap(self._unwrap(wrapped_key))

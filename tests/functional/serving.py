@@ -134,3 +134,72 @@ def provide_letter(client: httpx.Client, headers: dict, title: str) -> tuple[str
     location = next(e["response"]["location"] for e in response.json()["entry"]
                     if "/DocumentReference/" in e["response"]["location"])
     return location.rsplit("/", 1)[1], hashlib.sha256(content).hexdigest()
+
+
+class MixedLoad:
+    """Clients that provide (ITI-65), search (ITI-67) and read (ITI-68, bytes compared) the demonstration
+    patient's documents until stopped; every answer that is not the expected one is kept as a failure."""
+
+    def __init__(self, gateway: ServingGateway, *, clients: int = 3):
+        import threading
+
+        self.gateway, self.clients = gateway, clients
+        self.provided: list[tuple[str, str, float]] = []  # (entry id, SHA-256, time.time() when acknowledged)
+        self.failures: list[str] = []
+        self.requests = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(clients)]
+
+    def __enter__(self) -> MixedLoad:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=120)
+
+    def wait_for(self, provided: int, seconds: float = 120) -> None:
+        deadline = time.monotonic() + seconds
+        while len(self.provided) < provided:
+            assert time.monotonic() < deadline and not self.failures, self.failures[:3]
+            time.sleep(0.05)
+
+    def _run(self, number: int) -> None:
+        headers = self.gateway.hcp()
+        with self.gateway.client() as client:
+            step = 0
+            while not self._stop.is_set():
+                step += 1
+                try:
+                    self._one(client, headers, number, step)
+                except Exception as error:  # noqa: BLE001 - a transport error is a failed request too
+                    with self._lock:
+                        self.failures.append(f"{type(error).__name__}: {error}")
+
+    def _one(self, client: httpx.Client, headers: dict, number: int, step: int) -> None:
+        kind = step % 3
+        if kind == 0 or not self.provided:
+            entry, digest = provide_letter(client, headers, f"Letter {number}-{step}")
+            with self._lock:
+                self.provided.append((entry, digest, time.time()))
+                self.requests += 1
+            return
+        if kind == 1:
+            found = client.get("/fhir/DocumentReference", params={"patient.identifier": DEMO_SEARCH}, headers=headers)
+            ok = found.status_code == 200 and found.json()["total"] >= 1
+        else:
+            entry, digest, _ = self.provided[step % len(self.provided)]
+            read = client.get(f"/fhir/Binary/{entry}", headers=headers)
+            ok = read.status_code == 200 and hashlib.sha256(read.content).hexdigest() == digest
+            found = read
+        with self._lock:
+            self.requests += 1
+            if not ok:
+                self.failures.append(f"{found.request.method} {found.request.url.path}: {found.status_code} "
+                                     f"{found.text[:200]}")

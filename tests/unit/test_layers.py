@@ -38,7 +38,8 @@ GRAPH = import_graph(MODULES)
 ROOT_MODULES = frozenset({"gateway", "gateway.cli", "gateway.migration_cli", "gateway.wiring", "gateway.composition",
                           "gateway.asgi", "gateway.first_start", "gateway.demo", "gateway.samples",
                           "gateway.running_note", "gateway.metrics_listener", "gateway.instrumentation",
-                          "gateway.readiness", "gateway.keys_cli"})
+                          "gateway.readiness", "gateway.keys_cli", "gateway.backup", "gateway.backup_cli",
+                          "gateway.restore_check"})
 FACES = ("http", "mllp", "portal", "migration")
 SUPPORT = ("gateway.auth", "gateway.settings", "gateway.pki", "gateway.log_format", "gateway.metrics",
            "gateway.redis_client")

@@ -12,8 +12,8 @@ must (counters do not go back).
 
 Beside the workers' values, the state a scrape reads from the store, for all processes at once: HL7 v2
 messages held, the migration journal per outcome, the witness's lag behind the ledger's signed head,
-the workers' key versions (`keys add` … `retire`), and any source a part adds (`sources`: the community
-outbox's counts).
+the keys the live workers hold (`keys add` … `retire`), and any source a part adds (`sources`: the
+community outbox's counts).
 """
 
 from __future__ import annotations
@@ -201,4 +201,15 @@ def store_sources(settings: Settings) -> dict[str, Source]:
         yield GaugeMetricFamily("epr_audit_witness_lag_seconds", "Time from the witness file's last head to the "
                                 "ledger's signed head", value=max(seconds, 0.0))
 
-    return {"mllp-held": held_messages, "migration": migration, "witness": witness}
+    def key_holders() -> Iterable[Metric]:
+        from adapters.cara.store.key_holders import KeyHolders
+
+        live = KeyHolders(engine=engine).live(stale_after=3 * settings.key_heartbeat_seconds)
+        family = GaugeMetricFamily("epr_key_holders", "Live gateway processes holding a key-encryption key, by key "
+                                   "id and whether they wrap new data keys under it", labels=["key", "use"])
+        for key_id in sorted({k for holder in live for k in holder.key_ids}):
+            family.add_metric([key_id, "active"], sum(holder.active == key_id for holder in live))
+            family.add_metric([key_id, "held"], sum(key_id in holder.key_ids for holder in live))
+        yield family
+
+    return {"mllp-held": held_messages, "migration": migration, "witness": witness, "keys": key_holders}

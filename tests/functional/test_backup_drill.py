@@ -53,6 +53,7 @@ def test_backup_while_serving_restore_check_and_serve_again(tmp_path, capsys):
 
     assert load.failures == [] and load.requests > 20
     assert "backup of the sqlite store" in backed_up.stdout and (keys_dir / "keyring.json").exists()
+    assert f"restored into {new_dir}" in restored.stdout
     assert not (backup_dir / "keyring.json").exists()  # the keys are not in the data's archive
     assert "restore checks out" in checked.stdout and "as the backup's manifest says" in checked.stdout
     assert "0 do not open or differ" in checked.stdout and "0 do not unwrap" in checked.stdout

@@ -74,6 +74,8 @@ class _Instruments:
                                       multiprocess_mode="livesum", registry=registry)
         self.redis = Histogram("epr_redis_round_trip_duration_seconds", "Redis round trips, by command",
                                ["command"], buckets=_SECONDS, registry=registry)
+        self.mllp_messages = Counter("epr_mllp_messages", "HL7 v2 messages answered over MLLP, by trigger (MSH-9) "
+                                     "and acknowledgement code (MSA-1)", ["trigger", "ack"], registry=registry)
         self.mllp_in_flight = Gauge("epr_mllp_inbox_messages", "HL7 v2 messages received and not yet answered",
                                     multiprocess_mode="livesum", registry=registry)
         self.deliveries = Counter("epr_deliveries", "Delivery attempts into a community, by community and outcome",
@@ -147,6 +149,17 @@ def pool_connections(delta: int) -> None:
 def redis_round_trip(*, command: str, seconds: float) -> None:
     made = _instruments()
     made.child(made.redis, command).observe(seconds)
+
+
+ACK_CODES = frozenset({"AA", "AE", "AR"})
+
+
+def mllp_answered(*, trigger: str, ack: str) -> None:
+    """A message answered: its MSH-9 (`MDM^T02`; any other as "other") and the ACK's MSA-1. Stored documents
+    are also counted as the exchanges their audit records name (ITI-65), refusals as `HL7v2 <trigger>`."""
+    made = _instruments()
+    made.child(made.mllp_messages, trigger if trigger in HL7_TRIGGERS else "other",
+               ack if ack in ACK_CODES else "other").inc()
 
 
 def mllp_in_flight(delta: int) -> None:

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import shutil
 import sqlite3
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, make_url, select
 
 from adapters.cara.crypto import Keyring
 from adapters.cara.store.database import make_engine
@@ -98,7 +99,7 @@ def _apart(data: Path, keys: Path) -> None:
 def snapshot_sqlite(source_url: str, target: Path) -> None:
     """One consistent copy of the live database (SQLite's backup API, in one step: a read transaction,
     which in WAL mode does not stop the gateway's writers), checked before it is kept."""
-    source = sqlite3.connect(source_url.removeprefix("sqlite:///"), timeout=30)
+    source = sqlite3.connect(make_url(source_url).database, timeout=30)
     copy = sqlite3.connect(target)
     try:
         source.backup(copy)
@@ -199,5 +200,5 @@ def restore(*, source: Path, keys_from: Path, data_dir: Path, database_url: str 
     (data_dir / "restored-from").mkdir()
     manifest.write(data_dir / "restored-from")
     restored = data_dir / "restored.env"
-    restored.write_text("".join(f"export {name}='{value}'\n" for name, value in sorted(env.items())))
+    restored.write_text("".join(f"export {name}={shlex.quote(value)}\n" for name, value in sorted(env.items())))
     return restored

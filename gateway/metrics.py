@@ -15,7 +15,6 @@ Instruments are made on first use, so that the mode chosen at start applies to e
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 
@@ -44,7 +43,8 @@ def enable_multiprocess(directory: str | os.PathLike) -> None:
     their values in memory, so this is called before any is used."""
     os.environ[MULTIPROCESS_ENV] = str(directory)
     values.ValueClass = values.get_value_class()
-    _instruments.cache_clear()  # any made before (in memory) are made again, into the files
+    global _made
+    _made = None  # any made before (in memory) are made again, into the files
 
 
 def multiprocess_directory() -> str | None:
@@ -94,9 +94,17 @@ class _Instruments:
         return found
 
 
-@functools.cache
+_made: _Instruments | None = None
+_making = threading.Lock()
+
+
 def _instruments() -> _Instruments:
-    return _Instruments()
+    global _made
+    if _made is None:
+        with _making:  # two threads' first records must not make (and register) the instruments twice
+            if _made is None:
+                _made = _Instruments()
+    return _made
 
 
 # -- what the parts record ----------------------------------------------------------------------

@@ -146,3 +146,25 @@ def test_a_worker_killed_is_handled_as_the_library_asks(gateway):
     assert os.path.exists(directory / f"counter_{victim}.db")  # its counts stay in the sums
     assert sample(after, "epr_exchanges_total", transaction="ITI-67", outcome="success") == \
         sample(before, "epr_exchanges_total", transaction="ITI-67", outcome="success")
+
+
+def test_an_explicit_metrics_address_that_is_taken_refuses_the_start_in_one_line(tmp_path):
+    import socket
+    import sys
+
+    from functional.serving import ROOT, free_port
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-c", "from gateway.cli import main; main()", "serve"],
+                              env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "HOME": str(tmp_path),
+                                   "EPR_DATA_DIR": str(tmp_path / "data"), "EPR_PORT": str(free_port()),
+                                   "EPR_METRICS_ADDRESS": f"127.0.0.1:{port}", "EPR_DEMO_DATA": "false"},
+                              capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1].startswith(f"epr-gateway serve: EPR_METRICS_ADDRESS=127.0.0.1:{port}: "
+                                                   "cannot listen (Address already in use)")
+    assert "Traceback" not in done.stderr

@@ -99,3 +99,21 @@ def test_a_method_a_client_invents_is_one_label():
     assert value("epr_http_requests_total", route="/fhir/metadata", method="other", status="405") >= 2
     samples = {s.labels.get("method") for family in metrics.LOCAL.collect() for s in family.samples}
     assert "BREW" not in samples and "X" * 300 not in samples
+
+
+@pytest.mark.parametrize(("env", "address", "listen"), [
+    ("development", None, "127.0.0.1:9464"), ("production", None, None), ("development", "off", None),
+    ("production", "10.0.0.5:9464", "10.0.0.5:9464"), ("development", " OFF ", None),
+])
+def test_where_the_metrics_listen(env, address, listen, tmp_path):
+    from gateway.settings import Settings
+
+    assert Settings(env=env, data_dir=tmp_path, metrics_address=address).metrics_listen == listen
+
+
+@pytest.mark.parametrize("address", ["9464", "localhost:", ":9464x", "host:70000"])
+def test_a_metrics_address_that_is_not_host_port_is_refused(address):
+    from gateway.metrics_listener import MetricsAddressInvalid, parse_address
+
+    with pytest.raises(MetricsAddressInvalid, match="host:port expected"):
+        parse_address(address)

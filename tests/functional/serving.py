@@ -114,6 +114,13 @@ class ServingGateway:
         return samples(self.scrape_text())
 
 
+def restored_env(data_dir: Path) -> dict[str, str]:
+    """The settings `epr-gateway restore` wrote for the new data directory (`restored.env`)."""
+    import shlex
+
+    return dict(shlex.split(line)[1].split("=", 1) for line in (data_dir / "restored.env").read_text().splitlines())
+
+
 def samples(text: str) -> dict[tuple[str, tuple], float]:
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}

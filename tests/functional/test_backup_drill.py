@@ -16,15 +16,11 @@ from typer.testing import CliRunner
 
 from adapters.cara.crypto import Keyring
 from conftest import SPID, running_gateway, sqlite_url
-from functional.serving import MixedLoad, ServingGateway
+from functional.serving import MixedLoad, ServingGateway, restored_env
 from gateway.backup import sha256
 from gateway.cli import app
 from gateway.samples import pdf_document, provide_bundle
 
-
-def restored_env(data_dir) -> dict[str, str]:
-    lines = (data_dir / "restored.env").read_text().splitlines()
-    return dict(line.removeprefix("export ").replace("'", "").split("=", 1) for line in lines)
 
 
 def test_backup_while_serving_restore_check_and_serve_again(tmp_path, capsys):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from functional.serving import MixedLoad, ServingGateway, free_port
+from functional.serving import MixedLoad, ServingGateway, free_port, restored_env
 
 pytestmark = pytest.mark.postgres
 STANZA = "drill"
@@ -86,10 +86,6 @@ def drill():
     made.stop(made.base / "restored")
     shutil.rmtree(made.base, ignore_errors=True)
 
-
-def restored_env(data_dir: Path) -> dict[str, str]:
-    lines = (data_dir / "restored.env").read_text().splitlines()
-    return dict(line.removeprefix("export ").replace("'", "").split("=", 1) for line in lines)
 
 
 def test_full_backup_and_wal_during_load_point_in_time_restore_and_check(drill, tmp_path, capsys):

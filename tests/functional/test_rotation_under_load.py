@@ -11,12 +11,8 @@ import json
 
 from adapters.cara.crypto import Keyring
 from gateway.backup import sha256
-from functional.serving import MixedLoad, ServingGateway, sample
+from functional.serving import MixedLoad, ServingGateway, restored_env, sample
 
-
-def restored_env(data_dir) -> dict[str, str]:
-    lines = (data_dir / "restored.env").read_text().splitlines()
-    return dict(line.removeprefix("export ").replace("'", "").split("=", 1) for line in lines)
 
 
 def test_rotation_under_a_mixed_load(tmp_path, capsys):

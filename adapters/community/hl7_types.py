@@ -7,7 +7,7 @@ holding `^` or `&` cannot shift the components a registry reads.
 
 from __future__ import annotations
 
-from adapters.cara.dates import value_range
+from adapters.cara.dates import InvalidDate, parse_fhir
 from adapters.community.xds_table import GLN_OID
 
 _ESCAPES = str.maketrans({"\\": "\\E\\", "|": "\\F\\", "^": "\\S\\", "&": "\\T\\", "~": "\\R\\",
@@ -55,7 +55,10 @@ def xtn(system: str, value: str) -> str | None:
 def dtm(value: str) -> str:
     """A FHIR date/dateTime → HL7 DTM in UTC at its precision (`2023-12-19T11:21:16+01:00` →
     `20231219102116`; a date stays a date: `2023-12-19` → `20231219`). ValueError if not FHIR."""
-    start, _ = value_range(value)
+    try:
+        start = parse_fhir(value, kind="dateTime").start
+    except InvalidDate as refused:
+        raise ValueError(str(refused)) from None
     if "T" not in value:
         return value.replace("-", "")
     return start.strftime("%Y%m%d%H%M%S")
@@ -63,5 +66,8 @@ def dtm(value: str) -> str:
 
 def birth_date(value: str) -> str:
     """PID-7 as the registry reads it: the date's digits (YYYY[MM[DD]])."""
-    value_range(value)  # a FHIR date, else ValueError
+    try:
+        parse_fhir(value, kind="date")
+    except InvalidDate as refused:
+        raise ValueError(str(refused)) from None
     return value[:10].replace("-", "")

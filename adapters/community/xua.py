@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 from lxml import etree
 
+from adapters.cara.dates import InvalidDate, parse_fhir
 from adapters.community import mtom, soap
 from adapters.community.tcu_assertion import SAML, XS, XSI
 from adapters.community.transport import HttpAnswer
@@ -181,9 +182,9 @@ def _describe(element: etree._Element, xml_bytes: bytes, namespaces: dict[str | 
     expiry = element.find(f"{{{SAML}}}Conditions")
     if name_id is None or expiry is None or not expiry.get("NotOnOrAfter"):
         raise StsFailure("the STS's assertion has no Subject/NameID or no Conditions/@NotOnOrAfter")
-    try:
-        not_after = datetime.fromisoformat(expiry.get("NotOnOrAfter").replace("Z", "+00:00")).astimezone(UTC)
-    except ValueError:
+    try:  # xsd:dateTime with its zone, as a FHIR instant is: read by the gateway's one date parser
+        not_after = parse_fhir(expiry.get("NotOnOrAfter"), kind="instant").start.replace(tzinfo=UTC)
+    except InvalidDate:
         raise StsFailure(f"the STS's assertion has an unreadable NotOnOrAfter {expiry.get('NotOnOrAfter')!r}") from None
     subject_name = attribute(SUBJECT_ID)
     delegate = element.findtext(f"{{{SAML}}}Subject/{{{SAML}}}SubjectConfirmation/{{{SAML}}}NameID")

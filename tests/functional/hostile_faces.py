@@ -28,7 +28,7 @@ DOCUMENT_TABLES = ("submission_set", "document_entry", "document_body", "documen
 
 def document_rows(gateway) -> dict[str, int]:
     """The rows of the record's documents and patients (the ledger and the bridge's answers aside)."""
-    counts = row_counts(gateway.services)
+    counts = row_counts(gateway.runtime)
     return {table: counts[table] for table in DOCUMENT_TABLES}
 
 
@@ -120,9 +120,10 @@ def xdm_package(directory: Path, *, unique_id: str | None = None, entry_uuid: st
     return f"{directory.name}/IHE_XDM/SUBSET01/DOC00001.PDF"
 
 
-def migrate(services, sources: list[Path]) -> dict[str, dict]:
+def migrate(runtime, sources: list[Path]) -> dict[str, dict]:
     """A real migration run over `sources`; source name → its entry in the reconciliation report."""
-    journal = Journal(engine=services.engine, keyring=services.keyring)
+    services = runtime.services
+    journal = Journal(engine=runtime.engine, keyring=runtime.keyring)
     job = MigrationJob(exchange=services.exchange, imports=ImportExchange(exchange=services.exchange),
                        journal=journal, tables=CodeTables.load([]), principal=migration_principal(HCP_GLN),
                        batch=16, workers=2, dry_run=False)

@@ -58,7 +58,7 @@ def gateway(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("dates")
     with running_gateway(tmp_path, sqlite_url(tmp_path), mllp_senders=senders_file(tmp_path)) as running:
         running.register_patient()
-        with running_listener(running.services) as address:
+        with running_listener(running.runtime) as address:
             yield running, address
 
 
@@ -73,11 +73,11 @@ def test_iti65_refuses_the_date_naming_the_field_and_stores_nothing(gateway, fie
     setter, expression = BODY_FIELDS[field]
     bundle = one_document_bundle()
     setter(bundle, HOSTILE[hostile][0])
-    before = row_counts(running.services)
+    before = row_counts(running.runtime)
     response = running.provide(bundle)
     assert response.status_code in (400, 422) and response.json()["resourceType"] == "OperationOutcome", response.text
     assert any(e.startswith(expression) for e in _expressions(response)), response.text
-    assert row_counts(running.services) == before
+    assert row_counts(running.runtime) == before
 
 
 SEARCHES = {"ITI-67 date": ("/fhir/DocumentReference", {"patient.identifier": SEARCH + SPID}, "date", "hcp"),
@@ -103,7 +103,7 @@ def test_searches_refuse_the_date_value_naming_the_parameter(gateway, search, ho
 def test_ppq3_and_iti104_refuse_a_date_that_does_not_exist(gateway, hostile):
     running, _ = gateway
     day = HOSTILE_DAYS[hostile][0]
-    before = row_counts(running.services)
+    before = row_counts(running.runtime)
     consent = grant_consent(spid=SPID, gln="7601000000019", level="normal", end=day)
     response = running.client.post("/fhir/Consent", content=orjson.dumps(consent),
                                    headers=running.tokens.headers(running.tokens.patient()))
@@ -113,7 +113,7 @@ def test_ppq3_and_iti104_refuse_a_date_that_does_not_exist(gateway, hostile):
     response = running.client.put(f"/fhir/Patient?identifier={LOCAL_SYSTEM}|L-31", content=orjson.dumps(feed),
                                   headers=running.as_hcp())
     assert response.status_code == 400 and any("birthDate" in e for e in _expressions(response)), response.text
-    assert row_counts(running.services) == before
+    assert row_counts(running.runtime) == before
 
 
 # -- HL7 v2 over MLLP ------------------------------------------------------------------------------
@@ -196,7 +196,7 @@ def migrated(tmp_path_factory):
             sources[field, hostile] = (xdm_package(tmp_path / "export" / f"media-{n:03d}", unique_id=unique_id,
                                                    **{keyword: value}), f"urn:oid:{unique_id}")
             media.append(tmp_path / "export" / f"media-{n:03d}")
-        report = migrate(running.services, media)
+        report = migrate(running.runtime, media)
         yield running, report, sources
 
 

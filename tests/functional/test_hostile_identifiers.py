@@ -154,11 +154,11 @@ def test_iti65_refuses_the_hostile_value_naming_the_field(http_gateway, field, h
     setter, good, expression = HTTP_FIELDS[field]
     bundle = one_document_bundle()
     setter(bundle, _spoiled(hostile, good()))
-    before = row_counts(http_gateway.services)
+    before = row_counts(http_gateway.runtime)
     response = http_gateway.provide(bundle)
     assert (response.status_code, response.json()["resourceType"]) == (422, "OperationOutcome"), response.text
     assert expression in [e for issue in response.json()["issue"] for e in issue.get("expression", [])], response.text
-    assert row_counts(http_gateway.services) == before
+    assert row_counts(http_gateway.runtime) == before
 
 
 @pytest.mark.parametrize("hostile", sorted(HOSTILE))
@@ -166,11 +166,11 @@ def test_iti104_refuses_a_hostile_local_patient_id_and_creates_no_patient(http_g
     local_id = HOSTILE[hostile]("L-0042")
     body = patient_feed(spid="761337610499999991", local_system=LOCAL_SYSTEM, local_id=local_id, family="Muster",
                         given="Anna", birth_date="1980-05-17", gender="female")
-    before = row_counts(http_gateway.services)
+    before = row_counts(http_gateway.runtime)
     response = http_gateway.client.put("/fhir/Patient", params={"identifier": f"{LOCAL_SYSTEM}|{local_id}"},
                                        content=orjson.dumps(body), headers=http_gateway.as_hcp())
     assert (response.status_code, response.json()["resourceType"]) == (400, "OperationOutcome"), response.text
-    assert row_counts(http_gateway.services) == before
+    assert row_counts(http_gateway.runtime) == before
 
 
 # -- over MLLP -------------------------------------------------------------------------------------
@@ -199,7 +199,7 @@ def bridge(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("mllp")
     with running_gateway(tmp_path, sqlite_url(tmp_path), mllp_senders=senders_file(tmp_path)) as gateway:
         gateway.register_patient()
-        with running_listener(gateway.services) as address:
+        with running_listener(gateway.runtime) as address:
             yield gateway, address
 
 
@@ -249,7 +249,7 @@ def migrated(tmp_path_factory):
             sources[field, hostile] = xdm_package(directory, **{keyword: value})
             media.append(directory)
         before = document_rows(gateway)
-        report = migrate(gateway.services, media)
+        report = migrate(gateway.runtime, media)
         yield report, sources, before, document_rows(gateway)
 
 

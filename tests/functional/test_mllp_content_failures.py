@@ -36,7 +36,7 @@ IMPOSSIBLE_DATES = {
     "month 13": ({"activity": "20261320093000+0100"}, "TXA^1^4", "102"),
     "30 February": ({"activity": "20260230093000+0100"}, "TXA^1^4", "102"),
     "hour 24": ({"activity": "20261120240000+0100"}, "TXA^1^4", "102"),
-    "a leap second": ({"activity": "20261231235960+0000"}, "TXA^1^4", "102"),
+    "second 61": ({"activity": "20261231235961+0000"}, "TXA^1^4", "102"),  # a leap second (:60) is stored as :59
     "year 0000": ({"activity": "00000101000000+0000"}, "TXA^1^4", "102"),
     "MSH-10 of 300 characters": ({"control_id": "C" * 300}, "MSH^1^10", "102"),
 }

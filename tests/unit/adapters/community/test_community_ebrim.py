@@ -123,7 +123,7 @@ def test_the_xdm_reader_reads_back_what_the_model_had():
     assert (practitioner["identifier"], author.family, author.given) == (
         [{"system": "urn:oid:2.51.1.3", "value": "7601000234438"}], ("Muster",), ("Hans",))
     assert instant(mapped.submission_set.submission_time) == SUBMITTED.replace(tzinfo=None)
-    assert mapped.submission_set.source_id == REPOSITORY.source_id
+    assert mapped.submission_set.source_id == f"urn:oid:{REPOSITORY.source_id}"  # the reader writes OIDs as URNs
     assert mapped.relation_targets == ()
     # The displays travel as the classifications' names.
     (obj,) = metadata.documents
@@ -188,14 +188,16 @@ def test_a_replacement_is_an_rplc_to_the_communitys_entry_uuid():
     assert mapped.relation_targets == (("replaces", target),)
     rplc = [a for a in metadata.associations if a.type == xdm_ebrim.RPLC]
     assert [(a.source, a.target) for a in rplc] == [(ENTRY_UUID, target)]
-    assert mapped.unique_id == "6f1e4a2b-3c5d-4e7f-8a9b-0c1d2e3f4a5b"  # a UUID uniqueId goes bare, as the kit's
+    # a UUID uniqueId goes bare, as the kit's (read back, the XDM reader writes it as a URN again)
+    assert metadata.documents[0].external_ids[xdm_ebrim.DOCUMENT_UNIQUE_ID] == "6f1e4a2b-3c5d-4e7f-8a9b-0c1d2e3f4a5b"
+    assert mapped.unique_id == "urn:uuid:6f1e4a2b-3c5d-4e7f-8a9b-0c1d2e3f4a5b"
 
 
 def test_two_documents_in_one_submission():
     second = outgoing(document(unique_id="urn:oid:2.25.7", content=b"second"),
                       entry_uuid="urn:uuid:11111111-2222-4333-8444-555555555555")
     metadata, mapped = read_back(submission(outgoing(), second))
-    assert [m.unique_id for m in mapped] == ["2.25.199933111024518419341209463045829114371", "2.25.7"]
+    assert [m.unique_id for m in mapped] == ["urn:oid:2.25.199933111024518419341209463045829114371", "urn:oid:2.25.7"]
     assert sorted(a.target for a in metadata.associations) == sorted([ENTRY_UUID, second.entry_uuid])
 
 

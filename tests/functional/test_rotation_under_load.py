@@ -104,8 +104,8 @@ def test_rotation_under_a_mixed_load(tmp_path, capsys):
 @pytest.mark.postgres
 def test_rotation_under_a_mixed_load_on_postgresql_and_redis(tmp_path, capsys):
     keyring_path = tmp_path / "data" / "keyring.json"
-    with ServingGateway(tmp_path / "data", workers=2, EPR_KEY_HEARTBEAT_SECONDS="0.5",
-                        EPR_DATABASE_URL=fresh_postgres_url(), EPR_REDIS_URL=os.environ["EPR_TEST_REDIS_URL"]) as gateway:
+    production_shape = {"EPR_DATABASE_URL": fresh_postgres_url(), "EPR_REDIS_URL": os.environ["EPR_TEST_REDIS_URL"]}
+    with ServingGateway(tmp_path / "data", workers=2, EPR_KEY_HEARTBEAT_SECONDS="0.5", **production_shape) as gateway:
         rotation = rotate_under_load(gateway, keyring_path)
         assert_rotated_without_a_failure(gateway, keyring_path, rotation)
     with capsys.disabled():

@@ -82,6 +82,9 @@ class KeyHeartbeat:
         self._holders.report(self.holder, self._keyring.key_ids)
 
     def start(self) -> None:
+        """The first report before this process serves: a worker just started (with a keyring file that may
+        lag) is seen by `keys promote` before it takes a request, never a beat later."""
+        self._beat_once()
         self._thread = threading.Thread(target=self._run, name="key-heartbeat", daemon=True)
         self._thread.start()
 
@@ -94,11 +97,12 @@ class KeyHeartbeat:
         except Exception:  # noqa: BLE001 - the store may be down at stop: the row goes stale instead
             log.warning("the key holder row of %s could not be removed", self.holder)
 
+    def _beat_once(self) -> None:
+        try:
+            self.beat()
+        except Exception:  # noqa: BLE001 - the store or the keyring file may be away: next round
+            log.warning("key heartbeat failed; retrying", exc_info=True)
+
     def _run(self) -> None:
-        while True:
-            try:
-                self.beat()
-            except Exception:  # noqa: BLE001 - the store or the keyring file may be away: next round
-                log.warning("key heartbeat failed; retrying", exc_info=True)
-            if self._stopping.wait(self._interval):
-                return
+        while not self._stopping.wait(self._interval):
+            self._beat_once()

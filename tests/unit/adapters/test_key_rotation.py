@@ -152,3 +152,17 @@ def test_a_process_reports_the_keys_it_holds_and_follows_the_file(store):
 
     assert holder.key_ids == (keyring.key_ids[0], added) and holder.holder == heartbeat.holder
     assert holders.live(stale_after=60) == []  # a clean stop removes the row
+
+
+def test_a_process_has_reported_its_keys_before_it_serves(store):
+    engine, path = store
+    keyring = Keyring.load(path)
+    holders = KeyHolders(engine=engine)
+    heartbeat = KeyHeartbeat(keyring=keyring, holders=holders, interval_seconds=60)  # no second beat here
+    heartbeat.start()  # what the app's lifespan does before its first request
+    try:
+        reported = holders.live(stale_after=60)
+    finally:
+        heartbeat.stop()
+
+    assert [(h.holder, h.key_ids) for h in reported] == [(heartbeat.holder, tuple(keyring.key_ids))]

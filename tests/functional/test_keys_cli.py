@@ -16,6 +16,10 @@ from functional.helpers import document_ids
 from gateway.cli import app
 from gateway.samples import pdf_document, provide_bundle
 
+# A process is live for three beats: 1 s beats leave a loaded machine (the whole suite on shared cores)
+# 3 s before a late beat makes a worker look gone, and still let each step's --wait end within seconds.
+BEAT = 1.0
+
 
 def keys(*args: str):
     return CliRunner().invoke(app, ["keys", *args])
@@ -23,15 +27,15 @@ def keys(*args: str):
 
 @pytest.fixture
 def gateway_and_other_node(tmp_path, database_url, monkeypatch):
-    with running_gateway(tmp_path, database_url, key_heartbeat_seconds=0.2) as gateway:
+    with running_gateway(tmp_path, database_url, key_heartbeat_seconds=BEAT) as gateway:
         settings = gateway.runtime.settings
         for name, value in (("EPR_DATA_DIR", settings.data_dir), ("EPR_DATABASE_URL", settings.database_url),
-                            ("EPR_KEY_HEARTBEAT_SECONDS", "0.2"), ("EPR_DEMO_DATA", "false")):
+                            ("EPR_KEY_HEARTBEAT_SECONDS", str(BEAT)), ("EPR_DEMO_DATA", "false")):
             monkeypatch.setenv(name, str(value))
         other_file = tmp_path / "other-node-keyring.json"  # the second node's copy, from its secret store
         shutil.copy(settings.keyring_path, other_file)
         other = KeyHeartbeat(keyring=Keyring.load(other_file), holders=KeyHolders(engine=gateway.runtime.engine),
-                             interval_seconds=0.2)
+                             interval_seconds=BEAT)
         other.holder = "other-node:4242"
         other.start()
         try:
@@ -75,10 +79,10 @@ def test_each_step_waits_for_every_node_and_no_read_fails(gateway_and_other_node
 
 
 def test_rotate_is_add_promote_rewrap_and_keeps_the_old_key_until_retired(tmp_path, database_url, monkeypatch):
-    with running_gateway(tmp_path, database_url, key_heartbeat_seconds=0.2) as gateway:
+    with running_gateway(tmp_path, database_url, key_heartbeat_seconds=BEAT) as gateway:
         settings = gateway.runtime.settings
         for name, value in (("EPR_DATA_DIR", settings.data_dir), ("EPR_DATABASE_URL", settings.database_url),
-                            ("EPR_KEY_HEARTBEAT_SECONDS", "0.2")):
+                            ("EPR_KEY_HEARTBEAT_SECONDS", str(BEAT))):
             monkeypatch.setenv(name, str(value))
         gateway.register_patient()
         old = Keyring.load(settings.keyring_path).active_key_id

@@ -77,7 +77,7 @@ def assert_rotated_without_a_failure(gateway: ServingGateway, keyring_path: Path
 
 def test_rotation_under_a_mixed_load(tmp_path, capsys):
     keyring_path = tmp_path / "data" / "keyring.json"
-    with ServingGateway(tmp_path / "data", workers=2, EPR_KEY_HEARTBEAT_SECONDS="0.5") as gateway:
+    with ServingGateway(tmp_path / "data", workers=2, EPR_KEY_HEARTBEAT_SECONDS="1") as gateway:
         rotation = rotate_under_load(gateway, keyring_path, before_rotation=lambda: gateway.cli(
             "backup", "--to", str(tmp_path / "before"), "--keys-to", str(tmp_path / "before-keys")))
         assert_rotated_without_a_failure(gateway, keyring_path, rotation)
@@ -105,7 +105,7 @@ def test_rotation_under_a_mixed_load(tmp_path, capsys):
 def test_rotation_under_a_mixed_load_on_postgresql_and_redis(tmp_path, capsys):
     keyring_path = tmp_path / "data" / "keyring.json"
     production_shape = {"EPR_DATABASE_URL": fresh_postgres_url(), "EPR_REDIS_URL": os.environ["EPR_TEST_REDIS_URL"]}
-    with ServingGateway(tmp_path / "data", workers=2, EPR_KEY_HEARTBEAT_SECONDS="0.5", **production_shape) as gateway:
+    with ServingGateway(tmp_path / "data", workers=2, EPR_KEY_HEARTBEAT_SECONDS="1", **production_shape) as gateway:
         rotation = rotate_under_load(gateway, keyring_path)
         assert_rotated_without_a_failure(gateway, keyring_path, rotation)
     with capsys.disabled():

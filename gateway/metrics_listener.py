@@ -31,11 +31,12 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from adapters.cara.identifier_syntax import ascii_int
 from gateway import metrics
 from gateway.settings import Settings
 
 log = logging.getLogger("epr.gateway.metrics")
-_LIVE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
+_LIVE_FILE = re.compile(r"gauge_live\w+?_([0-9]+)\.db")  # fullmatch
 
 Source = Callable[[], Iterable[Metric]]
 
@@ -45,10 +46,11 @@ class MetricsAddressInvalid(ValueError):
 
 
 def parse_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    host, _, port_text = address.rpartition(":")
+    port = ascii_int(port_text)  # ASCII digits only: `int` would take "٩٤٦٤" or " 9464"
+    if not host or port is None or not 0 < port < 65536:
         raise MetricsAddressInvalid(f"EPR_METRICS_ADDRESS={address!r}: host:port expected (or 'off')")
-    return host.strip("[]"), int(port)
+    return host.strip("[]"), port
 
 
 def metrics_directory(data_dir: Path, pid: int | None = None) -> Path:
@@ -76,7 +78,8 @@ def prepare_directory(data_dir: Path) -> Path:
     parent = data_dir.resolve() / "metrics"
     parent.mkdir(parents=True, exist_ok=True)
     for other in parent.iterdir():
-        if other.is_dir() and other.name.isdigit() and int(other.name) != os.getpid() and not _alive(int(other.name)):
+        pid = ascii_int(other.name)
+        if other.is_dir() and pid is not None and pid != os.getpid() and not _alive(pid):
             shutil.rmtree(other, ignore_errors=True)
     mine = metrics_directory(data_dir.resolve())
     shutil.rmtree(mine, ignore_errors=True)
@@ -92,7 +95,7 @@ class WorkersCollector:
 
     def collect(self) -> Iterable[Metric]:
         for path in glob.glob(str(self.directory / "gauge_live*.db")):
-            found = _LIVE_FILE.search(os.path.basename(path))
+            found = _LIVE_FILE.fullmatch(os.path.basename(path))
             if found and not _alive(int(found.group(1))):
                 mark_process_dead(int(found.group(1)), str(self.directory))
         return MultiProcessCollector.merge(glob.glob(str(self.directory / "*.db")), accumulate=True)

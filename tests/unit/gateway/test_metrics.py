@@ -111,7 +111,8 @@ def test_where_the_metrics_listen(env, address, listen, tmp_path):
     assert Settings(env=env, data_dir=tmp_path, metrics_address=address).metrics_listen == listen
 
 
-@pytest.mark.parametrize("address", ["9464", "localhost:", ":9464x", "host:70000"])
+@pytest.mark.parametrize("address", ["9464", "localhost:", ":9464x", "host:70000", "host:\u0669\u0664\u0666\u0664",
+                                     "host: 9464", "host:9464\n"])
 def test_a_metrics_address_that_is_not_host_port_is_refused(address):
     from gateway.metrics_listener import MetricsAddressInvalid, parse_address
 

@@ -1,32 +1,32 @@
 """The tamper-evident audit ledger on SQLAlchemy Core (SQLite or PostgreSQL).
 
-Why a hash chain with signed checkpoints: audit records are the proof of who did what to a
-patient's record, kept for years. Each record stores the SHA-256 of its predecessor's hash, its own
-position, its patient key and its canonical AuditEvent JSON; changing, removing, inserting or
-reordering a record breaks the chain at that record. Whoever can write the database could rebuild
-the whole chain, so every `checkpoint_every` records (and on demand) the head is signed with an
-Ed25519 key the database does not hold: a rebuilt chain no longer matches the signed heads, and a
-cut-off tail leaves a signed checkpoint pointing past the end.
+Why a hash chain with signed checkpoints: audit records are the proof of who did what to a patient's record,
+kept for years. Each record stores the SHA-256 of its predecessor's hash, its own position, its patient key and
+its canonical AuditEvent JSON; changing, removing, inserting or reordering a record breaks the chain at that
+record. Whoever can write the database could rebuild the whole chain, so every `checkpoint_every` records (and
+on demand) the head is signed with an Ed25519 key the database does not hold: a rebuilt chain no longer matches
+the signed heads, and a cut-off tail leaves a signed checkpoint pointing past the end.
 
-Why the head is signed at every commit batch (`audit_head`, one row): with checkpoints only, the
-records after the last one could be rewritten or deleted unnoticed by whoever can write the database.
-Each batch re-signs the head inside its own transaction (one Ed25519 signature and one UPDATE per
-batch, not per record: measured in bench/bench_ledger_head.py), so no committed record is ever
-unsigned. What a database writer can still do is cut the ledger back to a head it saw earlier, with
-the later checkpoints deleted: the signed heads are therefore also anchored outside the database (the
-SIEM stream and the witness file, `audit.witness`), and `verify_ledger` compares against a witness.
+Why the head is signed at every commit batch (`audit_head`, one row): with checkpoints only, the records after
+the last one could be rewritten or deleted unnoticed by whoever can write the database. Each batch re-signs the
+head inside its own transaction (one Ed25519 signature and one UPDATE per batch, not per record: measured in
+bench/bench_ledger_head.py), so no committed record is ever unsigned. What a database writer can still do is cut
+the ledger back to a head it saw earlier, with the later checkpoints deleted: the signed heads are therefore
+also anchored outside the database (the SIEM stream and the witness file, `audit.witness`), and `verify_ledger`
+compares against a witness.
 
-Why `append` takes the caller's connection: the record commits or rolls back with the change it
-proves (fail closed: a change that cannot be audited does not happen). Appenders are serialised so
-the sequence has no gaps and no forks: PostgreSQL by a transaction-scoped advisory lock taken before
-the head is read; SQLite by taking the database write lock first (a no-op UPDATE) so the head read
-is already inside the single writer's transaction. `seq` is the primary key: should the serialisation
-ever fail, the second insert of a position raises instead of forking the chain.
+Why `append` takes the caller's connection: the record commits or rolls back with the change it proves (fail
+closed: a change that cannot be audited does not happen). Appenders are serialised so the sequence has no gaps
+and no forks: PostgreSQL by a transaction-scoped advisory lock taken before the head is read; SQLite by taking
+the database write lock first (a no-op UPDATE) so the head read is already inside the single writer's
+transaction. `seq` is the primary key: should the serialisation ever fail, the second insert of a position
+raises instead of forking the chain.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from collections.abc import Callable
@@ -95,13 +95,14 @@ class PreparedRecord(NamedTuple):
     event_type: str
     subtype: str | None
     outcome: str
+    exchange: str | None = None  # not stored: the transaction on an exchange's first record (metrics)
 
 
-def prepare(record: AuditRecord, patient_key: str | None) -> PreparedRecord:
+def prepare(record: AuditRecord, patient_key: str | None, *, first_of_exchange: bool = True) -> PreparedRecord:
     event = to_audit_event(record)
     columns = ledger_columns(event)
     return PreparedRecord(patient_key, canonical_json(event), columns["recorded_at"], columns["event_type"],
-                          columns["subtype"], columns["outcome"])
+                          columns["subtype"], columns["outcome"], record.transaction if first_of_exchange else None)
 
 
 class DatabaseAuditLedger:
@@ -115,11 +116,11 @@ class DatabaseAuditLedger:
         self._signer = Signer(signing_key)
         self._key_id = key_id
         self._checkpoint_every = checkpoint_every
-        self._head_listeners: list[Callable[[], None]] = []
+        self._head_listeners: list[Callable[[Connection, list[PreparedRecord], float], None]] = []
 
-    def on_head_signed(self, listener: Callable[[], None]) -> None:
-        """Call `listener` (cheap, non-blocking: e.g. `threading.Event.set`) after each batch has signed
-        the head, before its commit: the witness writer wakes and reads the committed head."""
+    def on_head_signed(self, listener: Callable[[Connection, list[PreparedRecord], float], None]) -> None:
+        """`listener(connection, records, perf_counter before the lock)`, cheap and non-blocking, after each
+        batch signed the head, before its commit: the witness writer wakes; the metrics count at the commit."""
         self._head_listeners.append(listener)
 
     @property
@@ -137,7 +138,7 @@ class DatabaseAuditLedger:
         insert): what a group commit of concurrent reads uses."""
         if not prepared:
             return []
-        dialect = connection.dialect.name
+        started, dialect = time.perf_counter(), connection.dialect.name
         lock_ledger(connection)
         head = connection.exec_driver_sql(_HEAD_SQL).first()
         seq, prev_hash = (head[0], head[1]) if head else (0, GENESIS_HASH)
@@ -156,7 +157,7 @@ class DatabaseAuditLedger:
             self._write_checkpoint(connection, checkpoint_seq, checkpoint_hash)
         self._sign_head(connection, seq, prev_hash)
         for listener in self._head_listeners:
-            listener()
+            listener(connection, prepared, started)
         return [row[0] for row in rows]
 
     def _sign_head(self, connection: Connection, seq: int, record_hash: str) -> None:

@@ -77,6 +77,12 @@ def append_head(path: Path, head: SignedHead) -> bool:
 
 
 def _last_seq(path: Path) -> int | None:
+    head = last_witnessed(path)
+    return None if head is None else head.seq
+
+
+def last_witnessed(path: Path) -> SignedHead | None:
+    """The file's last readable line, unverified (how far the witness is: the metrics' witness lag)."""
     with open(path, "rb") as handle:
         handle.seek(0, os.SEEK_END)
         size = handle.tell()
@@ -84,7 +90,7 @@ def _last_seq(path: Path) -> int | None:
         lines = handle.read().splitlines()
     for raw in reversed(lines):
         try:
-            return parse_head_line(raw.decode()).seq
+            return parse_head_line(raw.decode())
         except (ValueError, KeyError, TypeError):
             continue
     return None
@@ -127,7 +133,7 @@ class WitnessWriter:
         self._thread: threading.Thread | None = None
         self._written_seq = -1
 
-    def wake(self) -> None:
+    def wake(self, *_batch) -> None:
         """Give to `DatabaseAuditLedger.on_head_signed`: a batch signed a new head."""
         self._woken.set()
 

@@ -1,4 +1,5 @@
-"""`epr-gateway`: serve, keys, certs, token. Operators' commands; every one reads the EPR_* settings."""
+"""`epr-gateway`: serve, bridge, audit, certs, token (keys, backups and the migration in modules of their own).
+Operators' commands; every one reads the EPR_* settings."""
 
 from __future__ import annotations
 
@@ -19,8 +20,6 @@ from gateway.log_format import configure_logging
 from gateway.settings import Settings, settings_problem
 
 app = typer.Typer(help="Gateway from the Valais health network into the intercantonal EPR.", no_args_is_help=True)
-keys_app = typer.Typer(help="Key-encryption keys of the document store.", no_args_is_help=True)
-app.add_typer(keys_app, name="keys")
 audit_app = typer.Typer(help="The tamper-evident audit ledger.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 
@@ -46,6 +45,8 @@ def serve(workers: int = typer.Option(None, help="worker processes (default EPR_
         typer.echo(f"epr-gateway serve: cannot listen on {settings.host}:{settings.port}: "
                    f"{error.strerror or error}{_listen_hint(error)}", err=True)
         raise typer.Exit(2) from None
+    # The metrics listener before anything is recorded (the workers inherit where to record).
+    metrics_listener = _start_metrics(settings)
     if not settings.is_production:
         runtime = build_runtime(settings)
         _welcome(prepared, runtime.services)
@@ -61,6 +62,21 @@ def serve(workers: int = typer.Option(None, help="worker processes (default EPR_
         if not settings.is_production:
             from gateway.running_note import remove_note
             remove_note(os.getpid(), settings.data_dir)
+        if metrics_listener is not None:
+            metrics_listener.stop()
+
+
+def _start_metrics(settings: Settings):
+    from gateway.metrics_listener import MetricsAddressInvalid, start_metrics, store_sources
+
+    try:
+        listener = start_metrics(settings, store_sources(settings))
+    except MetricsAddressInvalid as invalid:
+        typer.echo(f"epr-gateway serve: {invalid}", err=True)
+        raise typer.Exit(2) from None
+    if listener is not None:
+        typer.echo(f"metrics (Prometheus) on http://{listener.host}:{listener.port}/metrics")
+    return listener
 
 
 def _listen_hint(error: OSError) -> str:
@@ -98,11 +114,13 @@ def bridge(ctx: typer.Context, port: int = typer.Option(None, help="MLLP port (d
     import asyncio
 
     from gateway.first_start import prepare
-    from gateway.wiring import build_runtime, mllp_listener
+    from gateway.wiring import build_runtime, key_heartbeat, mllp_listener
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = prepare(Settings()).settings
     runtime = build_runtime(settings)
+    keys = key_heartbeat(runtime)  # the keys this process holds, for `keys promote|rewrap|retire`
+    keys.start()
 
     async def run() -> None:
         listener = mllp_listener(runtime, port=port)
@@ -119,6 +137,8 @@ def bridge(ctx: typer.Context, port: int = typer.Option(None, help="MLLP port (d
         asyncio.run(run())
     except KeyboardInterrupt:
         pass
+    finally:
+        keys.stop()
 
 
 @bridge_app.command("held")
@@ -184,21 +204,6 @@ Try:
   curl --cacert {Path(ca).resolve()} -H "Authorization: Bearer {hcp}" \\
     "{base}/DocumentReference?patient.identifier=urn:oid:2.16.756.5.30.1.127.3.10.3|{DEMO_SPID}"
 """)
-
-
-@keys_app.command("rotate")
-def rotate_keys() -> None:
-    """Add a new key-encryption key (it becomes active) and re-wrap every data key under it."""
-    from adapters.cara.crypto import Keyring
-    from adapters.cara.store.database import make_engine, migrate
-    from adapters.cara.store.key_rotation import rewrap_data_keys
-
-    settings = Settings()
-    new_id = Keyring.add_key_to_file(settings.keyring_path)
-    engine = make_engine(settings.resolved_database_url)
-    migrate(engine)
-    counts = rewrap_data_keys(engine=engine, keyring=Keyring.load(settings.keyring_path))
-    typer.echo(f"active key {new_id}; re-wrapped " + ", ".join(f"{n} {t}" for t, n in counts.items()))
 
 
 @audit_app.command("verify")
@@ -368,16 +373,19 @@ def _refuse_in_production(settings: Settings, command: str) -> None:
         raise typer.Exit(2)
 
 
-# The migration's commands (`migrate`, `infomed generate|feed`) and delivery's (`deliver`, `outbox …`) are in
-# their own modules of the root.
+# The migration's commands (`migrate`, `infomed generate|feed`), delivery's (`deliver`, `outbox …`), the keys
+# (`keys add|promote|rewrap|retire`), the backups (`backup`, `restore`, `check-restore`) and what is held on
+# every path (`held`) are in modules of their own in the root.
+from gateway.backup_cli import register as _register_backups  # noqa: E402
 from gateway.delivery_cli import register as _register_delivery  # noqa: E402
+from gateway.held_cli import register as _register_held  # noqa: E402
+from gateway.keys_cli import register as _register_keys  # noqa: E402
 from gateway.migration_cli import register as _register_migration  # noqa: E402
 
 _register_migration(app)
 _register_delivery(app)
-# What is held on every path (`held`), listed and released in one place.
-from gateway.held_cli import register as _register_held  # noqa: E402
-
+_register_keys(app)
+_register_backups(app)
 _register_held(app)
 
 

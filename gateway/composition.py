@@ -14,19 +14,19 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from adapters.cara.store.database import is_reachable
 from gateway import portal
 from gateway.demo import DEMO_SPID
 from gateway.http.app import create_app as create_fhir_app
 from gateway.exchanges.refusal_windows import RefusalFlusher
 from gateway.http.face import HttpFace
-from gateway.wiring import Runtime, audit_witness, deliverer, mllp_listener, siem_shipper
+from gateway.readiness import readiness
+from gateway.wiring import Runtime, audit_witness, deliverer, key_heartbeat, mllp_listener, siem_shipper
 
 
 def create_app(runtime: Runtime) -> FastAPI:
     settings, services = runtime.settings, runtime.services
     face = HttpFace.from_settings(settings, verifier=runtime.verifier, inline_reads=runtime.store_in_process,
-                                  store_ready=functools.partial(is_reachable, runtime.engine),
+                                  readiness=readiness(engine=runtime.engine, redis_url=settings.redis_url),
                                   token_grant=runtime.token_grant)
 
     @asynccontextmanager
@@ -34,6 +34,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         shipper = siem_shipper(settings, runtime.engine)
         witness = audit_witness(settings, runtime.engine, runtime.ledger)
         witness.start()
+        keys = key_heartbeat(runtime)  # the keys this worker holds, for `keys promote|rewrap|retire`
+        keys.start()
         if shipper is not None:
             shipper.start()
         refusal_flusher = RefusalFlusher(face.refusals, services.auditor)
@@ -63,6 +65,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         # A clean stop signs the ledger's head, so no record is left outside a signed checkpoint.
         runtime.ledger.checkpoint()
         witness.stop()
+        keys.stop()
 
     # The patient's web page under /portal: same use-cases, its own door.
     patient_page = functools.partial(portal.install, services=services, settings=settings,

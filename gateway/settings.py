@@ -9,6 +9,9 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+DEFAULT_METRICS_ADDRESS = "127.0.0.1:9464"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EPR_", extra="ignore")
 
@@ -103,6 +106,11 @@ class Settings(BaseSettings):
     delivery_patient_retry_seconds: float = Field(60.0, gt=0)  # first retry of a patient the community lacks
     cors_origins: str = ""  # comma-separated browser origins allowed to call the FHIR API; default none
     api_docs: bool | None = None  # /openapi.json and /docs; default: on except in production
+    # Prometheus metrics on their own listener (gateway/metrics_listener.py): host:port, or "off".
+    # Default: 127.0.0.1:9464 in development, off in production unless set.
+    metrics_address: str | None = None
+    # How often each process reports the key-encryption keys it holds (key rotation under load, keys_cli).
+    key_heartbeat_seconds: float = Field(5.0, gt=0)
 
     @property
     def is_production(self) -> bool:
@@ -154,6 +162,13 @@ class Settings(BaseSettings):
     @property
     def audit_witness_path(self) -> Path:
         return self.audit_witness or self.data_dir / "audit" / "witness.jsonl"
+
+    @property
+    def metrics_listen(self) -> str | None:
+        """Where the metrics listener listens, or None (off)."""
+        if self.metrics_address is None:
+            return None if self.is_production else DEFAULT_METRICS_ADDRESS
+        return None if self.metrics_address.strip().lower() in ("", "off") else self.metrics_address.strip()
 
     @property
     def mtls_roles(self) -> frozenset[str]:

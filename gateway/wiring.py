@@ -50,7 +50,9 @@ from gateway.exchanges.search_pages import InProcessSearchPages, NoSearchPages, 
 from gateway.exchanges.services import Services
 from gateway.exchanges.transaction import TransactionExchange
 from gateway.first_start import dev_issuer_url
+from gateway.instrumentation import instrument
 from gateway.portal.directory import Directory, load_directory
+from gateway.redis_client import redis_client
 from gateway.settings import Settings
 
 
@@ -93,6 +95,7 @@ def build_runtime(settings: Settings) -> Runtime:
     key_id, signing_key = load_signing_key(settings.audit_signing_key_path)
     ledger = DatabaseAuditLedger(engine=engine, signing_key=signing_key, key_id=key_id,
                                  checkpoint_every=settings.audit_checkpoint_every)
+    instrument(engine, ledger)
     # SQLite is in-process: the event loop commits the reads' audit batches itself (see audit_commit).
     auditor = Auditor(engine=engine, ledger=ledger, keyring=keyring, source_site=settings.audit_source_oid,
                       community_oid=settings.community_oid, write_on_loop=store_in_process(engine))
@@ -199,13 +202,12 @@ def search_pages(settings: Settings, documents: DatabaseDocumentStore | None = N
     if ttl <= 0:
         return NoSearchPages()
     if settings.redis_url:
-        import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
         # No retries: a cache that cannot be asked at once is a miss (read the store), not a wait.
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5,
-                                      retry=Retry(NoBackoff(), 0))
+        client = redis_client(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5,
+                              retry=Retry(NoBackoff(), 0))
         return RedisSearchPages(client=client, ttl_seconds=ttl)
     if settings.workers != 1:
         return NoSearchPages()
@@ -215,9 +217,7 @@ def search_pages(settings: Settings, documents: DatabaseDocumentStore | None = N
 def policy_cache(settings: Settings) -> PolicyCache:
     """Redis when configured (several workers); in-process for one worker; otherwise none."""
     if settings.redis_url:
-        import redis
-
-        return RedisPolicyCache(client=redis.Redis.from_url(settings.redis_url, socket_timeout=2))
+        return RedisPolicyCache(client=redis_client(settings.redis_url, socket_timeout=2))
     return InProcessPolicyCache() if settings.workers == 1 else UncachedPolicies()
 
 
@@ -288,10 +288,16 @@ def mllp_listener(runtime: Runtime, *, port: int | None = None, reuse_port: bool
 def link_version(settings: Settings) -> LinkVersion:
     """Like the policy cache: the MPI's remembered links follow a Redis counter with several workers."""
     if settings.redis_url:
-        import redis
-
-        return RedisLinkVersion(client=redis.Redis.from_url(settings.redis_url, socket_timeout=2))
+        return RedisLinkVersion(client=redis_client(settings.redis_url, socket_timeout=2))
     return InProcessLinkVersion() if settings.workers == 1 else UncachedLinks()
+
+
+def key_heartbeat(runtime: Runtime):
+    """The thread reporting the key-encryption keys this process holds (started with the app and the bridge)."""
+    from adapters.cara.store.key_holders import KeyHeartbeat, KeyHolders
+
+    return KeyHeartbeat(keyring=runtime.keyring, holders=KeyHolders(engine=runtime.engine),
+                        interval_seconds=runtime.settings.key_heartbeat_seconds)
 
 
 def audit_witness(settings: Settings, engine: Engine, ledger: DatabaseAuditLedger) -> WitnessWriter:

@@ -18,11 +18,19 @@ install_missing() {
     command -v npm >/dev/null 2>&1 || missing+=(npm)
     # The technical user's SAML signature is verified by an independent XML-DSig implementation (libxmlsec1).
     command -v xmlsec1 >/dev/null 2>&1 || missing+=(xmlsec1)
+    # The metrics are checked by `promtool check metrics`: Debian ships promtool only with the Prometheus
+    # server (19 MB download); its service is not wanted here and is stopped when systemd started it.
+    command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+    # The PostgreSQL backup drill: full backup, WAL archive, verify, point-in-time restore.
+    command -v pgbackrest >/dev/null 2>&1 || missing+=(pgbackrest)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "installing ${missing[*]} (apt-get)"
         if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
         $SUDO apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+        if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+            $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+        fi
     fi
 }
 

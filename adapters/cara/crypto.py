@@ -80,9 +80,14 @@ class Keyring:
         self._ring = (keks, {k.key_id: AESGCM(k.key) for k in keks})
         self._index_key = index_key
 
+    def refresh(self) -> None:
+        """Re-read the file now if it changed (`keys add`, `promote`, `retire` run by another process): what
+        the key heartbeat does before it reports the keys this process holds."""
+        self._reload(force=True)
+
     def _reload(self, *, force: bool) -> None:
-        """Follow `keys rotate` run by another process: re-read the file when it changed (checked at
-        most every few seconds) or at once when a data key names a key this process does not know."""
+        """Follow `keys add|promote|retire` run by another process: re-read the file when it changed (checked
+        at most every few seconds) or at once when a data key names a key this process does not know."""
         if self._source is None or (not force and time.monotonic() - self._checked_at < _RELOAD_SECONDS):
             return
         self._checked_at = time.monotonic()
@@ -114,6 +119,10 @@ class Keyring:
             return AESGCM(data_key).decrypt(nonce, body, context.encode())
         except InvalidTag as exc:
             raise DecryptionFailed("ciphertext does not open under its context") from exc
+
+    def check_unwraps(self, wrapped_key: bytes) -> None:
+        """DecryptionFailed unless this keyring unwraps the data key (a restore's check of its key set)."""
+        self._unwrap(wrapped_key)
 
     def rewrap(self, wrapped_key: bytes) -> bytes:
         """The same data key wrapped under the active KEK (key rotation)."""
@@ -184,13 +193,40 @@ class Keyring:
         _write_private(path, data)
 
     @staticmethod
-    def add_key_to_file(path: Path) -> str:
-        """Put a new key first in the file (it becomes active) and return its id."""
+    def add_key_to_file(path: Path, *, active: bool = True) -> str:
+        """A new key in the file, first (active at once) or, `active=False`, last: every process that
+        reads the file can then unwrap with it before any data key is wrapped under it (`keys add`,
+        then `keys promote` once every worker holds it). Returns its id."""
         data = json.loads(path.read_text())
         entry = _new_key_entry()
-        data["keys"].insert(0, entry)
+        data["keys"].insert(0 if active else len(data["keys"]), entry)
         _write_private(path, data)
         return entry["id"]
+
+    @staticmethod
+    def promote_in_file(path: Path, key_id: str) -> None:
+        """Make `key_id` the active key (first): new data keys are wrapped under it."""
+        data = json.loads(path.read_text())
+        entry = _entry(data, key_id, path)
+        data["keys"] = [entry] + [k for k in data["keys"] if k["id"] != key_id]
+        _write_private(path, data)
+
+    @staticmethod
+    def retire_from_file(path: Path, key_id: str) -> None:
+        """Remove `key_id`; never the active key (the caller first checks that no data key names it)."""
+        data = json.loads(path.read_text())
+        _entry(data, key_id, path)
+        if data["keys"][0]["id"] == key_id:
+            raise KeyringError(f"key {key_id} is the active key: promote another one first")
+        data["keys"] = [k for k in data["keys"] if k["id"] != key_id]
+        _write_private(path, data)
+
+
+def _entry(data: dict, key_id: str, path: Path) -> dict:
+    found = next((k for k in data["keys"] if k["id"] == key_id), None)
+    if found is None:
+        raise KeyringError(f"key {key_id!r} is not in the keyring file {path}")
+    return found
 
 
 def _new_key_entry() -> dict[str, str]:

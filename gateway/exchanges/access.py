@@ -19,6 +19,7 @@ from consent.cache import PolicyCache
 from consent.policies import Policy
 from consent.principal import Principal
 from consent.store import DatabaseNotificationStore, DatabasePolicyStore
+from gateway import metrics
 from gateway.auth.errors import AccessRefused
 
 # The patients of a merged record as (MPI-PID, SPID), the surviving one first (see `DatabasePatientIndex.record_of`).
@@ -90,8 +91,12 @@ class AccessControl:
 
     def decide(self, principal: Principal, *, spid: str, pid: str, action: str,
                confidentiality: str | None = None, group: Members = ()) -> pdp.Decision:
-        return pdp.decide(principal=principal, patient_spid=spid, action=action, confidentiality=confidentiality,
-                          policies=self.owner_policies(spid=spid, pid=pid, group=group), today=self.today())
+        decision = pdp.decide(principal=principal, patient_spid=spid, action=action, confidentiality=confidentiality,
+                              policies=self.owner_policies(spid=spid, pid=pid, group=group), today=self.today())
+        metrics.consent_decided(action=action if action in pdp.ACTIONS else "other", result=(
+            ("permit-notify" if pdp.NOTIFY_PATIENT in decision.obligations else "permit") if decision.permit
+            else "deny"))
+        return decision
 
     def require(self, principal: Principal, *, spid: str, pid: str, action: str,
                 confidentiality: str | None = None, group: Members = ()) -> pdp.Decision:
@@ -102,8 +107,11 @@ class AccessControl:
         return decision
 
     def visible_levels(self, principal: Principal, *, spid: str, pid: str, group: Members = ()) -> frozenset[str]:
-        return pdp.visible_levels(principal=principal, patient_spid=spid,
-                                  policies=self.owner_policies(spid=spid, pid=pid, group=group), today=self.today())
+        """What a search may show (a decision per level, counted as one: `search`)."""
+        levels = pdp.visible_levels(principal=principal, patient_spid=spid,
+                                    policies=self.owner_policies(spid=spid, pid=pid, group=group), today=self.today())
+        metrics.consent_decided(action="search", result="some-visible" if levels else "none-visible")
+        return levels
 
     def upload_level(self, requested: str, *, pid: str, spid: str | None = None, group: Members = ()) -> str:
         """The confidentiality an upload is stored with: raised to the provide level (203), never lowered;

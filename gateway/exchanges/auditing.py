@@ -81,9 +81,7 @@ class Auditor:
 
     def write(self, connection, records: Iterable[AuditRecord]) -> None:
         """Inside the caller's transaction: the records commit or roll back with the change."""
-        for record in records:
-            for one in split_per_document(record):
-                self.ledger.append(connection, one, patient_key=self.patient_key(one.patient_spid))
+        self.ledger.append_many(connection, self.prepare_many(records))
 
     def write_many(self, connection, records: Iterable[AuditRecord]) -> None:
         """Like `write`, for a batch: every record prepared first, then one lock, one head read and
@@ -93,8 +91,8 @@ class Auditor:
     def prepare_many(self, records: Iterable[AuditRecord]) -> list[PreparedRecord]:
         """The records made ready for the ledger (one per document), before any transaction: what a
         batch prepares ahead so that its transaction only chains and inserts them (`write_prepared`)."""
-        return [prepare(one, self.patient_key(one.patient_spid))
-                for record in records for one in split_per_document(record)]
+        return [prepare(one, self.patient_key(one.patient_spid), first_of_exchange=index == 0)
+                for record in records for index, one in enumerate(split_per_document(record))]
 
     def write_prepared(self, connection, prepared: list[PreparedRecord]) -> None:
         """Records from `prepare_many`, chained and inserted in the caller's transaction."""
@@ -103,8 +101,7 @@ class Auditor:
     def write_now(self, records: Iterable[AuditRecord]) -> None:
         """Committed before this returns, together with what concurrent requests are writing — or,
         inside an HTTP route (`routes.common.run_use_case`), committed before the answer leaves."""
-        prepared = [prepare(one, self.patient_key(one.patient_spid))
-                    for record in records for one in split_per_document(record)]
+        prepared = self.prepare_many(records)
         deferred = deferred_audits.get()
         if deferred is None:
             self._group_commit.submit(prepared)

@@ -3,6 +3,11 @@ carry tokens, so neither may reach the log. Replaces uvicorn's access log.
 
 Each request is one structured record (`fields`), written as one JSON line by `log_format`: the path
 is a JSON string, so a `%0A` in it cannot start a line of its own.
+
+The same place counts the request in the metrics, by the template of the route that answered it
+(`/fhir/Binary/{id}`), never by its path: ids in paths would make a series per document. FastAPI names
+the route in the scope for its own routes only; `name_routes` makes the plain Starlette routes (the hot
+reads) and mounts do the same.
 """
 
 from __future__ import annotations
@@ -12,7 +17,25 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway import metrics
+
 log = logging.getLogger("epr.gateway.exchanges.access")
+
+
+def name_routes(routes) -> None:
+    """Each route that is not FastAPI's own puts itself in the scope when it answers (`scope["route"]`)."""
+    from fastapi.routing import APIRoute
+
+    for route in routes:
+        if not isinstance(route, APIRoute):
+            route.handle = _naming(route, route.handle)
+
+
+def _naming(route, handle):
+    async def named(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["route"] = route
+        await handle(scope, receive, send)
+    return named
 
 
 class AccessLog:
@@ -36,7 +59,10 @@ class AccessLog:
             await self.app(scope, receive, send_tracking)
         finally:
             client = scope.get("client") or ("-", 0)
-            elapsed = round((time.perf_counter() - started) * 1000, 1)
+            seconds = time.perf_counter() - started
             fields = {"client": client[0], "method": scope["method"], "path": scope["path"], "status": status,
-                      "ms": elapsed}
+                      "ms": round(seconds * 1000, 1)}
             log.info("%s %s %d", scope["method"], scope["path"], status, extra={"fields": fields})
+            route = scope.get("route")
+            metrics.request_served(route=getattr(route, "path", None) or metrics.UNMATCHED_ROUTE,
+                                   method=scope["method"], status=status, seconds=seconds)

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from gateway.exchanges.services import Services
 from gateway.http import outcomes
-from gateway.http.access_log import AccessLog
+from gateway.http.access_log import AccessLog, name_routes
 from gateway.http.face import HttpFace
 from gateway.http.limits import BodySizeLimit
 from gateway.http.rest_conventions import RestConventions
@@ -44,6 +44,7 @@ def create_app(services: Services, face: HttpFace, *, lifespan=None,
     app.include_router(dev_token.router)
     for mount in mounts:
         mount(app)
+    name_routes(app.router.routes)  # the metrics count by route template (access_log)
     outcomes.install_error_handlers(app)
     if docs:
         _describe_plain_routes(app)

@@ -111,7 +111,11 @@ class RestConventions:
             send = _without_body(send)
         if ignored or elements or count_only or limit is not None:
             send = _rewriting(send, ignored=ignored, elements=elements, count_only=count_only, limit=limit)
-        await self.app(inner, receive, send)
+        try:
+            await self.app(inner, receive, send)
+        finally:  # the route that answered, for the metrics counted outside (access_log)
+            if "route" in inner:
+                scope["route"] = inner["route"]
 
 
 def _plain(scope: Scope) -> bool:

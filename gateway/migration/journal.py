@@ -15,7 +15,7 @@ import base64
 import hashlib
 
 import orjson
-from sqlalchemy import Connection, Engine, delete, insert, select
+from sqlalchemy import Connection, Engine, delete, func, insert, select
 
 from adapters.cara.crypto import Keyring, Sealed
 from gateway.migration.schema import migration_held, migration_journal
@@ -121,6 +121,12 @@ class Journal:
                     migration_journal.c.unique_id.is_not(None),
                     migration_journal.c.outcome.in_(("migrated", "already_present")))
                 .order_by(migration_journal.c.source))]
+
+    def outcome_counts(self) -> dict[str, int]:
+        """Source documents per outcome (migrated, already_present, superseded, held, rejected): the metrics."""
+        with self.engine.connect() as connection:
+            return dict(connection.execute(select(migration_journal.c.outcome, func.count())
+                                           .group_by(migration_journal.c.outcome)).all())
 
     def held(self) -> list[HeldDocument]:
         with self.engine.connect() as connection:

@@ -13,6 +13,7 @@ import logging
 import ssl
 from concurrent.futures import ThreadPoolExecutor
 
+from gateway import metrics
 from gateway.exchanges.auditing import RequestContext, current_request
 from gateway.mllp.connection import MllpConnection
 from gateway.mllp.door import MllpDoor
@@ -95,6 +96,15 @@ class MllpListener:
         self._connections.discard(connection)
 
     async def answer(self, raw: bytes, subject: str | None, context: RequestContext) -> bytes:
+        metrics.mllp_in_flight(+1)  # the inbox's depth: received, not answered yet
+        try:
+            ack = await self._answer(raw, subject, context)
+        finally:
+            metrics.mllp_in_flight(-1)
+        metrics.mllp_answered(trigger=_trigger(raw), ack=_ack_code(ack))
+        return ack
+
+    async def _answer(self, raw: bytes, subject: str | None, context: RequestContext) -> bytes:
         loop = asyncio.get_running_loop()
         if self._group is None:
             return await loop.run_in_executor(self._executor, self._handle, raw, subject, context)
@@ -118,3 +128,18 @@ class MllpListener:
             return self._handler.handle(raw, certificate_subject=subject, defer_documents=self._group is not None)
         finally:
             current_request.reset(token)
+
+
+def _trigger(raw: bytes) -> str:
+    """MSH-9's message code and trigger event (`MDM^T02`) as sent, for the metrics (which bound it)."""
+    header = raw.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n").split(b"\r", 1)[0].split(b"\n", 1)[0]
+    if not header.startswith(b"MSH") or len(header) < 8:
+        return "other"
+    fields = header.split(header[3:4])
+    components = fields[8].split(header[4:5]) if len(fields) > 8 else []
+    return b"^".join(components[:2]).decode("latin-1") if len(components) >= 2 else "other"
+
+
+def _ack_code(ack: bytes) -> str:
+    _, found, rest = ack.partition(b"MSA" + ack[3:4]) if len(ack) > 3 else (b"", b"", b"")
+    return rest[:2].decode("latin-1") if found else "other"

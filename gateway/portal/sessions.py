@@ -149,8 +149,8 @@ class Sessions:
 
 def session_store(settings) -> SessionStore:
     if settings.redis_url:
-        import redis
+        from gateway.redis_client import redis_client
 
-        return RedisSessions(client=redis.Redis.from_url(settings.redis_url, socket_timeout=2),
+        return RedisSessions(client=redis_client(settings.redis_url, socket_timeout=2),
                              absolute_seconds=settings.portal_session_absolute_seconds)
     return InProcessSessions(absolute_seconds=settings.portal_session_absolute_seconds)

@@ -78,7 +78,8 @@ def test_public_routes_answer_without_token(gateway):
     assert metadata.json()["resourceType"] == "CapabilityStatement"
     assert metadata.json()["fhirVersion"] == "4.0.1"
     assert gateway.client.get("/health/live").status_code == 200
-    assert gateway.client.get("/health/ready").json() == {"status": "ready"}
+    assert gateway.client.get("/health/ready").json() == {"status": "ready",
+                                                          "checks": {"database": "up", "ledger": "up"}}
 
 
 def test_the_portals_public_pages_are_only_the_sign_in_steps(gateway):

@@ -85,7 +85,7 @@ def test_key_rotation_rewraps_without_touching_ciphertexts_and_documents_stay_re
     # onboarding (201, 202, 203) and the test HCP's grant: four policies
     assert counts == {"patient": 1, "submission_set": 1, "document_entry": 1, "document_body": 1,
                       "consent_policy": 4, "patient_notification": 0, "identity_review": 0,
-                      "mllp_held_message": 0, "document_entry_version": 0}
+                      "mllp_held_message": 0, "document_entry_version": 0, "migration_held": 0}
     with gateway.runtime.engine.connect() as connection:
         after = connection.execute(text("SELECT entry_id, sealed, sealed_key FROM document_body")).all()
     assert [(r.entry_id, r.sealed) for r in after] == [(r.entry_id, r.sealed) for r in before]

@@ -26,7 +26,11 @@ def commands(tmp_path: Path) -> list[tuple[str, tuple[str, ...]]]:
     feed = tmp_path / "patients.ndjson"
     feed.write_text("")
     return [("serve", ("serve",)), ("bridge", ("bridge",)), ("bridge held", ("bridge", "held")),
-            ("bridge retry", ("bridge", "retry")), ("keys rotate", ("keys", "rotate")),
+            ("bridge retry", ("bridge", "retry")), ("keys rotate", ("keys", "rotate")), ("keys add", ("keys", "add")),
+            ("keys promote", ("keys", "promote")), ("keys rewrap", ("keys", "rewrap")),
+            ("keys retire", ("keys", "retire", "kek-old")), ("keys status", ("keys", "status")),
+            ("backup", ("backup", "--to", str(tmp_path / "backup"), "--keys-to", str(tmp_path / "keys"))),
+            ("check-restore", ("check-restore",)),
             ("audit verify", ("audit", "verify")), ("audit export", ("audit", "export")), ("certs", ("certs",)),
             ("token", ("token", "--role", "HCP", "--gln", GLN)), ("migrate", ("migrate", "status")),
             ("migrate", ("migrate", "retry", "--as-gln", GLN)), ("migrate", ("migrate", str(source), "--as-gln", GLN)),
@@ -37,10 +41,11 @@ def commands(tmp_path: Path) -> list[tuple[str, tuple[str, ...]]]:
             ("held", ("held",))]
 
 
-NO_SETTINGS = {"infomed generate": "writes a synthetic export to --out; reads no setting"}
+NO_SETTINGS = {"infomed generate": "writes a synthetic export to --out; reads no setting",
+               "restore": "makes --data-dir from a backup and its key set; reads no setting"}
 
 
-@pytest.mark.parametrize("index", range(19))
+@pytest.mark.parametrize("index", range(26))
 def test_every_command_refuses_an_unknown_environment(capsys, monkeypatch, tmp_path, index):
     _, args = commands(tmp_path)[index]
 
@@ -50,6 +55,7 @@ def test_every_command_refuses_an_unknown_environment(capsys, monkeypatch, tmp_p
     assert err.startswith("epr-gateway ") and err.endswith(REFUSAL) and err.count("\n") == 1, err
     assert not (tmp_path / "data").exists()  # no development key, certificate or database was made
     assert not (tmp_path / "home").exists()  # no running-gateway note
+    assert not (tmp_path / "backup").exists()  # no backup begun
 
 
 def every_command(command, prefix: tuple[str, ...] = ()):
@@ -71,7 +77,7 @@ def test_the_list_holds_every_command_of_the_command_line(tmp_path):
     from gateway.cli import app
 
     listed = {name for name, _ in commands(tmp_path)}
-    assert (len(commands(tmp_path)), listed | set(NO_SETTINGS)) == (19, set(every_command(typer.main.get_command(app))))
+    assert (len(commands(tmp_path)), listed | set(NO_SETTINGS)) == (26, set(every_command(typer.main.get_command(app))))
 
 
 @pytest.mark.parametrize("value", ["prod", "Production", "PRODUCTION", "production ", " development", "dev",

@@ -37,9 +37,12 @@ GRAPH = import_graph(MODULES)
 
 ROOT_MODULES = frozenset({"gateway", "gateway.cli", "gateway.migration_cli", "gateway.held_cli", "gateway.wiring", "gateway.composition",
                           "gateway.asgi", "gateway.first_start", "gateway.demo", "gateway.samples",
-                          "gateway.running_note", "gateway.delivery_setup", "gateway.delivery_cli"})
+                          "gateway.running_note", "gateway.delivery_setup", "gateway.delivery_cli",
+                          "gateway.metrics_listener", "gateway.instrumentation", "gateway.readiness", "gateway.keys_cli",
+                          "gateway.backup", "gateway.backup_cli", "gateway.restore_check"})
 FACES = ("http", "mllp", "portal", "migration", "delivery")
-SUPPORT = ("gateway.auth", "gateway.settings", "gateway.pki", "gateway.log_format")
+SUPPORT = ("gateway.auth", "gateway.settings", "gateway.pki", "gateway.log_format", "gateway.metrics",
+           "gateway.redis_client")
 # (importing unit, imported unit) on one floor, and why.
 SIDEWAYS = {
     ("face:portal", "face:http"): "the patient's page is served by the FHIR face's app: it runs use-cases through "

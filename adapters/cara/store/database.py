@@ -4,16 +4,35 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.pool import QueuePool
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_CACHE_KIB = 32 * 1024  # per connection, at most (see _sqlite_pragmas)
+
+
+# Told how long each check-out from a pool waited (the composition root adds the metrics' recorder).
+POOL_WAIT_LISTENERS: list[Callable[[float], None]] = []
+
+
+class TimedQueuePool(QueuePool):
+    """A QueuePool that tells `POOL_WAIT_LISTENERS` how long `connect` took: the wait for a free
+    connection when the pool is exhausted, or the time to open a new one."""
+
+    def connect(self):
+        started = time.perf_counter()
+        try:
+            return super().connect()
+        finally:
+            for listener in POOL_WAIT_LISTENERS:
+                listener(time.perf_counter() - started)
 
 
 def make_engine(url: str) -> Engine:
@@ -23,10 +42,10 @@ def make_engine(url: str) -> Engine:
         # LIFO: the connection returned last is handed out next, so a writer keeps finding its own
         # page cache warm (the indexes it appends to) instead of cycling through 40 cold ones.
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               pool_size=40, max_overflow=10, pool_use_lifo=True)
+                               pool_size=40, max_overflow=10, pool_use_lifo=True, poolclass=TimedQueuePool)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, poolclass=TimedQueuePool)
 
 
 def store_in_process(engine: Engine) -> bool:
@@ -119,15 +138,6 @@ def migrate(engine: Engine) -> None:
             connection.execute(text("SELECT pg_advisory_xact_lock(7342001)"))
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
-
-
-def is_reachable(engine: Engine) -> bool:
-    try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        return True
-    except Exception:  # noqa: BLE001 - any failure means not ready
-        return False
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from adapters.cara.crypto import Keyring, Sealed
@@ -124,6 +124,11 @@ class DatabaseMessageInbox:
                                       .order_by(mllp_held_message.c.held_at)).all()
         return [(r.id, r.reason, r.pid, self._keyring.open(Sealed(r.sealed_key, r.sealed), held_context(r.id)))
                 for r in rows]
+
+    def held_count(self) -> int:
+        with self._engine.connect() as connection:
+            return connection.execute(select(func.count()).select_from(mllp_held_message)
+                                      .where(mllp_held_message.c.status == "held")).scalar_one()
 
     def any_held(self) -> bool:
         with self._engine.connect() as connection:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
 )
 
 metadata = MetaData()
@@ -263,3 +264,16 @@ document_entry_version = Table(
 )
 
 SEALED_TABLES["document_entry_version"] = (document_entry_version, document_entry_version.c.id)
+
+# -- key rotation (migration 0012_key_holders) --------------------------------------------------------
+# Each process that holds the keyring (every `serve` worker, the bridge) says which key-encryption keys
+# it holds, active first, every few seconds: `keys promote` waits until every live one holds the new key,
+# `keys rewrap` and `keys retire` until every one wraps under it (adapters/cara/store/key_holders.py).
+# Key ids only, never a key.
+key_holder = Table(
+    "key_holder",
+    metadata,
+    Column("holder", String(200), primary_key=True),  # host:pid
+    Column("key_ids", Text, nullable=False),  # comma-separated, the active one first
+    Column("seen_at", DateTime, nullable=False),
+)

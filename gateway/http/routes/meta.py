@@ -30,8 +30,10 @@ async def live() -> Response:
 
 @router.get("/health/ready")
 async def ready(request: Request) -> Response:
-    ok = await run_in_threadpool(face(request).store_ready)
-    return fhir_response({"status": "ready" if ok else "store unreachable"}, 200 if ok else 503)
+    """200 when every dependency answers; else 503 naming the one(s) down (never why: this route is public)."""
+    checks = await run_in_threadpool(face(request).readiness)
+    ok = all(state == "up" for state in checks.values())
+    return fhir_response({"status": "ready" if ok else "unavailable", "checks": checks}, 200 if ok else 503)
 
 
 def capability(request: Request) -> dict:

@@ -56,13 +56,13 @@ def test_each_step_waits_for_every_node_and_no_read_fails(gateway_and_other_node
     new = Keyring.load(path).key_ids[-1]
     refused_promote = keys("promote", new)
     shutil.copy(path, other_file)  # the operator distributes the file to the other node
-    promoted = keys("promote", new, "--wait", "10")
+    promoted = keys("promote", new, "--wait", "30")
     refused_rewrap = keys("rewrap", "--wait", "0")  # the other node's file still names the old key active
     shutil.copy(path, other_file)
     refused_retire = keys("retire", old, "--wait", "10")  # every worker wraps under the new key; the rows don't
-    rewrapped = keys("rewrap", "--wait", "10")
+    rewrapped = keys("rewrap", "--wait", "30")
     status = keys("status")
-    retired = keys("retire", old, "--wait", "10")
+    retired = keys("retire", old, "--wait", "30")
     read = gateway.client.get(f"/fhir/Binary/{entry}", headers=gateway.as_hcp())
 
     assert added.exit_code == 0 and f"added {new} (decrypt-only)" in added.output

@@ -13,9 +13,17 @@ import pytest
 from lxml import etree
 
 from adapters.community.source import XdsDocumentSource
-from unit.adapters.community.community_fixtures import community, make_pki
+from unit.adapters.community.community_fixtures import community, make_pki, xds_fixture
 from unit.adapters.community.test_community_atna import Listener
 from unit.adapters.community.test_document_source import RecordedCommunity, request
+
+
+@pytest.fixture(autouse=True)
+def recorded_answers():
+    """The recorded answers the served community gives: asked for here, in the test's thread, so that a
+    clone without them skips (in the server's thread their absence would look like a transport failure)."""
+    xds_fixture("epr-by-example/samples/ITI-45_response_raw.xml")
+    xds_fixture("epr-by-example/XUA_samples/3_Get_X-User_Assertion_Response-Technical_User.xml")
 
 
 @pytest.fixture(scope="module")

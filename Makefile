@@ -50,6 +50,6 @@ clean:
 # The portal's message catalogues: extract every text, merge into fr/de/it/en, compile (commit all).
 portal-messages: $(STAMP)
 	$(BIN)/pybabel extract -F gateway/portal/babel.cfg -k N_ --no-location --omit-header \
-		-o gateway/portal/locales/messages.pot gateway/portal
+		-o gateway/portal/locales/messages.pot gateway/portal gateway/pages
 	$(BIN)/pybabel update --no-location -i gateway/portal/locales/messages.pot -d gateway/portal/locales
 	$(BIN)/pybabel compile -d gateway/portal/locales

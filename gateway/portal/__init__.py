@@ -15,10 +15,10 @@ from starlette.staticfiles import StaticFiles
 
 from gateway.portal import routes_documents, routes_sharing, routes_signin, routes_trail
 from gateway.portal.directory import Directory
-from gateway.portal.headers import PortalHeaders
+from gateway.pages.headers import PortalHeaders
 from gateway.portal.oidc import oidc_client
 from gateway.portal.pages import Portal
-from gateway.portal.sessions import Sessions, session_store
+from gateway.pages.sessions import Sessions, session_store
 
 STATIC = Path(__file__).parent / "static"
 # Pages reachable before sign-in. Everything else under /portal is behind `signed_in`.
@@ -53,5 +53,6 @@ def install(app, *, services, settings, directory: Directory, demo_spid: str) ->
                               oidc=oidc_client(settings), dev_sign_in=not settings.is_production,
                               demo_spid=demo_spid, public_origin=settings.public_origin)
     app.router.routes.extend(ROUTES)
-    app.router.routes.append(Mount("/portal/static", StaticFiles(directory=str(STATIC)), name="portal_static"))
+    app.router.routes.append(Mount("/portal/static", StaticFiles(directory=str(STATIC), packages=[("gateway.pages", "static")]),
+                                   name="portal_static"))
     app.add_middleware(PortalHeaders)

@@ -26,15 +26,16 @@ from adapters.cara.errors import NotFound, RecordError
 from consent.principal import Principal
 from gateway.auth.errors import AccessRefused
 from gateway.http.outcomes import STATUS_BY_ERROR
-from gateway.portal import csrf, i18n
-from gateway.portal.i18n import N_
-from gateway.portal.sessions import COOKIE, PortalSession, Sessions
+from gateway.pages import csrf, i18n
+from gateway.pages.i18n import N_
+from gateway.pages.sessions import COOKIE, PortalSession, Sessions
 from gateway.exchanges.audit_commit import AuditUnavailable
 from gateway.exchanges.portal import patient_principal, representative_principal
 
 log = logging.getLogger("epr.gateway.portal")
 TEMPLATES = Path(__file__).parent / "templates"
-environment = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]),
+SHARED_TEMPLATES = Path(__file__).parent.parent / "pages" / "templates"
+environment = Environment(loader=FileSystemLoader([str(TEMPLATES), str(SHARED_TEMPLATES)]), autoescape=select_autoescape(["html"]),
                           extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
 
 

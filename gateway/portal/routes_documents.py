@@ -13,7 +13,7 @@ from starlette.responses import RedirectResponse, Response
 
 from adapters.cara.errors import NotFound
 from adapters.cara.vocabulary import SPID_SYSTEM
-from gateway.portal.i18n import N_
+from gateway.pages.i18n import N_
 from gateway.portal.pages import portal, render, signed_in
 from gateway.http.routes.common import base_url, run_use_case
 from adapters.cara.identifier_syntax import ascii_int

@@ -9,7 +9,7 @@ from starlette.responses import RedirectResponse, Response
 
 from adapters.cara.vocabulary import SPID_SYSTEM
 from consent.ppqm import consent_from_policy
-from gateway.portal import csrf
+from gateway.pages import csrf
 from gateway.portal.directory import authors_of
 from gateway.portal.pages import portal, render, signed_in
 from gateway.portal.sharing import FormProblem, consent_id, current_policies, plan

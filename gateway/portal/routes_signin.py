@@ -16,9 +16,9 @@ from starlette.responses import RedirectResponse, Response
 
 from gateway.auth.errors import AccessRefused
 from gateway.portal.oidc import SignInFailed
-from gateway.portal.i18n import N_
+from gateway.pages.i18n import N_
 from gateway.portal.pages import portal, public, render, set_cookie, signed_in, with_language
-from gateway.portal.sessions import COOKIE
+from gateway.pages.sessions import COOKIE
 from gateway.exchanges.portal import patient_principal, representative_principal
 from gateway.http.routes.common import run_use_case
 from adapters.cara.identifier_syntax import is_spid

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from adapters.cara.vocabulary import SPID_SYSTEM
 from gateway.exchanges.trail import MAX_COUNT
-from gateway.portal.i18n import N_
+from gateway.pages.i18n import N_
 from gateway.portal.pages import portal, render, signed_in
 from gateway.http.routes.common import base_url, run_use_case
 from adapters.cara.identifier_syntax import ascii_int

@@ -17,7 +17,7 @@ from adapters.cara.identifier_syntax import is_oid_urn
 from consent import policies as rules
 from consent.policies import Policy, is_valid_gln
 from consent.ppqm import policy_from_consent
-from gateway.portal.i18n import N_
+from gateway.pages.i18n import N_
 
 ACTIONS = ("grant-professional", "grant-group", "block", "emergency", "provide-level", "representative", "revoke")
 

@@ -38,12 +38,14 @@ GRAPH = import_graph(MODULES)
 ROOT_MODULES = frozenset({"gateway", "gateway.cli", "gateway.migration_cli", "gateway.wiring", "gateway.composition",
                           "gateway.asgi", "gateway.first_start", "gateway.demo", "gateway.samples",
                           "gateway.running_note"})
-FACES = ("http", "mllp", "portal", "migration")
+FACES = ("http", "mllp", "portal", "migration", "pages")
 SUPPORT = ("gateway.auth", "gateway.settings", "gateway.pki", "gateway.log_format")
 # (importing unit, imported unit) on one floor, and why.
 SIDEWAYS = {
     ("face:portal", "face:http"): "the patient's page is served by the FHIR face's app: it runs use-cases through "
                                   "`routes.common.run_use_case` and answers with the statuses of the one error table",
+    ("face:portal", "face:pages"): "the patient's page lives in the house the web pages share (sessions, CSRF, "
+                                   "headers, languages, layout)",
 }
 # Circles that another branch removes; each must still exist (else it is taken off this list).
 KNOWN_CIRCLES: dict = {}

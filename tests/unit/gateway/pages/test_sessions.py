@@ -6,7 +6,7 @@ import os
 import pytest
 import redis
 
-from gateway.portal.sessions import InProcessSessions, RedisSessions, Sessions
+from gateway.pages.sessions import InProcessSessions, RedisSessions, Sessions
 
 KINDS = ["in-process", pytest.param("redis", marks=pytest.mark.postgres)]
 

@@ -17,7 +17,7 @@ from babel.support import Translations
 LANGUAGES = ("fr", "de", "it", "en")
 DEFAULT = "fr"
 NAMES = {"fr": "Français", "de": "Deutsch", "it": "Italiano", "en": "English"}
-LOCALES = Path(__file__).parent / "locales"
+LOCALES = Path(__file__).parent.parent / "portal" / "locales"
 
 
 def N_(message: str) -> str:

@@ -1,4 +1,4 @@
-"""Security headers on every answer under /portal: a strict CSP (no inline script or style, nothing
+"""Security headers on every answer of a web page (under /portal, under /hcp): a strict CSP (no inline script or style, nothing
 from another origin), no framing, no referrer to other sites, no MIME sniffing, and no caching of
 pages with patient data (static assets aside)."""
 
@@ -24,8 +24,8 @@ COMMON = [
 NO_STORE = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
 
 
-class PortalHeaders:
-    def __init__(self, app: ASGIApp, prefix: str = "/portal"):
+class PageHeaders:
+    def __init__(self, app: ASGIApp, prefix: str):
         self.app = app
         self.prefix = prefix
 

@@ -15,7 +15,7 @@ from starlette.staticfiles import StaticFiles
 
 from gateway.portal import routes_documents, routes_sharing, routes_signin, routes_trail
 from gateway.portal.directory import Directory
-from gateway.pages.headers import PortalHeaders
+from gateway.pages.headers import PageHeaders
 from gateway.portal.oidc import oidc_client
 from gateway.portal.pages import Portal
 from gateway.pages.sessions import Sessions, session_store
@@ -55,4 +55,4 @@ def install(app, *, services, settings, directory: Directory, demo_spid: str) ->
     app.router.routes.extend(ROUTES)
     app.router.routes.append(Mount("/portal/static", StaticFiles(directory=str(STATIC), packages=[("gateway.pages", "static")]),
                                    name="portal_static"))
-    app.add_middleware(PortalHeaders)
+    app.add_middleware(PageHeaders, prefix="/portal")

@@ -28,7 +28,7 @@ log = logging.getLogger("epr.gateway.portal")
 
 @public
 async def home(request: Request) -> Response:
-    session = request.state.portal_session
+    session = request.state.page_session
     return RedirectResponse("/portal/documents" if session.signed_in else "/portal/sign-in", status_code=303)
 
 
@@ -65,8 +65,8 @@ async def oidc_login(request: Request) -> Response:
                       message_key=N_("No identity provider is configured."))
     # The callback on the public origin, never on the request's Host (EPR_PORTAL_OIDC_REDIRECT_URL wins).
     url, login = await client.start(f"{portal(request).public_origin}/portal/oidc/callback")
-    session_id = request.state.portal_session_id
-    portal(request).sessions.update(session_id, _with_login(request.state.portal_session, login))
+    session_id = request.state.page_session_id
+    portal(request).sessions.update(session_id, _with_login(request.state.page_session, login))
     response = RedirectResponse(url, status_code=303)
     set_cookie(response, session_id, request)
     return response
@@ -75,7 +75,7 @@ async def oidc_login(request: Request) -> Response:
 @public
 async def oidc_callback(request: Request) -> Response:
     client = portal(request).oidc
-    session = request.state.portal_session
+    session = request.state.page_session
     if client is None:
         return render(request, "error.html", 404, title_key="not-found",
                       message_key=N_("No identity provider is configured."))
@@ -95,7 +95,7 @@ async def oidc_callback(request: Request) -> Response:
 
 @signed_in
 async def sign_out(request: Request, principal, form) -> Response:
-    portal(request).sessions.end(request.state.portal_session_id)
+    portal(request).sessions.end(request.state.page_session_id)
     response = RedirectResponse("/portal/sign-in", status_code=303)
     response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="strict")
     return response
@@ -103,7 +103,7 @@ async def sign_out(request: Request, principal, form) -> Response:
 
 @public
 async def language(request: Request, form: dict[str, str]) -> Response:
-    session_id, session = request.state.portal_session_id, request.state.portal_session
+    session_id, session = request.state.page_session_id, request.state.page_session
     portal(request).sessions.update(session_id, with_language(session, form.get("lang", "")))
     back = form.get("back", "")
     target = back if back.startswith("/portal") and "//" not in back and "\\" not in back else "/portal"

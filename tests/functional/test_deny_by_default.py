@@ -29,7 +29,7 @@ def all_routes(routes) -> list[Route]:
 def guarded(route: Route) -> bool:
     if isinstance(route, APIRoute):
         return require_principal in dependency_calls(route)
-    if getattr(route.endpoint, "requires_portal_session", False):  # the patient's page: behind `signed_in`
+    if getattr(route.endpoint, "requires_page_session", False):  # a web page's: behind `signed_in_page`
         return True
     return getattr(route.endpoint, "requires_principal", False)  # a plain route behind `authenticated`
 

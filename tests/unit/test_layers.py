@@ -46,6 +46,8 @@ SIDEWAYS = {
                                   "`routes.common.run_use_case` and answers with the statuses of the one error table",
     ("face:portal", "face:pages"): "the patient's page lives in the house the web pages share (sessions, CSRF, "
                                    "headers, languages, layout)",
+    ("face:pages", "face:http"): "the web pages are served by the FHIR face's app: their error pages carry the "
+                                 "statuses of its one error table, refused forms count with its refusals",
 }
 # Circles that another branch removes; each must still exist (else it is taken off this list).
 KNOWN_CIRCLES: dict = {}

@@ -66,8 +66,8 @@ def lock_ledger(connection: Connection) -> None:
 # (no statement compilation), in its placeholder style, and a batch is one multi-row INSERT (one
 # statement: the driver releases and retakes the GIL once, not once per row).
 _HEAD_SQL = "SELECT seq, record_hash FROM audit_record ORDER BY seq DESC LIMIT 1"
-_INSERT_COLUMNS = ("seq", "recorded_at", "patient_key", "event_type", "subtype", "outcome", "record_json",
-                   "prev_hash", "record_hash")
+_INSERT_COLUMNS = ("seq", "recorded_at", "patient_key", "event_type", "subtype", "outcome", "professional",
+                   "record_json", "prev_hash", "record_hash")
 
 
 @functools.lru_cache(maxsize=64)
@@ -81,7 +81,7 @@ _HEAD_COLUMNS = "seq = ?, record_hash = ?, signed_at = ?, key_id = ?, signature 
 _HEAD_UPDATE = {d: for_driver(f"UPDATE audit_head SET {_HEAD_COLUMNS} WHERE id = 1", d) for d in ("sqlite", "postgresql")}
 _HEAD_INSERT = {d: for_driver("INSERT INTO audit_head (seq, record_hash, signed_at, key_id, signature, id) "
                               "VALUES (?, ?, ?, ?, ?, 1)", d) for d in ("sqlite", "postgresql")}
-_MAX_ROWS_PER_INSERT = 200  # SQLite binds at most 32766 parameters per statement (9 a row)
+_MAX_ROWS_PER_INSERT = 200  # SQLite binds at most 32766 parameters per statement (10 a row)
 
 
 class TrailPage(NamedTuple):
@@ -104,13 +104,14 @@ class PreparedRecord(NamedTuple):
     event_type: str
     subtype: str | None
     outcome: str
+    professional: str | None
 
 
 def prepare(record: AuditRecord, patient_key: str | None) -> PreparedRecord:
     event = to_audit_event(record)
     columns = ledger_columns(event)
     return PreparedRecord(patient_key, canonical_json(event), columns["recorded_at"], columns["event_type"],
-                          columns["subtype"], columns["outcome"])
+                          columns["subtype"], columns["outcome"], columns["professional"])
 
 
 class DatabaseAuditLedger:
@@ -156,7 +157,7 @@ class DatabaseAuditLedger:
             record_hash = chain_hash(prev_hash=prev_hash, seq=seq, patient_key=record.patient_key,
                                      record_json=record.record_json)
             rows.append((seq, driver_datetime(record.recorded_at, dialect), record.patient_key, record.event_type,
-                         record.subtype, record.outcome, record.record_json, prev_hash, record_hash))
+                         record.subtype, record.outcome, record.professional, record.record_json, prev_hash, record_hash))
             if seq % self._checkpoint_every == 0:
                 checkpoints.append((seq, record_hash))
             prev_hash = record_hash

@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 from gateway.portal import routes_documents, routes_sharing, routes_signin, routes_trail
 from gateway.portal.directory import Directory
 from gateway.pages.headers import PageHeaders
-from gateway.portal.oidc import oidc_client
+from gateway.pages.oidc import oidc_client
 from gateway.portal.pages import Portal
 from gateway.pages.sessions import Sessions, session_store
 

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from gateway.auth.errors import AccessRefused
-from gateway.portal.oidc import SignInFailed
+from gateway.pages.oidc import SignInFailed
 from gateway.pages.i18n import N_
 from gateway.portal.pages import portal, public, render, set_cookie, signed_in, with_language
 from gateway.pages.sessions import COOKIE

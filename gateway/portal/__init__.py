@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 from gateway.portal import routes_documents, routes_sharing, routes_signin, routes_trail
 from gateway.portal.directory import Directory
 from gateway.pages.headers import PageHeaders
-from gateway.pages.oidc import oidc_client
+from gateway.portal.identity import oidc_client
 from gateway.portal.pages import Portal
 from gateway.pages.sessions import Sessions, session_store
 
@@ -51,7 +51,7 @@ def install(app, *, services, settings, directory: Directory, demo_spid: str) ->
                         absolute_seconds=settings.portal_session_absolute_seconds)
     app.state.portal = Portal(services=services, sessions=sessions, directory=directory,
                               oidc=oidc_client(settings), dev_sign_in=not settings.is_production,
-                              demo_spid=demo_spid, public_origin=settings.public_origin)
+                              demo_spid=demo_spid, public_origin=settings.public_origin, settings=settings)
     app.router.routes.extend(ROUTES)
     app.router.routes.append(Mount("/portal/static", StaticFiles(directory=str(STATIC), packages=[("gateway.pages", "static")]),
                                    name="portal_static"))

@@ -40,12 +40,13 @@ class Portal(Site):
     whether the development sign-in is offered (never in production) and the demo patient it proposes."""
 
     def __init__(self, *, services, sessions: Sessions, directory, oidc, dev_sign_in: bool, demo_spid: str,
-                 public_origin: str):
+                 public_origin: str, settings=None):
         super().__init__(name="portal", cookie=COOKIE, sessions=sessions, templates=TEMPLATES, locales=LOCALES,
                          services=services, public_origin=public_origin, dev_sign_in=dev_sign_in, errors=ERRORS)
         self.directory = directory
         self.oidc = oidc
         self.demo_spid = demo_spid
+        self.settings = settings  # the identity provider's claim names (`identity.identity_of`)
 
     def principal_of(self, session: PageSession) -> Principal:
         return principal_of(session)

@@ -1,6 +1,6 @@
 """Signing in and out, and the language switcher.
 
-Production: OpenID Connect (`oidc.py`). The embedded default: a DEVELOPMENT page where one picks the
+Production: OpenID Connect (`gateway.pages.oidc`, the claims read by `identity.py`). The embedded default: a DEVELOPMENT page where one picks the
 demo patient or types a SPID (or a representative's id and the SPID they act for); it answers 403
 when EPR_ENV=production, whatever the request. Either way the person becomes the page's principal
 only through `PortalExchange.sign_in` (MPI, 303, audit), under a new session id.
@@ -16,6 +16,7 @@ from starlette.responses import RedirectResponse, Response
 
 from gateway.auth.errors import AccessRefused
 from gateway.pages.oidc import SignInFailed
+from gateway.portal.identity import identity_of
 from gateway.pages.i18n import N_
 from gateway.portal.pages import portal, public, render, set_cookie, signed_in, with_language
 from gateway.pages.sessions import COOKIE
@@ -80,8 +81,9 @@ async def oidc_callback(request: Request) -> Response:
         return render(request, "error.html", 404, title_key="not-found",
                       message_key=N_("No identity provider is configured."))
     try:
-        identity = await client.finish(login=session.login, state=request.query_params.get("state"),
-                                       code=request.query_params.get("code"))
+        claims = await client.finish(login=session.login, state=request.query_params.get("state"),
+                                     code=request.query_params.get("code"))
+        identity = identity_of(claims, portal(request).settings)
     except SignInFailed as failure:
         log.info("portal sign-in refused: %s", failure)  # the reason only: never a code or a token
         return _refused(request, N_("The sign-in could not be completed. Please try again."))

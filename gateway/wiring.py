@@ -38,6 +38,7 @@ from gateway.exchanges.metadata import MetadataExchange
 from gateway.exchanges.policies import PolicyExchange
 from gateway.exchanges.record_changes import RecordChanges
 from gateway.exchanges.portal import PortalExchange
+from gateway.exchanges.professionals import ProfessionalExchange
 from gateway.exchanges.paging_cursors import PageCursors
 from gateway.exchanges.search_pages import InProcessSearchPages, NoSearchPages, RedisSearchPages, SearchPages
 from gateway.exchanges.services import Services
@@ -109,9 +110,12 @@ def build_runtime(settings: Settings) -> Runtime:
                                 json_limits=limits, changes=changes)
     transactions = TransactionExchange(documents=exchange, policies=policies, metadata=metadata, auditor=auditor,
                                        json_limits=limits)
+    professionals = ProfessionalExchange(identities=identities, documents=exchange, access=access, auditor=auditor,
+                                         community_oid=settings.community_oid, source_id=settings.hcp_source_id,
+                                         max_upload_bytes=settings.hcp_max_upload_bytes)
     services = Services(exchange=exchange, identities=identities, policies=policies, metadata=metadata, trail=trail,
                         portal=PortalExchange(patients=patients, access=access, auditor=auditor),
-                        transactions=transactions, auditor=auditor)
+                        professionals=professionals, transactions=transactions, auditor=auditor)
     runtime = Runtime(settings=settings, engine=engine, keyring=keyring, ledger=ledger, verifier=verifier,
                       directory=directory, services=services)
     release_held_messages(runtime)

@@ -39,9 +39,12 @@ class PageHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
+                # A document downloaded rather than shown keeps the sandbox its route gave it (ITI-68's rule).
+                sandbox = next((v for k, v in message.get("headers", []) if k.lower() == b"content-security-policy"
+                                and v.startswith(b"sandbox")), None)
                 headers = [(k, v) for k, v in message.get("headers", [])
                            if k.lower() not in (b"cache-control", b"content-security-policy")]
-                csp = DOCUMENT_CSP if document else PAGE_CSP
+                csp = sandbox.decode() if sandbox else DOCUMENT_CSP if document else PAGE_CSP
                 headers += [(b"content-security-policy", csp.encode()), *COMMON]
                 headers += [(b"cache-control", b"public, max-age=3600")] if static else NO_STORE
                 message = {**message, "headers": headers}

@@ -14,12 +14,14 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -68,15 +70,21 @@ class Site:
         self.environment = Environment(loader=FileSystemLoader([str(templates), str(SHARED_TEMPLATES)]),
                                        autoescape=select_autoescape(["html"]), extensions=["jinja2.ext.i18n"],
                                        trim_blocks=True, lstrip_blocks=True)
+        self.environment.filters["isodate"] = date.fromisoformat  # a FHIR date (YYYY-MM-DD) for `date(…)`
 
     def principal_of(self, session: PageSession) -> Principal:
         """The signed-in person as the use-cases know them (each page says how)."""
         raise NotImplementedError
 
     # -- answers --------------------------------------------------------------------------------
+    def language_of(self, request: Request) -> str:
+        """The page's language: the session's choice, else the browser's, else French."""
+        session: PageSession | None = getattr(request.state, "page_session", None)
+        return i18n.choose(session.lang if session else None, request.headers.get("accept-language"))
+
     def render(self, request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         session: PageSession | None = getattr(request.state, "page_session", None)
-        lang = i18n.choose(session.lang if session else None, request.headers.get("accept-language"))
+        lang = self.language_of(request)
         translations = i18n.translations(lang, self.locales)
 
         def gettext(message: str, **values: Any) -> str:
@@ -152,7 +160,9 @@ class Site:
 
 
 async def form_of(request: Request) -> dict[str, str]:
+    """The form's text fields; its files (a multipart upload) are kept on `request.state.page_files`."""
     form = await request.form()
+    request.state.page_files = {k: v for k, v in form.items() if isinstance(v, UploadFile)}
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 

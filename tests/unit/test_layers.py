@@ -38,7 +38,7 @@ GRAPH = import_graph(MODULES)
 ROOT_MODULES = frozenset({"gateway", "gateway.cli", "gateway.migration_cli", "gateway.wiring", "gateway.composition",
                           "gateway.asgi", "gateway.first_start", "gateway.demo", "gateway.samples",
                           "gateway.running_note"})
-FACES = ("http", "mllp", "portal", "migration", "pages")
+FACES = ("http", "mllp", "portal", "hcp", "migration", "pages")
 SUPPORT = ("gateway.auth", "gateway.settings", "gateway.pki", "gateway.log_format")
 # (importing unit, imported unit) on one floor, and why.
 SIDEWAYS = {
@@ -46,6 +46,9 @@ SIDEWAYS = {
                                   "`routes.common.run_use_case` and answers with the statuses of the one error table",
     ("face:portal", "face:pages"): "the patient's page lives in the house the web pages share (sessions, CSRF, "
                                    "headers, languages, layout)",
+    ("face:hcp", "face:pages"): "the professionals' page lives in the house the web pages share",
+    ("face:hcp", "face:http"): "the professionals' page is served by the FHIR face's app: it runs use-cases through "
+                               "`routes.common.run_use_case` and serves documents by ITI-68's header rule",
     ("face:pages", "face:http"): "the web pages are served by the FHIR face's app: their error pages carry the "
                                  "statuses of its one error table, refused forms count with its refusals",
 }

@@ -67,7 +67,7 @@ def upload_bundle(upload: Upload, *, spid: str, author: UploadAuthor, submitter_
     practitioner = {"resourceType": "Practitioner", "id": "author",
                     "identifier": [{"system": GLN_SYSTEM, "value": author.gln}]}
     if author.name:
-        practitioner["name"] = [{"text": author.name}]
+        practitioner["name"] = [human_name(author.name)]
     contained = [{"resourceType": "Patient", "id": "src", **source_patient}, practitioner]
     authors = [{"reference": "#author"}]
     if author.organisation:
@@ -118,3 +118,17 @@ def upload_bundle(upload: Upload, *, spid: str, author: UploadAuthor, submitter_
         {"fullUrl": binary_url, "resource": {"resourceType": "Binary", "contentType": PDF,
                                             "data": base64.b64encode(upload.content).decode()},
          "request": {"method": "POST", "url": "Binary"}}]}
+
+
+def human_name(text: str) -> dict[str, Any]:
+    """A person's name as the identity provider gives it ("Dr. Luc Favre") as a HumanName: the text as
+    given, a leading title as prefix, the last word as family name (what `author.family` searches)."""
+    words = text.split()
+    prefix = [w for w in words[:1] if w.endswith(".") and len(words) > 1]
+    rest = words[len(prefix):]
+    name: dict[str, Any] = {"text": text, "family": rest[-1]}
+    if rest[:-1]:
+        name["given"] = rest[:-1]
+    if prefix:
+        name["prefix"] = prefix
+    return name

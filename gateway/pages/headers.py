@@ -22,6 +22,8 @@ COMMON = [
     (b"strict-transport-security", b"max-age=31536000"),
 ]
 NO_STORE = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
+# What this middleware sets: the route's own values of these are replaced, never sent twice.
+REPLACED = frozenset({b"cache-control", b"content-security-policy", b"pragma", *(name for name, _ in COMMON)})
 
 
 class PageHeaders:
@@ -43,7 +45,7 @@ class PageHeaders:
                 sandbox = next((v for k, v in message.get("headers", []) if k.lower() == b"content-security-policy"
                                 and v.startswith(b"sandbox")), None)
                 headers = [(k, v) for k, v in message.get("headers", [])
-                           if k.lower() not in (b"cache-control", b"content-security-policy")]
+                           if k.lower() not in REPLACED]
                 csp = sandbox.decode() if sandbox else DOCUMENT_CSP if document else PAGE_CSP
                 headers += [(b"content-security-policy", csp.encode()), *COMMON]
                 headers += [(b"cache-control", b"public, max-age=3600")] if static else NO_STORE

@@ -4,6 +4,7 @@ principal finds them), opening one (ITI-68), and claiming or ending an emergency
 
 from __future__ import annotations
 
+import math
 from datetime import date
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -166,7 +167,7 @@ def _choices(kind: str, lang: str) -> list[tuple[str, str]]:
 
 
 def _minutes_left(site, emergency: dict | None) -> int:
-    return 0 if emergency is None else max(1, int((emergency["until"] - site.sessions.clock()) // 60) + 1)
+    return 0 if emergency is None else max(1, math.ceil((emergency["until"] - site.sessions.clock()) / 60))
 
 
 def _day(value: str | None) -> date | None:

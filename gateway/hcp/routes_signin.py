@@ -68,7 +68,7 @@ async def oidc_login(request: Request) -> Response:
                            message_key=N_("No identity provider is configured."))
     # The callback on the public origin, never on the request's Host (EPR_HCP_OIDC_REDIRECT_URL wins).
     url, login = await site.oidc.start(f"{site.public_origin}/hcp/oidc/callback")
-    site._update(request, login=login)
+    site.update_session(request, login=login)
     response = RedirectResponse(url, status_code=303)
     site.set_cookie(response, request.state.page_session_id)
     return response

@@ -85,12 +85,12 @@ class Hcp(Site):
 
     def start_emergency(self, request: Request, *, pid: str, spid: str, reason: str) -> None:
         until = self.sessions.clock() + self.emergency_minutes * 60
-        self._update(request, emergency={"pid": pid, "spid": spid, "reason": reason, "until": until})
+        self.update_session(request, emergency={"pid": pid, "spid": spid, "reason": reason, "until": until})
 
     def end_emergency(self, request: Request) -> None:
-        self._update(request, emergency={})
+        self.update_session(request, emergency={})
 
-    def _update(self, request: Request, **values) -> None:
+    def update_session(self, request: Request, **values) -> None:
         session = replace(request.state.page_session, **values)
         self.sessions.update(request.state.page_session_id, session)
         request.state.page_session = session

@@ -64,8 +64,7 @@ async def dev_sign_in(request: Request, form: dict[str, str]) -> Response:
 async def oidc_login(request: Request) -> Response:
     site = hcp(request)
     if site.oidc is None:
-        return site.render(request, "error.html", 404, title_key="not-found",
-                           message_key=N_("No identity provider is configured."))
+        return _no_provider(request)
     # The callback on the public origin, never on the request's Host (EPR_HCP_OIDC_REDIRECT_URL wins).
     url, login = await site.oidc.start(f"{site.public_origin}/hcp/oidc/callback")
     site.update_session(request, login=login)
@@ -78,8 +77,7 @@ async def oidc_login(request: Request) -> Response:
 async def oidc_callback(request: Request) -> Response:
     site = hcp(request)
     if site.oidc is None:
-        return site.render(request, "error.html", 404, title_key="not-found",
-                           message_key=N_("No identity provider is configured."))
+        return _no_provider(request)
     try:
         claims = await site.oidc.finish(login=request.state.page_session.login, state=request.query_params.get("state"),
                                         code=request.query_params.get("code"))
@@ -125,6 +123,11 @@ async def _complete(request: Request, person: Professional, *, issuer: str, loca
     response = RedirectResponse(PATIENTS, status_code=303)
     site.set_cookie(response, session_id)
     return response
+
+
+def _no_provider(request: Request) -> Response:
+    return hcp(request).render(request, "error.html", 404, title_key="not-found",
+                               message_key=N_("No identity provider is configured."))
 
 
 def _sign_in(request: Request, status: int, *, problem: str | None) -> Response:

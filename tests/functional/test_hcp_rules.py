@@ -254,3 +254,23 @@ def test_replacing_a_document_supersedes_it_and_one_not_readable_is_refused(reco
     assert problems(refused.text) == ["The document was refused: the document it replaces is not one you may read. "
                                       "Nothing was stored."]
     assert documents_of_the_patient(record) == before
+
+
+def test_documents_come_in_pages_of_twenty_with_the_filters_kept(sqlite_gateway):
+    gateway = sqlite_gateway
+    gateway.register_patient()
+    bundle = provide_bundle(spid=SPID, documents=[{"title": f"Report {n:02d}", "content": pdf_document(f"R{n}", ["x"])}
+                                                  for n in range(23)])
+    assert gateway.provide(bundle).status_code == 200
+    client = gateway.client
+    client.headers["Accept-Language"] = "en"
+    sign_in(client, HCP_GLN)
+    pid = patient_pid(client)
+
+    first = client.get(f"/hcp/patients/{pid}", params={"class": "371531000"})
+    second = client.get(f"/hcp/patients/{pid}", params={"class": "371531000", "page": "2"})
+    assert "23 documents you may see" in first.text and "Page 1 of 2" in first.text
+    assert (len(listed_ids(first.text)), len(listed_ids(second.text))) == (20, 3)
+    assert listed_ids(first.text) | listed_ids(second.text) == {e["resource"]["id"] for e in gateway.find(
+        _count="100").json()["entry"]}
+    assert 'href="?class=371531000&amp;page=2"' in first.text and 'href="?class=371531000&amp;page=1"' in second.text

@@ -31,11 +31,12 @@ from sqlalchemy import Engine, func, select
 
 from audit.events import fhir_instant, naive_utc
 from audit.schema import audit_checkpoint, audit_record
+from adapters.syslog import AUTHPRIV as _AUTHPRIV
+from adapters.syslog import syslog_token as _syslog_token
 
 _PAGE = 1000
 _APP_NAME = "epr-gateway"
 _MSGID = "ATNA"
-_AUTHPRIV = 10  # syslog facility "security/authorization" (IHE ITI-20)
 _SYSLOG_SEQUENCE_MAX = 2147483647  # RFC 5424 meta sequenceId range
 
 
@@ -101,12 +102,6 @@ def _syslog_line(row, host: str) -> str:
     stamp = json.loads(row.record_json)["recorded"]  # the event's own time, RFC 3339 in UTC
     return (f"<{_AUTHPRIV * 8 + severity}>1 {stamp} {host} {_APP_NAME} - {_MSGID} "
             f'[meta sequenceId="{sequence}"] {row.record_json}')
-
-
-def _syslog_token(value: str) -> str:
-    """RFC 5424 header fields are printable US-ASCII without spaces, at most 255 characters."""
-    cleaned = "".join(ch for ch in value if 33 <= ord(ch) <= 126)[:255]
-    return cleaned or "-"
 
 
 def head_syslog_line(head, hostname: str | None = None) -> str:

@@ -7,7 +7,7 @@ and a SIEM outage only makes the position wait: the shipper retries with growing
 everything after it once the SIEM is back. The position moves only after the TLS connection took
 the batch, so delivery is at least once (a crash between the two resends that batch; the AuditEvent
 id in each message tells duplicates apart). A batch the receiver refuses or drops right away (TLS
-alert, close) is not counted as delivered (`_confirm`).
+alert, close) is not counted as delivered (`adapters.syslog.SyslogConnection.send`).
 
 Several workers: with PostgreSQL one of them ships at a time (a session advisory lock held on the
 shipper's own connection; if that worker dies the lock goes and another takes over). SQLite is one
@@ -17,38 +17,22 @@ process.
 from __future__ import annotations
 
 import logging
-import socket
 import ssl
 import threading
 from datetime import UTC, datetime
 from itertools import islice
-from select import select as wait_until_readable
 
 from sqlalchemy import Connection, Engine, insert, select, text, update
 
 from audit.export import export, head_syslog_line
 from audit.ledger import read_head
 from audit.schema import audit_shipping
+from adapters.syslog import SyslogConnection, client_ssl_context, frame
+
+__all__ = ["SyslogShipper", "client_ssl_context", "frame"]
 
 log = logging.getLogger("epr.audit.shipping")
 _SHIPPER_LOCK = 7342003  # 7342001 migrations, 7342002 ledger appends
-
-
-def frame(message: str) -> bytes:
-    """RFC 5425 octet counting: the message's length in bytes, a space, the message."""
-    data = message.encode("utf-8")
-    return str(len(data)).encode() + b" " + data
-
-
-def client_ssl_context(ca_file: str | None, client_cert: str | None = None,
-                       client_key: str | None = None) -> ssl.SSLContext:
-    """TLS 1.2+ to the SIEM, its certificate verified (ATNA node authentication: with a client
-    certificate when one is configured)."""
-    context = ssl.create_default_context(cafile=ca_file)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if client_cert:
-        context.load_cert_chain(client_cert, client_key)
-    return context
 
 
 class SyslogShipper:
@@ -56,16 +40,14 @@ class SyslogShipper:
                  hostname: str | None = None, batch: int = 500, idle_seconds: float = 1.0,
                  max_pause_seconds: float = 30.0, timeout_seconds: float = 10.0, confirm_seconds: float = 0.2):
         self._engine = engine
-        self._host, self._port = host, port
         self._target = f"{host}:{port}"
-        self._ssl_context = ssl_context
         self._hostname = hostname
         self._batch = batch
         self._idle = idle_seconds
         self._max_pause = max_pause_seconds
         self._timeout = timeout_seconds
         self._confirm_seconds = confirm_seconds
-        self._socket: ssl.SSLSocket | None = None
+        self._connection = SyslogConnection(host, port, ssl_context, timeout_seconds=timeout_seconds)
         self._leader: Connection | None = None  # PostgreSQL: the connection holding the shipper lock
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -79,7 +61,7 @@ class SyslogShipper:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout=self._timeout + 5)
-        self._disconnect()
+        self._connection.close()
         if self._leader is not None:
             self._leader.close()  # releases the leadership lock
 
@@ -90,7 +72,7 @@ class SyslogShipper:
                 shipped = self.ship_once()
                 pause = self._idle if shipped < self._batch else 0.0
             except (OSError, ssl.SSLError) as exc:
-                self._disconnect()
+                self._connection.close()
                 pause = min(max(pause * 2, 1.0), self._max_pause)
                 log.warning("SIEM %s unreachable (%s): retrying in %.0f s; nothing is lost", self._target,
                             type(exc).__name__, pause)
@@ -114,32 +96,11 @@ class SyslogShipper:
         head = read_head(self._engine)
         if head is not None:
             lines.append(head_syslog_line(head, self._hostname))
-        connection = self._connection()
-        connection.sendall(b"".join(frame(line) for line in lines))
-        self._confirm(connection)
+        # A batch the SIEM refuses or drops right away is not delivered: `send` raises (see _run).
+        self._connection.send(b"".join(frame(line) for line in lines), confirm_seconds=self._confirm_seconds)
         shipped = len(lines) - (head is not None)
         self._store_position(position + shipped)  # export yields the chain without holes
         return shipped
-
-    def _confirm(self, connection: ssl.SSLSocket) -> None:
-        """RFC 5425 has no acknowledgement and `sendall` returning only means the bytes are in our
-        kernel. A receiver never writes back, so anything readable soon after is a refusal (a TLS
-        alert, e.g. our client certificate refused after a TLS 1.3 handshake) or a close: the batch
-        then counts as not delivered. A loss later than this window cannot be seen over syslog."""
-        readable, _, _ = wait_until_readable([connection], [], [], self._confirm_seconds)
-        if not readable:
-            return
-        connection.settimeout(self._confirm_seconds)
-        try:
-            data = connection.recv(1)
-        except TimeoutError:
-            return  # TLS 1.3 session tickets made it readable: no application data, no refusal
-        except (ssl.SSLError, OSError) as exc:
-            raise ConnectionError(f"the SIEM refused the batch: {type(exc).__name__}") from exc
-        finally:
-            connection.settimeout(self._timeout)
-        if not data:
-            raise ConnectionError("the SIEM closed the connection")
 
     def position(self) -> int:
         with self._engine.connect() as connection:
@@ -155,24 +116,6 @@ class SyslogShipper:
             if not moved:
                 connection.execute(insert(audit_shipping).values(target=self._target, last_seq=last_seq,
                                                                  updated_at=now))
-
-    def _connection(self) -> ssl.SSLSocket:
-        if self._socket is None:
-            raw = socket.create_connection((self._host, self._port), timeout=self._timeout)
-            try:
-                self._socket = self._ssl_context.wrap_socket(raw, server_hostname=self._host)
-            except (OSError, ssl.SSLError):
-                raw.close()
-                raise
-        return self._socket
-
-    def _disconnect(self) -> None:
-        if self._socket is not None:
-            try:
-                self._socket.close()
-            except OSError:
-                pass
-            self._socket = None
 
     def _is_leader(self) -> bool:
         if self._engine.dialect.name != "postgresql":

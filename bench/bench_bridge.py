@@ -106,7 +106,7 @@ def parse_only(messages: list[bytes]) -> dict:
     from adapters.infomed.hl7v2.code_tables import CodeTables
     from adapters.infomed.hl7v2.documents import document_message
     from adapters.infomed.hl7v2.message import Message
-    from gateway.exchanges.senders import SenderRegistry
+    from gateway.mllp.senders import SenderRegistry
 
     registry = SenderRegistry.from_json({"senders": [{"facility": "DEMO-HOSPITAL", "user_id": "b",
                                                       "principal_gln": "7601000000002"}]})

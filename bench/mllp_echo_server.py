@@ -12,22 +12,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.mllp.framing import frame, read_frame  # noqa: E402
+from gateway.mllp.framing import Frame, FrameParser, frame  # noqa: E402
 
 ACK = frame(b"MSH|^~\\&|ECHO|ECHO|||20260101000000||ACK|1|P|2.5\rMSA|AA|1\r")
 
 
-async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while await read_frame(reader) is not None:
-            writer.write(ACK)
-            await writer.drain()
-    finally:
-        writer.close()
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.parser = FrameParser(max_frame_bytes=32 * 1024 * 1024)
+
+    def data_received(self, data: bytes) -> None:
+        for event in self.parser.feed(data):
+            if isinstance(event, Frame):
+                self.transport.write(ACK)
 
 
 async def main(port: int) -> None:
-    server = await asyncio.start_server(connection, "127.0.0.1", port, limit=32 * 1024 * 1024)
+    server = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", port)
     async with server:
         await server.serve_forever()
 

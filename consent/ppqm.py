@@ -23,7 +23,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from adapters.cara.identifier_syntax import is_full_date
+from adapters.cara.dates import InvalidDate, parse_full_date
 from adapters.cara.vocabulary import GLN_SYSTEM, PURPOSE_OF_USE_SYSTEM, ROLE_SYSTEM, SPID_SYSTEM
 from consent.errors import ConsentInvalid, PolicyInvalid
 from consent.policies import TEMPLATES, Policy, policy_problems, validate_policy
@@ -264,10 +264,7 @@ def _period(provision: dict[str, Any]) -> tuple[date | None, date | None]:
 def _date(value: Any, which: str) -> date | None:
     if value is None:
         return None
-    location = LOCATIONS[which]
-    if not isinstance(value, str) or not is_full_date(value):
-        raise ConsentInvalid(f"{which} date must be yyyy-mm-dd (day precision), got {value!r}", location)
     try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ConsentInvalid(f"{which} date {value!r} is not a calendar date", location) from None
+        return parse_full_date(value)
+    except InvalidDate as refused:
+        raise ConsentInvalid(f"{which} date (yyyy-mm-dd, day precision): {refused.reason}", LOCATIONS[which]) from None

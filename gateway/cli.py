@@ -127,13 +127,19 @@ def _bridge_use_case():
 
 
 @bridge_app.command("held")
-def bridge_held() -> None:
-    """List the HL7 v2 messages held for identity review: sender, MSH-10, since when, why."""
+def bridge_held(release: bool = typer.Option(False, "--release", help="process them again (as `bridge retry`)"),
+                patient: str = typer.Option(None, help="with --release: only this patient's (MPI-PID)")) -> None:
+    """List the HL7 v2 messages held until their patient is ready: sender, MSH-10, since when, why, and
+    what releases each; with --release, process them again."""
+    if release:
+        return bridge_retry(patient)
+    from gateway.exchanges.held_messages import waiting
+
     held = _bridge_use_case().held_messages()
     typer.echo(f"{len(held)} messages held")
     for message in held:
-        typer.echo(f"{message.id}  {message.held_at:%Y-%m-%d %H:%M:%S}  {message.reason:<16} "
-                   f"{message.sender}  MSH-10 {message.control_id}")
+        typer.echo(f"{message.id}  {message.held_at:%Y-%m-%d %H:%M:%S}  {message.reason:<17} "
+                   f"{message.sender}  MSH-10 {message.control_id}\n    {waiting(message)}")
 
 
 @bridge_app.command("retry")
@@ -249,7 +255,7 @@ def audit_verify(witness: Optional[Path] = typer.Option(None, help="a witness fi
 def audit_export(since: Optional[str] = typer.Option(None, help="ISO date or date-time (UTC when no zone)"),
                  format: str = typer.Option("ndjson", help="ndjson (with the proof) or syslog (RFC 5424)")) -> None:
     """Write records with the proof needed to verify them elsewhere (hash chain, signed checkpoint)."""
-    from datetime import UTC, datetime
+    from datetime import UTC
 
     from adapters.cara.store.database import make_engine
     from audit.export import export
@@ -259,13 +265,13 @@ def audit_export(since: Optional[str] = typer.Option(None, help="ISO date or dat
     if format not in ("ndjson", "syslog"):
         raise typer.BadParameter("ndjson or syslog", param_hint="--format")
     settings = Settings()
-    try:
-        moment = datetime.fromisoformat(since) if since else None
-    except ValueError:
-        raise typer.BadParameter(f"{since!r} is not an ISO date or date-time (e.g. 2026-12-01 or "
-                                 "2026-12-01T08:00:00+01:00)", param_hint="--since") from None
-    if moment is not None and moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+    from adapters.cara.dates import InvalidDate, parse_fhir
+
+    try:  # a date-time without an offset is UTC, as the ledger's times are
+        moment = parse_fhir(since, kind="cli").start.replace(tzinfo=UTC) if since else None
+    except InvalidDate as refused:
+        raise typer.BadParameter(f"{refused.reason} (e.g. 2026-12-01 or 2026-12-01T08:00:00+01:00)",
+                                 param_hint="--since") from None
     engine = make_engine(settings.resolved_database_url)
     key_id, key = load_signing_key(settings.audit_signing_key_path)
     # Sign the head first, so that every exported record is covered by a checkpoint.

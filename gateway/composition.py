@@ -17,7 +17,7 @@ from adapters.cara.store.database import is_reachable
 from gateway import hcp, portal
 from gateway.demo import DEMO_GLN, DEMO_INSTITUTION, DEMO_LOCAL_SYSTEM, DEMO_SPID
 from gateway.http.app import create_app as create_fhir_app
-from gateway.http.auth_refusals import RefusalFlusher
+from gateway.exchanges.refusal_windows import RefusalFlusher
 from gateway.http.face import HttpFace
 from gateway.wiring import Runtime, audit_witness, mllp_listener, siem_shipper
 

@@ -63,7 +63,7 @@ def prepare(settings: Settings) -> Prepared:
         updates["trusted_issuers"] = ensure_dev_issuer(settings.data_dir, dev_issuer_url(settings))
     if settings.mllp_senders is None:
         from gateway.demo import DEMO_GLN, DEMO_LOCAL_SYSTEM
-        from gateway.exchanges.senders import ensure_dev_senders
+        from gateway.mllp.senders import ensure_dev_senders
 
         updates["mllp_senders"] = ensure_dev_senders(settings.data_dir, gln=DEMO_GLN,
                                                      assigning_authority=DEMO_LOCAL_SYSTEM)

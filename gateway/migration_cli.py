@@ -76,7 +76,8 @@ def migrate(sources: list[str] = typer.Argument(..., help="XDM media (directorie
 
 def _run(paths, principal, tables, *, retry: bool, report_file, workers, batch, dry_run, show) -> None:
     from gateway.exchanges.imports import ImportExchange
-    from gateway.migration.job import DEPENDENCY_FAILURES, MigrationJob
+    from gateway.exchanges.failures import DEPENDENCY_FAILURES, is_dependency_failure
+    from gateway.migration.job import MigrationJob
     from gateway.migration.journal import Journal
     from gateway.migration.reading import ReaderFailed, described
     from gateway.migration.progress import MigrationProgress, estimate_documents
@@ -87,7 +88,7 @@ def _run(paths, principal, tables, *, retry: bool, report_file, workers, batch, 
     services = runtime.services
     journal = Journal(engine=runtime.engine, keyring=runtime.keyring)
     view = MigrationProgress(len(journal.held_summary()) if retry else estimate_documents(paths)) if show else None
-    job = MigrationJob(exchange=services.exchange, imports=ImportExchange(exchange=services.exchange),
+    job = MigrationJob(exchange=services.exchange, imports=ImportExchange(exchange=services.exchange, dry_run=dry_run),
                        journal=journal, tables=tables, principal=principal, batch=batch, workers=workers,
                        dry_run=dry_run, on_progress=view.update if view else None)
     if view:
@@ -100,7 +101,9 @@ def _run(paths, principal, tables, *, retry: bool, report_file, workers, batch, 
             else:
                 media = {p.name for p in paths}
                 job.run(paths)
-    except (*DEPENDENCY_FAILURES, ReaderFailed) as error:
+    except Exception as error:  # a dependency (the job raises nothing else) or a reader process stopped the run
+        if not isinstance(error, (*DEPENDENCY_FAILURES, ReaderFailed)) and not is_dependency_failure(error):
+            raise
         what = "a reader process" if isinstance(error, ReaderFailed) else "the database, ledger or cache"
         typer.echo(f"epr-gateway migrate: stopped, {what} failed ({described(error)}); every batch "
                    "committed before is journaled: run the same command again to continue", err=True)

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     clock_skew_seconds: int = 60
     max_token_lifetime_seconds: int = Field(3600, gt=0)  # exp - iat of a user's token (401 beyond)
     max_tcu_token_lifetime_seconds: int = Field(900, gt=0)  # the same for technical users (TCU)
-    # Refused authentications per client address (gateway/http/auth_refusals.py): one record per window
+    # Refused authentications per client address (gateway/exchanges/refusal_windows.py): one record per window
     # plus one summary with the count; past the limit, 429 until the window ends.
     auth_failure_interval_seconds: float = Field(10.0, gt=0)
     auth_failure_limit: int = Field(20, ge=1)
@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     # Off by default: on the shared 2-core machine it measured slower (no core to spare; bench/README.md).
     mllp_map_processes: int = 0
     mllp_serve: bool = False  # set by `epr-gateway serve`: the app's workers also listen for MLLP
+    # MLLP limits (gateway/mllp/limits.py); refusals at its door are counted per address with the
+    # EPR_AUTH_FAILURE_* interval, limit and address bound (gateway/mllp/door.py).
+    mllp_max_frame_bytes: int = Field(32 * 1024 * 1024, ge=1024)  # one message; larger: AE, read unheld
+    mllp_max_buffered_bytes: int = Field(128 * 1024 * 1024, ge=1024)  # across connections; past it: AR
+    mllp_read_timeout_seconds: float = Field(60.0, gt=0)  # start to end block, TLS handshake, ACK taken
+    mllp_idle_timeout_seconds: float = Field(600.0, gt=0)  # between frames, then the connection is closed
+    mllp_max_connections: int = Field(256, ge=1)  # and at most half of RLIMIT_NOFILE (HTTPS keeps the rest)
     # -- the patient's web page (/portal) --
     portal_oidc_issuer: str | None = None  # production sign-in: the identity provider (OpenID Connect)
     portal_oidc_client_id: str | None = None

@@ -124,8 +124,8 @@ def build_runtime(settings: Settings) -> Runtime:
 
 def release_held_messages(runtime: Runtime) -> None:
     """A feed (ITI-104, A08), an onboarding or a resolved identity review may fix what holds HL7 v2 messages: the
-    bridge's use-case processes that patient's held messages again. It is built only when some message
-    is held (one indexed query per feed), so a bulk ITI-104 feed does not read the senders file each time."""
+    bridge's use-case processes that patient's held messages again. The channel is built only when some
+    message is held (one indexed query per feed), so a bulk ITI-104 feed does not read the senders file each time."""
     from adapters.cara.store.message_inbox import DatabaseMessageInbox
 
     inbox = DatabaseMessageInbox(engine=runtime.engine, keyring=runtime.keyring)
@@ -135,7 +135,7 @@ def release_held_messages(runtime: Runtime) -> None:
             if not inbox.any_held():
                 return
             bridge = hl7_exchange(runtime)
-        except Exception:  # the feed is done and answered; `bridge retry` processes them later
+        except Exception:  # the feed is done and answered; `bridge held --release` processes them later
             log.exception("held HL7 v2 messages could not be looked up after an identity change")
             return
         bridge.release_held_quietly(pid)
@@ -194,16 +194,29 @@ def policy_cache(settings: Settings) -> PolicyCache:
     return InProcessPolicyCache() if settings.workers == 1 else UncachedPolicies()
 
 
-def hl7_exchange(runtime: Runtime):
-    """The HL7 v2 use-case on these services (the MLLP listener's one door)."""
+def hl7_exchange(runtime: Runtime, *, door_refusals=None):
+    """The HL7 v2 channel on these services (the MLLP listener's one door), over its use-cases.
+    `door_refusals`: the listener's refusal windows, which count its unknown senders (gateway/mllp/door.py)."""
     from adapters.cara.store.message_inbox import DatabaseMessageInbox
-    from gateway.exchanges.hl7v2 import Hl7Exchange
-    from gateway.exchanges.senders import SenderRegistry
+    from gateway.exchanges.held_messages import HeldMessages
+    from gateway.exchanges.message_answers import MessageAnswers
+    from gateway.exchanges.message_documents import DocumentMessages
+    from gateway.exchanges.message_patients import PatientMessages
+    from gateway.exchanges.patient_readiness import PatientReadiness
+    from gateway.mllp.channel import Hl7Channel
+    from gateway.mllp.senders import SenderRegistry
 
     services = runtime.services
-    return Hl7Exchange(exchange=services.exchange, identities=services.identities,
-                       inbox=DatabaseMessageInbox(engine=runtime.engine, keyring=runtime.keyring),
-                       auditor=services.auditor, senders=SenderRegistry.load(runtime.settings.mllp_senders))
+    exchange, auditor, patients = services.exchange, services.auditor, services.exchange.patients
+    answers = MessageAnswers(inbox=DatabaseMessageInbox(engine=runtime.engine, keyring=runtime.keyring))
+    readiness = PatientReadiness(patients=patients, access=exchange.access)
+    held = HeldMessages(inbox=answers.inbox, answers=answers, readiness=readiness, exchange=exchange,
+                        patients=patients, auditor=auditor)
+    return Hl7Channel(documents=DocumentMessages(exchange=exchange, readiness=readiness, held=held, answers=answers,
+                                                 auditor=auditor),
+                      patients=PatientMessages(exchange=exchange, identities=services.identities, patients=patients),
+                      held=held, answers=answers, auditor=auditor,
+                      senders=SenderRegistry.load(runtime.settings.mllp_senders), door_refusals=door_refusals)
 
 
 @contextlib.contextmanager
@@ -225,6 +238,8 @@ def background_checkpoints(runtime: Runtime):
 def mllp_listener(runtime: Runtime, *, port: int | None = None, reuse_port: bool = False):
     """The MLLP listener (EPR_MLLP_*): TLS with the gateway's certificate when EPR_MLLP_TLS=1."""
     from adapters.cara.store.wal_checkpoint import WalCheckpointer
+    from gateway.mllp.door import MllpDoor, refusal_windows
+    from gateway.mllp.limits import MllpLimits
     from gateway.mllp.listener import MllpListener
     from gateway.pki import server_ssl_context
 
@@ -234,9 +249,12 @@ def mllp_listener(runtime: Runtime, *, port: int | None = None, reuse_port: bool
     # SQLite has one writer: one thread avoids lock waits; PostgreSQL takes several.
     threads = 1 if runtime.store_in_process else 4
     processes = settings.mllp_map_processes
-    return MllpListener(handler=hl7_exchange(runtime), host=settings.mllp_host,
-                        port=settings.mllp_port if port is None else port, ssl_context=context, threads=threads,
-                        reuse_port=reuse_port, mapping_processes=processes,
+    windows = refusal_windows(settings)
+    return MllpListener(handler=hl7_exchange(runtime, door_refusals=windows),
+                        door=MllpDoor(windows=windows, auditor=runtime.services.auditor), host=settings.mllp_host,
+                        port=settings.mllp_port if port is None else port, ssl_context=context,
+                        limits=MllpLimits.from_settings(settings), threads=threads, reuse_port=reuse_port,
+                        mapping_processes=processes,
                         checkpointer=WalCheckpointer(runtime.engine) if runtime.store_in_process else None)
 
 

@@ -16,6 +16,8 @@ install_missing() {
     [ -x /usr/bin/chromium ] || missing+=(chromium)
     [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
     command -v npm >/dev/null 2>&1 || missing+=(npm)
+    # The technical user's SAML signature is verified by an independent XML-DSig implementation (libxmlsec1).
+    command -v xmlsec1 >/dev/null 2>&1 || missing+=(xmlsec1)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "installing ${missing[*]} (apt-get)"
         if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -100,11 +100,12 @@ class Gateway:
         return self.tokens.headers(self.tokens.hcp())
 
     def register_patient(self, spid: str = SPID, local_id: str = "L-1", family: str = "Muster",
-                         given: str = "Anna", grant_hcp: str | None = "restricted") -> dict:
+                         given: str = "Anna", grant_hcp: str | None = "restricted", birth_date: str = "1980-05-17",
+                         gender: str = "female") -> dict:
         """ITI-104 feed, onboarding (201/202/203) and, unless None, the patient's 301 grant of
         `grant_hcp` (normal or restricted) to the test HCP: the usual state of a record in use."""
         body = patient_feed(spid=spid, local_system=LOCAL_SYSTEM, local_id=local_id, family=family, given=given,
-                            birth_date="1980-05-17", gender="female")
+                            birth_date=birth_date, gender=gender)
         response = self.client.put(f"/fhir/Patient?identifier={LOCAL_SYSTEM}|{local_id}",
                                    content=orjson.dumps(body), headers=self.as_hcp())
         assert response.status_code in (200, 201), response.text

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from adapters.cara.record_ids import new_record_id
 from adapters.cara.client_json import JsonLimits, check_resource_sizes, load_client_json
 from adapters.cara.errors import InvalidInput, Issue, ProfileViolation
-from adapters.cara.mhd_rules import check_provide_bundle, decode_binary, extension, first_coding
+from adapters.cara.mhd_rules import check_provide_bundle, decode_binary, extension, first_coding, normalised_date
 from adapters.cara.model import (
     Author,
     Code,
@@ -111,7 +111,7 @@ def submission_from_bundle(bundle: dict[str, Any]) -> Submission:
         unique_id=next(x["value"] for x in listed["identifier"] if x.get("use") == "usual"),
         source_id=extension(listed, EXT_SOURCE_ID)["valueIdentifier"]["value"],
         patient_pid="",
-        submission_time=listed.get("date"),
+        submission_time=normalised_date(listed.get("date"), "dateTime"),
         content_type=_code(first_coding(extension(listed, EXT_DESIGNATION_TYPE)["valueCodeableConcept"])),
         authors=_authors(listed),
         title=listed.get("title"),
@@ -147,17 +147,17 @@ def _new_document(doc: dict[str, Any], resources: dict[str, dict], submission_se
         mime_type=attachment["contentType"],
         language=attachment["language"],
         title=attachment["title"],
-        creation_time=attachment["creation"],
+        creation_time=normalised_date(attachment["creation"], "dateTime"),
         original_provider_role=_code(extension(doc, EXT_AUTHOR_ROLE)["valueCoding"]),
         size=len(data),
         sha1=hashlib.sha1(data).hexdigest(),
         entry_uuid=next((x["value"] for x in doc.get("identifier", []) if x.get("use") == "official"), None)
         or f"urn:uuid:{entry_id}",  # the submitter sent none: the entry's own id is its entryUUID
-        date=doc.get("date"),
+        date=normalised_date(doc.get("date"), "instant"),
         description=doc.get("description"),
         event_codes=[_code(c) for concept in context.get("event", []) for c in concept.get("coding", [])],
-        service_start=period.get("start"),
-        service_stop=period.get("end"),
+        service_start=normalised_date(period.get("start"), "dateTime"),
+        service_stop=normalised_date(period.get("end"), "dateTime"),
         authors=_authors(doc),
         source_patient=source_patient,
         source_patient_id=Identifier(usual.get("system", ""), usual["value"]),

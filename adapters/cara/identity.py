@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from adapters.cara.errors import Conflict, InvalidInput
-from adapters.cara.identifier_syntax import AHVN13_SYSTEM, ascii_int, identifier_problem, is_full_date, is_spid
+from adapters.cara.dates import InvalidDate, parse_full_date
+from adapters.cara.identifier_syntax import AHVN13_SYSTEM, ascii_int, identifier_problem, is_spid
 from adapters.cara.identifier_syntax import is_ahvn13 as _is_ahvn13
 from adapters.cara.model import Identifier, PatientRecord
 
@@ -23,12 +24,16 @@ SPID_DIFFERS = "spid-differs"  # known local id, its patient has another EPR-SPI
 SPID_LINKED_ELSEWHERE = "spid-linked-elsewhere"  # the SPID belongs to another patient than the local id
 AHVN13_LINKED_ELSEWHERE = "ahvn13-linked-elsewhere"  # the AHVN13 is already another patient's
 IDENTIFIER_LINKED_ELSEWHERE = "identifier-linked-elsewhere"  # another id of the feed is another patient's
+# A document (HL7 v2 PID, XDM sourcePatientInfo) names a known patient with other demographics.
+DOCUMENT_DEMOGRAPHICS_DIFFER = "document-demographics-differ"
 REVIEW_REASONS = {
     DEMOGRAPHICS_DIFFER: "the local identifier is known with another birth date or name",
     SPID_DIFFERS: "the local identifier belongs to a patient with another EPR-SPID",
     SPID_LINKED_ELSEWHERE: "the EPR-SPID is linked to another patient than the local identifier",
     AHVN13_LINKED_ELSEWHERE: "the AHVN13 is already linked to another patient",
     IDENTIFIER_LINKED_ELSEWHERE: "an identifier of this feed is already linked to another patient",
+    DOCUMENT_DEMOGRAPHICS_DIFFER: "documents name this patient with another birth date, name or gender; they are "
+                                  "held, and resolving the case files them under the patient",
 }
 
 
@@ -61,8 +66,16 @@ def validate_incoming(record: PatientRecord) -> None:
             raise InvalidInput(problem, location="Patient.identifier")
     if record.gender is not None and record.gender not in GENDERS:
         raise InvalidInput(f"gender must be one of {', '.join(GENDERS)}", location="Patient.gender")
-    if record.birth_date is not None and not is_full_date(record.birth_date):
-        raise InvalidInput("birthDate must be a full date (YYYY-MM-DD)", location="Patient.birthDate")
+    if record.birth_date is not None and not _is_full_date(record.birth_date):
+        raise InvalidInput("birthDate must be a full date (YYYY-MM-DD) that exists", location="Patient.birthDate")
+
+
+def _is_full_date(value: str) -> bool:
+    try:
+        parse_full_date(value)
+    except InvalidDate:
+        return False
+    return True
 
 
 def canonical(record: PatientRecord) -> PatientRecord:
@@ -155,7 +168,7 @@ def parse_pdq(params: list[tuple[str, str]]) -> PatientSearch:
             identifiers.append(tuple(_identifier(v) for v in alternatives))
         elif param == "birthdate":
             dates = tuple(v.removeprefix("eq") for v in alternatives)
-            if not all(is_full_date(d) for d in dates):
+            if not all(_is_full_date(d) for d in dates):
                 raise InvalidInput("birthdate must be a full date (YYYY-MM-DD, optionally eq); ranges are not "
                                    "supported on keyed hashes", location="birthdate")
             demographics.append(("birthdate", dates))

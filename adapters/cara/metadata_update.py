@@ -18,7 +18,16 @@ from typing import Any
 
 from adapters.cara.errors import MetadataIdentifierMismatch, PatientMismatch, ProfileViolation, UnmodifiableMetadata
 from adapters.cara.fhir_mapping import _authors, _code, _KNOWN_DOC_EXTENSIONS  # one reading of DocumentReference
-from adapters.cara.mhd_rules import _check_source_patient, _Findings, extension, first_coding
+from adapters.cara.mhd_rules import (
+    DOCUMENT_DATES,
+    _check_identifiers,
+    _check_source_patient,
+    _Findings,
+    check_dates,
+    extension,
+    first_coding,
+    normalised_date,
+)
 from adapters.cara.model import Code, DocumentEntry, Identifier
 from adapters.cara.vocabulary import (
     CONFIDENTIALITY_CODES,
@@ -67,7 +76,8 @@ def read_update(doc: dict[str, Any], current: DocumentEntry, *, spid: str, where
                          "does not change it (replace the document instead)", f"{where}.status")
     unmodifiable.require(attachment.get("contentType") == current.mime_type, "the mime type may not be updated",
                          f"{where}.content[0].attachment.contentType")
-    unmodifiable.require(attachment.get("creation") == current.creation_time, "the creation time may not be updated",
+    unmodifiable.require(normalised_date(attachment.get("creation"), "dateTime") == current.creation_time,
+                         "the creation time may not be updated",
                          f"{where}.content[0].attachment.creation")
     if "size" in attachment:
         unmodifiable.require(attachment["size"] == current.size, "the size may not be updated",
@@ -92,11 +102,11 @@ def read_update(doc: dict[str, Any], current: DocumentEntry, *, spid: str, where
         practice_setting=_code(first_coding(context["practiceSetting"])),
         language=attachment["language"],
         title=attachment["title"],
-        date=doc.get("date"),
+        date=normalised_date(doc.get("date"), "instant"),
         description=doc.get("description"),
         event_codes=[_code(c) for concept in context.get("event", []) for c in concept.get("coding", [])],
-        service_start=period.get("start"),
-        service_stop=period.get("end"),
+        service_start=normalised_date(period.get("start"), "dateTime"),
+        service_stop=normalised_date(period.get("end"), "dateTime"),
         authors=_authors(doc),
         source_patient=source_patient,
         source_patient_id=Identifier(usual.get("system", ""), usual["value"]),
@@ -156,6 +166,8 @@ def _check_profile(doc: dict[str, Any], where: str) -> None:
         found.require(bool(first_coding(context.get(element))), f"context.{element} is required",
                       f"{where}.context.{element}")
     _check_source_patient(found, doc, context, where)
+    _check_identifiers(found, doc, where)
+    check_dates(found, doc, where, DOCUMENT_DATES)
     contents = doc.get("content") or []
     if found.require(len(contents) == 1, "exactly one content is required", f"{where}.content"):
         attachment = contents[0].get("attachment") or {}

@@ -13,9 +13,18 @@ import hashlib
 from typing import Any
 
 from adapters.cara.base64_strict import b64decode_strict
+from adapters.cara.dates import InvalidDate, parse_fhir
 from adapters.cara.document_content import content_problem
 from adapters.cara.errors import Issue
-from adapters.cara.identifier_syntax import identifier_problem, is_media_type, is_spid, is_unique_id
+from adapters.cara.identifier_syntax import (
+    ENTRY_UUID,
+    SOURCE_ID,
+    UNIQUE_ID,
+    IdentifierKind,
+    identifier_problem,
+    is_media_type,
+    is_spid,
+)
 from adapters.cara.vocabulary import (
     CONFIDENTIALITY_CODES,
     EXT_AUTHOR_ROLE,
@@ -30,6 +39,11 @@ from adapters.cara.vocabulary import (
 )
 
 ALLOWED_ENTRY_TYPES = {"List", "DocumentReference", "Binary"}
+# A resource's own identifiers by use: what MHD makes of each (ITI TF-3 4.5.1.1, 4.5.1.2).
+IDENTIFIER_KINDS = {"usual": UNIQUE_ID, "official": ENTRY_UUID}
+# The DocumentReference's dates and their R4 types; every one is read by the gateway's date parser.
+DOCUMENT_DATES = (("date", "instant"), ("context.period.start", "dateTime"), ("context.period.end", "dateTime"),
+                  ("content[0].attachment.creation", "dateTime"))
 
 
 def extension(resource: dict[str, Any], url: str) -> dict[str, Any] | None:
@@ -126,8 +140,9 @@ def _check_submission_set(found: _Findings, listed: tuple[int, str, dict[str, An
     found.require(resource.get("status") == "current", "SubmissionSet status must be 'current'", f"{where}.status")
     found.require(resource.get("mode") == "working", "SubmissionSet mode must be 'working'", f"{where}.mode")
     source = extension(resource, EXT_SOURCE_ID)
-    found.require(bool(source and (source.get("valueIdentifier") or {}).get("value")),
-                  "extension ihe-sourceId (valueIdentifier) is required", f"{where}.extension")
+    source_id = (source.get("valueIdentifier") or {}).get("value") if source else None
+    if found.require(bool(source_id), "extension ihe-sourceId (valueIdentifier) is required", f"{where}.extension"):
+        _require_kind(found, SOURCE_ID, source_id, f"{where}.extension('{EXT_SOURCE_ID}').valueIdentifier.value")
     designation = first_coding((extension(resource, EXT_DESIGNATION_TYPE) or {}).get("valueCodeableConcept"))
     found.require(bool(designation) and designation.get("system") == SNOMED
                   and designation.get("code") == SUBMISSION_SET_DESIGNATION,
@@ -135,9 +150,9 @@ def _check_submission_set(found: _Findings, listed: tuple[int, str, dict[str, An
                   f"{where}.extension")
     _check_identifiers(found, resource, where)
     usual = [x for x in resource.get("identifier", []) if x.get("use") == "usual"]
-    found.require(len(usual) == 1 and is_unique_id(usual[0].get("value")),
-                  "SubmissionSet needs one identifier with use=usual holding its uniqueId (urn:oid: or urn:uuid:)",
-                  f"{where}.identifier")
+    found.require(len(usual) == 1, "SubmissionSet needs one identifier with use=usual holding its uniqueId "
+                  "(urn:oid: or urn:uuid:)", f"{where}.identifier")
+    check_dates(found, resource, where, (("date", "dateTime"),))
     return _check_spid(found, resource.get("subject"), where)
 
 
@@ -146,9 +161,14 @@ def _check_document_reference(found: _Findings, i: int, doc: dict[str, Any], sub
     where = f"Bundle.entry[{i}].resource"
     _check_identifiers(found, doc, where)
     master = doc.get("masterIdentifier") or {}
-    found.require(is_unique_id(master.get("value")),
-                  "masterIdentifier (the document uniqueId, urn:oid: or urn:uuid:) is required",
-                  f"{where}.masterIdentifier")
+    if found.require("value" in master, "masterIdentifier (the document uniqueId, urn:oid: or urn:uuid:) is "
+                     "required", f"{where}.masterIdentifier"):
+        _require_kind(found, UNIQUE_ID, master["value"], f"{where}.masterIdentifier.value")
+    for n, relation in enumerate(doc.get("relatesTo") or []):
+        target = ((relation or {}).get("target") or {}).get("identifier") or {}
+        if "value" in target:
+            _require_kind(found, UNIQUE_ID, target["value"], f"{where}.relatesTo[{n}].target.identifier.value")
+    check_dates(found, doc, where, DOCUMENT_DATES)
     found.require(doc.get("status") == "current", "a provided DocumentReference has status 'current'",
                   f"{where}.status")
     found.require("docStatus" not in doc, "docStatus must be absent", f"{where}.docStatus")
@@ -204,7 +224,8 @@ def _check_document_reference(found: _Findings, i: int, doc: dict[str, Any], sub
 
 def _check_identifiers(found: _Findings, resource: dict[str, Any], where: str) -> None:
     """Every identifier of the resource and of what it contains (authors, source patient) in its
-    system's syntax: a GLN in full-width digits is another string for the same professional."""
+    system's syntax: a GLN in full-width digits is another string for the same professional. The
+    resource's own uniqueId (use usual) and entryUUID (use official) are checked as those kinds."""
     contained = resource.get("contained") or []
     owners = [(where, resource)] + [(f"{where}.contained[{n}]", c) for n, c in enumerate(contained)
                                     if isinstance(c, dict)]
@@ -212,8 +233,49 @@ def _check_identifiers(found: _Findings, resource: dict[str, Any], where: str) -
         identifiers = owner.get("identifier") or []
         for n, identifier in enumerate(identifiers if isinstance(identifiers, list) else []):
             if isinstance(identifier, dict) and "value" in identifier:
-                problem = identifier_problem(identifier.get("system", ""), identifier["value"])
+                kind = IDENTIFIER_KINDS.get(identifier.get("use")) if owner is resource else None
+                problem = kind.problem(identifier["value"]) if kind else identifier_problem(
+                    identifier.get("system", ""), identifier["value"])
                 found.require(problem is None, problem or "", f"{path}.identifier[{n}]")
+
+
+def _require_kind(found: _Findings, kind: IdentifierKind, value: object, location: str) -> None:
+    problem = kind.problem(value)
+    found.require(problem is None, problem or "", location)
+
+
+def check_dates(found: _Findings, resource: dict[str, Any], where: str, dates: tuple[tuple[str, str], ...]) -> None:
+    """Each date of `resource` read by the gateway's one parser: FHIR R4 accepts `2016-12-31T23:59:60Z`
+    and `9999-12-31T23:59:59-12:00`, the record cannot hold the second (it outlives year 9999 in UTC).
+    A period's start must not follow its end (FHIR per-1)."""
+    moments = {}
+    for path, kind in dates:
+        value = _at(resource, path)
+        if value is None:
+            continue
+        try:
+            moments[path] = parse_fhir(value, kind=kind)
+        except InvalidDate as refused:
+            found.issues.append(Issue(f"{path}: {refused.reason}", f"{where}.{path}"))
+    start, end = moments.get("context.period.start"), moments.get("context.period.end")
+    if start is not None and end is not None:
+        found.require(start.start <= end.start, "context.period.start is after context.period.end",
+                      f"{where}.context.period")
+
+
+def normalised_date(value: str | None, kind: str) -> str | None:
+    """A date the rules above accepted, as the record keeps it (a leap second as second 59)."""
+    return None if value is None else parse_fhir(value, kind=kind).fhir()
+
+
+def _at(resource: dict[str, Any], path: str) -> Any:
+    value: Any = resource
+    for step in path.split("."):
+        name, _, index = step.partition("[")
+        value = value.get(name) if isinstance(value, dict) else None
+        if index and isinstance(value, list):
+            value = value[int(index[:-1])] if len(value) > int(index[:-1]) else None
+    return value
 
 
 def _check_source_patient(found: _Findings, doc: dict[str, Any], context: dict[str, Any], where: str) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from adapters.cara.errors import InvalidInput
-from adapters.cara.fhir_dates import value_range
+from adapters.cara.dates import InvalidDate, value_range
 from adapters.cara.identifier_syntax import ascii_int, is_spid
 from adapters.cara.vocabulary import DOCUMENT_STATUSES, SPID_SYSTEM
 
@@ -21,6 +21,9 @@ DATE_PARAMS = ("date", "period")
 DATE_PREFIXES = ("eq", "ge", "le", "gt", "lt")
 DEFAULT_COUNT = 20
 MAX_COUNT = 100
+# Parameters in one query, and values one search ORs (comma lists): each becomes a term of the SQL
+# statement, whose depth SQLite bounds (1,000); the face refuses more parameters (rest_conventions).
+MAX_SEARCH_VALUES = 400
 PATIENT_PARAMS = ("patient.identifier", "patient", "subject")  # exactly one: the SPID, or the MPI's Patient id
 SUPPORTED = (*PATIENT_PARAMS, "status", *TOKEN_PARAMS, *STRING_PARAMS, *DATE_PARAMS, "_count", "_offset",
              "_cursor")
@@ -59,6 +62,9 @@ class DocumentQuery:
     # documents provided while a client pages neither repeat an entry nor move the total.
     after: tuple[int, str] | None = None
     through: int | None = None
+    # Parameters ANDed that no entry can meet at once (`status=current&status=superseded`: an entry has one
+    # status): the FHIR answer is an empty result, counted and paged like any other.
+    matches_nothing: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,11 @@ def parse_find_request(params: list[tuple[str, str]], *, string_hash) -> FindReq
             raise InvalidInput(f"{name} must be Patient/<id> (the id a PDQm search answers)", location=name)
         patient_id = reference.group(1) or reference.group(2)
 
-    statuses: list[str] = []
+    alternatives = sum(len(value.split(",")) for name, value in params if name in (*TOKEN_PARAMS, *STRING_PARAMS))
+    if alternatives > MAX_SEARCH_VALUES:
+        raise InvalidInput(f"a search takes at most {MAX_SEARCH_VALUES} token and string values ({alternatives} "
+                           "given)", location=next(n for n, _ in params if n in (*TOKEN_PARAMS, *STRING_PARAMS)))
+    statuses: set[str] | None = None  # each `status` parameter ORs its values; repeated, they AND
     tokens: list[TokenFilter] = []
     dates: list[DateFilter] = []
     count, offset, cursor = DEFAULT_COUNT, 0, None
@@ -108,7 +118,7 @@ def parse_find_request(params: list[tuple[str, str]], *, string_hash) -> FindReq
             bad = [v for v in values if v not in (*DOCUMENT_STATUSES, "entered-in-error")]
             if bad:
                 raise InvalidInput(f"status {bad[0]!r} is not a DocumentReference status", location="status")
-            statuses.extend(values)
+            statuses = set(values) if statuses is None else statuses & set(values)
         elif name in TOKEN_PARAMS:
             tokens.append(TokenFilter(name, tuple(_token(name, v) for v in value.split(","))))
         elif name in STRING_PARAMS:
@@ -129,7 +139,8 @@ def parse_find_request(params: list[tuple[str, str]], *, string_hash) -> FindReq
     if cursor is not None and any(name == "_offset" for name, _ in params):
         raise InvalidInput("_cursor and _offset do not go together: follow the next link as it is",
                            location="_cursor")
-    query = DocumentQuery("", tuple(dict.fromkeys(statuses)), tuple(tokens), tuple(dates), None, offset, count)
+    query = DocumentQuery("", tuple(sorted(statuses or ())), tuple(tokens), tuple(dates), None, offset, count,
+                          matches_nothing=statuses == set())
     return FindRequest(spid=spid, query=query, params=tuple(params), patient_id=patient_id, cursor=cursor)
 
 
@@ -153,9 +164,8 @@ def _date(name: str, value: str) -> DateFilter:
     literal = value[2:] if value[:2] in DATE_PREFIXES else value
     try:
         start, end = value_range(literal)
-    except ValueError:
-        raise InvalidInput(f"{name}={value!r} is not a FHIR date search value (e.g. ge2024-01-01)",
-                           location=name) from None
+    except InvalidDate as refused:
+        raise InvalidInput(f"{name}: {refused.reason} (e.g. ge2024-01-01)", location=name) from None
     return DateFilter(name, prefix, start, end)
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from adapters.cara.errors import InvalidInput
-from adapters.cara.fhir_dates import fhir_instant
+from adapters.cara.dates import fhir_instant
 from adapters.cara.identity import AHVN13_SYSTEM
 from adapters.cara.model import Identifier, OrganizationRef, PatientRecord
 from adapters.cara.vocabulary import SPID_SYSTEM

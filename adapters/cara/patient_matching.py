@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.cara.errors import InvalidInput
+from adapters.cara.identifier_syntax import identifier_problem
 from adapters.cara.identity import AHVN13_SYSTEM, normalise
 from adapters.cara.model import Identifier
 
@@ -67,6 +68,10 @@ def parse_match(parameters: dict[str, Any]) -> MatchRequest:
     identifiers = tuple(Identifier(i["system"], i["value"].replace(".", "") if i["system"] == AHVN13_SYSTEM
                                    else i["value"])
                         for i in patient.get("identifier", []) if i.get("system") and i.get("value"))
+    for n, identifier in enumerate(identifiers):  # the syntax ITI-104 and PDQm hold identifiers to
+        problem = identifier_problem(identifier.system, identifier.value)
+        if problem:
+            raise InvalidInput(problem, location=f"Parameters.parameter.resource.identifier[{n}]")
     if not demographics and not identifiers:
         raise InvalidInput("the Patient gives nothing to match: name, birthDate, gender or identifier",
                            location="Parameters.parameter.resource")

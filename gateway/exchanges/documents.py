@@ -22,7 +22,7 @@ from adapters.cara.client_json import DEFAULT_LIMITS, JsonLimits
 from adapters.cara.errors import Gone, InvalidInput, NotFound
 from adapters.cara.mhd_search import DocumentQuery, parse_find_request
 from adapters.cara.model import DocumentEntry, Submission
-from adapters.cara.fhir_dates import fhir_instant
+from adapters.cara.dates import fhir_instant
 from adapters.cara.store.document_batches import ProvideResult
 from adapters.cara.store.documents import DatabaseDocumentStore
 from adapters.cara.store.patients import DatabasePatientIndex

@@ -1,9 +1,10 @@
 """Use-cases of a bulk import (the Infomed migration) beside `DocumentExchange.provide_many`.
 
-- `patients_for_import`: each document's local patient id (ITI-104 fed) → the patient's SPID, or why
-  its documents must wait: unknown patient, no EPR (no SPID, or never onboarded), an open identity
-  review, or demographics in the document that disagree with the MPI (identity vigilance: held for a
-  person to decide, never guessed).
+- `patients_for_import`: each document's local patient id (ITI-104 fed) and sourcePatientInfo → the
+  patient's SPID, or why its documents must wait — by the one rule the HL7 v2 bridge follows too
+  (`patient_readiness`): unknown patient, no EPR, EPR not opened, demographics that differ from the
+  MPI (a review case is opened), an open identity review. Each reason says what releases it, then
+  `migrate retry`.
 - `compare_content`: `migrate verify` — the stored bytes of a migrated document against the source's,
   inside the gateway: the answer is "same" or the first difference, never the content. Decided as a
   write by the migration's technical user (TCU may write, never read) and audited (ITI-68, outcome,
@@ -12,18 +13,25 @@
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 
 from adapters.cara.model import Identifier
 from consent.principal import Principal
 from gateway.auth.errors import AccessRefused
 from gateway.exchanges.documents import DocumentExchange
+from gateway.exchanges.patient_readiness import (
+    EPR_NOT_OPENED,
+    IDENTITY_CONFLICT,
+    IDENTITY_REVIEW,
+    NO_EPR,
+    UNKNOWN_PATIENT,
+    PatientClaim,
+    PatientReadiness,
+)
 
-UNKNOWN_PATIENT = "unknown-patient"
-NO_EPR = "no-epr"
-IDENTITY_REVIEW = "identity-review"
-IDENTITY_CONFLICT = "identity-conflict"
+__all__ = ["EPR_NOT_OPENED", "IDENTITY_CONFLICT", "IDENTITY_REVIEW", "NO_EPR", "UNKNOWN_PATIENT", "ImportExchange",
+           "ImportPatient", "PatientRequest"]
+RETRY = "; then `epr-gateway migrate retry --as-gln <GLN>`"
 
 
 @dataclass(frozen=True)
@@ -43,51 +51,31 @@ class PatientRequest:
     birth_date: str | None
     gender: str | None
 
-
-def _fold(value: str | None) -> str | None:
-    return unicodedata.normalize("NFC", value).casefold().strip() if value else None
+    @property
+    def claim(self) -> PatientClaim:
+        return PatientClaim((self.identifier,), self.family, self.given, self.birth_date, self.gender)
 
 
 class ImportExchange:
-    def __init__(self, *, exchange: DocumentExchange):
+    def __init__(self, *, exchange: DocumentExchange, dry_run: bool = False):
         self.exchange = exchange
+        # A dry run stores nothing: not even the review case a conflict would open.
+        self.readiness = PatientReadiness(patients=exchange.patients, access=exchange.access, open_cases=not dry_run)
 
     def patients_for_import(self, *, principal: Principal,
                             requests: list[PatientRequest]) -> dict[PatientRequest, ImportPatient]:
         """Each request's patient, for a whole batch: the MPI is asked once for all of them
-        (`resolve_many`: four statements however many patients), the onboarding policies come from
-        the policy cache."""
+        (`PatientReadiness.check_many`), the onboarding policies come from the policy cache."""
         if principal.role != "TCU":
             raise AccessRefused("bulk imports are made by a technical user (TCU)")
         distinct = list(dict.fromkeys(requests))
-        resolved = self.exchange.patients.resolve_many([(r.identifier,) for r in distinct])
-        return {request: self._import_patient(request, resolved[(request.identifier,)]) for request in distinct}
-
-    def _import_patient(self, request: PatientRequest, resolved) -> ImportPatient:
-        if resolved is None:
-            return ImportPatient(None, UNKNOWN_PATIENT, f"patient id in {request.identifier.system} is not in the "
-                                                         "MPI (not fed by ITI-104)")
-        if resolved.under_review:
-            return ImportPatient(None, IDENTITY_REVIEW, "the patient's identity is under review")
-        record = resolved.record
-        if record is None or record.spid is None:
-            return ImportPatient(None, NO_EPR, "the patient has no EPR (no EPR-SPID)")
-        if not self.exchange.access.policies(resolved.pid):
-            return ImportPatient(None, NO_EPR, "the patient's EPR is not opened (no onboarding policies)")
-        differ = []
-        if request.family and record.family and _fold(request.family) != _fold(record.family):
-            differ.append("family name")
-        if request.given and record.given and _fold(request.given[0]) != _fold(record.given[0]):
-            differ.append("given name")
-        if request.birth_date and record.birth_date and request.birth_date != record.birth_date:
-            differ.append("birth date")
-        if request.gender and record.gender and request.gender != record.gender:
-            differ.append("gender")
-        if differ:
-            # The reason names the fields only: the report and the journal carry no demographics.
-            return ImportPatient(None, IDENTITY_CONFLICT,
-                                 f"sourcePatientInfo {', '.join(differ)} differ from the MPI: held for review")
-        return ImportPatient(record.spid)
+        checked = self.readiness.check_many([request.claim for request in distinct])
+        answers = {}
+        for request in distinct:
+            readiness = checked[request.claim]
+            answers[request] = (ImportPatient(readiness.spid) if readiness.ready else
+                                ImportPatient(None, readiness.hold, readiness.explained(RETRY)))
+        return answers
 
     def compare_content(self, *, principal: Principal, unique_id: str, content: bytes) -> str | None:
         """None when the record holds exactly `content` under `unique_id`, else the first difference."""

@@ -20,7 +20,7 @@ from typing import Any
 from adapters.cara import fhir_mapping
 from adapters.cara.client_json import DEFAULT_LIMITS, JsonLimits
 from adapters.cara.errors import Conflict, InvalidInput, StaleVersion, UnknownDocumentEntry
-from adapters.cara.fhir_dates import fhir_instant
+from adapters.cara.dates import fhir_instant
 from adapters.cara.metadata_update import (
     CONFIDENTIALITY,
     DELETION,

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 
 from adapters.cara.errors import Conflict, Gone, InvalidInput, NotFound, StaleVersion, UnknownPatient
 from adapters.cara.client_json import DEFAULT_LIMITS, JsonLimits
-from adapters.cara.fhir_dates import fhir_instant
+from adapters.cara.dates import fhir_instant
 from adapters.cara.fhir_mapping import parse_resource, searchset
 from adapters.cara.identifier_syntax import is_spid, is_uuid_urn
 from adapters.cara.store.patients import DatabasePatientIndex

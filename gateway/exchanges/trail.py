@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from adapters.cara.errors import InvalidInput
-from adapters.cara.fhir_dates import value_range
+from adapters.cara.dates import InvalidDate, value_range
 from adapters.cara.identifier_syntax import ascii_int, is_spid
 from adapters.cara.store.patients import DatabasePatientIndex
 from adapters.cara.vocabulary import ROLE_SYSTEM, SPID_SYSTEM
@@ -174,8 +174,8 @@ def _period(values: list[str]):
         prefix, literal = value[:2], value[2:]
         try:
             start, end = value_range(literal)
-        except ValueError:
-            raise InvalidInput(f"date={value!r} is not a FHIR date (use ge… and le…)", location="date") from None
+        except InvalidDate as refused:
+            raise InvalidInput(f"date: {refused.reason} (use ge… and le… with a FHIR date)", location="date") from None
         if prefix == "ge":
             since = start.replace(tzinfo=UTC)
         elif prefix == "le":

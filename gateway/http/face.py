@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway.auth.iua import TokenVerifier
-from gateway.http.auth_refusals import AuthRefusals
+from gateway.exchanges.refusal_windows import RefusalWindows
 from gateway.settings import Settings
 
 
@@ -22,12 +22,12 @@ class HttpFace:
     verifier: TokenVerifier  # the door: IUA token → Principal (`security.authenticate`)
     inline_reads: bool  # the store is in-process (SQLite): reads run on the event loop
     store_ready: Callable[[], bool]  # /health/ready
-    refusals: AuthRefusals = field(default_factory=AuthRefusals)  # refused authentications per address
+    refusals: RefusalWindows = field(default_factory=RefusalWindows)  # refused authentications per address
 
     @classmethod
     def from_settings(cls, settings: Settings, *, verifier: TokenVerifier, inline_reads: bool,
                       store_ready: Callable[[], bool]) -> HttpFace:
-        refusals = AuthRefusals(interval_seconds=settings.auth_failure_interval_seconds,
+        refusals = RefusalWindows(interval_seconds=settings.auth_failure_interval_seconds,
                                 limit=settings.auth_failure_limit, max_sources=settings.auth_failure_sources)
         return cls(settings=settings, verifier=verifier, inline_reads=inline_reads, store_ready=store_ready,
                    refusals=refusals)

@@ -9,9 +9,14 @@ once at the face so that no route can forget them:
 - `Prefer: handling=lenient` on a search drops the parameters the search does not know (the
   list in `search_parameters`) and names them in an OperationOutcome entry (`search.mode=outcome`);
   strict stays the default.
+- At most `MAX_SEARCH_PARAMETERS` (400) parameters, query and form together, on every request (GET,
+  HEAD, POST _search alike): more is a 400 before any route parses them.
+- One `_count` rule for every search: given once, a non-negative integer in ASCII digits, 0 = the
+  total only, above the search's maximum capped to it; a search that does not page (PPQ-5,
+  Communication) has its one page cut to `_count` entries (the total stays the number of matches).
 
-The 406 is answered here, before authentication: it reveals nothing and touches no record, so it is
-not an exchange and has no audit record (the access log has it). Everything else reaches the routes,
+The 406 and the parameter cap's 400 are answered here, before authentication: they reveal nothing and
+touch no record, so they are not exchanges and have no audit record (the access log has them). Everything else reaches the routes,
 their door (`security.py`), access decision and audit as any other request.
 """
 
@@ -23,12 +28,13 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 from starlette.datastructures import Headers
 from starlette.middleware.gzip import GZipMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.cara.errors import Issue
 from gateway.http.outcomes import HttpProblem, operation_outcome, problem_response
 from gateway.http.route_table import methods_for_path
-from gateway.http.search_parameters import search_for_path
+from gateway.http.search_parameters import MAX_SEARCH_PARAMETERS, SEARCHES, search_for_path
 from adapters.cara.identifier_syntax import ascii_int
 
 __all__ = ["RestConventions", "GzipWhenAccepted", "allowed_methods", "MAX_SEARCH_FORM_BYTES"]
@@ -37,6 +43,8 @@ JSON_FORMATS = frozenset({"json", "application/json", "application/fhir+json", "
 XML_FORMATS = frozenset({"xml", "text/xml", "application/xml", "application/fhir+xml", "application/xml+fhir"})
 FORM = "application/x-www-form-urlencoded"
 _COUNT = re.compile(rb"(?:^|&)_count=([0-9]{1,9})(?:&|$)")
+# The searches that read `_count` themselves, and up to what: a plain GET within it skips the rewriting.
+_OWN_COUNT = {search.path.encode(): search.max_count for search in SEARCHES if search.reads_count and search.max_count}
 TOTALS = ("accurate", "estimate", "none")
 # Kept whatever _elements asks (R4 cardinality 1..*), besides resourceType, id and meta.
 MANDATORY = {"DocumentReference": ("status", "content"), "Consent": ("status", "scope", "category"),
@@ -55,7 +63,11 @@ class RestConventions:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+        params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True,
+                           max_num_fields=None)
+        if len(params) > MAX_SEARCH_PARAMETERS:
+            await _too_many(len(params))(scope, receive, send)
+            return
         refusal = _format_refusal(params, headers.get("accept", ""))
         if refusal is not None:
             await problem_response(HttpProblem(406, "not-supported", refusal))(scope, receive, send)
@@ -69,6 +81,9 @@ class RestConventions:
                 await problem_response(form)(scope, receive, send)
                 return
             params += form
+            if len(params) > MAX_SEARCH_PARAMETERS:
+                await _too_many(len(params))(scope, receive, send)
+                return
             path, method, receive = path.rstrip("/").removesuffix("/_search"), "GET", _empty_body
         head = method == "HEAD"
         if head:
@@ -80,21 +95,22 @@ class RestConventions:
             params = [(name, value) for name, value in params if name in search.names]
         elements = [e.strip() for name, value in params if name == "_elements" for e in value.split(",") if e.strip()]
         params = [(name, value) for name, value in params if name != "_elements"]
-        count_only = False
+        count_only, limit = False, None
         if search is not None:
             result = _search_result(params, search)
-            if isinstance(result, str):
-                await problem_response(HttpProblem(400, "not-supported", result, location="_summary"))(scope, receive,
-                                                                                                     send)
+            if isinstance(result, Issue):
+                code = "not-supported" if result.location == "_summary" else "invalid"
+                await problem_response(HttpProblem(400, code, result.message, location=result.location))(
+                    scope, receive, send)
                 return
-            params, count_only = result
+            params, count_only, limit = result
         # `fhir_format`: a JSON _format was asked (Binary answers a resource then, see document_headers).
         inner = {**scope, "method": method, "path": path, "raw_path": path.encode(),
                  "query_string": urlencode(params).encode("latin-1"), "fhir_format": asked_format}
         if head:
             send = _without_body(send)
-        if ignored or elements or count_only:
-            send = _rewriting(send, ignored=ignored, elements=elements, count_only=count_only)
+        if ignored or elements or count_only or limit is not None:
+            send = _rewriting(send, ignored=ignored, elements=elements, count_only=count_only, limit=limit)
         await self.app(inner, receive, send)
 
 
@@ -103,11 +119,13 @@ def _plain(scope: Scope) -> bool:
     hot reads pay next to nothing for the conventions."""
     query = scope["query_string"]
     if scope["method"] != "GET" or b"_format" in query or b"_summary" in query or b"_elements" in query \
-            or b"_total" in query:
+            or b"_total" in query or query.count(b"&") >= MAX_SEARCH_PARAMETERS:
         return False
-    count = _COUNT.search(query)
-    if count is not None and not 0 < int(count.group(1)) <= 100:  # 0 or above a maximum: see _search_result
-        return False
+    if b"_count" in query:  # 0, above the maximum, twice, or a search that does not read it: _search_result
+        count = _COUNT.search(query)
+        maximum = _OWN_COUNT.get(scope["path"].rstrip("/").encode(), 0)
+        if count is None or query.count(b"_count") > 1 or not 0 < int(count.group(1)) <= maximum:
+            return False
     for name, value in scope["headers"]:
         if (name == b"accept" and b"xml" in value) or name == b"prefer":
             return False
@@ -173,28 +191,40 @@ def _without_body(send: Send) -> Send:
     return head_send
 
 
-def _search_result(params: list[tuple[str, str]], search) -> tuple[list[tuple[str, str]], bool] | str:
+def _search_result(params: list[tuple[str, str]], search) -> tuple[list[tuple[str, str]], bool, int | None] | Issue:
     """`_total` accepted (the total is always exact), `_summary=count` and `_count=0` ask the total only,
-    `_count` above the search's maximum is capped (the self link, built from what the search got, says so).
-    Returns the parameters the search gets and whether only the total is wanted, or a refusal."""
+    and the one `_count` rule (module docstring). Returns the parameters the search gets, whether only the
+    total is wanted and how many entries a search that does not page may answer; or the refusal."""
     totals = [v for n, v in params if n == "_total"]
     if any(v not in TOTALS for v in totals):
-        return f"_total must be one of {', '.join(TOTALS)}"
+        return Issue(f"_total must be one of {', '.join(TOTALS)}", "_total")
     summaries = [v for n, v in params if n == "_summary"]
     if any(v != "count" for v in summaries):
-        return "_summary: only count is served"
-    counts = [v for n, v in params if n == "_count"]
-    count_only = bool(summaries) or "0" in counts
+        return Issue("_summary: only count is served", "_summary")
+    counts = [ascii_int(v) for n, v in params if n == "_count"]
+    if len(counts) > 1 or None in counts:
+        return Issue("_count is given once, as a non-negative integer (ASCII digits)", "_count")
+    count = counts[0] if counts else None
+    if count is not None and search.max_count is not None:
+        count = min(count, search.max_count)  # capped: the self link, built from what the search got, says so
+    count_only = bool(summaries) or count == 0
     kept = [(n, v) for n, v in params if n not in ("_total", "_totalMethod", "_summary", "_count")]
     if count_only:
-        return (kept + [("_count", "0")] if search.zero_count else kept), True
-    for value in counts[-1:]:
-        capped = ascii_int(value) is not None and search.max_count is not None and int(value) > search.max_count
-        kept.append(("_count", str(search.max_count) if capped else value))
-    return kept, False
+        return (kept + [("_count", "0")] if search.zero_count else kept), True, None
+    if count is None:
+        return kept, False, None
+    if search.reads_count:
+        return kept + [("_count", str(count))], False, None
+    return kept, False, count
 
 
-def _rewriting(send: Send, *, ignored: list[str], elements: list[str], count_only: bool) -> Send:
+def _too_many(given: int) -> Response:
+    return problem_response(HttpProblem(400, "too-costly",
+                                        f"{given} parameters: a request takes at most {MAX_SEARCH_PARAMETERS}"))
+
+
+def _rewriting(send: Send, *, ignored: list[str], elements: list[str], count_only: bool,
+               limit: int | None = None) -> Send:
     """Rewrites a 200 JSON answer (buffered: a search page or one resource): the OperationOutcome naming
     ignored parameters, the total without entries, `_elements`."""
     start: Message | None = None
@@ -213,7 +243,7 @@ def _rewriting(send: Send, *, ignored: list[str], elements: list[str], count_onl
             return
         body = b"".join(chunks)
         if start["status"] == 200:
-            body = _rewrite(body, ignored=ignored, elements=elements, count_only=count_only)
+            body = _rewrite(body, ignored=ignored, elements=elements, count_only=count_only, limit=limit)
         headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))
         await send({**start, "headers": headers})
@@ -222,7 +252,7 @@ def _rewriting(send: Send, *, ignored: list[str], elements: list[str], count_onl
     return rewriting_send
 
 
-def _rewrite(body: bytes, *, ignored: list[str], elements: list[str], count_only: bool) -> bytes:
+def _rewrite(body: bytes, *, ignored: list[str], elements: list[str], count_only: bool, limit: int | None) -> bytes:
     try:
         resource = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -233,6 +263,8 @@ def _rewrite(body: bytes, *, ignored: list[str], elements: list[str], count_only
         if count_only:
             resource.pop("entry", None)
             resource["link"] = [link for link in resource.get("link", []) if link.get("relation") == "self"]
+        elif limit is not None and len(resource.get("entry", [])) > limit:
+            resource["entry"] = resource["entry"][:limit]
         elif elements:
             for entry in resource.get("entry", []):
                 if entry.get("search", {}).get("mode") == "match":

@@ -10,8 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from adapters.cara import identity, mhd_search
+from gateway.exchanges import trail
 
-__all__ = ["SearchParam", "Search", "SEARCHES", "COMMON", "SEARCH_RESULT", "search_for_path"]
+__all__ = ["SearchParam", "Search", "SEARCHES", "COMMON", "SEARCH_RESULT", "MAX_SEARCH_PARAMETERS", "search_for_path"]
+
+# At most this many parameters in one request (query and POST _search form together), whatever the search:
+# the same bound mhd_search puts on the values one search ORs.
+MAX_SEARCH_PARAMETERS = mhd_search.MAX_SEARCH_VALUES
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,7 @@ class Search:
     params: tuple[SearchParam, ...]
     max_count: int | None = None  # a larger _count is capped to this (and the self link says so)
     zero_count: bool = False  # the search itself answers _count=0 with the total only (no entry read)
+    reads_count: bool = True  # the search reads _count itself; else rest_conventions cuts its one page
 
     @property
     def names(self) -> frozenset[str]:
@@ -44,6 +50,7 @@ SEARCH_RESULT = (SearchParam("_summary", "token", "count: the total only (as _co
                  SearchParam("_totalMethod", "token", "as fhirpy's count() sends it: accepted, the total is exact"))
 
 
+UNPAGED_COUNT = "at most this many entries (one page, no next link; 0: the total only)"
 CURSOR_DOCUMENTATION = ("paging: the opaque, signed position the next link carries (keyset on the search's "
                         "order; bound to the other parameters and the user); refused with 400 if changed")
 
@@ -84,14 +91,16 @@ SEARCHES: tuple[Search, ...] = (
            tuple(_pdq_param(n) for n in identity.PDQ_SUPPORTED), identity.PDQ_MAX_COUNT, zero_count=True),
     Search("Consent", "/fhir/Consent", "PPQ-5 Retrieve Policy Sets",
            (SearchParam("patient:identifier", "token", "urn:oid:2.16.756.5.30.1.127.3.10.3|<EPR-SPID>"),
-            SearchParam("identifier", "token", "the policy set id"))),
+            SearchParam("identifier", "token", "the policy set id"),
+            SearchParam("_count", "number", UNPAGED_COUNT)), reads_count=False),
     Search("AuditEvent", "/fhir/AuditEvent", "ITI-81 Retrieve ATNA Audit Event (CH:ATC)",
            (SearchParam("entity.identifier", "token", "urn:oid:2.16.756.5.30.1.127.3.10.3|<EPR-SPID> (required)"),
             SearchParam("date", "date", "when the event was recorded"),
-            SearchParam("_count", "number", "page size"),
-            SearchParam("_cursor", "string", CURSOR_DOCUMENTATION))),
+            SearchParam("_count", "number", f"page size, at most {trail.MAX_COUNT}"),
+            SearchParam("_cursor", "string", CURSOR_DOCUMENTATION)), trail.MAX_COUNT),
     Search("Communication", "/fhir/Communication", "the patient's notifications (emergency accesses)",
-           (SearchParam("recipient.identifier", "token", "urn:oid:2.16.756.5.30.1.127.3.10.3|<EPR-SPID>"),)),
+           (SearchParam("recipient.identifier", "token", "urn:oid:2.16.756.5.30.1.127.3.10.3|<EPR-SPID>"),
+            SearchParam("_count", "number", UNPAGED_COUNT)), reads_count=False),
 )
 
 _BY_PATH = {search.path: search for search in SEARCHES}

@@ -62,7 +62,7 @@ async def require_principal(request: Request) -> Principal:
         refusals = request.app.state.http.refusals
         address = request.client.host if request.client else None
         wait = refusals.retry_after(address)
-        if wait is not None:  # too many refusals from this address: not even parsed (see auth_refusals)
+        if wait is not None:  # too many refusals from this address: not even parsed (see exchanges/refusal_windows)
             raise _throttled(wait)
         try:
             principal = authenticate(request)

@@ -21,11 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import redis
-from sqlalchemy import exc as sql_errors
-
-from adapters.cara.errors import (Conflict, RecordError, StoreUnavailable, UnknownPatient,
-                                  UnknownRelationTarget)
+from adapters.cara.errors import Conflict, RecordError, UnknownPatient, UnknownRelationTarget
 from adapters.cara.model import Submission
 from adapters.infomed.xdm import ebrim
 from adapters.infomed.xdm.codes import CodeTables
@@ -33,6 +29,7 @@ from adapters.infomed.xdm.mapping import with_relations
 from consent.principal import Principal
 from gateway.auth.errors import AccessRefused
 from gateway.exchanges.documents import DocumentExchange
+from gateway.exchanges.failures import is_content_failure, is_dependency_failure
 from gateway.exchanges.imports import ImportExchange, PatientRequest
 from gateway.exchanges.media_refusals import MediaRefusal, record_refusals
 from gateway.migration.collector import collector_held_back
@@ -46,9 +43,10 @@ PATIENTS_CACHED = 100_000
 # cache or the MPI's link versions unreachable. Anything else raised while a batch is decided or
 # stored is taken to be about a document of it: the batch is split until that document is found,
 # and it alone is rejected with the error.
-DEPENDENCY_FAILURES = (StoreUnavailable, sql_errors.OperationalError, sql_errors.InterfaceError,
-                       sql_errors.DisconnectionError, sql_errors.TimeoutError, redis.RedisError, ConnectionError,
-                       TimeoutError)
+# What a failure means is one rule for every batch caller (the bridge's group commit too): a dependency
+# failed (store, ledger, Redis, keys) — the run stops and the same command resumes it; one document's
+# content could not be taken — that document is rejected, naming why; anything else is the gateway's own
+# fault — the document is held (its sealed copy kept: `migrate retry` takes it once the fault is fixed).
 log = logging.getLogger("epr.migration")
 
 
@@ -178,9 +176,9 @@ class MigrationJob:
         its own, and that one's documents are rejected with the error (the others go on)."""
         try:
             self._patients.update(self.imports.patients_for_import(principal=self.principal, requests=wanted))
-        except DEPENDENCY_FAILURES:
-            raise
-        except Exception as error:  # noqa: BLE001 - about one patient's values: found below
+        except Exception as error:  # noqa: BLE001 - a dependency stops the run; else one patient's: found below
+            if is_dependency_failure(error):
+                raise
             if len(wanted) > 1:
                 for request in wanted:
                     self._look_up([request])
@@ -244,9 +242,9 @@ class MigrationJob:
         try:
             authorised = self.exchange.authorise_many(principal=self.principal, submissions=_submissions(pending),
                                                       in_flight=self._in_flight_names)
-        except DEPENDENCY_FAILURES:
-            raise
-        except Exception:  # noqa: BLE001 - about a document of the batch: found by `_store_in_parts`
+        except Exception as error:  # noqa: BLE001 - a dependency stops the run; else a document's: `_store_in_parts`
+            if is_dependency_failure(error):
+                raise
             self._wait_for_writer()
             self._store_in_parts(pending)
             return
@@ -286,22 +284,25 @@ class MigrationJob:
             authorised = self.exchange.authorise_many(principal=self.principal, submissions=_submissions(pending))
             self._committed(*self._store(pending, authorised))
             return
-        except DEPENDENCY_FAILURES:
-            raise
         except Exception as error:  # noqa: BLE001 - split below; with no document of its own, not content
-            if not submitted:
+            if is_dependency_failure(error) or not submitted:
                 raise
             if len(submitted) > 1:
                 middle = submitted[len(submitted) // 2]
                 self._store_in_parts(pending[:middle])
                 self._store_in_parts(pending[middle:])
                 return
-            log.warning("a document could not be stored: %s", described(error))
-            reason = f"the record could not store it: {described(error)}"
-        rejected = [p if p.mapped is None else replace(p, mapped=None, row=replace(
-            p.row, outcome="rejected", reason_code="error", reason=reason, replaces=None)) for p in pending]
-        self._committed(*self._store(rejected, self.exchange.authorise_many(principal=self.principal,
-                                                                            submissions=[])))
+            content, why = is_content_failure(error), described(error)
+            log.warning("a document could not be stored (%s): %s", "its content" if content else "a gateway fault", why)
+        if content:  # what the document holds cannot be stored: rejected, naming why
+            outcome = dict(outcome="rejected", reason=f"the record could not store it: {why}")
+        else:  # the gateway's own fault: kept sealed in the holding area until it is fixed (`migrate retry`)
+            outcome = dict(outcome="held", reason=f"the gateway failed storing it ({why}): report it; once "
+                                                  "fixed, `epr-gateway migrate retry` takes it")
+        parked = [p if p.mapped is None else replace(p, mapped=None, row=replace(
+            p.row, reason_code="error", replaces=None, **outcome)) for p in pending]
+        self._committed(*self._store(parked, self.exchange.authorise_many(principal=self.principal,
+                                                                          submissions=[])))
 
     def _wait_for_writer(self) -> None:
         """The batch in flight committed (or, failed for a document of it, stored in parts), then counted."""
@@ -310,9 +311,9 @@ class MigrationJob:
             return
         try:
             pending, decided = in_flight.result()
-        except DEPENDENCY_FAILURES:
-            raise
-        except Exception:  # noqa: BLE001 - about a document of the batch: found by `_store_in_parts`
+        except Exception as error:  # noqa: BLE001 - a dependency stops the run; else a document's: `_store_in_parts`
+            if is_dependency_failure(error):
+                raise
             self._store_in_parts(self._in_flight_pending)
             return
         self._committed(pending, decided)

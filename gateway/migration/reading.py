@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from adapters.cara.document_content import content_problem
-from adapters.cara.fhir_dates import instant
+from adapters.cara.dates import instant
 from adapters.infomed.xdm import ebrim
 from adapters.infomed.xdm.codes import CodeTables
 from adapters.infomed.xdm.mapping import MappedDocument, Refused, document_unique_id, map_document
@@ -188,7 +188,7 @@ def map_prepared(source: str, media: str, document: ebrim.RegistryObject, subset
 
 def _require_storable_dates(mapped: MappedDocument, document: ebrim.RegistryObject,
                             subset: ebrim.RegistryObject | None) -> None:
-    """Each date of the mapped document read as the record will store it (`fhir_dates.instant`), so a
+    """Each date of the mapped document read as the record will store it (`dates.instant`), so a
     date that is well-formed but impossible (month 13, 30 February, hour 24, a leap second, year 0)
     is this document's rejection naming the slot and its value, not an error in a batch's transaction."""
     entry = mapped.document.entry

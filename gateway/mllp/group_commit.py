@@ -1,5 +1,5 @@
 """Group commit across connections: the documents that arrive while a batch commits are gathered
-(a few ms at most) and committed together by one writer thread (`Hl7Exchange.commit_documents`: one
+(a few ms at most) and committed together by one writer thread (`Hl7Channel.commit_documents`: one
 `provide_many` per sender, one transaction, one fsync). Each ACK leaves once its batch has committed.
 
 A batch closes when every open connection has a document in it (senders wait for their ACK, so each

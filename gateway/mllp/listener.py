@@ -1,7 +1,8 @@
-"""The MLLP listener on asyncio streams: many persistent connections, one message at a time on each
-(original mode: the sender waits for its ACK), TLS with client certificates when configured.
+"""The MLLP listener: many persistent connections (`connection.py`), one message at a time on each
+(original mode: the sender waits for its ACK), TLS with client certificates when configured, within the
+limits of `limits.py`, its refusals accounted by the door (`door.py`).
 
-Each message is handed to the use-case (`Hl7Exchange.handle`, blocking: store and ledger) in a thread
+Each message is handed to the use-case (`Hl7Channel.handle`, blocking: store and ledger) in a thread
 pool, so the loop keeps reading other connections meanwhile.
 """
 
@@ -13,28 +14,25 @@ import ssl
 from concurrent.futures import ThreadPoolExecutor
 
 from gateway.exchanges.auditing import RequestContext, current_request
-from gateway.mllp.framing import FrameTooLarge, frame, read_frame
+from gateway.mllp.connection import MllpConnection
+from gateway.mllp.door import MllpDoor
 from gateway.mllp.group_commit import GroupCommit
+from gateway.mllp.limits import BufferBudget, MllpLimits
 from gateway.mllp.mapping_pool import MappingPool
 
 log = logging.getLogger("epr.mllp")
-MAX_FRAME_BYTES = 32 * 1024 * 1024
-
-
-def certificate_subject(writer: asyncio.StreamWriter) -> str | None:
-    """The verified client certificate's CN (the TLS layer has checked it against EPR_CLIENT_CA)."""
-    ssl_object = writer.get_extra_info("ssl_object")
-    certificate = ssl_object.getpeercert() if ssl_object is not None else None
-    if not certificate:
-        return None
-    return next((v for rdn in certificate.get("subject", ()) for k, v in rdn if k == "commonName"), None)
+STOP_SECONDS = 30  # how long a stop waits for the messages being answered
 
 
 class MllpListener:
-    def __init__(self, *, handler, host: str, port: int, ssl_context: ssl.SSLContext | None = None,
-                 threads: int = 4, max_frame_bytes: int = MAX_FRAME_BYTES, reuse_port: bool = False,
+    def __init__(self, *, handler, door: MllpDoor, host: str, port: int, ssl_context: ssl.SSLContext | None = None,
+                 limits: MllpLimits = MllpLimits(), threads: int = 4, reuse_port: bool = False,
                  group_commit: bool = True, mapping_processes: int = 0, checkpointer=None):
-        self._handler = handler  # Hl7Exchange
+        self._handler = handler  # Hl7Channel
+        self.door = door
+        self.limits = limits
+        self.budget = BufferBudget(limits.max_buffered_bytes)
+        self.busy_reason = f"MLLP frames held over {limits.max_buffered_bytes} bytes across connections"
         # Documents from all connections share commits (see group_commit); off: one provide each.
         self._group = (GroupCommit(handler.commit_documents, senders=lambda: len(self._connections))
                        if group_commit else None)
@@ -43,30 +41,35 @@ class MllpListener:
                          if mapping_processes and self._group is not None else None)
         self._checkpointer = checkpointer  # SQLite: WAL checkpoints beside the commits (store.wal_checkpoint)
         self._host, self._port = host, port
-        self._ssl = ssl_context
+        self.ssl_context = ssl_context
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mllp")
-        self._max_frame_bytes = max_frame_bytes
         self._reuse_port = reuse_port
         self._server: asyncio.base_events.Server | None = None
-        self._connections: set[asyncio.Task] = set()
+        self._connections: set[MllpConnection] = set()
 
     async def start(self) -> tuple[str, int]:
         if self._mapping is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._mapping.start)
         if self._checkpointer is not None:
             self._checkpointer.start()
-        self._server = await asyncio.start_server(self._connection, self._host, self._port, ssl=self._ssl,
-                                                  limit=self._max_frame_bytes, reuse_port=self._reuse_port or None)
+        self.door.start()
+        # TLS is not given to the server: each connection does its handshake (connection.py), so that a
+        # failed one is accounted and a slow one timed out.
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: MllpConnection(self), self._host, self._port, reuse_port=self._reuse_port or None)
         host, port = self._server.sockets[0].getsockname()[:2]
-        log.info("MLLP listening on %s:%s%s", host, port, " (TLS)" if self._ssl else "")
+        log.info("MLLP listening on %s:%s%s (at most %d connections)", host, port, " (TLS)" if self.ssl_context else "",
+                 self.limits.max_connections)
         return host, port
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-            for task in list(self._connections):
-                task.cancel()
-            await asyncio.gather(*self._connections, return_exceptions=True)
+            answering = [c.worker for c in self._connections if c.worker is not None]
+            if answering:  # let the messages being answered finish (their commits are under way)
+                await asyncio.wait(answering, timeout=STOP_SECONDS)
+            for connection in list(self._connections):
+                connection.abort()
             await self._server.wait_closed()
         self._executor.shutdown(wait=True)
         if self._mapping is not None:
@@ -75,36 +78,23 @@ class MllpListener:
             self._group.stop()
         if self._checkpointer is not None:
             self._checkpointer.stop()
+        await self.door.stop()
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        self._connections.add(task)
-        peer = writer.get_extra_info("peername")
-        subject = certificate_subject(writer)
-        context = RequestContext(client_address=peer[0] if peer else None)
-        try:
-            while True:
-                try:
-                    raw = await read_frame(reader)
-                except FrameTooLarge:
-                    log.warning("MLLP frame from %s over %d bytes: connection closed", peer, self._max_frame_bytes)
-                    break
-                if raw is None:
-                    break
-                ack = await self._answer(raw, subject, context)
-                writer.write(frame(ack))
-                await writer.drain()
-        except (ConnectionError, ssl.SSLError, asyncio.CancelledError):
-            pass
-        finally:
-            self._connections.discard(task)
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except (ConnectionError, ssl.SSLError, asyncio.CancelledError):
-                pass
+    # -- what the connections ask of it ---------------------------------------------------------------
+    def admit(self, connection: MllpConnection, address: str | None) -> str | None:
+        """None when the connection is taken; else it is closed at once: "" when its address is over its
+        refusal limit (counted already), or the refusal's reason (to be accounted)."""
+        if self.door.turned_away(address):
+            return ""
+        if len(self._connections) >= self.limits.max_connections:
+            return f"MLLP connection over the limit of {self.limits.max_connections}"
+        self._connections.add(connection)
+        return None
 
-    async def _answer(self, raw: bytes, subject: str | None, context: RequestContext) -> bytes:
+    def forget(self, connection: MllpConnection) -> None:
+        self._connections.discard(connection)
+
+    async def answer(self, raw: bytes, subject: str | None, context: RequestContext) -> bytes:
         loop = asyncio.get_running_loop()
         if self._group is None:
             return await loop.run_in_executor(self._executor, self._handle, raw, subject, context)

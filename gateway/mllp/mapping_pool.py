@@ -8,7 +8,7 @@ listener gets the mapped document back (pickled) and only hands it to the group 
 
 Only the happy path is done here, and it is pure: no store, no audit, no decision. Anything else (not a
 document, unknown sender, no MSH-10, a mapping error, a worker that died) comes back as None and is
-handled by `Hl7Exchange.handle` in the listener's thread, which answers and audits it as before.
+handled by `Hl7Channel.handle` in the listener's thread, which answers and audits it as before.
 """
 
 from __future__ import annotations
@@ -19,11 +19,14 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
+from adapters.cara.model import Submission
 from adapters.infomed.hl7v2 import documents
 from adapters.infomed.hl7v2.errors import MessageError
 from adapters.infomed.hl7v2.message import Message
 from adapters.infomed.hl7v2.structures import structure_for
-from gateway.exchanges.senders import SenderRegistry
+from gateway.exchanges.patient_readiness import PatientClaim
+from gateway.mllp import reading
+from gateway.mllp.senders import SenderRegistry
 
 log = logging.getLogger("epr.mllp")
 DOCUMENT_CODES = ("MDM", "ORU")
@@ -31,11 +34,14 @@ DOCUMENT_CODES = ("MDM", "ORU")
 
 @dataclass(frozen=True)
 class ReadDocument:
-    """A document message read and mapped, from a sender of the registry (by its index there)."""
+    """A document message read and mapped, from a sender of the registry (by its index there), with
+    what `reading` derives from it (its digest, its patient's claim)."""
 
     message: Message
     sender_index: int
-    mapped: documents.DocumentMessage
+    digest: str
+    submission: Submission
+    claim: PatientClaim
 
 
 def read_document(raw: bytes, registry: SenderRegistry, certificate_subject: str | None) -> ReadDocument | None:
@@ -43,19 +49,23 @@ def read_document(raw: bytes, registry: SenderRegistry, certificate_subject: str
     try:
         message = Message.parse(raw)
         code, trigger, _ = message.message_type
-        if code not in DOCUMENT_CODES or not message.control_id:
+        if code not in DOCUMENT_CODES:
             return None
+        reading.require_control_id(message)
         msh = message.msh
         sender = registry.identify(facility=(msh.component(4, 1), msh.component(4, 2)),
                                    application=msh.component(3, 1), certificate_subject=certificate_subject)
         if sender is None:
             return None
         structure_for(code, trigger)
-        mapped = documents.document_message(message, sender_key=sender.key, profile=sender.profile,
-                                            tables=registry.tables)
+        digest = reading.digest(message)
+        mapped = documents.document_message(message, sender_key=reading.set_key(sender.key, digest),
+                                            profile=sender.profile, tables=registry.tables)
+        reading.require_storable_dates(message, mapped)
+        claim = reading.claim(message, mapped.patient_identifiers)
     except MessageError:
         return None
-    return ReadDocument(message, registry.senders.index(sender), mapped)
+    return ReadDocument(message, registry.senders.index(sender), digest, mapped.submission, claim)
 
 
 _registry: SenderRegistry | None = None  # the worker process's copy (set by its initializer)

@@ -11,6 +11,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from adapters.cara.dates import InvalidDate, parse_full_date
 from adapters.cara.errors import NotFound
 from adapters.cara.vocabulary import SPID_SYSTEM
 from gateway.pages.i18n import N_
@@ -116,9 +117,10 @@ def document_row(resource: dict) -> dict:
 
 
 def _day(value: str | None) -> date | None:
+    """A `YYYY-MM-DD` (the page's date fields, a served date's first ten characters), else None."""
     try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
+        return parse_full_date(value) if value else None
+    except InvalidDate:
         return None
 
 

@@ -4,12 +4,13 @@ highlighted, filters by date and kind, paging; and the notifications, marked rea
 from __future__ import annotations
 
 import base64
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from urllib.parse import parse_qsl, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from adapters.cara.dates import InvalidDate, parse_fhir, parse_full_date
 from adapters.cara.vocabulary import SPID_SYSTEM
 from gateway.exchanges.trail import MAX_COUNT
 from gateway.pages.i18n import N_
@@ -126,14 +127,16 @@ def _decoded(value: str | None) -> str:
 
 
 def _moment(value: str | None) -> datetime | None:
+    """A served FHIR dateTime/instant as an aware UTC datetime (the page shows it in Swiss time), else None."""
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-    except ValueError:
+        return parse_fhir(value, kind="dateTime").start.replace(tzinfo=UTC) if value else None
+    except InvalidDate:
         return None
 
 
 def _day(value: str | None) -> date | None:
+    """A `YYYY-MM-DD` (the page's date fields, a served date's first ten characters), else None."""
     try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
+        return parse_full_date(value) if value else None
+    except InvalidDate:
         return None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from adapters.cara.dates import InvalidDate, parse_full_date
 from adapters.cara.identifier_syntax import is_oid_urn
 from consent import policies as rules
 from consent.policies import Policy, is_valid_gln
@@ -187,8 +188,8 @@ def _date(value: str | None, field: str, today: date, *, required: bool) -> date
             raise FormProblem(N_("A group's access needs an end date."), field)
         return None
     try:
-        parsed = date.fromisoformat(value)
-    except ValueError:
+        parsed = parse_full_date(value)
+    except InvalidDate:
         raise FormProblem(N_("Enter the date as year-month-day."), field) from None
     if parsed < today:
         raise FormProblem(N_("The end date is in the past."), field)

@@ -37,7 +37,8 @@ EXPECTED = {
     "MDM-T02-01.hl7": (("AE", "101"), ("AA", None)),  # empty ED; with a PDF: stored
     "MDM-T02-02.hl7": (("AA", None), None),  # TX observations: a plain-text document
     "MDM-T10-01.hl7": (("AE", "101"), ("AE", "204")),  # with a PDF: TXA-13 names no document here
-    "ORU-R01-01.hl7": (("AE", "101"), ("AA", None)),
+    # TXA-12 `018840` is neither an OID nor a UUID: the CH masterIdentifier has no form for it (AE 102)
+    "ORU-R01-01.hl7": (("AE", "101"), ("AE", "102")),
 }
 
 
@@ -59,7 +60,9 @@ def bridge(tmp_path):
     senders = tmp_path / "senders.json"
     senders.write_text(json.dumps({"senders": SENDERS}))
     with running_gateway(tmp_path, sqlite_url(tmp_path), mllp_senders=senders) as gateway:
-        gateway.register_patient(local_id="987654321")
+        # as the samples' PID names the patient (the bridge checks a document's demographics against the MPI)
+        gateway.register_patient(local_id="987654321", family="PROSOLV", given="SAMPLE", birth_date="1972-12-01",
+                                 gender="male")
         feed = patient_feed(spid=ORU_SPID, local_system=ORU_SYSTEM, local_id="14", family="Finn",
                             given="Huckleberry", birth_date="1963-08-15", gender="male")
         assert gateway.client.put(f"/fhir/Patient?identifier={ORU_SYSTEM}|14", content=orjson.dumps(feed),
@@ -91,8 +94,8 @@ def test_a_sample_with_a_pdf_injected_into_its_empty_ed(bridge, sample):
 
 
 @pytest.mark.parametrize(("sample", "spid", "unique_id", "mime", "content"), [
-    ("MDM-T02-01.hl7", SPID, "1.2.840.317.5947431.51.20080131160038", "application/pdf", PDF),
-    ("ORU-R01-01.hl7", ORU_SPID, "018840", "application/octet-stream", PDF),
+    # TXA-12 sent as a bare OID is served as the uniqueId MHD knows: urn:oid:…
+    ("MDM-T02-01.hl7", SPID, "urn:oid:1.2.840.317.5947431.51.20080131160038", "application/pdf", PDF),
 ])
 def test_the_stored_samples_are_findable_by_iti_67_and_retrievable(bridge, sample, spid, unique_id, mime, content):
     gateway, address = bridge

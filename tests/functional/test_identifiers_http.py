@@ -135,8 +135,8 @@ def test_iti81_pages_the_trail_with_count_and_next_links(sqlite_gateway):
     assert dict(parse_qsl(urlsplit(nxt[0] if nxt else "http://x/?_count=2").query)).get("_count") == "2"
 
 
-@pytest.mark.parametrize("params", [{"_count": "abc"}, {"_count": "-1"}, {"_count": "101"},
-                                    {"_count": "²"}, {"_offset": "-1"}, {"_offset": "x"}])
+@pytest.mark.parametrize("params", [{"_count": "abc"}, {"_count": "-1"}, {"_count": "²"}, {"_offset": "-1"},
+                                    {"_offset": "x"}])
 def test_iti81_refuses_a_bad_count_or_offset(sqlite_gateway, params):
     sqlite_gateway.register_patient()
     response = _trail(sqlite_gateway, **params)

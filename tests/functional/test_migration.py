@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -60,6 +61,11 @@ def run_migration(runtime, sources, *, tables=(), batch=16, dry_run=False) -> tu
     job.run(sources)
     rows = job.dry_rows if dry_run else journal.rows_for(s.name for s in sources).values()
     return job, build_report(rows, code_tables=job.tables.version, dry_run=dry_run)
+
+
+def without_case_ids(documents: list[dict]) -> list[dict]:
+    """The report's documents with identity review case ids written as <case> (each database has its own)."""
+    return [{**d, "reason": re.sub(r"case [0-9a-f]{32}", "case <case>", d["reason"] or "")} for d in documents]
 
 
 def record_state(runtime) -> dict:
@@ -316,7 +322,8 @@ def test_a_run_killed_with_sigkill_and_resumed_ends_like_an_uninterrupted_one(tm
         out, err = resumed.communicate(timeout=300)
         assert resumed.returncode == 0, err
         assert "skipped" in out
-        assert json.loads(report_file.read_text())["documents"] == uninterrupted["documents"]
+        assert without_case_ids(json.loads(report_file.read_text())["documents"]) == without_case_ids(
+            uninterrupted["documents"])
         assert record_state(cut.runtime) == expected_state
         verify = _cli(data_dir, "audit", "verify")
         assert verify.wait(timeout=120) == 0, verify.stderr.read()

@@ -145,15 +145,15 @@ def test_the_same_msh_10_again_gets_the_same_answer_and_changes_nothing(bridge):
     before = counts(gateway)
     ledger_before = len(gateway.services.auditor.ledger.all_records())
     again = client.send(mdm(control_id="DUP-1", unique_id="urn:oid:2.25.901").encode())
-    # Same control id, other content: still the first message's answer, nothing stored.
+    assert counts(gateway) == before
+    assert len(gateway.services.auditor.ledger.all_records()) == ledger_before
+    # Same control id, other content: another message, stored with its own answer (issue 22 item 1).
     other = client.send(mdm(control_id="DUP-1", unique_id="urn:oid:2.25.902").encode())
     client.close()
 
-    assert msa(first) == ["AA", "DUP-1"]
-    assert again == first and other == first
-    assert counts(gateway) == before
-    assert len(gateway.services.auditor.ledger.all_records()) == ledger_before
-    assert list(found(gateway)) == ["urn:oid:2.25.901"]
+    assert msa(first) == ["AA", "DUP-1"] and again == first
+    assert msa(other) == ["AA", "DUP-1"] and other != first
+    assert sorted(found(gateway)) == ["urn:oid:2.25.901", "urn:oid:2.25.902"]
 
 
 def test_an_error_answer_is_kept_too(sqlite_bridge):
@@ -237,7 +237,7 @@ def test_an_a40_merge_files_the_retired_ids_documents_under_the_survivor(bridge)
     gateway, address = bridge
     gateway.register_patient(spid=OTHER_SPID, local_id="L-2", family="Muster", given="Annette")
     client = MllpClient(address)
-    stored = client.send(mdm(control_id="M1", unique_id="urn:oid:2.25.701", local_id="L-2").encode())
+    stored = client.send(mdm(control_id="M1", unique_id="urn:oid:2.25.701", local_id="L-2", given="Annette").encode())
     assert found(gateway) == {}
     merge = (f"MSH|^~\\&|KIS|{HOSPITAL}|EPR|EPR|20261120110000+0100||ADT^A40^ADT_A40|M2|P|2.5\r"
              "EVN|A40|20261120110000+0100\r"
@@ -278,7 +278,7 @@ def test_a_patient_without_an_epr_is_held_for_identity_review_and_acknowledged(s
     client.close()
 
     assert msa(ack) == ["AA", "H-1"]
-    assert "held for identity review" in ack_fields(ack)["MSA"][3]
+    assert ack_fields(ack)["MSA"][3].startswith("held: the patient has no EPR (no EPR-SPID)")
     held = DatabaseMessageInbox(engine=gateway.runtime.engine, keyring=gateway.runtime.keyring).held()
     assert [(reason, raw) for _, reason, _, raw in held] == [("no-epr", message)]
     assert counts(gateway)["document_entry"] == 0
@@ -463,7 +463,7 @@ def test_when_the_ledger_cannot_be_written_nothing_is_stored_nor_acknowledged_an
 
 
 def test_the_use_case_alone_stores_one_message_and_keeps_its_answer(sqlite_bridge):
-    """Without the listener's group commit: `Hl7Exchange.handle` provides the document itself."""
+    """Without the listener's group commit: `Hl7Channel.handle` stores the document itself (a batch of one)."""
     from gateway.wiring import hl7_exchange
 
     gateway, _ = sqlite_bridge

@@ -24,7 +24,7 @@ LOAD_DEMO = ("from gateway.first_start import prepare\nfrom gateway.settings imp
 
 def demo_document(control_id: str) -> bytes:
     return mdm(control_id=control_id, unique_id=f"urn:oid:2.25.8{control_id[-1]}", facility="DEMO-HOSPITAL",
-               local_id="DEMO-0001").encode()
+               local_id="DEMO-0001", family="Demo", given="Valérie", birth="19700412", sex="F").encode()
 
 
 def wait_listening(port: int, process, log) -> None:

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import HCP_GLN, LOCAL_SYSTEM, POLICY_ADMIN, SPID, running_gateway, sqlite_url
-from functional.mllp_helpers import HOSPITAL, MllpClient, ack_fields, mdm, running_listener, senders_file
+from functional.mllp_helpers import HOSPITAL, MllpClient, ack_fields, cli_environment, mdm, running_listener, senders_file
 from gateway.cli import app
 from gateway.samples import patient_feed
 
@@ -53,6 +53,12 @@ def created_records(gateway, spid: str) -> list[dict]:
             if r["subtype"][0]["code"] == "ATC_DOC_CREATE" and spid in orjson.dumps(r.get("entity")).decode()]
 
 
+def unfed_document(control_id: str, unique_id: str) -> bytes:
+    """A document for the patient UNFED, with its demographics (the bridge compares them with the MPI's)."""
+    return mdm(control_id=control_id, unique_id=unique_id, local_id="L-9", family="Sans", given="Dossier",
+               birth="19500101", sex="M").encode()
+
+
 def put_patient(gateway, body: dict, local_id: str) -> int:
     return gateway.client.put(f"/fhir/Patient?identifier={LOCAL_SYSTEM}|{local_id}", content=orjson.dumps(body),
                               headers=gateway.as_hcp()).status_code
@@ -70,8 +76,7 @@ def a08(control_id: str, *, local_id: str, spid: str | None, family: str, given:
 def test_a_held_message_waits_for_the_epr_to_be_opened_then_is_stored(bridge, channel):
     gateway, address, _ = bridge
     assert put_patient(gateway, UNFED, "L-9") == 201  # known to the MPI, no EPR-SPID
-    ack = send(address, mdm(control_id="H-1", unique_id="urn:oid:2.25.911", local_id="L-9",
-                            family="Sans", given="Dossier").encode())
+    ack = send(address, unfed_document("H-1", "urn:oid:2.25.911"))
     assert ack_fields(ack)["MSA"][1:3] == ["AA", "H-1"]
     assert [(c, r) for c, r, _ in held(gateway)] == [("H-1", "no-epr")]
 
@@ -95,8 +100,7 @@ def test_a_held_message_waits_for_the_epr_to_be_opened_then_is_stored(bridge, ch
     [record] = created_records(gateway, NEW_SPID)
     assert {"hopital-sion-feed", HCP_GLN} <= {a.get("altId") for a in record["agent"]}  # the TCU, for whom
     # The sender's kept answer is what it was told; a repeat gets it again and changes nothing.
-    again = send(address, mdm(control_id="H-1", unique_id="urn:oid:2.25.911", local_id="L-9",
-                              family="Sans", given="Dossier").encode())
+    again = send(address, unfed_document("H-1", "urn:oid:2.25.911"))
     assert again == ack and found(gateway, NEW_SPID) == {"urn:oid:2.25.911"}
 
 
@@ -107,7 +111,7 @@ def test_resolving_the_identity_review_that_held_a_message_stores_it(bridge):
     put_patient(gateway, conflicting, "L-1")  # demographics differ: an identity review case is opened
     [review] = gateway.services.exchange.patients.reviews.open_reviews()
     send(address, mdm(control_id="R-1", unique_id="urn:oid:2.25.921").encode())
-    assert [(c, r) for c, r, _ in held(gateway)] == [("R-1", "under-review")]
+    assert [(c, r) for c, r, _ in held(gateway)] == [("R-1", "identity-review")]
     assert "urn:oid:2.25.921" not in found(gateway, SPID)
 
     admin = gateway.tokens.headers(gateway.tokens.mint(role="PADM", user_id="padm-1", name="Admin"))
@@ -126,22 +130,20 @@ def test_bridge_held_lists_and_bridge_retry_releases_what_nothing_else_released(
     put_patient(gateway, conflicting, "L-1")
     [review] = gateway.services.exchange.patients.reviews.open_reviews()
     send(address, mdm(control_id="C-1", unique_id="urn:oid:2.25.931").encode())
-    settings = gateway.runtime.settings
-    for name, value in (("EPR_DATA_DIR", settings.data_dir), ("EPR_DATABASE_URL", settings.database_url),
-                        ("EPR_MLLP_SENDERS", settings.mllp_senders), ("EPR_DEMO_DATA", "false")):
-        monkeypatch.setenv(name, str(value))
+    cli_environment(monkeypatch, gateway)
 
     listed = CliRunner().invoke(app, ["bridge", "held"])
     assert listed.exit_code == 0, listed.output
-    assert "1 messages held" in listed.output and "under-review" in listed.output and "MSH-10 C-1" in listed.output
+    assert "1 messages held" in listed.output and "identity-review" in listed.output and "MSH-10 C-1" in listed.output
+    assert review.id in listed.output and "/admin/identity-reviews" in listed.output  # what releases it
     assert "Muster" not in listed.output and "L-1" not in listed.output  # reasons, never the patient
 
     waiting = CliRunner().invoke(app, ["bridge", "retry"])
     assert waiting.exit_code == 0, waiting.output
-    assert "1 held" in waiting.output and "identity review still names the patient" in waiting.output
+    assert "1 held" in waiting.output and "an identity review case names the patient" in waiting.output
 
     gateway.services.exchange.patients.reviews.resolve(review.id)  # resolved in the store: no use-case told
-    assert [(c, r) for c, r, _ in held(gateway)] == [("C-1", "under-review")]
+    assert [(c, r) for c, r, _ in held(gateway)] == [("C-1", "identity-review")]
     released = CliRunner().invoke(app, ["bridge", "retry"])
 
     assert released.exit_code == 0, released.output
@@ -154,8 +156,7 @@ def test_bridge_held_lists_and_bridge_retry_releases_what_nothing_else_released(
 def test_a_held_message_whose_sender_left_the_senders_file_stays_held_saying_so(bridge):
     gateway, address, tmp_path = bridge
     assert put_patient(gateway, UNFED, "L-9") == 201
-    send(address, mdm(control_id="S-1", unique_id="urn:oid:2.25.941", local_id="L-9",
-                      family="Sans", given="Dossier").encode())
+    send(address, unfed_document("S-1", "urn:oid:2.25.941"))
     body = patient_feed(spid=NEW_SPID, local_system=LOCAL_SYSTEM, local_id="L-9", family="Sans",
                         given="Dossier", birth_date="1950-01-01", gender="male")
     assert put_patient(gateway, body, "L-9") == 200

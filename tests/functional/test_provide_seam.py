@@ -135,14 +135,37 @@ def test_a_failing_participant_leaves_nothing_stored_on_any_path(record, tmp_pat
         client.close()
     migrated = {"entry_uuid": f"urn:uuid:{uuid.uuid4()}", "unique_id": new_oid_unique_id(),
                 "content": pdf_document("Rapport", ["x"])}
-    with pytest.raises(RuntimeError, match="outbox"):  # the migration stops; a rerun resumes (journal rolled back)
-        migrate(gateway.runtime, [xdm_media(tmp_path / "media-1", [migrated])])
+    # A participant that raises is the gateway's own fault (not the document's content, not a dependency):
+    # the migration keeps the document sealed in its holding area (`migrate retry` takes it once fixed).
+    [row] = migrate(gateway.runtime, [xdm_media(tmp_path / "media-1", [migrated])]).values()
 
     assert response.status_code == 500
-    assert ack_fields(ack)["MSA"][1] == "AR"  # "send it again": a dependency failed, not the message
-    assert row_counts(gateway.runtime) == counts  # no document, no journal row, no kept answer
+    assert ack_fields(ack)["MSA"][1] == "AR"  # "send it again": the gateway failed, not the message
+    assert (row.outcome, row.reason_code) == ("held", "error") and "migrate retry" in row.reason
+    after = row_counts(gateway.runtime)
+    assert {t: n for t, n in after.items() if not t.startswith("migration_")} == \
+        {t: n for t, n in counts.items() if not t.startswith("migration_")}  # no document, no kept answer
     creates = [r for r in ledger(gateway)[records:] if r[1] == "ATC_DOC_CREATE"]
     assert creates == []
+
+
+def test_a_participant_whose_store_is_down_stops_the_migration(record, tmp_path, monkeypatch):
+    """A dependency failure inside the transaction (the outbox's database) stops the run: nothing is
+    journaled, and the same command resumes it."""
+    from sqlalchemy.exc import OperationalError
+
+    gateway = record
+    counts = row_counts(gateway.runtime)
+
+    def down(connection, submissions):
+        raise OperationalError("INSERT INTO community_delivery", {}, ConnectionError("the database went away"))
+
+    gateway.services.exchange.changes.on_documents_stored(down)
+    migrated = {"entry_uuid": f"urn:uuid:{uuid.uuid4()}", "unique_id": new_oid_unique_id(),
+                "content": pdf_document("Rapport", ["x"])}
+    with pytest.raises(OperationalError):
+        migrate(gateway.runtime, [xdm_media(tmp_path / "media-1", [migrated])])
+    assert row_counts(gateway.runtime) == counts
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from adapters.cara.crypto import Keyring, Sealed
 from adapters.cara.errors import Conflict, RecordError, unknown_relation_target
-from adapters.cara.fhir_dates import instant
+from adapters.cara.dates import instant
 from adapters.cara.model import DocumentEntry, NewDocument, Relation, Submission
 from adapters.cara.store.database import driver_datetime, for_driver, in_chunks, in_list, insert_rows
 from adapters.cara.store.schema import (

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, select
 
 from adapters.cara.crypto import Keyring, Sealed
 from adapters.cara.errors import IntegrityFailure
-from adapters.cara.fhir_dates import fhir_instant
+from adapters.cara.dates import fhir_instant
 from adapters.cara.mhd_search import DocumentQuery
 from adapters.cara.model import DocumentEntry, NewDocument, Submission
 from adapters.cara.store import document_batches, search_sql

@@ -73,6 +73,17 @@ class IdentityReviews:
         review = self._open(row)
         return IdentityReview(review.id, review.created_at, review.reason, review.pid, "resolved", review.details)
 
+    def of(self, pids: tuple[str, ...], *, reason: str | None = None, status: str | None = None) -> list[IdentityReview]:
+        """The cases (open and resolved, or of `status`) naming these patients, oldest first, opened."""
+        query = select(identity_review).where(identity_review.c.pid.in_(pids))
+        if reason is not None:
+            query = query.where(identity_review.c.reason == reason)
+        if status is not None:
+            query = query.where(identity_review.c.status == status)
+        with self._engine.connect() as connection:
+            rows = connection.execute(query.order_by(identity_review.c.created_at, identity_review.c.id)).all()
+        return [self._open(r) for r in rows]
+
     def names_any(self, pids: tuple[str, ...]) -> bool:
         """Whether an open case names any of `pids` (a patient and those merged into it)."""
         with self._engine.connect() as connection:

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 
 from adapters.cara.crypto import Keyring
 from adapters.cara.errors import Conflict
-from adapters.cara.fhir_dates import instant
+from adapters.cara.dates import instant
 from adapters.cara.model import DocumentEntry
 from adapters.cara.store.schema import document_entry, document_entry_version, document_token, submission_set
 from adapters.cara.store.sealed_entries import SealedEntry, index_tokens, open_entry, seal_entry

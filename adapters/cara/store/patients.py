@@ -355,10 +355,18 @@ class DatabasePatientIndex:
 
     # -- identity vigilance: a colliding feed opens a review case and is refused ------------------
     def _refuse(self, reason: str, pid: str | None, source: Identifier, incoming: PatientRecord) -> None:
+        raise identity.IdentityConflict(reason, review_id=self.open_review(reason, pid, source, incoming))
+
+    def open_review(self, reason: str, pid: str | None, source: Identifier, incoming: PatientRecord) -> str:
+        """A new open case on the review list: the incoming identity (sealed) beside the patient it
+        collided with (a feed, or a document whose demographics differ from the MPI's). Its id."""
         details = {"reason": reason, "source": {"system": source.system, "value": source.value},
                    "incoming": _record_json(incoming), "pid": pid}
-        review_id = self.reviews.open_case(reason=reason, pid=pid, details=details)
-        raise identity.IdentityConflict(reason, review_id=review_id)
+        return self.reviews.open_case(reason=reason, pid=pid, details=details)
+
+    def reviews_of(self, pids: tuple[str, ...], *, reason: str | None = None, status: str | None = None):
+        """The cases (open and resolved, or of `status`) naming these patients, oldest first, opened."""
+        return self.reviews.of(pids, reason=reason, status=status)
 
     def resolve_many(self, messages: list[tuple[Identifier, ...]]) -> dict[tuple[Identifier, ...], Resolved | None]:
         """For each message's identifiers (a PID-3 list, in its order): the surviving patient of the

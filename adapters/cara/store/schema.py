@@ -210,6 +210,9 @@ mllp_answer = Table(
     metadata,
     Column("sender", String(200), primary_key=True),
     Column("control_id", String(200), primary_key=True),  # MSH-10
+    # The message's digest (normalised, MSH-7 left out): a reused MSH-10 with other content is another
+    # message with its own answer (migration 0010; '' for answers kept before, which match nothing).
+    Column("digest", String(64), primary_key=True),
     Column("ack_code", String(2), nullable=False),
     Column("ack", LargeBinary, nullable=False),  # the ACK as sent: codes and error texts, no content
     Column("answered_at", DateTime, nullable=False),
@@ -221,8 +224,9 @@ mllp_held_message = Table(
     Column("id", String(64), primary_key=True),
     Column("sender", String(200), nullable=False),
     Column("control_id", String(200), nullable=False),
-    Column("reason", String(40), nullable=False),  # see gateway/exchanges/hl7v2.py (no-epr, under-review, …)
+    Column("reason", String(40), nullable=False),  # gateway/exchanges/patient_readiness.py (no-epr, …)
     Column("pid", String(64), nullable=True),
+    Column("review_id", String(64), nullable=True),  # the identity review case that holds it (0010)
     Column("status", String(16), nullable=False),  # held | released | refused (processed again)
     Column("held_at", DateTime, nullable=False),
     Column("sealed_key", LargeBinary, nullable=False),

@@ -41,6 +41,8 @@ def build(query: DocumentQuery, *, dialect: str) -> SearchStatements:
     """The statements for the query's patient (with its merged patients), in the driver's paramstyle."""
     where: list[str] = ["e.patient_pid IN (SELECT pid FROM merged)"]
     params: list[Any] = [query.patient_pid]
+    if query.matches_nothing:  # e.g. status=current&status=superseded (ANDed: an entry has one status)
+        where.append("1 = 0")
     if query.statuses:
         where.append(_in("e.status", len(query.statuses)))
         params += query.statuses

@@ -1,31 +1,36 @@
-"""HL7 v2 TS/DTM (YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]) → FHIR date / dateTime."""
+"""HL7 v2 TS/DTM fields → FHIR date / dateTime, through the gateway's one date parser.
+
+A time without an offset is Swiss local time (Europe/Zurich, with summer time): that is what the
+Valais senders' clocks write (`adapters/cara/dates.py` says how the switch hours are read). Whatever
+the parser refuses (month 13, 30 February, hour 24, year 0000, a skipped local hour) is the sender's
+to fix: AE with the field named, never a ValueError from deep inside, never an AR.
+"""
 
 from __future__ import annotations
 
-import re
+from datetime import UTC
 
+from adapters.cara.dates import SWISS_LOCAL_TIME, InvalidDate, Moment, parse_hl7
 from adapters.infomed.hl7v2.errors import DATA_TYPE_ERROR, SenderMustFix
 
-_TS = re.compile(r"([0-9]{4})([0-9]{2})?([0-9]{2})?([0-9]{2})?([0-9]{2})?([0-9]{2})?(\.[0-9]{1,4})?([+-][0-9]{4})?")
+SENDER_ZONE = SWISS_LOCAL_TIME
 
 
 def fhir_datetime(value: str, *, where: tuple[str, int]) -> str | None:
-    if not value:
-        return None
-    match = _TS.fullmatch(value.strip())
-    if not match:
-        raise SenderMustFix(f"{where[0]}-{where[1]} {value!r} is not an HL7 date/time", code=DATA_TYPE_ERROR,
-                            segment=where[0], field=where[1])
-    year, month, day, hour, minute, second, fraction, zone = match.groups()
-    if not (month and day):
-        return "-".join(p for p in (year, month) if p)
-    if not hour:
-        return f"{year}-{month}-{day}"
-    time = f"{hour}:{minute or '00'}:{second or '00'}{fraction or ''}"
-    offset = f"{zone[:3]}:{zone[3:]}" if zone else "+00:00"  # no zone: read as UTC, FHIR needs one with a time
-    return f"{year}-{month}-{day}T{time}{offset}"
+    """The FHIR dateTime (or date, at a date's precision) of field `where` = (segment, field); None if empty."""
+    return _read(value, where, SENDER_ZONE, quoted=True).fhir() if value else None
 
 
 def fhir_date(value: str, *, where: tuple[str, int]) -> str | None:
-    converted = fhir_datetime(value, where=where)
-    return converted[:10] if converted else None
+    """A date field (PID-7 birth date): its date part as written; a time sent with it is checked but not
+    moved into any zone (a birth date is the date on the local calendar)."""
+    return _read(value, where, UTC, quoted=False).fhir_date() if value else None
+
+
+def _read(value: str, where: tuple[str, int], zone, *, quoted: bool) -> Moment:
+    """`quoted`: the refusal may repeat the value (not a birth date: the ACK and the ledger keep it)."""
+    try:
+        return parse_hl7(value.strip(" "), zone=zone)
+    except InvalidDate as refused:
+        raise SenderMustFix(f"{where[0]}-{where[1]}: {refused.reason if quoted else refused.why}",
+                            code=DATA_TYPE_ERROR, segment=where[0], field=where[1]) from None

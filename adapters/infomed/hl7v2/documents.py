@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-import re
 import uuid
 from dataclasses import dataclass
 
 from adapters.cara.base64_strict import b64decode_strict_wrapped
 from adapters.cara.document_content import EMPTY_DOCUMENT, content_problem
+from adapters.cara.identifier_syntax import UNIQUE_ID, IdentifierKind, InvalidIdentifier
 from adapters.cara.record_ids import new_record_id
 from adapters.cara.model import (
     Author,
@@ -27,7 +27,8 @@ from adapters.cara.model import (
     Submission,
     SubmissionSet,
 )
-from adapters.cara.vocabulary import CONFIDENTIALITY_DISPLAY, GLN_SYSTEM, ROLE_SYSTEM, SNOMED
+from adapters.cara.vocabulary import CONFIDENTIALITY_DISPLAY, ROLE_SYSTEM, SNOMED
+from adapters.infomed.authors import author_from_xcn
 from adapters.infomed.hl7v2 import code_tables
 from adapters.infomed.hl7v2.code_tables import CodeTables
 from adapters.infomed.hl7v2.dates import fhir_datetime
@@ -72,12 +73,13 @@ def document_message(message: Message, *, sender_key: str, profile: SenderProfil
     if code == "MDM" and txa is None:
         raise SenderMustFix("an MDM message needs its TXA segment", code=REQUIRED_FIELD_MISSING, segment="TXA")
     content, mime = _content(message, allow_text=code == "MDM")
-    unique_id = txa.value(12) if txa is not None else ""
+    unique_id, where = (txa.value(12) if txa is not None else ""), ("TXA", 12)
     if not unique_id and code == "ORU":
-        unique_id = (message.first("OBR").value(3) if message.first("OBR") else "")
+        unique_id, where = (message.first("OBR").value(3) if message.first("OBR") else ""), ("OBR", 3)
     if not unique_id:
         raise SenderMustFix("TXA-12 (unique document number) is required", code=REQUIRED_FIELD_MISSING,
                             segment="TXA", field=12)
+    unique_id = _identifier(UNIQUE_ID, unique_id, *where)
     type_key = txa.value(2) if code == "MDM" else tables.oru_document_type
     if code == "MDM" and not type_key:
         raise SenderMustFix("TXA-2 (document type) is required", code=REQUIRED_FIELD_MISSING, segment="TXA", field=2)
@@ -128,6 +130,7 @@ def document_message(message: Message, *, sender_key: str, profile: SenderProfil
         if not parent:
             raise SenderMustFix(f"MDM^{trigger} needs TXA-13 (the parent document's unique number)",
                                 code=REQUIRED_FIELD_MISSING, segment="TXA", field=13)
+        parent = _identifier(UNIQUE_ID, parent, "TXA", 13)
         relations = (PendingRelation(RELATION_OF_EVENT[trigger], target_unique_id=parent),)
     # One message, one submission set; its uniqueId is derived from sender and MSH-10, so that a
     # repeat of the message names the same set (the record answers it idempotently).
@@ -207,22 +210,26 @@ def _require_shareable(txa: Segment) -> None:
 
 
 def _authors(txa: Segment | None) -> list[Author]:
-    """TXA-9 originator (XCN): a GLN in XCN.1 (13 digits, or XCN.9 naming 2.51.1.3) becomes the
-    contained Practitioner's identifier."""
+    """TXA-9 originator (XCN) by the rule XDS authorPerson follows too (`adapters/infomed/authors.py`):
+    a GLN in XCN.1 (13 digits, or XCN.9 naming 2.51.1.3) becomes the contained Practitioner's identifier."""
     if txa is None or not txa.raw(9):
         return []
-    number, family, given = txa.component(9, 1), txa.component(9, 2), txa.component(9, 3)
     authority = txa.component(9, 9, subcomponent=2) or txa.component(9, 9)
-    if not family and not given:  # a bare name in XCN.1 ("IvanDoctorovich")
-        number, family = "", number
-    practitioner: dict = {"resourceType": "Practitioner", "id": "author"}
-    if number and (authority == "2.51.1.3" or re.fullmatch("[0-9]{13}", number)):
-        practitioner["identifier"] = [{"system": GLN_SYSTEM, "value": number}]
-    name = {k: v for k, v in (("family", family), ("given", [given] if given else None)) if v}
-    if name:
-        practitioner["name"] = [name]
-    return [Author({"reference": {"reference": "#author"}, "contained": [practitioner]},
-                   (family,) if family else (), (given,) if given else ())]
+    try:
+        return [author_from_xcn(txa.component(9, 1), txa.component(9, 2), txa.component(9, 3), authority,
+                                reference="author")]
+    except InvalidIdentifier as refused:
+        raise SenderMustFix(f"TXA-9: {refused.reason}", code=DATA_TYPE_ERROR, segment="TXA", field=9,
+                            component=1) from None
+
+
+def _identifier(kind: IdentifierKind, value: str, segment: str, field: int) -> str:
+    """`value` (unescaped) as the record keeps it, or AE naming the field (ERR: SEG^1^field)."""
+    try:
+        return kind.read(value)
+    except InvalidIdentifier as refused:
+        raise SenderMustFix(f"{segment}-{field}: {refused.reason}", code=DATA_TYPE_ERROR, segment=segment,
+                            field=field) from None
 
 
 def _title(txa: Segment | None, type_code: Code) -> str:

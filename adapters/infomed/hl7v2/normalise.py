@@ -1,20 +1,34 @@
 """Bytes off the wire → one text with `\\r` between segments, decoded in the message's character set.
 
-The wild sends `\\n` or `\\r\\n`, a UTF-8 byte-order mark, and ISO-8859-1 with or without MSH-18.
+The wild sends `\\n` or `\\r\\n`, a UTF-8 byte-order mark, and "ISO-8859-1" with or without MSH-18.
 MSH-18 is read from the raw bytes (its name is ASCII in every charset we accept) before decoding.
+
+**What "ISO-8859-1" means on the wire.** The senders are Windows applications: what they write and label
+`8859/1` is windows-1252, which agrees with ISO-8859-1 on every byte except 0x80–0x9F, where ISO-8859-1
+has control characters nobody types and windows-1252 has the typographic quote, dash and euro sign that
+word processors put in names and titles (`D’Andrea` arrives as `D\\x92Andrea`). So those labels, and
+messages without MSH-18 that are not UTF-8, are read as windows-1252: no byte becomes a control
+character that was meant as a letter (the WHATWG encoding standard reads the `iso-8859-1` label the same
+way). Five bytes have no character in windows-1252 (0x81, 0x8D, 0x8F, 0x90, 0x9D): a message carrying one
+is not windows-1252 text (in DOS code page 850, 0x81 is `ü`), so it is refused (AE naming the segment and
+field where it is) rather than stored as a control character or guessed. `8859/15` is taken at its word.
 """
 
 from __future__ import annotations
 
-from adapters.infomed.hl7v2.errors import UNSUPPORTED_VERSION, CannotProcess
+from adapters.infomed.hl7v2.errors import DATA_TYPE_ERROR, UNSUPPORTED_VERSION, CannotProcess, SenderMustFix
 
 BOM = b"\xef\xbb\xbf"
-# MSH-18 values (HL7 table 0211) → Python codec. Empty or ASCII: UTF-8 if it decodes, else ISO-8859-1.
+WINDOWS_1252 = "cp1252"
+# MSH-18 values (HL7 table 0211) → Python codec. Empty or ASCII: UTF-8 if it decodes, else windows-1252.
 CHARSETS = {
     "": None, "ASCII": None,
     "UNICODE UTF-8": "utf-8", "UTF-8": "utf-8", "UNICODE": "utf-8",
-    "8859/1": "iso-8859-1", "8859/15": "iso-8859-15", "ISO-8859-1": "iso-8859-1", "LATIN1": "iso-8859-1",
+    "8859/1": WINDOWS_1252, "ISO-8859-1": WINDOWS_1252, "LATIN1": WINDOWS_1252, "WINDOWS-1252": WINDOWS_1252,
+    "CP1252": WINDOWS_1252, "8859/15": "iso-8859-15",
 }
+_CODEC_NAMES = {"utf-8": "UTF-8", WINDOWS_1252: "windows-1252 (what 8859/1 senders write)",
+                "iso-8859-15": "ISO-8859-15"}
 
 
 _WHITESPACE = frozenset(b" \t\n\r\x0b\x0c")  # what bytes.strip() strips
@@ -60,17 +74,30 @@ def charset_of(raw: bytes) -> str:
 
 
 def decode(raw: bytes) -> tuple[str, str]:
-    """(text, codec used). Without MSH-18, UTF-8 when the bytes are valid UTF-8, else ISO-8859-1: Latin-1
-    decodes any byte, and valid UTF-8 text with umlauts is practically never valid Latin-1 by accident."""
+    """(text, codec used). Without MSH-18, UTF-8 when the bytes are valid UTF-8, else windows-1252 (see
+    the module): valid UTF-8 text with umlauts is practically never valid windows-1252 by accident."""
     raw = normalise_bytes(raw)
     codec = charset_of(raw)
-    if codec:
+    if raw.isascii():  # the usual message (Base64 documents, plain names): every codec reads it alike
+        return raw.decode("ascii"), codec or "utf-8"
+    if not codec:
         try:
-            return raw.decode(codec), codec
+            return raw.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
-            raise CannotProcess(f"the message is not valid {codec} as MSH-18 declares", code=UNSUPPORTED_VERSION,
-                                segment="MSH", field=18) from None
+            codec = WINDOWS_1252
     try:
-        return raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        return raw.decode("iso-8859-1"), "iso-8859-1"
+        return raw.decode(codec), codec
+    except UnicodeDecodeError as error:
+        raise _undecodable(raw, error, codec) from None
+
+
+def _undecodable(raw: bytes, error: UnicodeDecodeError, codec: str) -> SenderMustFix:
+    """AE naming where the first byte that is no character of `codec` sits (segment and field)."""
+    at = error.start
+    segment_start = raw.rfind(b"\r", 0, at) + 1
+    name = raw[segment_start:segment_start + 3].decode("ascii", errors="replace")
+    separator = raw[3:4] or b"|"
+    field = raw.count(separator, segment_start, at) + (1 if name == "MSH" else 0)
+    return SenderMustFix(f"byte 0x{raw[at]:02X} in {name}-{field} is not a character of {_CODEC_NAMES[codec]}: "
+                         "send the text in the character set MSH-18 names", code=DATA_TYPE_ERROR,
+                         segment=name, field=field)

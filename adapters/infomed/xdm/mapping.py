@@ -13,7 +13,19 @@ import hashlib
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import UTC
 
+from adapters.cara.dates import InvalidDate, parse_hl7, parse_xds
+from adapters.cara.identifier_syntax import (
+    ENTRY_UUID,
+    LOCAL_PATIENT_ID,
+    SOURCE_ID,
+    UNIQUE_ID,
+    IdentifierKind,
+    InvalidIdentifier,
+    is_oid,
+    is_printable_id,
+)
 from adapters.cara.record_ids import new_record_id
 from adapters.cara.model import (
     Author,
@@ -24,13 +36,15 @@ from adapters.cara.model import (
     PendingRelation,
     SubmissionSet,
 )
-from adapters.cara.vocabulary import GLN_SYSTEM, ROLE_SYSTEM, ROLES
+from adapters.infomed.authors import author_from_xcn
 from adapters.infomed.xdm import ebrim
 from adapters.infomed.xdm.codes import CodeTables, Unmapped
 
 RELATION_CODES = {ebrim.RPLC: "replaces", ebrim.APND: "appends", ebrim.XFRM: "transforms", ebrim.SIGNS: "signs"}
-_CX = re.compile(r"^(?P<id>[^\^]+)\^\^\^[^&]*&(?P<oid>[0-2](\.(0|[1-9][0-9]*))+)&ISO$")
-_DTM = re.compile(r"[0-9]{4}([0-9]{2}([0-9]{2}([0-9]{2}([0-9]{2}([0-9]{2})?)?)?)?)?")
+# `fullmatch` (a `$` would take a trailing newline); the id's own syntax is LOCAL_PATIENT_ID's.
+_CX = re.compile(r"(?P<id>[^^]+)\^\^\^[^&^]*&(?P<oid>[0-9.]+)&ISO")
+INFOMED_SOURCE_ID = "urn:oid:2.16.756.5.30.1.145"  # the sourceId of a package that names none
+MAX_SYMBOLIC_ID = 64
 _SET_NAMESPACE = uuid.UUID("6f1c3f2e-4a51-5b8e-9c0d-1b2a3c4d5e6f")
 _GENDERS = {"F": "female", "M": "male", "O": "other", "U": "unknown", "A": "other", "N": "unknown"}
 
@@ -68,9 +82,41 @@ class MappedDocument:
 
 
 def cx_identifier(value: str | None) -> Identifier | None:
-    """CX `id^^^&OID&ISO` → Identifier(urn:oid:OID, id)."""
-    match = _CX.match(value or "")
-    return Identifier(f"urn:oid:{match['oid']}", match["id"]) if match else None
+    """CX `id^^^&OID&ISO` → Identifier(urn:oid:OID, id); None when it is not that shape or the
+    authority is not an OID. The id itself is checked by `_patient_identifier`."""
+    match = _CX.fullmatch(value or "")
+    return Identifier(f"urn:oid:{match['oid']}", match["id"]) if match and is_oid(match["oid"]) else None
+
+
+def _patient_identifier(obj: ebrim.RegistryObject) -> Identifier:
+    """`sourcePatientId`, else `patientId`: the first that is a CX; its id must be a local patient id."""
+    for field, value in (("sourcePatientId", obj.slot("sourcePatientId")),
+                         ("XDSDocumentEntry.patientId", obj.external_ids.get(ebrim.DOCUMENT_PATIENT_ID))):
+        identifier = cx_identifier(value)
+        if identifier is not None:
+            problem = LOCAL_PATIENT_ID.problem(identifier.value)
+            if problem:
+                raise Refused(f"{field}: {problem}")
+            return identifier
+    raise Refused("neither sourcePatientId nor patientId is a CX id^^^&OID&ISO")
+
+
+def _read(kind: IdentifierKind, value: str, field: str) -> str:
+    try:
+        return kind.read(value)
+    except InvalidIdentifier as refused:
+        raise Refused(f"{field}: {refused.reason}") from None
+
+
+def _entry_uuid(object_id: str) -> str | None:
+    """The ExtrinsicObject's id: its entryUUID when it is a `urn:uuid:` (which must then be a UUID), else
+    a symbolic id (ITI TF-3 4.2.3.1.5) that only links the package's associations: printable ASCII."""
+    if object_id.startswith("urn:uuid:"):
+        return _read(ENTRY_UUID, object_id, "ExtrinsicObject id (entryUUID)")
+    if not is_printable_id(object_id) or len(object_id) > MAX_SYMBOLIC_ID:
+        raise Refused(f"ExtrinsicObject id: the symbolic id {object_id[:40]!r} is not 1 to {MAX_SYMBOLIC_ID} "
+                      "printable ASCII characters without spaces (or urn:uuid: and a UUID)")
+    return None
 
 
 def document_unique_id(obj: ebrim.RegistryObject) -> str | None:
@@ -78,15 +124,22 @@ def document_unique_id(obj: ebrim.RegistryObject) -> str | None:
 
 
 def _dtm(value: str | None, slot: str) -> str | None:
-    """HL7 DTM (UTC in XDS) → FHIR dateTime."""
+    """XDS DTM (UTC by the IHE rule, whatever the sender's zone) → FHIR dateTime, through the gateway's
+    one date parser; what it refuses is this document's rejection, naming the slot."""
     if value is None:
         return None
-    if not _DTM.fullmatch(value) or len(value) not in (4, 6, 8, 10, 12, 14):
-        raise Refused(f"{slot} {value!r} is not an HL7 date/time")
-    if len(value) <= 8:
-        return "-".join(p for p in (value[:4], value[4:6], value[6:8]) if p)
-    padded = value.ljust(14, "0")
-    return f"{padded[:4]}-{padded[4:6]}-{padded[6:8]}T{padded[8:10]}:{padded[10:12]}:{padded[12:14]}Z"
+    try:
+        return parse_xds(value).fhir()
+    except InvalidDate as refused:
+        raise Refused(f"{slot}: {refused.reason}") from None
+
+
+def _birth_date(value: str) -> str:
+    """PID-7 of sourcePatientInfo: the date as written (a time after it is checked, not moved to UTC)."""
+    try:
+        return parse_hl7(value, zone=UTC).fhir_date()
+    except InvalidDate as refused:
+        raise Refused(f"sourcePatientInfo PID-7: {refused.why}") from None
 
 
 def _demographics(values: list[str]) -> Demographics:
@@ -101,26 +154,18 @@ def _demographics(values: list[str]) -> Demographics:
         given = tuple(g for g in parts[1:2] if g)
     birth = fields.get("PID-7") or None
     if birth:
-        birth = _dtm(birth[:8], "sourcePatientInfo PID-7")
+        birth = _birth_date(birth)
     return Demographics(family, given, birth, _GENDERS.get((fields.get("PID-8") or "").upper()))
 
 
-def _author(classified: ebrim.Classified, index: int) -> tuple[Author, Code | None]:
-    person = (classified.slots.get("authorPerson") or [""])[0]
-    parts = person.split("^")
-    gln = parts[0] if parts and parts[0] else None
-    family = parts[1] if len(parts) > 1 and parts[1] else None
-    given = parts[2] if len(parts) > 2 and parts[2] else None
-    practitioner = {"resourceType": "Practitioner", "id": f"author{index}"}
-    if gln:
-        practitioner["identifier"] = [{"system": GLN_SYSTEM, "value": gln}]
-    if family or given:
-        practitioner["name"] = [{k: v for k, v in (("family", family), ("given", [given] if given else None)) if v}]
-    role = (classified.slots.get("authorRole") or [""])[0].split("^")[0]
-    role_code = Code(ROLE_SYSTEM, role, ROLES[role]) if role in ROLES else None
-    author = Author({"reference": {"reference": f"#author{index}"}, "contained": [practitioner]},
-                    (family,) if family else (), (given,) if given else ())
-    return author, role_code
+def _author(classified: ebrim.Classified, index: int) -> Author:
+    """`authorPerson` (XCN `id^family^given^…^^^&OID&ISO`) by the rule HL7 TXA-9 follows too."""
+    parts = ((classified.slots.get("authorPerson") or [""])[0].split("^") + [""] * 9)[:9]
+    authority = parts[8].split("&")[1] if "&" in parts[8] else parts[8]
+    try:
+        return author_from_xcn(parts[0], parts[1], parts[2], authority, reference=f"author{index}")
+    except InvalidIdentifier as refused:
+        raise Refused(f"authorPerson: {refused.reason}") from None
 
 
 def map_document(obj: ebrim.RegistryObject, submission_set: ebrim.RegistryObject | None,
@@ -129,10 +174,9 @@ def map_document(obj: ebrim.RegistryObject, submission_set: ebrim.RegistryObject
     unique_id = document_unique_id(obj)
     if not unique_id:
         raise Refused("the ExtrinsicObject has no XDSDocumentEntry.uniqueId")
-    patient_id = cx_identifier(obj.slot("sourcePatientId")) or cx_identifier(
-        obj.external_ids.get(ebrim.DOCUMENT_PATIENT_ID))
-    if patient_id is None:
-        raise Refused("neither sourcePatientId nor patientId is a CX id^^^&OID&ISO")
+    unique_id = _read(UNIQUE_ID, unique_id, "XDSDocumentEntry.uniqueId")
+    entry_uuid = _entry_uuid(obj.id)
+    patient_id = _patient_identifier(obj)
     sha1, size = hashlib.sha1(content).hexdigest(), len(content)
     if (obj.slot("hash") or "").lower() != sha1:
         raise Refused(f"the metadata hash {obj.slot('hash')!r} does not match the file's SHA-1 {sha1}")
@@ -167,7 +211,7 @@ def map_document(obj: ebrim.RegistryObject, submission_set: ebrim.RegistryObject
 
     # The authors' XDS roles stay with the authors; originalProviderRole is the *submitting* role,
     # which the gateway sets from the principal (the migration's TCU): gateway/exchanges/provenance.py.
-    authors = [_author(classified, index)[0]
+    authors = [_author(classified, index)
                for index, classified in enumerate(obj.codes(ebrim.DOCUMENT_AUTHOR), start=1)]
     demographics = _demographics(obj.slots.get("sourcePatientInfo", []))
     source_patient = {"resourceType": "Patient", "id": "src",
@@ -181,11 +225,13 @@ def map_document(obj: ebrim.RegistryObject, submission_set: ebrim.RegistryObject
         source_patient["gender"] = demographics.gender
 
     set_unique_id = (submission_set.external_ids.get(ebrim.SUBMISSION_UNIQUE_ID) if submission_set else None) or ""
+    if set_unique_id:
+        set_unique_id = _read(UNIQUE_ID, set_unique_id, "XDSSubmissionSet.uniqueId")
+    source_id = submission_set.external_ids.get(ebrim.SUBMISSION_SOURCE_ID) if submission_set else None
     subset = SubmissionSet(
         submission_set_id=new_record_id(),
         unique_id=f"urn:uuid:{uuid.uuid5(_SET_NAMESPACE, set_unique_id + '|' + unique_id)}",
-        source_id=(submission_set.external_ids.get(ebrim.SUBMISSION_SOURCE_ID) if submission_set else None)
-        or "urn:oid:2.16.756.5.30.1.145",
+        source_id=_read(SOURCE_ID, source_id, "XDSSubmissionSet.sourceId") if source_id else INFOMED_SOURCE_ID,
         patient_pid="",
         submission_time=_dtm(submission_set.slot("submissionTime"), "submissionTime") if submission_set else None,
         title=f"Infomed submission set {set_unique_id}" if set_unique_id else "Infomed migration",
@@ -197,7 +243,7 @@ def map_document(obj: ebrim.RegistryObject, submission_set: ebrim.RegistryObject
         facility_type=facility, practice_setting=setting, mime_type=obj.mime_type,
         language=obj.slot("languageCode") or "", title=obj.name or type_code.display or type_code.code,
         creation_time=creation, original_provider_role=None, size=size, sha1=sha1,
-        entry_uuid=obj.id if obj.id.startswith("urn:uuid:") else None, date=creation,
+        entry_uuid=entry_uuid, date=creation,
         description=obj.description, event_codes=events,
         service_start=_dtm(obj.slot("serviceStartTime"), "serviceStartTime"),
         service_stop=_dtm(obj.slot("serviceStopTime"), "serviceStopTime"),

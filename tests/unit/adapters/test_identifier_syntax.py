@@ -9,7 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from adapters.cara.identifier_syntax import VALIDATORS, ascii_int, identifier_problem
+from adapters.cara.identifier_syntax import (
+    AHVN13,
+    GLN,
+    LOCAL_PATIENT_ID,
+    MPI_PID,
+    SOURCE_ID,
+    SPID,
+    UNIQUE_ID,
+    VALIDATORS,
+    InvalidIdentifier,
+    ascii_int,
+    identifier_problem,
+)
 from adapters.cara.vocabulary import GLN_SYSTEM, SPID_SYSTEM
 from consent.policies import is_valid_gln
 from gateway.auth.identifiers import gln_is_valid, oid_urn_is_valid, spid_is_well_formed
@@ -19,8 +31,12 @@ SCRIPTS = {"full-width": 0xFF10, "arabic-indic": 0x0660, "mathematical-bold": 0x
 
 
 def spoiled(value: str) -> dict[str, str]:
+    middle = len(value) // 2
     variants = {"trailing newline": value + "\n", "trailing CRLF": value + "\r\n", "leading space": " " + value,
-                "trailing space": value + " ", "nul": value + "\x00"}
+                "trailing space": value + " ", "nul": value + "\x00", "tab inside": value[:middle] + "\t" + value[middle:],
+                "nbsp inside": value[:middle] + "\u00a0" + value[middle:],
+                "zero-width space inside": value[:middle] + "\u200b" + value[middle:],
+                "10,000 characters": value + value[-1] * (10_000 - len(value))}
     for script, zero in SCRIPTS.items():
         variants[script] = "".join(chr(zero + int(c)) if c in "0123456789" else c for c in value)
         # One digit only: a value that is mostly ASCII must not slip through either.
@@ -58,7 +74,8 @@ def test_identifier_problem_names_the_syntax_of_known_systems():
     assert "GS1" in identifier_problem(GLN_SYSTEM, "7601000000003")
     assert "not an OID" in identifier_problem("urn:oid:２.16", "x")
     assert identifier_problem("urn:oid:2.16.756.5.30.1.999.2.1", "L-1 a") is None  # a local id may hold a space
-    assert "control" in identifier_problem("urn:oid:2.16.756.5.30.1.999.2.1", "L\n1")
+    assert "printable ASCII" in identifier_problem("urn:oid:2.16.756.5.30.1.999.2.1", "L\n1")
+    assert "plain text" in identifier_problem("http://example.org/ids", "L\u200b1")
 
 
 # The shortcuts that caused the class: `\d` (Unicode digits), `isdigit()`/`isdecimal()`/`isnumeric()`
@@ -73,3 +90,15 @@ def test_no_validating_module_uses_the_shortcuts():
     offenders = [f"{p.name}:{n}: {line.strip()}" for p in SOURCES for n, line in enumerate(p.read_text().splitlines(), 1)
                  if FORBIDDEN.search(line) and "identifier_syntax" not in p.name and "migrations" not in str(p)]
     assert offenders == []
+
+
+def test_a_refusal_names_the_kind_and_its_rule_and_repeats_no_patient_identifier():
+    """Refusals reach the sender's ACK and the audit ledger, which holds no local ids: a patient's
+    identifier is never repeated; a document's uniqueId or a professional's GLN may be."""
+    for kind in (LOCAL_PATIENT_ID, SPID, AHVN13, MPI_PID):
+        problem = kind.problem("PATIENT-4711\t")
+        assert "PATIENT-4711" not in problem and kind.name in problem and kind.rule in problem
+    assert "'urn:oid:1.2.\\t3'" in UNIQUE_ID.problem("urn:oid:1.2.\t3") and "GLN '760'" in GLN.problem("760")
+    assert UNIQUE_ID.read("1.2.3") == "urn:oid:1.2.3" and SOURCE_ID.read("2.16.756") == "urn:oid:2.16.756"
+    with pytest.raises(InvalidIdentifier, match="uniqueId '018840' is not an OID of at most 64 characters"):
+        UNIQUE_ID.read("018840")

@@ -152,7 +152,7 @@ INVALID = {
     "date with a time": (302, set_path("provision", "period", "end", "2025-02-15T10:00:00Z"),
                          "Consent.provision.period.end", "yyyy-mm-dd"),
     "impossible date": (302, set_path("provision", "period", "end", "2025-02-30"), "Consent.provision.period.end",
-                        "calendar date"),
+                        "2025-02 has 28 days"),
     "start after end": (302, set_path("provision", "period", "start", "2025-03-01"), "Consent.provision.period",
                         "after end date"),
     "202 with a period": (202, set_path("provision", "period", {"end": "2030-01-01"}), "Consent.provision.period",

@@ -3,6 +3,7 @@
 import base64
 import binascii
 import random
+import time
 
 import pytest
 
@@ -11,6 +12,7 @@ from adapters.infomed.hl7v2.adt import merge, patient_feed
 from adapters.infomed.hl7v2.code_tables import CodeTables, mime_type
 from adapters.infomed.hl7v2.documents import SenderProfile, document_message
 from adapters.infomed.hl7v2.errors import CannotProcess, SenderMustFix
+from adapters.infomed.hl7v2.identifiers import MAX_IDENTIFIERS
 from adapters.infomed.hl7v2.message import Message
 
 PROFILE = SenderProfile(source_id="urn:oid:2.16.756.5.30.1.999.9", facility_type=Code("s", "22232009"),
@@ -128,11 +130,22 @@ def test_an_oru_without_an_embedded_report_cannot_be_processed():
     assert refused.value.ack_code == "AR"
 
 
+def oru(filler: str) -> Message:
+    return Message.parse(("MSH|^~\\&|LIS|H|EPR|EPR|20261120||ORU^R01|C|P|2.5\rPID|1||L-1\r"
+                          f"OBR|1||{filler}\rOBX|1|ED|R||^AP^PDF^Base64^{base64.b64encode(PDF).decode()}").encode())
+
+
 def test_an_oru_report_is_a_laboratory_report_named_by_txa_12_or_obr_3():
-    message = Message.parse(("MSH|^~\\&|LIS|H|EPR|EPR|20261120||ORU^R01|C|P|2.5\rPID|1||L-1\r"
-                             f"OBR|1||FILLER-77\rOBX|1|ED|R||^AP^PDF^Base64^{base64.b64encode(PDF).decode()}").encode())
-    entry = mapped(message).submission.documents[0].entry
-    assert (entry.unique_id, entry.type_code.code, entry.creation_time) == ("FILLER-77", "4241000179101", "2026-11-20")
+    entry = mapped(oru("1.2.756.77.2024")).submission.documents[0].entry
+    assert (entry.unique_id, entry.type_code.code, entry.creation_time) == (
+        "urn:oid:1.2.756.77.2024", "4241000179101", "2026-11-20")
+
+
+def test_an_oru_named_by_a_filler_number_that_is_no_oid_nor_uuid_is_refused_at_obr_3():
+    """The CH profile's masterIdentifier is urn:oid: or urn:uuid:; a bare order number has no form there."""
+    with pytest.raises(SenderMustFix) as refused:
+        mapped(oru("FILLER-77"))
+    assert (refused.value.ack_code, refused.value.code, refused.value.location) == ("AE", "102", "OBR^1^3")
 
 
 def test_code_tables_are_configurable_and_an_unmapped_code_is_not_defaulted():
@@ -175,3 +188,47 @@ def test_an_a40_names_the_survivor_in_pid_3_and_the_retired_id_in_mrg_1():
                                                   (Identifier("urn:oid:1.2.3", "L-2"),))
     with pytest.raises(SenderMustFix):
         merge(Message.parse(ADT.format(t="A40", pid="PID|1||L-1", mrg="").encode()))
+
+
+# -- repetitions: read in linear time, and bounded where each one costs the MPI a look-up ----------------
+def _cx_list(count: int) -> str:
+    return "~".join(f"ID{n}^^^NS&2.16.756.5.30.1.{n}&ISO" for n in range(count))
+
+
+def _cpu_to_read_every_repetition(count: int) -> float:
+    """CPU seconds (best of three) to read every CX repetition of a PID-3 of `count` the way a CX list is read."""
+    message = Message.parse(ADT.format(t="A08", pid=f"PID|1||{_cx_list(count)}||F^G||19700101|F", mrg="").encode())
+    best = float("inf")
+    for _ in range(3):
+        pid = Message(message.text, message.charset).first("PID")  # a fresh segment: nothing read yet
+        started = time.process_time()
+        for index in range(count):
+            pid.component(3, 1, repetition=index)
+            pid.component(3, 4, repetition=index, subcomponent=2)
+        best = min(best, time.process_time() - started)
+    return best
+
+
+def test_reading_every_repetition_of_a_field_costs_its_length_not_its_square():
+    small, large = _cpu_to_read_every_repetition(2_000), _cpu_to_read_every_repetition(16_000)
+    # 8 times the repetitions: ~8 times the CPU when linear, ~64 when each read splits the field again.
+    assert large / small < 20, (small, large)
+
+
+@pytest.mark.parametrize(("message", "location"), [
+    (ADT.format(t="A08", pid=f"PID|1||L-1~{_cx_list(MAX_IDENTIFIERS)}||F^G||19700101|F", mrg=""), "PID^1^3"),
+    (ADT.format(t="A40", pid="PID|1||L-1", mrg=f"MRG|{_cx_list(MAX_IDENTIFIERS + 1)}"), "MRG^1^1"),
+])
+def test_an_identifier_list_longer_than_the_bound_is_an_error_naming_its_field(message, location):
+    read = patient_feed if "A08" in message else merge
+    with pytest.raises(SenderMustFix) as error:
+        read(Message.parse(message.encode()), assigning_authority="urn:oid:1.2.3")
+    assert (error.value.location, error.value.code) == (location, "102")
+    assert f"{MAX_IDENTIFIERS + 1} repetitions" in error.value.text
+
+
+def test_an_identifier_list_at_the_bound_is_read_whole():
+    pid = f"PID|1||L-1~{_cx_list(MAX_IDENTIFIERS - 1)}||F^G||19700101|F"
+    feed = patient_feed(Message.parse(ADT.format(t="A08", pid=pid, mrg="").encode()), assigning_authority="urn:oid:1.2.3")
+    assert feed.source == Identifier("urn:oid:1.2.3", "L-1")
+    assert len(feed.incoming.identifiers) == MAX_IDENTIFIERS - 1

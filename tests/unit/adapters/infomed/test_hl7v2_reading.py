@@ -22,8 +22,8 @@ def test_bom_and_every_line_end_become_one_segment_separator(raw):
 
 
 @pytest.mark.parametrize(("charset", "encoding", "expected_codec"), [
-    ("8859/1", "iso-8859-1", "iso-8859-1"), ("UNICODE UTF-8", "utf-8", "utf-8"),
-    ("", "utf-8", "utf-8"), ("", "iso-8859-1", "iso-8859-1"), ("ASCII", "iso-8859-1", "iso-8859-1")])
+    ("8859/1", "iso-8859-1", "cp1252"), ("UNICODE UTF-8", "utf-8", "utf-8"),
+    ("", "utf-8", "utf-8"), ("", "iso-8859-1", "cp1252"), ("ASCII", "iso-8859-1", "cp1252")])
 def test_the_character_set_comes_from_msh_18_or_from_the_bytes(charset, encoding, expected_codec):
     raw = (HEADER.format(charset=charset) + "\rPID|1||L-1||Müller^Zoé\r").encode(encoding)
     text, codec = decode(raw)
@@ -38,8 +38,57 @@ def test_an_unsupported_character_set_cannot_be_processed():
 
 
 def test_utf_8_declared_but_latin_1_sent_is_refused_not_guessed():
-    with pytest.raises(CannotProcess):
+    with pytest.raises(SenderMustFix) as refused:
         decode((HEADER.format(charset="UNICODE UTF-8") + "\rPID|1||L||Müller").encode("iso-8859-1"))
+    assert (refused.value.code, refused.value.location) == ("102", "PID^1^5")
+    assert "byte 0xFC in PID-5 is not a character of UTF-8" in refused.value.text
+
+
+# -- what 8859/1 senders write: windows-1252 ---------------------------------------------------------
+LATIN_1_LABELS = ["8859/1", "ISO-8859-1", "", "ASCII"]  # declared, spelt out, absent, claimed ASCII
+UNDEFINED_IN_WINDOWS_1252 = [0x81, 0x8D, 0x8F, 0x90, 0x9D]
+WINDOWS_1252_ONLY = [b for b in range(0x80, 0xA0) if b not in UNDEFINED_IN_WINDOWS_1252]
+
+
+@pytest.mark.parametrize("charset", LATIN_1_LABELS)
+def test_bytes_0x80_to_0x9f_labelled_latin_1_are_read_as_the_windows_1252_characters_senders_typed(charset):
+    raw = HEADER.format(charset=charset).encode() + b"\rPID|1||L-1||D\x92Andrea^Zo\xe9||19800517|F\rNTE|1||" + bytes(
+        WINDOWS_1252_ONLY) + b"\r"
+    message = Message(*decode(raw))
+    assert message.first("PID").component(5, 1) == "D’Andrea"
+    assert message.first("PID").component(5, 2) == "Zoé"
+    assert message.first("NTE").value(3) == "€‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ"
+    assert not any(0x80 <= ord(c) <= 0x9F for c in message.text)  # no C1 control character left
+
+
+@pytest.mark.parametrize("charset", ["8859/1", "ISO-8859-1"])
+def test_a_hex_escape_of_a_windows_1252_byte_reads_as_its_character(charset):
+    raw = (HEADER.format(charset=charset) + "\rPID|1||L-1||D\\X92\\Andrea\r").encode()
+    assert Message(*decode(raw)).first("PID").component(5, 1) == "D’Andrea"
+
+
+@pytest.mark.parametrize("charset", LATIN_1_LABELS)
+@pytest.mark.parametrize("byte", UNDEFINED_IN_WINDOWS_1252)
+def test_a_byte_windows_1252_leaves_undefined_is_refused_naming_where_it_is(charset, byte):
+    raw = HEADER.format(charset=charset).encode() + b"\rPID|1||L-1||M" + bytes([byte]) + b"ller^Anna\r"
+    with pytest.raises(SenderMustFix) as refused:
+        decode(raw)
+    assert (refused.value.code, refused.value.location, refused.value.ack_code) == ("102", "PID^1^5", "AE")
+    assert f"byte 0x{byte:02X} in PID-5 is not a character of windows-1252" in refused.value.text
+
+
+def test_an_undefined_byte_in_the_header_is_located_with_msh_numbering():
+    raw = b"MSH|^~\\&|APP|FAC\x81|EPR|EPR|20261120||ADT^A08|ID-1|P|2.5\rPID|1\r"
+    with pytest.raises(SenderMustFix) as refused:
+        decode(raw)
+    assert refused.value.location == "MSH^1^4"
+
+
+@pytest.mark.parametrize("charset", ["8859/15", "UNICODE UTF-8"])
+def test_other_declared_charsets_are_taken_at_their_word(charset):
+    codec = "iso-8859-15" if charset == "8859/15" else "utf-8"
+    raw = (HEADER.format(charset=charset) + "\rPID|1||L-1||Dupont €^Zoé\r").encode(codec)
+    assert Message(*decode(raw)).first("PID").component(5, 1) == "Dupont €"
 
 
 def test_the_tokenizer_numbers_msh_fields_as_the_standard_does():
@@ -84,9 +133,24 @@ def test_what_the_ack_escapes_reads_back_unchanged(text):
 @pytest.mark.parametrize(("value", "expected"), [
     ("200801311555+0215", "2008-01-31T15:55:00+02:15"), ("20261120", "2026-11-20"),
     ("20261120093000.123-0500", "2026-11-20T09:30:00.123-05:00"), ("2026", "2026"), ("202611", "2026-11"),
-    ("2026112010", "2026-11-20T10:00:00+00:00"), ("", None)])
+    ("2026112010", "2026-11-20T10:00:00+01:00"), ("2026072010", "2026-07-20T10:00:00+02:00"), ("", None)])
 def test_hl7_timestamps_become_fhir_dates(value, expected):
     assert fhir_datetime(value, where=("TXA", 4)) == expected
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ("20161301", "month 13"), ("20160230", "day 30"), ("2016123124", "hour 24"), ("00000101", "year 0000"),
+    ("20260329023000", "did not exist in Europe/Zurich")])
+def test_an_impossible_timestamp_is_an_ae_naming_its_field(value, reason):
+    with pytest.raises(SenderMustFix) as error:
+        fhir_datetime(value, where=("TXA", 4))
+    assert (error.value.ack_code, error.value.code, error.value.location) == ("AE", "102", "TXA^1^4")
+    assert reason in error.value.text
+
+
+def test_a_birth_date_is_the_date_written_whatever_time_follows():
+    assert fhir_date("202603290230", where=("PID", 7)) == "2026-03-29"  # a skipped local hour: the date stands
+    assert fhir_date("18900101000000", where=("PID", 7)) == "1890-01-01"
 
 
 def test_a_timestamp_that_is_not_one_is_an_error_naming_its_field():

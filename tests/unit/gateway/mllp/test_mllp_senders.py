@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from gateway.exchanges.senders import SenderRegistry, SendersFileInvalid, ensure_dev_senders
+from gateway.mllp.senders import SenderRegistry, SendersFileInvalid, ensure_dev_senders
 
 GLN = "7601000000002"
 
@@ -77,3 +77,29 @@ def test_the_development_file_names_the_demo_hcp(tmp_path):
     assert (sender.facility, sender.principal_gln, sender.profile.assigning_authority) == (
         "DEMO-HOSPITAL", GLN, "urn:oid:2.16.756.5.30.1.999.2.1")
     assert json.loads(path.read_text())["_comment"].startswith("DEVELOPMENT")
+
+
+def test_a_sender_merges_in_its_assigning_authority_or_the_ones_it_is_given():
+    own = "urn:oid:2.16.756.5.30.1.999.2.1"
+    reg = registry({"facility": "A", "user_id": "a", "principal_gln": GLN, "assigning_authority": own},
+                   {"facility": "B", "user_id": "b", "principal_gln": GLN, "assigning_authority": own,
+                    "assigning_authorities": [own, "urn:oid:2.16.756.5.30.1.999.2.2"]},
+                   {"facility": "C", "user_id": "c", "principal_gln": GLN})
+    assert [s.authorities for s in reg.senders] == [
+        frozenset({own}), frozenset({own, "urn:oid:2.16.756.5.30.1.999.2.2"}), frozenset()]
+
+
+@pytest.mark.parametrize(("authorities", "words"), [
+    (["urn:oid:2.16.756.5.30.1.127.3.10.3"], "EPR-SPID"),  # nobody merges by the national ids
+    (["urn:oid:2.16.756.5.32"], "EPR-SPID or AHVN13"),
+    ("urn:oid:2.16.756.5.30.1.999.2.1", "a list"),
+    (["2.16.756.5.30.1.999.2.1"], "urn:oid:"),
+])
+def test_assigning_authorities_that_no_sender_may_merge_by_are_refused(authorities, words):
+    with pytest.raises(SendersFileInvalid, match=words):
+        registry({"facility": "A", "user_id": "a", "principal_gln": GLN, "assigning_authorities": authorities})
+
+
+def test_a_sender_key_longer_than_the_kept_answers_hold_is_refused():
+    with pytest.raises(SendersFileInvalid, match="exceed 200"):
+        registry({"facility": "F" * 150, "application": "A" * 40, "user_id": "u" * 20, "principal_gln": GLN})

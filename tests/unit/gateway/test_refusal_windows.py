@@ -1,17 +1,17 @@
-"""The per-address windows of refused authentications (issue 10, item 13), on a fake clock."""
+"""The per-address windows of refusals (issue 10 item 13, issue 22 item 13), on a fake clock."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from gateway.http.auth_refusals import MAX_REASONS, OTHER_SOURCES, RATE_LIMITED, AuthRefusals
+from gateway.exchanges.refusal_windows import MAX_REASONS, OTHER_SOURCES, RATE_LIMITED, RefusalWindows
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
 def refusals(**options):
     clock = [100.0]
-    return AuthRefusals(clock=lambda: clock[0], wall=lambda: T0, **options), clock
+    return RefusalWindows(clock=lambda: clock[0], wall=lambda: T0, **options), clock
 
 
 def test_first_refusal_of_a_window_is_recorded_the_rest_counted_then_summarised():
@@ -61,3 +61,18 @@ def test_memory_is_bounded_in_addresses_and_reasons():
     assert [s.address for s in summaries] == [OTHER_SOURCES]
     assert summaries[0].count == 996  # 1000 refusals, 3 addresses and the bucket's first recorded at once
     assert len(summaries[0].reasons) == MAX_REASONS + 1  # "other reasons" holds the rest
+
+
+def test_a_face_names_what_it_counts_and_the_transaction_of_its_summaries():
+    clock = [100.0]
+    table = RefusalWindows(interval_seconds=10, limit=2, transaction="HL7v2", what="refusals at the MLLP door",
+                           turned_away="connection turned away (address over its limit)",
+                           clock=lambda: clock[0], wall=lambda: T0)
+    assert [table.refused("10.0.0.7", "MLLP frame over 1024 bytes") for _ in range(2)] == [True, False]
+    assert table.retry_after("10.0.0.7") == 10
+    clock[0] += 10
+    [summary] = table.closed()
+    assert (summary.transaction, summary.count) == ("HL7v2", 2)
+    assert dict(summary.reasons) == {"MLLP frame over 1024 bytes": 1,
+                                     "connection turned away (address over its limit)": 1}
+    assert summary.description().startswith("2 further refusals at the MLLP door from 10.0.0.7 between ")

@@ -4,6 +4,8 @@ purpose AUTO) on behalf of which responsible HCP. Deny by default: a sender not 
     {"senders": [{"facility": "<MSH-4.1 or MSH-4.2>", "application": "<MSH-3.1>" (optional),
                   "user_id": "<TCU id>", "principal_gln": "<GLN>", "certificate_subject": "<CN>" (optional),
                   "assigning_authority": "urn:oid:…" (optional: PID-3 ids sent without one),
+                  "assigning_authorities": ["urn:oid:…", …] (optional: whose patient ids it may merge;
+                                                             default: its assigning_authority),
                   "source_id": "urn:oid:…", "facility_type": {"code": …}, "practice_setting": {"code": …},
                   "language": "fr-CH"}],
      "code_tables": {"document_types": {"<TXA-2>": {"type": {…}, "class": {…}}}}}
@@ -11,6 +13,9 @@ purpose AUTO) on behalf of which responsible HCP. Deny by default: a sender not 
 A sender with `certificate_subject` is bound to it: its messages are accepted only over TLS with a
 client certificate of that CN (an MSH-4 alone cannot impersonate it). An entry may also have no
 `facility`: then the certificate alone identifies it.
+
+A sender merges (ADT^A40) only patients named by ids of its own assigning authorities: an institution's
+ids are its own, and an EPR-SPID, an AHVN13 or another institution's ids are no sender's to merge by.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adapters.cara.identity import AHVN13_SYSTEM
 from adapters.cara.model import Code
-from adapters.cara.vocabulary import SNOMED
+from adapters.cara.vocabulary import SNOMED, SPID_SYSTEM
 from adapters.infomed.hl7v2.code_tables import CodeTables
 from adapters.infomed.hl7v2.documents import SenderProfile
 from consent.principal import Principal
@@ -30,6 +36,8 @@ from gateway.auth.identifiers import gln_is_valid
 DEFAULT_SOURCE_ID = "urn:oid:2.16.756.5.30.1.999.9"
 DEFAULT_FACILITY_TYPE = {"code": "22232009", "display": "Hospital"}
 DEFAULT_PRACTICE_SETTING = {"code": "394802001", "display": "General medicine"}
+NOBODYS_AUTHORITIES = frozenset({SPID_SYSTEM, AHVN13_SYSTEM})  # national ids: no sender merges by them
+MAX_KEY = 200  # the kept answers' sender column
 
 
 class SendersFileInvalid(ValueError):
@@ -45,6 +53,7 @@ class Sender:
     certificate_subject: str | None
     profile: SenderProfile
     name: str | None = None
+    authorities: frozenset[str] = frozenset()  # whose patient ids it may merge (ADT^A40)
 
     @property
     def key(self) -> str:
@@ -79,6 +88,10 @@ class SenderRegistry:
         senders = tuple(_sender(entry, index) for index, entry in enumerate(data.get("senders") or []))
         return cls(senders, CodeTables.configured(data.get("code_tables")))
 
+    def by_key(self, key: str) -> Sender | None:
+        """The sender whose messages are kept under `key` (a held message's), if still in the file."""
+        return next((s for s in self.senders if s.key == key), None)
+
     def identify(self, *, facility: tuple[str, ...], application: str, certificate_subject: str | None) -> Sender | None:
         """The sender a message comes from: its MSH-4 (either component) and, when the entry names one,
         MSH-3; an entry bound to a certificate only with that certificate. None: refused."""
@@ -107,6 +120,13 @@ def _sender(entry: dict[str, Any], index: int) -> Sender:
             raise SendersFileInvalid(f"{where} needs {name}")
     if not gln_is_valid(entry["principal_gln"]):
         raise SendersFileInvalid(f"{where}.principal_gln is not a valid GLN")
+    authority = entry.get("assigning_authority")
+    authorities = entry.get("assigning_authorities", [authority] if authority else [])
+    if not isinstance(authorities, list) or not all(isinstance(a, str) and a.startswith("urn:oid:")
+                                                    for a in authorities):
+        raise SendersFileInvalid(f"{where}.assigning_authorities must be a list of urn:oid: values")
+    if NOBODYS_AUTHORITIES & set(authorities):
+        raise SendersFileInvalid(f"{where}.assigning_authorities may not name the EPR-SPID or AHVN13 system")
     profile = SenderProfile(
         source_id=entry.get("source_id", DEFAULT_SOURCE_ID),
         facility_type=_code(entry.get("facility_type", DEFAULT_FACILITY_TYPE)),
@@ -114,8 +134,11 @@ def _sender(entry: dict[str, Any], index: int) -> Sender:
         language=entry.get("language", "fr-CH"),
         assigning_authority=entry.get("assigning_authority"),
     )
-    return Sender(facility or None, entry.get("application") or None, entry["user_id"], entry["principal_gln"],
-                  certificate or None, profile, entry.get("name"))
+    sender = Sender(facility or None, entry.get("application") or None, entry["user_id"], entry["principal_gln"],
+                    certificate or None, profile, entry.get("name"), frozenset(authorities))
+    if len(sender.key) > MAX_KEY:
+        raise SendersFileInvalid(f"{where}: facility, application and user_id together exceed {MAX_KEY} characters")
+    return sender
 
 
 def _code(value: dict[str, Any]) -> Code:

@@ -4,7 +4,7 @@ every AuditEvent. Derived from the hashed AuditEvent like the other query column
 checks it): existing records are filled in from their JSON here, by the same rule as
 `audit.events.responsible_professional` (written out: a migration must not change when the code does).
 
-Revision ID: 0010_ledger_professional
+Revision ID: 0011_ledger_professional
 """
 
 import json
@@ -12,8 +12,8 @@ import json
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010_ledger_professional"
-down_revision = "0009_versioning"
+revision = "0011_ledger_professional"
+down_revision = "0010_mllp_answer_digest"
 BATCH = 1000
 
 

@@ -1,0 +1,86 @@
+"""MTOM/XOP (`multipart/related`) as the community's platform takes it, and its answers read back.
+
+Written by hand, byte for byte (the platform is strict and zeep cannot send MTOM): the HTTP header
+names `type="application/xop+xml"`, `start` and `start-info="application/soap+xml"` (without
+`start-info` the platform answers wrongly or not at all); the root part is
+`application/xop+xml; charset=UTF-8; type="application/soap+xml"`, binary; each document is a binary
+part referenced by `cid:`. CRLF line ends in the MIME structure (RFC 2046).
+
+Read back with a different parser than the one that writes: the standard library's `email` package
+(answers may be multipart even without attachments, or plain SOAP), with its `compat32` policy: the
+default policy's header objects cost ~10 ms an answer, compat32 a tenth of that (measured).
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import uuid
+from dataclasses import dataclass
+
+ROOT_ID = "root.message@epr-gateway"
+SOAP_TYPE = "application/soap+xml"
+
+
+@dataclass(frozen=True)
+class Part:
+    content_id: str  # without the angle brackets
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class MtomMessage:
+    content_type: str  # the HTTP Content-Type header
+    body: bytes
+
+
+def content_id() -> str:
+    """A fresh Content-ID of a document part (characters that need no escaping in a cid: URL)."""
+    return f"{uuid.uuid4().hex}@epr-gateway"
+
+
+def write(soap: bytes, parts: list[Part], *, action: str) -> MtomMessage:
+    boundary = f"uuid:{uuid.uuid4()}"
+    delimiter = f"--{boundary}".encode()
+    while any(delimiter in data for data in (soap, *(p.data for p in parts))):  # a 1 in 2^122 chance
+        boundary = f"uuid:{uuid.uuid4()}"
+        delimiter = f"--{boundary}".encode()
+    chunks = [delimiter, b"\r\nContent-Type: application/xop+xml; charset=UTF-8; type=\"application/soap+xml\"\r\n"
+              b"Content-Transfer-Encoding: binary\r\nContent-ID: <", ROOT_ID.encode(), b">\r\n\r\n", soap]
+    for part in parts:
+        chunks += [b"\r\n", delimiter, b"\r\nContent-Type: ", part.content_type.encode("ascii"),
+                   b"\r\nContent-Transfer-Encoding: binary\r\nContent-ID: <", part.content_id.encode("ascii"),
+                   b">\r\n\r\n", part.data]
+    chunks += [b"\r\n", delimiter, b"--\r\n"]
+    header = (f'multipart/related; boundary="{boundary}"; type="application/xop+xml"; start="<{ROOT_ID}>"; '
+              f'start-info="{SOAP_TYPE}"; action="{action}"')
+    return MtomMessage(header, b"".join(chunks))
+
+
+class NotSoap(Exception):
+    """An answer whose content type or MIME structure is not SOAP (plain or MTOM)."""
+
+
+def soap_part(content_type: str, body: bytes) -> bytes:
+    """The SOAP envelope's bytes of an answer: the body itself (application/soap+xml, text/xml) or
+    the `start` part of a multipart/related answer (the first part when `start` is absent)."""
+    message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + body)
+    kind = message.get_content_type()
+    if kind in (SOAP_TYPE, "text/xml", "application/xml"):
+        return body
+    if kind != "multipart/related":
+        raise NotSoap(f"the answer's content type is {content_type or '(none)'}, not SOAP")
+    parts = message.get_payload() if message.is_multipart() else []
+    if not parts:
+        raise NotSoap("the multipart answer has no part (a missing or wrong boundary)")
+    start = (message.get_param("start") or "").strip().strip("<>")
+    root = next((p for p in parts if (p.get("Content-ID") or "").strip().strip("<>") == start), None) if start \
+        else parts[0]
+    if root is None:
+        raise NotSoap(f"the multipart answer has no part with the start Content-ID <{start}>")
+    data = root.get_payload(decode=True)
+    if data is None:
+        raise NotSoap("the answer's root part is empty")
+    return data

@@ -27,6 +27,7 @@ ACTIONS = ("C", "R", "U", "D", "E")
 # (the gateway is the responder/recipient); the ATC view replaces it with 110106.
 TRANSACTIONS = {
     "ITI-65": (IHE_EVENT_TYPE_SYSTEM, "Provide Document Bundle", ("110107", "Import")),
+    "ITI-66": (IHE_EVENT_TYPE_SYSTEM, "Find Document Lists", ("110112", "Query")),
     "ITI-67": (IHE_EVENT_TYPE_SYSTEM, "Find Document References", ("110112", "Query")),
     "ITI-68": (IHE_EVENT_TYPE_SYSTEM, "Retrieve Document", ("110106", "Export")),
     "ITI-78": (IHE_EVENT_TYPE_SYSTEM, "Mobile Patient Demographics Query", ("110112", "Query")),
@@ -58,6 +59,10 @@ REST_TYPE = {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
 RESTFUL_INTERACTION = "http://hl7.org/fhir/restful-interaction"
 INTERACTION_BY_ACTION = {"C": "create", "R": "read", "U": "update", "D": "delete"}
 REST_PROFILES = {
+    # No CH profile for ITI-66 (CH EPR FHIR 5.0.0 does not profile it): the IHE MHD one, whose shape the
+    # IHE example gives (tests/conformance/ig/audit-event-shapes.json).
+    ("ITI-66", "search"): "https://profiles.ihe.net/ITI/MHD/StructureDefinition/IHE.MHD.FindDocumentLists.Audit.Responder",
+    ("ITI-66", "read"): None,  # reading one SubmissionSet List: no profile of its own
     ("ITI-67", "search"): CH_PROFILE + "ChAuditEventIti67Responder",
     ("ITI-67", "read"): None,  # reading one DocumentReference: no CH profile of its own
     ("ITI-68", "read"): CH_PROFILE + "ChAuditEventIti68Responder",

@@ -66,7 +66,9 @@ class DocumentRef:
     home_community_id: str | None = None
     type_code: str | None = None  # SNOMED CT code of DocumentReference.type
     title: str | None = None
-    reference: str | None = None  # the DocumentReference's URL, for the profiles that name it (CH:MHD-1)
+    # The resource the exchange named by its URL, for the profiles that require it: the DocumentReference
+    # updated (CH:MHD-1), the Binary retrieved (ITI-68). The patient's trail names the document by uniqueId only.
+    reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -197,10 +199,12 @@ def atc_view(event: dict) -> dict:
     # profile: a CH:MHD-1 deletion is an update there, a PPQ-3 creation of 202 a create).
     view["action"] = ATC_EVENT_TYPES[atc[0]["code"]][1]
     for entity in view.get("entity", []):
-        if entity["role"].get("code") == "20" and "reference" in entity["what"]:
-            # CH:MHD-1 names the DocumentReference (role Job); the trail names the document as it always has.
+        what = entity.get("what", {})
+        if "reference" in what and what.get("identifier", {}).get("system") == XDS_UNIQUE_ID:
+            # CH:MHD-1 names the DocumentReference (role Job), ITI-68 the Binary (role Report), by URL; the
+            # trail names the document as it always has: its uniqueId, role Report.
             entity["role"] = _coding(OBJECT_ROLE, "3", "Report")
-            entity["what"] = {k: v for k, v in entity["what"].items() if k != "reference"}
+            entity["what"] = {k: v for k, v in what.items() if k != "reference"}
     view["meta"] = {"profile": [ATC_PROFILES[atc[0]["code"][:7]]]}
     return view
 
@@ -247,7 +251,7 @@ def _rest_interaction(record: AuditRecord, action: str) -> str | None:
     """The FHIR restful interaction a REST transaction's record names, or None (not REST-profiled)."""
     if record.transaction in ("ITI-83", "ITI-119", "PPQ-5"):  # ITI-119 is a search too (its IG example)
         return "search"
-    if record.transaction == "ITI-67":
+    if record.transaction in ("ITI-67", "ITI-66"):
         return "search" if record.query is not None else "read"
     if record.transaction == "ITI-68":
         return "read"
@@ -324,9 +328,10 @@ def _entities(record: AuditRecord) -> list[dict]:
     for document in record.documents:
         entity = _entity({"system": XDS_UNIQUE_ID, "value": document.unique_id.removeprefix("urn:oid:")},
                          ("2", "System Object"), _coding(OBJECT_ROLE, "3", "Report"))
-        if document.reference:  # CH:MHD-1: the DocumentReference itself, role Job (its uniqueId kept beside)
+        if document.reference:  # the resource by URL, its uniqueId kept beside (the trail shows that one)
             entity["what"] = {"reference": document.reference, **entity["what"]}
-            entity["role"] = _coding(OBJECT_ROLE, "20", "Job")
+            if record.transaction == "CH-MHD-1":  # the DocumentReference changed is the job (the IG's example)
+                entity["role"] = _coding(OBJECT_ROLE, "20", "Job")
         details = _details((("Repository Unique Id", document.repository_unique_id),
                             ("homeCommunityID", document.home_community_id),
                             ("EprDocumentTypeCode", document.type_code), ("title", document.title)))

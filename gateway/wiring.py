@@ -19,6 +19,7 @@ from adapters.cara.crypto import Keyring
 from adapters.cara.identifier_syntax import ascii_int
 from adapters.cara.store.database import make_engine, migrate, store_in_process
 from adapters.cara.store.documents import DatabaseDocumentStore
+from adapters.cara.store.submission_sets import DatabaseSubmissionSets
 from adapters.cara.store.link_versions import InProcessLinkVersion, LinkVersion, RedisLinkVersion, UncachedLinks
 from adapters.cara.store.patients import DatabasePatientIndex
 from gateway.auth.issuers import TrustedIssuers
@@ -32,6 +33,7 @@ from audit.witness import WitnessWriter
 from gateway.exchanges.access import AccessControl
 from gateway.exchanges.trail import AuditTrail
 from gateway.exchanges.auditing import Auditor
+from gateway.exchanges.document_lists import DocumentLists
 from gateway.exchanges.documents import DocumentExchange
 from gateway.exchanges.identity import IdentityExchange
 from gateway.exchanges.metadata import MetadataExchange
@@ -113,9 +115,11 @@ def build_runtime(settings: Settings) -> Runtime:
     professionals = ProfessionalExchange(identities=identities, documents=exchange, access=access, auditor=auditor,
                                          community_oid=settings.community_oid, source_id=settings.hcp_source_id,
                                          max_upload_bytes=settings.hcp_max_upload_bytes)
+    lists = DocumentLists(sets=DatabaseSubmissionSets(engine=engine, keyring=keyring), patients=patients,
+                          access=access, auditor=auditor, cursors=cursors)
     services = Services(exchange=exchange, identities=identities, policies=policies, metadata=metadata, trail=trail,
                         portal=PortalExchange(patients=patients, access=access, auditor=auditor),
-                        professionals=professionals, transactions=transactions, auditor=auditor)
+                        professionals=professionals, transactions=transactions, lists=lists, auditor=auditor)
     runtime = Runtime(settings=settings, engine=engine, keyring=keyring, ledger=ledger, verifier=verifier,
                       directory=directory, services=services)
     release_held_messages(runtime)

@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -38,9 +39,13 @@ from adapters.cara.vocabulary import (
     EXT_DELETION_STATUS,
     EXT_DESIGNATION_TYPE,
     EXT_SOURCE_ID,
+    LIST_TYPES_SYSTEM,
     PROFILE_DOCREF,
+    PROFILE_SUBMISSIONSET,
     RFC3986,
+    SNOMED,
     SPID_SYSTEM,
+    SUBMISSION_SET_DESIGNATION,
 )
 
 _KNOWN_DOC_EXTENSIONS = {EXT_AUTHOR_ROLE, EXT_DELETION_STATUS}
@@ -113,7 +118,7 @@ def submission_from_bundle(bundle: dict[str, Any]) -> Submission:
         patient_pid="",
         submission_time=normalised_date(listed.get("date"), "dateTime"),
         content_type=_code(first_coding(extension(listed, EXT_DESIGNATION_TYPE)["valueCodeableConcept"])),
-        authors=_authors(listed),
+        authors=_list_authors(listed),
         title=listed.get("title"),
         entry_uuid=next((x["value"] for x in listed.get("identifier", []) if x.get("use") == "official"), None),
     )
@@ -201,6 +206,12 @@ def _authors(resource: dict[str, Any]) -> list[Author]:
     return authors
 
 
+def _list_authors(listed: dict[str, Any]) -> list[Author]:
+    """A List's author is its `source` (MHD: SubmissionSet.author), kept as sent."""
+    source = listed.get("source")
+    return _authors({"author": [source], "contained": listed.get("contained", [])}) if source else []
+
+
 def _code(coding: dict[str, Any] | None) -> Code | None:
     return Code.from_dict(coding) if coding and coding.get("code") else None
 
@@ -268,6 +279,54 @@ def document_reference(entry: DocumentEntry, *, spid: str, base_url: str) -> dic
         context["related"] = entry.related
     resource["context"] = context
     return resource
+
+
+def submission_set_list(subset: SubmissionSet, *, spid: str, submitted_at: str, entry_ids: Sequence[str]) -> dict[str, Any]:
+    """A stored submission set → CH MHD SubmissionSet List (ch-mhd-submissionset-comprehensive), naming
+    the documents `entry_ids` (those the reader may see). `submitted_at`: when the record stored it (FHIR
+    instant), its meta.lastUpdated and its date when the submitter gave none."""
+    designation = subset.content_type or Code(SNOMED, SUBMISSION_SET_DESIGNATION, "Procedure (procedure)")
+    resource: dict[str, Any] = {
+        "resourceType": "List",
+        "id": subset.submission_set_id,
+        "meta": {"lastUpdated": submitted_at, "profile": [PROFILE_SUBMISSIONSET]},
+        "extension": [
+            {"url": EXT_DESIGNATION_TYPE, "valueCodeableConcept": {"coding": [designation.as_coding()]}},
+            {"url": EXT_SOURCE_ID, "valueIdentifier": {"system": RFC3986, "value": subset.source_id}},
+        ],
+        # Always an entryUUID, as for DocumentReferences: a set submitted without one answers with its own id.
+        "identifier": [{"use": "usual", "system": RFC3986, "value": subset.unique_id},
+                       {"use": "official", "system": RFC3986,
+                        "value": subset.entry_uuid or f"urn:uuid:{subset.submission_set_id}"}],
+        "status": "current",
+        "mode": "working",
+    }
+    if subset.title:
+        resource["title"] = subset.title
+    resource["code"] = {"coding": [{"system": LIST_TYPES_SYSTEM, "code": "submissionset",
+                                    "display": "SubmissionSet as a FHIR List"}]}
+    resource["subject"] = {"identifier": {"system": SPID_SYSTEM, "value": spid}}
+    resource["date"] = subset.submission_time or submitted_at
+    source = _list_source(subset.authors)
+    if source:
+        resource["source"] = source
+    resource["entry"] = [{"item": {"reference": f"DocumentReference/{entry_id}"}} for entry_id in entry_ids]
+    return resource
+
+
+def _list_source(authors: list[Author]) -> dict[str, Any] | None:
+    """List.source, not contained (the CH profile is MHD's UnContained one): the author's own reference
+    when it names no contained resource, else its contained person by identifier and name."""
+    if not authors:
+        return None
+    reference = authors[0].resource.get("reference") or {}
+    if not str(reference.get("reference", "")).startswith("#"):
+        return dict(reference) or None
+    person = next((c for c in authors[0].resource.get("contained", [])
+                   if c.get("resourceType") in ("Practitioner", "PractitionerRole", "Patient", "RelatedPerson")), {})
+    name = " ".join([*authors[0].given, *authors[0].family])
+    source = {k: v for k, v in (("identifier", (person.get("identifier") or [None])[0]), ("display", name)) if v}
+    return source or None
 
 
 def _sha1_base64(hex_digest: str) -> str:

@@ -46,6 +46,14 @@ DOCUMENT_DATES = (("date", "instant"), ("context.period.start", "dateTime"), ("c
                   ("content[0].attachment.creation", "dateTime"))
 
 
+
+def provider_role_rule(role: str | None = None) -> str:
+    """What a client sends as originalProviderRole, in one sentence: the profile check here and the role
+    check of the use-case (`gateway/exchanges/provenance.py`) say the same."""
+    token_role = f" ({role})" if role else ""
+    return (f"send the role of your token{token_role} in the system {ROLE_SYSTEM}: the gateway stores the "
+            "authenticated user's role, never another")
+
 def extension(resource: dict[str, Any], url: str) -> dict[str, Any] | None:
     return next((e for e in resource.get("extension", []) if e.get("url") == url), None)
 
@@ -131,9 +139,20 @@ def _check_spid(found: _Findings, subject: dict[str, Any] | None, where: str) ->
     return value if ok else None
 
 
-def _check_submission_set(found: _Findings, listed: tuple[int, str, dict[str, Any]]) -> str | None:
+def check_submission_set(resource: dict[str, Any]) -> list[Issue]:
+    """The CH MHD Comprehensive rules of a SubmissionSet List on its own: what an ITI-65 List must meet,
+    and what the Lists the gateway answers (ITI-66, `List/{id}`) are held to."""
+    found = _Findings()
+    _check_submission_set(found, (0, resource.get("id", ""), resource), where="List")
+    found.require(bool(resource.get("entry")) and all((e.get("item") or {}).get("reference") for e in resource["entry"]),
+                  "a SubmissionSet lists its DocumentReferences (entry.item.reference, 1..*)", "List.entry")
+    return found.issues
+
+
+def _check_submission_set(found: _Findings, listed: tuple[int, str, dict[str, Any]], *,
+                          where: str | None = None) -> str | None:
     i, _, resource = listed
-    where = f"Bundle.entry[{i}].resource"
+    where = where or f"Bundle.entry[{i}].resource"
     code = first_coding(resource.get("code")) or {}
     found.require(code.get("system") == LIST_TYPES_SYSTEM and code.get("code") == "submissionset",
                   "the List must be a SubmissionSet (code submissionset); Folders are not accepted", f"{where}.code")
@@ -189,7 +208,7 @@ def _check_document_reference(found: _Findings, i: int, doc: dict[str, Any], sub
                   f"{where}.securityLabel")
     role = (extension(doc, EXT_AUTHOR_ROLE) or {}).get("valueCoding") or {}
     found.require(role.get("system") == ROLE_SYSTEM and role.get("code") in ROLES,
-                  f"extension originalProviderRole ({EXT_AUTHOR_ROLE}) with an EPR role code is required",
+                  f"extension originalProviderRole ({EXT_AUTHOR_ROLE}) is required (CH MHD): {provider_role_rule()}",
                   f"{where}.extension")
     context = doc.get("context") or {}
     for element in ("facilityType", "practiceSetting"):

@@ -87,23 +87,7 @@ def parse_find_request(params: list[tuple[str, str]], *, string_hash) -> FindReq
     if unknown:
         raise InvalidInput(f"unknown or unsupported search parameter(s): {', '.join(unknown)}",
                            location="DocumentReference?" + "&".join(unknown))
-    patients = [(n, v) for n, v in params if n in PATIENT_PARAMS]
-    if len(patients) != 1:
-        raise InvalidInput("exactly one patient.identifier=urn:oid:2.16.756.5.30.1.127.3.10.3|<EPR-SPID> (or "
-                           "patient=Patient/<id>, subject=Patient/<id>) is required", location="patient.identifier")
-    name, value = patients[0]
-    spid, patient_id = "", None
-    if name == "patient.identifier":
-        system, _, spid = value.partition("|")
-        if system != SPID_SYSTEM or not is_spid(spid):
-            raise InvalidInput(f"patient.identifier must be {SPID_SYSTEM}|<18-digit EPR-SPID>",
-                               location="patient.identifier")
-    else:
-        reference = _PATIENT_ID.fullmatch(value)
-        if reference is None or (name == "subject" and reference.group(1) is None):
-            raise InvalidInput(f"{name} must be Patient/<id> (the id a PDQm search answers)", location=name)
-        patient_id = reference.group(1) or reference.group(2)
-
+    spid, patient_id = patient_of(params)
     alternatives = sum(len(value.split(",")) for name, value in params if name in (*TOKEN_PARAMS, *STRING_PARAMS))
     if alternatives > MAX_SEARCH_VALUES:
         raise InvalidInput(f"a search takes at most {MAX_SEARCH_VALUES} token and string values ({alternatives} "
@@ -120,18 +104,18 @@ def parse_find_request(params: list[tuple[str, str]], *, string_hash) -> FindReq
                 raise InvalidInput(f"status {bad[0]!r} is not a DocumentReference status", location="status")
             statuses = set(values) if statuses is None else statuses & set(values)
         elif name in TOKEN_PARAMS:
-            tokens.append(TokenFilter(name, tuple(_token(name, v) for v in value.split(","))))
+            tokens.append(TokenFilter(name, tuple(token(name, v) for v in value.split(","))))
         elif name in STRING_PARAMS:
             alternatives = tuple((None, string_hash(name, _normalise(v))) for v in value.split(",") if v.strip())
             if not alternatives:
                 raise InvalidInput(f"{name} needs a value", location=name)
             tokens.append(TokenFilter(name, alternatives))
         elif name in DATE_PARAMS:
-            dates.append(_date(name, value))
+            dates.append(date_filter(name, value))
         elif name == "_count":
-            count = _integer(name, value, 0, MAX_COUNT)  # 0: the total only
+            count = integer(name, value, 0, MAX_COUNT)  # 0: the total only
         elif name == "_offset":
-            offset = _integer(name, value, 0, 10**9)
+            offset = integer(name, value, 0, 10**9)
         elif name == "_cursor":
             if cursor is not None:
                 raise InvalidInput("_cursor is given once (follow the next link as it is)", location="_cursor")
@@ -144,11 +128,31 @@ def parse_find_request(params: list[tuple[str, str]], *, string_hash) -> FindReq
     return FindRequest(spid=spid, query=query, params=tuple(params), patient_id=patient_id, cursor=cursor)
 
 
+def patient_of(params: list[tuple[str, str]]) -> tuple[str, str | None]:
+    """(SPID, "") or ("", the MPI's Patient id) of the one patient parameter an MHD search (ITI-67,
+    ITI-66) must carry, or InvalidInput."""
+    patients = [(n, v) for n, v in params if n in PATIENT_PARAMS]
+    if len(patients) != 1:
+        raise InvalidInput("exactly one patient.identifier=urn:oid:2.16.756.5.30.1.127.3.10.3|<EPR-SPID> (or "
+                           "patient=Patient/<id>, subject=Patient/<id>) is required", location="patient.identifier")
+    name, value = patients[0]
+    if name == "patient.identifier":
+        system, _, spid = value.partition("|")
+        if system != SPID_SYSTEM or not is_spid(spid):
+            raise InvalidInput(f"patient.identifier must be {SPID_SYSTEM}|<18-digit EPR-SPID>",
+                               location="patient.identifier")
+        return spid, None
+    reference = _PATIENT_ID.fullmatch(value)
+    if reference is None or (name == "subject" and reference.group(1) is None):
+        raise InvalidInput(f"{name} must be Patient/<id> (the id a PDQm search answers)", location=name)
+    return "", reference.group(1) or reference.group(2)
+
+
 def _normalise(value: str) -> str:
     return " ".join(value.split()).casefold()
 
 
-def _token(name: str, value: str) -> tuple[str | None, str | None]:
+def token(name: str, value: str) -> tuple[str | None, str | None]:
     if "|" not in value:
         if not value:
             raise InvalidInput(f"{name} needs a value", location=name)
@@ -159,7 +163,7 @@ def _token(name: str, value: str) -> tuple[str | None, str | None]:
     return system or "", code or None
 
 
-def _date(name: str, value: str) -> DateFilter:
+def date_filter(name: str, value: str) -> DateFilter:
     prefix = value[:2] if value[:2] in DATE_PREFIXES else "eq"
     literal = value[2:] if value[:2] in DATE_PREFIXES else value
     try:
@@ -169,7 +173,7 @@ def _date(name: str, value: str) -> DateFilter:
     return DateFilter(name, prefix, start, end)
 
 
-def _integer(name: str, value: str, low: int, high: int) -> int:
+def integer(name: str, value: str, low: int, high: int) -> int:
     number = ascii_int(value)
     if number is None or not low <= number <= high:
         raise InvalidInput(f"{name} must be an integer from {low} to {high}", location=name)

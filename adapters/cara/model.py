@@ -153,6 +153,14 @@ class SubmissionSet:
     title: str | None = None
     entry_uuid: str | None = None
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SubmissionSet:
+        """What `seal_submission_set` stored (orjson writes the dataclass as `asdict` would)."""
+        data = dict(data)
+        data["content_type"] = Code.from_dict(data.get("content_type"))
+        data["authors"] = [Author(a["resource"], tuple(a["family"]), tuple(a["given"])) for a in data["authors"]]
+        return cls(**data)
+
 
 @dataclass(frozen=True)
 class PendingRelation:

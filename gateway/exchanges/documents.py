@@ -241,10 +241,13 @@ class DocumentExchange:
 
     # -- ITI-68 -------------------------------------------------------------------------------
     @audited("ITI-68")
-    def retrieve(self, *, principal: Principal, entry_id: str) -> Retrieved:
+    def retrieve(self, *, principal: Principal, entry_id: str, base_url: str) -> Retrieved:
+        """The document's bytes. Its record names the Binary by its URL (`base_url`: the FHIR base), as
+        the CH profile of the ITI-68 responder's record requires; the patient's trail shows its uniqueId."""
         entry, spid, decision = self._readable_entry(principal, entry_id, "Binary", "ITI-68")
         content = self.documents.read_content(entry)
-        self._record_read("ITI-68", principal, entry, spid, decision, what="retrieve")
+        self._record_read("ITI-68", principal, entry, spid, decision, what="retrieve",
+                          reference=f"{base_url}/Binary/{entry.entry_id}")
         return Retrieved(content, entry.mime_type, entry)
 
     # -- helpers ------------------------------------------------------------------------------
@@ -301,10 +304,11 @@ class DocumentExchange:
         return replace(entry, patient_pid=surviving_pid), surviving_spid or spid, decision
 
     def _record_read(self, transaction: str, principal: Principal, entry: DocumentEntry, spid: str, decision, *,
-                     what: str) -> None:
+                     what: str, reference: str | None = None) -> None:
         """Audit, then fulfil the decision's obligations: both before the answer leaves."""
+        document = replace(self.auditor.document(entry), reference=reference)
         self.auditor.write_now([self.auditor.record(transaction, principal, atc_code="ATC_DOC_READ",
-                                                    patient_spid=spid, documents=(self.auditor.document(entry),))])
+                                                    patient_spid=spid, documents=(document,))])
         self.access.fulfil(decision, principal, pid=entry.patient_pid, what=what, documents=(entry.unique_id,))
 
 

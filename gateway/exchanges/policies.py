@@ -224,9 +224,11 @@ class PolicyExchange:
 
     def _audit_record(self, transaction: str, principal: Principal, change: PolicyChange, before: Policy | None):
         """One PPQ-3 event per change, a PPQ-4 Bundle's too (the IG's PPQ-4 audit example), its action
-        the change's own (create, update or delete)."""
+        the restful interaction of the change's method: POST create, PUT update (also where it creates
+        the policy set: FHIR's update interaction, as the IG's PPQ-4 update Bundle sends it), DELETE
+        delete. What the patient's trail shows (`_atc_code`) follows what changed, not the method."""
         policy = change.policy or before
-        action = "D" if change.method == "DELETE" else "U" if before is not None else "C"
+        action = _ACTION_OF_METHOD[change.method]
         return self.auditor.record("PPQ-3", principal, action=action,
                                    atc_code=_atc_code(change.method, policy, before),
                                    patient_spid=policy.patient_spid, policy_set_id=policy.policy_set_id,
@@ -348,6 +350,10 @@ def _entry_response(change: PolicyChange, created: bool, stored: StoredPolicy | 
         response["etag"] = f'W/"{stored.version}"'
         response["lastModified"] = fhir_instant(stored.updated_at)
     return response
+
+
+# The restful interaction of each PPQ-3/PPQ-4 method, as the record's action (C create, U update, D delete).
+_ACTION_OF_METHOD = {"POST": "C", "PUT": "U", "DELETE": "D"}
 
 
 def _atc_code(method: str, policy: Policy, before: Policy | None) -> str:

@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from adapters.cara import value_sets
+from adapters.cara.dates import InvalidDate, parse_full_date
 from adapters.cara.errors import InvalidInput, NotFound
 from adapters.cara.upload_bundle import Upload, UploadAuthor, upload_bundle
 from adapters.cara.vocabulary import PURPOSE_OF_USE_SYSTEM, ROLE_SYSTEM, SPID_SYSTEM
@@ -176,13 +177,13 @@ class ProfessionalExchange:
         return row
 
     @audited("ITI-68")
-    def open_document(self, *, principal: Principal, pid: str, entry_id: str) -> Retrieved:
+    def open_document(self, *, principal: Principal, pid: str, entry_id: str, base_url: str) -> Retrieved:
         """ITI-68 of a document of this patient: one of another patient answers like an unknown one,
         before anything is read (a page's URL names the patient and the document together)."""
         entry = self.documents.documents.get_entry(entry_id)
         if entry is None or self.identities.patients.surviving_pid(entry.patient_pid) != pid:
             raise NotFound(f"Binary/{entry_id} is not known")
-        return self.documents.retrieve(principal=principal, entry_id=entry_id)
+        return self.documents.retrieve(principal=principal, entry_id=entry_id, base_url=base_url)
 
     # -- upload -----------------------------------------------------------------------------------
     @audited("ITI-65")
@@ -241,8 +242,8 @@ def check_upload(upload: Upload, *, max_bytes: int) -> None:
         if value_sets.concept(kind, code.code) is None:
             raise InvalidInput(f"choose the {kind} from the list", location=kind)
     try:
-        day = date.fromisoformat(upload.date)
-    except ValueError:
+        day = parse_full_date(upload.date)
+    except InvalidDate:
         raise InvalidInput("give the document's date", location="date") from None
     if day > datetime.now(UTC).date():
         raise InvalidInput("the document's date is in the future", location="date")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.exchanges.auditing import Auditor
+from gateway.exchanges.document_lists import DocumentLists
 from gateway.exchanges.documents import DocumentExchange
 from gateway.exchanges.identity import IdentityExchange
 from gateway.exchanges.metadata import MetadataExchange
@@ -31,4 +32,5 @@ class Services:
     portal: PortalExchange  # the patient's page's own use-cases (sign-in, notifications seen)
     professionals: ProfessionalExchange  # the professionals' page's own (sign-in, emergency, upload, activity)
     transactions: TransactionExchange  # POST [base]: MHD-1, PPQ-4 or ITI-65 by the Bundle's content
+    lists: DocumentLists  # the SubmissionSet Lists: ITI-66, List/{id}
     auditor: Auditor  # a face's own refusals (authentication, size, media type) and deferred read records

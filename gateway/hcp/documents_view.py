@@ -7,6 +7,7 @@ from datetime import date
 from typing import Any
 
 from adapters.cara import value_sets
+from adapters.cara.dates import InvalidDate, parse_full_date
 
 LEVELS = {"17621005": "normal", "263856008": "restricted", "1141000195107": "secret"}
 
@@ -45,6 +46,6 @@ def _named(kind: str, coding: dict[str, Any], lang: str) -> str:
 
 def _day(value: str) -> date | None:
     try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
+        return parse_full_date(value) if value else None
+    except InvalidDate:
         return None

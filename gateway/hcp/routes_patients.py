@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from adapters.cara import value_sets
+from adapters.cara.dates import InvalidDate, parse_full_date
 from adapters.cara.errors import InvalidInput
 from adapters.cara.identifier_syntax import ascii_int, is_spid
 from adapters.cara.vocabulary import SNOMED, SPID_SYSTEM
@@ -56,8 +57,8 @@ def _search_params(mode: str, values: dict[str, str], local_system: str) -> tupl
         if not values["family"] or not values["birthdate"]:
             return [], N_("Enter the family name and the birth date.")
         try:
-            date.fromisoformat(values["birthdate"])
-        except ValueError:
+            parse_full_date(values["birthdate"])
+        except InvalidDate:
             return [], N_("Enter the birth date as a date.")
         params = [("family", values["family"]), ("birthdate", values["birthdate"])]
         params += [("given", values["given"])] if values["given"] else []
@@ -127,7 +128,8 @@ async def _whole_search(request: Request, principal, params: list[tuple[str, str
 async def content(request: Request, principal) -> Response:
     site, pid, entry_id = hcp(request), request.path_params["pid"], request.path_params["entry_id"]
     retrieved = await run_use_case(request, site.services.professionals.open_document,
-                                   principal=site.acting_on(request, pid), pid=pid, entry_id=entry_id)
+                                   principal=site.acting_on(request, pid), pid=pid, entry_id=entry_id,
+                                   base_url=base_url(request))
     media_type, headers = retrieve_headers(retrieved.content_type, entry_id=entry_id)
     return Response(retrieved.content, media_type=media_type, headers=headers)
 
@@ -172,6 +174,6 @@ def _minutes_left(site, emergency: dict | None) -> int:
 
 def _day(value: str | None) -> date | None:
     try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
+        return parse_full_date(value) if value else None
+    except InvalidDate:
         return None

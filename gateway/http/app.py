@@ -18,7 +18,7 @@ from gateway.http.face import HttpFace
 from gateway.http.limits import BodySizeLimit
 from gateway.http.rest_conventions import RestConventions
 from gateway.http.no_store import PatientDataNotStored
-from gateway.http.routes import audit, consents, meta, mhd, patients
+from gateway.http.routes import audit, consents, lists, meta, mhd, patients
 from gateway.http.trace import TraceContext
 
 
@@ -37,6 +37,7 @@ def create_app(services: Services, face: HttpFace, *, lifespan=None,
     app.router.routes[:0] = mhd.reads  # first: the hottest routes are matched before any other
     app.include_router(meta.router)
     app.include_router(mhd.router)
+    app.include_router(lists.router)
     app.include_router(patients.router)
     app.include_router(consents.router)
     app.include_router(audit.router)

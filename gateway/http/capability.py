@@ -29,6 +29,7 @@ OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-u
 
 PROFILES = {
     "DocumentReference": f"{CH_EPR}/StructureDefinition/ch-mhd-documentreference-comprehensive",
+    "List": f"{CH_EPR}/StructureDefinition/ch-mhd-submissionset-comprehensive",
     "Consent": f"{CH_EPR}/StructureDefinition/PpqmConsent",
     "Patient": f"{CH_EPR}/StructureDefinition/ch-pdqm-patient",
     "AuditEvent": f"{CH_EPR}/StructureDefinition/ChAtcAuditEvent",

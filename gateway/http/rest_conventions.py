@@ -49,7 +49,7 @@ TOTALS = ("accurate", "estimate", "none")
 # Kept whatever _elements asks (R4 cardinality 1..*), besides resourceType, id and meta.
 MANDATORY = {"DocumentReference": ("status", "content"), "Consent": ("status", "scope", "category"),
              "AuditEvent": ("type", "recorded", "agent", "source"), "Binary": ("contentType",),
-             "Bundle": ("type",), "Communication": ("status",)}
+             "Bundle": ("type",), "Communication": ("status",), "List": ("status", "mode")}
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
 MAX_SEARCH_FORM_BYTES = 64 * 1024  # a search's parameters, not a document
 

@@ -1,7 +1,7 @@
 """Every search the gateway serves and the parameters each accepts: one list, read by the
 CapabilityStatement and by `Prefer: handling=lenient`, so that neither can drift from the other.
 
-The names come from the modules that parse them (mhd_search, identity, audit_trail); a test asks the
+The names come from the modules that parse them (mhd_search, list_search, identity, audit_trail); a test asks the
 app with each declared parameter and checks none is refused as unknown.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from adapters.cara import identity, mhd_search
+from adapters.cara import identity, list_search, mhd_search
 from gateway.exchanges import trail
 
 __all__ = ["SearchParam", "Search", "SEARCHES", "COMMON", "SEARCH_RESULT", "MAX_SEARCH_PARAMETERS", "search_for_path"]
@@ -74,6 +74,22 @@ def _mhd_param(name: str) -> SearchParam:
     return SearchParam(name, "token", f"{name} (system|code, comma = or)")
 
 
+def _list_param(name: str) -> SearchParam:
+    documentation = {
+        "code": "required: submissionset (the record holds no Folders: folder finds nothing)",
+        "status": "current (every stored SubmissionSet), retired, entered-in-error, superseded",
+        "designationType": "the SubmissionSet's contentTypeCode (system|code)",
+        "sourceId": "the submitting organisation's OID (urn:oid:…)",
+        "identifier": "the SubmissionSet's uniqueId or entryUUID",
+        "date": "when the SubmissionSet was submitted, with eq/ge/le/gt/lt prefixes",
+    }
+    if name in documentation:
+        return SearchParam(name, "date" if name == "date" else "token", documentation[name])
+    if name in list_search.STRING_PARAMS:
+        return SearchParam(name, "string", f"the author's {name.rsplit('.', 1)[1]} name: exact, case-insensitive")
+    return _mhd_param(name)  # the patient, _count and _cursor, as ITI-67
+
+
 def _pdq_param(name: str) -> SearchParam:
     if name == "birthdate":
         return SearchParam(name, "date", "exact date (no prefixes)")
@@ -87,6 +103,8 @@ def _pdq_param(name: str) -> SearchParam:
 SEARCHES: tuple[Search, ...] = (
     Search("DocumentReference", "/fhir/DocumentReference", "ITI-67 Find Document References",
            tuple(_mhd_param(n) for n in mhd_search.SUPPORTED), mhd_search.MAX_COUNT, zero_count=True),
+    Search("List", "/fhir/List", "ITI-66 Find Document Lists (SubmissionSets)",
+           tuple(_list_param(n) for n in list_search.SUPPORTED), mhd_search.MAX_COUNT, zero_count=True),
     Search("Patient", "/fhir/Patient", "ITI-78 Mobile Patient Demographics Query",
            tuple(_pdq_param(n) for n in identity.PDQ_SUPPORTED), identity.PDQ_MAX_COUNT, zero_count=True),
     Search("Consent", "/fhir/Consent", "PPQ-5 Retrieve Policy Sets",

@@ -68,7 +68,7 @@ async def document(request: Request, principal) -> Response:
 @signed_in
 async def content(request: Request, principal) -> Response:
     retrieved = await run_use_case(request, portal(request).services.exchange.retrieve, principal=principal,
-                                   entry_id=request.path_params["entry_id"])
+                                   entry_id=request.path_params["entry_id"], base_url=base_url(request))
     kind = retrieved.content_type.split(";")[0].strip().lower()
     disposition = "inline" if kind in INLINE_TYPES else "attachment"
     filename = _filename(retrieved.entry.type_code.display or "document", kind)

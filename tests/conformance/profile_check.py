@@ -11,9 +11,11 @@ subtype of the BALP profiles) is not checked here; the tests that need it assert
 
 A slice a CH profile constrains but whose slicing a non-CH parent defines (e.g. `agent:mainUser`, sliced in
 BALP) has no discriminator here: its members are recognised by the fixed and pattern values the CH
-differential gives the slice itself or its direct children (`mainUser.type` = RESP, `traceparent.type`/`role`);
-a slice without any such value (`agent:client`, `entity:patient` in the BALP-derived profiles) cannot be told
-apart and is left unchecked, with everything under it (`unchecked_slices` lists them).
+differential gives the slice itself or its direct children (`mainUser.type` = RESP, `traceparent.type`/`role`),
+or, where CH gives none, by the values its non-CH parent gives them as written out in `PARENT_SLICE_VALUES`
+(a few elements of the published IHE profile, merged in as that parent's differential); a slice without any
+such value (`agent:client`, `entity:patient` in the BALP-derived profiles) cannot be told apart and is left
+unchecked, with everything under it (`unchecked_slices` lists them).
 
 Required `binding`s are checked against the value sets vendored in ig/valueset (EprParticipant, the CH:ATC
 participant roles), and a value discriminator with no fixed value uses such a binding as FHIR does (the
@@ -46,6 +48,19 @@ def _value_sets() -> dict[str, set[tuple[str, str]]]:
 
 VALUE_SETS = _value_sets()
 
+OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
+# What a non-CH parent (not vendored) says a slice's members carry, where a CH profile constrains the slice
+# (e.g. `entity:data.what.reference` 1..1) but gives it no value it could be recognised by: the elements of the
+# published parent that recognise the slice, written out by hand, keyed by the parent's url.
+PARENT_SLICE_VALUES: dict[str, list[dict[str, Any]]] = {
+    # IHE MHD 4.2.3 (https://profiles.ihe.net/ITI/MHD/4.2.3/), the parent of ChAuditEventIti68Responder: the
+    # document retrieved is the entity whose role is Report.
+    "https://profiles.ihe.net/ITI/MHD/StructureDefinition/IHE.MHD.RetrieveDocument.Audit.Responder": [
+        {"id": "AuditEvent.entity:data.role", "path": "AuditEvent.entity.role",
+         "patternCoding": {"system": OBJECT_ROLE, "code": "3"}},
+    ],
+}
+
 
 def _read(name: str) -> dict[str, Any]:
     return json.loads((IG / "differential" / f"StructureDefinition-{name}.json").read_text())
@@ -57,7 +72,8 @@ def load_profile(name: str) -> dict[str, Any]:
     chain = [_read(name)]
     while (base := chain[-1].get("baseDefinition", "")).startswith(CH_PROFILES):
         chain.append(_read(base.removeprefix(CH_PROFILES)))
-    merged: dict[str, dict] = {}
+    merged: dict[str, dict] = {element["id"]: element for element in PARENT_SLICE_VALUES.get(
+        chain[-1].get("baseDefinition", ""), [])}
     for profile in reversed(chain):  # parents first: a child's element overrides its parent's, key by key
         for element in profile["differential"]["element"]:
             merged[element["id"]] = {**merged.get(element["id"], {}), **element}

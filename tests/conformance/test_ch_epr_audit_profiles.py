@@ -6,18 +6,21 @@ against its CH:ATC profile. Beside it, each record has the shape of its profile'
 and restful interaction), the agent types, the entities' (type, role); the patient's trail is checked
 against the official examples elsewhere (test_ch_epr_atc_fixtures) and is unchanged."""
 
+import copy
 import json
+import re
 
 import orjson
 import pytest
 from fhir.resources.R4B.auditevent import AuditEvent
 
+from audit.events import atc_view
 from conftest import HCP_GLN, LOCAL_SYSTEM, SPID, grant_consent
 from functional.helpers import document_ids, one_document_bundle
 from gateway.samples import patient_feed, pdf_document, provide_bundle
 from profile_check import CH_PROFILES, IG, check, load_profile, unchecked_slices
 
-SHAPES = json.loads((IG / "audit-event-shapes.json").read_text())["shapes"]
+SHAPES = json.loads((IG / "audit-event-shapes.json").read_text())["shapes"]  # ITI-66's from IHE MHD (no CH one)
 RESP = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 
 
@@ -43,6 +46,8 @@ def every_record(tmp_path_factory):
                                  headers=gateway.tokens.headers(gateway.tokens.tcu()))
         assert by_tcu.status_code == 200, by_tcu.text  # ITI-65 by a technical user for the HCP (delegatedUser)
         assert gateway.find().status_code == 200  # ITI-67
+        assert gateway.client.get("/fhir/List", params={"patient.identifier": f"urn:oid:2.16.756.5.30.1.127.3.10.3|{SPID}",
+                                                        "code": "submissionset"}, headers=hcp).status_code == 200  # ITI-66
         assert gateway.client.get(f"/fhir/Binary/{entry_id}", headers=hcp).status_code == 200  # ITI-68
         assert gateway.client.get("/fhir/Patient/$ihe-pix", params={"sourceIdentifier": f"{LOCAL_SYSTEM}|L-1"},
                                   headers=hcp).status_code == 200  # ITI-83
@@ -184,6 +189,29 @@ def test_the_structure_check_sees_the_ch_parents_rules_and_says_what_it_cannot_t
         "AuditEvent.agent:client", "AuditEvent.agent:server", "AuditEvent.entity:patient"]
 
 
+def test_the_iti68_record_names_the_binary_by_url_and_the_trail_names_the_document_by_uniqueid(every_record):
+    """ChAuditEventIti68Responder requires `entity:data.what.reference` (the IG's example: the document's URL);
+    the checker recognises that slice by the role its IHE parent gives it (Report), so a record without the
+    reference is refused. The patient's trail shows the document as before: its uniqueId, role Report."""
+    profile = load_profile("ChAuditEventIti68Responder")
+    assert "AuditEvent.entity:data" not in unchecked_slices(profile)
+    retrievals = every_record[profile["url"]]
+    for event in retrievals:
+        [data] = [e for e in event["entity"] if e["type"]["code"] == "2" and e["role"]["code"] == "3"]
+        assert re.fullmatch(r"https://testserver/fhir/Binary/[0-9a-f-]{36}", data["what"]["reference"])
+        assert data["what"]["identifier"]["system"] == "urn:ihe:iti:xds:2013:uniqueId"
+        without = copy.deepcopy(event)
+        without["entity"] = [{**e, "what": {"identifier": e["what"]["identifier"]}} if e is data else e
+                             for e in event["entity"]]
+        assert check(without, profile) == ["AuditEvent.entity:data.what.reference: 0 found, cardinality 1..*"]
+    reads = [e for e in every_record[CH_PROFILES + "DocumentAuditEvent"] if e["subtype"][0]["code"] == "ATC_DOC_READ"]
+    assert len(reads) >= len(retrievals)
+    for event in reads:
+        [document] = [e for e in event["entity"] if e["type"]["code"] == "2" and e["role"]["code"] != "26"]
+        assert (document["role"]["code"], list(document["what"])) == ("3", ["identifier"])
+        assert document["what"]["identifier"]["system"] == "urn:ihe:iti:xds:2013:uniqueId"
+
+
 def codings(values) -> set[tuple[str, str]]:
     return {(c["system"], c["code"]) for c in values}
 
@@ -212,18 +240,64 @@ def test_each_transactions_record_has_the_shape_of_its_profiles_example(every_re
             "https://testserver"]
 
 
-def test_a_ppq4_bundle_is_recorded_as_one_ppq3_event_per_change(tmp_path):
+def _policy_set_id(consent: dict) -> str:
+    return next(i["value"] for i in consent["identifier"] if i["type"]["coding"][0]["code"] == "policySetId")
+
+
+def _ppq4(method: str, consents: list[dict]) -> dict:
+    def request(consent: dict) -> dict:
+        url = "Consent" if method == "POST" else f"Consent?identifier={_policy_set_id(consent)}"
+        return {"method": method, "url": url}
+    return {"resourceType": "Bundle", "type": "transaction",
+            "entry": [{**({"resource": c} if method != "DELETE" else {}), "request": request(c)} for c in consents]}
+
+
+def test_a_ppq4_bundle_is_recorded_as_one_ppq3_event_per_change_with_its_entries_interaction(tmp_path):
+    """PPQ-4 entries are audited one PPQ-3 event each (the IG's PPQ-4 audit example), with the restful
+    interaction of the entry's method: POST create (ChAuditEventPpq3Create), PUT update (ChAuditEventPpq3Update)
+    also where the PUT creates the policy set (the IG's PpqmFeedRequestBundleUpdate sent to a record that has
+    none of them yet: FHIR's update interaction, answered 201), DELETE delete. The patient's trail tells a new
+    authorisation from a changed one whatever the method. A single PPQ-3 PUT follows the same rule."""
     from conftest import running_gateway, sqlite_url
 
     with running_gateway(tmp_path, sqlite_url(tmp_path)) as gateway:
         gateway.register_patient(grant_hcp=None)
         patient = gateway.tokens.headers(gateway.tokens.patient())
-        consents = [grant_consent(spid=SPID, gln=gln, level="normal") for gln in (HCP_GLN, "7601000000019")]
-        bundle = {"resourceType": "Bundle", "type": "transaction",
-                  "entry": [{"resource": c, "request": {"method": "POST", "url": "Consent"}} for c in consents]}
-        before = len(gateway.services.auditor.ledger.all_records())
-        assert gateway.provide(bundle, headers=patient).status_code == 200
-        recorded = gateway.services.auditor.ledger.all_records()[before:]
-    assert [(next(c["code"] for c in e["subtype"] if c["system"] == "urn:e-health-suisse:event-type-code"),
-             e["meta"]["profile"][0].rsplit("/", 1)[1]) for e in recorded] == [
-        ("PPQ-3", "ChAuditEventPpq3Create"), ("PPQ-3", "ChAuditEventPpq3Create")]
+        created = [grant_consent(spid=SPID, gln=gln, level="normal") for gln in (HCP_GLN, "7601000000019")]
+        updated = [dict(created[0], policyRule={"coding": [{"system": "urn:ietf:rfc:3986", "code":
+                   "urn:e-health-suisse:2015:policies:access-level:restricted"}]}),
+                   grant_consent(spid=SPID, gln="7601000000026", level="normal")]  # a PUT that creates
+        single = grant_consent(spid=SPID, gln="7601000000033", level="normal")
+        ledger = gateway.services.auditor.ledger
+        recorded = []
+        for bundle in (_ppq4("POST", created), _ppq4("PUT", updated), _ppq4("DELETE", updated)):
+            before = len(ledger.all_records())
+            answer = gateway.provide(bundle, headers=patient)
+            assert answer.status_code == 200, answer.text
+            recorded.append((ledger.all_records()[before:],
+                             [e["response"]["status"] for e in answer.json()["entry"]]))
+        before = len(ledger.all_records())
+        put = gateway.client.put(f"/fhir/Consent?identifier={_policy_set_id(single)}", content=orjson.dumps(single),
+                                 headers=patient)
+        assert put.status_code == 201, put.text
+        recorded.append((ledger.all_records()[before:], ["201 Created"]))
+        trail = gateway.client.get("/fhir/AuditEvent", params={
+            "entity.identifier": f"urn:oid:2.16.756.5.30.1.127.3.10.3|{SPID}", "_count": "100"}, headers=patient).json()
+
+    interaction = "http://hl7.org/fhir/restful-interaction"
+    assert [([(e["action"], next(c["code"] for c in e["subtype"] if c["system"] == interaction),
+               e["meta"]["profile"][0].rsplit("/", 1)[1]) for e in events], statuses) for events, statuses in recorded] == [
+        ([("C", "create", "ChAuditEventPpq3Create")] * 2, ["201 Created"] * 2),
+        ([("U", "update", "ChAuditEventPpq3Update")] * 2, ["200 OK", "201 Created"]),
+        ([("D", "delete", "ChAuditEventPpq3Delete")] * 2, ["204 No Content"] * 2),
+        ([("U", "update", "ChAuditEventPpq3Update")], ["201 Created"])]
+    for events, _ in recorded:
+        for event in events:
+            assert check(event, load_profile(event["meta"]["profile"][0].rsplit("/", 1)[1])) == []
+            assert {(c["system"], c["code"]) for c in event["subtype"]} >= {
+                ("urn:e-health-suisse:event-type-code", "PPQ-3")}
+    assert [[atc_view(e)["subtype"][0]["code"] for e in events] for events, _ in recorded] == [
+        ["ATC_POL_CREATE_AUT_PART_AL"] * 2, ["ATC_POL_UPDATE_AUT_PART_AL", "ATC_POL_CREATE_AUT_PART_AL"],
+        ["ATC_POL_REMOVE_AUT_PART_AL"] * 2, ["ATC_POL_CREATE_AUT_PART_AL"]]
+    served = {e["resource"]["id"] for e in trail["entry"]}
+    assert {e["id"] for events, _ in recorded for e in events} <= served

@@ -59,6 +59,7 @@ def test_every_declared_search_parameter_is_accepted_by_its_search(sqlite_gatewa
     sqlite_gateway.register_patient()
     patient = sqlite_gateway.tokens.headers(sqlite_gateway.tokens.patient())
     required = {"DocumentReference": {"patient.identifier": SEARCH + SPID},
+                "List": {"patient.identifier": SEARCH + SPID, "code": "submissionset"},
                 "AuditEvent": {"entity.identifier": SEARCH + SPID}}
     searched = {r["type"]: [p["name"] for p in r.get("searchParam", [])] for r in statement["rest"][0]["resource"]}
 

@@ -1,5 +1,5 @@
 """Off-the-shelf FHIR clients against the real server on loopback over TLS (the demonstration data):
-fhirpy (fetch_all, count, first, refresh, save of a Consent, Binary to_resource) and fhirclient (prepare,
+fhirpy (fetch_all, count, first, refresh, save of a Consent, Binary to_resource, SubmissionSet Lists) and fhirclient (prepare,
 searches, Binary.read)."""
 
 from __future__ import annotations
@@ -89,6 +89,29 @@ def test_fhirpy_fetch_all_count_first_refresh_and_binary(server):
     assert (binary.resource_type, binary["contentType"], binary["securityContext"]["reference"]) == (
         "Binary", "application/pdf", f"DocumentReference/{first['id']}")
     assert raw.headers["content-type"] == "application/pdf" and base64.b64decode(binary["data"]) == raw.content
+
+
+def test_fhirpy_searches_and_reads_the_submissionset_lists(server):
+    """ITI-66 through an off-the-shelf client: the demonstration's one SubmissionSet, with the documents each
+    reader may see; each entry resolves to the DocumentReference the same reader reads."""
+    from fhir.resources.R4B.list import List as FhirList
+    from fhirpy import SyncFHIRClient
+
+    views = {}
+    for who, token in (("HCP", server["token"]), ("PAT", server["patient_token"])):
+        client = SyncFHIRClient(server["base"], authorization=f"Bearer {token}", requests_config={"verify": server["ca"]})
+        search = client.resources("List").search(**{"patient.identifier": SPID_SEARCH, "code": "submissionset"})
+        lists = search.limit(1).fetch_all()
+        [one] = lists
+        FhirList.model_validate(one.serialize())
+        read = client.reference("List", one["id"]).to_resource()
+        documents = [client.reference("DocumentReference", e["item"]["reference"].split("/")[1]).to_resource()
+                     for e in read["entry"]]
+        views[who] = (search.count(), len(read["entry"]), {d["resourceType"] for d in documents},
+                      read.serialize() == one.serialize())
+
+    assert views == {"HCP": (1, DEMO_VIEWS["HCP"].documents, {"DocumentReference"}, True),
+                     "PAT": (1, DEMO_VIEWS["PAT"].documents, {"DocumentReference"}, True)}
 
 
 def test_fhirpy_saves_a_consent_and_refreshes_it_by_version(server):

@@ -108,3 +108,22 @@ def test_a_model_level_provide_stating_another_role_is_refused_without_a_locatio
         gateway.services.exchange.provide_submission(principal=tcu, submission=submission)
     assert refused.value.issues[0].location == f"DocumentReference.extension('{EXT_AUTHOR_ROLE}').valueCoding"
     assert row_counts(gateway.runtime) == counts
+
+
+def test_one_rule_for_the_role_and_both_refusals_say_it(sqlite_gateway):
+    """The profile requires originalProviderRole and the gateway requires the token's: a bundle without it
+    and a bundle with another role are both told to send the token's role (not "leave it out")."""
+    gateway = sqlite_gateway
+    gateway.register_patient()
+    without = bundle("HCP")
+    for entry in without["entry"]:
+        resource = entry["resource"]
+        if resource["resourceType"] == "DocumentReference":
+            resource["extension"] = [e for e in resource.get("extension", []) if e["url"] != EXT_AUTHOR_ROLE]
+    missing = gateway.provide(without, gateway.as_hcp())
+    other = gateway.provide(bundle("PAT"), gateway.as_hcp())
+
+    assert (missing.status_code, other.status_code) == (422, 422)
+    said = [r.json()["issue"][0]["diagnostics"] for r in (missing, other)]
+    assert all(f"send the role of your token" in text and "leave it out" not in text for text in said), said
+    assert "(HCP)" in said[1]

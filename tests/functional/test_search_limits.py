@@ -17,13 +17,14 @@ from functional.helpers import document_ids, one_document_bundle
 # search → (path, the parameters that make it a valid search, who asks, its maximum _count or None)
 SEARCHES = {
     "ITI-67": ("/fhir/DocumentReference", [("patient.identifier", SEARCH + SPID)], "hcp", 100),
+    "ITI-66": ("/fhir/List", [("patient.identifier", SEARCH + SPID), ("code", "submissionset")], "hcp", 100),
     "ITI-78": ("/fhir/Patient", [("family", "Muster")], "hcp", 100),
     "ITI-81": ("/fhir/AuditEvent", [("entity.identifier", SEARCH + SPID)], "patient", 100),
     "PPQ-5": ("/fhir/Consent", [("patient:identifier", SEARCH + SPID)], "patient", None),
     "Communication": ("/fhir/Communication", [("recipient.identifier", SEARCH + SPID)], "patient", None),
 }
 # What each search may repeat without changing its answer (so 400 of them are still a valid search).
-REPEATABLE = {"ITI-67": ("status", "current,superseded"), "ITI-78": ("family", "Muster"),
+REPEATABLE = {"ITI-67": ("status", "current,superseded"), "ITI-66": ("status", "current"), "ITI-78": ("family", "Muster"),
               "ITI-81": ("date", "ge2000-01-01"), "PPQ-5": None, "Communication": None}
 METHODS = ("GET", "HEAD", "POST _search")
 

@@ -84,6 +84,16 @@ def seal_submission_set(keyring: Keyring, subset: SubmissionSet) -> Sealed:
     return keyring.seal(orjson.dumps(subset), set_context(subset.submission_set_id, subset.unique_id))
 
 
+def open_submission_set(keyring: Keyring, set_id: str, unique_id: str, sealed: Sealed) -> SubmissionSet:
+    """The submission set a row holds, bound to its id and uniqueId; one that does not open is an
+    IntegrityFailure (never served)."""
+    try:
+        plain = keyring.open(sealed, set_context(set_id, unique_id))
+    except DecryptionFailed as exc:
+        raise IntegrityFailure(f"the submission set {set_id} does not decrypt") from exc
+    return SubmissionSet.from_json(orjson.loads(plain))
+
+
 def index_tokens(keyring: Keyring, entry: DocumentEntry) -> list[dict]:
     """The entry's `document_token` rows: the codes ITI-67 searches in the clear, author names as keyed
     hashes (an author can be the patient)."""

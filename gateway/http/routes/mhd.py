@@ -72,7 +72,7 @@ async def retrieve_document(request: Request, principal: Principal) -> Response:
     """ITI-68 Retrieve Document: the bytes (MHD), or a FHIR Binary when the client asks for FHIR JSON."""
     entry_id = request.path_params["entry_id"]
     retrieved = await run_use_case(request, services(request).exchange.retrieve, inline=True,
-                                   principal=principal, entry_id=entry_id)
+                                   principal=principal, entry_id=entry_id, base_url=base_url(request))
     if wants_binary_resource(request):
         return fhir_response(binary_resource(retrieved, entry_id=entry_id), headers=BINARY_RESOURCE_HEADERS)
     media_type, headers = retrieve_headers(retrieved.content_type, entry_id=entry_id)

@@ -162,6 +162,27 @@ def test_a_patient_visible_event_is_stored_with_both_the_atc_and_the_transaction
     assert [a["type"]["coding"][0]["code"] for a in emitted["agent"] if "role" not in a] == ["110152", "110153"]
 
 
+@pytest.mark.parametrize(("transaction", "stored_role"), [("ITI-68", "3"), ("CH-MHD-1", "20")])
+def test_a_document_named_by_url_is_stored_so_and_shown_in_the_trail_by_uniqueid(transaction, stored_role):
+    """ITI-68 names the Binary retrieved (role Report, ChAuditEventIti68ResponderExample), CH:MHD-1 the
+    DocumentReference updated (role Job): by URL beside the uniqueId. The trail names the document by its
+    uniqueId, role Report, as every other ATC_DOC event."""
+    url = "https://epr.example.ch/fhir/Binary/0190a7d2-0000-7000-8000-000000000001"
+    named = DocumentRef(**{**RECORD_ARTIFACT.__dict__, "reference": url})
+    emitted = to_audit_event(record(transaction=transaction, principal=HCP, atc_code="ATC_DOC_READ",
+                                    documents=(named,)))
+    view = atc_view(emitted)
+
+    [stored] = [e for e in emitted["entity"] if e["type"]["code"] == "2" and e["role"]["code"] in ("3", "20")]
+    [shown] = [e for e in view["entity"] if e["type"]["code"] == "2" and e["role"]["code"] in ("3", "20")]
+    assert (stored["role"]["code"], stored["what"]) == (stored_role, {
+        "reference": url, "identifier": {"system": "urn:ihe:iti:xds:2013:uniqueId", "value": "1.2.3.4.5"}})
+    assert (shown["role"]["code"], shown["what"]) == (
+        "3", {"identifier": {"system": "urn:ihe:iti:xds:2013:uniqueId", "value": "1.2.3.4.5"}})
+    assert shown["detail"] == stored["detail"]
+    AuditEvent.model_validate(view)
+
+
 @pytest.mark.parametrize("atc_code", sorted(ATC_EVENT_TYPES))
 def test_every_atc_event_type_gives_a_valid_event_and_a_one_subtype_view(atc_code):
     emitted = to_audit_event(record(transaction="ITI-68", principal=HCP, atc_code=atc_code))

@@ -274,3 +274,30 @@ def test_documents_come_in_pages_of_twenty_with_the_filters_kept(sqlite_gateway)
     assert listed_ids(first.text) | listed_ids(second.text) == {e["resource"]["id"] for e in gateway.find(
         _count="100").json()["entry"]}
     assert 'href="?class=371531000&amp;page=2"' in first.text and 'href="?class=371531000&amp;page=1"' in second.text
+
+
+def test_every_redirect_and_page_stays_on_this_origin_whatever_the_host_header(record):
+    """The public-origin rule (test_host_header) on the physicians' page: `Host: evil.example` moves no
+    redirect, no link of a page and no origin check."""
+    client = record.client
+    client.headers["Host"] = "evil.example"
+    steps = [client.get("/hcp", follow_redirects=False), sign_in(client, HCP_GLN)]
+    pid = patient_pid(client)
+    steps += [client.post(f"/hcp/patients/{pid}/emergency", follow_redirects=False,
+                          data={"csrf_token": csrf_of(client, f"/hcp/patients/{pid}/emergency"),
+                                "reason": "Unconscious, no relative here"}),
+              upload(client, pid),
+              client.post(f"/hcp/patients/{pid}/emergency/end", data={"csrf_token": csrf_of(client, "/hcp/patients")},
+                          follow_redirects=False)]
+    pages = [client.get(path) for path in ("/hcp/patients", f"/hcp/patients/{pid}", f"/hcp/patients/{pid}/upload",
+                                           f"/hcp/patients/{pid}/emergency", "/hcp/activity")]
+    forged = client.post("/hcp/sign-out", data={"csrf_token": csrf_of(client, "/hcp/patients")},
+                         headers={"Origin": "https://evil.example"}, follow_redirects=False)
+
+    assert [(s.status_code, s.headers["location"]) for s in steps] == [
+        (303, "/hcp/sign-in"), (303, "/hcp/patients"), (303, f"/hcp/patients/{pid}?done=emergency"),
+        (303, f"/hcp/patients/{pid}?done=uploaded"), (303, f"/hcp/patients/{pid}")]
+    assert [page.status_code for page in pages] == [200] * 5
+    assert not any("evil" in page.text for page in pages)
+    assert forged.status_code == 403  # the Host header's origin is not the gateway's
+    assert client.get("/hcp/patients").status_code == 200  # still signed in

@@ -1,5 +1,5 @@
 """The ledger's `professional` column (what a professional's own activity is read by): derived from the
-AuditEvent for HCP and ASS only, and filled in for the records written before it existed (migration 0010)."""
+AuditEvent for HCP and ASS only, and filled in for the records written before it existed (migration 0011)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_an_unauthenticated_refusal_names_no_professional():
     assert responsible_professional(event_of(None)) is None
 
 
-def test_migration_0010_fills_in_the_records_written_before_it(tmp_path):
+def test_migration_0011_fills_in_the_records_written_before_it(tmp_path):
     engine = create_engine(f"sqlite:///{tmp_path / 'ledger.sqlite3'}")
     config = Config()
     config.set_main_option("script_location", str(database._MIGRATIONS))

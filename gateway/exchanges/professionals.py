@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from adapters.cara import value_sets
-from adapters.cara.dates import InvalidDate, parse_full_date
+from adapters.cara.dates import InvalidDate, instant, parse_full_date
 from adapters.cara.errors import InvalidInput, NotFound
 from adapters.cara.upload_bundle import Upload, UploadAuthor, upload_bundle
 from adapters.cara.vocabulary import PURPOSE_OF_USE_SYSTEM, ROLE_SYSTEM, SPID_SYSTEM
@@ -262,7 +262,7 @@ def activity_row(event: dict[str, Any]) -> ActivityRow:
                  if e.get("role", {}).get("code") == "1"), None)
     titles = tuple(_decoded(d.get("valueBase64Binary")) for e in event.get("entity", [])
                    for d in e.get("detail", []) if d.get("type") == "title")
-    return ActivityRow(when=datetime.fromisoformat(event["recorded"].replace("Z", "+00:00")),
+    return ActivityRow(when=instant(event["recorded"]).replace(tzinfo=UTC),  # the ledger's own stamp, in UTC
                        transaction=next((v for k, v in codes.items() if k != ATC_SYSTEM
                                          and v not in ("read", "search", "create", "update", "delete")), ""),
                        atc_code=codes.get(ATC_SYSTEM), patient_spid=spid,

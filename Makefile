@@ -51,7 +51,7 @@ clean:
 portal-messages: $(STAMP)
 	$(BIN)/pybabel extract -F gateway/portal/babel.cfg -k N_ --no-location --omit-header \
 		-o gateway/portal/locales/messages.pot gateway/portal gateway/pages
-	$(BIN)/pybabel update --ignore-obsolete -i gateway/portal/locales/messages.pot -d gateway/portal/locales
+	$(BIN)/pybabel update --no-fuzzy-matching --ignore-obsolete -i gateway/portal/locales/messages.pot -d gateway/portal/locales
 	$(BIN)/pybabel compile -d gateway/portal/locales
 # The physicians' page's catalogues, the same way (the shared layout's texts are in each page's catalogues).
 hcp-messages: $(STAMP)
@@ -61,5 +61,5 @@ hcp-messages: $(STAMP)
 		test -f gateway/hcp/locales/$$lang/LC_MESSAGES/messages.po || \
 			$(BIN)/pybabel init --no-wrap -l $$lang -i gateway/hcp/locales/messages.pot -d gateway/hcp/locales; \
 	done
-	$(BIN)/pybabel update --ignore-obsolete -i gateway/hcp/locales/messages.pot -d gateway/hcp/locales
+	$(BIN)/pybabel update --no-fuzzy-matching --ignore-obsolete -i gateway/hcp/locales/messages.pot -d gateway/hcp/locales
 	$(BIN)/pybabel compile -d gateway/hcp/locales

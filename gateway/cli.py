@@ -119,40 +119,23 @@ def bridge(ctx: typer.Context, port: int = typer.Option(None, help="MLLP port (d
         pass
 
 
-def _bridge_use_case():
-    from gateway.first_start import prepare
-    from gateway.wiring import build_runtime, hl7_exchange
-
-    return hl7_exchange(build_runtime(prepare(Settings()).settings))
-
-
 @bridge_app.command("held")
 def bridge_held(release: bool = typer.Option(False, "--release", help="process them again (as `bridge retry`)"),
                 patient: str = typer.Option(None, help="with --release: only this patient's (MPI-PID)")) -> None:
     """List the HL7 v2 messages held until their patient is ready: sender, MSH-10, since when, why, and
     what releases each; with --release, process them again."""
-    if release:
-        return bridge_retry(patient)
-    from gateway.exchanges.held_messages import waiting
+    from gateway.held_cli import list_held_messages, release_held_messages
 
-    held = _bridge_use_case().held_messages()
-    typer.echo(f"{len(held)} messages held")
-    for message in held:
-        typer.echo(f"{message.id}  {message.held_at:%Y-%m-%d %H:%M:%S}  {message.reason:<17} "
-                   f"{message.sender}  MSH-10 {message.control_id}\n    {waiting(message)}")
+    release_held_messages(patient) if release else list_held_messages()
 
 
 @bridge_app.command("retry")
 def bridge_retry(patient: str = typer.Option(None, help="only this patient's (MPI-PID) held messages")) -> None:
     """Process the held messages again, each as its sender's technical user (consent decision, storage
     and audit as when it arrived): released, refused, or still held with the reason."""
-    outcomes = _bridge_use_case().release_held(pid=patient)
-    counted: dict[str, int] = {}
-    for outcome in outcomes:
-        counted[outcome.outcome] = counted.get(outcome.outcome, 0) + 1
-        typer.echo(f"{outcome.held_id}  {outcome.outcome:<8}  {outcome.sender}  MSH-10 {outcome.control_id}: "
-                   f"{outcome.detail}")
-    typer.echo(", ".join(f"{n} {o}" for o, n in sorted(counted.items())) or "nothing held")
+    from gateway.held_cli import release_held_messages
+
+    release_held_messages(patient)
 
 
 def _welcome(prepared, services) -> None:
@@ -382,6 +365,12 @@ def _refuse_in_production(settings: Settings, command: str) -> None:
 from gateway.migration_cli import register as _register_migration  # noqa: E402
 
 _register_migration(app)
+# What is held on every path (`held`), listed and released in one place.
+from gateway.held_cli import register as _register_held  # noqa: E402
+
+_register_held(app)
+
+
 def main(argv: list[str] | None = None) -> None:
     """The console entry point. A caller's mistake (an option, a setting) is one line on stderr and
     exit 2, never a traceback; a traceback means a bug."""

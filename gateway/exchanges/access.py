@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 
+from adapters.cara.model import DocumentEntry
+from adapters.cara.store.submission_sets import SetDocument
 from consent import pdp
 from consent.cache import PolicyCache
 from consent.policies import Policy
@@ -95,15 +97,23 @@ class AccessControl:
         return pdp.apply_provide_level(requested=requested, policies=policies, mode=self.provide_level_mode)
 
     def fulfil(self, decision: pdp.Decision, principal: Principal, *, pid: str, what: str,
-               documents: tuple[str, ...] = ()) -> None:
+               documents: Sequence[DocumentEntry | SetDocument] = ()) -> None:
         if pdp.NOTIFY_PATIENT in decision.obligations:
             self.notifications.add(pid=pid, notice={
                 "kind": "emergency-access",
                 "what": what,
-                "documents": list(documents),
+                "documents": [d.unique_id for d in documents],
+                # What the patient's page names each document by (its link and its type), sealed as the rest.
+                # (A List's documents are named without their type: the set's rows do not carry it.)
+                "entries": [{"id": d.entry_id, **_type_of(d)} for d in documents],
                 "by": {"role": principal.role, "id": principal.user_id, "name": principal.name,
                        "organisation": principal.organisation, "acting_for": principal.acting_for},
                 "purpose_of_use": principal.purpose_of_use,
                 "reason": principal.emergency_reason,
                 "at": datetime.now(UTC).isoformat(timespec="seconds"),
             })
+
+
+def _type_of(document) -> dict:
+    type_code = getattr(document, "type_code", None)
+    return {"type": [type_code.system, type_code.code]} if type_code is not None else {}

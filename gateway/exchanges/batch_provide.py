@@ -4,7 +4,7 @@ the HL7 v2 bridge, the XDM migration — passes here, so each gets the same deci
 refusals (one error class and text per case, whatever the face), the same sealing and one place
 where "documents were stored" is known in the transaction (`record_changes`).
 
-Why batches: one document costs a transaction, a ledger lock and an fsync (~8 ms on SQLite). A
+Why batches: one document costs a transaction, a ledger lock and an fsync (bench/README.md). A
 migration or an HL7 v2 listener has thousands of submissions waiting; each still gets every step
 (patient context, PID look-up, `UploadRules.authorise` with the provide level, idempotency by
 uniqueId and SHA-1 — answered with the stored copy only to whom may name it, `UploadRules.may_name`,

@@ -21,7 +21,7 @@ from adapters.cara.dates import fhir_instant
 from adapters.cara.errors import InvalidInput, NotFound
 from adapters.cara.list_search import ListQuery, matches, parse_list_request
 from adapters.cara.store.patients import DatabasePatientIndex
-from adapters.cara.store.submission_sets import DatabaseSubmissionSets, StoredSet
+from adapters.cara.store.submission_sets import DatabaseSubmissionSets, SetDocument, StoredSet
 from adapters.cara.vocabulary import CONFIDENTIALITY_RANK
 from consent.principal import Principal
 from gateway.exchanges.access import AccessControl, Members
@@ -71,7 +71,7 @@ class DocumentLists:
         page = following[:query.count]
         self.auditor.write_now([audit])
         # As ITI-67: an emergency search is notified whether or not it found anything.
-        self._fulfil(principal, members, levels, documents=tuple(d.unique_id for _, shown in page for d in shown))
+        self._fulfil(principal, members, levels, documents=tuple(d for _, shown in page for d in shown))
         entries = [fhir_mapping.search_match(self._list(stored, shown, spid), base_url=base_url)
                    for stored, shown in page]
         next_url = None
@@ -103,7 +103,7 @@ class DocumentLists:
         self.auditor.write_now([self.auditor.record(TRANSACTION, principal, atc_code="ATC_DOC_SEARCH",
                                                     patient_spid=surviving_spid,
                                                     submission_set_unique_id=stored.submission_set.unique_id)])
-        self._fulfil(principal, members, levels, documents=tuple(d.unique_id for d in shown))
+        self._fulfil(principal, members, levels, documents=tuple(shown))
         return self._list(stored, shown, surviving_spid)
 
     # -- helpers ------------------------------------------------------------------------------
@@ -127,7 +127,7 @@ class DocumentLists:
                 for p, s in members}
 
     def _fulfil(self, principal: Principal, members: Members, levels: dict[str, frozenset[str]], *,
-                documents: tuple[str, ...]) -> None:
+                documents: tuple[SetDocument, ...]) -> None:
         """The obligations (notify the patient of an emergency access) of the record's first patient
         whose documents may be seen, as ITI-67 fulfils them."""
         owner, owner_spid = next(((p, s) for p, s in members if levels.get(p)), (None, None))

@@ -39,6 +39,10 @@ from gateway.exchanges.search_pages import NoSearchPages, SearchPages
 
 RENDERED_CACHED = 5_000
 PARSED_FINDS_CACHED = 5_000
+# What the patient's trail calls each read (CH:ATC): a DocumentReference read (ITI-67) reads metadata,
+# which CH:ATC counts as a document search (ATC_DOC_SEARCH, naming the document); only ITI-68 hands
+# the document itself over (ATC_DOC_READ, "Document retrieval").
+ATC_OF_READ = {"ITI-67": "ATC_DOC_SEARCH", "ITI-68": "ATC_DOC_READ"}
 
 
 @dataclass(frozen=True)
@@ -175,8 +179,7 @@ class DocumentExchange:
         decision = self.access.decide(principal, spid=owner_spid, pid=owner, action="read", group=members,
                                       confidentiality=min(by_patient[owner], key=CONFIDENTIALITY_RANK.__getitem__))
         self.auditor.write_now([audit])
-        self.access.fulfil(decision, principal, pid=pid, what="search",
-                           documents=tuple(e.unique_id for e in entries))
+        self.access.fulfil(decision, principal, pid=pid, what="search", documents=entries)
         matches = [self._entry_json(e, updated, request.spid, base_url)
                    for e, updated in zip(entries, page.last_updated or (None,) * len(entries))]
         next_url = None
@@ -228,8 +231,8 @@ class DocumentExchange:
             kept = replace(kept, patient_pid=entry.patient_pid)
             if not self.rules.read_decision(principal, kept)[0].permit:
                 refusal = NotFound(f"DocumentReference/{entry_id} has no version {version}")
-                self.auditor.failure("ITI-67", principal, refusal, atc_code="ATC_DOC_READ", patient_spid=spid,
-                                     documents=(self.auditor.document(entry),))
+                self.auditor.failure("ITI-67", principal, refusal, atc_code=ATC_OF_READ["ITI-67"], action="R",
+                                     patient_spid=spid, documents=(self.auditor.document(entry),))
                 raise refusal
             entry = kept
         resource = fhir_mapping.document_reference(entry, spid=spid, base_url=base_url)
@@ -293,12 +296,12 @@ class DocumentExchange:
         surviving_pid, surviving_spid = members[0]
         if not decision.permit:
             refusal = NotFound(f"{kind}/{entry_id} is not known")
-            self.auditor.failure(transaction, principal, refusal, atc_code="ATC_DOC_READ",
+            self.auditor.failure(transaction, principal, refusal, atc_code=ATC_OF_READ[transaction], action="R",
                                  patient_spid=surviving_spid or spid, documents=(self.auditor.document(entry),))
             raise refusal
         if entry.status == "deleted":
             gone = Gone(f"{kind}/{entry_id} was deleted (version {entry.version})")
-            self.auditor.failure(transaction, principal, gone, atc_code="ATC_DOC_READ",
+            self.auditor.failure(transaction, principal, gone, atc_code=ATC_OF_READ[transaction], action="R",
                                  patient_spid=surviving_spid or spid, documents=(self.auditor.document(entry),))
             raise gone
         return replace(entry, patient_pid=surviving_pid), surviving_spid or spid, decision
@@ -307,9 +310,9 @@ class DocumentExchange:
                      what: str, reference: str | None = None) -> None:
         """Audit, then fulfil the decision's obligations: both before the answer leaves."""
         document = replace(self.auditor.document(entry), reference=reference)
-        self.auditor.write_now([self.auditor.record(transaction, principal, atc_code="ATC_DOC_READ",
-                                                    patient_spid=spid, documents=(document,))])
-        self.access.fulfil(decision, principal, pid=entry.patient_pid, what=what, documents=(entry.unique_id,))
+        self.auditor.write_now([self.auditor.record(transaction, principal, atc_code=ATC_OF_READ[transaction],
+                                                    action="R", patient_spid=spid, documents=(document,))])
+        self.access.fulfil(decision, principal, pid=entry.patient_pid, what=what, documents=(entry,))
 
 
 def _search_url(base_url: str, params: list[tuple[str, str]]) -> str:

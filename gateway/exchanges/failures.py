@@ -17,11 +17,14 @@ from redis.exceptions import RedisError
 from sqlalchemy import exc as sql
 
 from adapters.cara.crypto import DecryptionFailed, KeyringError
+from adapters.cara.dates import InvalidDate
 from adapters.cara.errors import StoreUnavailable
 
 DEPENDENCY_FAILURES = (OSError, MemoryError, RedisError, StoreUnavailable, KeyringError, DecryptionFailed,
                        sql.OperationalError, sql.InterfaceError, sql.DisconnectionError, sql.TimeoutError)
-CONTENT_FAILURES = (ValueError, TypeError, ArithmeticError, LookupError, sql.DataError, sql.IntegrityError)
+# InvalidDate is the gateway's one "impossible date" (dates.py); it is no ValueError, so it is named here.
+CONTENT_FAILURES = (ValueError, TypeError, ArithmeticError, LookupError, InvalidDate, sql.DataError,
+                    sql.IntegrityError)
 _CHAIN = 8  # causes followed: a dependency failure is often re-raised as another exception
 
 

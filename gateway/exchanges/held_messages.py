@@ -40,7 +40,7 @@ from gateway.exchanges.patient_readiness import (
 
 __all__ = ["HeldMessage", "HeldMessages", "Released", "Unreadable", "waiting"]
 log = logging.getLogger("epr.mllp")
-RELEASE_COMMAND = "`epr-gateway bridge held --release`"
+RELEASE_COMMAND = "`epr-gateway held --release`"
 # Why a held message processed again may still wait, besides its patient (the bridge's own reasons).
 ACCESS_REFUSED = "access-refused"  # the patient's policies do not (yet) let the sender's HCP write
 UNKNOWN_SENDER = "unknown-sender"  # its sender is no longer in the senders file: nobody to act for

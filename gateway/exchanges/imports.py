@@ -31,7 +31,7 @@ from gateway.exchanges.patient_readiness import (
 
 __all__ = ["EPR_NOT_OPENED", "IDENTITY_CONFLICT", "IDENTITY_REVIEW", "NO_EPR", "UNKNOWN_PATIENT", "ImportExchange",
            "ImportPatient", "PatientRequest"]
-RETRY = "; then `epr-gateway migrate retry --as-gln <GLN>`"
+RETRY = "; then `epr-gateway held --release --as-gln <GLN>`"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@
 | unknown patient                                | AE    | E 204 PID-3                  | yes  |
 | what cannot be processed (type, sender, consent)| AR   | E                            | yes* |
 | the gateway's own failure (store, ledger, bug) | AR    | E 207 "send it again later"  | no   |
+| a frame refused unread at the door (`door.py`) | AE/AR | E 207 (AR: too busy, later)  | no   |
 
 *A message that cannot be keyed (unreadable, unknown sender, no usable MSH-10) is answered, never kept.
 A failure of the gateway is not kept, so the sender's retry is processed afresh; AR is never the answer

@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from adapters.infomed.hl7v2.acks import build_ack
 from adapters.infomed.hl7v2.errors import APPLICATION_ERROR, CannotProcess, MessageError, SenderMustFix
 from adapters.infomed.hl7v2.message import Message
 from gateway.exchanges.auditing import RequestContext, current_request
+from gateway.exchanges.message_outcomes import Refused
 from gateway.exchanges.refusal_windows import RefusalFlusher, RefusalWindows
+from gateway.mllp import acks
 
 log = logging.getLogger("epr.mllp")
 TRANSACTION = "HL7v2"
@@ -88,7 +89,7 @@ def refusal_ack(head: bytes, reason: str, *, later: bool) -> bytes:
     frame's first bytes hold a readable MSH."""
     error: MessageError = (CannotProcess(f"{reason}: send it again later", code=APPLICATION_ERROR) if later
                            else SenderMustFix(f"{reason}: the gateway does not take it", code=APPLICATION_ERROR))
-    return build_ack(_header(head), error.ack_code, text=error.text, error=error)
+    return acks.answer(_header(head), Refused(error)).ack
 
 
 def _header(head: bytes) -> Message | None:

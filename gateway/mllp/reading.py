@@ -37,7 +37,12 @@ def digest(message: Message) -> str:
     if len(fields) > 6:
         fields[6] = ""  # MSH-7 (fields[0] is "MSH", fields[1] MSH-2: MSH-1 is the separator itself)
     hashed = hashlib.sha256(message.delimiters.field.join(fields).encode("utf-8", "surrogatepass"))
-    hashed.update(text[end:].encode("utf-8", "surrogatepass"))
+    utf8 = message.utf8
+    if utf8 is None:
+        hashed.update(text[end:].encode("utf-8", "surrogatepass"))
+    else:  # the same bytes, without encoding the whole text again (CR is one byte in both)
+        cut = utf8.find(b"\r")
+        hashed.update(memoryview(utf8)[len(utf8) if cut < 0 else cut:])
     return hashed.hexdigest()
 
 

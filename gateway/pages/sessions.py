@@ -41,15 +41,6 @@ class PageSession:
         return bool(self.role)
 
 
-@dataclass(frozen=True)
-class PortalSession(PageSession):
-    """The patient's page: the patient (PAT) or a representative (REP) and the patient they act for."""
-
-    user_id: str = ""  # SPID (PAT) or representative id (REP)
-    patient_spid: str = ""
-    name: str = ""
-
-
 class SessionStore(Protocol):
     def load(self, session_id: str) -> PageSession | None: ...
     def save(self, session_id: str, session: PageSession) -> None: ...
@@ -89,8 +80,7 @@ class InProcessSessions:
 class RedisSessions:
     """Several workers: sessions in Redis, expiring with the absolute timeout at the latest."""
 
-    def __init__(self, *, client, absolute_seconds: int, namespace: str = "portal",
-                 kind: type[PageSession] = PortalSession):
+    def __init__(self, *, client, absolute_seconds: int, kind: type[PageSession], namespace: str = "portal"):
         self._redis = client
         self._absolute = absolute_seconds
         self._namespace = namespace
@@ -112,7 +102,7 @@ class Sessions:
     """The rules around the store: new ids, timeouts, sign-in with a fresh id (no session fixation)."""
 
     def __init__(self, *, store: SessionStore, idle_seconds: int, absolute_seconds: int,
-                 clock: Callable[[], float] = time.time, kind: type[PageSession] = PortalSession):
+                 kind: type[PageSession], clock: Callable[[], float] = time.time):
         self.store = store
         self.idle_seconds = idle_seconds
         self.absolute_seconds = absolute_seconds
@@ -159,7 +149,7 @@ class Sessions:
             self.store.delete(session_id)
 
 
-def session_store(settings, *, namespace: str = "portal", kind: type[PageSession] = PortalSession) -> SessionStore:
+def session_store(settings, *, kind: type[PageSession], namespace: str = "portal") -> SessionStore:
     if settings.redis_url:
         import redis
 

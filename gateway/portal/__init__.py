@@ -13,11 +13,11 @@ from pathlib import Path
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gateway.portal import routes_documents, routes_sharing, routes_signin, routes_trail
+from gateway.portal import routes_documents, routes_notices, routes_sharing, routes_signin, routes_trail
 from gateway.portal.directory import Directory
 from gateway.pages.headers import PageHeaders
 from gateway.portal.identity import oidc_client
-from gateway.portal.pages import Portal
+from gateway.portal.pages import Portal, PortalSession
 from gateway.pages.sessions import Sessions, session_store
 
 STATIC = Path(__file__).parent / "static"
@@ -36,7 +36,10 @@ ROUTES = [
     Route("/portal/documents", routes_documents.documents, methods=["GET"]),
     Route("/portal/documents/{entry_id}", routes_documents.document, methods=["GET"]),
     Route("/portal/documents/{entry_id}/content", routes_documents.content, methods=["GET"]),
+    Route("/portal/documents/{entry_id}/confidentiality/preview", routes_documents.preview_confidentiality,
+          methods=["POST"]),
     Route("/portal/documents/{entry_id}/confidentiality", routes_documents.change_confidentiality, methods=["POST"]),
+    Route("/portal/notifications/seen", routes_notices.mark_seen, methods=["POST"]),
     Route("/portal/sharing", routes_sharing.sharing, methods=["GET"]),
     Route("/portal/sharing/preview", routes_sharing.preview, methods=["POST"]),
     Route("/portal/sharing/apply", routes_sharing.apply, methods=["POST"]),
@@ -47,7 +50,8 @@ ROUTES = [
 def install(app, *, services, settings, directory: Directory, demo_spid: str) -> None:
     """Called by the composition root with the use-cases, the settings, the directory of professionals
     and groups, and the SPID the development sign-in offers (never offered in production)."""
-    sessions = Sessions(store=session_store(settings), idle_seconds=settings.portal_session_idle_seconds,
+    sessions = Sessions(store=session_store(settings, kind=PortalSession), kind=PortalSession,
+                        idle_seconds=settings.portal_session_idle_seconds,
                         absolute_seconds=settings.portal_session_absolute_seconds)
     app.state.portal = Portal(services=services, sessions=sessions, directory=directory,
                               oidc=oidc_client(settings), dev_sign_in=not settings.is_production,

@@ -9,6 +9,7 @@ that is missing or not this patient's, 403 refused, 400 bad input, 503 dependenc
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from gateway.pages.i18n import N_
 from gateway.pages.sessions import COOKIE, PageSession, Sessions
 from gateway.pages.site import ErrorTexts, Site, form_of, public_page, signed_in_page, with_language
 
-__all__ = ["Portal", "error_page", "form_of", "portal", "principal_of", "public", "render", "set_cookie",
+__all__ = ["Portal", "PortalSession", "error_page", "form_of", "portal", "principal_of", "public", "render", "set_cookie",
            "signed_in", "with_language"]
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -33,6 +34,16 @@ ERRORS = ErrorTexts(
     invalid=N_("The request could not be understood. Nothing was changed."),
     unavailable=N_("The service is briefly unavailable. Nothing was changed; please try again later."),
     error=N_("Something went wrong on our side. Nothing was changed."))
+
+
+@dataclass(frozen=True)
+class PortalSession(PageSession):
+    """The patient's page: the patient (PAT) or a representative (REP) and the patient they act for."""
+
+    user_id: str = ""  # SPID (PAT) or representative id (REP)
+    patient_spid: str = ""
+    patient_name: str = ""  # the patient represented, named in the header and headings (a representative)
+    name: str = ""
 
 
 class Portal(Site):

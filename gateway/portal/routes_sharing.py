@@ -1,5 +1,8 @@
-"""Who may see my record: the patient's policies (PPQ-5) and every change to them (PPQ-3), each
-explained in plain words on a confirmation page before it is saved."""
+"""Who may see my record: the patient's policies (PPQ-5) as they act today (`access_summary`), and every
+change to them (PPQ-3), each explained in plain words on a confirmation page before it is saved.
+
+A form refused (`FormProblem`) comes back with what was typed kept and the message at its field
+(`aria-describedby`), the field focused (`autofocus`): never a message at the top of a long page."""
 
 from __future__ import annotations
 
@@ -8,44 +11,48 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from adapters.cara.vocabulary import SPID_SYSTEM
+from consent.policies import Policy
 from consent.ppqm import consent_from_policy
 from gateway.pages import csrf
+from gateway.portal.access_summary import summarise
 from gateway.portal.directory import authors_of
 from gateway.portal.pages import portal, render, signed_in
-from gateway.portal.sharing import FormProblem, consent_id, current_policies, plan
+from gateway.portal.sharing import ACTIONS, FormProblem, current_policies, plan
 from gateway.http.routes.common import base_url, run_use_case
 
 FORM_FIELDS = ("action", "gln", "directory_gln", "group", "level", "end", "emergency", "provide_level",
                "representative", "consent_id")
+# Where each form sits on the page (its section's id): where a confirmation's Cancel goes back to.
+SECTIONS = {"grant-professional": "grant-pro", "grant-group": "grant-group", "block": "block",
+            "emergency": "emergency", "provide-level": "provide", "representative": "represent", "revoke": "now"}
 
 
 @signed_in
 async def sharing(request: Request, principal) -> Response:
-    return await _sharing_page(request, principal, problem=None, status=200,
+    return await _sharing_page(request, principal, problem=None, form={}, status=200,
                                done=request.query_params.get("done") == "saved")
 
 
 @signed_in
 async def preview(request: Request, principal, form: dict[str, str]) -> Response:
-    policies, directory = await _state(request, principal)
     try:
-        change = plan(form, spid=principal.patient_spid, policies=policies,
-                      today=portal(request).services.policies.today(), name_of=directory.name_of)
+        change, directory = await _planned(request, principal, form)
     except FormProblem as problem:
-        return await _sharing_page(request, principal, problem=problem, status=400, done=False)
+        return await _sharing_page(request, principal, problem=problem, form=form, status=400, done=False)
     fields = {k: v for k, v in form.items() if k in FORM_FIELDS and k != csrf.FIELD}
     message, values = change.explanation
-    return render(request, "confirm.html", message=message, values=values, fields=fields)
+    person = directory.representative(form.get("representative", "").strip()) \
+        if form.get("action") == "representative" else None
+    return render(request, "confirm.html", message=message, values=values, fields=fields, person=person,
+                  apply_url="/portal/sharing/apply", cancel_url=f"/portal/sharing#{SECTIONS[form['action']]}")
 
 
 @signed_in
 async def apply(request: Request, principal, form: dict[str, str]) -> Response:
-    policies, directory = await _state(request, principal)
     try:  # the preview is not trusted: the same fields are checked again against the policies as they are now
-        change = plan(form, spid=principal.patient_spid, policies=policies,
-                      today=portal(request).services.policies.today(), name_of=directory.name_of)
+        change, _directory = await _planned(request, principal, form)
     except FormProblem as problem:
-        return await _sharing_page(request, principal, problem=problem, status=400, done=False)
+        return await _sharing_page(request, principal, problem=problem, form=form, status=400, done=False)
     exchange = portal(request).services.policies
     if change.method == "DELETE":
         await run_use_case(request, exchange.remove, principal=principal, consent_id=change.consent_id)
@@ -59,33 +66,44 @@ async def apply(request: Request, principal, form: dict[str, str]) -> Response:
     return RedirectResponse("/portal/sharing?done=saved", status_code=303)
 
 
-async def _state(request: Request, principal):
-    services = portal(request).services
-    consents = await run_use_case(request, services.policies.retrieve, principal=principal,
+async def _planned(request: Request, principal, form: dict[str, str]):
+    policies = await policies_of(request, principal)
+    directory = portal(request).directory
+    gln = (form.get("gln") or form.get("directory_gln") or "").strip()
+    if form.get("action") in ("grant-professional", "block") and gln and directory.name_of(gln) is None:
+        # A professional the directory does not know is named as the record names them, if it does
+        # (one name per professional on every page); that takes a search of the record, audited as such.
+        directory = await _with_record_authors(request, principal, directory)
+    change = plan(form, spid=principal.patient_spid, policies=policies, today=portal(request).services.policies.today(),
+                  directory=directory)
+    return change, directory
+
+
+async def policies_of(request: Request, principal) -> list[Policy]:
+    """The patient's policies as PPQ-5 answers them (audited as that search)."""
+    consents = await run_use_case(request, portal(request).services.policies.retrieve, principal=principal,
                                   params=[("patient:identifier", f"{SPID_SYSTEM}|{principal.patient_spid}")],
                                   base_url=base_url(request))
-    return current_policies(consents), portal(request).directory
+    return current_policies(consents)
 
 
-async def _sharing_page(request: Request, principal, *, problem: FormProblem | None, status: int, done: bool):
-    services = portal(request).services
-    policies, directory = await _state(request, principal)
-    found = await run_use_case(request, services.exchange.find, principal=principal,
+async def _with_record_authors(request: Request, principal, directory):
+    found = await run_use_case(request, portal(request).services.exchange.find, principal=principal,
                                params=[("patient.identifier", f"{SPID_SYSTEM}|{principal.patient_spid}"),
                                        ("_count", "100")], base_url=base_url(request))
-    directory = directory.with_authors(authors_of([e["resource"] for e in orjson.loads(found).get("entry", [])]))
+    return directory.with_authors(authors_of([e["resource"] for e in orjson.loads(found).get("entry", [])]))
+
+
+async def _sharing_page(request: Request, principal, *, problem: FormProblem | None, form: dict[str, str],
+                        status: int, done: bool):
+    services = portal(request).services
+    policies = await policies_of(request, principal)
+    directory = await _with_record_authors(request, principal, portal(request).directory)
     today = services.policies.today()
+    summary = summarise(policies, spid=principal.patient_spid, today=today, name_of=directory.name_of)
     emergency = next((p.level for p in policies if p.template == 202), None) or "off"
-    provide = next((p.provide_level for p in policies if p.template == 203), None) or "normal"
-
-    def row(policy):
-        return {"id": consent_id(policy), "who": directory.name_of(policy.subject_id) or policy.subject_id,
-                "subject": policy.subject_id, "level": policy.level, "end": policy.end,
-                "in_force": policy.in_force(today), "template": policy.template}
-
-    return render(request, "sharing.html", status,
-                  grants=[row(p) for p in policies if p.is_grant],
-                  blocks=[row(p) for p in policies if p.is_block],
-                  representatives=[row(p) for p in policies if p.template == 303],
-                  emergency=emergency, provide=provide, directory=directory, problem=problem, done=done,
-                  today=today.isoformat())
+    action = form.get("action", "") if problem else ""
+    return render(request, "sharing.html", status, summary=summary, emergency=emergency, directory=directory,
+                  problem=problem, problem_action=action if action in ACTIONS else "",
+                  kept={k: v for k, v in form.items() if k in FORM_FIELDS} if problem else {},
+                  done=done, today=today.isoformat())

@@ -20,6 +20,7 @@ from gateway.portal.identity import identity_of
 from gateway.pages.i18n import N_
 from gateway.portal.pages import portal, public, render, set_cookie, signed_in, with_language
 from gateway.pages.sessions import COOKIE
+from gateway.portal.sharing import FormProblem
 from gateway.exchanges.portal import patient_principal, representative_principal
 from gateway.http.routes.common import run_use_case
 from adapters.cara.identifier_syntax import is_spid
@@ -36,7 +37,8 @@ async def home(request: Request) -> Response:
 @public
 async def sign_in_page(request: Request) -> Response:
     return render(request, "sign_in.html", expired=request.query_params.get("expired") == "1",
-                  oidc=portal(request).oidc is not None, demo_spid=portal(request).demo_spid, problem=None)
+                  oidc=portal(request).oidc is not None, demo_spid=portal(request).demo_spid, problem=None,
+                  refusal=None, typed={})
 
 
 @public
@@ -47,10 +49,12 @@ async def dev_sign_in(request: Request, form: dict[str, str]) -> Response:
     spid = (form.get("spid") or "").strip()
     representative = (form.get("representative") or "").strip()
     if not is_spid(spid):
-        return _refused(request, N_("An EPR-SPID has 18 digits."))
+        message = N_("An EPR-SPID has 18 digits.")
+        return _refused(request, message, FormProblem(message, "spid"), form)
     if form.get("as") == "representative":
         if not representative:
-            return _refused(request, N_("Enter the representative's identifier."))
+            message = N_("Enter the representative's identifier.")
+            return _refused(request, message, FormProblem(message, "representative"), form)
         principal = representative_principal(representative_id=representative, spid=spid,
                                              name=form.get("name") or representative)
     else:
@@ -116,22 +120,28 @@ async def language(request: Request, form: dict[str, str]) -> Response:
 
 async def _complete(request: Request, principal) -> Response:
     try:
-        await run_use_case(request, portal(request).services.portal.sign_in, principal=principal)
+        signed_in = await run_use_case(request, portal(request).services.portal.sign_in, principal=principal)
     except AccessRefused:
         # One answer for an unknown patient and a representative without a 303: it reveals nothing.
         return _refused(request, N_("No record could be opened for this sign-in."))
     old_id = request.cookies.get(COOKIE)
     session_id, _ = portal(request).sessions.sign_in(
         old_id, role=principal.role, user_id=principal.user_id, patient_spid=principal.patient_spid,
-        name=principal.name or "")
+        name=principal.name or "", patient_name=signed_in.patient_name or principal.patient_spid)
     response = RedirectResponse("/portal/documents", status_code=303)
     set_cookie(response, session_id, request)
     return response
 
 
-def _refused(request: Request, message: str) -> Response:
-    return render(request, "sign_in.html", 403, expired=False, oidc=portal(request).oidc is not None,
-                  demo_spid=portal(request).demo_spid, problem=message)
+def _refused(request: Request, message: str, at_field: FormProblem | None = None,
+             form: dict[str, str] | None = None) -> Response:
+    """The sign-in page again: a refusal of the sign-in itself at the top; a field typed wrong at that
+    field, with what was typed kept (`templates/_forms.html`)."""
+    typed = {k: v for k, v in (form or {}).items() if k in ("as", "spid", "representative", "name")}
+    return render(request, "sign_in.html", 400 if at_field else 403, expired=False,
+                  oidc=portal(request).oidc is not None, demo_spid=portal(request).demo_spid,
+                  problem=at_field, problem_action="dev-sign-in" if at_field else "", refusal=None if at_field else message,
+                  typed=typed)
 
 
 def _with_login(session, login):

@@ -1,22 +1,31 @@
 """Who looked: the access trail (ITI-81 through `gateway.exchanges.trail`) with emergency accesses
-highlighted, filters by date and kind, paging; and the notifications, marked read once shown."""
+highlighted, filters by date and kind, paging; and the emergency notifications, marked read once shown.
+
+Others' accesses first: by default the page leaves out what the signed-in person did themselves (each
+of their own visits reads the record too, and is in the trail: opening the list is a search, a
+document's details a metadata read, this page a read of the trail). One click shows them as well;
+the page says how many it left out."""
 
 from __future__ import annotations
 
 import base64
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from adapters.cara.dates import InvalidDate, parse_fhir, parse_full_date
+from adapters.cara.dates import InvalidDate, parse_fhir
 from adapters.cara.vocabulary import SPID_SYSTEM
+from consent.roles import PROFESSIONALS
 from gateway.exchanges.trail import MAX_COUNT
+from gateway.http.routes.common import base_url, run_use_case
+from gateway.portal.directory import Directory
+from gateway.portal.document_types import OTHER, type_label
+from gateway.portal.filters import past_the_end, read_filters
 from gateway.pages.i18n import N_
 from gateway.portal.pages import portal, render, signed_in
-from gateway.http.routes.common import base_url, run_use_case
-from adapters.cara.identifier_syntax import ascii_int
+from gateway.portal.routes_notices import emergency_notices
 
 PAGE_SIZE = 25
 KINDS = {"documents": "ATC_DOC_", "sharing": "ATC_POL_", "trail": "ATC_LOG_", "emergency": None}
@@ -24,7 +33,7 @@ KINDS = {"documents": "ATC_DOC_", "sharing": "ATC_POL_", "trail": "ATC_LOG_", "e
 WHAT = {
     "ATC_DOC_CREATE": N_("added a document"), "ATC_DOC_READ": N_("opened a document"),
     "ATC_DOC_UPDATE": N_("changed a document"), "ATC_DOC_DELETE": N_("removed a document"),
-    "ATC_DOC_SEARCH": N_("searched your documents"),
+    "ATC_DOC_SEARCH": N_("searched your documents"), "ATC_DOC_DETAILS": N_("looked at a document's details"),
     "ATC_POL_CREATE_AUT_PART_AL": N_("gave access to your record"), "ATC_POL_UPDATE_AUT_PART_AL": N_("changed an access"),
     "ATC_POL_REMOVE_AUT_PART_AL": N_("removed an access"), "ATC_POL_DEF_CONFLEVEL": N_("set the level of new documents"),
     "ATC_POL_DIS_EMER_USE": N_("switched emergency access off"), "ATC_POL_ENA_EMER_USE": N_("set emergency access"),
@@ -42,26 +51,38 @@ TRAIL_PAGES_READ = 50  # at most 5,000 entries of one period on the page
 async def trail(request: Request, principal) -> Response:
     services = portal(request).services
     query = request.query_params
-    since, until = _day(query.get("from")), _day(query.get("to"))
+    filters = read_filters(query)
     kind = query.get("kind", "") if query.get("kind", "") in KINDS else ""
-    page = max(ascii_int(query.get("page", "1")) or 1, 1)
-    params = [("entity.identifier", f"{SPID_SYSTEM}|{principal.patient_spid}")]
-    if since:
-        params.append(("date", f"ge{since.isoformat()}"))
-    if until:
-        params.append(("date", f"le{until.isoformat()}"))
-    entries = await _whole_trail(request, services, principal, params)
-    events = [event_row(e["resource"]) for e in reversed(entries)]  # newest first
-    if kind == "emergency":
-        events = [e for e in events if e["emergency"]]
-    elif kind:
-        events = [e for e in events if e["code"].startswith(KINDS[kind])]
+    everyone = query.get("who") == "all"  # default: professionals and others, one's own accesses left out
+    events, own, problem, status = [], 0, filters.problem, filters.status
+    if problem is None:
+        params = [("entity.identifier", f"{SPID_SYSTEM}|{principal.patient_spid}")]
+        if filters.since:
+            params.append(("date", f"ge{filters.since.isoformat()}"))
+        if filters.until:
+            params.append(("date", f"le{filters.until.isoformat()}"))
+        entries = await _whole_trail(request, services, principal, params)
+        directory = portal(request).directory
+        events = [event_row(e["resource"], principal=principal, directory=directory) for e in reversed(entries)]
+        if kind == "emergency":
+            events = [e for e in events if e["emergency"]]
+        elif kind:
+            events = [e for e in events if e["code"].startswith(KINDS[kind])]
+        own = sum(1 for e in events if e["own"])
+        if not everyone:
+            events = [e for e in events if not e["own"]]
     pages = max(1, -(-len(events) // PAGE_SIZE))
-    shown = events[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
-    notices = await _notifications(request, principal)
-    return render(request, "trail.html", events=shown, total=len(events), page=page, pages=pages, kind=kind,
-                  kinds=KINDS, since=since.isoformat() if since else "", until=until.isoformat() if until else "",
-                  notices=notices, what=WHAT, roles=ROLES)
+    if problem is None and (problem := past_the_end(filters, pages)):
+        status = 404
+    shown = events[(filters.page - 1) * PAGE_SIZE: filters.page * PAGE_SIZE]
+    notices = await emergency_notices(request, principal)
+    unseen = [n["id"] for n in notices if not n["seen"]]
+    if unseen:  # shown here: marked seen (the landing page's notice stops showing them)
+        await run_use_case(request, services.portal.mark_notifications_seen, principal=principal,
+                           spid=principal.patient_spid, notification_ids=unseen)
+    return render(request, "trail.html", status, events=shown, total=len(events), own=own, everyone=everyone,
+                  page=filters.page, pages=pages, kind=kind, kinds=KINDS, typed=filters.typed, problem=problem,
+                  problem_action="filter", notices=notices, what=WHAT, roles=ROLES)
 
 
 async def _whole_trail(request: Request, services, principal, params: list[tuple[str, str]]) -> list[dict]:
@@ -81,42 +102,34 @@ async def _whole_trail(request: Request, services, principal, params: list[tuple
     return entries
 
 
-async def _notifications(request: Request, principal) -> list[dict]:
-    """The notifications, each flagged new if not seen before; then all of them are marked seen."""
-    services = portal(request).services
-    spid = principal.patient_spid
-    bundle = await run_use_case(request, services.policies.notifications, principal=principal,
-                                params=[("recipient.identifier", f"{SPID_SYSTEM}|{spid}")], base_url=base_url(request))
-    seen = await run_use_case(request, services.portal.seen_notifications, principal=principal, spid=spid)
-    notices = []
-    for entry in bundle.get("entry", []):
-        resource = entry["resource"]
-        notices.append({"id": resource["id"], "sent": _moment(resource.get("sent")),
-                        "text": (resource.get("payload") or [{}])[0].get("contentString", ""),
-                        "new": resource["id"] not in seen})
-    unseen = [n["id"] for n in notices if n["new"]]
-    if unseen:
-        await run_use_case(request, services.portal.mark_notifications_seen, principal=principal, spid=spid,
-                           notification_ids=unseen)
-    return notices
-
-
-def event_row(event: dict) -> dict:
+def event_row(event: dict, *, principal, directory: Directory) -> dict:
+    """One CH:ATC event as the page lists it. `own`: done by the signed-in person themselves (the
+    patient, or this very representative), left out unless they ask for their own accesses too."""
     code = event["subtype"][0]["code"]
     requestor = next((a for a in event.get("agent", []) if a.get("requestor")), {})
     role = ((requestor.get("role") or [{}])[0].get("coding") or [{}])[0].get("code", "")
     purpose = ((requestor.get("purposeOfUse") or [{}])[0].get("coding") or [{}])[0].get("code", "")
+    user_id = requestor.get("altId") or ""
+    professional = role in PROFESSIONALS
     organisation = next((a.get("name") for a in event.get("agent", [])
                          if ((a.get("role") or [{}])[0].get("coding") or [{}])[0].get("code") == "GRP"), "")
-    documents = []
+    documents, subjects = [], []
     for entity in event.get("entity", []):
         details = {d.get("type"): d.get("valueString") or _decoded(d.get("valueBase64Binary"))
                    for d in entity.get("detail", [])}
-        if "title" in details:
-            documents.append(details["title"])
-    return {"code": code, "when": _moment(event.get("recorded")), "who": requestor.get("name", ""), "role": role,
-            "institution": organisation, "emergency": purpose == "EMER", "documents": documents,
-            "outcome_ok": event.get("outcome") == "0"}
+        if "EprDocumentTypeCode" in details or "title" in details:
+            documents.append(type_label(None, details.get("EprDocumentTypeCode")) or OTHER)
+        elif code.startswith("ATC_POL") and entity.get("name"):  # whom the policy names (professional, group…)
+            value = entity.get("what", {}).get("identifier", {}).get("value") or ""
+            subjects.append(directory.name_of(value) or entity["name"])
+    # A search naming one document is the read of its details (a DocumentReference read, ITI-67).
+    what = "ATC_DOC_DETAILS" if code == "ATC_DOC_SEARCH" and documents else code
+    name = (directory.name_of(user_id) if professional else None) or requestor.get("name", "")
+    return {"code": code, "what": what, "when": _moment(event.get("recorded")), "who": name, "role": role,
+            "institution": organisation or (directory.organisation_of(user_id) if professional else "") or "",
+            "emergency": purpose == "EMER", "documents": documents, "subjects": subjects,
+            "outcome_ok": event.get("outcome") == "0",
+            "own": role == principal.role and user_id == principal.user_id}
 
 
 def _decoded(value: str | None) -> str:
@@ -130,13 +143,5 @@ def _moment(value: str | None) -> datetime | None:
     """A served FHIR dateTime/instant as an aware UTC datetime (the page shows it in Swiss time), else None."""
     try:
         return parse_fhir(value, kind="dateTime").start.replace(tzinfo=UTC) if value else None
-    except InvalidDate:
-        return None
-
-
-def _day(value: str | None) -> date | None:
-    """A `YYYY-MM-DD` (the page's date fields, a served date's first ten characters), else None."""
-    try:
-        return parse_full_date(value) if value else None
     except InvalidDate:
         return None

@@ -18,6 +18,7 @@ from adapters.cara.identifier_syntax import is_oid_urn
 from consent import policies as rules
 from consent.policies import Policy, is_valid_gln
 from consent.ppqm import policy_from_consent
+from gateway.portal.directory import Directory
 from gateway.pages.i18n import N_
 
 ACTIONS = ("grant-professional", "grant-group", "block", "emergency", "provide-level", "representative", "revoke")
@@ -34,10 +35,14 @@ class Plan:
 
 
 class FormProblem(ValueError):
-    def __init__(self, message: str, field: str):
+    """A form refused: the catalogue message (and its values) and the field it is about, where the page
+    shows it (`templates/_forms.html`)."""
+
+    def __init__(self, message: str, field: str, **values: object):
         super().__init__(message)
         self.message = message
         self.field = field
+        self.values = values
 
 
 def current_policies(consent_bundle: dict[str, Any]) -> list[Policy]:
@@ -49,20 +54,22 @@ def consent_id(policy: Policy) -> str:
     return policy.policy_set_id.removeprefix("urn:uuid:")
 
 
-def plan(form: dict[str, str], *, spid: str, policies: list[Policy], today: date, name_of) -> Plan:
+def plan(form: dict[str, str], *, spid: str, policies: list[Policy], today: date, directory: Directory) -> Plan:
+    """The change a form asks for, or FormProblem naming the field at fault. The explanation's values
+    are the names the page shows and dates (formatted in the page's language where shown)."""
     action = form.get("action", "")
     if action not in ACTIONS:
         raise FormProblem(N_("Choose what you want to change."), "action")
-    return _PLANNERS[action](form, spid, policies, today, name_of)
+    return _PLANNERS[action](form, spid, policies, today, directory)
 
 
-def _grant_professional(form, spid, policies, today, name_of) -> Plan:
+def _grant_professional(form, spid, policies, today, directory) -> Plan:
     gln = (form.get("gln") or form.get("directory_gln") or "").strip()
     if not is_valid_gln(gln):
         raise FormProblem(N_("A GLN has 13 digits and a valid check digit: please check the number."), "gln")
     level = _level(form)
     end = _date(form.get("end"), "end", today, required=False)
-    who = name_of(gln) or gln
+    who = directory.name_of(gln) or gln
     existing = _find(policies, 301, gln, block=False)
     policy = Policy(policy_set_id=existing.policy_set_id if existing else _new_id(), template=301, patient_spid=spid,
                     rule=rules.RESTRICTED if level == "restricted" else rules.NORMAL, subject_id=gln, end=end)
@@ -73,10 +80,10 @@ def _grant_professional(form, spid, policies, today, name_of) -> Plan:
                ("normal", False): N_("%(who)s will see your normal documents, not the restricted or secret ones, "
                                      "until you revoke it.")}[(level, end is not None)]
     return Plan("PUT" if existing else "POST", policy, consent_id(existing) if existing else None,
-                (message, {"who": who, "end": end.isoformat() if end else ""}))
+                (message, {"who": who, "end": end}))
 
 
-def _grant_group(form, spid, policies, today, name_of) -> Plan:
+def _grant_group(form, spid, policies, today, directory) -> Plan:
     group = (form.get("group") or "").strip()
     if not is_oid_urn(group):
         raise FormProblem(N_("Choose a group from the list (its identifier starts with urn:oid:)."), "group")
@@ -85,13 +92,14 @@ def _grant_group(form, spid, policies, today, name_of) -> Plan:
     existing = _find(policies, 302, group, block=False)
     policy = Policy(policy_set_id=existing.policy_set_id if existing else _new_id(), template=302, patient_spid=spid,
                     rule=rules.RESTRICTED if level == "restricted" else rules.NORMAL, subject_id=group, end=end)
-    message = (N_("Every member of %(who)s will see your normal and restricted documents until %(end)s.")
-               if level == "restricted" else N_("Every member of %(who)s will see your normal documents until %(end)s."))
+    message = (N_("Every member of the group “%(who)s” will see your normal and restricted documents until %(end)s.")
+               if level == "restricted" else
+               N_("Every member of the group “%(who)s” will see your normal documents until %(end)s."))
     return Plan("PUT" if existing else "POST", policy, consent_id(existing) if existing else None,
-                (message, {"who": name_of(group) or group, "end": end.isoformat()}))
+                (message, {"who": directory.name_of(group) or group, "end": end}))
 
 
-def _block(form, spid, policies, today, name_of) -> Plan:
+def _block(form, spid, policies, today, directory) -> Plan:
     gln = (form.get("gln") or form.get("directory_gln") or "").strip()
     if not is_valid_gln(gln):
         raise FormProblem(N_("A GLN has 13 digits and a valid check digit: please check the number."), "gln")
@@ -100,10 +108,10 @@ def _block(form, spid, policies, today, name_of) -> Plan:
     policy = Policy(policy_set_id=_new_id(), template=301, patient_spid=spid, rule=rules.EXCLUSION_LIST, subject_id=gln)
     return Plan("POST", policy, None,
                 (N_("%(who)s will see nothing of your record, not even in an emergency, whatever else you allowed."),
-                 {"who": name_of(gln) or gln}))
+                 {"who": directory.name_of(gln) or gln}))
 
 
-def _emergency(form, spid, policies, today, name_of) -> Plan:
+def _emergency(form, spid, policies, today, directory) -> Plan:
     choice = form.get("emergency", "")
     if choice not in ("off", "normal", "restricted"):
         raise FormProblem(N_("Choose off, normal or restricted."), "emergency")
@@ -121,7 +129,7 @@ def _emergency(form, spid, policies, today, name_of) -> Plan:
     return Plan("PUT" if existing else "POST", policy, consent_id(existing) if existing else None, (message, {}))
 
 
-def _provide_level(form, spid, policies, today, name_of) -> Plan:
+def _provide_level(form, spid, policies, today, directory) -> Plan:
     choice = form.get("provide_level", "")
     rule = {"normal": rules.PROVIDE_NORMAL, "restricted": rules.PROVIDE_RESTRICTED,
             "secret": rules.PROVIDE_SECRET}.get(choice)
@@ -139,10 +147,16 @@ def _provide_level(form, spid, policies, today, name_of) -> Plan:
                 (message[choice], {}))
 
 
-def _representative(form, spid, policies, today, name_of) -> Plan:
+def _representative(form, spid, policies, today, directory) -> Plan:
     representative = (form.get("representative") or "").strip()
     if not representative or any(c.isspace() for c in representative) or len(representative) > 64:
         raise FormProblem(N_("Enter the representative's identifier (without spaces)."), "representative")
+    # Only an id the community enrolled (its register, see `directory`): the page must be able to say
+    # who it is before the patient hands over their whole record.
+    person = directory.representative(representative)
+    if person is None:
+        raise FormProblem(N_("No representative is registered in this community under this identifier. "
+                             "Please check it with your representative."), "representative")
     end = _date(form.get("end"), "end", today, required=False)
     if _find(policies, 303, representative, block=False):
         raise FormProblem(N_("This person already represents you."), "representative")
@@ -152,14 +166,14 @@ def _representative(form, spid, policies, today, name_of) -> Plan:
                   "until %(end)s.") if end else
                N_("%(who)s will act for you: see and manage your whole record, secret documents included, "
                   "until you remove them."))
-    return Plan("POST", policy, None, (message, {"who": representative, "end": end.isoformat() if end else ""}))
+    return Plan("POST", policy, None, (message, {"who": person.name, "end": end}))
 
 
-def _revoke(form, spid, policies, today, name_of) -> Plan:
+def _revoke(form, spid, policies, today, directory) -> Plan:
     target = next((p for p in policies if consent_id(p) == form.get("consent_id")), None)
     if target is None or target.template in (201, 202, 203):
         raise FormProblem(N_("This permission does not exist (any more)."), "consent_id")
-    who = name_of(target.subject_id) or target.subject_id or ""
+    who = directory.name_of(target.subject_id) or target.subject_id or ""
     if target.is_block:
         message = N_("%(who)s will no longer be blocked: what you allowed to everyone applies to them again.")
     elif target.template == 303:

@@ -88,6 +88,23 @@ class GatewayServer:
         assert answer.status_code == 200, answer.text
         return answer.json()
 
+    def retrieve_as_hcp(self, entry_id: str, gln: str, name: str, purpose: str = "NORM") -> int:
+        """ITI-68 over FHIR (the document's bytes), as a professional would open it: the status."""
+        with httpx.Client(verify=str(self.ca), timeout=10) as client:
+            answer = client.get(f"{self.base}/fhir/Binary/{entry_id}",
+                                headers={"Authorization": f"Bearer {self.hcp_token(gln, name, purpose)}"})
+        return answer.status_code
+
+    def provide_as_hcp(self, bundle: dict, gln: str, name: str) -> list[str]:
+        """ITI-65 over FHIR, as a professional's software would send it: the new entries' ids."""
+        with httpx.Client(verify=str(self.ca), timeout=10) as client:
+            answer = client.post(f"{self.base}/fhir", content=json.dumps(bundle),
+                                 headers={"Authorization": f"Bearer {self.hcp_token(gln, name)}",
+                                          "Content-Type": "application/fhir+json"})
+        assert answer.status_code == 200, answer.text
+        return [e["response"]["location"].split("/DocumentReference/")[1].split("/")[0]
+                for e in answer.json()["entry"] if "/DocumentReference/" in e["response"]["location"]]
+
     def stop(self) -> None:
         self.process.terminate()
         try:
@@ -95,6 +112,19 @@ class GatewayServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=10)
+
+
+def serving(tmp_path_factory, name: str, directory: dict):
+    """A gateway with its own data directory and this EPR_PORTAL_DIRECTORY, stopped after the module."""
+    data_dir = tmp_path_factory.mktemp(name) / "data"
+    data_dir.mkdir(parents=True)
+    path = data_dir / "directory.json"
+    path.write_text(json.dumps(directory), encoding="utf-8")
+    running = GatewayServer(data_dir, EPR_PORTAL_DIRECTORY=str(path))
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 class Browser:
@@ -153,6 +183,20 @@ class Browser:
 
     def path(self) -> str:
         return self.driver.current_url.removeprefix(self.server.base)
+
+    def focused(self) -> dict:
+        """The element that has the keyboard focus: its id, value, what describes it (aria-describedby,
+        resolved to the texts) and whether it is inside the window (focus scrolls it into view)."""
+        return self.driver.execute_script(
+            "const e = document.activeElement; const r = e.getBoundingClientRect();"
+            "const ids = (e.getAttribute('aria-describedby') || '').split(' ').filter(Boolean);"
+            "return {id: e.id, value: e.value, invalid: e.getAttribute('aria-invalid'),"
+            "        described: ids.map(i => document.getElementById(i).innerText.trim()),"
+            "        visible: r.top >= 0 && r.bottom <= window.innerHeight};")
+
+    def height(self, css: str) -> float:
+        return self.driver.execute_script("return document.querySelector(arguments[0]).getBoundingClientRect()"
+                                          ".height;", css)
 
     # -- checks ----------------------------------------------------------------------------------
     def check_page(self, name: str) -> list[dict]:

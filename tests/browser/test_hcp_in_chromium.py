@@ -8,12 +8,11 @@ axe-core on every page (no serious or critical violation); screenshots under tes
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from browser.portal_driver import Browser, GatewayServer
+from browser.portal_driver import Browser, serving
 from browser.test_portal_in_chromium import (CLAIRE, review_and_confirm, review_and_confirm_after_click,
                                              sign_in_as_demo_patient)
 from gateway.auth.dev_issuer import mint_token
@@ -29,14 +28,8 @@ REASON = "Unconscious in the waiting room, no relative reachable"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("hcp") / "data"
-    data_dir.mkdir(parents=True)
-    directory = data_dir / "directory.json"
-    directory.write_text(json.dumps({"professionals": [{"gln": CLAIRE[0], "name": CLAIRE[1],
-                                                        "organisation": "Cabinet Rey, Martigny"}]}))
-    running = GatewayServer(data_dir, EPR_PORTAL_DIRECTORY=str(directory))
-    yield running
-    running.stop()
+    yield from serving(tmp_path_factory, "hcp", {
+        "professionals": [{"gln": CLAIRE[0], "name": CLAIRE[1], "organisation": "Cabinet Rey, Martigny"}]})
 
 
 @pytest.fixture

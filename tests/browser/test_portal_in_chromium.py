@@ -5,14 +5,12 @@ under test-output/portal/."""
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import orjson
 import pytest
 from selenium.webdriver.common.keys import Keys
 
-from browser.portal_driver import Browser, GatewayServer
+from browser.portal_driver import Browser, GatewayServer, serving
 from gateway.auth.dev_issuer import mint_token
 from gateway.demo import DEMO_GLN, DEMO_SPID
 
@@ -27,23 +25,10 @@ REPRESENTATIVE = "rep-jean-demo"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("portal") / "data"
-    data_dir.mkdir(parents=True)
-    directory = data_dir / "directory.json"
-    directory.write_text(json.dumps({
+    yield from serving(tmp_path_factory, "portal", {
         "professionals": [{"gln": CLAIRE[0], "name": CLAIRE[1], "organisation": "Hôpital de Sion"},
                           {"gln": NADIA[0], "name": NADIA[1], "organisation": "Cabinet Berclaz"}],
-        "groups": [{"id": GROUP[0], "name": GROUP[1]}]}))
-    running = GatewayServer(data_dir, EPR_PORTAL_DIRECTORY=str(directory))
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def browser(server):
-    opened = Browser(server)
-    yield opened
-    opened.quit()
+        "groups": [{"id": GROUP[0], "name": GROUP[1]}]})
 
 
 def found_ids(server, who, purpose="NORM") -> set[str]:
@@ -85,8 +70,8 @@ def test_the_patient_sees_decides_and_reads_who_looked(server, browser):
     # My documents: the demo record's three documents, newest first, then filtered by type.
     assert browser.check_page("documents") == []
     assert browser.text(".count") == "3 documents"
-    assert sorted(browser.all_text(".document-link")) == ["Clinical consultation report", "Discharge summary",
-                                                          "Laboratory report"]
+    assert sorted(browser.all_text(".document-link")) == ["Discharge summary", "Laboratory report",
+                                                          "Specialist consultation report"]
     browser.driver.find_element("css selector", "#type option[value='4241000179101']").click()
     browser.click(".filters button[type=submit]")
     assert browser.all_text(".document-link") == ["Laboratory report"]
@@ -103,7 +88,9 @@ def test_the_patient_sees_decides_and_reads_who_looked(server, browser):
     assert len(found_ids(server, favre)) == 2
     assert "no professional, not even in an emergency" in browser.text("label[for=level-secret]")
     browser.driver.find_element("css selector", "#level-secret").click()
-    browser.click("#change-level")
+    browser.click("#change-level")  # explained and confirmed like every other change (issue 27 item 14)
+    assert "This document will be secret" in browser.text("#effect")
+    browser.click("#confirm")
     assert browser.text("#current-level") == "Secret"
     assert "The confidentiality level was changed." in browser.text(".notice")
     normal_ids = found_ids(server, favre)
@@ -126,7 +113,7 @@ def test_the_patient_sees_decides_and_reads_who_looked(server, browser):
     # Block a professional by GLN (checked: a wrong check digit is refused first).
     browser.type("#block-gln", "7601000000018")
     browser.click("#block-review")
-    assert "valid check digit" in browser.text(".problem")
+    assert "valid check digit" in browser.text("#block-gln-problem")
     browser.type("#block-gln", CLAIRE[0])
     review_and_confirm(browser, "#block-review", f"{CLAIRE[1]} will see nothing of your record")
     assert CLAIRE[1] in browser.text("#blocks")
@@ -215,9 +202,10 @@ def test_a_representative_acts_for_the_patient_within_their_303(server, browser)
     browser.click("a[href='/portal/trail']")
     rows = browser.all_text("#trail tbody tr")
     assert any(NADIA[1] in row and "searched your documents" in row for row in rows)
-    assert any("switched emergency access off" in row for row in rows)
+    browser.click("#include-own")  # what the representative did themselves, one click away
+    assert any("switched emergency access off" in row and "You" in row for row in browser.all_text("#trail tbody tr"))
     browser.click("button[name=lang][value=it]")
-    assert browser.text("h1") == "Chi ha consultato"
+    assert browser.text("h1") == "Chi ha consultato la cartella della persona rappresentata: Valérie Demo"
     assert browser.check_page("rep-trail-it") == []
     browser.click(".who button[type=submit]")
     assert browser.path() == "/portal/sign-in"

@@ -64,6 +64,34 @@ def test_a_full_scenario_leaves_exactly_its_audit_records(gateway):
     assert verify_ledger(engine=gateway.runtime.engine, public_keys=gateway.services.auditor.ledger.public_keys).ok
 
 
+def test_reading_a_document_reference_is_a_metadata_read_not_the_documents_retrieval(gateway):
+    """Issue 27 item 9: a DocumentReference read (ITI-67) hands over metadata only: the patient's trail calls
+    it a document search naming the document (ATC_DOC_SEARCH, BALP read), never "Document retrieval"
+    (ATC_DOC_READ), which only ITI-68 is — over FHIR as on the patient's page, granted or refused."""
+    gateway.register_patient()
+    entry_id = document_ids(gateway.provide(provide_bundle(spid=SPID, documents=[
+        {"title": "Letter", "content": pdf_document("Letter", ["x"])}])).json())[0]
+    stranger = gateway.tokens.headers(gateway.tokens.hcp(gln="7601000000019"))
+    before = len(gateway.services.auditor.ledger.all_records())
+
+    assert gateway.client.get(f"/fhir/DocumentReference/{entry_id}", headers=gateway.as_hcp()).status_code == 200
+    assert gateway.client.get(f"/fhir/DocumentReference/{entry_id}", headers=stranger).status_code == 404
+    assert gateway.client.get(f"/fhir/Binary/{entry_id}", headers=gateway.as_hcp()).status_code == 200
+
+    events = gateway.services.auditor.ledger.all_records()[before:]
+    assert [summary(e)[:5] for e in events] == [
+        ("ITI-67", "ATC_DOC_SEARCH", "0", "HCP", HCP_GLN),
+        ("ITI-67", "ATC_DOC_SEARCH", "4", "HCP", "7601000000019"),
+        ("ITI-68", "ATC_DOC_READ", "0", "HCP", HCP_GLN)]
+    assert [e["action"] for e in events] == ["R", "R", "R"]
+    documents = [[x["what"]["identifier"]["value"] for x in e["entity"] if x["role"]["code"] == "3"] for e in events]
+    assert len({d for names in documents for d in names}) == 1 and all(len(names) == 1 for names in documents)
+    trail = gateway.client.get("/fhir/AuditEvent", params=TRAIL, headers=gateway.tokens.headers(
+        gateway.tokens.patient())).json()
+    shown = [(e["resource"]["subtype"][0]["code"], e["resource"]["action"]) for e in trail["entry"]][-3:]
+    assert shown == [("ATC_DOC_SEARCH", "E"), ("ATC_DOC_SEARCH", "E"), ("ATC_DOC_READ", "R")]
+
+
 def test_every_stored_event_is_a_valid_r4_audit_event_with_trace_and_token_id(gateway):
     gateway.register_patient()
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

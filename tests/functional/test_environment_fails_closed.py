@@ -31,13 +31,13 @@ def commands(tmp_path: Path) -> list[tuple[str, tuple[str, ...]]]:
             ("token", ("token", "--role", "HCP", "--gln", GLN)), ("migrate", ("migrate", "status")),
             ("migrate", ("migrate", "retry", "--as-gln", GLN)), ("migrate", ("migrate", str(source), "--as-gln", GLN)),
             ("migrate", ("migrate", "verify", str(source), "--as-gln", GLN)),
-            ("infomed feed", ("infomed", "feed", str(feed)))]
+            ("infomed feed", ("infomed", "feed", str(feed))), ("held", ("held",))]
 
 
 NO_SETTINGS = {"infomed generate": "writes a synthetic export to --out; reads no setting"}
 
 
-@pytest.mark.parametrize("index", range(14))
+@pytest.mark.parametrize("index", range(15))
 def test_every_command_refuses_an_unknown_environment(capsys, monkeypatch, tmp_path, index):
     _, args = commands(tmp_path)[index]
 
@@ -68,7 +68,7 @@ def test_the_list_holds_every_command_of_the_command_line(tmp_path):
     from gateway.cli import app
 
     listed = {name for name, _ in commands(tmp_path)}
-    assert (len(commands(tmp_path)), listed | set(NO_SETTINGS)) == (14, set(every_command(typer.main.get_command(app))))
+    assert (len(commands(tmp_path)), listed | set(NO_SETTINGS)) == (15, set(every_command(typer.main.get_command(app))))
 
 
 @pytest.mark.parametrize("value", ["prod", "Production", "PRODUCTION", "production ", " development", "dev",

@@ -234,7 +234,7 @@ def test_a_document_reference_is_read_by_version_and_answers_304(sqlite_gateway)
     changed = {**first, "description": "Corrected letter"}
     assert gateway.client.put(f"/fhir/DocumentReference/{letter}", content=orjson.dumps(changed),
                               headers=hcp).status_code == 200
-    reads_before = len([r for r in ledger(gateway) if r[:3] == ("ITI-67", "ATC_DOC_READ", "0")])
+    reads_before = len([r for r in ledger(gateway) if r[:3] == ("ITI-67", "ATC_DOC_SEARCH", "0")])
 
     old = gateway.client.get(f"/fhir/DocumentReference/{letter}/_history/1", headers=hcp)
     assert (old.status_code, old.headers["etag"]) == (200, 'W/"1"')
@@ -250,7 +250,7 @@ def test_a_document_reference_is_read_by_version_and_answers_304(sqlite_gateway)
     assert gateway.client.get(f"/fhir/DocumentReference/{letter}",
                               headers={**hcp, "If-None-Match": 'W/"1"'}).status_code == 200
     # Every read (the 304 and the vreads included) is decided and recorded as the plain read is.
-    assert len([r for r in ledger(gateway) if r[:3] == ("ITI-67", "ATC_DOC_READ", "0")]) == reads_before + 5
+    assert len([r for r in ledger(gateway) if r[:3] == ("ITI-67", "ATC_DOC_SEARCH", "0")]) == reads_before + 5
     # Another patient's token reads no version of this document.
     gateway.register_patient(spid=OTHER_SPID, local_id="L-2", family="Autre", given="Paul", grant_hcp=None)
     other = patient_headers(gateway, OTHER_SPID)

@@ -187,9 +187,9 @@ def test_a_deleted_document_is_gone_to_whom_could_read_it_and_unknown_to_anyone_
     # Each read is audited in the patient's trail, the gone (to whom could read) as the refused.
     reads_recorded = [r for r in ledger(gateway)[before:] if r[0] == "ITI-67"]
     assert [r[1:5] for r in reads_recorded if r[6] == SPID] == (
-        [("ATC_DOC_READ", "4", "HCP", "7601000000002")] * 3 + [("ATC_DOC_READ", "4", "PAT", SPID)] * 3
-        + [("ATC_DOC_READ", "4", "DADM", "dadm-1")] * 3 + [("ATC_DOC_READ", "4", "HCP", "7601000000019")] * 3
-        + [("ATC_DOC_READ", "4", "PAT", OTHER_SPID)] * 3)
+        [("ATC_DOC_SEARCH", "4", "HCP", "7601000000002")] * 3 + [("ATC_DOC_SEARCH", "4", "PAT", SPID)] * 3
+        + [("ATC_DOC_SEARCH", "4", "DADM", "dadm-1")] * 3 + [("ATC_DOC_SEARCH", "4", "HCP", "7601000000019")] * 3
+        + [("ATC_DOC_SEARCH", "4", "PAT", OTHER_SPID)] * 3)  # a metadata read: CH:ATC's document search
 
 
 def test_a_bundle_of_updates_is_stored_whole_or_not_at_all(gateway, two_letters):

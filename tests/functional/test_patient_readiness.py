@@ -69,7 +69,7 @@ def test_a_live_document_for_an_epr_not_yet_opened_is_held_and_onboarding_releas
 
     msa = ack_fields(ack)["MSA"]
     assert msa[1:3] == ["AA", "O-1"]  # accepted and kept: not refused, not "send it again"
-    assert "not opened" in msa[3] and "bridge held --release" in msa[3]
+    assert "not opened" in msa[3] and "epr-gateway held --release" in msa[3]
     assert held(gateway) == [("O-1", "epr-not-opened")]
 
     gateway.services.policies.onboard(principal=POLICY_ADMIN, spid=NEW_SPID)
@@ -116,7 +116,7 @@ def test_bridge_held_names_the_way_out_and_release_processes_them_again(bridge, 
     listed = CliRunner().invoke(app, ["bridge", "held"])
     assert listed.exit_code == 0, listed.output
     assert "epr-not-opened" in listed.output and "onboarding" in listed.output
-    assert "bridge held --release" in listed.output
+    assert "epr-gateway held --release" in listed.output
 
     still = CliRunner().invoke(app, ["bridge", "held", "--release"])
     assert still.exit_code == 0 and "1 held" in still.output
@@ -149,7 +149,7 @@ def test_the_migration_holds_an_unopened_epr_with_the_bridges_reason_and_retry_r
         rows = migrate(gateway.runtime, made.media)
 
         assert {(r.outcome, r.reason_code) for r in rows.values()} == {("held", "epr-not-opened")}
-        assert all("migrate retry" in r.reason for r in rows.values())
+        assert all("epr-gateway held --release --as-gln" in r.reason for r in rows.values())
 
         feed_patients(gateway.services, made.patients_file, onboard=True)
         rows = migrate(gateway.runtime, made.media, retry=True)
@@ -196,3 +196,42 @@ def test_a_dry_run_reports_a_conflict_but_opens_no_review_case(tmp_path):
         assert {(rows[s].outcome, rows[s].reason_code) for s in conflicting} == {("held", "identity-conflict")}
         assert all("a review case is opened when it is held" in rows[s].reason for s in conflicting)
         assert reviews(gateway) == []
+
+
+def test_one_command_lists_and_releases_what_both_paths_hold_for_the_same_reason(bridge, monkeypatch, tmp_path):
+    """`epr-gateway held`: the bridge's message and the migration's documents held for the same reason with
+    the same way out; `--release --as-gln` processes both again (`--release` alone: the bridge's only)."""
+    gateway, address = bridge
+    made = generate(out=tmp_path / "export", documents=3, patients=2, seed=11)
+    feed_patients(gateway.services, made.patients_file, onboard=False)
+    spids = [next(i["value"] for i in json.loads(line)["identifier"] if i["system"].endswith(".3.10.3"))
+             for line in made.patients_file.read_text().splitlines()]
+    feed_without_onboarding(gateway, spid=NEW_SPID, local_id="L-9")
+    send(address, mdm(control_id="H-1", unique_id="urn:oid:2.25.9601", local_id="L-9", family="Sans",
+                      given="Dossier", birth="19500101", sex="M"))
+    rows = migrate(gateway.runtime, made.media)
+    assert {(r.outcome, r.reason_code) for r in rows.values()} == {("held", "epr-not-opened")}
+    assert held(gateway) == [("H-1", "epr-not-opened")]
+    cli_environment(monkeypatch, gateway)
+
+    listed = CliRunner().invoke(app, ["held"])
+    assert listed.exit_code == 0, listed.output
+    assert "1 messages held" in listed.output and "3 documents held: 3 epr-not-opened" in listed.output
+    assert listed.output.count("the patient's EPR is opened (onboarding)") == 4  # one message, three documents
+
+    # onboarded with nobody following (as by another process): nothing released them; the one command does
+    gateway.services.policies.onboarded.clear()
+    for spid in (NEW_SPID, *spids):
+        gateway.services.policies.onboard(principal=POLICY_ADMIN, spid=spid)
+    journal = Journal(engine=gateway.runtime.engine, keyring=gateway.runtime.keyring)
+    without_gln = CliRunner().invoke(app, ["held", "--release"])
+    assert without_gln.exit_code == 0, without_gln.output
+    assert "1 released" in without_gln.output and "not released" in without_gln.output
+    assert held(gateway) == [] and len(journal.held_summary()) == 3
+
+    released = CliRunner().invoke(app, ["held", "--release", "--as-gln", HCP_GLN])
+    assert released.exit_code == 0, released.output
+    assert journal.held_summary() == []
+    assert {r.outcome for r in journal.rows_for(s.name for s in made.media).values()} == {"migrated"}
+    gateway.grant(NEW_SPID, HCP_GLN, "normal")  # what the test reads with
+    assert stored(gateway, NEW_SPID) == {"urn:oid:2.25.9601"}

@@ -276,7 +276,7 @@ def test_emergency_notifications_are_shown_new_once_then_marked_read(tmp_path, d
         assert first.text.count('<tr class="emergency">') == 1
         second = client.get("/portal/trail")
         assert second.text.count('<span class="badge">New</span>') == 0
-        assert "Emergency access to your record" in second.text  # still listed, no longer new
+        assert "Dr. Luc Favre</strong> searched your documents in an emergency" in second.text  # still listed
         pid = gateway.services.exchange.patients.pid_for_spid(SPID)
         [(notification_id, _, _)] = gateway.services.exchange.access.notifications.for_patient(pid)
         assert gateway.services.exchange.access.notifications.seen(pid) == {notification_id}

@@ -57,7 +57,7 @@ class WalCheckpointer:
         """PASSIVE first (copies what it can, blocks nobody). Why RESTART then, when the WAL is long:
         SQLite only rewinds the WAL when a writer starts after a checkpoint that copied every frame;
         under a writer that commits without pause (a migration) a PASSIVE checkpoint never quite
-        catches up, so the WAL grows by every byte written (1.5 GB after 20,000 documents) and every
+        catches up, so the WAL grows by every byte written (bench/README.md) and every
         page read searches a wal-index that grows with it. RESTART waits for the writer's current
         transaction, copies the few frames PASSIVE left, and the next transaction writes from the
         WAL's start: the writer is held for one short copy every `restart_frames`."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from adapters.infomed.hl7v2.errors import REQUIRED_FIELD_MISSING, SEGMENT_SEQUENCE, CannotProcess, SenderMustFix
 from adapters.infomed.hl7v2.escapes import unescape
-from adapters.infomed.hl7v2.normalise import decode
+from adapters.infomed.hl7v2.normalise import decode_keeping_utf8
 
 
 @dataclass(frozen=True)
@@ -113,9 +113,10 @@ class Segment:
 
 
 class Message:
-    def __init__(self, text: str, charset: str):
+    def __init__(self, text: str, charset: str, utf8: bytes | None = None):
         self.text = text
         self.charset = charset
+        self.utf8 = utf8  # the text's UTF-8 when it was read from it (see normalise.decode_keeping_utf8)
         if not text.startswith("MSH") or len(text) < 8:
             raise CannotProcess("not an HL7 v2 message: it does not start with an MSH segment",
                                 code=SEGMENT_SEQUENCE, segment="MSH")
@@ -133,8 +134,7 @@ class Message:
 
     @classmethod
     def parse(cls, raw: bytes) -> "Message":
-        text, charset = decode(raw)
-        return cls(text, charset)
+        return cls(*decode_keeping_utf8(raw))
 
     @property
     def msh(self) -> Segment:

@@ -76,19 +76,29 @@ def charset_of(raw: bytes) -> str:
 def decode(raw: bytes) -> tuple[str, str]:
     """(text, codec used). Without MSH-18, UTF-8 when the bytes are valid UTF-8, else windows-1252 (see
     the module): valid UTF-8 text with umlauts is practically never valid windows-1252 by accident."""
+    text, codec, _ = decode_keeping_utf8(raw)
+    return text, codec
+
+
+def decode_keeping_utf8(raw: bytes) -> tuple[str, str, bytes | None]:
+    """`decode`, and the normalised bytes when they are the text's UTF-8 (ASCII, or valid UTF-8 read as
+    UTF-8), else None. Why keep them: what hashes the text (the same-message digest) would otherwise
+    encode it again, and a text with one accented name is not ASCII — encoding 70 KB of it costs more
+    than hashing it (bench/README.md)."""
     raw = normalise_bytes(raw)
     codec = charset_of(raw)
     if raw.isascii():  # the usual message (Base64 documents, plain names): every codec reads it alike
-        return raw.decode("ascii"), codec or "utf-8"
+        return raw.decode("ascii"), codec or "utf-8", raw
     if not codec:
         try:
-            return raw.decode("utf-8"), "utf-8"
+            return raw.decode("utf-8"), "utf-8", raw
         except UnicodeDecodeError:
             codec = WINDOWS_1252
     try:
-        return raw.decode(codec), codec
+        text = raw.decode(codec)
     except UnicodeDecodeError as error:
         raise _undecodable(raw, error, codec) from None
+    return text, codec, raw if codec == "utf-8" else None
 
 
 def _undecodable(raw: bytes, error: UnicodeDecodeError, codec: str) -> SenderMustFix:

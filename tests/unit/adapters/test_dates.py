@@ -182,6 +182,8 @@ OWN_WRITING = {
     "gateway/http/versioning.py": "meta.lastUpdated the gateway formatted itself (fhir_instant)",
     "gateway/exchanges/trail.py": "the recorded time inside a paging cursor the gateway signed",
     "consent/store.py": "a policy's dates as the store sealed them",
+    "gateway/exchanges/document_lists.py": "the times inside a paging cursor the gateway signed",
+    "adapters/cara/store/submission_sets.py": "a time the store wrote itself (SQLite returns it as text)",
 }
 PARSING = re.compile(r"fromisoformat\(|strptime\(|dateutil|isoparse\(|parsedate")
 

@@ -19,6 +19,7 @@ from unit.gateway.exchanges.exchange_world import (  # noqa: F401 (fixtures)
     PATIENT,
     SPID,
     open_record,
+    provide,
     runtime,
     services,
 )
@@ -78,9 +79,13 @@ def test_an_emergency_read_notifies_the_patient(services):
     access = services.exchange.access
     emergency = replace(HCP, purpose_of_use="EMER")
 
+    entry = services.exchange.documents.get_entry(provide(services))
+
     decision = access.require(emergency, spid=SPID, pid=pid, action="read", confidentiality="normal")
-    access.fulfil(decision, emergency, pid=pid, what="ITI-68", documents=("urn:oid:2.25.1",))
+    access.fulfil(decision, emergency, pid=pid, what="ITI-68", documents=(entry,))
 
     [(_, _, notice)] = access.notifications.for_patient(pid)
     assert (notice["kind"], notice["what"], notice["documents"], notice["by"]["id"], notice["purpose_of_use"]) == (
-        "emergency-access", "ITI-68", ["urn:oid:2.25.1"], HCP.user_id, "EMER")
+        "emergency-access", "ITI-68", [entry.unique_id], HCP.user_id, "EMER")
+    # What the patient's page names the document by: its link and its type code (never its free-text title).
+    assert notice["entries"] == [{"id": entry.entry_id, "type": ["http://snomed.info/sct", "373942005"]}]

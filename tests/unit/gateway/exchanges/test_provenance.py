@@ -37,4 +37,5 @@ def test_another_role_in_the_request_is_refused_where_it_was_written():
 
     assert [(i.location) for i in refused.value.issues] == [
         f"Bundle.entry[0].resource.extension('{EXT_AUTHOR_ROLE}').valueCoding"]
-    assert "originalProviderRole PAT is not the role of the authenticated user (HCP)" in refused.value.message
+    assert refused.value.message.startswith("originalProviderRole PAT is not the role of the authenticated user: "
+                                            "send the role of your token (HCP)")

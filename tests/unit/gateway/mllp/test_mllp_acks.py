@@ -81,7 +81,7 @@ def test_a_conflict_of_a_patient_message_names_pid_3():
 
 def test_content_is_never_answered_send_it_again_and_a_hold_says_what_releases_it():
     held = answer(MESSAGE, Held(NOT_OPENED))
-    assert b"not opened" in held.ack and b"bridge held --release" in held.ack
+    assert b"not opened" in held.ack and b"epr-gateway held --release" in held.ack
     content = answer(MESSAGE, Refused(ValueError("x")))
     assert b"again later" not in content.ack and content.refusal is not None
     assert b"again later" in answer(MESSAGE, TryAgain()).ack

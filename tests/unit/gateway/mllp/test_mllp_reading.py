@@ -77,3 +77,29 @@ def test_the_claim_is_pid_3_with_pid_5_7_8():
         identifiers, "Favre", ("Luc",), "1970-01-01", "male")
     bare = reading.claim(parsed(family="", given="", birth="", sex=""), identifiers)
     assert (bare.family, bare.given, bare.birth_date, bare.gender) == (None, (), None, None)
+
+
+def _digest_of_the_text(message) -> str:
+    """The digest as its definition says: the decoded text, MSH-7 blanked, encoded as UTF-8."""
+    import hashlib
+
+    head, cr, rest = message.text.partition("\r")
+    fields = head.split(message.delimiters.field)
+    fields[6] = ""
+    return hashlib.sha256((message.delimiters.field.join(fields) + cr + rest).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@pytest.mark.parametrize("raw", [
+    b"MSH|^~\\&|KIS|H|EPR|EPR|20261120100000||MDM^T02|1|P|2.5\rPID|1||L-1||Muster^Anna\rOBX|1|ED|x||QUJD\r",
+    "MSH|^~\\&|KIS|H|EPR|EPR|20261120100000||MDM^T02|1|P|2.5|||||CHE|UNICODE UTF-8\rPID|1||L-1||Gaillard^Valérie\r"
+    "OBX|1|ED|x||QUJD\r".encode("utf-8"),
+    "MSH|^~\\&|KIS|H|EPR|EPR|20261120100000||MDM^T02|1|P|2.5\rPID|1||L-1||Zürcher^Jörg\r".encode("utf-8"),
+    "MSH|^~\\&|KIS|H|EPR|EPR|20261120100000||MDM^T02|1|P|2.5|||||CHE|8859/1\rPID|1||L-1||D’Andrea^Zoé\r".encode("cp1252"),
+    b"MSH|^~\\&|KIS|H|EPR|EPR|20261120100000||ADT^A08|1|P|2.5",
+])
+def test_the_digest_read_from_the_bytes_is_the_digest_of_the_text(raw):
+    """The digest hashes the UTF-8 the message was read from instead of encoding its text again: the same
+    value (answers kept under it before still match), whatever the charset."""
+    parsed = Message.parse(raw)
+    assert reading.digest(parsed) == _digest_of_the_text(parsed)
+    assert reading.digest(Message(parsed.text, parsed.charset)) == reading.digest(parsed)

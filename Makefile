@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install services stop-services bench bench-pix bench-migrate bench-bridge bench-scale bench-delivery clean portal-messages
+.PHONY: run test install services stop-services bench bench-pix bench-migrate bench-bridge bench-scale bench-delivery clean portal-messages hcp-messages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,16 @@ clean:
 # The portal's message catalogues: extract every text, merge into fr/de/it/en, compile (commit all).
 portal-messages: $(STAMP)
 	$(BIN)/pybabel extract -F gateway/portal/babel.cfg -k N_ --no-location --omit-header \
-		-o gateway/portal/locales/messages.pot gateway/portal
+		-o gateway/portal/locales/messages.pot gateway/portal gateway/pages
 	$(BIN)/pybabel update --no-fuzzy-matching --ignore-obsolete -i gateway/portal/locales/messages.pot -d gateway/portal/locales
 	$(BIN)/pybabel compile -d gateway/portal/locales
+# The physicians' page's catalogues, the same way (the shared layout's texts are in each page's catalogues).
+hcp-messages: $(STAMP)
+	$(BIN)/pybabel extract -F gateway/hcp/babel.cfg -k N_ --no-location --omit-header \
+		-o gateway/hcp/locales/messages.pot gateway/hcp gateway/pages
+	for lang in fr de it en; do \
+		test -f gateway/hcp/locales/$$lang/LC_MESSAGES/messages.po || \
+			$(BIN)/pybabel init --no-wrap -l $$lang -i gateway/hcp/locales/messages.pot -d gateway/hcp/locales; \
+	done
+	$(BIN)/pybabel update --no-fuzzy-matching --ignore-obsolete -i gateway/hcp/locales/messages.pot -d gateway/hcp/locales
+	$(BIN)/pybabel compile -d gateway/hcp/locales

@@ -177,7 +177,7 @@ def to_audit_event(record: AuditRecord) -> dict:
     if record.outcome != "0" and record.outcome_description:
         event["outcomeDesc"] = record.outcome_description
     if record.principal is not None:
-        event["purposeOfEvent"] = [_purpose(record.principal.purpose_of_use)]
+        event["purposeOfEvent"] = [_purpose_of(record.principal)]
     event["agent"] = _agents(record, interaction)
     event["source"] = {"site": record.source_site,
                        "observer": {"identifier": {"system": RFC3986, "value": f"urn:oid:{record.source_site}"},
@@ -230,7 +230,23 @@ def ledger_columns(event: dict) -> dict:
         "event_type": transaction or event["type"]["code"],
         "subtype": codes.get(ATC_SYSTEM),
         "outcome": event["outcome"],
+        "professional": responsible_professional(event),
     }
+
+
+def responsible_professional(event: dict) -> str | None:
+    """The GLN of the professional a person acted for: the main user's own for an HCP, the professional
+    an assistant acts for (the primary performer agent); None for every other role (technical users
+    included: what they write is the bridge's and the migration's, not a person's access)."""
+    agents = event.get("agent", [])
+    main = next((a for a in agents if a.get("requestor")), None)
+    role = ((main or {}).get("role") or [{}])[0].get("coding", [{}])[0].get("code")
+    if role == "HCP":
+        return main.get("who", {}).get("identifier", {}).get("value")
+    if role == "ASS":
+        return next((a.get("who", {}).get("identifier", {}).get("value") for a in agents
+                     if a.get("type", {}).get("coding", [{}])[0].get("code") == "PPRF"), None)
+    return None
 
 
 # -- agents ------------------------------------------------------------------------------------
@@ -305,7 +321,7 @@ def _main_user(principal: Principal) -> dict:
     agent["requestor"] = True
     if principal.token_id:
         agent["policy"] = [JTI_PREFIX + principal.token_id]
-    agent["purposeOfUse"] = [_purpose(principal.purpose_of_use)]
+    agent["purposeOfUse"] = [_purpose_of(principal)]
     return agent
 
 
@@ -389,8 +405,13 @@ def _details(pairs: Sequence[tuple[str, str | None]]) -> list[dict]:
             for name, value in pairs if value]
 
 
-def _purpose(code: str) -> dict:
-    return _cc(PURPOSE_OF_USE_SYSTEM, code, PURPOSE_DISPLAY.get(code))
+def _purpose_of(principal: Principal) -> dict:
+    """The EPR purpose of use; an emergency's reason as its text (CH:ATC binds the coding only, so the
+    trail and the ledger carry the reason with the code that it explains)."""
+    purpose = _cc(PURPOSE_OF_USE_SYSTEM, principal.purpose_of_use, PURPOSE_DISPLAY.get(principal.purpose_of_use))
+    if principal.purpose_of_use == "EMER" and principal.emergency_reason:
+        purpose["text"] = principal.emergency_reason
+    return purpose
 
 
 def _coding(system: str, code: str, display: str | None) -> dict:

@@ -65,8 +65,8 @@ def lock_ledger(connection: Connection) -> None:
 # (no statement compilation), in its placeholder style, and a batch is multi-row INSERTs (`insert_rows`:
 # the driver releases and retakes the GIL once a statement, not once a row).
 _HEAD_SQL = "SELECT seq, record_hash FROM audit_record ORDER BY seq DESC LIMIT 1"
-_INSERT_COLUMNS = ("seq", "recorded_at", "patient_key", "event_type", "subtype", "outcome", "record_json",
-                   "prev_hash", "record_hash")
+_INSERT_COLUMNS = ("seq", "recorded_at", "patient_key", "event_type", "subtype", "outcome", "professional",
+                   "record_json", "prev_hash", "record_hash")
 
 
 _HEAD_COLUMNS = "seq = ?, record_hash = ?, signed_at = ?, key_id = ?, signature = ?"
@@ -95,6 +95,7 @@ class PreparedRecord(NamedTuple):
     event_type: str
     subtype: str | None
     outcome: str
+    professional: str | None
     exchange: str | None = None  # not stored: the transaction on an exchange's first record (metrics)
 
 
@@ -102,7 +103,8 @@ def prepare(record: AuditRecord, patient_key: str | None, *, first_of_exchange: 
     event = to_audit_event(record)
     columns = ledger_columns(event)
     return PreparedRecord(patient_key, canonical_json(event), columns["recorded_at"], columns["event_type"],
-                          columns["subtype"], columns["outcome"], record.transaction if first_of_exchange else None)
+                          columns["subtype"], columns["outcome"], columns["professional"],
+                          record.transaction if first_of_exchange else None)
 
 
 class DatabaseAuditLedger:
@@ -148,7 +150,7 @@ class DatabaseAuditLedger:
             record_hash = chain_hash(prev_hash=prev_hash, seq=seq, patient_key=record.patient_key,
                                      record_json=record.record_json)
             rows.append((seq, driver_datetime(record.recorded_at, dialect), record.patient_key, record.event_type,
-                         record.subtype, record.outcome, record.record_json, prev_hash, record_hash))
+                         record.subtype, record.outcome, record.professional, record.record_json, prev_hash, record_hash))
             if seq % self._checkpoint_every == 0:
                 checkpoints.append((seq, record_hash))
             prev_hash = record_hash

@@ -8,7 +8,7 @@ must name the patient, and an audit record that needs the MPI to be read is no p
 through `patient_key` (an HMAC of the SPID computed by the caller), never through the SPID.
 """
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, LargeBinary, SmallInteger, String, Table, Text
+from sqlalchemy import BigInteger, Column, DateTime, Index, LargeBinary, SmallInteger, String, Table, Text, text
 
 from adapters.cara.store.schema import metadata
 
@@ -21,11 +21,17 @@ audit_record = Table(
     Column("event_type", String(32), nullable=False),  # IHE transaction, e.g. ITI-65
     Column("subtype", String(64), nullable=True),  # CH:ATC event type; NULL: not in the patient's trail
     Column("outcome", String(2), nullable=False),  # 0, 4, 8, 12
+    # GLN of the professional a person acted for: an HCP's own, an assistant's responsible HCP; NULL for
+    # every other actor. What a professional's "my activity" reads (the GLN is in the AuditEvent already).
+    Column("professional", String(13), nullable=True),
     Column("record_json", Text, nullable=False),  # the AuditEvent, canonical JSON
     Column("prev_hash", String(64), nullable=False),
     Column("record_hash", String(64), nullable=False),
     Index("ix_audit_record_patient", "patient_key", "recorded_at"),
     Index("ix_audit_record_recorded", "recorded_at"),
+    # Partial: the bulk writers (migration, bridge: technical users) add nothing to it.
+    Index("ix_audit_record_professional", "professional", "seq",
+          postgresql_where=text("professional IS NOT NULL"), sqlite_where=text("professional IS NOT NULL")),
 )
 
 # A signed statement "the chain up to `seq` ends in `record_hash`", written every N records.

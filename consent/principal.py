@@ -22,6 +22,8 @@ class Principal:
     acting_for: GLN of the responsible HCP for ASS and TCU (ch_delegation.principal_id).
     patient_spid: the SPID the token is bound to (extended token `person_id`; PAT's own SPID).
     client: the client system (token `client_id`) and, with mutual TLS, the certificate subject.
+    emergency_reason: why a professional claims an emergency (purpose EMER), as they wrote it on the
+    professionals' page: the audit record carries it (`purposeOfUse.text`), the patient's notification too.
     """
 
     role: str
@@ -40,3 +42,4 @@ class Principal:
     client_id: str | None = None
     client_certificate: str | None = None
     home_community_id: str | None = None
+    emergency_reason: str | None = None

@@ -176,6 +176,7 @@ def _welcome(prepared, services) -> None:
     typer.echo(f"""
 EPR gateway (embedded default, DEVELOPMENT keys) — FHIR base {base}
   patient's page:  https://{settings.host}:{settings.port}/portal   (development sign-in: demo patient {DEMO_SPID})
+  physicians' page: https://{settings.host}:{settings.port}/hcp     (development sign-in: Dr. Demo Favre, GLN {DEMO_GLN})
   data directory:  {settings.data_dir.resolve()}
   development CA:  {Path(ca).resolve()}   (trust it with curl --cacert)""")
     if settings.trusted_issuers != settings.data_dir / "auth" / TRUSTED_ISSUERS_FILE:

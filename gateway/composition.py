@@ -14,8 +14,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from gateway import portal
-from gateway.demo import DEMO_SPID
+from gateway import hcp, portal
+from gateway.demo import DEMO_GLN, DEMO_INSTITUTION, DEMO_LOCAL_SYSTEM, DEMO_SPID
 from gateway.http.app import create_app as create_fhir_app
 from gateway.exchanges.refusal_windows import RefusalFlusher
 from gateway.http.face import HttpFace
@@ -67,7 +67,11 @@ def create_app(runtime: Runtime) -> FastAPI:
         witness.stop()
         keys.stop()
 
-    # The patient's web page under /portal: same use-cases, its own door.
+    # The patient's web page under /portal and the physicians' under /hcp: same use-cases, each its own door.
     patient_page = functools.partial(portal.install, services=services, settings=settings,
                                      directory=runtime.directory, demo_spid=DEMO_SPID)
-    return create_fhir_app(services, face, lifespan=lifespan, mounts=[patient_page])
+    demo_professionals = ((DEMO_GLN, "Dr. Demo Favre", DEMO_INSTITUTION),
+                          *((p.gln, p.name, p.organisation) for p in runtime.directory.professionals if p.gln != DEMO_GLN))
+    professional_page = functools.partial(hcp.install, services=services, settings=settings,
+                                          demo_professionals=demo_professionals, demo_local_system=DEMO_LOCAL_SYSTEM)
+    return create_fhir_app(services, face, lifespan=lifespan, mounts=[patient_page, professional_page])

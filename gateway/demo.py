@@ -18,6 +18,7 @@ from gateway.samples import patient_feed, pdf_document, provide_bundle
 DEMO_SPID = "761337610430891416"
 DEMO_LOCAL_SYSTEM = "urn:oid:2.16.756.5.30.1.999.2.1"
 DEMO_GLN = "7601000000002"
+DEMO_INSTITUTION = "Cabinet médical Favre, Sion"  # the demo professional's practice (the physicians' page)
 DEMO_LOADER = Principal(role="TCU", user_id="epr-gateway-demo-loader", name="Demo loader", purpose_of_use="AUTO",
                         acting_for=DEMO_GLN, acting_for_name="Dr. Demo Favre")
 

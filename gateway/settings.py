@@ -104,6 +104,27 @@ class Settings(BaseSettings):
     delivery_retry_seconds: float = Field(2.0, gt=0)  # first retry after a transport failure (doubles, jitter)
     delivery_retry_max_seconds: float = Field(600.0, gt=0)
     delivery_patient_retry_seconds: float = Field(60.0, gt=0)  # first retry of a patient the community lacks
+    # -- the professionals' web page (/hcp): sessions follow the portal's timeouts --
+    hcp_oidc_issuer: str | None = None  # production sign-in: the professionals' identity provider
+    hcp_oidc_client_id: str | None = None
+    hcp_oidc_client_secret: str | None = None
+    hcp_oidc_redirect_url: str | None = None  # default: <public origin>/hcp/oidc/callback
+    hcp_oidc_ca: Path | None = None  # CA of the identity provider's certificate (default: the system's)
+    hcp_oidc_gln_claim: str = "gln"  # ID token claim with the professional's GLN
+    hcp_oidc_role_claim: str = "epr_role"  # HCP, or ASS for an assistant (absent: HCP unless a delegation)
+    hcp_oidc_delegation_claim: str = "epr_acting_for"  # an assistant's professional: their GLN
+    hcp_oidc_delegation_name_claim: str = "epr_acting_for_name"
+    hcp_oidc_organisation_claim: str = "organisation"
+    hcp_oidc_organisation_id_claim: str = "organisation_id"  # urn:oid:… of the institution
+    hcp_oidc_groups_claim: str = "epr_groups"  # [{"id": "urn:oid:…", "name": …}] (302 grants)
+    hcp_oidc_local_id_system_claim: str = "epr_local_id_system"  # urn:oid:… of the institution's patient ids
+    # Two-factor authentication: the ID token's `acr` must be one of these, or its `amr` name one of these
+    # (comma-separated); with an issuer configured, at least one of the two is required (else no start).
+    hcp_oidc_acr: str = ""
+    hcp_oidc_amr: str = ""
+    hcp_emergency_minutes: int = Field(30, ge=1, le=240)  # how long an emergency access lasts on the page
+    hcp_max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024)  # one PDF uploaded through the page
+    hcp_source_id: str = "urn:oid:2.16.756.5.30.1.999.9"  # the page's ITI-65 SubmissionSet sourceId
     cors_origins: str = ""  # comma-separated browser origins allowed to call the FHIR API; default none
     api_docs: bool | None = None  # /openapi.json and /docs; default: on except in production
     # Prometheus metrics on their own listener (gateway/metrics_listener.py): host:port, or "off".

@@ -45,6 +45,7 @@ from gateway.exchanges.metadata import MetadataExchange
 from gateway.exchanges.policies import PolicyExchange
 from gateway.exchanges.record_changes import RecordChanges
 from gateway.exchanges.portal import PortalExchange
+from gateway.exchanges.professionals import ProfessionalExchange
 from gateway.exchanges.paging_cursors import PageCursors
 from gateway.exchanges.search_pages import InProcessSearchPages, NoSearchPages, RedisSearchPages, SearchPages
 from gateway.exchanges.services import Services
@@ -125,11 +126,14 @@ def build_runtime(settings: Settings) -> Runtime:
                                 json_limits=limits, changes=changes)
     transactions = TransactionExchange(documents=exchange, policies=policies, metadata=metadata, auditor=auditor,
                                        json_limits=limits)
+    professionals = ProfessionalExchange(identities=identities, documents=exchange, access=access, auditor=auditor,
+                                         community_oid=settings.community_oid, source_id=settings.hcp_source_id,
+                                         max_upload_bytes=settings.hcp_max_upload_bytes)
     lists = DocumentLists(sets=DatabaseSubmissionSets(engine=engine, keyring=keyring), patients=patients,
                           access=access, auditor=auditor, cursors=cursors)
     services = Services(exchange=exchange, identities=identities, policies=policies, metadata=metadata, trail=trail,
                         portal=PortalExchange(patients=patients, access=access, auditor=auditor),
-                        transactions=transactions, lists=lists, auditor=auditor)
+                        professionals=professionals, transactions=transactions, lists=lists, auditor=auditor)
     # Delivery into the communities: the outbox's rows written by every change above (record_changes).
     delivery = delivery_exchange(settings, outbox=DatabaseOutbox(engine=engine), changes=changes, documents=documents,
                                  patients=patients, access=access, auditor=auditor)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 from typing import Any
 
@@ -165,3 +166,44 @@ def with_version(resource: dict[str, Any], version: tuple[int, Any] | None) -> d
     number, written = version
     resource["meta"] = {**resource.get("meta", {}), "versionId": str(number), "lastUpdated": fhir_instant(written)}
     return resource
+
+
+# -- CH PDQm: too many matches ------------------------------------------------------------------------
+# CH PDQm answers at most five patients (the match output Bundle's `entry[Patient]` 0..5). When more
+# match, it shows none: a searchset with total 0 and one OperationOutcome (ChPdqmResponseMoreAttributes-
+# Requested, `search.mode` outcome) asking for the attributes that would narrow the query.
+MAX_PATIENTS_SHOWN = 5
+MORE_ATTRIBUTES_PROFILE = "http://fhir.ch/ig/ch-epr-fhir/StructureDefinition/ch-pdqm-moreattributesrequested"
+XCPD_MORE_ATTRIBUTES = "urn:oid:1.3.6.1.4.1.19376.1.2.27.1"
+# Each criterion a query may lack: the Patient element that carries it, and its code in the CH value set
+# ChPdqmMoreAttributesRequested when it has one (the set, from XCPD, takes name and birth date as given;
+# it has no code for them, nor for an identifier: those issues name the element only).
+CRITERIA = {"family": ("Patient.name.family", None), "given": ("Patient.name.given", None),
+            "birthdate": ("Patient.birthDate", None),
+            "gender": ("Patient.gender", (XCPD_MORE_ATTRIBUTES, "LivingSubjectAdministrativeGenderRequested")),
+            "identifier": ("Patient.identifier", None)}
+
+
+def more_attributes_wanted(given: set[str]) -> list[str]:
+    """The criteria to ask for, given those the query had: the demographics it lacks, else an identifier."""
+    lacking = [c for c in ("family", "given", "birthdate", "gender") if c not in given]
+    return lacking or ["identifier"]
+
+
+def too_many_matches(*, self_url: str, wanted: list[str]) -> dict[str, Any]:
+    """The CH PDQm answer when more than MAX_PATIENTS_SHOWN patients match (ITI-78 and ITI-119 alike)."""
+    issues = []
+    for criterion in wanted:
+        expression, code = CRITERIA[criterion]
+        issue: dict[str, Any] = {"severity": "warning", "code": "incomplete",
+                                 "diagnostics": f"more than {MAX_PATIENTS_SHOWN} patients match: add {expression}",
+                                 "expression": [expression]}
+        if code is not None:
+            issue["details"] = {"coding": [{"system": code[0], "code": code[1], "display": code[1]}]}
+        issues.append(issue)
+    outcome_id = str(uuid.uuid4())
+    outcome = {"resourceType": "OperationOutcome", "id": outcome_id, "meta": {"profile": [MORE_ATTRIBUTES_PROFILE]},
+               "issue": issues}
+    return {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset", "total": 0,
+            "link": [{"relation": "self", "url": self_url}],
+            "entry": [{"fullUrl": f"urn:uuid:{outcome_id}", "resource": outcome, "search": {"mode": "outcome"}}]}

@@ -133,6 +133,7 @@ class AccessControl:
                 "by": {"role": principal.role, "id": principal.user_id, "name": principal.name,
                        "organisation": principal.organisation, "acting_for": principal.acting_for},
                 "purpose_of_use": principal.purpose_of_use,
+                "reason": principal.emergency_reason,
                 "at": datetime.now(UTC).isoformat(timespec="seconds"),
             })
 

@@ -137,18 +137,23 @@ class IdentityExchange:
         _require_role(principal, IDENTITY_READERS, "search patient demographics")
         query = identity.parse_pdq(params)
         total, pids = self.patients.search(query, mpi_system=self.mpi_system)
-        versioned = self.patients.get_many_versioned(pids)
         if principal.patient_spid is not None:  # an extended token sees its own patient only
-            versioned = [(r, v) for r, v in versioned if r.spid == principal.patient_spid]
-            total = len(versioned)
-        records = [r for r, _ in versioned]
+            pids = [r.pid for r in self.patients.get_many(pids) if r.spid == principal.patient_spid]
+            total = len(pids)
         names = tuple((n, "") for n, _ in params)
+        self_url = f"{base_url}/Patient?" + "&".join(f"{quote(n, safe=':_')}={quote(v, safe=':|,.-_')}"
+                                                     for n, v in params)
+        if total > patient_mapping.MAX_PATIENTS_SHOWN:  # CH PDQm: none shown, more attributes asked for
+            self.auditor.write_now([self.auditor.record("ITI-78", principal, action="E", query=names)])
+            given = {n.removesuffix(":exact") for n, _ in params}
+            return patient_mapping.too_many_matches(self_url=self_url,
+                                                    wanted=patient_mapping.more_attributes_wanted(given))
+        versioned = self.patients.get_many_versioned(pids)
+        records = [r for r, _ in versioned]
         self.auditor.write_now([self.auditor.record("ITI-78", principal, action="E", patient_spid=r.spid,
                                                     query=names) for r in records]
                                or [self.auditor.record("ITI-78", principal, action="E", query=names)])
         resources = [patient_mapping.with_version(self._resource(r), v) for r, v in versioned]
-        self_url = f"{base_url}/Patient?" + "&".join(f"{quote(n, safe=':_')}={quote(v, safe=':|,.-_')}"
-                                                     for n, v in params)
         bundle = fhir_mapping.searchset(resources, total=total, self_url=self_url, next_url=None, base_url=base_url)
         for entry in bundle.get("entry", []):
             entry["search"]["score"] = 1  # exact match on every given criterion
@@ -187,13 +192,22 @@ class IdentityExchange:
             grade = patient_matching.grade(value, complete=pid in identified or complete <= shared.get(pid, set()))
             if grade and (grade == "certain" or not request.only_certain):
                 scored.append((value, grade, pid))
-        scored.sort(key=lambda s: (-s[0], s[2]))
-        chosen = scored[:request.count]
+        # Best first; at an equal score a certain match (an identifier the MPI resolved) before weaker grades.
+        scored.sort(key=lambda s: (-s[0], s[1] != "certain", s[2]))
+        if principal.patient_spid is not None:  # an extended token sees its own patient only
+            own = {r.pid for r in self.patients.get_many([pid for _, _, pid in scored])
+                   if r.spid == principal.patient_spid}
+            scored = [s for s in scored if s[2] in own]
+        names = tuple((n, "") for n in request.criteria)
+        shown = _shown(scored)
+        if shown is None:  # CH PDQm: none shown, more attributes asked for
+            self.auditor.write_now([self.auditor.record("ITI-119", principal, action="E", query=names)])
+            return patient_mapping.too_many_matches(
+                self_url=f"{base_url}/Patient/$match",
+                wanted=patient_mapping.more_attributes_wanted(set(request.criteria)))
+        chosen = shown[:request.count]
         versioned = {r.pid: (r, v) for r, v in self.patients.get_many_versioned([pid for _, _, pid in chosen])}
         records = {pid: r for pid, (r, _) in versioned.items()}
-        if principal.patient_spid is not None:  # an extended token sees its own patient only
-            chosen = [c for c in chosen if records.get(c[2]) and records[c[2]].spid == principal.patient_spid]
-        names = tuple((n, "") for n in request.criteria)
         self.auditor.write_now([self.auditor.record("ITI-119", principal, action="E", patient_spid=records[pid].spid,
                                                     query=names) for _, _, pid in chosen if pid in records]
                                or [self.auditor.record("ITI-119", principal, action="E", query=names)])
@@ -311,6 +325,16 @@ def _in_context(principal: Principal, record: PatientRecord) -> bool:
 def _require_role(principal: Principal, roles: frozenset[str], what: str) -> None:
     if principal.role not in roles:
         raise AccessRefused(f"role {principal.role} may not {what}")
+
+
+def _shown(scored: list[tuple[float, str, str]]) -> list[tuple[float, str, str]] | None:
+    """The matches an ITI-119 answer may show (CH PDQm: at most five), or None when they are too many.
+    Certain matches (an identifier the MPI resolved, or all four demographics) are not drowned by weaker
+    ones: past five matches, the certain ones alone are shown if they are five or fewer."""
+    if len(scored) <= patient_mapping.MAX_PATIENTS_SHOWN:
+        return scored
+    certain = [s for s in scored if s[1] == "certain"]
+    return certain if 0 < len(certain) <= patient_mapping.MAX_PATIENTS_SHOWN else None
 
 
 def _review_json(review: IdentityReview) -> dict[str, Any]:

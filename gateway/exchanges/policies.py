@@ -386,7 +386,8 @@ def _communication(notification_id: str, created, notice: dict[str, Any], spid: 
     who = by.get("name") or by["id"]
     text = (f"Emergency access to your record ({notice['what']}) by {who} ({by['role']}"
             + (f", {by['organisation']}" if by.get("organisation") else "") + f") on {notice['at']}; "
-            f"documents: {', '.join(notice['documents']) or 'none'}")
+            f"documents: {', '.join(notice['documents']) or 'none'}"
+            + (f"; reason given: {notice['reason']}" if notice.get("reason") else ""))
     return {
         "resourceType": "Communication",
         "id": notification_id,
@@ -396,7 +397,8 @@ def _communication(notification_id: str, created, notice: dict[str, Any], spid: 
         "subject": {"identifier": {"system": SPID_SYSTEM, "value": spid}},
         "recipient": [{"identifier": {"system": SPID_SYSTEM, "value": spid}}],
         "sent": created.isoformat(timespec="seconds") + "+00:00",
-        "reasonCode": [{"coding": [{"system": "urn:oid:2.16.756.5.30.1.127.3.10.5", "code": notice["purpose_of_use"]}]}],
+        "reasonCode": [{"coding": [{"system": "urn:oid:2.16.756.5.30.1.127.3.10.5", "code": notice["purpose_of_use"]}]}
+                       | ({"text": notice["reason"]} if notice.get("reason") else {})],
         "payload": [{"contentString": text}],
     }
 

@@ -17,6 +17,7 @@ from gateway.exchanges.identity import IdentityExchange
 from gateway.exchanges.metadata import MetadataExchange
 from gateway.exchanges.policies import PolicyExchange
 from gateway.exchanges.portal import PortalExchange
+from gateway.exchanges.professionals import ProfessionalExchange
 from gateway.exchanges.trail import AuditTrail
 from gateway.exchanges.transaction import TransactionExchange
 
@@ -29,6 +30,7 @@ class Services:
     metadata: MetadataExchange  # CH:MHD-1
     trail: AuditTrail  # ITI-81
     portal: PortalExchange  # the patient's page's own use-cases (sign-in, notifications seen)
+    professionals: ProfessionalExchange  # the professionals' page's own (sign-in, emergency, upload, activity)
     transactions: TransactionExchange  # POST [base]: MHD-1, PPQ-4 or ITI-65 by the Bundle's content
     lists: DocumentLists  # the SubmissionSet Lists: ITI-66, List/{id}
     auditor: Auditor  # a face's own refusals (authentication, size, media type) and deferred read records

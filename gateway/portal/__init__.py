@@ -15,10 +15,10 @@ from starlette.staticfiles import StaticFiles
 
 from gateway.portal import routes_documents, routes_notices, routes_sharing, routes_signin, routes_trail
 from gateway.portal.directory import Directory
-from gateway.portal.headers import PortalHeaders
-from gateway.portal.oidc import oidc_client
-from gateway.portal.pages import Portal
-from gateway.portal.sessions import Sessions, session_store
+from gateway.pages.headers import PageHeaders
+from gateway.portal.identity import oidc_client
+from gateway.portal.pages import Portal, PortalSession
+from gateway.pages.sessions import Sessions, session_store
 
 STATIC = Path(__file__).parent / "static"
 # Pages reachable before sign-in. Everything else under /portal is behind `signed_in`.
@@ -50,11 +50,13 @@ ROUTES = [
 def install(app, *, services, settings, directory: Directory, demo_spid: str) -> None:
     """Called by the composition root with the use-cases, the settings, the directory of professionals
     and groups, and the SPID the development sign-in offers (never offered in production)."""
-    sessions = Sessions(store=session_store(settings), idle_seconds=settings.portal_session_idle_seconds,
+    sessions = Sessions(store=session_store(settings, kind=PortalSession), kind=PortalSession,
+                        idle_seconds=settings.portal_session_idle_seconds,
                         absolute_seconds=settings.portal_session_absolute_seconds)
     app.state.portal = Portal(services=services, sessions=sessions, directory=directory,
                               oidc=oidc_client(settings), dev_sign_in=not settings.is_production,
-                              demo_spid=demo_spid, public_origin=settings.public_origin)
+                              demo_spid=demo_spid, public_origin=settings.public_origin, settings=settings)
     app.router.routes.extend(ROUTES)
-    app.router.routes.append(Mount("/portal/static", StaticFiles(directory=str(STATIC)), name="portal_static"))
-    app.add_middleware(PortalHeaders)
+    app.router.routes.append(Mount("/portal/static", StaticFiles(directory=str(STATIC), packages=[("gateway.pages", "static")]),
+                                   name="portal_static"))
+    app.add_middleware(PageHeaders, prefix="/portal")

@@ -10,7 +10,7 @@ code is what the CH EPR fixes, so the page names a type by its code. A code outs
 
 from __future__ import annotations
 
-from gateway.portal.i18n import N_
+from gateway.pages.i18n import N_
 
 SNOMED = "http://snomed.info/sct"
 SWISS_SNOMED = "urn:oid:2.16.756.5.30.1.127.3.4"  # the Swiss extension's codes in the value set

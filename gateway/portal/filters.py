@@ -9,7 +9,7 @@ from datetime import date
 
 from adapters.cara.dates import InvalidDate, parse_full_date
 from adapters.cara.identifier_syntax import ascii_int
-from gateway.portal.i18n import N_
+from gateway.pages.i18n import N_
 from gateway.portal.sharing import FormProblem
 
 

@@ -19,7 +19,7 @@ from gateway.portal.access_summary import summarise
 from gateway.portal.document_rows import document_row
 from gateway.portal.document_types import filter_choices, search_token
 from gateway.portal.filters import past_the_end, read_filters
-from gateway.portal.i18n import N_
+from gateway.pages.i18n import N_
 from gateway.portal.pages import portal, render, signed_in
 from gateway.portal.routes_notices import emergency_notices
 from gateway.portal.routes_sharing import policies_of

@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from adapters.cara.identifier_syntax import is_printable_id
 from gateway.http.routes.common import run_use_case
 from gateway.portal.document_types import OTHER, type_label
-from gateway.portal.i18n import N_
+from gateway.pages.i18n import N_
 from gateway.portal.pages import portal, signed_in
 
 # What the professional did, as the notice says it (the use-case's `what`).

@@ -13,7 +13,7 @@ from starlette.responses import RedirectResponse, Response
 from adapters.cara.vocabulary import SPID_SYSTEM
 from consent.policies import Policy
 from consent.ppqm import consent_from_policy
-from gateway.portal import csrf
+from gateway.pages import csrf
 from gateway.portal.access_summary import summarise
 from gateway.portal.directory import authors_of
 from gateway.portal.pages import portal, render, signed_in

@@ -1,6 +1,6 @@
 """Signing in and out, and the language switcher.
 
-Production: OpenID Connect (`oidc.py`). The embedded default: a DEVELOPMENT page where one picks the
+Production: OpenID Connect (`gateway.pages.oidc`, the claims read by `identity.py`). The embedded default: a DEVELOPMENT page where one picks the
 demo patient or types a SPID (or a representative's id and the SPID they act for); it answers 403
 when EPR_ENV=production, whatever the request. Either way the person becomes the page's principal
 only through `PortalExchange.sign_in` (MPI, 303, audit), under a new session id.
@@ -15,10 +15,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from gateway.auth.errors import AccessRefused
-from gateway.portal.oidc import SignInFailed
-from gateway.portal.i18n import N_
+from gateway.pages.oidc import SignInFailed
+from gateway.portal.identity import identity_of
+from gateway.pages.i18n import N_
 from gateway.portal.pages import portal, public, render, set_cookie, signed_in, with_language
-from gateway.portal.sessions import COOKIE
+from gateway.pages.sessions import COOKIE
 from gateway.portal.sharing import FormProblem
 from gateway.exchanges.portal import patient_principal, representative_principal
 from gateway.http.routes.common import run_use_case
@@ -29,7 +30,7 @@ log = logging.getLogger("epr.gateway.portal")
 
 @public
 async def home(request: Request) -> Response:
-    session = request.state.portal_session
+    session = request.state.page_session
     return RedirectResponse("/portal/documents" if session.signed_in else "/portal/sign-in", status_code=303)
 
 
@@ -69,8 +70,8 @@ async def oidc_login(request: Request) -> Response:
                       message_key=N_("No identity provider is configured."))
     # The callback on the public origin, never on the request's Host (EPR_PORTAL_OIDC_REDIRECT_URL wins).
     url, login = await client.start(f"{portal(request).public_origin}/portal/oidc/callback")
-    session_id = request.state.portal_session_id
-    portal(request).sessions.update(session_id, _with_login(request.state.portal_session, login))
+    session_id = request.state.page_session_id
+    portal(request).sessions.update(session_id, _with_login(request.state.page_session, login))
     response = RedirectResponse(url, status_code=303)
     set_cookie(response, session_id, request)
     return response
@@ -79,13 +80,14 @@ async def oidc_login(request: Request) -> Response:
 @public
 async def oidc_callback(request: Request) -> Response:
     client = portal(request).oidc
-    session = request.state.portal_session
+    session = request.state.page_session
     if client is None:
         return render(request, "error.html", 404, title_key="not-found",
                       message_key=N_("No identity provider is configured."))
     try:
-        identity = await client.finish(login=session.login, state=request.query_params.get("state"),
-                                       code=request.query_params.get("code"))
+        claims = await client.finish(login=session.login, state=request.query_params.get("state"),
+                                     code=request.query_params.get("code"))
+        identity = identity_of(claims, portal(request).settings)
     except SignInFailed as failure:
         log.info("portal sign-in refused: %s", failure)  # the reason only: never a code or a token
         return _refused(request, N_("The sign-in could not be completed. Please try again."))
@@ -99,7 +101,7 @@ async def oidc_callback(request: Request) -> Response:
 
 @signed_in
 async def sign_out(request: Request, principal, form) -> Response:
-    portal(request).sessions.end(request.state.portal_session_id)
+    portal(request).sessions.end(request.state.page_session_id)
     response = RedirectResponse("/portal/sign-in", status_code=303)
     response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="strict")
     return response
@@ -107,7 +109,7 @@ async def sign_out(request: Request, principal, form) -> Response:
 
 @public
 async def language(request: Request, form: dict[str, str]) -> Response:
-    session_id, session = request.state.portal_session_id, request.state.portal_session
+    session_id, session = request.state.page_session_id, request.state.page_session
     portal(request).sessions.update(session_id, with_language(session, form.get("lang", "")))
     back = form.get("back", "")
     target = back if back.startswith("/portal") and "//" not in back and "\\" not in back else "/portal"

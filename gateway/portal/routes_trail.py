@@ -23,7 +23,7 @@ from gateway.http.routes.common import base_url, run_use_case
 from gateway.portal.directory import Directory
 from gateway.portal.document_types import OTHER, type_label
 from gateway.portal.filters import past_the_end, read_filters
-from gateway.portal.i18n import N_
+from gateway.pages.i18n import N_
 from gateway.portal.pages import portal, render, signed_in
 from gateway.portal.routes_notices import emergency_notices
 

@@ -19,7 +19,7 @@ from consent import policies as rules
 from consent.policies import Policy, is_valid_gln
 from consent.ppqm import policy_from_consent
 from gateway.portal.directory import Directory
-from gateway.portal.i18n import N_
+from gateway.pages.i18n import N_
 
 ACTIONS = ("grant-professional", "grant-group", "block", "emergency", "provide-level", "representative", "revoke")
 

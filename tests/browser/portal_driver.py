@@ -130,8 +130,9 @@ def serving(tmp_path_factory, name: str, directory: dict):
 class Browser:
     """One headless Chromium with a fresh profile, English first (the tests switch languages themselves)."""
 
-    def __init__(self, server: GatewayServer):
+    def __init__(self, server: GatewayServer, output: Path = OUTPUT):
         self.server = server
+        self.output = output
         self.profile = Path(tempfile.mkdtemp(prefix="epr-portal-chromium-"))
         options = webdriver.ChromeOptions()
         options.binary_location = "/usr/bin/chromium"
@@ -144,7 +145,7 @@ class Browser:
         self.driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
         self.driver.set_page_load_timeout(30)
         self.axe_source = AXE.read_text(encoding="utf-8")
-        OUTPUT.mkdir(parents=True, exist_ok=True)
+        self.output.mkdir(parents=True, exist_ok=True)
 
     # -- navigation ------------------------------------------------------------------------------
     def open(self, path: str) -> None:
@@ -200,7 +201,7 @@ class Browser:
     # -- checks ----------------------------------------------------------------------------------
     def check_page(self, name: str) -> list[dict]:
         """Screenshot, then axe-core on the page: the serious and critical violations (must be none)."""
-        self.driver.save_screenshot(str(OUTPUT / f"{name}.png"))
+        self.driver.save_screenshot(str(self.output / f"{name}.png"))
         self.driver.execute_script(self.axe_source)
         result = self.driver.execute_async_script(
             "const done = arguments[arguments.length - 1];"

@@ -4,6 +4,7 @@ import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import Route
 
+from gateway.hcp import PUBLIC_PATHS as HCP_PUBLIC_PATHS
 from gateway.portal import PUBLIC_PATHS as PORTAL_PUBLIC_PATHS
 from gateway.http.security import PUBLIC_PATHS, require_principal
 
@@ -29,14 +30,15 @@ def all_routes(routes) -> list[Route]:
 def guarded(route: Route) -> bool:
     if isinstance(route, APIRoute):
         return require_principal in dependency_calls(route)
-    if getattr(route.endpoint, "requires_portal_session", False):  # the patient's page: behind `signed_in`
+    if getattr(route.endpoint, "requires_page_session", False):  # a web page's: behind `signed_in_page`
         return True
     return getattr(route.endpoint, "requires_principal", False)  # a plain route behind `authenticated`
 
 
 def test_every_non_public_route_requires_a_principal(gateway):
     routes = all_routes(gateway.client.app.routes)
-    unguarded = [r.path for r in routes if r.path not in PUBLIC_PATHS | PORTAL_PUBLIC_PATHS and not guarded(r)]
+    public = PUBLIC_PATHS | PORTAL_PUBLIC_PATHS | HCP_PUBLIC_PATHS
+    unguarded = [r.path for r in routes if r.path not in public and not guarded(r)]
 
     assert {r.path for r in routes} >= PUBLIC_PATHS | {"/fhir", "/fhir/DocumentReference", "/fhir/Binary/{entry_id}",
                                                        "/fhir/DocumentReference/{entry_id}"}
@@ -89,3 +91,19 @@ def test_the_portals_public_pages_are_only_the_sign_in_steps(gateway):
                                    "/portal/oidc/callback", "/portal/language"}
     assert portal_paths - PORTAL_PUBLIC_PATHS >= {"/portal/documents", "/portal/documents/{entry_id}/content",
                                                   "/portal/sharing/apply", "/portal/trail", "/portal/sign-out"}
+
+
+def test_the_physicians_public_pages_are_only_the_sign_in_steps(gateway):
+    hcp_routes = [r for r in all_routes(gateway.client.app.routes) if r.path.startswith("/hcp")]
+    hcp_paths = {r.path for r in hcp_routes}
+
+    assert HCP_PUBLIC_PATHS == {"/hcp", "/hcp/sign-in", "/hcp/dev-sign-in", "/hcp/oidc/login", "/hcp/oidc/callback",
+                                "/hcp/language"}
+    assert hcp_paths - HCP_PUBLIC_PATHS >= {"/hcp/patients", "/hcp/patients/{pid}", "/hcp/patients/{pid}/upload",
+                                            "/hcp/patients/{pid}/documents/{entry_id}/content",
+                                            "/hcp/patients/{pid}/emergency", "/hcp/activity", "/hcp/sign-out"}
+    for route in (r for r in hcp_routes if r.path not in HCP_PUBLIC_PATHS):  # each sends a browser without a
+        for method in route.methods - {"HEAD"}:                             # session to sign in, POST alike
+            answer = gateway.client.request(method, route.path.replace("{pid}", "x").replace("{entry_id}", "y"),
+                                            follow_redirects=False)
+            assert (answer.status_code, answer.headers["location"]) == (303, "/hcp/sign-in"), route.path

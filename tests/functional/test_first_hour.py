@@ -155,6 +155,9 @@ def test_token_from_another_shell_is_for_the_running_gateway_and_the_banner_tell
                             params={"patient.identifier": DEMO_SEARCH},
                             headers={"Authorization": f"Bearer {explicit.stdout.splitlines()[-1]}"})
         assert refused.status_code == 401
+        hcp_page = httpx.get(f"https://127.0.0.1:{port}/hcp/sign-in", verify=tls, timeout=10,
+                             headers={"Accept-Language": "en"})
+        assert hcp_page.status_code == 200 and "Dr. Demo Favre" in hcp_page.text  # the banner's demo professional
     finally:
         process.terminate()
         out, _ = process.communicate(timeout=30)
@@ -163,6 +166,7 @@ def test_token_from_another_shell_is_for_the_running_gateway_and_the_banner_tell
     assert seen == {role: view.documents for role, view in DEMO_VIEWS.items()}
     for role, view in DEMO_VIEWS.items():
         assert f"{role} ({view.says}):" in out
+    assert f"physicians' page: https://127.0.0.1:{port}/hcp " in out
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert read_note(tmp_path / "data") is None  # the stopped gateway's note no longer counts
 

@@ -19,7 +19,7 @@ def get_paths(app) -> list[str]:
     """Every GET route of the app, path parameters filled with a placeholder."""
     paths = [re.sub(r"\{[^}]+\}", "x", route.path) for route in every_route(app.router.routes)
              if "GET" in (route.methods or ())]
-    paths += [f"{route.path}/portal.css" for route in app.router.routes if isinstance(route, Mount)]
+    paths += [f"{route.path}/pages.css" for route in app.router.routes if isinstance(route, Mount)]
     return sorted(set(paths))
 
 

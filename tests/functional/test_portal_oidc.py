@@ -30,7 +30,7 @@ from gateway.composition import create_app
 from gateway.first_start import prepare
 from gateway.pki import ensure_dev_pki
 from gateway.exchanges.policies import PolicyChange
-from gateway.portal.sessions import COOKIE
+from gateway.pages.sessions import COOKIE
 from gateway.wiring import build_runtime
 
 CLIENT_ID, CLIENT_SECRET = "epr-portal", secrets.token_urlsafe(16)

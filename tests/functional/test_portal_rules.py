@@ -17,7 +17,7 @@ from functional.helpers import document_ids, one_document_bundle
 from gateway.samples import pdf_document, provide_bundle
 from gateway.composition import create_app
 from gateway.first_start import prepare
-from gateway.portal.sessions import COOKIE
+from gateway.pages.sessions import COOKIE
 from gateway.wiring import build_runtime
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -164,7 +164,7 @@ def test_the_development_sign_in_is_refused_in_production(tmp_path):
 def test_security_headers_on_every_portal_answer(portal):
     client = portal.client
     for answer in (client.get("/portal/sign-in"), sign_in(client), client.get("/portal/documents"),
-                   client.get(f"/portal/documents/{portal.mine}/content"), client.get("/portal/static/portal.css")):
+                   client.get(f"/portal/documents/{portal.mine}/content"), client.get("/portal/static/pages.css")):
         csp = answer.headers["content-security-policy"]
         assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
         assert "script-src" not in csp or "script-src 'self';" in csp
@@ -174,7 +174,7 @@ def test_security_headers_on_every_portal_answer(portal):
         assert answer.headers["x-frame-options"] == "DENY"
     assert client.get("/portal/documents").headers["cache-control"] == "no-store"
     assert client.get(f"/portal/documents/{portal.mine}/content").headers["cache-control"] == "no-store"
-    assert client.get("/portal/static/portal.css").headers["cache-control"].startswith("public")
+    assert client.get("/portal/static/pages.css").headers["cache-control"].startswith("public")
     assert "<script>" not in client.get("/portal/documents").text  # no inline script anywhere
 
 

@@ -40,13 +40,20 @@ ROOT_MODULES = frozenset({"gateway", "gateway.cli", "gateway.migration_cli", "ga
                           "gateway.running_note", "gateway.delivery_setup", "gateway.delivery_cli",
                           "gateway.metrics_listener", "gateway.instrumentation", "gateway.readiness", "gateway.keys_cli",
                           "gateway.backup", "gateway.backup_cli", "gateway.restore_check"})
-FACES = ("http", "mllp", "portal", "migration", "delivery")
+FACES = ("http", "mllp", "portal", "hcp", "migration", "pages", "delivery")
 SUPPORT = ("gateway.auth", "gateway.settings", "gateway.pki", "gateway.log_format", "gateway.metrics",
            "gateway.redis_client")
 # (importing unit, imported unit) on one floor, and why.
 SIDEWAYS = {
     ("face:portal", "face:http"): "the patient's page is served by the FHIR face's app: it runs use-cases through "
                                   "`routes.common.run_use_case` and answers with the statuses of the one error table",
+    ("face:portal", "face:pages"): "the patient's page lives in the house the web pages share (sessions, CSRF, "
+                                   "headers, languages, layout)",
+    ("face:hcp", "face:pages"): "the professionals' page lives in the house the web pages share",
+    ("face:hcp", "face:http"): "the professionals' page is served by the FHIR face's app: it runs use-cases through "
+                               "`routes.common.run_use_case` and serves documents by ITI-68's header rule",
+    ("face:pages", "face:http"): "the web pages are served by the FHIR face's app: their error pages carry the "
+                                 "statuses of its one error table, refused forms count with its refusals",
 }
 # Circles that another branch removes; each must still exist (else it is taken off this list).
 KNOWN_CIRCLES: dict = {}

@@ -161,9 +161,10 @@ def test_the_stored_record_is_the_canonical_audit_event_and_its_hash_chain(engin
     assert (row.seq, row.patient_key, row.record_json, row.prev_hash) == (1, patient_key(SPID), expected_json, "0" * 64)
     assert row.record_hash == chain_hash(prev_hash="0" * 64, seq=1, patient_key=patient_key(SPID),
                                          record_json=expected_json)
-    assert {k: getattr(row, k) for k in ("recorded_at", "event_type", "subtype", "outcome")} == \
+    assert {k: getattr(row, k) for k in ("recorded_at", "event_type", "subtype", "outcome", "professional")} == \
         ledger_columns(json.loads(expected_json)) == {"recorded_at": datetime(2025, 3, 1, 8, 1), "event_type": "ITI-68",
-                                                      "subtype": "ATC_DOC_READ", "outcome": "0"}
+                                                      "subtype": "ATC_DOC_READ", "outcome": "0",
+                                                      "professional": record.principal.user_id}
 
 
 # -- tampering -------------------------------------------------------------------------------------
@@ -176,6 +177,14 @@ def test_a_changed_record_is_named(engine, signing_key):
 
     assert verify_ledger(engine=engine, public_keys=ledger.public_keys) == problem_report(
         16, 1, "record 17 was changed")
+
+
+def test_a_record_hidden_from_a_professionals_activity_through_its_column_is_named(engine, signing_key):
+    ledger = filled_ledger(engine, signing_key, 30)
+    execute(engine, "UPDATE audit_record SET professional = NULL WHERE seq = 17")
+
+    assert verify_ledger(engine=engine, public_keys=ledger.public_keys) == problem_report(
+        16, 1, "record 17 was changed (its professional column disagrees with its AuditEvent)")
 
 
 def test_a_record_hidden_from_the_patient_trail_through_its_columns_is_named(engine, signing_key):
@@ -317,7 +326,7 @@ def test_a_prepared_record_is_the_canonical_event_and_its_columns():
     prepared = prepare(record, patient_key(SPID))
     event = to_audit_event(record)
     assert json.loads(prepared.record_json) == json.loads(canonical_json(event))
-    assert (prepared.recorded_at, prepared.event_type, prepared.subtype, prepared.outcome) == tuple(
+    assert (prepared.recorded_at, prepared.event_type, prepared.subtype, prepared.outcome, prepared.professional) == tuple(
         ledger_columns(json.loads(prepared.record_json)).values())
     # The canonical form is what the standard library writes with sorted keys and no spaces.
     assert prepared.record_json == json.dumps(json.loads(prepared.record_json), sort_keys=True,

@@ -10,9 +10,10 @@ from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 
 import gateway.portal
-from gateway.portal.i18n import LANGUAGES, choose
+from gateway.pages.i18n import LANGUAGES, choose
 
 PORTAL = Path(gateway.portal.__file__).parent
+SHARED = PORTAL.parent / "pages"  # the layout both pages share: its texts are in each page's catalogues
 LOCALES = PORTAL / "locales"
 METHODS = [("**.py", "python"), ("**/templates/**.html", "jinja2")]
 KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
@@ -20,10 +21,11 @@ KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
 
 def extracted_ids() -> set:
     found = set()
-    for _file, _line, message, _comments, _context in extract_from_dir(
-            str(PORTAL), METHODS, keywords=KEYWORDS, options_map={"**/templates/**.html": {
-                "extensions": "jinja2.ext.i18n"}}):
-        found.add(message if isinstance(message, str) else tuple(message))
+    for directory in (PORTAL, SHARED):
+        for _file, _line, message, _comments, _context in extract_from_dir(
+                str(directory), METHODS, keywords=KEYWORDS, options_map={"**/templates/**.html": {
+                    "extensions": "jinja2.ext.i18n"}}):
+            found.add(message if isinstance(message, str) else tuple(message))
     return found
 
 

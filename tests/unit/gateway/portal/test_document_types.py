@@ -7,7 +7,7 @@ from babel.support import Translations
 from gateway.portal import document_types
 from gateway.portal.document_rows import document_row
 from gateway.portal.directory import Directory
-from gateway.portal.i18n import LOCALES
+from gateway.portal.pages import LOCALES
 
 # The value set's codes, as ch-term publishes them (the Swiss extension's imaging order under its own system).
 VALUE_SET = {

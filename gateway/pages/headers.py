@@ -1,4 +1,4 @@
-"""Security headers on every answer under /portal: a strict CSP (no inline script or style, nothing
+"""Security headers on every answer of a web page (under /portal, under /hcp): a strict CSP (no inline script or style, nothing
 from another origin), no framing, no referrer to other sites, no MIME sniffing, and no caching of
 pages with patient data (static assets aside)."""
 
@@ -22,10 +22,12 @@ COMMON = [
     (b"strict-transport-security", b"max-age=31536000"),
 ]
 NO_STORE = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
+# What this middleware sets: the route's own values of these are replaced, never sent twice.
+REPLACED = frozenset({b"cache-control", b"content-security-policy", b"pragma", *(name for name, _ in COMMON)})
 
 
-class PortalHeaders:
-    def __init__(self, app: ASGIApp, prefix: str = "/portal"):
+class PageHeaders:
+    def __init__(self, app: ASGIApp, prefix: str):
         self.app = app
         self.prefix = prefix
 
@@ -39,9 +41,12 @@ class PortalHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
+                # A document downloaded rather than shown keeps the sandbox its route gave it (ITI-68's rule).
+                sandbox = next((v for k, v in message.get("headers", []) if k.lower() == b"content-security-policy"
+                                and v.startswith(b"sandbox")), None)
                 headers = [(k, v) for k, v in message.get("headers", [])
-                           if k.lower() not in (b"cache-control", b"content-security-policy")]
-                csp = DOCUMENT_CSP if document else PAGE_CSP
+                           if k.lower() not in REPLACED]
+                csp = sandbox.decode() if sandbox else DOCUMENT_CSP if document else PAGE_CSP
                 headers += [(b"content-security-policy", csp.encode()), *COMMON]
                 headers += [(b"cache-control", b"public, max-age=3600")] if static else NO_STORE
                 message = {**message, "headers": headers}

@@ -1,8 +1,9 @@
-"""The page's languages: French and German first (Valais is bilingual), Italian, English.
+"""The pages' languages: French and German first (Valais is bilingual), Italian, English.
 
-Every text of the page is in the message catalogues under `locales/` (gettext, compiled by Babel:
-`pybabel compile -d gateway/portal/locales`); the language comes from the session (the switcher),
-else from `Accept-Language`, else French.
+Every text of a page is in that page's message catalogues (`gateway/portal/locales/`,
+`gateway/hcp/locales/`: gettext, compiled by Babel, `make page-messages`), which also hold the texts of
+the layout the pages share; the language comes from the session (the switcher), else from
+`Accept-Language`, else French.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from babel.support import Translations
 LANGUAGES = ("fr", "de", "it", "en")
 DEFAULT = "fr"
 NAMES = {"fr": "Français", "de": "Deutsch", "it": "Italiano", "en": "English"}
-LOCALES = Path(__file__).parent / "locales"
 
 
 def N_(message: str) -> str:
@@ -49,8 +49,9 @@ def choose(session_lang: str | None, accept_language: str | None) -> str:
 
 
 @functools.cache
-def translations(lang: str) -> Translations:
-    return Translations.load(str(LOCALES), [lang], domain="messages")
+def translations(lang: str, locales: Path) -> Translations:
+    """The catalogue of `lang` under a page's `locales` directory."""
+    return Translations.load(str(locales), [lang], domain="messages")
 
 
 def format_date(value, lang: str) -> str:

@@ -1,13 +1,12 @@
-"""Production sign-in: OpenID Connect authorization code flow with PKCE (S256), through Authlib.
+"""Production sign-in of the web pages: OpenID Connect authorization code flow with PKCE (S256), through
+Authlib.
 
-The identity provider is configured by `EPR_PORTAL_OIDC_ISSUER`, `_CLIENT_ID`, `_CLIENT_SECRET` (and
-`_CA` for a private CA). Its discovery document names the endpoints; the ID token is verified here
-with joserfc against the provider's JWKS: algorithm allow-list, `iss`, `aud`, `exp`, `iat`, and the
-`nonce` this login sent. State, nonce and the PKCE verifier stay in the server-side session.
-
-The ID token's claims name the person: `EPR_PORTAL_OIDC_SPID_CLAIM` (default `epr_spid`) for a
-patient; `EPR_PORTAL_OIDC_REPRESENTATIVE_CLAIM` and `_REPRESENTED_CLAIM` for a representative and the
-patient they act for. The MPI and the patient's 303 then decide (`PortalExchange.sign_in`).
+Each page has its own identity provider (the patients' `EPR_PORTAL_OIDC_*`, the professionals'
+`EPR_HCP_OIDC_*`): issuer, client id and secret, and a CA for a private one. The provider's discovery
+document names the endpoints; the ID token is verified here with joserfc against the provider's JWKS:
+algorithm allow-list, `iss`, `aud`, `exp`, `iat`, and the `nonce` this login sent. State, nonce and the
+PKCE verifier stay in the server-side session. What the verified claims name (a patient, a professional)
+is each page's to read (`gateway.portal.identity`, `gateway.hcp.identity`).
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ import ssl
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import authlib.deprecate  # noqa: F401 - first, so that its "always show" filter comes before ours below
@@ -31,7 +31,6 @@ with warnings.catch_warnings():
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from adapters.cara.identifier_syntax import is_spid
 
 ALGORITHMS = ["RS256", "ES256", "PS256", "EdDSA"]
 DISCOVERY_MAX_AGE_SECONDS = 3600.0
@@ -43,23 +42,26 @@ class SignInFailed(Exception):
 
 
 @dataclass(frozen=True)
-class Identity:
-    role: str  # PAT or REP
-    user_id: str
-    patient_spid: str
-    name: str
+class Provider:
+    """One page's identity provider, as configured. `acr_values`: asked for at login (e.g. two-factor)."""
+
+    issuer: str
+    client_id: str
+    client_secret: str | None = None
+    redirect_url: str | None = None
+    ca: Path | None = None
+    acr_values: str | None = None
 
 
 class OidcClient:
-    def __init__(self, settings):
-        self.issuer = settings.portal_oidc_issuer.rstrip("/")
-        self.client_id = settings.portal_oidc_client_id
-        self.client_secret = settings.portal_oidc_client_secret
-        self.redirect_url = settings.portal_oidc_redirect_url
-        self.claims = (settings.portal_oidc_spid_claim, settings.portal_oidc_representative_claim,
-                       settings.portal_oidc_represented_claim)
-        self._verify: ssl.SSLContext | bool = (ssl.create_default_context(cafile=str(settings.portal_oidc_ca))
-                                                if settings.portal_oidc_ca else True)
+    def __init__(self, provider: Provider):
+        self.issuer = provider.issuer.rstrip("/")
+        self.client_id = provider.client_id
+        self.client_secret = provider.client_secret
+        self.redirect_url = provider.redirect_url
+        self.acr_values = provider.acr_values
+        self._verify: ssl.SSLContext | bool = (ssl.create_default_context(cafile=str(provider.ca))
+                                                if provider.ca else True)
         self._discovery: tuple[float, dict[str, Any]] | None = None
 
     async def _metadata(self) -> dict[str, Any]:
@@ -85,11 +87,13 @@ class OidcClient:
         login = {"state": generate_token(32), "nonce": generate_token(32), "code_verifier": generate_token(64),
                  "redirect_uri": self.redirect_url or redirect_uri}
         async with self._client(login["redirect_uri"]) as client:
+            extra = {"acr_values": self.acr_values} if self.acr_values else {}
             url, _ = client.create_authorization_url(metadata["authorization_endpoint"], state=login["state"],
-                                                     nonce=login["nonce"], code_verifier=login["code_verifier"])
+                                                     nonce=login["nonce"], code_verifier=login["code_verifier"], **extra)
         return url, login
 
-    async def finish(self, *, login: dict[str, str], state: str | None, code: str | None) -> Identity:
+    async def finish(self, *, login: dict[str, str], state: str | None, code: str | None) -> dict[str, Any]:
+        """The verified ID token's claims of the login this browser started, or SignInFailed."""
         if not login or not state or state != login.get("state") or not code:
             raise SignInFailed("state does not match this browser's login")
         metadata = await self._metadata()
@@ -103,8 +107,7 @@ class OidcClient:
         id_token = token.get("id_token")
         if not id_token:
             raise SignInFailed("no id_token in the token answer")
-        claims = await self._verified_claims(id_token, metadata, login["nonce"])
-        return self._identity(claims)
+        return await self._verified_claims(id_token, metadata, login["nonce"])
 
     async def _verified_claims(self, id_token: str, metadata: dict[str, Any], nonce: str) -> dict[str, Any]:
         async with httpx.AsyncClient(verify=self._verify, timeout=5) as client:
@@ -120,25 +123,3 @@ class OidcClient:
         except (JoseError, ValueError) as error:
             raise SignInFailed(f"ID token refused: {type(error).__name__}") from None
         return decoded.claims
-
-    def _identity(self, claims: dict[str, Any]) -> Identity:
-        spid_claim, representative_claim, represented_claim = self.claims
-        name = str(claims.get("name") or " ".join(str(claims.get(k, "")) for k in ("given_name", "family_name"))).strip()
-        representative = claims.get(representative_claim)
-        if representative:
-            spid = str(claims.get(represented_claim) or "")
-            if not is_spid(spid):
-                raise SignInFailed("a representative's token names no represented EPR-SPID")
-            return Identity("REP", str(representative), spid, name)
-        spid = str(claims.get(spid_claim) or "")
-        if not is_spid(spid):
-            raise SignInFailed("the ID token names no EPR-SPID")
-        return Identity("PAT", spid, spid, name)
-
-
-def oidc_client(settings) -> OidcClient | None:
-    if not settings.portal_oidc_issuer:
-        return None
-    if not settings.portal_oidc_client_id:
-        raise ValueError("EPR_PORTAL_OIDC_ISSUER needs EPR_PORTAL_OIDC_CLIENT_ID (and usually _CLIENT_SECRET)")
-    return OidcClient(settings)

@@ -6,7 +6,8 @@ import os
 import pytest
 import redis
 
-from gateway.portal.sessions import InProcessSessions, RedisSessions, Sessions
+from gateway.pages.sessions import InProcessSessions, RedisSessions, Sessions
+from gateway.portal.pages import PortalSession
 
 KINDS = ["in-process", pytest.param("redis", marks=pytest.mark.postgres)]
 
@@ -28,8 +29,8 @@ def make_sessions(kind: str, clock: Clock, idle: int = 60, absolute: int = 300) 
             pytest.fail("EPR_TEST_REDIS_URL is not set: run the suite with `make test`, which starts Redis")
         client = redis.Redis.from_url(url)
         client.flushdb()
-        store = RedisSessions(client=client, absolute_seconds=absolute)
-    return Sessions(store=store, idle_seconds=idle, absolute_seconds=absolute, clock=clock)
+        store = RedisSessions(client=client, absolute_seconds=absolute, kind=PortalSession)
+    return Sessions(store=store, idle_seconds=idle, absolute_seconds=absolute, clock=clock, kind=PortalSession)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -89,8 +90,8 @@ def test_redis_holds_sessions_under_a_hash_of_the_id_only():
         pytest.fail("EPR_TEST_REDIS_URL is not set: run the suite with `make test`, which starts Redis")
     client = redis.Redis.from_url(url)
     client.flushdb()
-    sessions = Sessions(store=RedisSessions(client=client, absolute_seconds=300), idle_seconds=60,
-                        absolute_seconds=300)
+    sessions = Sessions(store=RedisSessions(client=client, absolute_seconds=300, kind=PortalSession), idle_seconds=60,
+                        absolute_seconds=300, kind=PortalSession)
     session_id, _ = sessions.start()
 
     keys = [k.decode() for k in client.keys("*")]

@@ -3,6 +3,7 @@ driven over HTTP, and real signed tokens from the development issuer."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -57,6 +58,29 @@ def fresh_postgres_url() -> str:
     url = postgres_url()
     reset_postgres(url)
     return url
+
+
+@pytest.fixture(autouse=True)
+def logging_as_it_was():
+    """Commands run in process (CliRunner) configure logging as they do in production: `serve` a JSON
+    handler on the stderr of the moment, the others basicConfig. That stderr is a capture closed when
+    the test ends, so a later test's log line (alembic's, a witness thread's) would meet a closed stream
+    and print "--- Logging error ---" into whatever output that test reads. Every logger's handlers,
+    level and switches are given back after each test."""
+    manager = logging.Logger.manager
+    loggers = [logging.getLogger(), *(l for l in manager.loggerDict.values() if isinstance(l, logging.Logger))]
+    saved = [(l, l.handlers[:], l.level, l.propagate, l.disabled) for l in loggers]
+    disabled = manager.disable
+    yield
+    for logger, handlers, level, propagate, was_disabled in saved:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate, logger.disabled = propagate, was_disabled
+    known = {id(logger) for logger, *_ in saved}
+    for logger in list(manager.loggerDict.values()):  # loggers made during the test: no stream handler kept
+        if isinstance(logger, logging.Logger) and id(logger) not in known:
+            logger.handlers[:] = [h for h in logger.handlers if not isinstance(h, logging.StreamHandler)]
+    logging.disable(disabled)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

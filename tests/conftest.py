@@ -61,6 +61,27 @@ def fresh_postgres_url() -> str:
 
 
 @pytest.fixture(autouse=True)
+def environment_as_it_was():
+    """`serve` run in process exports its settings into os.environ (for its workers) and the metrics set
+    PROMETHEUS_MULTIPROC_DIR: left there, a later test's Settings() would read an earlier test's
+    database, data directory or metrics folder (PostgreSQL tables "missing", SQLite files gone). The
+    environment is given back after each test, and the metrics to memory when their folder goes."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        multiprocess = os.environ.get("PROMETHEUS_MULTIPROC_DIR") != saved.get("PROMETHEUS_MULTIPROC_DIR")
+        os.environ.clear()
+        os.environ.update(saved)
+        if multiprocess:
+            from prometheus_client import values
+
+            from gateway import metrics
+
+            values.ValueClass = values.get_value_class()
+            metrics._made = None  # noqa: SLF001 - made again, in memory or in the folder the environment names
+
+
+@pytest.fixture(autouse=True)
 def logging_as_it_was():
     """Commands run in process (CliRunner) configure logging as they do in production: `serve` a JSON
     handler on the stderr of the moment, the others basicConfig. That stderr is a capture closed when

@@ -23,11 +23,14 @@ log = logging.getLogger("epr.gateway.exchanges.access")
 
 
 def name_routes(routes) -> None:
-    """Each route that is not FastAPI's own puts itself in the scope when it answers (`scope["route"]`)."""
+    """Each route that is not FastAPI's own puts itself in the scope when it answers (`scope["route"]`).
+
+    Once per route object: some routes (the hot MHD reads) are module-level objects shared by every app
+    built in the process, and wrapping them again at each app would stack one call per app built."""
     from fastapi.routing import APIRoute
 
     for route in routes:
-        if not isinstance(route, APIRoute):
+        if not isinstance(route, APIRoute) and not getattr(route.handle, "names_route", False):
             route.handle = _naming(route, route.handle)
 
 
@@ -35,6 +38,7 @@ def _naming(route, handle):
     async def named(scope: Scope, receive: Receive, send: Send) -> None:
         scope["route"] = route
         await handle(scope, receive, send)
+    named.names_route = True
     return named
 
 

@@ -125,6 +125,10 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # default 2 MB cache holds: the rest would be spilled to the WAL mid-transaction and the index
     # pages read back cold on the next batch. The cache only grows as a connection uses it.
     cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+    # A statement that writes after others in its transaction keeps a statement journal (to undo that
+    # statement alone); past 64 KiB — one sealed document body — SQLite spills it to a temporary file,
+    # created, written page by page and unlinked for each batch. In memory it is never written at all.
+    cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()
 
 

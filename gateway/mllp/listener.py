@@ -109,11 +109,15 @@ class MllpListener:
         if self._group is None:
             return await loop.run_in_executor(self._executor, self._handle, raw, subject, context)
         self._group.preparing(+1)  # a batch being gathered waits for this one (see group_commit)
+        if self._mapping is None:
+            answered = loop.create_future()
+            self._executor.submit(self._read_and_submit, raw, subject, context, loop, answered)
+            return await answered
         try:
-            read = await self._mapping.read(loop, raw, subject) if self._mapping is not None else None
-            if read is not None:  # mapped in a worker process (see mapping_pool)
-                pending = self._group.submit(self._handler.pending(read, raw, certificate_subject=subject))
-            else:
+            read = await self._mapping.read(loop, raw, subject)
+            pending = (self._group.submit(self._handler.pending(read, raw, certificate_subject=subject))
+                       if read is not None else None)  # mapped in a worker process (see mapping_pool)
+            if pending is None:
                 ack = await loop.run_in_executor(self._executor, self._handle, raw, subject, context)
                 if isinstance(ack, bytes):
                     return ack
@@ -122,12 +126,40 @@ class MllpListener:
             self._group.preparing(-1)
         return await asyncio.wrap_future(pending)
 
+    def _read_and_submit(self, raw: bytes, subject: str | None, context: RequestContext, loop, answered) -> None:
+        """In the thread pool: the message read and checked, and a document handed on to the group commit
+        from here, so that the loop is woken once, when the ACK is known — not also between the two steps
+        (each wake-up is a write to the loop's socket, an epoll round and a GIL handoff)."""
+        try:
+            try:
+                ack = self._handle(raw, subject, context)
+                pending = None if isinstance(ack, bytes) else self._group.submit(ack)
+            finally:
+                self._group.preparing(-1)  # submitted (or answered): the batch need not wait for it
+        except BaseException as error:  # the channel answers its own failures: the last guard
+            loop.call_soon_threadsafe(_settle, answered, None, error)
+            return
+        if pending is None:
+            loop.call_soon_threadsafe(_settle, answered, ack, None)
+        else:
+            pending.add_done_callback(lambda done: loop.call_soon_threadsafe(
+                _settle, answered, None if done.exception() else done.result(), done.exception()))
+
     def _handle(self, raw: bytes, subject: str | None, context: RequestContext) -> bytes:
         token = current_request.set(context)  # the audit records name the sending address
         try:
             return self._handler.handle(raw, certificate_subject=subject, defer_documents=self._group is not None)
         finally:
             current_request.reset(token)
+
+
+def _settle(answered: asyncio.Future, ack: bytes | None, error: BaseException | None) -> None:
+    if answered.done():  # its connection stopped waiting (closed, listener stopping)
+        return
+    if error is not None:
+        answered.set_exception(error)
+    else:
+        answered.set_result(ack)
 
 
 def _trigger(raw: bytes) -> str:

@@ -1,8 +1,8 @@
 """The pages' languages: French and German first (Valais is bilingual), Italian, English.
 
 Every text of a page is in that page's message catalogues (`gateway/portal/locales/`,
-`gateway/hcp/locales/`: gettext, compiled by Babel, `make page-messages`), which also hold the texts of
-the layout the pages share; the language comes from the session (the switcher), else from
+`gateway/hcp/locales/`: gettext, compiled by Babel, `make portal-messages` or `make hcp-messages`),
+which also hold the texts of the layout the pages share; the language comes from the session (the switcher), else from
 `Accept-Language`, else French.
 """
 

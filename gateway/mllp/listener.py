@@ -111,7 +111,11 @@ class MllpListener:
         self._group.preparing(+1)  # a batch being gathered waits for this one (see group_commit)
         if self._mapping is None:
             answered = loop.create_future()
-            self._executor.submit(self._read_and_submit, raw, subject, context, loop, answered)
+            try:
+                self._executor.submit(self._read_and_submit, raw, subject, context, loop, answered)
+            except BaseException:  # the pool is shut down (stopping): this one is not being prepared
+                self._group.preparing(-1)
+                raise
             return await answered
         try:
             read = await self._mapping.read(loop, raw, subject)
@@ -141,9 +145,13 @@ class MllpListener:
             return
         if pending is None:
             loop.call_soon_threadsafe(_settle, answered, ack, None)
-        else:
-            pending.add_done_callback(lambda done: loop.call_soon_threadsafe(
-                _settle, answered, None if done.exception() else done.result(), done.exception()))
+            return
+
+        def committed(batch_answer) -> None:  # in the group commit's thread
+            error = batch_answer.exception()
+            loop.call_soon_threadsafe(_settle, answered, None if error else batch_answer.result(), error)
+
+        pending.add_done_callback(committed)
 
     def _handle(self, raw: bytes, subject: str | None, context: RequestContext) -> bytes:
         token = current_request.set(context)  # the audit records name the sending address

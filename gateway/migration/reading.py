@@ -329,14 +329,20 @@ def prepared_documents(sources: list[Path], tables: CodeTables, workers: int,
                     break
                 yield from chunk
     finally:
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-        for process in processes:
-            process.join(5)
-        for q in queues:
-            q.close()
-            q.cancel_join_thread()
+        stop_processes(processes, queues, wait=5)
+
+
+def stop_processes(processes, queues, *, wait: float) -> None:
+    """The run's helper processes ended (terminated if still running) and their queues let go of, without
+    waiting on what is still buffered for a pipe nobody reads any more."""
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(wait)
+    for q in queues:
+        q.close()
+        q.cancel_join_thread()
 
 
 def _next(q, process):

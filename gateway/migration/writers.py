@@ -28,7 +28,7 @@ from adapters.infomed.xdm.codes import CodeTables
 from consent.principal import Principal
 from gateway.exchanges.failures import is_dependency_failure
 from gateway.migration.job import Counts, MigrationJob
-from gateway.migration.reading import Prepared, Share, described
+from gateway.migration.reading import Prepared, Share, described, stop_processes
 
 log = logging.getLogger("epr.migration")
 SEVERAL_WRITERS = ("postgresql",)  # the stores that take several writers at once
@@ -110,13 +110,7 @@ def run_in_writers(job: MigrationJob, sources: list[Path], *, writers: int, part
                 finished[number] = (rest[1], rest[2])
             job.on_progress(_total(latest.values()))
     finally:
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-        for process in processes:
-            process.join(10)
-        out.close()
-        out.cancel_join_thread()
+        stop_processes(processes, [out], wait=10)
     deferred = [p for stayed, _ in finished.values() for p in stayed]
     targets = {uuid: target for _, theirs in finished.values() for uuid, target in theirs.items()}
     writers_counts = _total(latest.values())

@@ -21,7 +21,10 @@ import pytest
 from sqlalchemy import func, select
 
 from adapters.infomed.generate.export import generate
+from adapters.infomed.generate.metadata import association
+from adapters.infomed.xdm import ebrim
 from adapters.infomed.xdm.codes import CodeTables
+from adapters.infomed.xdm.mapping import patient_key
 from conftest import HCP_GLN, fresh_postgres_url, running_gateway
 from gateway.exchanges.imports import ImportExchange
 from gateway.migration.feed import feed_patients
@@ -29,6 +32,7 @@ from gateway.migration.job import MigrationJob, migration_principal
 from gateway.migration.journal import Journal
 from gateway.migration.report import build_report
 from gateway.migration.schema import migration_journal
+from gateway.migration.reading import Share
 from gateway.migration.writers import writer_processes
 from test_migration import process_group_ended, record_state, without_case_ids
 
@@ -62,15 +66,12 @@ def export(tmp_path_factory) -> tuple[Path, str]:
 
 
 def sources(export: Path) -> list[str]:
-    return [str(p) for p in sorted(export.glob("media-*.zip"))]
+    return [str(p) for p in sorted(export.glob("media-*"))]
 
 
-@pytest.fixture(scope="module")
-def one_writer(tmp_path_factory, export) -> tuple[list[dict], dict]:
-    """The reference: the export migrated by one writer, in this process (its report's documents and
-    what the record holds)."""
-    folder, _ = export
-    tmp_path = tmp_path_factory.mktemp("one-writer")
+def migrated_by_one_writer(tmp_path: Path, folder: Path) -> tuple[list[dict], dict]:
+    """The reference: `folder` migrated by one writer, in this process (its report's documents and what
+    the record holds)."""
     with running_gateway(tmp_path, fresh_postgres_url()) as gateway:
         runtime = gateway.runtime
         feed_patients(gateway.services, folder / "patients.ndjson", onboard=True)
@@ -84,11 +85,28 @@ def one_writer(tmp_path_factory, export) -> tuple[list[dict], dict]:
         return without_case_ids(report["documents"]), record_state(runtime)
 
 
+@pytest.fixture(scope="module")
+def one_writer(tmp_path_factory, export) -> tuple[list[dict], dict]:
+    return migrated_by_one_writer(tmp_path_factory.mktemp("one-writer"), export[0])
+
+
 def cli(gateway, *args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "EPR_DATA_DIR": str(gateway.data_dir), "EPR_DEMO_DATA": "false",
            "EPR_DATABASE_URL": gateway.runtime.settings.database_url}
     return subprocess.Popen([sys.executable, "-c", "from gateway.cli import app; app()", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def migrated_by_writers(gateway, folder: Path, *, writers: int, batch: int) -> tuple[str, list[dict]]:
+    """`folder` migrated by `epr-gateway migrate --workers N` (its patients fed first): what it printed and
+    its report's documents."""
+    feed_patients(gateway.services, folder / "patients.ndjson", onboard=True)
+    report_file = gateway.data_dir.parent / "report.json"
+    run = cli(gateway, "migrate", *sources(folder), "--as-gln", HCP_GLN, "--workers", str(writers), "--batch",
+              str(batch), "--report", str(report_file), "--no-progress")
+    out, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err
+    return out, json.loads(report_file.read_text())["documents"]
 
 
 def journaled(gateway) -> int:
@@ -115,15 +133,8 @@ def test_several_writers_store_exactly_what_one_writer_stores(tmp_path, export, 
     folder, bad_source = export
     expected_documents, expected_state = one_writer
     with running_gateway(tmp_path, fresh_postgres_url()) as gateway:
-        feed_patients(gateway.services, folder / "patients.ndjson", onboard=True)
-        report_file = tmp_path / "report.json"
+        out, documents = migrated_by_writers(gateway, folder, writers=3, batch=8)
 
-        run = cli(gateway, "migrate", *sources(folder), "--as-gln", HCP_GLN, "--workers", "3", "--batch", "8",
-                  "--report", str(report_file), "--no-progress")
-        out, err = run.communicate(timeout=300)
-
-        assert run.returncode == 0, err
-        documents = json.loads(report_file.read_text())["documents"]
         assert without_case_ids(documents) == expected_documents
         assert record_state(gateway.runtime) == expected_state
         [bad] = [d for d in documents if d["source"] == bad_source]
@@ -169,3 +180,50 @@ def test_a_writer_killed_stops_the_run_and_the_same_command_ends_it_as_one_write
         assert record_state(gateway.runtime) == expected_state
         verify = cli(gateway, "audit", "verify")
         assert verify.wait(timeout=120) == 0, verify.stderr.read()
+
+
+def documents_in_order(folder: Path) -> list[tuple[Path, ebrim.RegistryObject, str]]:
+    """(package, document, source) of every document of the export, in the run's order."""
+    found = []
+    for medium in sorted(folder.glob("media-*")):
+        for metadata_file in sorted(medium.glob("IHE_XDM/*/METADATA.XML")):
+            package = metadata_file.parent
+            for document in ebrim.parse_metadata(metadata_file.read_bytes()).documents:
+                found.append((package, document, f"{medium.name}/IHE_XDM/{package.name}/{document.slot('URI')}"))
+    return found
+
+
+def names_as_addendum(package: Path, document: ebrim.RegistryObject, target: ebrim.RegistryObject) -> None:
+    metadata = package / "METADATA.XML"
+    text = metadata.read_text(encoding="utf-8")
+    tail = text.rindex("</rim:RegistryObjectList>")
+    metadata.write_text(text[:tail] + association(900, ebrim.APND, document.id, target.id) + text[tail:],
+                        encoding="utf-8")
+
+
+def test_a_relation_across_two_writers_shares_is_decided_as_one_writer_decides_it(tmp_path):
+    """A document naming another patient's document (another writer's share) as its target: named
+    earlier in the run, one writer finds it and the record refuses it (not this patient's); named later,
+    one writer holds it as not (yet) in the record. Several writers hand such documents to the parent,
+    which decides them at the end seeing only the targets that came before each."""
+    folder = tmp_path / "export"
+    generate(out=folder, documents=60, patients=12, seed=5, quirks=0.0, subsets_per_media=6)
+    documents = documents_in_order(folder)
+    writer_of = {source: next(n for n in range(2) if Share(n, 2).takes(patient_key(document)))
+                 for _, document, source in documents}
+    first, *_, last = documents
+    backward = next(d for d in documents[len(documents) // 2:] if writer_of[d[2]] != writer_of[first[2]])
+    forward = next(d for d in documents[1:len(documents) // 2] if writer_of[d[2]] != writer_of[last[2]])
+    names_as_addendum(backward[0], backward[1], first[1])
+    names_as_addendum(forward[0], forward[1], last[1])
+    expected_documents, expected_state = migrated_by_one_writer(tmp_path / "one", folder)
+    expected = {d["source"]: d for d in expected_documents}
+    assert (expected[backward[2]]["outcome"], expected[forward[2]]["outcome"]) == ("held", "held")
+    assert "not a document of this patient" in expected[backward[2]]["reason"]
+    assert "not (yet) in the record" in expected[forward[2]]["reason"]
+
+    with running_gateway(tmp_path / "two", fresh_postgres_url()) as gateway:
+        _, documents = migrated_by_writers(gateway, folder, writers=2, batch=4)
+
+        assert without_case_ids(documents) == expected_documents
+        assert record_state(gateway.runtime) == expected_state

@@ -10,6 +10,9 @@ metadata order):
 Because the journal commits with the documents, a run killed at any point and started again skips
 exactly what was committed and ends in the state of an uninterrupted run. Decisions that depend on
 earlier documents (relation targets) are taken in order in this process; reader processes only read.
+On PostgreSQL several of these jobs run at once, one per writer process, each on its share of the
+patients (`writers.py`); what one of them cannot decide alone (a target in another's share) is deferred
+to the parent, which decides it at the end in the run's order (`run_deferred`).
 """
 
 from __future__ import annotations
@@ -111,12 +114,15 @@ class MigrationJob:
         self._patients: dict = {}  # PatientRequest → ImportPatient, for this run
 
     # -- the run ------------------------------------------------------------------------------------
-    def run(self, sources: list[Path]) -> None:
+    def run(self, sources: list[Path], *, earlier_targets: dict[str, str] | None = None) -> None:
+        """`earlier_targets`: a writer of several is given the targets stored before the run started (read
+        once by the parent): read here, they could include what another writer of this run has just
+        stored, which this writer would then take for an earlier run's, whatever its place in the run."""
         names = [s.name for s in sources]
         if len(set(names)) != len(names):
             raise ValueError("two sources have the same name: the journal tells media apart by name")
         done = self.journal.rows_for(names)
-        self._targets = self.journal.stored_targets()
+        self._targets = dict(earlier_targets) if earlier_targets is not None else self.journal.stored_targets()
         with collector_held_back(), self._writing():
             for prepared in prepared_documents(sources, self.tables, self.workers, self.share):
                 if prepared.row.source in done:
@@ -125,11 +131,13 @@ class MigrationJob:
                 self._add(prepared)
             self._flush()
 
-    def run_deferred(self, deferred: list[Prepared], targets: dict[str, tuple[str, tuple[int, int] | None]]) -> None:
+    def run_deferred(self, deferred: list[Prepared], targets: dict[str, tuple[str, tuple[int, int] | None]], *,
+                     earlier_targets: dict[str, str]) -> None:
         """What several writers deferred, in the run's order, once all of them are done: `targets` (every
         writer's `targets_of_this_run`) are seen by a document only if they come before it in the run
-        (`_with_targets`), so each is decided as one writer would have decided it."""
-        self._targets = self.journal.stored_targets()
+        (`_with_targets`), so each is decided as one writer would have decided it; `earlier_targets`
+        (stored before the run) by every one."""
+        self._targets = dict(earlier_targets)
         for entry_uuid, (unique_id, position) in targets.items():
             self._targets[entry_uuid] = unique_id
             if position is not None:

@@ -53,6 +53,7 @@ class _Plan:
     principal: Principal
     batch: int
     parts: WriterParts
+    earlier_targets: dict[str, str]  # entryUUID → uniqueId stored before the run (`MigrationJob.run`)
 
 
 class _ParentGone(Exception):
@@ -74,7 +75,7 @@ def _writer(number: int, writers: int, plan: _Plan, out) -> None:
         job = MigrationJob(exchange=exchange, imports=imports, journal=journal, tables=plan.tables,
                            principal=plan.principal, batch=plan.batch, workers=0, on_progress=progress,
                            share=Share(number, writers), defer=deferred.append)
-        job.run([Path(s) for s in plan.sources])
+        job.run([Path(s) for s in plan.sources], earlier_targets=plan.earlier_targets)
         out.put(("done", number, job.counts, deferred, job.targets_of_this_run()))
     except _ParentGone:
         out.cancel_join_thread()
@@ -92,7 +93,8 @@ def run_in_writers(job: MigrationJob, sources: list[Path], *, writers: int, part
         raise ValueError("two sources have the same name: the journal tells media apart by name")
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
-    plan = _Plan(tuple(str(s) for s in sources), job.tables, job.principal, job.batch, parts)
+    earlier_targets = job.journal.stored_targets()  # once, before any writer stores anything
+    plan = _Plan(tuple(str(s) for s in sources), job.tables, job.principal, job.batch, parts, earlier_targets)
     processes = [context.Process(target=_writer, args=(n, writers, plan, out), daemon=True,
                                  name=f"migration-writer-{n}") for n in range(writers)]
     for process in processes:
@@ -119,7 +121,7 @@ def run_in_writers(job: MigrationJob, sources: list[Path], *, writers: int, part
     job.on_progress = lambda counts: on_progress(writers_counts.merged(counts))
     try:
         if deferred:
-            job.run_deferred(deferred, targets)
+            job.run_deferred(deferred, targets, earlier_targets=earlier_targets)
     finally:
         job.on_progress = on_progress
         job.counts = writers_counts.merged(job.counts)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,13 @@ def sources(export: Path) -> list[str]:
     return [str(p) for p in sorted(export.glob("media-*"))]
 
 
+def job_on(runtime, journal: Journal, **options) -> MigrationJob:
+    exchange = runtime.services.exchange
+    return MigrationJob(exchange=exchange, imports=ImportExchange(exchange=exchange), journal=journal,
+                        tables=CodeTables.load([]), principal=migration_principal(HCP_GLN), batch=8, workers=0,
+                        **options)
+
+
 def migrated_by_one_writer(tmp_path: Path, folder: Path) -> tuple[list[dict], dict]:
     """The reference: `folder` migrated by one writer, in this process (its report's documents and what
     the record holds)."""
@@ -76,9 +84,7 @@ def migrated_by_one_writer(tmp_path: Path, folder: Path) -> tuple[list[dict], di
         runtime = gateway.runtime
         feed_patients(gateway.services, folder / "patients.ndjson", onboard=True)
         journal = Journal(engine=runtime.engine, keyring=runtime.keyring)
-        job = MigrationJob(exchange=runtime.services.exchange, imports=ImportExchange(exchange=runtime.services.exchange),
-                           journal=journal, tables=CodeTables.load([]), principal=migration_principal(HCP_GLN),
-                           batch=8, workers=0)
+        job = job_on(runtime, journal)
         job.run([Path(s) for s in sources(folder)])
         report = build_report(journal.rows_for(Path(s).name for s in sources(folder)).values(),
                               code_tables=job.tables.version)
@@ -201,11 +207,22 @@ def names_as_addendum(package: Path, document: ebrim.RegistryObject, target: ebr
                         encoding="utf-8")
 
 
-def test_a_relation_across_two_writers_shares_is_decided_as_one_writer_decides_it(tmp_path):
-    """A document naming another patient's document (another writer's share) as its target: named
-    earlier in the run, one writer finds it and the record refuses it (not this patient's); named later,
-    one writer holds it as not (yet) in the record. Several writers hand such documents to the parent,
-    which decides them at the end seeing only the targets that came before each."""
+@dataclass
+class Crossed:
+    folder: Path
+    backward: str  # the source of a document naming an earlier document of another writer's share
+    forward: str  # the source of one naming a later one (the run's last document)
+    writer_of_last: int
+    expected_documents: list[dict]
+    expected_state: dict
+
+
+@pytest.fixture(scope="module")
+def crossed(tmp_path_factory) -> Crossed:
+    """An export where a document names another patient's document (another writer's share) as its
+    target: named earlier in the run, one writer finds it and the record refuses it (not this patient's);
+    named later, one writer holds it as not (yet) in the record. With one writer's report and record."""
+    tmp_path = tmp_path_factory.mktemp("crossed")
     folder = tmp_path / "export"
     generate(out=folder, documents=60, patients=12, seed=5, quirks=0.0, subsets_per_media=6)
     documents = documents_in_order(folder)
@@ -221,9 +238,62 @@ def test_a_relation_across_two_writers_shares_is_decided_as_one_writer_decides_i
     assert (expected[backward[2]]["outcome"], expected[forward[2]]["outcome"]) == ("held", "held")
     assert "not a document of this patient" in expected[backward[2]]["reason"]
     assert "not (yet) in the record" in expected[forward[2]]["reason"]
+    return Crossed(folder, backward[2], forward[2], writer_of[last[2]], expected_documents, expected_state)
 
-    with running_gateway(tmp_path / "two", fresh_postgres_url()) as gateway:
-        _, documents = migrated_by_writers(gateway, folder, writers=2, batch=4)
 
-        assert without_case_ids(documents) == expected_documents
+def test_a_relation_across_two_writers_shares_is_decided_as_one_writer_decides_it(tmp_path, crossed):
+    """Several writers hand such documents to the parent, which decides them at the end seeing only the
+    targets that came before each."""
+    with running_gateway(tmp_path, fresh_postgres_url()) as gateway:
+        _, documents = migrated_by_writers(gateway, crossed.folder, writers=2, batch=4)
+
+        assert without_case_ids(documents) == crossed.expected_documents
+        assert record_state(gateway.runtime) == crossed.expected_state
+
+
+def test_a_writer_that_starts_after_another_has_finished_takes_nothing_of_this_run_for_earlier(tmp_path, crossed):
+    """The writers one after the other, in this process, the one holding the run's last document first:
+    the second must not take what the first stored for an earlier run's (it would find the forward
+    target)."""
+    with running_gateway(tmp_path, fresh_postgres_url()) as gateway:
+        runtime = gateway.runtime
+        feed_patients(gateway.services, crossed.folder / "patients.ndjson", onboard=True)
+        journal = Journal(engine=runtime.engine, keyring=runtime.keyring)
+        earlier = journal.stored_targets()
+        paths = [Path(s) for s in sources(crossed.folder)]
+        deferred, targets = [], {}
+        for number in (crossed.writer_of_last, 1 - crossed.writer_of_last):
+            writer = job_on(runtime, journal, share=Share(number, 2), defer=deferred.append)
+            writer.run(paths, earlier_targets=earlier)
+            targets.update(writer.targets_of_this_run())
+        job_on(runtime, journal).run_deferred(deferred, targets, earlier_targets=earlier)
+
+        report = build_report(journal.rows_for(p.name for p in paths).values(), code_tables=CodeTables.load([]).version)
+        assert without_case_ids(report["documents"]) == crossed.expected_documents
+        assert {s for s in (crossed.backward, crossed.forward)} <= {p.row.source for p in deferred}
+        assert record_state(runtime) == crossed.expected_state
+
+
+def test_the_command_killed_its_writers_end_too_and_the_same_command_ends_the_run(tmp_path, export, one_writer):
+    folder, _ = export
+    expected_documents, expected_state = one_writer
+    with running_gateway(tmp_path, fresh_postgres_url()) as gateway:
+        feed_patients(gateway.services, folder / "patients.ndjson", onboard=True)
+        command = ("migrate", *sources(folder), "--as-gln", HCP_GLN, "--workers", "2", "--batch", "3",
+                   "--no-progress")
+        process = cli(gateway, *command)
+        deadline = time.monotonic() + 120
+        while journaled(gateway) < 20 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.02)
+        assert len(writer_children(process.pid)) == 2
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+
+        assert process_group_ended(process.pid)  # each writer saw its parent go at its next batch, and ended
+        assert 0 < journaled(gateway) < len(expected_documents)
+        report_file = tmp_path / "report.json"
+        resumed = cli(gateway, *command, "--report", str(report_file))
+        out, err = resumed.communicate(timeout=300)
+        assert resumed.returncode == 0, err
+        assert without_case_ids(json.loads(report_file.read_text())["documents"]) == expected_documents
         assert record_state(gateway.runtime) == expected_state

@@ -112,7 +112,8 @@ def read_media(path: Path, tables: CodeTables, *, index: int = 0, share: Share |
     rows = (_named_once(prepared, sources) for prepared in _media_rows(path, tables, share))
     for number, prepared in enumerate(rows):
         if not prepared.elsewhere:
-            yield replace(prepared, position=(index, number))
+            prepared.position = (index, number)  # made just now for this pass: set, not copied
+            yield prepared
 
 
 def _media_rows(path: Path, tables: CodeTables, share: Share | None) -> Iterator[Prepared]:

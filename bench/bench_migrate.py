@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,6 +79,8 @@ def phase_migrate(export: Path, data_dir: Path, database_url: str | None, batch:
     from gateway.migration.feed import feed_patients
     from gateway.migration.job import MigrationJob, migration_principal
     from gateway.migration.journal import Journal
+    from gateway.migration.writers import run_in_writers, writer_processes
+    from gateway.migration_cli import writer_parts
     from gateway.settings import Settings
     from gateway.wiring import background_checkpoints, build_runtime
 
@@ -90,11 +93,16 @@ def phase_migrate(export: Path, data_dir: Path, database_url: str | None, batch:
     job = MigrationJob(exchange=services.exchange, imports=ImportExchange(exchange=services.exchange),
                        journal=Journal(engine=runtime.engine, keyring=runtime.keyring), tables=CodeTables.load(),
                        principal=migration_principal(GLN), batch=batch, workers=workers)
+    writers = writer_processes(dialect=runtime.engine.dialect.name, workers=workers)
     started, cpu = time.perf_counter(), cpu_seconds()
     with background_checkpoints(runtime):  # as `epr-gateway migrate` runs it
-        job.run(media(export))
+        if writers > 1:  # PostgreSQL: `workers` writer processes
+            run_in_writers(job, media(export), writers=writers, parts=partial(writer_parts, settings))
+        else:
+            job.run(media(export))
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "cpu_seconds": cpu_seconds() - cpu, "documents": job.counts.documents,
+            "writers": writers,
             "bytes": job.counts.bytes, "outcomes": job.counts.outcomes, "feed": fed,
             "feed_seconds": round(feed_seconds, 1), "peak_rss_mb": peak_rss_mb(),
             "peak_rss_readers_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
@@ -197,19 +205,20 @@ def print_table(results: list[dict]) -> None:
               f"{m['peak_rss_mb']:7,.0f}MB {1000 * m.get('cpu_seconds', 0) / m['documents']:11.2f}   {m_rate / b_rate:.2f}")
         print(f"{result['name'] + ' baseline':24} {b['documents']:8} {b_rate:9,.0f} {b['bytes'] / b['seconds'] / 1e6:7,.1f} "
               f"{b['peak_rss_mb']:7,.0f}MB {1000 * b.get('cpu_seconds', 0) / b['documents']:11.2f}")
-        print(f"  outcomes {m['outcomes']}; patients fed {m['feed']} in {m['feed_seconds']} s (not timed); "
+        print(f"  {m.get('writers', 1)} writer process(es); outcomes {m['outcomes']}; patients fed {m['feed']} in {m['feed_seconds']} s (not timed); "
               f"reader processes' peak RSS {m.get('peak_rss_readers_mb', 0):,.0f} MB each at most")
 
 
 def main() -> None:
     stop_on_signals()  # a SIGTERM/SIGHUP raises SystemExit: the running phase's child is killed with it
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--documents", type=int, default=100_000, help="into the embedded default (SQLite)")
+    parser.add_argument("--documents", type=int, default=100_000, help="into the embedded default (SQLite; 0: skip)")
     parser.add_argument("--pg-documents", type=int, default=20_000, help="into PostgreSQL (0: skip)")
     parser.add_argument("--patients", type=int, default=2_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--batch", type=int, default=200)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="as `migrate --workers`: reader processes beside the "
+                        "one writer (SQLite), writer processes (PostgreSQL)")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "epr-bench-migrate")
     parser.add_argument("--database-url", help="PostgreSQL (dropped and recreated!); default "
                         "EPR_BENCH_DATABASE_URL, else EPR_TEST_DATABASE_URL")
@@ -229,7 +238,7 @@ def main() -> None:
         print(json.dumps(phase_baseline(args.export, args.data_dir, args.database_url, args.batch)))
         return
     results = [scenario("embedded", export_dir(args.cache_dir, args.documents, args.patients, args.seed), None,
-                        args.batch, args.workers)]
+                        args.batch, args.workers)] if args.documents else []
     if args.pg_documents:
         if not args.database_url:
             sys.exit("--pg-documents needs --database-url (or EPR_TEST_DATABASE_URL): a PostgreSQL it may reset")

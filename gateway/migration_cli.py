@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -41,7 +42,9 @@ def migrate(sources: list[str] = typer.Argument(..., help="XDM media (directorie
             as_gln: Optional[str] = typer.Option(None, "--as-gln", help="GLN of the responsible professional"),
             report: Optional[Path] = typer.Option(None, "--report", help="write the reconciliation report (JSON)"),
             workers: int = typer.Option(2, "--workers", min=0,
-                                         help="processes reading and mapping the media (0: in this process)"),
+                                         help="processes reading and mapping the media for the one writer "
+                                              "(SQLite; 0: in this process); on PostgreSQL writer processes, each "
+                                              "reading and storing its share"),
             batch: int = typer.Option(200, "--batch", min=1, help="documents per transaction"),
             dry_run: bool = typer.Option(False, "--dry-run", help="read, validate and report; store nothing"),
             code_table: list[Path] = typer.Option([], "--code-table", help="extra code table (JSON), repeatable"),
@@ -82,6 +85,7 @@ def _run(paths, principal, tables, *, retry: bool, report_file, workers, batch, 
     from gateway.migration.reading import ReaderFailed, described
     from gateway.migration.progress import MigrationProgress, estimate_documents
     from gateway.migration.report import build_report, retried, summary, this_run
+    from gateway.migration.writers import WriterFailed, run_in_writers, writer_processes
     from gateway.wiring import background_checkpoints
 
     runtime = _runtime()
@@ -100,11 +104,17 @@ def _run(paths, principal, tables, *, retry: bool, report_file, workers, batch, 
                 job.retry()
             else:
                 media = {p.name for p in paths}
-                job.run(paths)
-    except Exception as error:  # a dependency (the job raises nothing else) or a reader process stopped the run
-        if not isinstance(error, (*DEPENDENCY_FAILURES, ReaderFailed)) and not is_dependency_failure(error):
+                writers = 1 if dry_run else writer_processes(dialect=runtime.engine.dialect.name, workers=workers)
+                if writers > 1:
+                    run_in_writers(job, paths, writers=writers, parts=partial(writer_parts, runtime.settings))
+                else:
+                    job.run(paths)
+    except Exception as error:  # a dependency (the job raises nothing else) or a reader/writer process stopped it
+        if not isinstance(error, (*DEPENDENCY_FAILURES, ReaderFailed, WriterFailed)) \
+                and not is_dependency_failure(error):
             raise
-        what = "a reader process" if isinstance(error, ReaderFailed) else "the database, ledger or cache"
+        what = ("a reader process" if isinstance(error, ReaderFailed) else
+                "a writer process" if isinstance(error, WriterFailed) else "the database, ledger or cache")
         typer.echo(f"epr-gateway migrate: stopped, {what} failed ({described(error)}); every batch "
                    "committed before is journaled: run the same command again to continue", err=True)
         raise typer.Exit(1) from None
@@ -125,6 +135,18 @@ def _run(paths, principal, tables, *, retry: bool, report_file, workers, batch, 
         typer.echo("these media, this run and earlier ones: " + summary(result))
     else:
         typer.echo(summary(result))
+
+
+def writer_parts(settings):
+    """In a writer process of `migrate --workers N` on PostgreSQL: its own engine, keys and ledger, built
+    as the server builds them (`writers.py`)."""
+    from gateway.exchanges.imports import ImportExchange
+    from gateway.migration.journal import Journal
+    from gateway.wiring import build_runtime
+
+    runtime = build_runtime(settings)
+    exchange = runtime.services.exchange
+    return exchange, ImportExchange(exchange=exchange), Journal(engine=runtime.engine, keyring=runtime.keyring)
 
 
 def _status() -> None:

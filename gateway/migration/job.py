@@ -10,6 +10,9 @@ metadata order):
 Because the journal commits with the documents, a run killed at any point and started again skips
 exactly what was committed and ends in the state of an uninterrupted run. Decisions that depend on
 earlier documents (relation targets) are taken in order in this process; reader processes only read.
+On PostgreSQL several of these jobs run at once, one per writer process, each on its share of the
+patients (`writers.py`); what one of them cannot decide alone (a target in another's share) is deferred
+to the parent, which decides it at the end in the run's order (`run_deferred`).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from gateway.exchanges.imports import ImportExchange, PatientRequest
 from gateway.exchanges.media_refusals import MediaRefusal, record_refusals
 from gateway.migration.collector import collector_held_back
 from gateway.migration.journal import Journal, JournalRow
-from gateway.migration.reading import HeldSource, Prepared, described, map_prepared, prepared_documents
+from gateway.migration.reading import HeldSource, Prepared, Share, described, map_prepared, prepared_documents
 
 MAX_BATCH_BYTES = 64 * 1024 * 1024  # a batch's documents are in memory together
 RELATION_TARGET = "relation-target"
@@ -63,6 +66,11 @@ class Counts:
     outcomes: dict[str, int] = field(default_factory=dict)
     reasons: dict[tuple[str, str], int] = field(default_factory=dict)  # (held|rejected, reason code) → count
 
+    def merged(self, other: Counts) -> Counts:
+        """These counts and `other`'s together (several writers' into one run's)."""
+        return Counts(self.documents + other.documents, self.bytes + other.bytes, self.skipped + other.skipped,
+                      _summed(self.outcomes, other.outcomes), _summed(self.reasons, other.reasons))
+
     def add(self, row: JournalRow, size: int) -> None:
         self.documents += 1
         self.bytes += size
@@ -75,7 +83,11 @@ class Counts:
 class MigrationJob:
     def __init__(self, *, exchange: DocumentExchange, imports: ImportExchange, journal: Journal, tables: CodeTables,
                  principal: Principal, batch: int = 200, workers: int = 2, dry_run: bool = False,
-                 on_progress: Callable[[Counts], None] | None = None):
+                 on_progress: Callable[[Counts], None] | None = None, share: Share | None = None,
+                 defer: Callable[[Prepared], None] | None = None):
+        """`share` and `defer`: one of several writer processes (`writers.py`): only its share is read, and
+        a document naming a relation target this writer has not seen is handed to `defer` (the parent
+        decides it once every writer is done) instead of being held."""
         if batch < 1 or workers < 0:
             raise ValueError("batch must be at least 1, workers at least 0 (0: read in this process)")
         self.exchange = exchange
@@ -86,10 +98,13 @@ class MigrationJob:
         self.batch = batch
         self.workers = workers
         self.dry_run = dry_run
+        self.share = share
+        self.defer = defer
         self.on_progress = on_progress or (lambda counts: None)
         self.counts = Counts()
         self.dry_rows: list[JournalRow] = []
         self._targets: dict[str, str] = {}  # entryUUID → uniqueId, stored or on its way in this run
+        self._positions: dict[str, tuple[int, int]] = {}  # entryUUID → its place, for those of this run
         self._pending: list[Prepared] = []
         self._pending_bytes = 0
         self._pending_submissions = 0
@@ -99,19 +114,43 @@ class MigrationJob:
         self._patients: dict = {}  # PatientRequest → ImportPatient, for this run
 
     # -- the run ------------------------------------------------------------------------------------
-    def run(self, sources: list[Path]) -> None:
+    def run(self, sources: list[Path], *, earlier_targets: dict[str, str] | None = None) -> None:
+        """`earlier_targets`: a writer of several is given the targets stored before the run started (read
+        once by the parent): read here, they could include what another writer of this run has just
+        stored, which this writer would then take for an earlier run's, whatever its place in the run."""
         names = [s.name for s in sources]
         if len(set(names)) != len(names):
             raise ValueError("two sources have the same name: the journal tells media apart by name")
         done = self.journal.rows_for(names)
-        self._targets = self.journal.stored_targets()
+        self._targets = dict(earlier_targets) if earlier_targets is not None else self.journal.stored_targets()
         with collector_held_back(), self._writing():
-            for prepared in prepared_documents(sources, self.tables, self.workers):
+            for prepared in prepared_documents(sources, self.tables, self.workers, self.share):
                 if prepared.row.source in done:
                     self.counts.skipped += 1
                     continue
                 self._add(prepared)
             self._flush()
+
+    def run_deferred(self, deferred: list[Prepared], targets: dict[str, tuple[str, tuple[int, int] | None]], *,
+                     earlier_targets: dict[str, str]) -> None:
+        """What several writers deferred, in the run's order, once all of them are done: `targets` (every
+        writer's `targets_of_this_run`) are seen by a document only if they come before it in the run
+        (`_with_targets`), so each is decided as one writer would have decided it; `earlier_targets`
+        (stored before the run) by every one."""
+        self._targets = dict(earlier_targets)
+        for entry_uuid, (unique_id, position) in targets.items():
+            self._targets[entry_uuid] = unique_id
+            if position is not None:
+                self._positions[entry_uuid] = position
+        with collector_held_back(), self._writing():
+            for prepared in sorted(deferred, key=lambda p: p.position):
+                self._add(prepared)
+            self._flush()
+
+    def targets_of_this_run(self) -> dict[str, tuple[str, tuple[int, int] | None]]:
+        """entryUUID → (uniqueId, place in the run) of the documents this run put in the record."""
+        return {uuid: (self._targets[uuid], position) for uuid, position in self._positions.items()
+                if uuid in self._targets}
 
     def retry(self) -> None:
         """Held documents again: mapped with today's tables, patient and targets resolved again."""
@@ -169,7 +208,14 @@ class MigrationJob:
             wanted = needed
         if wanted:
             self._look_up(wanted)
-        return [self._with_targets(self._with_patient(p)) for p in pending]
+        resolved = []
+        for prepared in pending:
+            decided = self._with_targets(self._with_patient(prepared))
+            if decided is None:  # a target another writer may have: the parent decides it at the end
+                self.defer(prepared)
+            else:
+                resolved.append(decided)
+        return resolved
 
     def _look_up(self, wanted: list[PatientRequest]) -> None:
         """The patients of `wanted` together; if the look-up raises for what one of them holds, each on
@@ -200,13 +246,19 @@ class MigrationJob:
                            row=replace(prepared.row, reason_code=patient.hold_code, reason=patient.reason))
         return replace(prepared, spid=patient.spid)
 
-    def _with_targets(self, prepared: Prepared) -> Prepared:
+    def _with_targets(self, prepared: Prepared) -> Prepared | None:
+        """Its relation targets as uniqueIds, or held; None: deferred (a writer of several, `defer`)."""
         mapped = prepared.mapped
         if mapped is None:
             return prepared
         resolved, replaces = [], None
         for code, target_uuid in mapped.relation_targets:
             target = self._targets.get(target_uuid)
+            place = self._positions.get(target_uuid)
+            if place is not None and prepared.position is not None and place > prepared.position:
+                target = None  # a later document of the run (another writer's): one writer had not seen it
+            if target is None and self.defer is not None:
+                return None
             if target is None:
                 return replace(prepared, mapped=None, row=replace(
                     prepared.row, reason_code=RELATION_TARGET,
@@ -215,6 +267,8 @@ class MigrationJob:
             replaces = target if code == "replaces" else replaces
         document = with_relations(mapped, resolved)
         self._targets[mapped.entry_uuid] = mapped.unique_id  # later documents may name it
+        if prepared.position is not None:
+            self._positions[mapped.entry_uuid] = prepared.position
         return replace(prepared, mapped=replace(mapped, document=document),
                        row=replace(prepared.row, replaces=replaces))
 
@@ -322,12 +376,17 @@ class MigrationJob:
         for row in decided:  # what was not stored can no longer be a relation target
             if row.outcome not in ("migrated", "already_present") and row.entry_uuid in self._targets:
                 del self._targets[row.entry_uuid]
+                self._positions.pop(row.entry_uuid, None)
         self._count(pending, decided)
 
     def _count(self, pending: list[Prepared], rows: list[JournalRow]) -> None:
         for p, row in zip(pending, rows, strict=True):
             self.counts.add(row, p.size)
         self.on_progress(self.counts)
+
+
+def _summed(one: dict, other: dict) -> dict:
+    return {key: one.get(key, 0) + other.get(key, 0) for key in one.keys() | other.keys()}
 
 
 def _submissions(pending: list[Prepared]) -> list[Submission]:

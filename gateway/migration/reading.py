@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import zlib
 import multiprocessing
 import queue as queue_module
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from adapters.cara.document_content import content_problem
 from adapters.cara.dates import instant
 from adapters.infomed.xdm import ebrim
 from adapters.infomed.xdm.codes import CodeTables
-from adapters.infomed.xdm.mapping import MappedDocument, Refused, document_unique_id, map_document
+from adapters.infomed.xdm.mapping import MappedDocument, Refused, document_unique_id, map_document, patient_key
 from adapters.infomed.xdm.media import MediaProblem, MemberRefused, Package, open_media
 from gateway.migration.collector import collector_held_back
 from gateway.migration.journal import JournalRow, storable_source
@@ -67,6 +68,21 @@ def held_payload(document: ebrim.RegistryObject, subset: ebrim.RegistryObject | 
             "associations": [a.__dict__ for a in own], "content": content}
 
 
+@dataclass(frozen=True)
+class Share:
+    """Writer `writer`'s share of the run when `writers` processes write it (PostgreSQL): the documents
+    of the local patients that hash to it, and the rows of the media (problems, METADATA.XML) that do.
+    By patient, not by media: everything that depends on an earlier document of the same patient (the
+    same uniqueId again, a replacement, an addendum, an identity review) stays in one process, in the
+    run's order, so each writer decides exactly as one writer would."""
+
+    writer: int
+    writers: int
+
+    def takes(self, key: str) -> bool:
+        return zlib.crc32(key.encode("utf-8", "surrogatepass")) % self.writers == self.writer
+
+
 @dataclass
 class Prepared:
     """One source document after reading and mapping, then (in the writer) patient resolution."""
@@ -77,6 +93,8 @@ class Prepared:
     spid: str | None = None
     held: HeldSource | None = None  # what the holding area keeps if it ends up held
     security: str | None = None  # the kind, when the row is a refusal that guards the gateway (audited)
+    position: tuple[int, int] | None = None  # (media, row) in the run's order; None: a held one retried
+    elsewhere: bool = False  # another writer's share: named (the media's names are given in one pass), not read
 
     @property
     def payload(self) -> dict | None:
@@ -84,20 +102,30 @@ class Prepared:
 
 
 # -- the pure part (any process) ------------------------------------------------------------------------
-def read_media(path: Path, tables: CodeTables) -> Iterator[Prepared]:
+def read_media(path: Path, tables: CodeTables, *, index: int = 0, share: Share | None = None) -> Iterator[Prepared]:
     """Every document of one source, or the rows saying why none (or not all) could be read: a source
     is never left out of the report. An error nobody foresaw ends this source with a row naming it
-    (what was read before it stays read); it never stops the reader, nor the run."""
+    (what was read before it stays read); it never stops the reader, nor the run. `index`: the media's
+    place in the run; `share`: only that writer's rows (None: all)."""
     media = path.name
     sources: set[str] = set()
+    rows = (_named_once(prepared, sources) for prepared in _media_rows(path, tables, share))
+    for number, prepared in enumerate(rows):
+        if not prepared.elsewhere:
+            prepared.position = (index, number)  # made just now for this pass: set, not copied
+            yield prepared
+
+
+def _media_rows(path: Path, tables: CodeTables, share: Share | None) -> Iterator[Prepared]:
+    media = path.name
     try:
         for item in open_media(path):  # a package, or a problem: never nothing (see media.py)
-            for prepared in read_package(item, tables):
-                yield _named_once(prepared, sources)
+            yield from read_package(item, tables, share)
     except Exception as exc:  # noqa: BLE001 - per source: the run goes on with the next one
         log.exception("reading %s stopped", media)
-        yield _named_once(Prepared(JournalRow(media, media, "rejected", reason_code="media", reason=(
-            f"reading the media stopped: {described(exc)}; what follows is unread"))), sources)
+        yield Prepared(JournalRow(media, media, "rejected", reason_code="media", reason=(
+            f"reading the media stopped: {described(exc)}; what follows is unread")),
+            elsewhere=share is not None and not share.takes(media))
 
 
 def _named_once(prepared: Prepared, sources: set[str]) -> Prepared:
@@ -114,27 +142,38 @@ def _named_once(prepared: Prepared, sources: set[str]) -> Prepared:
     return prepared if source == prepared.row.source else replace(prepared, row=replace(prepared.row, source=source))
 
 
-def read_package(item: Package | MediaProblem, tables: CodeTables) -> Iterator[Prepared]:
+def read_package(item: Package | MediaProblem, tables: CodeTables, share: Share | None = None) -> Iterator[Prepared]:
+    """The package's rows. With a `share`, the rows of other writers only named (`elsewhere`): a document
+    goes by its patient; a row that names none (the media's and the package's problems) by its media."""
+    media = item.source.split("/", 1)[0]
+    media_is_mine = share is None or share.takes(media)
     if isinstance(item, MediaProblem):
-        media = item.source.split("/", 1)[0]
         yield Prepared(JournalRow(item.source, media, "rejected", reason_code="media", reason=item.reason),
-                       security=item.security)
+                       security=item.security, elsewhere=not media_is_mine)
         return
+    for of_a_document, prepared in _package_rows(item, tables, lambda document: share is None or share.takes(
+            patient_key(document) or media)):
+        yield prepared if media_is_mine or of_a_document else replace(prepared, elsewhere=True)
+
+
+def _package_rows(item: Package, tables: CodeTables, mine) -> Iterator[tuple[bool, Prepared]]:
+    """The package's rows, each with whether it is a document's: its documents (those `mine` does not
+    take only named), or the row of its problem."""
     media = item.source.split("/", 1)[0]
     try:
         metadata = ebrim.parse_metadata(item.metadata)
     except ebrim.MetadataRefused as exc:
-        yield Prepared(JournalRow(f"{item.source}/METADATA.XML", media, "rejected", reason_code="metadata",
-                                  reason=str(exc)), security=exc.security)
+        yield False, Prepared(JournalRow(f"{item.source}/METADATA.XML", media, "rejected", reason_code="metadata",
+                                         reason=str(exc)), security=exc.security)
         return
     except Exception as exc:  # noqa: BLE001 - per package: the media's other packages go on
         log.exception("reading %s/METADATA.XML failed", item.source)
-        yield Prepared(JournalRow(f"{item.source}/METADATA.XML", media, "rejected", reason_code="error",
-                                  reason=f"could not be read: {described(exc)}"))
+        yield False, Prepared(JournalRow(f"{item.source}/METADATA.XML", media, "rejected", reason_code="error",
+                                         reason=f"could not be read: {described(exc)}"))
         return
     if not metadata.documents:
-        yield Prepared(JournalRow(f"{item.source}/METADATA.XML", media, "rejected", reason_code="metadata",
-                                  reason="METADATA.XML lists no document (no ExtrinsicObject)"))
+        yield False, Prepared(JournalRow(f"{item.source}/METADATA.XML", media, "rejected", reason_code="metadata",
+                                         reason="METADATA.XML lists no document (no ExtrinsicObject)"))
         return
     seen = set()
     for document in metadata.documents:
@@ -143,7 +182,10 @@ def read_package(item: Package | MediaProblem, tables: CodeTables) -> Iterator[P
         if source in seen:  # two entries naming one file: each is still accounted for once
             source = f"{source}#{document.id}"
         seen.add(source)
-        yield read_document(item, metadata, document, source, media, tables)
+        if mine(document):
+            yield True, read_document(item, metadata, document, source, media, tables)
+        else:
+            yield True, Prepared(JournalRow(source, media, "rejected"), elsewhere=True)
 
 
 def read_document(item: Package, metadata: ebrim.Metadata, document: ebrim.RegistryObject, source: str, media: str,
@@ -245,7 +287,7 @@ def _read_into(paths: list[tuple[int, str]], tables: CodeTables, out) -> None:
     for index, path in paths:
         chunk: list[Prepared] = []
         size = 0
-        for prepared in read_media(Path(path), tables):
+        for prepared in read_media(Path(path), tables, index=index):
             chunk.append(prepared)
             size += prepared.size
             if len(chunk) >= CHUNK_DOCUMENTS or size >= CHUNK_BYTES:
@@ -260,12 +302,14 @@ class ReaderFailed(Exception):
     """A reader process stopped on an unexpected error (a bug: media problems are outcomes)."""
 
 
-def prepared_documents(sources: list[Path], tables: CodeTables, workers: int) -> Iterator[Prepared]:
-    """Every document of `sources` read and mapped, in the run's order. `workers` reader processes
-    (spawned: no copy of the writer's connections or keys); 0 reads in this process."""
-    if workers <= 0 or not sources:
-        for path in sources:
-            yield from read_media(path, tables)
+def prepared_documents(sources: list[Path], tables: CodeTables, workers: int,
+                       share: Share | None = None) -> Iterator[Prepared]:
+    """Every document of `sources` (of `share`, when given) read and mapped, in the run's order.
+    `workers` reader processes (spawned: no copy of the writer's connections or keys); 0 reads in this
+    process (as each of several writer processes does: its share is read where it is written)."""
+    if share is not None or workers <= 0 or not sources:
+        for index, path in enumerate(sources):
+            yield from read_media(path, tables, index=index, share=share)
         return
     workers = min(workers, len(sources))
     context = multiprocessing.get_context("spawn")
@@ -286,14 +330,20 @@ def prepared_documents(sources: list[Path], tables: CodeTables, workers: int) ->
                     break
                 yield from chunk
     finally:
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-        for process in processes:
-            process.join(5)
-        for q in queues:
-            q.close()
-            q.cancel_join_thread()
+        stop_processes(processes, queues, wait=5)
+
+
+def stop_processes(processes, queues, *, wait: float) -> None:
+    """The run's helper processes ended (terminated if still running) and their queues let go of, without
+    waiting on what is still buffered for a pipe nobody reads any more."""
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(wait)
+    for q in queues:
+        q.close()
+        q.cancel_join_thread()
 
 
 def _next(q, process):

@@ -116,4 +116,5 @@ def test_workers_are_processes_in_the_help_and_in_the_readme(tmp_path):
     readme = (ROOT / "README.md").read_text()
 
     assert "processes reading and mapping the media" in helped.stdout
+    assert "on PostgreSQL writer processes" in helped.stdout
     assert "`--workers N` (processes reading and mapping" in readme and "threads reading" not in readme

@@ -88,6 +88,16 @@ def cx_identifier(value: str | None) -> Identifier | None:
     return Identifier(f"urn:oid:{match['oid']}", match["id"]) if match and is_oid(match["oid"]) else None
 
 
+def patient_key(obj: ebrim.RegistryObject) -> str | None:
+    """The local patient `obj` names, as `_patient_identifier` picks it (the first CX), in one string
+    without mapping anything; None when it names none that reads (its mapping will say why)."""
+    for value in (obj.slot("sourcePatientId"), obj.external_ids.get(ebrim.DOCUMENT_PATIENT_ID)):
+        identifier = cx_identifier(value)
+        if identifier is not None:
+            return f"{identifier.system}|{identifier.value}"
+    return None
+
+
 def _patient_identifier(obj: ebrim.RegistryObject) -> Identifier:
     """`sourcePatientId`, else `patientId`: the first that is a CX; its id must be a local patient id."""
     for field, value in (("sourcePatientId", obj.slot("sourcePatientId")),

@@ -70,6 +70,16 @@ _VERSION_SQL = "SELECT version FROM document_version WHERE patient_pid = ?"
 # What `SealedEntry` needs of a row, in its order (`search_sql` reads the same columns for a page).
 _SEALED_COLUMNS = (document_entry.c.id, document_entry.c.unique_id, document_entry.c.status,
                    document_entry.c.sealed_key, document_entry.c.sealed, document_entry.c.version)
+# The same columns for the reads by key (plain SQL: `_entry_where`), the patient last.
+_ENTRY_SELECT = "SELECT id, unique_id, status, sealed_key, sealed, version, patient_pid FROM document_entry WHERE "
+_ENTRY_BY_ID = _ENTRY_SELECT + "id = ?"
+_ENTRY_BY_UNIQUE_ID = _ENTRY_SELECT + "unique_id = ?"
+_BODY_BY_ENTRY = "SELECT sealed_key, sealed FROM document_body WHERE entry_id = ?"
+
+
+def _bytes(value) -> bytes:
+    """A binary column as the driver gives it (bytes; a buffer from some drivers) as bytes."""
+    return value if isinstance(value, bytes) else bytes(value)
 
 
 class DatabaseDocumentStore:
@@ -186,34 +196,34 @@ class DatabaseDocumentStore:
         """The entry a request names by logical id or by uniqueId (a relation's target), opened, or
         None. Whether the caller may name it is the use-case layer's decision, not the store's."""
         if entry_id:
-            return self._entry_where(document_entry.c.id, entry_id)
-        return self._entry_where(document_entry.c.unique_id, unique_id) if unique_id else None
+            return self._entry_where(_ENTRY_BY_ID, entry_id)
+        return self._entry_where(_ENTRY_BY_UNIQUE_ID, unique_id) if unique_id else None
 
     def get_entry(self, entry_id: str) -> DocumentEntry | None:
-        return self._entry_where(document_entry.c.id, entry_id)
+        return self._entry_where(_ENTRY_BY_ID, entry_id)
 
     def entry_for_unique_id(self, unique_id: str) -> DocumentEntry | None:
-        return self._entry_where(document_entry.c.unique_id, unique_id)
+        return self._entry_where(_ENTRY_BY_UNIQUE_ID, unique_id)
 
-    def _entry_where(self, column, key: str) -> DocumentEntry | None:
+    def _entry_where(self, sql: str, key: str) -> DocumentEntry | None:
         """One entry by id or uniqueId, opened at the version its row records, with its row's status
-        and patient (the document's own MPI-PID, never rewritten): every read by key passes here."""
+        and patient (the document's own MPI-PID, never rewritten): every read by key passes here.
+        Plain SQL on the driver: every ITI-68 read and relation look-up passes here, and a Core
+        statement's compilation and cache key cost several times the database's own work (see `search_sql`)."""
         with self._engine.connect() as connection:
-            row = connection.execute(select(*_SEALED_COLUMNS, document_entry.c.patient_pid)
-                                     .where(column == key)).one_or_none()
+            row = connection.exec_driver_sql(for_driver(sql, connection.dialect.name), (key,)).one_or_none()
         if row is None:
             return None
-        entry = self._open(SealedEntry(*row[:6]))
-        return entry if entry.patient_pid == row.patient_pid else replace(entry, patient_pid=row.patient_pid)
+        entry_id, unique_id, status, sealed_key, sealed, version, patient_pid = row
+        entry = self._open(SealedEntry(entry_id, unique_id, status, _bytes(sealed_key), _bytes(sealed), version))
+        return entry if entry.patient_pid == patient_pid else replace(entry, patient_pid=patient_pid)
 
     def read_content(self, entry: DocumentEntry) -> bytes:
         """The document's bytes, decrypted and checked against the hash recorded at provide time;
         ContentForwarded when they were delivered and dropped (forward-only)."""
         with self._engine.connect() as connection:
-            row = connection.execute(
-                select(document_body.c.sealed_key, document_body.c.sealed)
-                .where(document_body.c.entry_id == entry.entry_id)
-            ).one_or_none()
+            row = connection.exec_driver_sql(for_driver(_BODY_BY_ENTRY, connection.dialect.name),
+                                             (entry.entry_id,)).one_or_none()
             forwarded = None if row is not None else connection.execute(
                 select(document_forwarded.c.communities).where(document_forwarded.c.entry_id == entry.entry_id)
             ).scalar()
@@ -221,7 +231,7 @@ class DatabaseDocumentStore:
             raise ContentForwarded(entry.entry_id, forwarded)
         if row is None:
             raise IntegrityFailure(f"the content of document {entry.entry_id} is missing from the repository")
-        content = open_body(self._keyring, entry, Sealed(row.sealed_key, row.sealed))
+        content = open_body(self._keyring, entry, Sealed(_bytes(row[0]), _bytes(row[1])))
         if hashlib.sha1(content).hexdigest() != entry.sha1 or len(content) != entry.size:
             raise IntegrityFailure(f"the content of document {entry.entry_id} does not match its recorded hash")
         return content

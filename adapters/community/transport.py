@@ -65,7 +65,7 @@ class HttpsTransport:
         self._context = client_context(tls)
         self._connect_timeout = connect_timeout
         self._local = threading.local()
-        self._clients: list[httpx.Client] = []  # every thread's, for close()
+        self._clients: list[tuple[threading.Thread, httpx.Client]] = []  # every thread's, for close()
         self._lock = threading.Lock()
 
     def _client(self) -> httpx.Client:
@@ -73,8 +73,12 @@ class HttpsTransport:
         if client is None:
             client = httpx.Client(verify=self._context, trust_env=False, follow_redirects=False,
                                   timeout=httpx.Timeout(30.0, connect=self._connect_timeout))
-            with self._lock:
-                self._clients.append(client)
+            with self._lock:  # the clients of threads that ended (a deliverer stopped and started again) closed
+                ended = [c for thread, c in self._clients if not thread.is_alive()]
+                self._clients = [(t, c) for t, c in self._clients if t.is_alive()]
+                self._clients.append((threading.current_thread(), client))
+            for old in ended:
+                old.close()
             self._local.client = client
         return client
 
@@ -102,7 +106,7 @@ class HttpsTransport:
         with self._lock:
             clients, self._clients = self._clients, []
         self._local = threading.local()
-        for client in clients:
+        for _, client in clients:
             client.close()
 
 

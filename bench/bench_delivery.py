@@ -127,26 +127,28 @@ def phase_drain(data_dir: Path, database_url: str | None, communities: str, conc
     from sqlalchemy import func, select
 
     from adapters.cara.store.outbox_schema import community_delivery_attempt
+    from gateway.migration.collector import collector_held_back
     from gateway.wiring import build_runtime, deliverer
 
     while not (data_dir / "fed").exists():
         time.sleep(0.1)
     runtime = build_runtime(settings_for(data_dir, database_url, communities, concurrency))
     running = deliverer(runtime)
-    started, cpu = time.perf_counter(), cpu_seconds()
-    running.start()
-    try:
-        while True:
-            counts, _ = runtime.delivery.status()
-            states = counts[0].by_state if counts else {}
-            settled = sum(n for s, n in states.items() if s not in ("pending", "in-flight", "waiting-patient"))
-            if settled >= expected:
-                break
-            time.sleep(0.5)  # (counting the outbox reads every row: not too often, beside the deliverer)
-    finally:
-        seconds = time.perf_counter() - started
-        running.stop()
-    cpu_used = cpu_seconds() - cpu
+    with collector_held_back():  # as `epr-gateway deliver` runs
+        started, cpu = time.perf_counter(), cpu_seconds()
+        running.start()
+        try:
+            while True:
+                counts, _ = runtime.delivery.status()
+                states = counts[0].by_state if counts else {}
+                settled = sum(n for s, n in states.items() if s not in ("pending", "in-flight", "waiting-patient"))
+                if settled >= expected:
+                    break
+                time.sleep(0.5)  # (counting the outbox reads every row: not too often, beside the deliverer)
+        finally:
+            seconds = time.perf_counter() - started
+            running.stop()
+        cpu_used = cpu_seconds() - cpu
     with runtime.engine.connect() as connection:
         durations = sorted((a - b).total_seconds() for a, b in connection.execute(select(
             community_delivery_attempt.c.finished_at, community_delivery_attempt.c.started_at)))

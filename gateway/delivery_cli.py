@@ -31,6 +31,7 @@ def deliver(once: bool = typer.Option(False, "--once", help="deliver what is due
                                                       help="attempts at once (EPR_DELIVERY_CONCURRENCY)")) -> None:
     """Deliver the outbox into the configured communities (EPR_COMMUNITIES) until stopped (SIGTERM,
     Ctrl-C): beside `serve` (EPR_DELIVERY_IN_SERVE=false) or in several processes on PostgreSQL."""
+    from gateway.migration.collector import collector_held_back
     from gateway.wiring import deliverer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -39,6 +40,14 @@ def deliver(once: bool = typer.Option(False, "--once", help="deliver what is due
     if running is None:
         typer.echo("epr-gateway deliver: no community is configured (EPR_COMMUNITIES): nothing to deliver", err=True)
         raise typer.Exit(2)
+    # A process that only delivers: its start-up's objects frozen out of the cyclic collector and the
+    # collector held back, as the migration does (a delivery is a few thousand short-lived objects freed
+    # by reference counting; full collections walked the whole process).
+    with collector_held_back():
+        _deliver(runtime, running, once=once)
+
+
+def _deliver(runtime, running, *, once: bool) -> None:
     try:
         if once:
             if running.single is not None and not running.single.held():

@@ -16,6 +16,7 @@ Only the confidentiality (raised after a consent-filter refusal) and the message
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -60,6 +61,9 @@ RS = "urn:oasis:names:tc:ebxml-regrep:xsd:rs:3.0"
 XOP = "http://www.w3.org/2004/08/xop/include"
 _DECLARATIONS = f' xmlns:xds="{XDS}" xmlns:lcm="{LCM}" xmlns:rim="{RIM}" xmlns:rs="{RS}"'
 _IDS = uuid.UUID("8d1f4c52-2a8e-5b7e-9f61-3c0a7d5e2b14")  # namespace of the ids derived here
+_IDS_BYTES = _IDS.bytes
+_VERSION_CLEARED = ~((0xC000 << 48) | (0xF000 << 64))
+_VERSION_5 = (0x8000 << 48) | (5 << 76)
 _LANGUAGE = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")
 _DESIGNATION = Code(SNOMED, "71388002", "Procedure (procedure)")  # CH: the submission set's contentTypeCode
 
@@ -278,21 +282,14 @@ def _registry_package(out: XmlWriter, submission: OutgoingSubmission, repository
 
 # -- ebRIM pieces -------------------------------------------------------------------------------------
 def _slot(out: XmlWriter, name: str, values: list[str]) -> None:
-    out.start("rim:Slot", {"name": name})
-    out.start("rim:ValueList")
-    for value in values:
-        out.text_element("rim:Value", value)
-    out.end()
-    out.end()
+    out.text_list("rim:Slot", {"name": name}, "rim:ValueList", "rim:Value", values)
 
 
 def _localized(out: XmlWriter, tag: str, text: str, language: str | None) -> None:
     attributes = {"charset": "UTF-8", "value": text}
     if language and _LANGUAGE.fullmatch(language):  # xs:language, else the schema's default (en-US)
         attributes["xml:lang"] = language
-    out.start(f"rim:{tag}")
-    out.empty("rim:LocalizedString", attributes)
-    out.end()
+    out.wrapped_empty(f"rim:{tag}", "rim:LocalizedString", attributes)
 
 
 def _author(out: XmlWriter, scheme: str, owner: str, author: XdsAuthor, index: int) -> None:
@@ -318,14 +315,17 @@ def _code(out: XmlWriter, scheme: str, owner: str, code: Code, index: int) -> No
 def _external_id(out: XmlWriter, owner: str, scheme: str, value: str) -> None:
     out.start("rim:ExternalIdentifier", {"registryObject": owner, "identificationScheme": scheme, "value": value,
                                          "id": _derived_id(owner, scheme)})
-    out.start("rim:Name")
-    out.empty("rim:LocalizedString", {"value": EXTERNAL_ID_NAMES[scheme]})
-    out.end()
+    out.wrapped_empty("rim:Name", "rim:LocalizedString", {"value": EXTERNAL_ID_NAMES[scheme]})
     out.end()
 
 
 def _derived_id(*parts: str) -> str:
-    return f"urn:uuid:{uuid.uuid5(_IDS, '|'.join(parts))}"
+    """`urn:uuid:` + uuid.uuid5(_IDS, the parts joined by "|"), written without the UUID object (some
+    twenty a document: the object's checks and formatting cost more than the hash)."""
+    value = int.from_bytes(hashlib.sha1(_IDS_BYTES + "|".join(parts).encode()).digest()[:16])
+    value = value & _VERSION_CLEARED | _VERSION_5  # RFC 4122 variant and version 5, as uuid.UUID(version=5)
+    hexed = f"{value:032x}"
+    return f"urn:uuid:{hexed[:8]}-{hexed[8:12]}-{hexed[12:16]}-{hexed[16:20]}-{hexed[20:]}"
 
 
 def _dtm(value: str, slot: str) -> str:

@@ -11,6 +11,7 @@ The client is injectable (`Poster`): unit tests answer with recorded messages wi
 from __future__ import annotations
 
 import ssl
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -54,18 +55,38 @@ def client_context(tls: TlsFiles) -> ssl.SSLContext:
 
 
 class HttpsTransport:
-    """`Poster` over httpx with mutual TLS; keeps its connections between calls."""
+    """`Poster` over httpx with mutual TLS; keeps its connections between calls.
+
+    One httpx client per calling thread (the deliverer's senders are a fixed set of threads), all with
+    the same TLS context: a client shared by the senders made them take turns on its connection pool's
+    locks for every request, a lock hand-over between threads each time (bench/README.md)."""
 
     def __init__(self, tls: TlsFiles, *, connect_timeout: float = 10.0):
-        self._client = httpx.Client(verify=client_context(tls), trust_env=False, follow_redirects=False,
-                                    timeout=httpx.Timeout(30.0, connect=connect_timeout))
+        self._context = client_context(tls)
         self._connect_timeout = connect_timeout
+        self._local = threading.local()
+        self._clients: list[tuple[threading.Thread, httpx.Client]] = []  # every thread's, for close()
+        self._lock = threading.Lock()
+
+    def _client(self) -> httpx.Client:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = httpx.Client(verify=self._context, trust_env=False, follow_redirects=False,
+                                  timeout=httpx.Timeout(30.0, connect=self._connect_timeout))
+            with self._lock:  # the clients of threads that ended (a deliverer stopped and started again) closed
+                ended = [c for thread, c in self._clients if not thread.is_alive()]
+                self._clients = [(t, c) for t, c in self._clients if t.is_alive()]
+                self._clients.append((threading.current_thread(), client))
+            for old in ended:
+                old.close()
+            self._local.client = client
+        return client
 
     def post(self, url: str, *, body: bytes, content_type: str, timeout: float,
              headers: Mapping[str, str] | None = None) -> HttpAnswer:
         sent = {**(headers or {}), "Content-Type": content_type}
         try:
-            with self._client.stream("POST", url, content=body, headers=sent,
+            with self._client().stream("POST", url, content=body, headers=sent,
                                      timeout=httpx.Timeout(timeout, connect=min(timeout, self._connect_timeout))
                                      ) as response:
                 chunks, size = [], 0
@@ -82,7 +103,11 @@ class HttpsTransport:
             raise TransportError(f"{url}: {type(exc).__name__}: {_reason(exc)}") from None
 
     def close(self) -> None:
-        self._client.close()
+        with self._lock:
+            clients, self._clients = self._clients, []
+        self._local = threading.local()
+        for _, client in clients:
+            client.close()
 
 
 def _reason(exc: Exception) -> str:

@@ -17,10 +17,11 @@ log = logging.getLogger("epr.delivery.atna")
 
 class AuditSender:
     def __init__(self, *, exchange: DeliveryExchange, owner: str, idle_seconds: float = 1.0,
-                 max_pause_seconds: float = 60.0):
+                 max_pause_seconds: float = 60.0, gather_seconds: float = 0.2):
         self.exchange = exchange
         self.owner = owner
         self.idle_seconds = idle_seconds
+        self.gather_seconds = gather_seconds
         self.max_pause_seconds = max_pause_seconds
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -74,7 +75,11 @@ class AuditSender:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            self.send_due()
+            if self.send_due():
+                # Messages come with every recorded group (every few deliveries): after a round that sent
+                # some, the next waits a moment, so that one claim and one mark (two write transactions,
+                # which the deliverer's own wait for on SQLite) carry many messages, not a group's few.
+                self._stopping.wait(self.gather_seconds)
             self._wake.wait(self.idle_seconds)
             self._wake.clear()
         self._next_try.clear()  # a last round on the way out, whatever the pauses

@@ -108,10 +108,13 @@ class Deliverer:
     _idle_claims = 0  # consecutive claims that found nothing due (with nothing outstanding)
 
     def _claims(self) -> None:
-        # Rows are claimed in batches: up to four senders' worth outstanding, a claim once half of that is
+        # Rows are claimed in batches: up to eight senders' worth outstanding, a claim once half of that is
         # done. A claim is a write transaction (an fsync on SQLite) that reads the open rows in order: one
-        # per finished attempt would cost more than the attempt's own record.
-        depth = 4 * self.concurrency
+        # per finished attempt would cost more than the attempt's own record. Eight, not four: a claim and
+        # its read-ahead take tens of milliseconds on a busy machine, and rows sent but not yet recorded
+        # count as outstanding; with four the senders waited for rows a fifth of the time, and the
+        # claims' fixed cost was spread over fewer rows (bench/README.md).
+        depth = 8 * self.concurrency
         while not self._stopping.is_set():
             with self._changed:
                 room = depth - self._outstanding

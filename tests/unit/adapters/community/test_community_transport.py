@@ -21,12 +21,14 @@ from unit.adapters.community.community_fixtures import community, make_pki
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     received: list = []
+    connections: list = []  # the client's (address, port) of each request
 
     def log_message(self, *args):  # quiet
         pass
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
+        Handler.connections.append(self.client_address)
         peer = dict(x[0] for x in self.connection.getpeercert()["subject"])["commonName"]
         Handler.received.append((self.path, self.headers["Content-Type"], body, peer))
         if self.path == "/slow":
@@ -155,3 +157,24 @@ def test_a_server_that_does_not_trust_the_gateways_certificate(pki, tmp_path, tr
         assert failure(transport, f"{refusing.url}/x").startswith(f"{refusing.url}/x: ")
     finally:
         refusing.close()
+
+
+def test_each_thread_keeps_its_own_connection_and_an_ended_threads_is_closed(server, transport):
+    Handler.connections.clear()
+    statuses = []
+
+    def three_posts():
+        for _ in range(3):
+            statuses.append(transport.post(f"{server.url}/Repository", body=b"<x/>", content_type="text/xml",
+                                           timeout=5).status)
+
+    senders = [threading.Thread(target=three_posts) for _ in range(2)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    assert statuses == [200] * 6
+    assert len(set(Handler.connections)) == 2  # three requests on each thread's one kept connection
+    three_posts()  # this thread's client is made: the two ended threads' clients are closed with it
+    assert statuses == [200] * 9 and len(set(Handler.connections)) == 3
+    assert [thread for thread, _ in transport._clients] == [threading.current_thread()]

@@ -46,16 +46,19 @@ def provide_many(world, count: int) -> None:
         assert response.status_code == 200, response.text
 
 
-def deliver_process(world, *args: str, log: Path) -> subprocess.Popen:
+def deliver_process(world, *args: str, log: Path, concurrency: int = 4) -> subprocess.Popen:
     settings = world.runtime.settings
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT), "HOME": str(log.parent),
            "EPR_DATA_DIR": str(settings.data_dir), "EPR_DATABASE_URL": settings.resolved_database_url,
            "EPR_DEMO_DATA": "false", "EPR_COMMUNITIES": str(world.communities_file),
            "EPR_DELIVERY_LEASE_SECONDS": "2", "EPR_DELIVERY_POLL_SECONDS": "0.05",
            "EPR_DELIVERY_RETRY_SECONDS": "0.05", "EPR_DELIVERY_RETRY_MAX_SECONDS": "0.3",
-           "EPR_DELIVERY_CONCURRENCY": "4"}
+           "EPR_DELIVERY_CONCURRENCY": str(concurrency)}
     return subprocess.Popen([sys.executable, "-c", "from gateway.cli import main; main()", "deliver", *args],
                             env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=str(log.parent))
+
+
+DOCUMENTS_FOR_SIX_KILLS = 48
 
 
 def banners(log: Path) -> int:
@@ -80,15 +83,17 @@ def test_sigkill_of_the_deliverer_mid_send_again_and_again_ends_with_every_docum
     with delivering_world(tmp_path, store_url, patients=[Patient(s, m, "normal") for s, m in PATIENTS],
                           register=False, config={"timeout_seconds": 2}) as world:
         register_patients(world)
-        provide_many(world, 24)
+        provide_many(world, DOCUMENTS_FOR_SIX_KILLS)
         stub = world.stub
-        stub.scenarios.always("iti41", "slow", delay=0.15)  # every send in flight long enough to be killed in
+        stub.scenarios.always("iti41", "slow", delay=0.3)  # every send in flight long enough to be killed in
         stub.scenarios.next("iti41", "lost", count=4)  # stored, answer lost: the next attempt meets the duplicate
         log = tmp_path / "deliver.log"
 
         kills = 0
         while kills < 6 and world.on_its_way():
-            process = deliver_process(world, log=log)
+            # Two senders of 0.3 s each, killed within 0.6 s of a send: at most ~6 documents recorded a round,
+            # so six rounds cannot deliver them all, however fast the deliverer itself has become.
+            process = deliver_process(world, log=log, concurrency=2)
             seen = len(stub.requests_to("iti41"))
             wait_until(lambda: len(stub.requests_to("iti41")) > seen or process.poll() is not None, 30)
             time.sleep(chance.uniform(0.0, 0.6))  # somewhere in a send, a record, a claim
@@ -106,8 +111,8 @@ def test_sigkill_of_the_deliverer_mid_send_again_and_again_ends_with_every_docum
 
         rows = world.rows()
         stored = [d.unique_id for d in stub.stored]
-        assert [r["state"] for r in rows] == ["delivered"] * 24
-        assert len(stored) == len(set(stored)) == 24  # each document stored exactly once
+        assert [r["state"] for r in rows] == ["delivered"] * DOCUMENTS_FOR_SIX_KILLS
+        assert len(stored) == len(set(stored)) == DOCUMENTS_FOR_SIX_KILLS  # each document stored exactly once
         assert {d.entry_uuid for d in stub.stored} == {r["entry_uuid"] for r in rows}
         resent = [r for r in rows if r["attempts"] > 1]
         assert resent, "no row was sent twice: the kills landed nowhere"

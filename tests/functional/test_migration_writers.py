@@ -152,18 +152,23 @@ def test_several_writers_store_exactly_what_one_writer_stores(tmp_path, export, 
         assert verify.wait(timeout=120) == 0, verify.stderr.read()
 
 
+def two_writers_under_way(gateway, folder):
+    """`migrate --workers 2` started on the export, once 20 of its rows are journaled (or it ended)."""
+    feed_patients(gateway.services, folder / "patients.ndjson", onboard=True)
+    command = ("migrate", *sources(folder), "--as-gln", HCP_GLN, "--workers", "2", "--batch", "3", "--no-progress")
+    process = cli(gateway, *command)
+    deadline = time.monotonic() + 120
+    while journaled(gateway) < 20 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    return command, process
+
+
 def test_a_writer_killed_stops_the_run_and_the_same_command_ends_it_as_one_writer_would(tmp_path, export,
                                                                                          one_writer):
     folder, _ = export
     expected_documents, expected_state = one_writer
     with running_gateway(tmp_path, fresh_postgres_url()) as gateway:
-        feed_patients(gateway.services, folder / "patients.ndjson", onboard=True)
-        command = ("migrate", *sources(folder), "--as-gln", HCP_GLN, "--workers", "2", "--batch", "3",
-                   "--no-progress")
-        process = cli(gateway, *command)
-        deadline = time.monotonic() + 120
-        while journaled(gateway) < 20 and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.02)
+        command, process = two_writers_under_way(gateway, folder)
         writers = writer_children(process.pid)
         assert len(writers) == 2
         os.kill(writers[0], signal.SIGKILL)
@@ -278,13 +283,7 @@ def test_the_command_killed_its_writers_end_too_and_the_same_command_ends_the_ru
     folder, _ = export
     expected_documents, expected_state = one_writer
     with running_gateway(tmp_path, fresh_postgres_url()) as gateway:
-        feed_patients(gateway.services, folder / "patients.ndjson", onboard=True)
-        command = ("migrate", *sources(folder), "--as-gln", HCP_GLN, "--workers", "2", "--batch", "3",
-                   "--no-progress")
-        process = cli(gateway, *command)
-        deadline = time.monotonic() + 120
-        while journaled(gateway) < 20 and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.02)
+        command, process = two_writers_under_way(gateway, folder)
         assert len(writer_children(process.pid)) == 2
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)

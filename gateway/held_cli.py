@@ -25,18 +25,18 @@ def held(release: bool = typer.Option(False, "--release", help="process everythi
                                                    "documents too")) -> None:
     """List what is held until its patient is ready — HL7 v2 messages and migration documents — with why
     and what releases it; with --release, process it again."""
-    from gateway.migration_cli import _principal, _status
+    from gateway.migration_cli import acting_principal, show_status
     from gateway.settings import Settings
 
     Settings()  # an unknown EPR_ENV (or any bad setting) refuses before anything is said
-    principal = _principal(as_gln) if release and as_gln is not None else None
+    principal = acting_principal(as_gln) if release and as_gln is not None else None
     typer.echo("HL7 v2 bridge:")
     release_held_messages(patient) if release else list_held_messages()
     typer.echo("migration:")
     if not release:
-        return _status()
+        return show_status()
     if principal is None:
-        _status()
+        show_status()
         typer.echo(f"  not released: the migration's documents are processed again as the professional it acts "
                    f"for ({RELEASE})")
         return
@@ -75,10 +75,10 @@ def release_held_messages(patient: str | None) -> None:
 
 def _release_migration(principal) -> None:
     from adapters.infomed.xdm.codes import CodeTables
-    from gateway.migration_cli import _run
+    from gateway.migration_cli import run_migration
 
-    _run([], principal, CodeTables.load([]), retry=True, report_file=None, workers=0, batch=200, dry_run=False,
-         show=False)
+    run_migration([], principal, CodeTables.load([]), retry=True, report_file=None, workers=0, batch=200,
+                  dry_run=False, show=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -27,7 +27,7 @@ def _runtime():
     return build_runtime(prepare(Settings()).settings)
 
 
-def _principal(as_gln: str | None):
+def acting_principal(as_gln: str | None):  # also `epr-gateway held --release --as-gln`
     from gateway.auth.identifiers import gln_is_valid
     from gateway.migration.job import migration_principal
 
@@ -63,8 +63,8 @@ def migrate(sources: list[str] = typer.Argument(..., help="XDM media (directorie
     except CodeTableError as exc:
         raise typer.BadParameter(str(exc), param_hint="--code-table") from exc
     if command == "status":
-        return _status()
-    principal = _principal(as_gln)
+        return show_status()
+    principal = acting_principal(as_gln)
     paths = [Path(s) for s in rest]
     if command in (None, "verify") and not paths:
         raise typer.BadParameter("at least one XDM source", param_hint="SOURCE")
@@ -73,11 +73,12 @@ def migrate(sources: list[str] = typer.Argument(..., help="XDM media (directorie
         raise typer.BadParameter(f"no such file or directory: {', '.join(missing)}", param_hint="SOURCE")
     if command == "verify":
         return _verify(paths, principal)
-    _run(paths, principal, tables, retry=command == "retry", report_file=report, workers=workers, batch=batch,
-         dry_run=dry_run, show=sys.stderr.isatty() if progress is None else progress)
+    run_migration(paths, principal, tables, retry=command == "retry", report_file=report, workers=workers,
+                  batch=batch, dry_run=dry_run, show=sys.stderr.isatty() if progress is None else progress)
 
 
-def _run(paths, principal, tables, *, retry: bool, report_file, workers, batch, dry_run, show) -> None:
+def run_migration(paths, principal, tables, *, retry: bool, report_file, workers, batch, dry_run,
+                  show) -> None:  # also `epr-gateway held --release` (retry=True, no paths)
     from gateway.exchanges.imports import ImportExchange
     from gateway.exchanges.failures import DEPENDENCY_FAILURES, is_dependency_failure
     from gateway.migration.job import MigrationJob
@@ -149,7 +150,7 @@ def writer_parts(settings):
     return exchange, ImportExchange(exchange=exchange), Journal(engine=runtime.engine, keyring=runtime.keyring)
 
 
-def _status() -> None:
+def show_status() -> None:
     from gateway.migration.journal import Journal
     from gateway.migration.report import delivery_counts, delivery_lines
 

@@ -65,9 +65,15 @@ ANSWERS = {
     "a part without header block": (TYPE.replace(f' start="{ROOT}";', ""), part(b"", ENVELOPE) + CLOSE, ENVELOPE,
                                     False),
     "no closing delimiter": (TYPE, part(ROOT_HEADERS, ENVELOPE), ENVELOPE, False),
-    "the recorded answer as recorded (LF)": (*recorded_iti41_answer(), None, False),
-    "the recorded answer as sent (CRLF)": (recorded_iti41_answer()[0], recorded_crlf(), None, True),
+    # Read when the test runs, not when it is collected: a clone without the recordings skips these two.
+    "the recorded answer as recorded (LF)": lambda: (*recorded_iti41_answer(), None, False),
+    "the recorded answer as sent (CRLF)": lambda: (recorded_iti41_answer()[0], recorded_crlf(), None, True),
 }
+
+
+def answer(name: str) -> tuple:
+    value = ANSWERS[name]
+    return value() if callable(value) else value
 
 REFUSED = {
     "no part with the start Content-ID": (TYPE.replace(ROOT, "<elsewhere>"), PLATFORM),
@@ -80,7 +86,7 @@ REFUSED = {
 
 @pytest.mark.parametrize("name", ANSWERS)
 def test_both_readers_give_the_same_soap_part(name):
-    content_type, body, expected, laid_out = ANSWERS[name]
+    content_type, body, expected, laid_out = answer(name)
     read = mtom.soap_part(content_type, body)
     assert read == mtom._root_by_email(content_type, body)
     if expected is not None:
@@ -91,7 +97,7 @@ def test_both_readers_give_the_same_soap_part(name):
 
 @pytest.mark.parametrize("name", ANSWERS)
 def test_only_the_platforms_layout_is_cut_at_its_delimiters(name):
-    content_type, body, _, laid_out = ANSWERS[name]
+    content_type, body, _, laid_out = answer(name)
     header = mtom.email.message.Message()
     header["Content-Type"] = content_type
     start = (header.get_param("start") or "").strip("<>")

@@ -82,8 +82,8 @@ def code_of(outcome: Outcome) -> str | None:
     match outcome:
         case Conflict() | Rejected() | RaiseConfidentiality():
             return outcome.code
-        case AlreadyDelivered():
-            return "XDSDuplicateUniqueIdInRegistry"
+        case AlreadyDelivered():  # the registry's duplicate error (XDS.b); an MHD recipient answers 200, no code
+            return outcome.errors[0].code if outcome.errors else None
         case TransportFailure():
             return "soap-fault" if outcome.soap_fault else "transport"
         case WaitingPatient():

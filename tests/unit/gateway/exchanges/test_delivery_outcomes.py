@@ -60,6 +60,14 @@ def test_delivered_and_already_delivered_end_the_row_with_its_receipt(outcome, k
         kept, NOW - timedelta(seconds=1), NOW)
 
 
+def test_an_already_delivered_attempt_keeps_the_code_its_transport_answered():
+    """XDS.b: the registry's duplicate error; MHD: the recipient answered 200 for what it held — no XDS code."""
+    assert finish(AlreadyDelivered((DUPLICATE,))).attempt.code == "XDSDuplicateUniqueIdInRegistry"
+    over_mhd = finish(AlreadyDelivered((), (("urn:uuid:e", "DocumentReference/1"),)))
+    assert (over_mhd.state, over_mhd.attempt.outcome, over_mhd.attempt.code) == ("delivered", "already-delivered",
+                                                                                 None)
+
+
 def test_the_consent_filter_retries_at_once_one_level_higher():
     done = finish(RaiseConfidentiality("normal", "restricted", "XDSRepositoryError", "Consent filter applied", ()))
 

@@ -40,7 +40,7 @@ def serve(workers: int = typer.Option(None, help="worker processes (default EPR_
     migrate(make_engine(settings.resolved_database_url))
     # Listen first: the banner (and its tokens) must not be printed for a gateway that cannot start.
     try:
-        listening = server.bind_socket(settings)
+        listening = server.bind_sockets(settings, workers=workers or settings.workers)
     except OSError as error:
         typer.echo(f"epr-gateway serve: cannot listen on {settings.host}:{settings.port}: "
                    f"{error.strerror or error}{_listen_hint(error)}", err=True)
@@ -57,7 +57,7 @@ def serve(workers: int = typer.Option(None, help="worker processes (default EPR_
     typer.echo(f"MLLP (HL7 v2) on {settings.mllp_host}:{settings.mllp_port}{' with TLS' if settings.mllp_tls else ''};"
                f" senders file {settings.mllp_senders}")
     try:
-        server.run(settings, workers=workers or settings.workers, sock=listening)
+        server.run(settings, workers=workers or settings.workers, sockets=listening)
     finally:
         if not settings.is_production:
             from gateway.running_note import remove_note

@@ -167,8 +167,11 @@ def start_config(group: ProcessGroup, name: str, work: Path, database_url: str, 
         processes: list = []
         gateway = bench_mhd.start_gateway(
             argparse.Namespace(workers=workers), work, processes, name=f"{name}-node{node}", port=port,
+            # Every node with its metrics listener (the production shape; it also puts the workers'
+            # instruments in multiprocess mode): the default address would go to the first node only.
             extra_env={"EPR_DATABASE_URL": database_url, "EPR_AUDIENCE": PUBLIC_BASE, "EPR_PUBLIC_BASE_URL": PUBLIC_BASE,
                        "EPR_MLLP_PORT": str(mllp), "EPR_TRUSTED_ISSUERS": str(issuers),
+                       "EPR_METRICS_ADDRESS": f"127.0.0.1:{bench_mhd.free_port()}",
                        **({"EPR_REDIS_URL": redis_url} if redis_url else {})})
         for process in processes:
             group.adopt(process)
@@ -367,11 +370,8 @@ def main(argv: list[str] | None = None) -> int:
             rounds = []
             for number in range(args.rounds):
                 order = configs if number % 2 == 0 else list(reversed(configs))
-                measured: dict[str, Any] = {}
-                for name in order:
-                    measured[name] = measure_config(pool, started[name], baselines.get(started[name]["workers"]),
-                                                    args, shared, record, db_pid, database_url, number)
-                rounds.append(measured)
+                rounds.append(measure_round(pool, started, baselines, order, args, shared, record, db_pid,
+                                            database_url, number))
             report = build_report(args, configs, rounds)
             print_report(report)
             out = BENCH / "results" / f"scale-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
@@ -403,31 +403,44 @@ def search_answer(node: dict[str, Any], tokens: dict[str, Any], record: dict[str
     return answer.content
 
 
-def measure_config(pool, config, baseline, args, shared, record, db_pid, database_url, number) -> dict[str, Any]:
-    workers = config["workers"]
-    measured: dict[str, Any] = {}
+def measure_round(pool, started, baselines, order, args, shared, record, db_pid, database_url,
+                  number) -> dict[str, dict[str, Any]]:
+    """One round. Each scenario is measured on every configuration back to back (then the next
+    scenario): the figures compared with one another come from windows seconds apart, not minutes. Why:
+    this machine's speed drifts (the same window's CPU per request varied ×2 within minutes on a quiet
+    machine), and taking every scenario of one configuration before the next compared w1 and w2 across
+    that drift. The baselines follow the same way, then each configuration's mixed window."""
+    measured: dict[str, dict[str, Any]] = {name: {} for name in order}
     kinds = () if args.invariants_only else SCENARIOS
     for kind in kinds:
-        measured[kind] = window(pool, target=config, actors={kind: ALONE[kind] * workers}, args=args, shared=shared,
-                                db_pid=db_pid)
-    if baseline is not None and not args.invariants_only:
+        for name in order:
+            config = started[name]
+            measured[name][kind] = window(pool, target=config, actors={kind: ALONE[kind] * config["workers"]},
+                                          args=args, shared=shared, db_pid=db_pid)
+    if not args.invariants_only:
         for kind in ("baseline", "baseline_provide"):
-            measured[kind] = window(pool, target=baseline, actors={kind: ALONE[kind] * workers}, args=args,
-                                    shared=shared, db_pid=db_pid)
-    per_node = CONFIGS[config["name"]][1]
-    probes = {"consent": {**record["probe"], "connections_per_node": 2 * per_node},
-              "paging": {"spid": record["provide_spid"], "count": 7, "known": record["by_patient"][record["provide_spid"]]}}
-    mixed = window(pool, target=config, actors={k: n * workers for k, n in MIXED.items()}, args=args, shared=shared,
-                   probes=probes, db_pid=db_pid)
-    mixed["checked"] = check_invariants(mixed, database_url)
-    record["probe"]["grant"] = mixed["invariants"].get("grant", record["probe"]["grant"])
-    measured["mixed"] = mixed
-    line = ", ".join(f"{k} {measured[k]['kinds'].get(k, {}).get('req_per_s', 0):.0f}/s" for k in kinds)
-    checked = mixed["checked"]
-    print(f"  round {number + 1} {config['name']}: {line}{'; ' if line else ''}mixed "
-          f"{sum(k['req_per_s'] for k in mixed['kinds'].values()):.0f}/s, stale {checked['stale_decisions']}, "
-          f"repeats {checked['repeats']}, skips {checked['skips']}, 5xx {checked['server_errors']} "
-          f"(load {load_average():.1f})", flush=True)
+            for name in order:
+                baseline = baselines.get(started[name]["workers"])
+                if baseline is not None:
+                    measured[name][kind] = window(pool, target=baseline, actors={
+                        kind: ALONE[kind] * started[name]["workers"]}, args=args, shared=shared, db_pid=db_pid)
+    for name in order:
+        config = started[name]
+        per_node = CONFIGS[name][1]
+        probes = {"consent": {**record["probe"], "connections_per_node": 2 * per_node},
+                  "paging": {"spid": record["provide_spid"], "count": 7,
+                             "known": record["by_patient"][record["provide_spid"]]}}
+        mixed = window(pool, target=config, actors={k: n * config["workers"] for k, n in MIXED.items()}, args=args,
+                       shared=shared, probes=probes, db_pid=db_pid)
+        mixed["checked"] = check_invariants(mixed, database_url)
+        record["probe"]["grant"] = mixed["invariants"].get("grant", record["probe"]["grant"])
+        measured[name]["mixed"] = mixed
+        line = ", ".join(f"{k} {measured[name][k]['kinds'].get(k, {}).get('req_per_s', 0):.0f}/s" for k in kinds)
+        checked = mixed["checked"]
+        print(f"  round {number + 1} {name}: {line}{'; ' if line else ''}mixed "
+              f"{sum(k['req_per_s'] for k in mixed['kinds'].values()):.0f}/s, stale {checked['stale_decisions']}, "
+              f"repeats {checked['repeats']}, skips {checked['skips']}, 5xx {checked['server_errors']} "
+              f"(load {load_average():.1f})", flush=True)
     return measured
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.cara.identifier_syntax import ascii_int
-from gateway.http.outcomes import HttpProblem, problem_response
+from gateway.http.outcomes import HttpProblem, refusal_before_routing
 
 
 class BodyTooLarge(HttpProblem):
@@ -55,4 +55,4 @@ class BodySizeLimit:
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         refusal = BodyTooLarge(self.max_bytes)
         refusal.headers = {"Connection": "close"}
-        await problem_response(refusal)(scope, receive, send)
+        await refusal_before_routing(refusal)(scope, receive, send)

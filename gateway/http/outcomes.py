@@ -2,8 +2,8 @@
 
 The record's refusals (`RecordError` subclasses) map by type (`STATUS_BY_ERROR`); the face's own
 refusals are `HttpProblem`s carrying their status; `install_error_handlers` is the app's whole error
-table (a middleware that must answer before the app, e.g. the body limit, renders through
-`problem_response` too). Internal details (stack traces, SQL, key ids) go to the log; the client gets
+table (a middleware that must answer before the app — the body limit, the REST conventions' format and
+parameter refusals — answers through `refusal_before_routing`, audited as the handler audits). Internal details (stack traces, SQL, key ids) go to the log; the client gets
 what it can act on. `tests/unit/gateway/http/test_error_table.py` keeps other HTTP modules from building
 error answers.
 """
@@ -115,6 +115,20 @@ async def handle_problem(request: Request, problem: HttpProblem) -> Response:
         except AuditUnavailable as unavailable:
             return record_error_response(unavailable)
     return problem_response(problem)
+
+
+def refusal_before_routing(problem: HttpProblem):
+    """The ASGI answer of a middleware that refuses a request before any route sees it (the body limit,
+    the REST conventions: too many parameters, an unknown format, a search parameter's value): audited
+    and answered as `handle_problem` does for the app's own refusals — no exchange leaves the gateway
+    without its audit record, whichever layer said no. The middlewares run inside the app, so the
+    request's scope holds the app and its services."""
+
+    async def answer(scope, receive, send) -> None:
+        response = await handle_problem(Request(scope, receive), problem)
+        await response(scope, receive, send)
+
+    return answer
 
 
 async def handle_invalid_request(_request: Request, exc: RequestValidationError) -> Response:

@@ -32,7 +32,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.cara.errors import Issue
-from gateway.http.outcomes import HttpProblem, operation_outcome, problem_response
+from gateway.http.outcomes import HttpProblem, operation_outcome, refusal_before_routing
 from gateway.http.route_table import methods_for_path
 from gateway.http.search_parameters import MAX_SEARCH_PARAMETERS, SEARCHES, search_for_path
 from adapters.cara.identifier_syntax import ascii_int
@@ -70,7 +70,7 @@ class RestConventions:
             return
         refusal = _format_refusal(params, headers.get("accept", ""))
         if refusal is not None:
-            await problem_response(HttpProblem(406, "not-supported", refusal))(scope, receive, send)
+            await refusal_before_routing(HttpProblem(406, "not-supported", refusal))(scope, receive, send)
             return
         asked_format = next((value for name, value in params if name == "_format"), None)
         params = [(name, value) for name, value in params if name != "_format"]
@@ -78,7 +78,7 @@ class RestConventions:
         if method == "POST" and path.rstrip("/").endswith("/_search"):
             form = await _search_form(headers, receive)
             if isinstance(form, HttpProblem):
-                await problem_response(form)(scope, receive, send)
+                await refusal_before_routing(form)(scope, receive, send)
                 return
             params += form
             if len(params) > MAX_SEARCH_PARAMETERS:
@@ -100,7 +100,7 @@ class RestConventions:
             result = _search_result(params, search)
             if isinstance(result, Issue):
                 code = "not-supported" if result.location == "_summary" else "invalid"
-                await problem_response(HttpProblem(400, code, result.message, location=result.location))(
+                await refusal_before_routing(HttpProblem(400, code, result.message, location=result.location))(
                     scope, receive, send)
                 return
             params, count_only, limit = result
@@ -223,7 +223,7 @@ def _search_result(params: list[tuple[str, str]], search) -> tuple[list[tuple[st
 
 
 def _too_many(given: int) -> Response:
-    return problem_response(HttpProblem(400, "too-costly",
+    return refusal_before_routing(HttpProblem(400, "too-costly",
                                         f"{given} parameters: a request takes at most {MAX_SEARCH_PARAMETERS}"))
 
 

@@ -5,9 +5,10 @@ import json
 import orjson
 import pytest
 from fhir.resources.R4B.auditevent import AuditEvent
+from fhir.resources.R4B.operationoutcome import OperationOutcome
 
 from audit.ledger import verify_ledger
-from conftest import HCP_GLN, SPID, grant_consent
+from conftest import HCP_GLN, SPID, grant_consent, running_gateway, sqlite_url
 from functional.helpers import document_ids, row_counts
 from gateway.samples import pdf_document, provide_bundle
 
@@ -249,3 +250,32 @@ def test_a_bundle_that_is_not_json_is_audited_as_a_refused_provide(gateway):
 
     assert response.status_code == 400
     assert [s[:5] for s in ledger(gateway)[before:]] == [("ITI-65", None, "4", "HCP", HCP_GLN)]
+
+
+TOO_MANY = "&".join(f"p{i}=1" for i in range(401))
+
+
+@pytest.mark.parametrize("method, target, body, content_type, status, said", [
+    ("GET", f"/fhir/DocumentReference?{TOO_MANY}", None, None, 400, "401 parameters"),
+    ("GET", "/fhir/DocumentReference?_format=xml", None, None, 406, "XML is not served"),
+    ("GET", "/fhir/DocumentReference?_count=many", None, None, 400, "_count"),
+    ("POST", "/fhir/DocumentReference/_search", b"{}", "application/json", 415, "_search takes"),
+    ("POST", "/fhir", b"{" + b" " * 20_000 + b"}", "application/fhir+json", 413, "exceeds the limit"),
+], ids=["too-many-parameters", "format", "count", "search-form", "body-size"])
+def test_a_refusal_before_any_route_is_audited_as_the_routes_refusals_are(tmp_path, method, target, body,
+                                                                           content_type, status, said):
+    """The middlewares that answer before routing (the body limit, the REST conventions) refuse through
+    the same audited door as the app's handler: each refusal is one HTTP failure record naming the
+    request and what was said, and nothing else is recorded."""
+    with running_gateway(tmp_path, sqlite_url(tmp_path), max_body_bytes=10_000) as gateway:
+        before = len(ledger(gateway))
+        headers = {**gateway.as_hcp(), **({"Content-Type": content_type} if content_type else {})}
+        response = gateway.client.request(method, target, content=body, headers=headers)
+
+        assert response.status_code == status, response.text
+        assert said in OperationOutcome.model_validate(response.json()).issue[0].diagnostics
+        records = gateway.services.auditor.ledger.all_records()[before:]
+        assert [summary(e)[:3] for e in records] == [("HTTP", None, "4")]
+        path = target.split("?", 1)[0]
+        assert records[0]["outcomeDesc"].startswith(f"{method} {path}: ")
+        assert said in records[0]["outcomeDesc"]

@@ -1,8 +1,9 @@
 """One error table for the FHIR face: every error answer is built in `gateway/http/outcomes.py`.
 
-Another module of the face may raise a typed refusal (`HttpProblem`, a `RecordError`) or render one
-through `outcomes.problem_response`; it does not build an OperationOutcome with an error severity or
-an answer with an error status itself. An informational or warning OperationOutcome (`Prefer:
+Another module of the face may raise a typed refusal (`HttpProblem`, a `RecordError`) or, in a
+middleware that answers before routing, answer one through `outcomes.refusal_before_routing` (audited
+as the handler audits); it does not build an OperationOutcome with an error severity or an answer with
+an error status itself, nor render a refusal unaudited (`problem_response` is the table's own). An informational or warning OperationOutcome (`Prefer:
 return=OperationOutcome`, the lenient search's note) is not an error answer."""
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ def error_answers(source: str) -> list[str]:
             severity = keywords.get("severity")
             if not (isinstance(severity, ast.Constant) and severity.value in NOT_ERRORS):
                 found.append((node.lineno, "an error OperationOutcome"))
+        elif name == "problem_response":
+            found.append((node.lineno, "a refusal rendered without its audit record"))
         elif name in RESPONSE_CALLS:
             status = keywords.get("status_code") or keywords.get("status") or (
                 node.args[1] if len(node.args) > 1 else None)
@@ -49,6 +52,8 @@ def test_the_check_finds_planted_error_answers():
                "    return Response(b'', status_code=503)\n"
                "def fine():\n"
                "    note = operation_outcome([Issue('ok')], code='informational', severity='information')\n"
-               "    return fhir_response(note, 200), problem_response(HttpProblem(406, 'not-supported', 'no'))\n")
+               "    return fhir_response(note, 200), refusal_before_routing(HttpProblem(406, 'not-supported', 'no'))\n"
+               "def unaudited():\n"
+               "    return problem_response(HttpProblem(400, 'too-costly', 'no'))\n")
     assert error_answers(planted) == ["line 2: an error OperationOutcome", "line 3: a 406 answer",
-                                      "line 4: a 503 answer"]
+                                      "line 4: a 503 answer", "line 9: a refusal rendered without its audit record"]

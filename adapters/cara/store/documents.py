@@ -70,8 +70,9 @@ _VERSION_SQL = "SELECT version FROM document_version WHERE patient_pid = ?"
 # What `SealedEntry` needs of a row, in its order (`search_sql` reads the same columns for a page).
 _SEALED_COLUMNS = (document_entry.c.id, document_entry.c.unique_id, document_entry.c.status,
                    document_entry.c.sealed_key, document_entry.c.sealed, document_entry.c.version)
-# The same columns for the reads by key (plain SQL: `_entry_where`), the patient last.
-_ENTRY_SELECT = "SELECT id, unique_id, status, sealed_key, sealed, version, patient_pid FROM document_entry WHERE "
+# The same columns, the patient last, for the reads by key (plain SQL: `_entry_where`), named from the one list.
+_ENTRY_SELECT = (f"SELECT {', '.join(c.name for c in (*_SEALED_COLUMNS, document_entry.c.patient_pid))} "
+                 f"FROM {document_entry.name} WHERE ")
 _ENTRY_BY_ID = _ENTRY_SELECT + "id = ?"
 _ENTRY_BY_UNIQUE_ID = _ENTRY_SELECT + "unique_id = ?"
 _BODY_BY_ENTRY = "SELECT sealed_key, sealed FROM document_body WHERE entry_id = ?"

@@ -138,6 +138,8 @@ class AccessControl:
             })
 
 
-def _type_of(document) -> dict:
-    type_code = getattr(document, "type_code", None)
-    return {"type": [type_code.system, type_code.code]} if type_code is not None else {}
+def _type_of(document: DocumentEntry | SetDocument) -> dict:
+    """A document's type for the notice; a List's rows (`SetDocument`) do not carry one."""
+    if isinstance(document, DocumentEntry) and document.type_code is not None:
+        return {"type": [document.type_code.system, document.type_code.code]}
+    return {}

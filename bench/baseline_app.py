@@ -173,13 +173,22 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (bench_dir, str(ROOT), os.environ.get("PYTHONPATH")) if p)
     if bench_dir not in sys.path:
         sys.path.insert(0, bench_dir)
-    # Mirrors gateway.http.server.run: same protocol class family, loop "auto", access log at info, keep-alive.
-    uvicorn.run(
+    # Mirrors gateway.http.server.run: same protocol class family, loop "auto", access log at info, keep-alive,
+    # and with several workers the same supervisor (a listening socket per worker: the connections spread
+    # over the workers as they do over the gateway's).
+    from gateway.http.server import SocketPerWorker, bind_sockets
+
+    config = uvicorn.Config(
         "baseline_app:create", factory=True, workers=args.workers, host=args.host, port=args.port,
         http=AutoHTTPProtocol, ssl_certfile=str(args.certfile), ssl_keyfile=str(args.keyfile),
         ssl_context_factory=_ssl_factory, log_level="info", server_header=False, proxy_headers=False,
         timeout_keep_alive=30,
     )
+    sockets = bind_sockets(args.host, args.port, workers=args.workers)
+    if args.workers > 1:
+        SocketPerWorker(config, sockets).run()
+    else:
+        uvicorn.Server(config).run(sockets=sockets)
 
 
 if __name__ == "__main__":

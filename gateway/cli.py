@@ -40,7 +40,7 @@ def serve(workers: int = typer.Option(None, help="worker processes (default EPR_
     migrate(make_engine(settings.resolved_database_url))
     # Listen first: the banner (and its tokens) must not be printed for a gateway that cannot start.
     try:
-        listening = server.bind_sockets(settings, workers=workers or settings.workers)
+        listening = server.bind_sockets(settings.host, settings.port, workers=workers or settings.workers)
     except OSError as error:
         typer.echo(f"epr-gateway serve: cannot listen on {settings.host}:{settings.port}: "
                    f"{error.strerror or error}{_listen_hint(error)}", err=True)

@@ -44,17 +44,17 @@ def _ssl_factory(_config, _default) -> ssl.SSLContext:
     return ssl_context_for(Settings())
 
 
-def bind_sockets(settings: Settings, *, workers: int = 1) -> list[socket.socket]:
+def bind_sockets(host: str, port: int, *, workers: int = 1) -> list[socket.socket]:
     """The listening sockets, bound before anything is announced: one, or with several workers one per
     worker on the same port (SO_REUSEPORT: see `SocketPerWorker`). OSError (e.g. the port is taken)
     goes to the caller, which says so in one line instead of uvicorn's log and exit."""
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    if workers > 1 and settings.port:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if workers > 1 and port:
         # SO_REUSEPORT lets any process of the same user join the port: a second gateway started there by
         # mistake would share the connections silently. A plain bind first says whether anyone listens.
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((settings.host, settings.port))
+            probe.bind((host, port))
     sockets: list[socket.socket] = []
     try:
         for _ in range(max(1, workers)):
@@ -64,7 +64,7 @@ def bind_sockets(settings: Settings, *, workers: int = 1) -> list[socket.socket]
             if workers > 1:
                 listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             # Each socket on the port the first one got (port 0: the kernel's choice, once).
-            listening.bind((settings.host, sockets[0].getsockname()[1] if len(sockets) > 1 else settings.port))
+            listening.bind((host, sockets[0].getsockname()[1] if len(sockets) > 1 else port))
             listening.listen(2048)
             listening.set_inheritable(True)  # the worker processes serve them
     except OSError:

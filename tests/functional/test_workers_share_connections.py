@@ -25,7 +25,6 @@ from urllib.parse import quote
 import pytest
 
 from gateway.http.server import bind_sockets
-from gateway.settings import Settings
 
 from tests.functional.serving import DEMO_SEARCH, ServingGateway
 
@@ -119,19 +118,19 @@ def test_each_worker_has_a_socket_on_the_port_and_a_second_gateway_there_is_stil
     """SO_REUSEPORT lets a process of the same user join the port: `bind_sockets` probes it with a plain
     bind first, so that a second gateway started on the port by mistake fails as before (EADDRINUSE,
     `serve` says it in one line) instead of silently taking a share of the connections."""
-    first = bind_sockets(Settings(host="127.0.0.1", port=0), workers=2)
+    first = bind_sockets("127.0.0.1", 0, workers=2)
     try:
         port = first[0].getsockname()[1]
         assert [s.getsockname()[1] for s in first] == [port, port]
         assert all(s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) for s in first)
         for workers in (1, 2, 4):
             with pytest.raises(OSError) as refused:
-                bind_sockets(Settings(host="127.0.0.1", port=port), workers=workers)
+                bind_sockets("127.0.0.1", port, workers=workers)
             assert refused.value.errno == errno.EADDRINUSE
     finally:
         for listening in first:
             listening.close()
     # Once the first is gone, the port is free again for any number of workers.
-    again = bind_sockets(Settings(host="127.0.0.1", port=port), workers=2)
+    again = bind_sockets("127.0.0.1", port, workers=2)
     for listening in again:
         listening.close()

@@ -80,12 +80,8 @@ class Auditor:
                            title=entry.type_code.display or entry.type_code.code)
 
     def write(self, connection, records: Iterable[AuditRecord]) -> None:
-        """Inside the caller's transaction: the records commit or roll back with the change."""
-        self.ledger.append_many(connection, self.prepare_many(records))
-
-    def write_many(self, connection, records: Iterable[AuditRecord]) -> None:
-        """Like `write`, for a batch: every record prepared first, then one lock, one head read and
-        one multi-row insert (the group commit of a batch provide)."""
+        """Inside the caller's transaction: the records commit or roll back with the change. One record or
+        a batch alike: every record prepared first, then one lock, one head read and one multi-row insert."""
         self.ledger.append_many(connection, self.prepare_many(records))
 
     def prepare_many(self, records: Iterable[AuditRecord]) -> list[PreparedRecord]:

@@ -173,5 +173,5 @@ class HeldMessages:
     def _refuse(self, held: HeldMessage, transaction: str, principal, error: Exception) -> None:
         """Nobody can be told now: its refusal audited and its status settled, together."""
         with self._auditor.engine.begin() as connection:
-            self._auditor.write_many(connection, [self._auditor.failure_record(transaction, principal, error)])
+            self._auditor.write(connection, [self._auditor.failure_record(transaction, principal, error)])
             self._inbox.settle(connection, held.id, "refused")

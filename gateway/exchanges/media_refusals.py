@@ -51,4 +51,4 @@ def record_refusals(*, auditor: Auditor, principal: Principal, refusals: list[Me
     if connection is None:
         auditor.write_now(records)
     else:
-        auditor.write_many(connection, records)
+        auditor.write(connection, records)

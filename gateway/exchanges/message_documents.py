@@ -153,7 +153,7 @@ class DocumentMessages:
         answers = {item.key: (item, answer_for(item, outcome)) for item, outcome in refused}
         with self._auditor.engine.begin() as connection:
             earlier = self._answers.earlier_in(connection, list(answers))
-            self._auditor.write_many(connection, [
+            self._auditor.write(connection, [
                 self._auditor.failure_record(item.transaction, item.principal, _audited_as(answer, item))
                 for key, (item, answer) in answers.items() if key not in earlier])
             self._answers.keep_in(connection, [(key, answer) for key, (_, answer) in answers.items()

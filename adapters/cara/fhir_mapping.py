@@ -148,49 +148,59 @@ def submission_from_bundle(bundle: dict[str, Any]) -> Submission:
 
 
 def _new_document(doc: dict[str, Any], resources: dict[str, dict], submission_set_id: str) -> NewDocument:
-    content = doc["content"][0]
-    attachment = content["attachment"]
+    attachment = doc["content"][0]["attachment"]
     data = decode_binary(resources[attachment["url"]]["data"])
-    context = doc.get("context") or {}
-    source_patient = next(c for c in doc["contained"] if c["id"] == context["sourcePatientInfo"]["reference"][1:])
-    usual = next(x for x in source_patient["identifier"] if x.get("use") == "usual" and x.get("value"))
-    period = context.get("period") or {}
     entry_id = new_record_id()
     entry = DocumentEntry(
         entry_id=entry_id,
         unique_id=doc["masterIdentifier"]["value"],
         patient_pid="",
         status="current",
-        type_code=_code(first_coding(doc["type"])),
-        class_codes=[_code(first_coding(c)) for c in doc["category"]],
-        format_code=_code(content["format"]),
-        confidentiality=[_code(c) for label in doc["securityLabel"] for c in label.get("coding", [])],
-        facility_type=_code(first_coding(context["facilityType"])),
-        practice_setting=_code(first_coding(context["practiceSetting"])),
         mime_type=attachment["contentType"],
-        language=attachment["language"],
-        title=attachment["title"],
         creation_time=normalised_date(attachment["creation"], "dateTime"),
         original_provider_role=_code(extension(doc, EXT_AUTHOR_ROLE)["valueCoding"]),
         size=len(data),
         sha1=hashlib.sha1(data).hexdigest(),
         entry_uuid=next((x["value"] for x in doc.get("identifier", []) if x.get("use") == "official"), None)
         or f"urn:uuid:{entry_id}",  # the submitter sent none: the entry's own id is its entryUUID
-        date=normalised_date(doc.get("date"), "instant"),
-        description=doc.get("description"),
-        event_codes=[_code(c) for concept in context.get("event", []) for c in concept.get("coding", [])],
-        service_start=normalised_date(period.get("start"), "dateTime"),
-        service_stop=normalised_date(period.get("end"), "dateTime"),
-        authors=_authors(doc),
-        source_patient=source_patient,
-        source_patient_id=Identifier(usual.get("system", ""), usual["value"]),
-        related=context.get("related", []),
-        deletion_status=_code((extension(doc, EXT_DELETION_STATUS) or {}).get("valueCoding")),
         submission_set_id=submission_set_id,
-        extensions=[e for e in doc.get("extension", []) if e.get("url") not in _KNOWN_DOC_EXTENSIONS],
+        **document_metadata(doc),
     )
     relations = tuple(_pending_relation(r) for r in doc.get("relatesTo", []))
     return NewDocument(entry=entry, content=data, relations=relations)
+
+
+def document_metadata(doc: dict[str, Any]) -> dict[str, Any]:
+    """The DocumentReference's metadata as the entry's fields: what a provide stores beside the document's
+    own facts (its bytes, ids, creation time, role), and exactly what a CH:MHD-1 update may change
+    (`metadata_update.read_update`): one reading of both. The CH MHD rules have passed."""
+    content = doc["content"][0]
+    attachment = content["attachment"]
+    context = doc.get("context") or {}
+    source_patient = next(c for c in doc["contained"] if c["id"] == context["sourcePatientInfo"]["reference"][1:])
+    usual = next(x for x in source_patient["identifier"] if x.get("use") == "usual" and x.get("value"))
+    period = context.get("period") or {}
+    return {
+        "type_code": _code(first_coding(doc["type"])),
+        "class_codes": [_code(first_coding(c)) for c in doc["category"]],
+        "format_code": _code(content["format"]),
+        "confidentiality": [_code(c) for label in doc["securityLabel"] for c in label.get("coding", [])],
+        "facility_type": _code(first_coding(context["facilityType"])),
+        "practice_setting": _code(first_coding(context["practiceSetting"])),
+        "language": attachment["language"],
+        "title": attachment["title"],
+        "date": normalised_date(doc.get("date"), "instant"),
+        "description": doc.get("description"),
+        "event_codes": [_code(c) for concept in context.get("event", []) for c in concept.get("coding", [])],
+        "service_start": normalised_date(period.get("start"), "dateTime"),
+        "service_stop": normalised_date(period.get("end"), "dateTime"),
+        "authors": _authors(doc),
+        "source_patient": source_patient,
+        "source_patient_id": Identifier(usual.get("system", ""), usual["value"]),
+        "related": context.get("related", []),
+        "deletion_status": _code((extension(doc, EXT_DELETION_STATUS) or {}).get("valueCoding")),
+        "extensions": [e for e in doc.get("extension", []) if e.get("url") not in _KNOWN_DOC_EXTENSIONS],
+    }
 
 
 def _pending_relation(relates_to: dict[str, Any]) -> PendingRelation:

@@ -17,7 +17,7 @@ from dataclasses import fields, replace
 from typing import Any
 
 from adapters.cara.errors import MetadataIdentifierMismatch, PatientMismatch, ProfileViolation, UnmodifiableMetadata
-from adapters.cara.fhir_mapping import _authors, _code, _KNOWN_DOC_EXTENSIONS  # one reading of DocumentReference
+from adapters.cara.fhir_mapping import _code, document_metadata  # one reading of DocumentReference
 from adapters.cara.mhd_rules import (
     DOCUMENT_DATES,
     _check_identifiers,
@@ -28,7 +28,7 @@ from adapters.cara.mhd_rules import (
     first_coding,
     normalised_date,
 )
-from adapters.cara.model import Code, DocumentEntry, Identifier
+from adapters.cara.model import Code, DocumentEntry
 from adapters.cara.vocabulary import (
     CONFIDENTIALITY_CODES,
     EXT_AUTHOR_ROLE,
@@ -88,32 +88,7 @@ def read_update(doc: dict[str, Any], current: DocumentEntry, *, spid: str, where
     if unmodifiable.issues:
         raise UnmodifiableMetadata(unmodifiable.issues[0].message, issues=unmodifiable.issues)
 
-    context = doc.get("context") or {}
-    period = context.get("period") or {}
-    source_patient = next(c for c in doc["contained"] if c["id"] == context["sourcePatientInfo"]["reference"][1:])
-    usual = next(x for x in source_patient["identifier"] if x.get("use") == "usual" and x.get("value"))
-    return replace(
-        current,
-        type_code=_code(first_coding(doc["type"])),
-        class_codes=[_code(first_coding(c)) for c in doc["category"]],
-        format_code=_code(content["format"]),
-        confidentiality=[_code(c) for label in doc["securityLabel"] for c in label.get("coding", [])],
-        facility_type=_code(first_coding(context["facilityType"])),
-        practice_setting=_code(first_coding(context["practiceSetting"])),
-        language=attachment["language"],
-        title=attachment["title"],
-        date=normalised_date(doc.get("date"), "instant"),
-        description=doc.get("description"),
-        event_codes=[_code(c) for concept in context.get("event", []) for c in concept.get("coding", [])],
-        service_start=normalised_date(period.get("start"), "dateTime"),
-        service_stop=normalised_date(period.get("end"), "dateTime"),
-        authors=_authors(doc),
-        source_patient=source_patient,
-        source_patient_id=Identifier(usual.get("system", ""), usual["value"]),
-        related=context.get("related", []),
-        deletion_status=_code((extension(doc, EXT_DELETION_STATUS) or {}).get("valueCoding")),
-        extensions=[e for e in doc.get("extension", []) if e.get("url") not in _KNOWN_DOC_EXTENSIONS],
-    )
+    return replace(current, **document_metadata(doc))
 
 
 def changed_fields(current: DocumentEntry, new: DocumentEntry) -> frozenset[str]:

@@ -19,20 +19,14 @@ from gateway.hcp.identity import claim_names, oidc_client
 from gateway.hcp.site import Hcp, HcpSession
 from gateway.pages.headers import PageHeaders
 from gateway.pages.sessions import Sessions, session_store
+from gateway.pages.site import public_paths, sign_in_routes
 
 STATIC = Path(__file__).parent.parent / "pages" / "static"
 # Pages reachable before sign-in. Everything else under /hcp is behind `signed_in`.
-PUBLIC_PATHS = frozenset({"/hcp", "/hcp/sign-in", "/hcp/dev-sign-in", "/hcp/oidc/login", "/hcp/oidc/callback",
-                          "/hcp/language"})
+PUBLIC_PATHS = public_paths("/hcp")
 
 ROUTES = [
-    Route("/hcp", routes_signin.home, methods=["GET"]),
-    Route("/hcp/sign-in", routes_signin.sign_in_page, methods=["GET"]),
-    Route("/hcp/dev-sign-in", routes_signin.dev_sign_in, methods=["POST"]),
-    Route("/hcp/oidc/login", routes_signin.oidc_login, methods=["GET"]),
-    Route("/hcp/oidc/callback", routes_signin.oidc_callback, methods=["GET"], name="hcp_oidc_callback"),
-    Route("/hcp/language", routes_signin.language, methods=["POST"]),
-    Route("/hcp/sign-out", routes_signin.sign_out, methods=["POST"]),
+    *sign_in_routes("/hcp", routes_signin),
     Route("/hcp/patients", routes_patients.patients, methods=["GET"]),
     Route("/hcp/patients/{pid}", routes_patients.documents, methods=["GET"]),
     Route("/hcp/patients/{pid}/documents/{entry_id}/content", routes_patients.content, methods=["GET"]),

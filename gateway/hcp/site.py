@@ -30,7 +30,8 @@ ERRORS = ErrorTexts(
     conflict=N_("The record changed in the meantime. Nothing was changed; please look again and retry."),
     invalid=N_("The request could not be understood. Nothing was changed."),
     unavailable=N_("The service is briefly unavailable. Nothing was changed; please try again later."),
-    error=N_("Something went wrong on our side. Nothing was changed."))
+    error=N_("Something went wrong on our side. Nothing was changed."),
+    back_path="/hcp/patients", back=N_("Back to finding a patient"))
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ A page (the patient's `/portal`, the professional's `/hcp`) is a `Site`: its pre
 sessions, its templates and catalogues (over the shared layout), its texts for the error pages, and how
 a signed-in session becomes the Principal the use-cases are called with. Its routes are decorated with
 `public_page` (sign-in, language: they still get a session, so their forms carry a CSRF token) or
-`signed_in_page` (everything else): the deny-by-default test finds every route that is neither.
+`signed_in_page` (everything else): the deny-by-default test finds every route that is neither. Both
+pages sign in the same way, at the same paths under their prefix (`sign_in_routes`, `public_paths`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
 
 from adapters.cara.errors import NotFound, RecordError
 from consent.principal import Principal
@@ -41,7 +43,8 @@ FORM_REFUSED = N_("This form has expired or did not come from this page. Please 
 
 @dataclass(frozen=True)
 class ErrorTexts:
-    """What a page says for each kind of failure (catalogue messages of that page)."""
+    """What a page says for each kind of failure (catalogue messages of that page), and where its error
+    page leads back to (the shared templates/error.html)."""
 
     not_found: str
     refused: str
@@ -49,6 +52,8 @@ class ErrorTexts:
     invalid: str
     unavailable: str
     error: str
+    back_path: str
+    back: str
 
 
 class Site:
@@ -239,3 +244,29 @@ def public_page(site_of: Callable[[Request], Site]) -> Callable[[Endpoint], Call
             return response
         return page
     return decorate
+
+
+# -- the sign-in every page shares -------------------------------------------------------------------
+_BEFORE_SIGN_IN = ("", "/sign-in", "/dev-sign-in", "/oidc/login", "/oidc/callback", "/language")
+
+
+def public_paths(prefix: str) -> frozenset[str]:
+    """The paths of a page reachable before sign-in: its sign-in routes but sign-out. Everything else
+    under `prefix` is behind `signed_in_page`."""
+    return frozenset(prefix + path for path in _BEFORE_SIGN_IN)
+
+
+def sign_in_routes(prefix: str, signin) -> list[Route]:
+    """A page's home, sign-in page, development sign-in, OpenID Connect login and callback (named
+    `<page>_oidc_callback`: the redirect URI is built from it), language and sign-out, at the same paths
+    under each page's prefix, served by the page's own `routes_signin` module (`signin`)."""
+    return [
+        Route(prefix, signin.home, methods=["GET"]),
+        Route(f"{prefix}/sign-in", signin.sign_in_page, methods=["GET"]),
+        Route(f"{prefix}/dev-sign-in", signin.dev_sign_in, methods=["POST"]),
+        Route(f"{prefix}/oidc/login", signin.oidc_login, methods=["GET"]),
+        Route(f"{prefix}/oidc/callback", signin.oidc_callback, methods=["GET"],
+              name=f"{prefix.strip('/')}_oidc_callback"),
+        Route(f"{prefix}/language", signin.language, methods=["POST"]),
+        Route(f"{prefix}/sign-out", signin.sign_out, methods=["POST"]),
+    ]

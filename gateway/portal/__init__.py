@@ -19,20 +19,14 @@ from gateway.pages.headers import PageHeaders
 from gateway.portal.identity import oidc_client
 from gateway.portal.pages import Portal, PortalSession
 from gateway.pages.sessions import Sessions, session_store
+from gateway.pages.site import public_paths, sign_in_routes
 
 STATIC = Path(__file__).parent / "static"
 # Pages reachable before sign-in. Everything else under /portal is behind `signed_in`.
-PUBLIC_PATHS = frozenset({"/portal", "/portal/sign-in", "/portal/dev-sign-in", "/portal/oidc/login",
-                          "/portal/oidc/callback", "/portal/language"})
+PUBLIC_PATHS = public_paths("/portal")
 
 ROUTES = [
-    Route("/portal", routes_signin.home, methods=["GET"]),
-    Route("/portal/sign-in", routes_signin.sign_in_page, methods=["GET"]),
-    Route("/portal/dev-sign-in", routes_signin.dev_sign_in, methods=["POST"]),
-    Route("/portal/oidc/login", routes_signin.oidc_login, methods=["GET"]),
-    Route("/portal/oidc/callback", routes_signin.oidc_callback, methods=["GET"], name="portal_oidc_callback"),
-    Route("/portal/language", routes_signin.language, methods=["POST"]),
-    Route("/portal/sign-out", routes_signin.sign_out, methods=["POST"]),
+    *sign_in_routes("/portal", routes_signin),
     Route("/portal/documents", routes_documents.documents, methods=["GET"]),
     Route("/portal/documents/{entry_id}", routes_documents.document, methods=["GET"]),
     Route("/portal/documents/{entry_id}/content", routes_documents.content, methods=["GET"]),

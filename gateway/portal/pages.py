@@ -33,7 +33,8 @@ ERRORS = ErrorTexts(
     conflict=N_("Your record changed in the meantime. Nothing was changed; please look again and retry."),
     invalid=N_("The request could not be understood. Nothing was changed."),
     unavailable=N_("The service is briefly unavailable. Nothing was changed; please try again later."),
-    error=N_("Something went wrong on our side. Nothing was changed."))
+    error=N_("Something went wrong on our side. Nothing was changed."),
+    back_path="/portal", back=N_("Back to my record"))
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,8 @@ IMPOSSIBLE_DATES = {
     "second 61": ({"activity": "20261231235961+0000"}, "TXA^1^4", "102"),  # a leap second (:60) is stored as :59
     "year 0000": ({"activity": "00000101000000+0000"}, "TXA^1^4", "102"),
     "MSH-10 of 300 characters": ({"control_id": "C" * 300}, "MSH^1^10", "102"),
+    # A hex escape whose byte is no character (0x81: none in UTF-8 nor windows-1252): it was stored as U+FFFD.
+    "escape that is no character": ({"title": "Lettre \\X81\\ de sortie"}, "TXA^1^25", "102"),
 }
 
 

@@ -151,7 +151,7 @@ def _content(message: Message, *, allow_text: bool) -> tuple[bytes, str]:
         return _embedded(message, *embedded[0])
     lines = [s for s in observations if s.value(2) in TEXT_OBSERVATIONS]
     if allow_text and lines:
-        text = "\n".join(message.unescape(rep) for s in lines for rep in s.repetitions(5))
+        text = "\n".join(message.unescape(rep, where=("OBX", 5)) for s in lines for rep in s.repetitions(5))
         return text.encode("utf-8"), "text/plain"
     raise CannotProcess("the message carries no document (no OBX with OBX-2 = ED): results without an "
                         "embedded report are not shared by this gateway", code=UNSUPPORTED_MESSAGE_TYPE,
@@ -175,7 +175,7 @@ def _embedded(message: Message, sequence: int, obx: Segment) -> tuple[bytes, str
         elif encoding == "HEX":
             content = bytes.fromhex(data)
         elif encoding == "A":
-            content = message.unescape(data).encode("utf-8")
+            content = message.unescape(data, where=("OBX", 5)).encode("utf-8")
         else:
             raise SenderMustFix(f"OBX-5.4 encoding {encoding!r} is not Base64, Hex or A", code=TABLE_VALUE_NOT_FOUND,
                                 segment="OBX", field=5, component=4, sequence=sequence)

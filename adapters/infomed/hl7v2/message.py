@@ -9,9 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from adapters.infomed.hl7v2.errors import REQUIRED_FIELD_MISSING, SEGMENT_SEQUENCE, CannotProcess, SenderMustFix
-from adapters.infomed.hl7v2.escapes import unescape
-from adapters.infomed.hl7v2.normalise import decode_keeping_utf8
+from adapters.infomed.hl7v2.errors import (
+    DATA_TYPE_ERROR,
+    REQUIRED_FIELD_MISSING,
+    SEGMENT_SEQUENCE,
+    CannotProcess,
+    SenderMustFix,
+)
+from adapters.infomed.hl7v2.escapes import UndecodableEscape, unescape
+from adapters.infomed.hl7v2.normalise import WINDOWS_1252, decode_keeping_utf8
 
 
 @dataclass(frozen=True)
@@ -105,7 +111,7 @@ class Segment:
         reps = self._split_repetitions(number)
         if repetition >= len(reps):
             return ""
-        return self._message.split_value(reps[repetition], component, subcomponent)
+        return self._message.split_value(reps[repetition], component, subcomponent, where=(self.name, number))
 
     def value(self, number: int) -> str:
         """The first component of the first repetition, decoded (the usual 'the field's value')."""
@@ -152,19 +158,33 @@ class Message:
             raise SenderMustFix(f"the message has no {name} segment", code=REQUIRED_FIELD_MISSING, segment=name)
         return segment
 
-    def split_value(self, repetition: str, component: int, subcomponent: int | None = None) -> str:
+    def split_value(self, repetition: str, component: int, subcomponent: int | None = None, *,
+                    where: tuple[str, int] | None = None) -> str:
         d = self.delimiters
         parts = repetition.split(d.component)
         value = parts[component - 1] if component - 1 < len(parts) else ""
         if subcomponent is not None:
             subs = value.split(d.subcomponent)
             value = subs[subcomponent - 1] if subcomponent - 1 < len(subs) else ""
-        return self.unescape(value)
+        return self.unescape(value, where=where)
 
-    def unescape(self, value: str) -> str:
+    def unescape(self, value: str, *, where: tuple[str, int] | None = None) -> str:
+        """`value` with its escapes decoded; `where` (segment, field) names it when an escape is no text."""
         d = self.delimiters
-        return unescape(value, field=d.field, component=d.component, repetition=d.repetition, escape=d.escape,
-                        subcomponent=d.subcomponent, charset=self.charset or "utf-8")
+        if d.escape not in value:  # the usual value: nothing to decode
+            return value
+        charset = self.charset or "utf-8"
+        # Escaped bytes are read as raw ones are (normalise.decode): without MSH-18, windows-1252 when
+        # they are not UTF-8.
+        fallback = WINDOWS_1252 if charset == "utf-8" and not self.msh.raw(18).strip() else None
+        try:
+            return unescape(value, field=d.field, component=d.component, repetition=d.repetition, escape=d.escape,
+                            subcomponent=d.subcomponent, charset=charset, fallback=fallback)
+        except UndecodableEscape as undecodable:
+            segment, field = where or (None, None)
+            raise SenderMustFix(f"{undecodable} ({segment}-{field}): send the text in the character set MSH-18 "
+                                "names" if segment else f"{undecodable}: send the text in the character set "
+                                "MSH-18 names", code=DATA_TYPE_ERROR, segment=segment, field=field) from None
 
     # -- the header ------------------------------------------------------------------------------
     @property

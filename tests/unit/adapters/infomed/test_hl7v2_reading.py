@@ -186,3 +186,26 @@ def test_an_ack_carries_msa_and_err_in_both_the_v2_3_and_the_v2_5_layouts():
     assert ack[1] == "MSA|AE|C|see ERR"
     assert ack[2].split("|") == ["ERR", "OBX^2^5^102&Data type error&HL70357", "OBX^2^5^5",
                                  "102^Data type error^HL70357", "E", "", "", "", "OBX-5.5 does not \\F\\ decode"]
+
+
+def test_a_hex_escape_without_msh_18_reads_as_the_same_byte_sent_raw():
+    """Without MSH-18 a raw byte that is not UTF-8 is read as windows-1252 (normalise.decode); its \\Xhh\\
+    escape is read the same way, not replaced by U+FFFD. Valid UTF-8 escapes stay UTF-8."""
+    header = "MSH|^~\\&|LAB|HOSP|GW|EPR|20250101120000||ADT^A08^ADT_A01|1|P|2.5"
+    escaped = Message(*decode((header + "\rPID|1||L-1||D\\X92\\Andrea^M\\XC3BC\\ller\r").encode()))
+    raw = Message(*decode(header.encode() + b"\rPID|1||L-1||D\x92Andrea\r"))
+    assert escaped.first("PID").component(5, 1) == raw.first("PID").component(5, 1) == "D’Andrea"
+    assert escaped.first("PID").component(5, 2) == "Müller"
+
+
+@pytest.mark.parametrize("charset, escape", [("UNICODE UTF-8", "\\XFF\\"), ("UNICODE UTF-8", "\\X92\\"),
+                                             ("8859/1", "\\X81\\"), ("", "\\X81\\")])
+def test_a_hex_escape_that_is_no_character_of_the_charset_is_refused_naming_where_it_is(charset, escape):
+    """Before, such bytes became U+FFFD in the stored value: a character silently lost."""
+    header = f"MSH|^~\\&|LAB|HOSP|GW|EPR|20250101120000||ADT^A08^ADT_A01|1|P|2.5||||||{charset}"
+    message = Message(*decode((header + f"\rPID|1||L-1||M{escape}ller^Anna\r").encode()))
+    with pytest.raises(SenderMustFix) as refused:
+        message.first("PID").component(5, 1)
+    assert (refused.value.code, refused.value.location, refused.value.ack_code) == ("102", "PID^1^5", "AE")
+    assert f"the escape {escape} is not a character of" in refused.value.text
+    assert message.first("PID").component(5, 2) == "Anna"

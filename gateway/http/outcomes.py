@@ -3,9 +3,9 @@
 The record's refusals (`RecordError` subclasses) map by type (`STATUS_BY_ERROR`); the face's own
 refusals are `HttpProblem`s carrying their status; `install_error_handlers` is the app's whole error
 table (a middleware that must answer before the app — the body limit, the REST conventions' format and
-parameter refusals — answers through `refusal_before_routing`, audited as the handler audits). Internal details (stack traces, SQL, key ids) go to the log; the client gets
-what it can act on. `tests/unit/gateway/http/test_error_table.py` keeps other HTTP modules from building
-error answers.
+parameter refusals — answers through `refusal_before_routing`, audited as the handler audits).
+Internal details (stack traces, SQL, key ids) go to the log; the client gets what it can act on.
+`tests/unit/gateway/http/test_error_table.py` keeps other HTTP modules from building error answers.
 """
 
 from __future__ import annotations

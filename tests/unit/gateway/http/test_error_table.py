@@ -3,8 +3,9 @@
 Another module of the face may raise a typed refusal (`HttpProblem`, a `RecordError`) or, in a
 middleware that answers before routing, answer one through `outcomes.refusal_before_routing` (audited
 as the handler audits); it does not build an OperationOutcome with an error severity or an answer with
-an error status itself, nor render a refusal unaudited (`problem_response` is the table's own). An informational or warning OperationOutcome (`Prefer:
-return=OperationOutcome`, the lenient search's note) is not an error answer."""
+an error status itself, nor render a refusal unaudited (`problem_response` is the table's own). An
+informational or warning OperationOutcome (`Prefer: return=OperationOutcome`, the lenient search's
+note) is not an error answer."""
 
 from __future__ import annotations
 

@@ -80,8 +80,11 @@ def test_the_compiled_catalogue_is_the_source(page, lang):
     assert mo == {k: v for k, v in po.items() if v and v != ("", "")}
 
 
-@pytest.mark.parametrize("template", sorted(f"{page}/{p.name}" for page, directory in (*PAGES.items(), ("pages", SHARED))
-                                            for p in (directory / "templates").glob("*.html")))
+TEMPLATES = sorted(f"{page}/{p.name}" for page, directory in (*PAGES.items(), ("pages", SHARED))
+                   for p in (directory / "templates").glob("*.html"))
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
 def test_templates_show_no_text_outside_the_catalogues(template):
     page, name = template.split("/")
     source = ((PAGES.get(page) or SHARED) / "templates" / name).read_text(encoding="utf-8")

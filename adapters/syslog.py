@@ -7,9 +7,9 @@ tokens, the client TLS context and the check that the receiver took a batch are 
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
-from select import select as wait_until_readable
 
 AUTHPRIV = 10  # syslog facility "security/authorization" (IHE ITI-20)
 
@@ -37,13 +37,21 @@ def client_ssl_context(ca_file: str | None, client_cert: str | None = None,
     return context
 
 
+def readable_within(connection: socket.socket, seconds: float) -> bool:
+    """Whether `connection` becomes readable (data, an alert, a close) within `seconds`. poll, not
+    select: select() cannot watch a descriptor numbered 1024 or more (ValueError), and a gateway that
+    holds many connections, or a long test session, hands this connection such a number."""
+    poller = select.poll()
+    poller.register(connection, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(max(0.0, seconds) * 1000))
+
+
 def confirm_taken(connection: ssl.SSLSocket, *, wait_seconds: float, timeout_seconds: float) -> None:
     """RFC 5425 has no acknowledgement and `sendall` returning only means the bytes are in our
     kernel. A receiver never writes back, so anything readable soon after is a refusal (a TLS
     alert, e.g. our client certificate refused after a TLS 1.3 handshake) or a close: raise
     ConnectionError then. A loss later than this window cannot be seen over syslog."""
-    readable, _, _ = wait_until_readable([connection], [], [], wait_seconds)
-    if not readable:
+    if not readable_within(connection, wait_seconds):
         return
     connection.settimeout(wait_seconds)
     try:
@@ -80,7 +88,7 @@ class SyslogConnection:
             raise
 
     def _connection(self) -> ssl.SSLSocket:
-        if self._socket is not None and wait_until_readable([self._socket], [], [], 0)[0]:
+        if self._socket is not None and readable_within(self._socket, 0):
             try:  # readable while idle: the receiver closed the connection (or sent a TLS 1.3 ticket)
                 confirm_taken(self._socket, wait_seconds=0.01, timeout_seconds=self._timeout)
             except ConnectionError:

@@ -81,6 +81,9 @@ class Runtime:
 
     def close(self) -> None:
         self.delivery.close()
+        # The connections threads kept beside the pool (the engine's dispose closes only the pool's).
+        self.services.exchange.documents.close()
+        self.services.auditor.close()
         self.engine.dispose()
 
 

@@ -49,6 +49,8 @@ class GroupCommit:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._kept = threading.local()  # SQLite: each writing thread's connection (see `write`)
+        self._every_kept: list = []  # the same connections, closed by `close` (each thread's is in its local)
+        self._kept_lock = threading.Lock()
 
     def submit(self, records: list[PreparedRecord]) -> None:
         """Enqueue and wait until committed (AuditUnavailable when it cannot be)."""
@@ -77,6 +79,8 @@ class GroupCommit:
         connection = getattr(self._kept, "connection", None)
         if connection is None:
             connection = self._kept.connection = self._engine.connect()
+            with self._kept_lock:
+                self._every_kept.append(connection)
         try:
             with connection.begin():
                 self._ledger.append_many(connection, records)
@@ -84,6 +88,15 @@ class GroupCommit:
             self._kept.connection = None
             connection.close()
             raise
+
+    def close(self) -> None:
+        """Close the connections the writing threads kept (with the runtime: a process that builds many,
+        the test suite, kept each one's database files open). A thread that writes again opens another."""
+        with self._kept_lock:
+            kept, self._every_kept = self._every_kept, []
+            self._kept = threading.local()
+        for connection in kept:
+            connection.close()
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():

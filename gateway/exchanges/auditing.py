@@ -79,6 +79,10 @@ class Auditor:
                            home_community_id=f"urn:oid:{self._community_oid}", type_code=entry.type_code.code,
                            title=entry.type_code.display or entry.type_code.code)
 
+    def close(self) -> None:
+        """The ledger's kept connections closed (see `GroupCommit.close`)."""
+        self._group_commit.close()
+
     def write(self, connection, records: Iterable[AuditRecord]) -> None:
         """Inside the caller's transaction: the records commit or roll back with the change. One record or
         a batch alike: every record prepared first, then one lock, one head read and one multi-row insert."""

@@ -91,6 +91,8 @@ class DatabaseDocumentStore:
         # (entry id, version) -> meta.lastUpdated, formatted once: a version's time never changes.
         self._written: dict[tuple[str, int], str | None] = {}
         self._version_reader = threading.local()  # per thread: its kept connection (`document_version`)
+        self._kept: list = []  # every connection kept so, closed by `close` (the pool does not know them)
+        self._kept_lock = threading.Lock()
         self.versions = MetadataVersions(engine=engine, keyring=keyring, current=self.get_entry,
                                          forget=self._forget)
 
@@ -180,6 +182,8 @@ class DatabaseDocumentStore:
                 pooled = self._engine.raw_connection()  # opened with the engine's pragmas
                 pooled.detach()
                 connection = self._version_reader.connection = pooled.dbapi_connection
+                with self._kept_lock:
+                    self._kept.append(connection)
             rows = connection.execute(_VERSION_SQL, (pid,)).fetchall()
             return rows[0][0] if rows else 0
         connection = self._engine.raw_connection()
@@ -191,6 +195,16 @@ class DatabaseDocumentStore:
         finally:
             connection.close()
         return row[0] if row else 0
+
+    def close(self) -> None:
+        """Close the connections threads kept for `document_version`: detached from the pool, the engine's
+        dispose does not reach them, and each held the database, its WAL and its shared memory open (a
+        process that builds many gateways, the test suite, ran out of low descriptor numbers)."""
+        with self._kept_lock:
+            kept, self._kept = self._kept, []
+            self._version_reader = threading.local()
+        for connection in kept:
+            connection.close()
 
     # -- retrieve -----------------------------------------------------------------------------
     def named_entry(self, *, entry_id: str | None = None, unique_id: str | None = None) -> DocumentEntry | None:

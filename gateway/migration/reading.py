@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import zlib
 import multiprocessing
 import queue as queue_module
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path

@@ -89,26 +89,33 @@ def cx_identifier(value: str | None) -> Identifier | None:
 
 
 def patient_key(obj: ebrim.RegistryObject) -> str | None:
-    """The local patient `obj` names, as `_patient_identifier` picks it (the first CX), in one string
-    without mapping anything; None when it names none that reads (its mapping will say why)."""
-    for value in (obj.slot("sourcePatientId"), obj.external_ids.get(ebrim.DOCUMENT_PATIENT_ID)):
-        identifier = cx_identifier(value)
-        if identifier is not None:
-            return f"{identifier.system}|{identifier.value}"
-    return None
+    """The local patient `obj` names, as `_patient_identifier` picks it, in one string without mapping
+    anything; None when it names none that reads (its mapping will say why)."""
+    named = _first_cx(obj)
+    return f"{named[1].system}|{named[1].value}" if named is not None else None
 
 
-def _patient_identifier(obj: ebrim.RegistryObject) -> Identifier:
-    """`sourcePatientId`, else `patientId`: the first that is a CX; its id must be a local patient id."""
+def _first_cx(obj: ebrim.RegistryObject) -> tuple[str, Identifier] | None:
+    """`sourcePatientId`, else `patientId`: the first that is a CX, with the field it came from. One rule
+    for the mapping and for the share a migration writer takes (`patient_key`)."""
     for field, value in (("sourcePatientId", obj.slot("sourcePatientId")),
                          ("XDSDocumentEntry.patientId", obj.external_ids.get(ebrim.DOCUMENT_PATIENT_ID))):
         identifier = cx_identifier(value)
         if identifier is not None:
-            problem = LOCAL_PATIENT_ID.problem(identifier.value)
-            if problem:
-                raise Refused(f"{field}: {problem}")
-            return identifier
-    raise Refused("neither sourcePatientId nor patientId is a CX id^^^&OID&ISO")
+            return field, identifier
+    return None
+
+
+def _patient_identifier(obj: ebrim.RegistryObject) -> Identifier:
+    """The first CX (`_first_cx`); its id must be a local patient id."""
+    named = _first_cx(obj)
+    if named is None:
+        raise Refused("neither sourcePatientId nor patientId is a CX id^^^&OID&ISO")
+    field, identifier = named
+    problem = LOCAL_PATIENT_ID.problem(identifier.value)
+    if problem:
+        raise Refused(f"{field}: {problem}")
+    return identifier
 
 
 def _read(kind: IdentifierKind, value: str, field: str) -> str:

@@ -118,10 +118,7 @@ class MigrationJob:
         """`earlier_targets`: a writer of several is given the targets stored before the run started (read
         once by the parent): read here, they could include what another writer of this run has just
         stored, which this writer would then take for an earlier run's, whatever its place in the run."""
-        names = [s.name for s in sources]
-        if len(set(names)) != len(names):
-            raise ValueError("two sources have the same name: the journal tells media apart by name")
-        done = self.journal.rows_for(names)
+        done = self.journal.rows_for(source_names(sources))
         self._targets = dict(earlier_targets) if earlier_targets is not None else self.journal.stored_targets()
         with collector_held_back(), self._writing():
             for prepared in prepared_documents(sources, self.tables, self.workers, self.share):
@@ -383,6 +380,14 @@ class MigrationJob:
         for p, row in zip(pending, rows, strict=True):
             self.counts.add(row, p.size)
         self.on_progress(self.counts)
+
+
+def source_names(sources: list[Path]) -> list[str]:
+    """The media's names, as the journal keys them; ValueError when two sources share one."""
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise ValueError("two sources have the same name: the journal tells media apart by name")
+    return names
 
 
 def _summed(one: dict, other: dict) -> dict:

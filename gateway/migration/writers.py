@@ -27,7 +27,7 @@ from pathlib import Path
 from adapters.infomed.xdm.codes import CodeTables
 from consent.principal import Principal
 from gateway.exchanges.failures import is_dependency_failure
-from gateway.migration.job import Counts, MigrationJob
+from gateway.migration.job import Counts, MigrationJob, source_names
 from gateway.migration.reading import Prepared, Share, described, stop_processes
 
 log = logging.getLogger("epr.migration")
@@ -88,9 +88,7 @@ def run_in_writers(job: MigrationJob, sources: list[Path], *, writers: int, part
     """`job`'s run made by `writers` processes (spawned: no copy of this process's connections or keys);
     `job.counts` ends as the whole run's, `job.on_progress` sees the sum as it goes. Raises WriterFailed
     when one stops; the others are stopped then (a resumed run takes up every share)."""
-    names = [s.name for s in sources]
-    if len(set(names)) != len(names):
-        raise ValueError("two sources have the same name: the journal tells media apart by name")
+    source_names(sources)  # refused here, before any writer starts
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
     earlier_targets = job.journal.stored_targets()  # once, before any writer stores anything

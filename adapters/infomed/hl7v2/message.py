@@ -7,6 +7,7 @@ stays the reference parser (`structures.py`), used to check that what we read is
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from adapters.infomed.hl7v2.errors import (
@@ -173,18 +174,21 @@ class Message:
         d = self.delimiters
         if d.escape not in value:  # the usual value: nothing to decode
             return value
-        charset = self.charset or "utf-8"
-        # Escaped bytes are read as raw ones are (normalise.decode): without MSH-18, windows-1252 when
-        # they are not UTF-8.
-        fallback = WINDOWS_1252 if charset == "utf-8" and not self.msh.raw(18).strip() else None
         try:
             return unescape(value, field=d.field, component=d.component, repetition=d.repetition, escape=d.escape,
-                            subcomponent=d.subcomponent, charset=charset, fallback=fallback)
+                            subcomponent=d.subcomponent, charset=self.charset or "utf-8",
+                            fallback=self._escape_fallback)
         except UndecodableEscape as undecodable:
             segment, field = where or (None, None)
-            raise SenderMustFix(f"{undecodable} ({segment}-{field}): send the text in the character set MSH-18 "
-                                "names" if segment else f"{undecodable}: send the text in the character set "
-                                "MSH-18 names", code=DATA_TYPE_ERROR, segment=segment, field=field) from None
+            at = f" ({segment}-{field})" if segment else ""
+            raise SenderMustFix(f"{undecodable}{at}: send the text in the character set MSH-18 names",
+                                code=DATA_TYPE_ERROR, segment=segment, field=field) from None
+
+    @functools.cached_property
+    def _escape_fallback(self) -> str | None:
+        """Escaped bytes are read as raw ones are (normalise.decode): without MSH-18, windows-1252 when
+        they are not UTF-8. Once per message (a text document's every line may carry escapes)."""
+        return WINDOWS_1252 if (self.charset or "utf-8") == "utf-8" and not self.msh.raw(18).strip() else None
 
     # -- the header ------------------------------------------------------------------------------
     @property

@@ -53,10 +53,18 @@ def _policy_context(policy_set_id: str, pid: str) -> str:
     return f"consent-policy|{policy_set_id}|{pid}"
 
 
+# Policies opened, by what was stored: the same sealed bytes under the same context always open to the
+# same policy, so a batch that reads its patients' policies fresh (the migration, the bridge: every
+# batch) decrypts only those that changed. Changed ones are new bytes (a fresh data key and nonce),
+# never served from here; the rows are still read from the store every time.
+OPENED_POLICIES_KEPT = 10_000  # a few per patient: the patients of many batches
+
+
 class DatabasePolicyStore:
     def __init__(self, *, engine: Engine, keyring: Keyring):
         self._engine = engine
         self._keyring = keyring
+        self._opened: dict[tuple[str, str, bytes, bytes], Policy] = {}
 
     def policies_for(self, pid: str) -> list[Policy]:
         with self._engine.connect() as connection:
@@ -155,10 +163,17 @@ class DatabasePolicyStore:
         return True
 
     def _open(self, policy_set_id: str, pid: str, row) -> Policy:
-        data = json.loads(self._keyring.open(Sealed(row.sealed_key, row.sealed), _policy_context(policy_set_id, pid)))
-        for key in ("start", "end"):
-            data[key] = date.fromisoformat(data[key]) if data[key] else None
-        return Policy(**data)
+        stored = (policy_set_id, pid, bytes(row.sealed_key), bytes(row.sealed))
+        policy = self._opened.get(stored)
+        if policy is None:
+            data = json.loads(self._keyring.open(Sealed(row.sealed_key, row.sealed), _policy_context(policy_set_id, pid)))
+            for key in ("start", "end"):
+                data[key] = date.fromisoformat(data[key]) if data[key] else None
+            policy = Policy(**data)
+            if len(self._opened) >= OPENED_POLICIES_KEPT:
+                self._opened.clear()
+            self._opened[stored] = policy
+        return policy
 
 
 def _policy_json(policy: Policy) -> dict[str, Any]:

@@ -176,7 +176,8 @@ class DocumentProvider:
                     if pid is None:
                         raise UnknownPatient(f"EPR-SPID {submission.spid} is not registered in this community",
                                              location="List.subject.identifier")
-                    stored = self.rules.authorise(principal, submission, pid, earlier_in_batch=frozenset(earlier))
+                    # `earlier` itself, read during the call (a copy per submission grew with the batch: quadratic)
+                    stored = self.rules.authorise(principal, submission, pid, earlier_in_batch=earlier)
                     authorised.append((index, stored, pid))
                     earlier.update((pid, document.entry.unique_id) for document in stored.documents)
                 except (RecordError, AccessRefused) as error:

@@ -14,6 +14,7 @@ same rule decides whether a resubmitted uniqueId may be answered with the stored
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import replace
 
 from adapters.cara.errors import unknown_relation_target
@@ -33,7 +34,7 @@ class UploadRules:
         self._access = access
 
     def authorise(self, principal: Principal, submission: Submission, pid: str, *,
-                  earlier_in_batch: frozenset[tuple[str, str]] = frozenset()) -> Submission:
+                  earlier_in_batch: AbstractSet[tuple[str, str]] = frozenset()) -> Submission:
         """The submission as it will be stored: provenance from the principal (`provenance`), each
         document raised to the record's provide level (never lowered), then the write decided at the
         level it will be stored with, then every document it names (`authorise_relations`). Any
@@ -55,7 +56,7 @@ class UploadRules:
         return submission
 
     def authorise_relations(self, principal: Principal, submission: Submission, pid: str, *,
-                            earlier_in_batch: frozenset[tuple[str, str]] = frozenset()) -> None:
+                            earlier_in_batch: AbstractSet[tuple[str, str]] = frozenset()) -> None:
         """Every document a submission names must be nameable by `principal` (`require_nameable`). A
         target the same principal submits earlier in the same batch is its own submission, like a
         stored one it submitted (the store still checks that it is accepted before this one)."""

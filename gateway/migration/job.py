@@ -28,7 +28,7 @@ from adapters.cara.errors import Conflict, RecordError, UnknownPatient, UnknownR
 from adapters.cara.model import Submission
 from adapters.infomed.xdm import ebrim
 from adapters.infomed.xdm.codes import CodeTables
-from adapters.infomed.xdm.mapping import with_relations
+from adapters.infomed.xdm.mapping import MappedDocument, with_relations
 from consent.principal import Principal
 from gateway.auth.errors import AccessRefused
 from gateway.exchanges.documents import DocumentExchange
@@ -248,6 +248,10 @@ class MigrationJob:
         mapped = prepared.mapped
         if mapped is None:
             return prepared
+        if not mapped.relation_targets and prepared.row.replaces is None and not mapped.document.relations:
+            # Most documents name none: kept as they are (each copy of these dataclasses costs the writer).
+            self._remember_target(mapped, prepared.position)
+            return prepared
         resolved, replaces = [], None
         for code, target_uuid in mapped.relation_targets:
             target = self._targets.get(target_uuid)
@@ -263,11 +267,14 @@ class MigrationJob:
             resolved.append((code, target))
             replaces = target if code == "replaces" else replaces
         document = with_relations(mapped, resolved)
-        self._targets[mapped.entry_uuid] = mapped.unique_id  # later documents may name it
-        if prepared.position is not None:
-            self._positions[mapped.entry_uuid] = prepared.position
+        self._remember_target(mapped, prepared.position)
         return replace(prepared, mapped=replace(mapped, document=document),
                        row=replace(prepared.row, replaces=replaces))
+
+    def _remember_target(self, mapped: MappedDocument, position: tuple[int, int] | None) -> None:
+        self._targets[mapped.entry_uuid] = mapped.unique_id  # later documents may name it
+        if position is not None:
+            self._positions[mapped.entry_uuid] = position
 
     def _add(self, prepared: Prepared) -> None:
         self._pending.append(prepared)

@@ -62,8 +62,15 @@ def for_driver(sql: str, dialect: str) -> str:
 
 
 def driver_datetime(value: datetime, dialect: str) -> datetime | str:
-    """SQLAlchemy's SQLite DateTime is text in exactly this form (text comparison = time order)."""
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect == "sqlite" else value
+    """SQLAlchemy's SQLite DateTime is text in exactly this form, the year in four digits (text
+    comparison = time order); a zone, if any, is dropped as SQLAlchemy drops it. isoformat, not
+    strftime: a third of the cost on the hot writes, and strftime's %Y leaves years before 1000
+    unpadded, which SQLAlchemy does not."""
+    if dialect != "sqlite":
+        return value
+    if value.tzinfo is not None:
+        value = value.replace(tzinfo=None)
+    return value.isoformat(" ", "microseconds")
 
 
 # Batched writes (a batch provide, the HL7 v2 answers) send each table's rows as multi-row INSERTs

@@ -37,5 +37,5 @@ def with_provenance(principal: Principal, document: NewDocument) -> NewDocument:
             f"originalProviderRole {sent.code} is not the role of the authenticated user: "
             f"{provider_role_rule(principal.role)}", location=f"{where}.extension('{EXT_AUTHOR_ROLE}').valueCoding")
     role = Code(ROLE_SYSTEM, principal.role, sent.display if sent is not None else None)
-    return replace(document, entry=replace(document.entry, original_provider_role=role,
-                                           submitter=submitter_of(principal)))
+    return replace(document, entry=document.entry.copy_with(original_provider_role=role,
+                                                            submitter=submitter_of(principal)))

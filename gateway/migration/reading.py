@@ -8,6 +8,14 @@ in chunks, through its own bounded queue, so the writer gets them in the stable 
 (media as given, subsets sorted, documents in metadata order) and memory stays bounded (at most
 `QUEUED_CHUNKS` chunks of `CHUNK_DOCUMENTS` documents / `CHUNK_BYTES` per reader in flight).
 
+How a chunk travels: pickled by the reader into an anonymous memory file (`memfd_create`) whose
+descriptor goes to the writer over a socket, while the queue carries the chunk's place (one item per
+chunk, in order: the queue still orders and bounds what is in flight). The writer maps the file and
+unpickles from it. Through the queue's pipe, the writer read megabytes in 64 KiB pieces and copied them
+three times: about a fifth of its interpreter time, and the writer is the migration's bottleneck
+(bench/README.md). The file has no name, so nothing of a document outlives the processes, whatever ends
+them. Small chunks, and any system without memory files, use the queue itself.
+
 Readers never touch the record: what they produce is the record's model with the patient still
 named by its local id. Patient resolution, relation targets and everything stored happen in the
 writer, through the use-case layer.
@@ -17,11 +25,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import mmap
 import multiprocessing
+import os
+import pickle
 import queue as queue_module
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from multiprocessing import reduction
 from pathlib import Path
 
 from adapters.cara.document_content import content_problem
@@ -37,7 +49,9 @@ CHUNK_DOCUMENTS = 64
 CHUNK_BYTES = 8 * 1024 * 1024
 QUEUED_CHUNKS = 4
 WRITER_CHECK_SECONDS = 1.0  # how often a reader waiting on a full queue checks that its writer still runs
+SHARED_CHUNK_BYTES = 256 * 1024  # chunks of fewer document bytes go through the queue itself
 _END = "end"
+_SHARED = "in a memory file"  # the queue's item for a chunk whose pickle waits on the reader's socket
 log = logging.getLogger("epr.migration")
 _FAILED = "failed"
 
@@ -256,11 +270,13 @@ class _WriterGone(Exception):
     """The process that started this reader is gone: nothing will ever take from its queue."""
 
 
-def _reader(paths: list[tuple[int, str]], tables: CodeTables, out) -> None:
-    """A reader process: its media in order, each as chunks then an end mark, on its own queue."""
+def _reader(paths: list[tuple[int, str]], tables: CodeTables, out, handles, shared_from: int) -> None:
+    """A reader process: its media in order, each as chunks then an end mark, on its own queue (a
+    chunk of at least `shared_from` document bytes in a memory file sent over `handles`, see the
+    module's docstring)."""
     try:
         with collector_held_back():
-            _read_into(paths, tables, out)
+            _read_into(paths, tables, out, handles, shared_from)
     except _WriterGone:
         out.cancel_join_thread()  # what is still buffered for the pipe will never be read: do not wait on it
         return
@@ -283,7 +299,7 @@ def _put(out, item) -> None:
                 raise _WriterGone from None
 
 
-def _read_into(paths: list[tuple[int, str]], tables: CodeTables, out) -> None:
+def _read_into(paths: list[tuple[int, str]], tables: CodeTables, out, handles, shared_from: int) -> None:
     for index, path in paths:
         chunk: list[Prepared] = []
         size = 0
@@ -291,22 +307,69 @@ def _read_into(paths: list[tuple[int, str]], tables: CodeTables, out) -> None:
             chunk.append(prepared)
             size += prepared.size
             if len(chunk) >= CHUNK_DOCUMENTS or size >= CHUNK_BYTES:
-                _put(out, (index, chunk))
+                _send_chunk(out, handles, index, chunk, in_memory_file=size >= shared_from)
                 chunk, size = [], 0
         if chunk:
-            _put(out, (index, chunk))
+            _send_chunk(out, handles, index, chunk, in_memory_file=size >= shared_from)
         _put(out, (index, _END))
+
+
+def _send_chunk(out, handles, index: int, chunk: list[Prepared], *, in_memory_file: bool) -> None:
+    """The descriptor first, then its place on the queue: when the writer takes the place, the
+    descriptor is already waiting on the socket (held by the kernel, even if this reader has ended)."""
+    memory_file = _memory_file(pickle.dumps(chunk, pickle.HIGHEST_PROTOCOL)) if in_memory_file else None
+    if memory_file is None:
+        _put(out, (index, chunk))
+        return
+    try:
+        reduction.send_handle(handles, memory_file, 0)  # (the process id matters on Windows only)
+    except (BrokenPipeError, ConnectionResetError):
+        raise _WriterGone from None
+    finally:
+        os.close(memory_file)
+    _put(out, (index, _SHARED))
+
+
+def _memory_file(payload: bytes) -> int | None:
+    """An anonymous memory file holding `payload`, or None where there is none to be had (not Linux,
+    no memory left for it): the queue then carries the chunk."""
+    try:
+        memory_file = os.memfd_create("epr-migration-chunk", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        return None
+    try:
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(memory_file, view):]
+    except OSError:
+        os.close(memory_file)
+        return None
+    return memory_file
+
+
+def _received_chunk(handles, reader: str) -> list[Prepared]:
+    """The chunk whose place the writer just took from `reader`'s queue, unpickled from its memory file."""
+    if not handles.poll(WRITER_CHECK_SECONDS * 30):  # sent before its place: only a broken reader is late
+        raise ReaderFailed(f"{reader} announced a chunk it did not send")
+    memory_file = reduction.recv_handle(handles)
+    try:
+        with mmap.mmap(memory_file, os.fstat(memory_file).st_size, prot=mmap.PROT_READ) as mapped:
+            return pickle.loads(mapped)
+    finally:
+        os.close(memory_file)
 
 
 class ReaderFailed(Exception):
     """A reader process stopped on an unexpected error (a bug: media problems are outcomes)."""
 
 
-def prepared_documents(sources: list[Path], tables: CodeTables, workers: int,
-                       share: Share | None = None) -> Iterator[Prepared]:
+def prepared_documents(sources: list[Path], tables: CodeTables, workers: int, share: Share | None = None, *,
+                       shared_from: int = SHARED_CHUNK_BYTES) -> Iterator[Prepared]:
     """Every document of `sources` (of `share`, when given) read and mapped, in the run's order.
     `workers` reader processes (spawned: no copy of the writer's connections or keys); 0 reads in this
-    process (as each of several writer processes does: its share is read where it is written)."""
+    process (as each of several writer processes does: its share is read where it is written).
+    `shared_from`: the document bytes from which a chunk travels in a memory file (tests pass 0 and
+    more than any chunk holds to take one way or the other)."""
     if share is not None or workers <= 0 or not sources:
         for index, path in enumerate(sources):
             yield from read_media(path, tables, index=index, share=share)
@@ -314,12 +377,15 @@ def prepared_documents(sources: list[Path], tables: CodeTables, workers: int,
     workers = min(workers, len(sources))
     context = multiprocessing.get_context("spawn")
     queues = [context.Queue(QUEUED_CHUNKS) for _ in range(workers)]
+    sockets = [context.Pipe(duplex=True) for _ in range(workers)]  # (writer's end, reader's end): descriptors
     assigned = [[(i, str(p)) for i, p in enumerate(sources) if i % workers == w] for w in range(workers)]
-    processes = [context.Process(target=_reader, args=(assigned[w], tables, queues[w]), daemon=True,
-                                 name=f"xdm-reader-{w}") for w in range(workers)]
+    processes = [context.Process(target=_reader, args=(assigned[w], tables, queues[w], sockets[w][1], shared_from),
+                                 daemon=True, name=f"xdm-reader-{w}") for w in range(workers)]
     for process in processes:
         process.start()
     try:
+        for _, readers_end in sockets:
+            readers_end.close()  # the reader has its own copy now
         for index in range(len(sources)):
             reader = index % workers
             while True:
@@ -328,9 +394,14 @@ def prepared_documents(sources: list[Path], tables: CodeTables, workers: int,
                     raise ReaderFailed(f"reader {reader} failed: {chunk[1]}")
                 if chunk == _END:
                     break
+                if chunk == _SHARED:
+                    chunk = _received_chunk(sockets[reader][0], processes[reader].name)
                 yield from chunk
     finally:
         stop_processes(processes, queues, wait=5)
+        for writers_end, readers_end in sockets:  # descriptors still in flight are let go of with them
+            writers_end.close()
+            readers_end.close()
 
 
 def stop_processes(processes, queues, *, wait: float) -> None:

@@ -70,7 +70,7 @@ class SealedAhead(NamedTuple):
 
 def stored_entry(document: NewDocument, patient_pid: str, submission_set_id: str, relations: list) -> DocumentEntry:
     """The entry as a provide seals and stores it."""
-    return replace(document.entry, patient_pid=patient_pid, relations=relations, submission_set_id=submission_set_id)
+    return document.entry.copy_with(patient_pid=patient_pid, relations=relations, submission_set_id=submission_set_id)
 
 
 # Whether a submitter may be answered with the copy a uniqueId already has (its stored entry, the

@@ -231,7 +231,7 @@ class DatabaseDocumentStore:
             return None
         entry_id, unique_id, status, sealed_key, sealed, version, patient_pid = row
         entry = self._open(SealedEntry(entry_id, unique_id, status, _bytes(sealed_key), _bytes(sealed), version))
-        return entry if entry.patient_pid == patient_pid else replace(entry, patient_pid=patient_pid)
+        return entry if entry.patient_pid == patient_pid else entry.copy_with(patient_pid=patient_pid)
 
     def read_content(self, entry: DocumentEntry) -> bytes:
         """The document's bytes, decrypted and checked against the hash recorded at provide time;
@@ -331,7 +331,7 @@ class DatabaseDocumentStore:
     @staticmethod
     def _with_status(entry: DocumentEntry, status: str | None) -> DocumentEntry:
         """The status lives in a clear column (it changes); the sealed metadata keeps the first one."""
-        return replace(entry, status=status) if status and status != entry.status else entry
+        return entry.copy_with(status=status) if status and status != entry.status else entry
 
 
 def _stored_time(value: datetime | str) -> datetime:

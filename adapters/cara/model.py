@@ -129,7 +129,7 @@ class DocumentEntry:
         unknown = changes.keys() - _ENTRY_FIELDS
         if unknown:
             raise TypeError(f"DocumentEntry has no field {', '.join(sorted(unknown))}")
-        copy = object.__new__(DocumentEntry)
+        copy = object.__new__(type(self))
         copy.__dict__.update(self.__dict__)
         copy.__dict__.update(changes)
         return copy

@@ -27,6 +27,7 @@ from concurrent.futures import Future
 from sqlalchemy import Engine
 
 from adapters.cara.errors import StoreUnavailable
+from adapters.cara.store.database import ConnectionPerThread
 from audit.ledger import DatabaseAuditLedger, PreparedRecord
 
 log = logging.getLogger("epr.gateway.audit")
@@ -48,9 +49,7 @@ class GroupCommit:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        self._kept = threading.local()  # SQLite: each writing thread's connection (see `write`)
-        self._every_kept: list = []  # the same connections, closed by `close` (each thread's is in its local)
-        self._kept_lock = threading.Lock()
+        self._kept = ConnectionPerThread(lambda: self._engine.connect())  # SQLite: each writing thread's (`write`)
 
     def submit(self, records: list[PreparedRecord]) -> None:
         """Enqueue and wait until committed (AuditUnavailable when it cannot be)."""
@@ -76,27 +75,18 @@ class GroupCommit:
         # SQLite: on a connection the calling thread keeps (the event loop, or the writer thread: two at
         # most), since a pool check-out and return cost more than a small batch's insert. Between
         # batches it holds no transaction. One that failed is closed, not used again.
-        connection = getattr(self._kept, "connection", None)
-        if connection is None:
-            connection = self._kept.connection = self._engine.connect()
-            with self._kept_lock:
-                self._every_kept.append(connection)
+        connection = self._kept.get()
         try:
             with connection.begin():
                 self._ledger.append_many(connection, records)
         except Exception:
-            self._kept.connection = None
-            connection.close()
+            self._kept.discard(connection)
             raise
 
     def close(self) -> None:
         """Close the connections the writing threads kept (with the runtime: a process that builds many,
         the test suite, kept each one's database files open). A thread that writes again opens another."""
-        with self._kept_lock:
-            kept, self._every_kept = self._every_kept, []
-            self._kept = threading.local()
-        for connection in kept:
-            connection.close()
+        self._kept.close()
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():

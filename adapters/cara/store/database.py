@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -16,6 +18,43 @@ from sqlalchemy.pool import QueuePool
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_CACHE_KIB = 32 * 1024  # per connection, at most (see _sqlite_pragmas)
+
+
+class ConnectionPerThread:
+    """A connection each calling thread keeps beside the pool, opened by `open_connection` on its first
+    use (a check-out and return cost more than the small statement run on it). Every one is remembered,
+    so that `close` reaches them all: the engine's dispose does not (they are not the pool's), and each
+    holds the database, its WAL and its shared memory open. A thread that uses it after `close` opens
+    another."""
+
+    def __init__(self, open_connection: Callable[[], Any]):
+        self._open = open_connection
+        self._local = threading.local()
+        self._every: list = []
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = self._open()
+            with self._lock:
+                self._every.append(connection)
+        return connection
+
+    def discard(self, connection) -> None:
+        """This thread's connection closed and forgotten (one that failed is not used again)."""
+        self._local.connection = None
+        with self._lock:
+            if connection in self._every:
+                self._every.remove(connection)
+        connection.close()
+
+    def close(self) -> None:
+        with self._lock:
+            kept, self._every = self._every, []
+            self._local = threading.local()
+        for connection in kept:
+            connection.close()
 
 
 # Told how long each check-out from a pool waited (the composition root adds the metrics' recorder).

@@ -10,7 +10,6 @@ searches on is indexed in the clear in `document_entry`/`document_token`, author
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -24,7 +23,7 @@ from adapters.cara.errors import ContentForwarded, IntegrityFailure, RecordError
 from adapters.cara.mhd_search import DocumentQuery
 from adapters.cara.model import DocumentEntry, NewDocument, Submission, SubmissionSet
 from adapters.cara.store import document_batches, search_sql
-from adapters.cara.store.database import for_driver, in_chunks
+from adapters.cara.store.database import ConnectionPerThread, for_driver, in_chunks
 from adapters.cara.store.document_batches import BatchItem, MayReuse, SealedAhead, stored_entry
 from adapters.cara.store.metadata_versions import MetadataVersions
 from adapters.cara.store.outbox_schema import document_forwarded
@@ -90,9 +89,7 @@ class DatabaseDocumentStore:
         self._opened: dict[str, DocumentEntry] = {}
         # (entry id, version) -> meta.lastUpdated, formatted once: a version's time never changes.
         self._written: dict[tuple[str, int], str | None] = {}
-        self._version_reader = threading.local()  # per thread: its kept connection (`document_version`)
-        self._kept: list = []  # every connection kept so, closed by `close` (the pool does not know them)
-        self._kept_lock = threading.Lock()
+        self._version_reader = ConnectionPerThread(self._detached_connection)  # SQLite (`document_version`)
         self.versions = MetadataVersions(engine=engine, keyring=keyring, current=self.get_entry,
                                          forget=self._forget)
 
@@ -177,14 +174,7 @@ class DatabaseDocumentStore:
             # run on the event loop, so that is usually one): a check-out and return cost ~3x the read.
             # A SELECT opens no transaction in sqlite3 and `fetchall` runs the statement to its end, so
             # the kept connection holds no snapshot between reads and sees every commit of any process.
-            connection = getattr(self._version_reader, "connection", None)
-            if connection is None:
-                pooled = self._engine.raw_connection()  # opened with the engine's pragmas
-                pooled.detach()
-                connection = self._version_reader.connection = pooled.dbapi_connection
-                with self._kept_lock:
-                    self._kept.append(connection)
-            rows = connection.execute(_VERSION_SQL, (pid,)).fetchall()
+            rows = self._version_reader.get().execute(_VERSION_SQL, (pid,)).fetchall()
             return rows[0][0] if rows else 0
         connection = self._engine.raw_connection()
         try:
@@ -196,15 +186,15 @@ class DatabaseDocumentStore:
             connection.close()
         return row[0] if row else 0
 
+    def _detached_connection(self):
+        pooled = self._engine.raw_connection()  # opened with the engine's pragmas
+        pooled.detach()
+        return pooled.dbapi_connection
+
     def close(self) -> None:
-        """Close the connections threads kept for `document_version`: detached from the pool, the engine's
-        dispose does not reach them, and each held the database, its WAL and its shared memory open (a
-        process that builds many gateways, the test suite, ran out of low descriptor numbers)."""
-        with self._kept_lock:
-            kept, self._kept = self._kept, []
-            self._version_reader = threading.local()
-        for connection in kept:
-            connection.close()
+        """Close the connections threads kept for `document_version` (a process that builds many gateways,
+        the test suite, ran out of low descriptor numbers)."""
+        self._version_reader.close()
 
     # -- retrieve -----------------------------------------------------------------------------
     def named_entry(self, *, entry_id: str | None = None, unique_id: str | None = None) -> DocumentEntry | None:

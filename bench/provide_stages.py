@@ -21,6 +21,7 @@ import collections
 import functools
 import importlib
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -167,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         total = (time.thread_time_ns() - started) / args.documents / 1e6
     finally:
         client.__exit__(None, None, None)
+        shutil.rmtree(work, ignore_errors=True)
     print(f"{args.documents} one-document provides in process, one after the other: "
           f"{total:.3f} ms of thread CPU each\n")
     print(f"{'stage':58} {'ms/provide':>10} {'share':>6}")

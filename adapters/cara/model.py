@@ -134,6 +134,11 @@ class DocumentEntry:
         copy.__dict__.update(changes)
         return copy
 
+    def filed_under(self, patient_pid: str) -> DocumentEntry:
+        """The entry with its row's patient: the row's column is what the store reads an entry under
+        (a sealed entry keeps the patient it was sealed with). Itself when they agree."""
+        return self if self.patient_pid == patient_pid else self.copy_with(patient_pid=patient_pid)
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -179,7 +179,7 @@ class _BatchProvide:
                     stored = self.open_entry(SealedEntry(row.id, row.unique_id, row.status, row.sealed_key,
                                                          row.sealed, row.version))
                     self.by_unique_id[row.unique_id] = _Known(row.id, row.patient_pid, stored.sha1, row.status,
-                                                              replace(stored, patient_pid=row.patient_pid))
+                                                              stored.filed_under(row.patient_pid))
                     self.by_entry_id[row.id] = row.unique_id
         for chunk in in_chunks(sorted(set_ids)):
             sql = f"SELECT unique_id FROM submission_set WHERE unique_id IN {in_list(len(chunk))}"

@@ -221,7 +221,7 @@ class DatabaseDocumentStore:
             return None
         entry_id, unique_id, status, sealed_key, sealed, version, patient_pid = row
         entry = self._open(SealedEntry(entry_id, unique_id, status, _bytes(sealed_key), _bytes(sealed), version))
-        return entry if entry.patient_pid == patient_pid else entry.copy_with(patient_pid=patient_pid)
+        return entry.filed_under(patient_pid)
 
     def read_content(self, entry: DocumentEntry) -> bytes:
         """The document's bytes, decrypted and checked against the hash recorded at provide time;
@@ -252,8 +252,7 @@ class DatabaseDocumentStore:
                 for row in connection.execute(select(*_SEALED_COLUMNS, document_entry.c.patient_pid)
                                               .where(document_entry.c.id.in_(chunk))):
                     entry = self._open(SealedEntry(*row[:6]))
-                    entries[row.id] = entry if entry.patient_pid == row.patient_pid else replace(
-                        entry, patient_pid=row.patient_pid)
+                    entries[row.id] = entry.filed_under(row.patient_pid)
                 bodies = {row.entry_id: Sealed(row.sealed_key, row.sealed) for row in connection.execute(
                     select(document_body.c.entry_id, document_body.c.sealed_key, document_body.c.sealed)
                     .where(document_body.c.entry_id.in_(chunk)))}

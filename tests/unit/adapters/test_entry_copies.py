@@ -54,3 +54,9 @@ def test_what_makes_the_copy_equal_to_replace_still_holds():
     assert not hasattr(DocumentEntry, "__post_init__")
     assert all(f.init for f in dataclasses.fields(DocumentEntry))
     assert not hasattr(DocumentEntry, "__slots__") and not DocumentEntry.__dataclass_params__.frozen
+
+
+def test_filed_under_its_rows_patient():
+    assert ENTRY.filed_under("pid-1") is ENTRY  # the row agrees: nothing copied
+    moved = ENTRY.filed_under("pid-2")
+    assert moved == dataclasses.replace(ENTRY, patient_pid="pid-2") and ENTRY.patient_pid == "pid-1"

@@ -158,6 +158,26 @@ def scenario(pool, *, name: str, base_url: str, paths: list[str], order: str, ar
 
 # -- phases run in the main process ---------------------------------------------------------------
 
+def _minted(settings, **claims) -> str:
+    """A token of the gateway's development issuer (a new jti each time)."""
+    from gateway.auth.dev_issuer import mint_token
+    from gateway.first_start import dev_issuer_url
+
+    return mint_token(data_dir=settings.data_dir, issuer_url=dev_issuer_url(settings), audience=settings.audience,
+                      **claims)
+
+
+def hcp_token(settings) -> str:
+    return _minted(settings, role="HCP", gln=HCP_GLN, name="Dr. Bench Favre")
+
+
+def bench_tokens(settings) -> dict[str, str]:
+    """The benchmark's three principals: the HCP who provides and reads, the patient who grants, the
+    policy administrator who onboards."""
+    return {"HCP": hcp_token(settings), "PAT": _minted(settings, role="PAT", spid=SPID, name="Anna Muster"),
+            "PADM": _minted(settings, role="PADM", user_id="bench-policy-admin", name="Bench admin")}
+
+
 def consent_bodies() -> tuple[list[bytes], bytes]:
     """PPQ-3 Consents: the onboarding set (201/202/203, posted by a policy administrator) and the
     patient's 301 grant of the normal level to the benchmark's HCP: a record in everyday use."""
@@ -344,13 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         gateway = start_gateway(args, work, processes)
         settings = gateway["settings"]
         base = f"https://127.0.0.1:{gateway['port']}"
-        from gateway.auth.dev_issuer import mint_token
-        from gateway.first_start import dev_issuer_url
-
-        issuer = dict(data_dir=settings.data_dir, issuer_url=dev_issuer_url(settings), audience=settings.audience)
-        token = mint_token(role="HCP", gln=HCP_GLN, name="Dr. Bench Favre", **issuer)
-        tokens = {"HCP": token, "PAT": mint_token(role="PAT", spid=SPID, name="Anna Muster", **issuer),
-                  "PADM": mint_token(role="PADM", user_id="bench-policy-admin", name="Bench admin", **issuer)}
+        tokens = bench_tokens(settings)
+        token = tokens["HCP"]
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}
         # ITI-68 asks for the document itself: Accept: application/fhir+json would get a FHIR Binary.
         read_headers = {"Authorization": f"Bearer {token}", "Accept": "application/pdf, */*"}
@@ -369,8 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         if read.status_code != 200 or not read.content.startswith(b"%PDF-") or len(read.content) < PDF_TARGET_BYTES:
             raise SystemExit(f"ITI-68 read answered {read.status_code} {read.content[:300]!r}")
         baseline = start_baseline(args, work, gateway, typical.content, processes)
-        verification = token_verification_cost(
-            settings, lambda: mint_token(role="HCP", gln=HCP_GLN, name="Dr. Bench Favre", **issuer))
+        verification = token_verification_cost(settings, lambda: hcp_token(settings))
 
         pool = multiprocessing.get_context("spawn").Pool(args.client_procs)
         common = dict(args=args, ca=gateway["ca"])

@@ -112,19 +112,15 @@ def build(work: Path):
     os.environ.update({"EPR_DATA_DIR": str(work / "data"), "EPR_AUDIENCE": BASE_URL, "EPR_DEMO_DATA": "false"})
     from starlette.testclient import TestClient
 
-    from gateway.auth.dev_issuer import mint_token
     from gateway.composition import create_app
-    from gateway.first_start import dev_issuer_url, prepare
+    from gateway.first_start import prepare
     from gateway.samples import patient_feed
     from gateway.settings import Settings
     from gateway.wiring import build_runtime
 
     settings = prepare(Settings()).settings
     runtime = build_runtime(settings)
-    issuer = dict(data_dir=settings.data_dir, issuer_url=dev_issuer_url(settings), audience=settings.audience)
-    tokens = {"HCP": mint_token(role="HCP", gln=bench_mhd.HCP_GLN, name="Dr. Bench Favre", **issuer),
-              "PAT": mint_token(role="PAT", spid=bench_mhd.SPID, name="Anna Muster", **issuer),
-              "PADM": mint_token(role="PADM", user_id="bench-policy-admin", name="Bench admin", **issuer)}
+    tokens = bench_mhd.bench_tokens(settings)
 
     def headers(role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {tokens[role]}", "Content-Type": "application/fhir+json"}
